@@ -1,0 +1,366 @@
+//! Kernel programs of the tracer: count drops, retransmits and softirq time into maps, nothing more.
+//! Offsets come from the loader (`CONFIG`); names, layers and meaning are decided in user space.
+#![no_std]
+#![no_main]
+
+use core::{
+    mem::MaybeUninit,
+    ptr::{addr_of, addr_of_mut, read_volatile, write_volatile},
+};
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::{map, tracepoint},
+    maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
+    programs::TracePointContext,
+};
+use tracer_common::{
+    counter, log2_bucket, DropKey, FlowKey, FlowStats, SoftirqStats, TracerConfig, ABSENT,
+    DROPS_MAX_ENTRIES, FAMILY_INET, FAMILY_INET6, RETRANS_FLOWS_MAX_ENTRIES, SOFTIRQ_VECTORS,
+};
+
+/// Offsets, overridden by the loader at load time (lives in `.rodata`, frozen after load).
+#[unsafe(no_mangle)]
+static CONFIG: TracerConfig = TracerConfig::absent();
+
+#[map(name = "DROPS")]
+static DROPS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(DROPS_MAX_ENTRIES, 0);
+
+#[map(name = "RETRANS_FLOWS")]
+static RETRANS_FLOWS: LruHashMap<FlowKey, FlowStats> =
+    LruHashMap::with_max_entries(RETRANS_FLOWS_MAX_ENTRIES, 0);
+
+#[map(name = "SOFTIRQ_START")]
+static SOFTIRQ_START: PerCpuArray<u64> = PerCpuArray::with_max_entries(SOFTIRQ_VECTORS, 0);
+
+#[map(name = "SOFTIRQ_STATS")]
+static SOFTIRQ_STATS: PerCpuArray<SoftirqStats> = PerCpuArray::with_max_entries(SOFTIRQ_VECTORS, 0);
+
+#[map(name = "PROBE_COUNTERS")]
+static PROBE_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Reads one configuration field; the volatile read keeps the compiler from folding the default.
+macro_rules! cfg {
+    ($field:ident) => {
+        unsafe { read_volatile(addr_of!(CONFIG.$field)) }
+    };
+}
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(slot) = PROBE_COUNTERS.get_ptr_mut(index) {
+        // Per-CPU slot: no other CPU writes it.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+fn read_field<T>(ctx: &TracePointContext, offset: u32) -> Option<T> {
+    if offset == ABSENT {
+        return None;
+    }
+    unsafe { ctx.read_at::<T>(offset as usize) }.ok()
+}
+
+/// Reads a kernel pointer field at `base + offset`; None for a null base, an absent offset or a
+/// failed read.
+#[inline(always)]
+fn read_kernel_u64(base: u64, offset: u32) -> Option<u64> {
+    if base == 0 || offset == ABSENT {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const u64) }.ok()
+}
+
+/// Inode of the network namespace behind a `struct net *`.
+#[inline(always)]
+fn net_inum(net: u64) -> Option<u32> {
+    let inum_off = cfg!(net_inum);
+    if net == 0 || inum_off == ABSENT {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel((net + inum_off as u64) as *const u32) }.ok()
+}
+
+/// Namespace of a socket (`sk->__sk_common.skc_net.net->ns.inum`).
+#[inline(always)]
+fn sock_netns(sk: u64) -> Option<u32> {
+    net_inum(read_kernel_u64(sk, cfg!(sk_net))?)
+}
+
+/// Namespace of an skb: its device's namespace, else its socket's, else the receiving socket's.
+#[inline(always)]
+fn skb_netns(skb: u64, rx_sk: u64) -> Option<u32> {
+    if let Some(dev) = read_kernel_u64(skb, cfg!(skb_dev)) {
+        if dev != 0 {
+            if let Some(ns) = read_kernel_u64(dev, cfg!(dev_net)).and_then(net_inum) {
+                return Some(ns);
+            }
+        }
+    }
+    if let Some(sk) = read_kernel_u64(skb, cfg!(skb_sk)) {
+        if let Some(ns) = sock_netns(sk) {
+            return Some(ns);
+        }
+    }
+    sock_netns(rx_sk)
+}
+
+#[tracepoint]
+pub fn kfree_skb(ctx: TracePointContext) -> u32 {
+    bump(counter::KFREE_SKB_EVENTS);
+    let (Some(skb), Some(location)) = (
+        read_field::<u64>(&ctx, cfg!(kfree_skbaddr)),
+        read_field::<u64>(&ctx, cfg!(kfree_location)),
+    ) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    let reason = read_field::<u32>(&ctx, cfg!(kfree_reason)).unwrap_or(ABSENT);
+    let rx_sk = read_field::<u64>(&ctx, cfg!(kfree_rx_sk)).unwrap_or(0);
+    let netns = skb_netns(skb, rx_sk).unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    });
+    let key = DropKey {
+        reason,
+        netns,
+        location,
+    };
+    if let Some(count) = DROPS.get_ptr_mut(key) {
+        // Per-CPU value: no other CPU writes it.
+        unsafe { *count += 1 };
+    } else if DROPS.insert(key, 1, BPF_NOEXIST as u64).is_err() {
+        // Another CPU may have created the key in between (the entry then exists with a zero
+        // slot for this CPU); otherwise the map is full and the loss is counted.
+        match DROPS.get_ptr_mut(key) {
+            Some(count) => unsafe { *count += 1 },
+            None => bump(counter::DROPS_MAP_FULL),
+        }
+    }
+    0
+}
+
+/// A 16-byte address field as four native-endian words. Read as two scalars: reading the array
+/// whole makes LLVM emit a `memset`, which BPF does not have.
+#[inline(always)]
+fn read_addr6(ctx: &TracePointContext, offset: u32) -> Option<[u32; 4]> {
+    if offset == ABSENT {
+        return None;
+    }
+    let lo = read_field::<u64>(ctx, offset)?;
+    let hi = read_field::<u64>(ctx, offset + 8)?;
+    // Little- or big-endian, `to_ne_bytes` of the u64 gives the memory bytes back in order.
+    let (a, b) = (lo.to_ne_bytes(), hi.to_ne_bytes());
+    Some([
+        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+    ])
+}
+
+/// Addresses of a flow: IPv4 fields when the family says so (or when there is no family field
+/// and the v6 field holds a v4-mapped address), else the IPv6 fields.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn flow_key(
+    ctx: &TracePointContext,
+    netns: u32,
+    family_off: u32,
+    sport_off: u32,
+    dport_off: u32,
+    saddr_off: u32,
+    daddr_off: u32,
+    saddr6_off: u32,
+    daddr6_off: u32,
+) -> Option<FlowKey> {
+    let sport = read_field::<u16>(ctx, sport_off)?;
+    let dport = read_field::<u16>(ctx, dport_off)?;
+    let saddr6 = read_addr6(ctx, saddr6_off).unwrap_or([0; 4]);
+    let family = match read_field::<u16>(ctx, family_off) {
+        Some(f) => f,
+        // Kernels before 5.12 have no family field: a v4-mapped address (::ffff:a.b.c.d)
+        // means IPv4.
+        None if saddr6[0] == 0
+            && saddr6[1] == 0
+            && saddr6[2] == u32::from_ne_bytes([0, 0, 0xff, 0xff]) =>
+        {
+            FAMILY_INET
+        }
+        None => FAMILY_INET6,
+    };
+    let (saddr, daddr) = if family == FAMILY_INET {
+        (
+            [read_field::<u32>(ctx, saddr_off)?, 0, 0, 0],
+            [read_field::<u32>(ctx, daddr_off)?, 0, 0, 0],
+        )
+    } else {
+        (saddr6, read_addr6(ctx, daddr6_off)?)
+    };
+    Some(FlowKey {
+        netns,
+        family,
+        sport,
+        dport,
+        _pad: 0,
+        saddr,
+        daddr,
+    })
+}
+
+/// Adds to a flow's counters, inserting the flow when it is new.
+///
+/// Plain (non-atomic) adds are enough: every retransmission of one socket runs under that
+/// socket's lock, so two CPUs never update the same flow at once.
+#[inline(always)]
+fn flow_add(key: &FlowKey, retransmits: u64, synacks: u64, failed: u64, state: u32) {
+    if let Some(stats) = RETRANS_FLOWS.get_ptr_mut(key) {
+        unsafe {
+            (*stats).retransmits += retransmits;
+            (*stats).synack_retransmits += synacks;
+            (*stats).failed_attempts += failed;
+            if state != 0 {
+                (*stats).last_state = state;
+            }
+        }
+        return;
+    }
+    // Field-by-field volatile writes: a struct literal of mostly-constant fields becomes a
+    // `memset` call, which BPF does not have.
+    let mut stats = MaybeUninit::<FlowStats>::uninit();
+    let p = stats.as_mut_ptr();
+    unsafe {
+        write_volatile(addr_of_mut!((*p).retransmits), retransmits);
+        write_volatile(addr_of_mut!((*p).synack_retransmits), synacks);
+        write_volatile(addr_of_mut!((*p).failed_attempts), failed);
+        write_volatile(addr_of_mut!((*p).last_state), state);
+        write_volatile(addr_of_mut!((*p)._pad), 0);
+    }
+    // Insert from that slot itself: copying it out (`assume_init`) brings the memset back.
+    #[allow(
+        clippy::needless_borrows_for_generic_args,
+        reason = "a by-value copy of the slot brings the memset back"
+    )]
+    if RETRANS_FLOWS
+        .insert(key, unsafe { &*stats.as_ptr() }, 0)
+        .is_err()
+    {
+        bump(counter::FLOWS_INSERT_FAILED);
+    }
+}
+
+#[tracepoint]
+pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+    bump(counter::RETRANSMIT_EVENTS);
+    let failed = match read_field::<i32>(&ctx, cfg!(rtx_err)) {
+        Some(err) => err != 0,
+        None => false,
+    };
+    if failed {
+        bump(counter::RETRANSMIT_FAILED);
+    }
+    let sk = read_field::<u64>(&ctx, cfg!(rtx_skaddr)).unwrap_or(0);
+    let netns = sock_netns(sk).unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    });
+    let state = read_field::<i32>(&ctx, cfg!(rtx_state)).unwrap_or(0) as u32;
+    let Some(key) = flow_key(
+        &ctx,
+        netns,
+        cfg!(rtx_family),
+        cfg!(rtx_sport),
+        cfg!(rtx_dport),
+        cfg!(rtx_saddr),
+        cfg!(rtx_daddr),
+        cfg!(rtx_saddr_v6),
+        cfg!(rtx_daddr_v6),
+    ) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    if failed {
+        flow_add(&key, 0, 0, 1, state);
+    } else {
+        flow_add(&key, 1, 0, 0, state);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
+    bump(counter::SYNACK_EVENTS);
+    let sk = read_field::<u64>(&ctx, cfg!(synack_skaddr)).unwrap_or(0);
+    let netns = sock_netns(sk).unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    });
+    let Some(key) = flow_key(
+        &ctx,
+        netns,
+        cfg!(synack_family),
+        cfg!(synack_sport),
+        cfg!(synack_dport),
+        cfg!(synack_saddr),
+        cfg!(synack_daddr),
+        cfg!(synack_saddr_v6),
+        cfg!(synack_daddr_v6),
+    ) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    // State 0: the listener's state says nothing about this half-open connection.
+    flow_add(&key, 0, 1, 0, 0);
+    0
+}
+
+#[tracepoint]
+pub fn softirq_entry(ctx: TracePointContext) -> u32 {
+    let Some(vec) = read_field::<u32>(&ctx, cfg!(softirq_entry_vec)) else {
+        return 0;
+    };
+    if let Some(start) = SOFTIRQ_START.get_ptr_mut(vec) {
+        unsafe { *start = bpf_ktime_get_ns() };
+    }
+    0
+}
+
+#[tracepoint]
+pub fn softirq_exit(ctx: TracePointContext) -> u32 {
+    let Some(vec) = read_field::<u32>(&ctx, cfg!(softirq_exit_vec)) else {
+        return 0;
+    };
+    let Some(start) = SOFTIRQ_START.get_ptr_mut(vec) else {
+        return 0;
+    };
+    let started = unsafe { *start };
+    if started == 0 {
+        bump(counter::SOFTIRQ_UNPAIRED);
+        return 0;
+    }
+    unsafe { *start = 0 };
+    let elapsed = unsafe { bpf_ktime_get_ns() }.saturating_sub(started);
+    if let Some(stats) = SOFTIRQ_STATS.get_ptr_mut(vec) {
+        let bucket = log2_bucket(elapsed);
+        unsafe {
+            (*stats).runs += 1;
+            (*stats).total_ns += elapsed;
+            if let Some(slot) = (*stats).hist.get_mut(bucket) {
+                *slot += 1;
+            }
+        }
+    }
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,15 @@
+//! tracer: which layer is losing the packets. Kernel programs count drops, retransmits and
+//! softirq time; this crate loads them, reads the maps and explains what they saw.
+//!
+//! Data flows one way: `loader` (aya) → `snapshot` (plain copies of the maps) → `report`
+//! (names from the running kernel) → JSON/YAML. `live` wires the steps together.
+
+pub mod btf;
+pub mod format;
+pub mod kallsyms;
+pub mod live;
+pub mod loader;
+pub mod probes;
+pub mod report;
+pub mod snapshot;
+pub mod tracefs;

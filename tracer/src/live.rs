@@ -1,0 +1,228 @@
+//! Starts a live tracer on this node: reads the kernel's formats, BTF and symbols, loads and
+//! attaches the probes, and turns two snapshots into a report. Used by every mode and the tests.
+//! Reads only; the one exception is mounting tracefs when nothing has (reported in the notes).
+
+use std::{os::unix::fs::MetadataExt as _, path::Path, time::Instant};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{
+    btf::KernelBtf,
+    kallsyms::Kallsyms,
+    loader::Session,
+    probes::{self, ProbeSpec},
+    report::{self, KernelNames, NetnsScope, Report, WindowInfo},
+    snapshot::Snapshot,
+    tracefs::Tracefs,
+};
+
+/// A running tracer: probes attached, names resolved.
+pub struct LiveTracer {
+    session: Session,
+    pub names: KernelNames,
+    symbols: Kallsyms,
+    /// Milliseconds from the start of [`LiveTracer::start`] to every probe attached.
+    pub startup_ms: f64,
+    pub kernel: String,
+    notes: Vec<String>,
+}
+
+/// The network namespace a path names (`/run/netns/NAME`, `/proc/PID/ns/net`).
+pub fn netns_scope(path: &Path) -> Result<NetnsScope> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("--netns {}: cannot open it", path.display()))?;
+    let inode = u32::try_from(meta.ino())
+        .with_context(|| format!("--netns {}: inode does not fit 32 bits", path.display()))?;
+    Ok(NetnsScope {
+        path: path.display().to_string(),
+        inode,
+    })
+}
+
+/// One sentence for the person who is not root.
+pub fn require_root() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "tracer must run as root: it loads eBPF programs and reads tracefs \
+             (use sudo on the node, or a privileged pod)"
+        );
+    }
+    Ok(())
+}
+
+impl LiveTracer {
+    pub fn start() -> Result<LiveTracer> {
+        let started = Instant::now();
+        require_root()?;
+        let mut notes = Vec::new();
+        let tracefs = Tracefs::locate_or_mount()?;
+        if tracefs.mounted_by_tracer {
+            notes.push(format!(
+                "tracefs was not mounted; the tracer mounted it at {}",
+                tracefs.root.display()
+            ));
+        }
+
+        let btf = match KernelBtf::load() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                notes.push(format!(
+                    "no kernel BTF ({e:#}): namespace attribution is off"
+                ));
+                None
+            }
+        };
+        let netns_offsets = btf.as_ref().and_then(|b| match b.netns_offsets() {
+            Ok(o) => Some(o),
+            Err(e) => {
+                notes.push(format!(
+                    "BTF lacks what namespace attribution needs ({e:#}): every event counts in namespace 0"
+                ));
+                None
+            }
+        });
+
+        // Read each format once; the plan and the names both use them.
+        let mut formats = std::collections::HashMap::new();
+        for spec in probes::PROBES {
+            formats.insert(spec.program, tracefs.event_format(spec.category, spec.name));
+        }
+        let lookup = |spec: &ProbeSpec| match formats.get(spec.program) {
+            Some(Ok(f)) => Ok(f.clone()),
+            Some(Err(e)) => Err(anyhow::anyhow!("{e:#}")),
+            None => Ok(None),
+        };
+        let plan = probes::plan(lookup, netns_offsets);
+
+        let names = kernel_names(btf.as_ref(), &formats, &mut notes);
+
+        let symbols = match Kallsyms::load() {
+            Ok(s) if s.addresses_hidden() => {
+                notes.push(
+                    "kernel addresses in /proc/kallsyms are hidden (kptr_restrict): drop locations \
+                     are shown as raw addresses"
+                        .to_owned(),
+                );
+                s
+            }
+            Ok(s) => s,
+            Err(e) => {
+                notes.push(format!(
+                    "cannot read /proc/kallsyms ({e}): drop locations are raw addresses"
+                ));
+                Kallsyms::parse("")
+            }
+        };
+
+        let session = Session::start(&plan)?;
+        let startup_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        Ok(LiveTracer {
+            session,
+            names,
+            symbols,
+            startup_ms,
+            kernel,
+            notes,
+        })
+    }
+
+    /// How many probes are attached.
+    pub fn attached_count(&self) -> usize {
+        self.session
+            .probes
+            .iter()
+            .filter(|p| p.state == crate::probes::ProbeState::Attached)
+            .count()
+    }
+
+    /// Copies every map now.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        self.session.snapshot()
+    }
+
+    /// The report of what happened between two snapshots, optionally narrowed to a namespace.
+    pub fn report(
+        &self,
+        start: &Snapshot,
+        end: &Snapshot,
+        duration_s: f64,
+        netns: Option<NetnsScope>,
+        extra_notes: &[String],
+    ) -> Report {
+        let mut delta = end.since(start);
+        if let Some(scope) = &netns {
+            delta = delta.only_netns(scope.inode);
+        }
+        let mut notes = self.notes.clone();
+        notes.extend_from_slice(extra_notes);
+        report::build(
+            &delta,
+            &self.names,
+            &self.symbols,
+            self.session.probes.clone(),
+            WindowInfo {
+                duration_s,
+                startup_ms: self.startup_ms,
+                netns,
+            },
+            self.kernel.clone(),
+            notes,
+        )
+    }
+}
+
+type FormatResults =
+    std::collections::HashMap<&'static str, Result<Option<crate::format::EventFormat>>>;
+
+/// Drop-reason and softirq-vector names from the running kernel: BTF first, then the
+/// tracepoint's own symbolic table.
+fn kernel_names(
+    btf: Option<&KernelBtf>,
+    formats: &FormatResults,
+    notes: &mut Vec<String>,
+) -> KernelNames {
+    let format_of = |program: &str| match formats.get(program) {
+        Some(Ok(Some(f))) => Some(f),
+        _ => None,
+    };
+    let mut names = KernelNames::default();
+    match btf.map(KernelBtf::drop_reason_names) {
+        Some(Ok(map)) if !map.is_empty() => {
+            names.drop_reasons = map;
+            names.drop_reasons_source = "btf".to_owned();
+        }
+        _ => {
+            let table: std::collections::BTreeMap<u32, String> =
+                format_of(tracer_common::PROG_KFREE_SKB)
+                    .map(|f| f.symbolic_values("reason"))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(v, n)| u32::try_from(v).ok().map(|v| (v, n)))
+                    .collect();
+            if table.is_empty() {
+                names.drop_reasons_source = "none".to_owned();
+                notes.push(
+                    "no drop-reason names on this kernel: drops are shown by location".to_owned(),
+                );
+            } else {
+                names.drop_reasons = table;
+                names.drop_reasons_source = "tracefs format".to_owned();
+            }
+        }
+    }
+    names.softirq_vectors = format_of(tracer_common::PROG_SOFTIRQ_ENTRY)
+        .map(|f| f.symbolic_values("vec"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(v, n)| u32::try_from(v).ok().map(|v| (v, n)))
+        .collect();
+    if names.softirq_vectors.is_empty() {
+        notes.push(
+            "softirq vector names unknown on this kernel: softirq time not reported".to_owned(),
+        );
+    }
+    names
+}

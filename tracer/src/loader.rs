@@ -1,0 +1,160 @@
+//! The only module that touches aya: loads the embedded kernel object with this kernel's
+//! offsets, attaches the planned tracepoints, and copies the maps into a [`Snapshot`].
+//! Dropping a [`Session`] detaches every program.
+
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use aya::{
+    maps::{HashMap as AyaHashMap, MapData, PerCpuArray, PerCpuHashMap},
+    programs::TracePoint,
+    Ebpf, EbpfLoader,
+};
+use tracer_common::{
+    counter, DropKey, FlowKey, FlowStats, SoftirqStats, GLOBAL_CONFIG, MAP_DROPS,
+    MAP_PROBE_COUNTERS, MAP_RETRANS_FLOWS, MAP_SOFTIRQ_STATS, SOFTIRQ_VECTORS,
+};
+
+use crate::{
+    probes::{Plan, ProbeState, ProbeStatus},
+    snapshot::{sum_per_cpu, Snapshot},
+};
+
+/// The kernel programs, built by `build.rs`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+/// Loaded programs and their maps. Programs stay attached while this lives.
+pub struct Session {
+    _ebpf: Ebpf,
+    drops: PerCpuHashMap<MapData, DropKey, u64>,
+    flows: AyaHashMap<MapData, FlowKey, FlowStats>,
+    softirq: PerCpuArray<MapData, SoftirqStats>,
+    counters: PerCpuArray<MapData, u64>,
+    /// Outcome of every probe, attached or not.
+    pub probes: Vec<ProbeStatus>,
+}
+
+/// Says in one sentence why the tracer cannot load programs, when that is the reason.
+fn privilege_hint(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    if text.contains("Operation not permitted") || text.contains("EPERM") {
+        format!(
+            "{text}: loading eBPF programs needs root (or CAP_BPF + CAP_PERFMON), and a kernel \
+             not locked down against BPF"
+        )
+    } else {
+        text
+    }
+}
+
+fn raise_memlock() {
+    // Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raising it is harmless elsewhere.
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+    if rc != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK; continuing");
+    }
+}
+
+impl Session {
+    /// Loads the programs with the plan's offsets and attaches every ready probe. Fails only
+    /// when nothing could be loaded at all; a probe that cannot attach is reported, not fatal.
+    pub fn start(plan: &Plan) -> Result<Session> {
+        raise_memlock();
+        let mut ebpf = EbpfLoader::new()
+            .override_global(GLOBAL_CONFIG, &plan.config, true)
+            .load(EBPF_OBJECT)
+            .map_err(|e| anyhow!(privilege_hint(&e)))
+            .context("loading the tracer's eBPF object")?;
+
+        let mut probes = plan.not_ready.clone();
+        for (spec, detail) in &plan.ready {
+            let started = Instant::now();
+            let outcome = (|| -> Result<()> {
+                let program: &mut TracePoint = ebpf
+                    .program_mut(spec.program)
+                    .ok_or_else(|| anyhow!("program {} not in the eBPF object", spec.program))?
+                    .try_into()?;
+                program
+                    .load()
+                    .map_err(|e| anyhow!(privilege_hint(&format!("{e:#}"))))?;
+                program.attach(spec.category, spec.name)?;
+                Ok(())
+            })();
+            let (state, detail) = match outcome {
+                Ok(()) => (ProbeState::Attached, detail.clone()),
+                Err(e) => (ProbeState::Failed, format!("{e:#}")),
+            };
+            probes.push(ProbeStatus {
+                tracepoint: spec.tracepoint(),
+                program: spec.program.to_owned(),
+                state,
+                detail,
+                attach_ms: (state == ProbeState::Attached)
+                    .then(|| started.elapsed().as_secs_f64() * 1000.0),
+            });
+        }
+        if !probes.iter().any(|p| p.state == ProbeState::Attached) {
+            let why: Vec<String> = probes
+                .iter()
+                .map(|p| format!("{}: {}", p.tracepoint, p.detail))
+                .collect();
+            bail!("no probe could be attached ({})", why.join("; "));
+        }
+
+        let take = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| anyhow!("map {name} not in the eBPF object"))
+        };
+        let drops = PerCpuHashMap::try_from(take(&mut ebpf, MAP_DROPS)?)?;
+        let flows = AyaHashMap::try_from(take(&mut ebpf, MAP_RETRANS_FLOWS)?)?;
+        let softirq = PerCpuArray::try_from(take(&mut ebpf, MAP_SOFTIRQ_STATS)?)?;
+        let counters = PerCpuArray::try_from(take(&mut ebpf, MAP_PROBE_COUNTERS)?)?;
+        Ok(Session {
+            _ebpf: ebpf,
+            drops,
+            flows,
+            softirq,
+            counters,
+            probes,
+        })
+    }
+
+    /// Copies every map. Entries that vanish while being read (LRU eviction) are skipped.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let mut snap = Snapshot::default();
+        for entry in self.drops.iter() {
+            let Ok((key, per_cpu)) = entry else { continue };
+            let total = sum_per_cpu(per_cpu.iter().copied());
+            *snap.drops.entry(key).or_insert(0) += total;
+        }
+        for entry in self.flows.iter() {
+            let Ok((key, stats)) = entry else { continue };
+            snap.flows.insert(key, stats);
+        }
+        for vec in 0..SOFTIRQ_VECTORS {
+            let per_cpu = self
+                .softirq
+                .get(&vec, 0)
+                .context("reading softirq statistics")?;
+            for (cpu, stats) in per_cpu.iter().enumerate() {
+                if stats.runs > 0 {
+                    snap.softirq.insert((cpu as u32, vec), *stats);
+                }
+            }
+        }
+        snap.counters = (0..counter::COUNT)
+            .map(|i| {
+                self.counters
+                    .get(&i, 0)
+                    .map(|v| sum_per_cpu(v.iter().copied()))
+                    .unwrap_or(0)
+            })
+            .collect();
+        Ok(snap)
+    }
+}

@@ -1,0 +1,352 @@
+//! Which tracepoints the tracer wants, and the plan for this kernel: the offsets each program
+//! gets (from the event's `format`), which probes can attach, and why the others cannot.
+//! Pure: it takes parsed formats and BTF offsets and never touches the kernel itself.
+
+use serde::Serialize;
+use tracer_common::{
+    TracerConfig, PROG_KFREE_SKB, PROG_SOFTIRQ_ENTRY, PROG_SOFTIRQ_EXIT, PROG_TCP_RETRANSMIT_SKB,
+    PROG_TCP_RETRANSMIT_SYNACK,
+};
+
+use crate::{btf::NetnsOffsets, format::EventFormat};
+
+/// One tracepoint and the program that counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub category: &'static str,
+    pub name: &'static str,
+    pub program: &'static str,
+}
+
+impl ProbeSpec {
+    /// `category:name`, as `perf list` prints it.
+    pub fn tracepoint(&self) -> String {
+        format!("{}:{}", self.category, self.name)
+    }
+}
+
+/// Every probe the tracer attaches, in attach order.
+pub const PROBES: [ProbeSpec; 5] = [
+    ProbeSpec {
+        category: "skb",
+        name: "kfree_skb",
+        program: PROG_KFREE_SKB,
+    },
+    ProbeSpec {
+        category: "tcp",
+        name: "tcp_retransmit_skb",
+        program: PROG_TCP_RETRANSMIT_SKB,
+    },
+    ProbeSpec {
+        category: "tcp",
+        name: "tcp_retransmit_synack",
+        program: PROG_TCP_RETRANSMIT_SYNACK,
+    },
+    ProbeSpec {
+        category: "irq",
+        name: "softirq_entry",
+        program: PROG_SOFTIRQ_ENTRY,
+    },
+    ProbeSpec {
+        category: "irq",
+        name: "softirq_exit",
+        program: PROG_SOFTIRQ_EXIT,
+    },
+];
+
+/// What became of one probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeState {
+    /// Attached and counting.
+    Attached,
+    /// The kernel has no such tracepoint.
+    Missing,
+    /// The tracepoint exists but could not be used (format unreadable, field missing, load or
+    /// attach refused).
+    Failed,
+}
+
+/// A probe's outcome, as shown in every report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeStatus {
+    pub tracepoint: String,
+    pub program: String,
+    pub state: ProbeState,
+    /// What it reads on this kernel, or why it is not attached.
+    pub detail: String,
+    /// Time to load and attach this program, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attach_ms: Option<f64>,
+}
+
+/// The plan for this kernel.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub config: TracerConfig,
+    /// Probes whose formats were understood, with what each will read.
+    pub ready: Vec<(ProbeSpec, String)>,
+    /// Probes that will not be attached, and why.
+    pub not_ready: Vec<ProbeStatus>,
+}
+
+fn offsets_for(
+    spec: &ProbeSpec,
+    format: &EventFormat,
+    config: &mut TracerConfig,
+) -> Result<String, crate::format::FormatError> {
+    match spec.program {
+        PROG_KFREE_SKB => {
+            config.kfree_skbaddr = format.require("skbaddr", &[8])?;
+            config.kfree_location = format.require("location", &[8])?;
+            let reason = format.optional("reason", &[4])?;
+            config.kfree_rx_sk = format
+                .optional("rx_sk", &[8])?
+                .unwrap_or(tracer_common::ABSENT);
+            config.kfree_reason = reason.unwrap_or(tracer_common::ABSENT);
+            Ok(match reason {
+                Some(off) => format!("drop reason at offset {off}"),
+                None => {
+                    "no drop-reason field on this kernel: drops are attributed by location only"
+                        .to_owned()
+                }
+            })
+        }
+        PROG_TCP_RETRANSMIT_SKB => {
+            config.rtx_skaddr = format.require("skaddr", &[8])?;
+            config.rtx_state = format.require("state", &[4])?;
+            config.rtx_sport = format.require("sport", &[2])?;
+            config.rtx_dport = format.require("dport", &[2])?;
+            config.rtx_saddr = format.require("saddr", &[4])?;
+            config.rtx_daddr = format.require("daddr", &[4])?;
+            config.rtx_saddr_v6 = format.require("saddr_v6", &[16])?;
+            config.rtx_daddr_v6 = format.require("daddr_v6", &[16])?;
+            let family = format.optional("family", &[2])?;
+            let err = format.optional("err", &[4])?;
+            config.rtx_family = family.unwrap_or(tracer_common::ABSENT);
+            config.rtx_err = err.unwrap_or(tracer_common::ABSENT);
+            Ok(format!(
+                "{}; {}",
+                if err.is_some() {
+                    "counts err == 0 only (failed attempts apart)"
+                } else {
+                    "no err field: every event counted as a retransmission"
+                },
+                if family.is_some() {
+                    "family from the record"
+                } else {
+                    "no family field: IPv4 told by v4-mapped address"
+                }
+            ))
+        }
+        PROG_TCP_RETRANSMIT_SYNACK => {
+            config.synack_skaddr = format.require("skaddr", &[8])?;
+            config.synack_sport = format.require("sport", &[2])?;
+            config.synack_dport = format.require("dport", &[2])?;
+            config.synack_saddr = format.require("saddr", &[4])?;
+            config.synack_daddr = format.require("daddr", &[4])?;
+            config.synack_saddr_v6 = format.require("saddr_v6", &[16])?;
+            config.synack_daddr_v6 = format.require("daddr_v6", &[16])?;
+            config.synack_family = format
+                .optional("family", &[2])?
+                .unwrap_or(tracer_common::ABSENT);
+            Ok("SYN-ACK retransmits per flow".to_owned())
+        }
+        PROG_SOFTIRQ_ENTRY => {
+            config.softirq_entry_vec = format.require("vec", &[4])?;
+            Ok("softirq run start per CPU".to_owned())
+        }
+        PROG_SOFTIRQ_EXIT => {
+            config.softirq_exit_vec = format.require("vec", &[4])?;
+            Ok("softirq run time per CPU and vector".to_owned())
+        }
+        _ => Ok(String::new()),
+    }
+}
+
+/// Builds the plan from each probe's format (`Ok(None)`: the kernel lacks the tracepoint;
+/// `Err`: it could not be read) and the BTF offsets (None: no namespace attribution).
+pub fn plan(
+    formats: impl Fn(&ProbeSpec) -> anyhow::Result<Option<EventFormat>>,
+    netns: Option<NetnsOffsets>,
+) -> Plan {
+    let mut config = TracerConfig::absent();
+    if let Some(o) = netns {
+        config.skb_dev = o.skb_dev;
+        config.skb_sk = o.skb_sk;
+        config.dev_net = o.dev_net;
+        config.sk_net = o.sk_net;
+        config.net_inum = o.net_inum;
+    }
+    let mut ready = Vec::new();
+    let mut not_ready = Vec::new();
+    for spec in PROBES {
+        let status = |state, detail: String| ProbeStatus {
+            tracepoint: spec.tracepoint(),
+            program: spec.program.to_owned(),
+            state,
+            detail,
+            attach_ms: None,
+        };
+        match formats(&spec) {
+            Ok(Some(format)) => match offsets_for(&spec, &format, &mut config) {
+                Ok(detail) => ready.push((spec, detail)),
+                Err(e) => not_ready.push(status(
+                    ProbeState::Failed,
+                    format!("its format is not one the tracer can read: {e}"),
+                )),
+            },
+            Ok(None) => not_ready.push(status(
+                ProbeState::Missing,
+                "this kernel has no such tracepoint".to_owned(),
+            )),
+            Err(e) => not_ready.push(status(ProbeState::Failed, format!("{e:#}"))),
+        }
+    }
+    // Softirq time needs both halves.
+    let has = |p: &str| ready.iter().any(|(s, _)| s.program == p);
+    if has(PROG_SOFTIRQ_ENTRY) != has(PROG_SOFTIRQ_EXIT) {
+        let (keep, dropped): (Vec<_>, Vec<_>) =
+            ready.into_iter().partition(|(s, _)| s.category != "irq");
+        for (spec, _) in dropped {
+            not_ready.push(ProbeStatus {
+                tracepoint: spec.tracepoint(),
+                program: spec.program.to_owned(),
+                state: ProbeState::Failed,
+                detail:
+                    "its partner softirq tracepoint is unusable, so run time cannot be measured"
+                        .to_owned(),
+                attach_ms: None,
+            });
+        }
+        ready = keep;
+    }
+    Plan {
+        config,
+        ready,
+        not_ready,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tracer_common::ABSENT;
+
+    fn fixture(name: &str) -> Option<EventFormat> {
+        let text = match name {
+            "kfree_skb" => include_str!("../../tests/fixtures/formats/skb_kfree_skb.format"),
+            "kfree_skb_5.10" => {
+                include_str!("../../tests/fixtures/formats/skb_kfree_skb_5.10.format")
+            }
+            "tcp_retransmit_skb" => {
+                include_str!("../../tests/fixtures/formats/tcp_tcp_retransmit_skb.format")
+            }
+            "tcp_retransmit_synack" => {
+                include_str!("../../tests/fixtures/formats/tcp_tcp_retransmit_synack.format")
+            }
+            "softirq_entry" => {
+                include_str!("../../tests/fixtures/formats/irq_softirq_entry.format")
+            }
+            "softirq_exit" => include_str!("../../tests/fixtures/formats/irq_softirq_exit.format"),
+            _ => return None,
+        };
+        Some(EventFormat::parse(text).unwrap())
+    }
+
+    #[test]
+    fn plan_on_recorded_6_18_formats_uses_their_offsets() {
+        let p = plan(|s| Ok(fixture(s.name)), None);
+        assert_eq!(p.ready.len(), 5);
+        assert!(p.not_ready.is_empty());
+        let c = p.config;
+        assert_eq!(
+            (
+                c.kfree_skbaddr,
+                c.kfree_location,
+                c.kfree_rx_sk,
+                c.kfree_reason
+            ),
+            (8, 16, 24, 36)
+        );
+        assert_eq!(
+            (c.rtx_state, c.rtx_sport, c.rtx_family, c.rtx_err),
+            (24, 28, 32, 76)
+        );
+        assert_eq!((c.rtx_saddr, c.rtx_daddr_v6), (34, 58));
+        assert_eq!((c.softirq_entry_vec, c.softirq_exit_vec), (8, 8));
+        // No BTF given: namespace offsets stay absent.
+        assert_eq!(c.net_inum, ABSENT);
+    }
+
+    #[test]
+    fn plan_on_5_10_kfree_skb_counts_by_location() {
+        let p = plan(
+            |s| {
+                Ok(if s.name == "kfree_skb" {
+                    fixture("kfree_skb_5.10")
+                } else {
+                    fixture(s.name)
+                })
+            },
+            None,
+        );
+        assert_eq!(p.config.kfree_reason, ABSENT);
+        assert_eq!(p.config.kfree_rx_sk, ABSENT);
+        assert_eq!(p.config.kfree_location, 16);
+        let detail = &p
+            .ready
+            .iter()
+            .find(|(s, _)| s.name == "kfree_skb")
+            .unwrap()
+            .1;
+        assert!(detail.contains("location only"), "{detail}");
+    }
+
+    #[test]
+    fn missing_tracepoint_and_half_softirq_pair_are_reported() {
+        let p = plan(
+            |s| {
+                Ok(match s.name {
+                    "tcp_retransmit_synack" | "softirq_exit" => None,
+                    other => fixture(other),
+                })
+            },
+            None,
+        );
+        let names: Vec<_> = p.ready.iter().map(|(s, _)| s.name).collect();
+        assert_eq!(names, vec!["kfree_skb", "tcp_retransmit_skb"]);
+        let missing: Vec<_> = p
+            .not_ready
+            .iter()
+            .map(|s| (s.tracepoint.as_str(), s.state))
+            .collect();
+        assert!(missing.contains(&("tcp:tcp_retransmit_synack", ProbeState::Missing)));
+        assert!(missing.contains(&("irq:softirq_exit", ProbeState::Missing)));
+        assert!(missing.contains(&("irq:softirq_entry", ProbeState::Failed)));
+    }
+
+    #[test]
+    fn unreadable_format_fails_with_reason() {
+        let p = plan(
+            |s| {
+                if s.name == "kfree_skb" {
+                    Ok(Some(EventFormat::parse("name: kfree_skb\nID: 1\nformat:\n\tfield:void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;\n\nprint fmt: \"\"\n").unwrap()))
+                } else {
+                    fixture(s.name)
+                        .map(Some)
+                        .ok_or_else(|| anyhow::anyhow!("x"))
+                }
+            },
+            None,
+        );
+        let st = p
+            .not_ready
+            .iter()
+            .find(|s| s.program == "kfree_skb")
+            .unwrap();
+        assert_eq!(st.state, ProbeState::Failed);
+        assert!(st.detail.contains("location"), "{}", st.detail);
+    }
+}

@@ -1,0 +1,582 @@
+//! The evidence document of one window: drops by reason name and kernel location, retransmits by
+//! flow, softirq time per CPU, and what each probe did. Pure: built from a [`Snapshot`] delta and
+//! the names read from the running kernel; rendering to JSON/YAML is serde's.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{Ipv4Addr, Ipv6Addr},
+};
+
+use serde::Serialize;
+use tracer_common::{FlowKey, ABSENT, FAMILY_INET, FAMILY_INET6, HIST_BUCKETS};
+
+use crate::{
+    kallsyms::Kallsyms,
+    probes::ProbeStatus,
+    snapshot::{counter_names, Snapshot},
+};
+
+/// Names that give the kernel's numbers meaning, all read from the running kernel.
+#[derive(Debug, Clone, Default)]
+pub struct KernelNames {
+    /// `skb_drop_reason` value → name.
+    pub drop_reasons: BTreeMap<u32, String>,
+    /// Where `drop_reasons` came from ("btf", "tracefs format", or "none").
+    pub drop_reasons_source: String,
+    /// Softirq vector number → name (`NET_RX`, …), from the softirq_entry format.
+    pub softirq_vectors: BTreeMap<u32, String>,
+}
+
+/// Scope and timing of the window.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowInfo {
+    pub duration_s: f64,
+    /// Milliseconds from start to every probe attached.
+    pub startup_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<NetnsScope>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetnsScope {
+    pub path: String,
+    pub inode: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub tracer_version: &'static str,
+    pub kernel: String,
+    pub window: WindowInfo,
+    pub probes: Vec<ProbeStatus>,
+    pub drops: Drops,
+    pub retransmits: Retransmits,
+    pub softirq: Vec<CpuSoftirq>,
+    /// What the programs counted about themselves: events seen and anything lost.
+    pub tracer_counters: BTreeMap<&'static str, u64>,
+    /// Anything that limits what this report can say.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Drops {
+    pub total: u64,
+    pub by_reason: Vec<DropReason>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DropReason {
+    /// Name from the running kernel; `UNKNOWN(<value>)` when it has none for the value, and
+    /// `NO_REASON_FIELD` on kernels whose tracepoint carries no reason.
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_value: Option<u32>,
+    pub count: u64,
+    pub locations: Vec<DropLocation>,
+    pub netns: Vec<NetnsCount>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DropLocation {
+    /// `function+0xoff [module]`, or the raw address when it cannot be symbolised.
+    pub location: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetnsCount {
+    /// Inode of the network namespace (0: unknown).
+    pub inode: u32,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Retransmits {
+    pub total: u64,
+    pub synack_total: u64,
+    pub failed_attempts: u64,
+    pub flows: Vec<FlowReport>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FlowReport {
+    pub netns: u32,
+    pub family: &'static str,
+    pub saddr: String,
+    pub sport: u16,
+    pub daddr: String,
+    pub dport: u16,
+    /// TCP state at the last retransmission (`TCP_ESTABLISHED`, …).
+    pub state: String,
+    pub retransmits: u64,
+    pub synack_retransmits: u64,
+    pub failed_attempts: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuSoftirq {
+    pub cpu: u32,
+    pub vectors: Vec<VectorTime>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VectorTime {
+    pub vector: String,
+    pub time_ns: u64,
+    pub runs: u64,
+    /// Share of the window this CPU spent in this vector.
+    pub share_of_window: f64,
+    /// Log2 run-length histogram: runs of `[lower_ns, 2*lower_ns)`.
+    pub histogram: Vec<HistBucket>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistBucket {
+    pub lower_ns: u64,
+    pub count: u64,
+}
+
+/// The vectors the report shows (networking only).
+const REPORTED_VECTORS: [&str; 2] = ["NET_RX", "NET_TX"];
+
+/// TCP state names, from the kernel's `include/net/tcp_states.h` (part of the ABI: the same
+/// numbers on every kernel, used by `ss` and `/proc/net/tcp`).
+pub fn tcp_state_name(state: u32) -> String {
+    const NAMES: [&str; 14] = [
+        "UNKNOWN",
+        "TCP_ESTABLISHED",
+        "TCP_SYN_SENT",
+        "TCP_SYN_RECV",
+        "TCP_FIN_WAIT1",
+        "TCP_FIN_WAIT2",
+        "TCP_TIME_WAIT",
+        "TCP_CLOSE",
+        "TCP_CLOSE_WAIT",
+        "TCP_LAST_ACK",
+        "TCP_LISTEN",
+        "TCP_CLOSING",
+        "TCP_NEW_SYN_RECV",
+        "TCP_BOUND_INACTIVE",
+    ];
+    NAMES
+        .get(state as usize)
+        .map_or_else(|| format!("STATE_{state}"), |n| (*n).to_owned())
+}
+
+fn addr_bytes(words: &[u32; 4]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, w) in words.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    out
+}
+
+/// Decodes a flow key's addresses.
+pub fn flow_addresses(key: &FlowKey) -> (&'static str, String, String) {
+    let (s, d) = (addr_bytes(&key.saddr), addr_bytes(&key.daddr));
+    match key.family {
+        FAMILY_INET => (
+            "ipv4",
+            Ipv4Addr::new(s[0], s[1], s[2], s[3]).to_string(),
+            Ipv4Addr::new(d[0], d[1], d[2], d[3]).to_string(),
+        ),
+        FAMILY_INET6 => (
+            "ipv6",
+            Ipv6Addr::from(s).to_string(),
+            Ipv6Addr::from(d).to_string(),
+        ),
+        _ => ("unknown", String::new(), String::new()),
+    }
+}
+
+fn reason_label(value: u32, names: &KernelNames) -> (String, Option<u32>) {
+    if value == ABSENT {
+        return ("NO_REASON_FIELD".to_owned(), None);
+    }
+    let name = names.drop_reasons.get(&value).cloned().unwrap_or_else(|| {
+        // Subsystem reasons (high 16 bits) are named in module BTF, not in vmlinux.
+        if value >> 16 != 0 {
+            format!("SUBSYS_{}({})", value >> 16, value & 0xffff)
+        } else {
+            format!("UNKNOWN({value})")
+        }
+    });
+    (name, Some(value))
+}
+
+fn location_label(addr: u64, symbols: &Kallsyms) -> String {
+    symbols
+        .resolve(addr)
+        .map_or_else(|| format!("{addr:#x}"), |s| s.display())
+}
+
+/// Per reason: total, count by symbolised location, count by namespace.
+type ReasonTally = (u64, HashMap<String, u64>, BTreeMap<u32, u64>);
+
+/// Builds the document from the window's delta.
+#[allow(clippy::too_many_arguments)]
+pub fn build(
+    window_delta: &Snapshot,
+    names: &KernelNames,
+    symbols: &Kallsyms,
+    probes: Vec<ProbeStatus>,
+    window: WindowInfo,
+    kernel: String,
+    notes: Vec<String>,
+) -> Report {
+    // Drops: group by reason, then location and namespace.
+    let mut by_reason: BTreeMap<u32, ReasonTally> = BTreeMap::new();
+    for (key, count) in &window_delta.drops {
+        let entry = by_reason.entry(key.reason).or_default();
+        entry.0 += count;
+        *entry
+            .1
+            .entry(location_label(key.location, symbols))
+            .or_insert(0) += count;
+        *entry.2.entry(key.netns).or_insert(0) += count;
+    }
+    let mut reasons: Vec<DropReason> = by_reason
+        .into_iter()
+        .map(|(value, (count, locations, netns))| {
+            let (reason, reason_value) = reason_label(value, names);
+            let mut locations: Vec<DropLocation> = locations
+                .into_iter()
+                .map(|(location, count)| DropLocation { location, count })
+                .collect();
+            locations.sort_by(|a, b| b.count.cmp(&a.count).then(a.location.cmp(&b.location)));
+            let mut netns: Vec<NetnsCount> = netns
+                .into_iter()
+                .map(|(inode, count)| NetnsCount { inode, count })
+                .collect();
+            netns.sort_by(|a, b| b.count.cmp(&a.count).then(a.inode.cmp(&b.inode)));
+            DropReason {
+                reason,
+                reason_value,
+                count,
+                locations,
+                netns,
+            }
+        })
+        .collect();
+    reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+    let drops = Drops {
+        total: reasons.iter().map(|r| r.count).sum(),
+        by_reason: reasons,
+    };
+
+    // Retransmits by flow.
+    let mut flows: Vec<FlowReport> = window_delta
+        .flows
+        .iter()
+        .map(|(key, stats)| {
+            let (family, saddr, daddr) = flow_addresses(key);
+            FlowReport {
+                netns: key.netns,
+                family,
+                saddr,
+                sport: key.sport,
+                daddr,
+                dport: key.dport,
+                state: tcp_state_name(stats.last_state),
+                retransmits: stats.retransmits,
+                synack_retransmits: stats.synack_retransmits,
+                failed_attempts: stats.failed_attempts,
+            }
+        })
+        .collect();
+    flows.sort_by(|a, b| {
+        (b.retransmits + b.synack_retransmits)
+            .cmp(&(a.retransmits + a.synack_retransmits))
+            .then_with(|| {
+                (&a.saddr, a.sport, &a.daddr, a.dport).cmp(&(&b.saddr, b.sport, &b.daddr, b.dport))
+            })
+    });
+    let retransmits = Retransmits {
+        total: flows.iter().map(|f| f.retransmits).sum(),
+        synack_total: flows.iter().map(|f| f.synack_retransmits).sum(),
+        failed_attempts: flows.iter().map(|f| f.failed_attempts).sum(),
+        flows,
+    };
+
+    // Softirq time per CPU, networking vectors only.
+    let window_ns = (window.duration_s * 1e9).max(1.0);
+    let mut per_cpu: BTreeMap<u32, Vec<VectorTime>> = BTreeMap::new();
+    for ((cpu, vec), stats) in &window_delta.softirq {
+        let Some(name) = names.softirq_vectors.get(vec) else {
+            continue;
+        };
+        if !REPORTED_VECTORS.contains(&name.as_str()) {
+            continue;
+        }
+        let histogram = (0..HIST_BUCKETS)
+            .filter(|i| stats.hist[*i] > 0)
+            .map(|i| HistBucket {
+                lower_ns: 1u64 << i,
+                count: stats.hist[i],
+            })
+            .collect();
+        per_cpu.entry(*cpu).or_default().push(VectorTime {
+            vector: name.clone(),
+            time_ns: stats.total_ns,
+            runs: stats.runs,
+            share_of_window: stats.total_ns as f64 / window_ns,
+            histogram,
+        });
+    }
+    let softirq = per_cpu
+        .into_iter()
+        .map(|(cpu, mut vectors)| {
+            vectors.sort_by(|a, b| a.vector.cmp(&b.vector));
+            CpuSoftirq { cpu, vectors }
+        })
+        .collect();
+
+    let tracer_counters = counter_names()
+        .into_iter()
+        .map(|(name, index)| (name, window_delta.counter(index)))
+        .collect();
+
+    Report {
+        tracer_version: env!("CARGO_PKG_VERSION"),
+        kernel,
+        window,
+        probes,
+        drops,
+        retransmits,
+        softirq,
+        tracer_counters,
+        notes,
+    }
+}
+
+impl Report {
+    /// Total NET_RX nanoseconds per CPU (a convenience for readers and tests).
+    pub fn net_rx_ns_by_cpu(&self) -> BTreeMap<u32, u64> {
+        self.softirq
+            .iter()
+            .map(|c| {
+                let ns = c
+                    .vectors
+                    .iter()
+                    .filter(|v| v.vector == "NET_RX")
+                    .map(|v| v.time_ns)
+                    .sum();
+                (c.cpu, ns)
+            })
+            .collect()
+    }
+
+    /// Count of drops with the given reason name.
+    pub fn drops_with_reason(&self, reason: &str) -> u64 {
+        self.drops
+            .by_reason
+            .iter()
+            .filter(|r| r.reason == reason)
+            .map(|r| r.count)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tracer_common::{DropKey, FlowStats, SoftirqStats};
+
+    fn names() -> KernelNames {
+        KernelNames {
+            drop_reasons: [
+                (3, "NO_SOCKET".to_owned()),
+                (12, "NETFILTER_DROP".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            drop_reasons_source: "test".to_owned(),
+            softirq_vectors: [
+                (2, "NET_TX".to_owned()),
+                (3, "NET_RX".to_owned()),
+                (1, "TIMER".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    fn window() -> WindowInfo {
+        WindowInfo {
+            duration_s: 2.0,
+            startup_ms: 50.0,
+            netns: None,
+        }
+    }
+
+    #[test]
+    fn drops_grouped_by_reason_location_and_netns() {
+        let symbols = Kallsyms::parse(
+            "ffffffff81a00000 T __udp4_lib_rcv\nffffffff81b00000 T tcp_v4_rcv\nffffffff81c00000 T nft_do_chain\n",
+        );
+        let mut d = Snapshot::default();
+        d.drops.insert(
+            DropKey {
+                reason: 3,
+                netns: 7,
+                location: 0xffff_ffff_81a0_04bc,
+            },
+            10,
+        );
+        d.drops.insert(
+            DropKey {
+                reason: 3,
+                netns: 8,
+                location: 0xffff_ffff_81b0_0099,
+            },
+            2,
+        );
+        d.drops.insert(
+            DropKey {
+                reason: 12,
+                netns: 7,
+                location: 0xffff_ffff_81c0_046f,
+            },
+            5,
+        );
+        d.drops.insert(
+            DropKey {
+                reason: 99,
+                netns: 7,
+                location: 0x10,
+            },
+            1,
+        );
+        d.drops.insert(
+            DropKey {
+                reason: ABSENT,
+                netns: 7,
+                location: 0xffff_ffff_81b0_0001,
+            },
+            1,
+        );
+        let r = build(
+            &d,
+            &names(),
+            &symbols,
+            vec![],
+            window(),
+            "6.18".into(),
+            vec![],
+        );
+        assert_eq!(r.drops.total, 19);
+        let first = &r.drops.by_reason[0];
+        assert_eq!(
+            (first.reason.as_str(), first.reason_value, first.count),
+            ("NO_SOCKET", Some(3), 12)
+        );
+        assert_eq!(first.locations[0].location, "__udp4_lib_rcv+0x4bc");
+        assert_eq!(first.locations[1].location, "tcp_v4_rcv+0x99");
+        assert_eq!(first.netns[0].inode, 7);
+        assert_eq!(r.drops_with_reason("NETFILTER_DROP"), 5);
+        assert_eq!(r.drops_with_reason("UNKNOWN(99)"), 1);
+        assert_eq!(r.drops_with_reason("NO_REASON_FIELD"), 1);
+        let unknown = r
+            .drops
+            .by_reason
+            .iter()
+            .find(|x| x.reason == "UNKNOWN(99)")
+            .unwrap();
+        assert_eq!(unknown.locations[0].location, "0x10");
+    }
+
+    #[test]
+    fn flows_decode_addresses_and_state() {
+        let key = FlowKey {
+            netns: 1,
+            family: FAMILY_INET,
+            sport: 40000,
+            dport: 5201,
+            _pad: 0,
+            saddr: [u32::from_ne_bytes([198, 18, 0, 1]), 0, 0, 0],
+            daddr: [u32::from_ne_bytes([198, 18, 0, 2]), 0, 0, 0],
+        };
+        let mut d = Snapshot::default();
+        d.flows.insert(
+            key,
+            FlowStats {
+                retransmits: 9,
+                synack_retransmits: 0,
+                failed_attempts: 1,
+                last_state: 1,
+                _pad: 0,
+            },
+        );
+        let r = build(
+            &d,
+            &names(),
+            &Kallsyms::parse(""),
+            vec![],
+            window(),
+            String::new(),
+            vec![],
+        );
+        let f = &r.retransmits.flows[0];
+        assert_eq!(
+            (f.saddr.as_str(), f.daddr.as_str(), f.family),
+            ("198.18.0.1", "198.18.0.2", "ipv4")
+        );
+        assert_eq!(f.state, "TCP_ESTABLISHED");
+        assert_eq!((r.retransmits.total, r.retransmits.failed_attempts), (9, 1));
+
+        let mut v6 = key;
+        v6.family = FAMILY_INET6;
+        let mut bytes = [0u8; 16];
+        bytes[0] = 0x20;
+        bytes[1] = 0x01;
+        bytes[15] = 1;
+        for i in 0..4 {
+            v6.saddr[i] = u32::from_ne_bytes([
+                bytes[i * 4],
+                bytes[i * 4 + 1],
+                bytes[i * 4 + 2],
+                bytes[i * 4 + 3],
+            ]);
+        }
+        assert_eq!(flow_addresses(&v6).1, "2001::1");
+    }
+
+    #[test]
+    fn softirq_shows_net_vectors_with_share() {
+        let mut d = Snapshot::default();
+        let mut s = SoftirqStats {
+            runs: 4,
+            total_ns: 500_000_000,
+            ..Default::default()
+        };
+        s.hist[10] = 4;
+        d.softirq.insert((1, 3), s);
+        d.softirq.insert((1, 1), s); // TIMER: not shown
+        let r = build(
+            &d,
+            &names(),
+            &Kallsyms::parse(""),
+            vec![],
+            window(),
+            String::new(),
+            vec![],
+        );
+        assert_eq!(r.softirq.len(), 1);
+        let v = &r.softirq[0].vectors[0];
+        assert_eq!(
+            (r.softirq[0].cpu, v.vector.as_str(), v.time_ns),
+            (1, "NET_RX", 500_000_000)
+        );
+        assert!((v.share_of_window - 0.25).abs() < 1e-9);
+        assert_eq!(v.histogram[0].lower_ns, 1024);
+        assert_eq!(r.net_rx_ns_by_cpu().get(&1), Some(&500_000_000));
+    }
+
+    #[test]
+    fn tcp_states_named() {
+        assert_eq!(tcp_state_name(2), "TCP_SYN_SENT");
+        assert_eq!(tcp_state_name(12), "TCP_NEW_SYN_RECV");
+        assert_eq!(tcp_state_name(77), "STATE_77");
+    }
+}

@@ -1,0 +1,213 @@
+//! Plain-data copies of the kernel maps at one instant, and the difference between two of them.
+//! Pure: filled by the loader, consumed by the report; no aya, no clock, no I/O here.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tracer_common::{counter, DropKey, FlowKey, FlowStats, SoftirqStats, HIST_BUCKETS};
+
+/// Everything the programs have counted since they were loaded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// Drop counts summed over CPUs.
+    pub drops: HashMap<DropKey, u64>,
+    /// Retransmit counters per flow (only flows still in the LRU map).
+    pub flows: HashMap<FlowKey, FlowStats>,
+    /// Softirq statistics by (cpu, vector).
+    pub softirq: BTreeMap<(u32, u32), SoftirqStats>,
+    /// Probe self-counters summed over CPUs, indexed by `tracer_common::counter`.
+    pub counters: Vec<u64>,
+}
+
+/// Sums one per-CPU counter vector.
+pub fn sum_per_cpu(values: impl IntoIterator<Item = u64>) -> u64 {
+    values.into_iter().fold(0u64, u64::wrapping_add)
+}
+
+fn sub_stats(end: &SoftirqStats, start: Option<&SoftirqStats>) -> SoftirqStats {
+    let Some(start) = start else { return *end };
+    let mut hist = [0u64; HIST_BUCKETS];
+    for (i, slot) in hist.iter_mut().enumerate() {
+        *slot = end.hist[i].saturating_sub(start.hist[i]);
+    }
+    SoftirqStats {
+        runs: end.runs.saturating_sub(start.runs),
+        total_ns: end.total_ns.saturating_sub(start.total_ns),
+        hist,
+    }
+}
+
+impl Snapshot {
+    /// What happened between `start` and `self` (counters only grow in the maps; a flow evicted
+    /// and re-inserted in between shows its new count, never a negative one).
+    pub fn since(&self, start: &Snapshot) -> Snapshot {
+        let drops = self
+            .drops
+            .iter()
+            .filter_map(|(k, v)| {
+                let d = v.saturating_sub(start.drops.get(k).copied().unwrap_or(0));
+                (d > 0).then_some((*k, d))
+            })
+            .collect();
+        let flows = self
+            .flows
+            .iter()
+            .filter_map(|(k, v)| {
+                let s = start.flows.get(k).copied().unwrap_or_default();
+                let d = FlowStats {
+                    retransmits: v.retransmits.saturating_sub(s.retransmits),
+                    synack_retransmits: v.synack_retransmits.saturating_sub(s.synack_retransmits),
+                    failed_attempts: v.failed_attempts.saturating_sub(s.failed_attempts),
+                    last_state: v.last_state,
+                    _pad: 0,
+                };
+                (d.retransmits + d.synack_retransmits + d.failed_attempts > 0).then_some((*k, d))
+            })
+            .collect();
+        let softirq = self
+            .softirq
+            .iter()
+            .map(|(k, v)| (*k, sub_stats(v, start.softirq.get(k))))
+            .collect();
+        let counters = self
+            .counters
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v.saturating_sub(start.counters.get(i).copied().unwrap_or(0)))
+            .collect();
+        Snapshot {
+            drops,
+            flows,
+            softirq,
+            counters,
+        }
+    }
+
+    /// A self-counter by index (0 when absent).
+    pub fn counter(&self, index: u32) -> u64 {
+        self.counters.get(index as usize).copied().unwrap_or(0)
+    }
+
+    /// Keeps only what happened in network namespace `inode`. Softirq time is per CPU, not per
+    /// namespace, and is kept whole.
+    pub fn only_netns(mut self, inode: u32) -> Snapshot {
+        self.drops.retain(|k, _| k.netns == inode);
+        self.flows.retain(|k, _| k.netns == inode);
+        self
+    }
+}
+
+/// Names of the self-counters, in index order, for reports.
+pub fn counter_names() -> [(&'static str, u32); counter::COUNT as usize] {
+    [
+        ("kfree_skb_events", counter::KFREE_SKB_EVENTS),
+        ("drops_map_full", counter::DROPS_MAP_FULL),
+        ("retransmit_events", counter::RETRANSMIT_EVENTS),
+        ("retransmit_failed_attempts", counter::RETRANSMIT_FAILED),
+        ("synack_retransmit_events", counter::SYNACK_EVENTS),
+        ("flows_insert_failed", counter::FLOWS_INSERT_FAILED),
+        ("softirq_unpaired_exits", counter::SOFTIRQ_UNPAIRED),
+        ("netns_unknown", counter::NETNS_UNKNOWN),
+        ("read_errors", counter::READ_ERRORS),
+    ]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn drop_key(reason: u32, netns: u32) -> DropKey {
+        DropKey {
+            reason,
+            netns,
+            location: 0xffff_ffff_8100_0000,
+        }
+    }
+
+    #[test]
+    fn since_subtracts_and_drops_unchanged_entries() {
+        let mut start = Snapshot::default();
+        start.drops.insert(drop_key(3, 1), 5);
+        start.drops.insert(drop_key(12, 1), 7);
+        start.counters = vec![10, 0, 4];
+        let mut end = start.clone();
+        end.drops.insert(drop_key(3, 1), 12);
+        end.drops.insert(drop_key(5, 2), 1);
+        end.counters = vec![25, 0, 4];
+        let d = end.since(&start);
+        assert_eq!(d.drops.get(&drop_key(3, 1)), Some(&7));
+        assert_eq!(d.drops.get(&drop_key(5, 2)), Some(&1));
+        assert!(!d.drops.contains_key(&drop_key(12, 1)));
+        assert_eq!(d.counter(0), 15);
+        assert_eq!(d.counter(2), 0);
+        assert_eq!(d.counter(99), 0);
+    }
+
+    #[test]
+    fn since_never_goes_negative_after_eviction() {
+        let key = FlowKey {
+            netns: 1,
+            family: 2,
+            sport: 1,
+            dport: 2,
+            _pad: 0,
+            saddr: [1, 0, 0, 0],
+            daddr: [2, 0, 0, 0],
+        };
+        let mut start = Snapshot::default();
+        start.flows.insert(
+            key,
+            FlowStats {
+                retransmits: 50,
+                ..Default::default()
+            },
+        );
+        let mut end = Snapshot::default();
+        // Evicted and re-inserted with a smaller count.
+        end.flows.insert(
+            key,
+            FlowStats {
+                retransmits: 3,
+                ..Default::default()
+            },
+        );
+        let d = end.since(&start);
+        assert!(d.flows.is_empty());
+    }
+
+    #[test]
+    fn softirq_delta_and_netns_filter() {
+        let mut s0 = Snapshot::default();
+        let mut a = SoftirqStats {
+            runs: 2,
+            total_ns: 100,
+            ..Default::default()
+        };
+        a.hist[6] = 2;
+        s0.softirq.insert((1, 3), a);
+        let mut s1 = s0.clone();
+        let mut b = a;
+        b.runs = 5;
+        b.total_ns = 1100;
+        b.hist[9] = 3;
+        s1.softirq.insert((1, 3), b);
+        s1.drops.insert(drop_key(3, 7), 4);
+        s1.drops.insert(drop_key(3, 8), 9);
+        let d = s1.since(&s0).only_netns(7);
+        let st = d.softirq.get(&(1, 3)).unwrap();
+        assert_eq!(
+            (st.runs, st.total_ns, st.hist[6], st.hist[9]),
+            (3, 1000, 0, 3)
+        );
+        assert_eq!(d.drops.len(), 1);
+        assert_eq!(d.drops.get(&drop_key(3, 7)), Some(&4));
+    }
+
+    #[test]
+    fn counter_names_cover_every_index_once() {
+        let names = counter_names();
+        let mut seen: Vec<u32> = names.iter().map(|(_, i)| *i).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..counter::COUNT).collect::<Vec<_>>());
+    }
+}
