@@ -67,6 +67,7 @@ pub struct TracerConfig {
     pub kfree_reason: u32,
     pub kfree_rx_sk: u32,
     // tcp:tcp_retransmit_skb
+    pub rtx_skbaddr: u32,
     pub rtx_skaddr: u32,
     pub rtx_state: u32,
     pub rtx_family: u32,
@@ -90,16 +91,18 @@ pub struct TracerConfig {
     pub softirq_entry_vec: u32,
     pub softirq_exit_vec: u32,
     // Kernel structs (BTF): sk_buff.dev, sk_buff.sk, net_device.nd_net.net,
-    // sock.__sk_common.skc_net.net, net.ns.inum.
+    // sock.__sk_common.skc_net.net, net.ns.inum, and the segment count of a TCP skb
+    // (sk_buff.cb + tcp_skb_cb.tcp_gso_segs, what RetransSegs adds per retransmission).
     pub skb_dev: u32,
     pub skb_sk: u32,
     pub dev_net: u32,
     pub sk_net: u32,
     pub net_inum: u32,
+    pub skb_tcp_segs: u32,
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<TracerConfig>() == 30 * 4);
+const _: () = assert!(core::mem::size_of::<TracerConfig>() == 32 * 4);
 
 impl TracerConfig {
     /// A configuration with every field absent; the loader fills in what the kernel has.
@@ -109,6 +112,7 @@ impl TracerConfig {
             kfree_location: ABSENT,
             kfree_reason: ABSENT,
             kfree_rx_sk: ABSENT,
+            rtx_skbaddr: ABSENT,
             rtx_skaddr: ABSENT,
             rtx_state: ABSENT,
             rtx_family: ABSENT,
@@ -134,6 +138,7 @@ impl TracerConfig {
             dev_net: ABSENT,
             sk_net: ABSENT,
             net_inum: ABSENT,
+            skb_tcp_segs: ABSENT,
             _pad: 0,
         }
     }
@@ -176,8 +181,10 @@ const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
-    /// Successful `tcp_retransmit_skb` retransmissions.
+    /// Successful `tcp_retransmit_skb` retransmissions (skbs).
     pub retransmits: u64,
+    /// Segments in those skbs (a GSO skb carries several); what `RetransSegs` counts.
+    pub retransmitted_segments: u64,
     /// SYN-ACK retransmissions (`tcp_retransmit_synack`).
     pub synack_retransmits: u64,
     /// Retransmit attempts that failed (`err != 0`).
@@ -186,7 +193,7 @@ pub struct FlowStats {
     pub last_state: u32,
     pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<FlowStats>() == 32);
+const _: () = assert!(core::mem::size_of::<FlowStats>() == 40);
 
 /// Per-CPU, per-vector softirq run statistics ([`MAP_SOFTIRQ_STATS`], index = vector number).
 #[repr(C)]

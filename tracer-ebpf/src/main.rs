@@ -215,10 +215,11 @@ fn flow_key(
 /// Plain (non-atomic) adds are enough: every retransmission of one socket runs under that
 /// socket's lock, so two CPUs never update the same flow at once.
 #[inline(always)]
-fn flow_add(key: &FlowKey, retransmits: u64, synacks: u64, failed: u64, state: u32) {
+fn flow_add(key: &FlowKey, retransmits: u64, segments: u64, synacks: u64, failed: u64, state: u32) {
     if let Some(stats) = RETRANS_FLOWS.get_ptr_mut(key) {
         unsafe {
             (*stats).retransmits += retransmits;
+            (*stats).retransmitted_segments += segments;
             (*stats).synack_retransmits += synacks;
             (*stats).failed_attempts += failed;
             if state != 0 {
@@ -233,6 +234,7 @@ fn flow_add(key: &FlowKey, retransmits: u64, synacks: u64, failed: u64, state: u
     let p = stats.as_mut_ptr();
     unsafe {
         write_volatile(addr_of_mut!((*p).retransmits), retransmits);
+        write_volatile(addr_of_mut!((*p).retransmitted_segments), segments);
         write_volatile(addr_of_mut!((*p).synack_retransmits), synacks);
         write_volatile(addr_of_mut!((*p).failed_attempts), failed);
         write_volatile(addr_of_mut!((*p).last_state), state);
@@ -282,9 +284,18 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
         return 0;
     };
     if failed {
-        flow_add(&key, 0, 0, 1, state);
+        flow_add(&key, 0, 0, 0, 1, state);
     } else {
-        flow_add(&key, 1, 0, 0, state);
+        // Segments in this skb (TCP_SKB_CB(skb)->tcp_gso_segs); 1 when unknown.
+        let skb = read_field::<u64>(&ctx, cfg!(rtx_skbaddr)).unwrap_or(0);
+        let segs_off = cfg!(skb_tcp_segs);
+        let segs = if skb != 0 && segs_off != ABSENT {
+            unsafe { bpf_probe_read_kernel((skb + segs_off as u64) as *const u16) }
+                .map_or(1, |s| u64::from(s).max(1))
+        } else {
+            1
+        };
+        flow_add(&key, 1, segs, 0, 0, state);
     }
     0
 }
@@ -312,7 +323,7 @@ pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
         return 0;
     };
     // State 0: the listener's state says nothing about this half-open connection.
-    flow_add(&key, 0, 1, 0, 0);
+    flow_add(&key, 0, 0, 1, 0, 0);
     0
 }
 

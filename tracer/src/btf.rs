@@ -24,6 +24,8 @@ pub struct NetnsOffsets {
     pub sk_net: u32,
     /// `net.ns.inum`
     pub net_inum: u32,
+    /// `sk_buff.cb` + `tcp_skb_cb.tcp_gso_segs` (None when the kernel lays it out otherwise).
+    pub skb_tcp_segs: Option<u32>,
 }
 
 /// The kernel's BTF, opened once.
@@ -55,6 +57,10 @@ impl KernelBtf {
             dev_net: self.member_offset("net_device", &["nd_net", "net"])?,
             sk_net: self.member_offset("sock", &["__sk_common", "skc_net", "net"])?,
             net_inum: self.member_offset("net", &["ns", "inum"])?,
+            skb_tcp_segs: self
+                .member_offset("sk_buff", &["cb"])
+                .and_then(|cb| Ok(cb + self.member_offset("tcp_skb_cb", &["tcp_gso_segs"])?))
+                .ok(),
         })
     }
 

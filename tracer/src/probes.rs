@@ -113,6 +113,7 @@ fn offsets_for(
             })
         }
         PROG_TCP_RETRANSMIT_SKB => {
+            config.rtx_skbaddr = format.require("skbaddr", &[8])?;
             config.rtx_skaddr = format.require("skaddr", &[8])?;
             config.rtx_state = format.require("state", &[4])?;
             config.rtx_sport = format.require("sport", &[2])?;
@@ -177,6 +178,7 @@ pub fn plan(
         config.dev_net = o.dev_net;
         config.sk_net = o.sk_net;
         config.net_inum = o.net_inum;
+        config.skb_tcp_segs = o.skb_tcp_segs.unwrap_or(tracer_common::ABSENT);
     }
     let mut ready = Vec::new();
     let mut not_ready = Vec::new();

@@ -92,7 +92,10 @@ pub struct NetnsCount {
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Retransmits {
+    /// Retransmitted skbs.
     pub total: u64,
+    /// Retransmitted segments (what `RetransSegs` counts; a GSO skb carries several).
+    pub segments_total: u64,
     pub synack_total: u64,
     pub failed_attempts: u64,
     pub flows: Vec<FlowReport>,
@@ -108,7 +111,10 @@ pub struct FlowReport {
     pub dport: u16,
     /// TCP state at the last retransmission (`TCP_ESTABLISHED`, …).
     pub state: String,
+    /// Retransmitted skbs.
     pub retransmits: u64,
+    /// Segments in them (comparable with `RetransSegs`).
+    pub retransmitted_segments: u64,
     pub synack_retransmits: u64,
     pub failed_attempts: u64,
 }
@@ -279,6 +285,7 @@ pub fn build(
                 dport: key.dport,
                 state: tcp_state_name(stats.last_state),
                 retransmits: stats.retransmits,
+                retransmitted_segments: stats.retransmitted_segments,
                 synack_retransmits: stats.synack_retransmits,
                 failed_attempts: stats.failed_attempts,
             }
@@ -293,6 +300,7 @@ pub fn build(
     });
     let retransmits = Retransmits {
         total: flows.iter().map(|f| f.retransmits).sum(),
+        segments_total: flows.iter().map(|f| f.retransmitted_segments).sum(),
         synack_total: flows.iter().map(|f| f.synack_retransmits).sum(),
         failed_attempts: flows.iter().map(|f| f.failed_attempts).sum(),
         flows,
@@ -502,6 +510,7 @@ mod tests {
             key,
             FlowStats {
                 retransmits: 9,
+                retransmitted_segments: 12,
                 synack_retransmits: 0,
                 failed_attempts: 1,
                 last_state: 1,
@@ -524,6 +533,7 @@ mod tests {
         );
         assert_eq!(f.state, "TCP_ESTABLISHED");
         assert_eq!((r.retransmits.total, r.retransmits.failed_attempts), (9, 1));
+        assert_eq!(r.retransmits.segments_total, 12);
 
         let mut v6 = key;
         v6.family = FAMILY_INET6;

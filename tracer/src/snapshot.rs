@@ -55,6 +55,9 @@ impl Snapshot {
                 let s = start.flows.get(k).copied().unwrap_or_default();
                 let d = FlowStats {
                     retransmits: v.retransmits.saturating_sub(s.retransmits),
+                    retransmitted_segments: v
+                        .retransmitted_segments
+                        .saturating_sub(s.retransmitted_segments),
                     synack_retransmits: v.synack_retransmits.saturating_sub(s.synack_retransmits),
                     failed_attempts: v.failed_attempts.saturating_sub(s.failed_attempts),
                     last_state: v.last_state,

@@ -1,0 +1,231 @@
+//! Test lab: network namespaces the test creates (and deletes on drop), veth links with
+//! addresses from 198.18.0.0/15, nftables inside a namespace, and traffic sent from a thread
+//! that entered the namespace. Never touches the root namespace's firewall or routes.
+#![allow(dead_code)]
+
+use std::{
+    fs::File,
+    net::{SocketAddr, UdpSocket},
+    path::PathBuf,
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use nix::sched::{setns, CloneFlags};
+
+/// Returns false (after saying why) when the privileged tests cannot run here.
+pub fn privileged(test: &str) -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped {test}: needs root (loads eBPF programs, creates network namespaces)");
+        return false;
+    }
+    for tool in ["ip", "nft"] {
+        let found = Command::new(tool).arg("-V").output().is_ok();
+        if !found {
+            eprintln!("skipped {test}: `{tool}` is not installed (cargo xtask setup installs it)");
+            return false;
+        }
+    }
+    true
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace that exists for the life of this value.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates `trc-<tag>-<pid>-<n>` with loopback up.
+    pub fn new(tag: &str) -> Netns {
+        let name = format!(
+            "trc-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.name))
+    }
+
+    /// `ip -n NAME ARGS…`
+    pub fn ip(&self, args: &[&str]) -> Output {
+        run(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    /// Runs a program inside the namespace (`ip netns exec`).
+    pub fn exec(&self, program: &str, args: &[&str]) -> Output {
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.name, program])
+            .args(args))
+    }
+
+    /// Loads an nftables ruleset into this namespace.
+    pub fn nft(&self, ruleset: &str) {
+        use std::io::Write as _;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawning nft");
+        child
+            .stdin
+            .take()
+            .expect("nft stdin")
+            .write_all(ruleset.as_bytes())
+            .expect("writing the ruleset");
+        let out = child.wait_with_output().expect("waiting for nft");
+        assert!(
+            out.status.success(),
+            "nft -f failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Packets counted by a named nftables counter.
+    pub fn nft_counter_packets(&self, family: &str, table: &str, counter: &str) -> u64 {
+        let out = self.exec("nft", &["-j", "list", "counter", family, table, counter]);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft JSON");
+        doc["nftables"]
+            .as_array()
+            .and_then(|items| items.iter().find_map(|i| i["counter"]["packets"].as_u64()))
+            .expect("counter packets in nft output")
+    }
+
+    /// Runs `f` on a thread that has entered this namespace, and returns its result.
+    pub fn run_in<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
+        self.spawn_in(f).join().expect("namespace thread panicked")
+    }
+
+    /// Starts `f` on a thread inside this namespace.
+    pub fn spawn_in<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> std::thread::JoinHandle<R> {
+        let file = File::open(self.path()).expect("opening the namespace");
+        std::thread::spawn(move || {
+            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns into the test namespace");
+            f()
+        })
+    }
+
+    /// A `/proc/net/snmp` or `/proc/net/netstat` counter of this namespace.
+    pub fn net_counter(&self, file: &'static str, group: &'static str, name: &'static str) -> u64 {
+        self.run_in(move || read_net_counter(file, group, name))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Reads `group:name` from `/proc/thread-self/net/<file>` (the calling thread's namespace).
+pub fn read_net_counter(file: &str, group: &str, name: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/thread-self/net/{file}"))
+        .expect("reading the namespace's counters");
+    let prefix = format!("{group}:");
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
+    for pair in lines.chunks(2) {
+        let [header, values] = pair else { continue };
+        let idx = header.split_whitespace().position(|h| h == name);
+        if let Some(i) = idx {
+            return values
+                .split_whitespace()
+                .nth(i)
+                .and_then(|v| v.parse().ok())
+                .expect("counter value");
+        }
+    }
+    panic!("{group}:{name} not in /proc/net/{file}");
+}
+
+/// Two namespaces joined by a veth pair: `a` 198.18.<net>.1/30, `b` 198.18.<net>.2/30.
+pub struct Link {
+    pub a: Netns,
+    pub b: Netns,
+    pub addr_a: String,
+    pub addr_b: String,
+}
+
+impl Link {
+    pub fn new(tag: &str, net: u8) -> Link {
+        let a = Netns::new(&format!("{tag}a"));
+        let b = Netns::new(&format!("{tag}b"));
+        // Interface names live inside each namespace, so fixed names cannot collide.
+        let (va, vb) = ("veth-a", "veth-b");
+        a.ip(&[
+            "link", "add", va, "type", "veth", "peer", "name", vb, "netns", &b.name,
+        ]);
+        let addr_a = format!("198.18.{net}.1");
+        let addr_b = format!("198.18.{net}.2");
+        a.ip(&["addr", "add", &format!("{addr_a}/30"), "dev", va]);
+        b.ip(&["addr", "add", &format!("{addr_b}/30"), "dev", vb]);
+        a.ip(&["link", "set", va, "up"]);
+        b.ip(&["link", "set", vb, "up"]);
+        Link {
+            a,
+            b,
+            addr_a,
+            addr_b,
+        }
+    }
+}
+
+/// Sends `count` one-byte UDP datagrams to `to` from inside `ns`.
+pub fn send_udp(ns: &Netns, to: SocketAddr, count: u32) {
+    ns.run_in(move || {
+        let sock = UdpSocket::bind("0.0.0.0:0").expect("binding a UDP socket");
+        for _ in 0..count {
+            // ICMP errors from earlier datagrams may surface as send errors: ignore them.
+            let _ = sock.send_to(b"x", to);
+        }
+    });
+}
+
+/// Sends UDP datagrams to `to` from inside `ns` until `duration` has passed.
+pub fn flood_udp(ns: &Netns, to: SocketAddr, duration: Duration, cpu: Option<usize>) -> u64 {
+    ns.run_in(move || {
+        if let Some(cpu) = cpu {
+            let mut set = nix::sched::CpuSet::new();
+            set.set(cpu).expect("cpu index");
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+                .expect("pinning the load thread");
+        }
+        let sock = UdpSocket::bind("0.0.0.0:0").expect("binding a UDP socket");
+        let payload = [0u8; 64];
+        let started = Instant::now();
+        let mut sent = 0u64;
+        while started.elapsed() < duration {
+            for _ in 0..256 {
+                if sock.send_to(&payload, to).is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+        sent
+    })
+}
