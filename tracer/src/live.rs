@@ -63,6 +63,12 @@ impl LiveTracer {
             ));
         }
 
+        tracing::debug!(
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "tracefs located"
+        );
+        // Symbols are only needed at report time: read them while BTF is parsed.
+        let kallsyms = std::thread::spawn(Kallsyms::load);
         let btf = match KernelBtf::load() {
             Ok(b) => Some(b),
             Err(e) => {
@@ -93,10 +99,17 @@ impl LiveTracer {
             None => Ok(None),
         };
         let plan = probes::plan(lookup, netns_offsets);
+        tracing::debug!(
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "BTF read, formats parsed"
+        );
 
         let names = kernel_names(btf.as_ref(), &formats, &mut notes);
 
-        let symbols = match Kallsyms::load() {
+        let symbols = match kallsyms
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the kallsyms reader panicked")))
+        {
             Ok(s) if s.addresses_hidden() => {
                 notes.push(
                     "kernel addresses in /proc/kallsyms are hidden (kptr_restrict): drop locations \
@@ -114,6 +127,7 @@ impl LiveTracer {
             }
         };
 
+        tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "kallsyms read");
         let session = Session::start(&plan)?;
         let startup_ms = started.elapsed().as_secs_f64() * 1000.0;
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
