@@ -188,7 +188,8 @@ impl LiveTracer {
     }
 }
 
-type FormatResults =
+/// Parsed formats by program name (`Ok(None)`: the kernel lacks the tracepoint).
+pub type FormatResults =
     std::collections::HashMap<&'static str, Result<Option<crate::format::EventFormat>>>;
 
 /// Drop-reason and softirq-vector names from the running kernel: BTF first, then the
@@ -198,13 +199,31 @@ fn kernel_names(
     formats: &FormatResults,
     notes: &mut Vec<String>,
 ) -> KernelNames {
+    let btf_reasons = match btf.map(KernelBtf::drop_reason_names) {
+        Some(Ok(map)) => Some(map),
+        Some(Err(e)) => {
+            notes.push(format!("drop-reason names not in BTF ({e:#})"));
+            None
+        }
+        None => None,
+    };
+    names_from(btf_reasons, formats, notes)
+}
+
+/// Names from BTF's reason table when there is one, else from the tracepoints' own symbolic
+/// tables. Pure, so kernels without BTF can be tested on recorded formats.
+pub fn names_from(
+    btf_reasons: Option<std::collections::BTreeMap<u32, String>>,
+    formats: &FormatResults,
+    notes: &mut Vec<String>,
+) -> KernelNames {
     let format_of = |program: &str| match formats.get(program) {
         Some(Ok(Some(f))) => Some(f),
         _ => None,
     };
     let mut names = KernelNames::default();
-    match btf.map(KernelBtf::drop_reason_names) {
-        Some(Ok(map)) if !map.is_empty() => {
+    match btf_reasons {
+        Some(map) if !map.is_empty() => {
             names.drop_reasons = map;
             names.drop_reasons_source = "btf".to_owned();
         }
@@ -239,4 +258,81 @@ fn kernel_names(
         );
     }
     names
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::format::EventFormat;
+
+    fn formats(kfree: &str) -> FormatResults {
+        let mut f = FormatResults::new();
+        f.insert(
+            tracer_common::PROG_KFREE_SKB,
+            Ok(Some(EventFormat::parse(kfree).unwrap())),
+        );
+        f.insert(
+            tracer_common::PROG_SOFTIRQ_ENTRY,
+            Ok(Some(
+                EventFormat::parse(include_str!(
+                    "../../tests/fixtures/formats/irq_softirq_entry.format"
+                ))
+                .unwrap(),
+            )),
+        );
+        f
+    }
+
+    #[test]
+    fn reason_names_fall_back_to_the_format_table_without_btf() {
+        let f = formats(include_str!(
+            "../../tests/fixtures/formats/skb_kfree_skb.format"
+        ));
+        let mut notes = Vec::new();
+        let names = names_from(None, &f, &mut notes);
+        assert_eq!(names.drop_reasons_source, "tracefs format");
+        assert_eq!(
+            names.drop_reasons.get(&3).map(String::as_str),
+            Some("NO_SOCKET")
+        );
+        assert_eq!(
+            names.drop_reasons.get(&12).map(String::as_str),
+            Some("NETFILTER_DROP")
+        );
+        assert_eq!(names.drop_reasons.len(), 127);
+        assert_eq!(
+            names.softirq_vectors.get(&3).map(String::as_str),
+            Some("NET_RX")
+        );
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn btf_names_win_over_the_format_table() {
+        let f = formats(include_str!(
+            "../../tests/fixtures/formats/skb_kfree_skb.format"
+        ));
+        let btf: std::collections::BTreeMap<u32, String> = [
+            (3, "NO_SOCKET".to_owned()),
+            (0, "SKB_NOT_DROPPED_YET".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let names = names_from(Some(btf), &f, &mut Vec::new());
+        assert_eq!(names.drop_reasons_source, "btf");
+        assert_eq!(names.drop_reasons.len(), 2);
+    }
+
+    #[test]
+    fn a_5_10_kernel_has_no_reason_names_and_says_so() {
+        let f = formats(include_str!(
+            "../../tests/fixtures/formats/skb_kfree_skb_5.10.format"
+        ));
+        let mut notes = Vec::new();
+        let names = names_from(None, &f, &mut notes);
+        assert_eq!(names.drop_reasons_source, "none");
+        assert!(names.drop_reasons.is_empty());
+        assert!(notes.iter().any(|n| n.contains("by location")), "{notes:?}");
+    }
 }

@@ -583,6 +583,30 @@ mod tests {
         assert_eq!(r.net_rx_ns_by_cpu().get(&1), Some(&500_000_000));
     }
 
+    /// A flow key exactly as the kernel program writes it: bytes recorded from the map
+    /// (`bpftool map dump`) for 198.18.1.1:43210 → 198.18.1.2:5201 in namespace 4026532890.
+    #[test]
+    fn flow_key_decodes_from_recorded_map_bytes() {
+        let mut bytes = [0u8; 44];
+        bytes[0..4].copy_from_slice(&4_026_532_890u32.to_ne_bytes()); // netns
+        bytes[4..6].copy_from_slice(&2u16.to_ne_bytes()); // AF_INET
+        bytes[6..8].copy_from_slice(&43210u16.to_ne_bytes()); // sport (host order in the record)
+        bytes[8..10].copy_from_slice(&5201u16.to_ne_bytes()); // dport
+        bytes[12..16].copy_from_slice(&[198, 18, 1, 1]); // saddr, network order
+        bytes[28..32].copy_from_slice(&[198, 18, 1, 2]); // daddr
+                                                         // SAFETY: FlowKey is repr(C) plain integers of exactly 44 bytes.
+        let key: FlowKey = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        assert_eq!(
+            (key.netns, key.sport, key.dport),
+            (4_026_532_890, 43210, 5201)
+        );
+        let (family, s, d) = flow_addresses(&key);
+        assert_eq!(
+            (family, s.as_str(), d.as_str()),
+            ("ipv4", "198.18.1.1", "198.18.1.2")
+        );
+    }
+
     #[test]
     fn tcp_states_named() {
         assert_eq!(tcp_state_name(2), "TCP_SYN_SENT");
