@@ -5,10 +5,12 @@
 //! (names from the running kernel) → JSON/YAML. `live` wires the steps together.
 
 pub mod btf;
+pub mod evidence;
 pub mod format;
 pub mod kallsyms;
 pub mod live;
 pub mod loader;
+pub mod netns;
 pub mod probes;
 pub mod report;
 pub mod snapshot;
