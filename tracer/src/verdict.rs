@@ -1,0 +1,1080 @@
+//! The D7 verdict: which layer lost the packets, from the probes' drops and retransmits, the
+//! node's counters (every namespace) and its facts (routes, rules). Pure: everything, time
+//! included, is passed in, so the same window always gives the same verdict (live or replayed).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    evidence::{CounterSample, NodeFacts},
+    layers::{classify, DropClass, Layer},
+    report::Report,
+};
+
+/// Fewest packets a layer must lose in a window before it can be the root cause.
+pub const MIN_LOSS: u64 = 10;
+/// Retransmitted/sent segment ratio above which unexplained retransmits point upstream.
+pub const MIN_RETRANS_RATIO: f64 = 0.002;
+/// A CPU whose NET_RX time is at least this share of the window is saturated.
+pub const SATURATED_SHARE: f64 = 0.5;
+
+/// One second of the window: loss per layer seen in it (probes and counters).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tick {
+    /// Milliseconds since the window started, at the end of this interval.
+    pub at_ms: u64,
+    pub loss: BTreeMap<Layer, u64>,
+}
+
+/// Everything the verdict is decided from.
+#[derive(Debug, Clone)]
+pub struct WindowEvidence {
+    /// The probes' evidence for the whole window.
+    pub observed: Report,
+    pub counters_start: CounterSample,
+    pub counters_end: CounterSample,
+    pub facts_start: NodeFacts,
+    pub facts_end: NodeFacts,
+    /// Per-second loss by layer (see [`tick_loss`]).
+    pub ticks: Vec<Tick>,
+}
+
+/// `{type, content}`, as the runbook's evidence list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceItem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mitigation {
+    pub immediate: String,
+    pub long_term: String,
+}
+
+/// A runbook whose trigger was observed, and what triggered it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrossReference {
+    pub runbook: String,
+    pub evidence: String,
+}
+
+/// A check that was made and found nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuledOut {
+    pub check: String,
+    pub result: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub at_s: f64,
+    pub event: String,
+}
+
+/// Why a layer scored what it did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerScore {
+    /// Packets this layer lost in the window (the larger of the probes' count and the
+    /// counters' when both see the same loss).
+    pub lost_packets: u64,
+    pub signals: Vec<String>,
+}
+
+/// Drops that do not decide the verdict, by why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NoiseSummary {
+    pub total: u64,
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+/// The verdict document's decision part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub root_cause: String,
+    pub failure_layer: Option<String>,
+    pub evidence: Vec<EvidenceItem>,
+    pub severity: String,
+    pub mitigation: Mitigation,
+    pub cross_reference: Vec<CrossReference>,
+    pub ruled_out: Vec<RuledOut>,
+    pub escalation: Vec<String>,
+    pub confidence: f64,
+    pub timeline: Vec<TimelineEntry>,
+    pub layer_scores: BTreeMap<Layer, LayerScore>,
+    pub noise: NoiseSummary,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counter signals
+
+/// Change of a counter between two samples, 0 when it went backwards (reset, wrap, a
+/// namespace or interface that came and went).
+fn delta(start: u64, end: u64) -> u64 {
+    end.saturating_sub(start)
+}
+
+fn delta_i(start: i64, end: i64) -> u64 {
+    u64::try_from(end.saturating_sub(start)).unwrap_or(0)
+}
+
+/// A named counter change with where it happened, for evidence text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterDelta {
+    pub name: String,
+    pub place: String,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl CounterDelta {
+    pub fn delta(&self) -> u64 {
+        delta(self.start, self.end)
+    }
+    fn text(&self) -> String {
+        format!(
+            "{} {}: {} → {} (+{})",
+            self.place,
+            self.name,
+            self.start,
+            self.end,
+            self.delta()
+        )
+    }
+}
+
+/// The counter changes the rules read, between two samples (namespaces and interfaces present
+/// in both only).
+#[derive(Debug, Clone, Default)]
+pub struct CounterSignals {
+    pub nic_errors: Vec<CounterDelta>,
+    pub crc_errors: Vec<CounterDelta>,
+    pub allowance_exceeded: Vec<CounterDelta>,
+    pub softnet_dropped: u64,
+    pub time_squeeze: u64,
+    pub listen: Vec<CounterDelta>,
+    pub tcp_other: Vec<CounterDelta>,
+    pub routing: Vec<CounterDelta>,
+    pub mtu: Vec<CounterDelta>,
+    pub conntrack_drops: Vec<CounterDelta>,
+    pub retrans_segs: u64,
+    pub out_segs: u64,
+    pub lost_retransmit: u64,
+    pub timeouts: u64,
+}
+
+fn snmp_deltas(
+    start: &CounterSample,
+    end: &CounterSample,
+    names: &[(&str, &str)],
+) -> Vec<CounterDelta> {
+    let mut out = Vec::new();
+    for ns_end in &end.netns {
+        let Some(ns_start) = start.netns(ns_end.inode) else {
+            continue;
+        };
+        for (group, name) in names {
+            let (a, b) = (ns_start.get(group, name), ns_end.get(group, name));
+            if delta_i(a, b) > 0 {
+                out.push(CounterDelta {
+                    name: format!("{group}:{name}"),
+                    place: ns_end.label.clone(),
+                    start: u64::try_from(a).unwrap_or(0),
+                    end: u64::try_from(b).unwrap_or(0),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Reads the counter changes between two samples.
+pub fn counter_signals(start: &CounterSample, end: &CounterSample) -> CounterSignals {
+    let mut s = CounterSignals::default();
+    if let (Some(h0), Some(h1)) = (start.host(), end.host()) {
+        for (name, if1) in &h1.interfaces {
+            if name == "lo" {
+                continue;
+            }
+            let Some(if0) = h0.interfaces.get(name) else {
+                continue;
+            };
+            for stat in [
+                "rx_errors",
+                "tx_errors",
+                "rx_missed_errors",
+                "rx_crc_errors",
+            ] {
+                let (a, b) = (
+                    if0.stats.get(stat).copied().unwrap_or(0),
+                    if1.stats.get(stat).copied().unwrap_or(0),
+                );
+                if delta(a, b) > 0 {
+                    let d = CounterDelta {
+                        name: stat.to_owned(),
+                        place: name.clone(),
+                        start: a,
+                        end: b,
+                    };
+                    if stat == "rx_crc_errors" {
+                        s.crc_errors.push(d);
+                    } else {
+                        s.nic_errors.push(d);
+                    }
+                }
+            }
+            for (stat, b) in &if1.ethtool {
+                if stat.ends_with("_allowance_exceeded") {
+                    let a = if0.ethtool.get(stat).copied().unwrap_or(*b);
+                    if delta(a, *b) > 0 {
+                        s.allowance_exceeded.push(CounterDelta {
+                            name: stat.clone(),
+                            place: name.clone(),
+                            start: a,
+                            end: *b,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for row in &end.softnet {
+        if let Some(r0) = start.softnet.iter().find(|r| r.cpu == row.cpu) {
+            s.softnet_dropped += delta(r0.dropped, row.dropped);
+            s.time_squeeze += delta(r0.time_squeeze, row.time_squeeze);
+        }
+    }
+    s.listen = snmp_deltas(
+        start,
+        end,
+        &[
+            ("TcpExt", "ListenDrops"),
+            ("TcpExt", "ListenOverflows"),
+            ("TcpExt", "TCPReqQFullDrop"),
+        ],
+    );
+    s.tcp_other = snmp_deltas(
+        start,
+        end,
+        &[
+            ("TcpExt", "TCPBacklogDrop"),
+            ("TcpExt", "TCPRcvQDrop"),
+            ("TcpExt", "TCPZeroWindowDrop"),
+            ("Udp", "RcvbufErrors"),
+        ],
+    );
+    s.routing = snmp_deltas(
+        start,
+        end,
+        &[
+            ("IpExt", "InNoRoutes"),
+            ("Ip", "OutNoRoutes"),
+            ("Ip", "InAddrErrors"),
+        ],
+    );
+    s.mtu = snmp_deltas(
+        start,
+        end,
+        &[
+            ("Ip", "FragFails"),
+            ("Ip", "ReasmFails"),
+            ("TcpExt", "TCPMTUPFail"),
+        ],
+    );
+    for ns_end in &end.netns {
+        let Some(ns_start) = start.netns(ns_end.inode) else {
+            continue;
+        };
+        if let (Some(c0), Some(c1)) = (&ns_start.conntrack, &ns_end.conntrack) {
+            for stat in ["drop", "early_drop", "insert_failed"] {
+                let (a, b) = (
+                    c0.stats.get(stat).copied().unwrap_or(0),
+                    c1.stats.get(stat).copied().unwrap_or(0),
+                );
+                if delta(a, b) > 0 {
+                    s.conntrack_drops.push(CounterDelta {
+                        name: format!("conntrack {stat}"),
+                        place: ns_end.label.clone(),
+                        start: a,
+                        end: b,
+                    });
+                }
+            }
+        }
+        s.retrans_segs += delta_i(
+            ns_start.get("Tcp", "RetransSegs"),
+            ns_end.get("Tcp", "RetransSegs"),
+        );
+        s.out_segs += delta_i(ns_start.get("Tcp", "OutSegs"), ns_end.get("Tcp", "OutSegs"));
+        s.lost_retransmit += delta_i(
+            ns_start.get("TcpExt", "TCPLostRetransmit"),
+            ns_end.get("TcpExt", "TCPLostRetransmit"),
+        );
+        s.timeouts += delta_i(
+            ns_start.get("TcpExt", "TCPTimeouts"),
+            ns_end.get("TcpExt", "TCPTimeouts"),
+        );
+    }
+    s
+}
+
+fn sum(deltas: &[CounterDelta]) -> u64 {
+    deltas.iter().map(CounterDelta::delta).sum()
+}
+
+/// Listen-queue loss: ListenDrops includes ListenOverflows; take the larger per namespace.
+fn listen_loss(deltas: &[CounterDelta]) -> u64 {
+    let mut by_place: BTreeMap<&str, u64> = BTreeMap::new();
+    for d in deltas {
+        let e = by_place.entry(d.place.as_str()).or_insert(0);
+        *e = (*e).max(d.delta());
+    }
+    by_place.values().sum()
+}
+
+/// Packets lost per layer according to the counters alone.
+pub fn counter_loss(s: &CounterSignals) -> BTreeMap<Layer, u64> {
+    let mut loss = BTreeMap::new();
+    loss.insert(
+        Layer::NicDriver,
+        sum(&s.nic_errors) + sum(&s.crc_errors) + sum(&s.allowance_exceeded),
+    );
+    loss.insert(Layer::IrqCpu, s.softnet_dropped);
+    loss.insert(Layer::TcpStack, listen_loss(&s.listen) + sum(&s.tcp_other));
+    loss.insert(Layer::IptablesNetpolicy, sum(&s.conntrack_drops));
+    loss.insert(Layer::Routing, sum(&s.routing) + sum(&s.mtu));
+    loss
+}
+
+/// Packets lost per layer in one interval, from the probes' drops in it and the counters.
+pub fn tick_loss(
+    at_ms: u64,
+    probe_drops: &BTreeMap<Layer, u64>,
+    counters_start: &CounterSample,
+    counters_end: &CounterSample,
+    retrans_segments: u64,
+) -> Tick {
+    let counters = counter_loss(&counter_signals(counters_start, counters_end));
+    let mut loss = BTreeMap::new();
+    for layer in Layer::ALL {
+        let p = probe_drops.get(&layer).copied().unwrap_or(0);
+        let c = counters.get(&layer).copied().unwrap_or(0);
+        if layer == Layer::Upstream {
+            continue;
+        }
+        loss.insert(layer, p.max(c));
+    }
+    let local: u64 = loss.values().sum();
+    loss.insert(Layer::Upstream, retrans_segments.saturating_sub(local));
+    Tick { at_ms, loss }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The decision
+
+/// Drops of the window by layer (probe evidence), with the noise apart.
+pub fn probe_loss(
+    observed: &Report,
+) -> (
+    BTreeMap<Layer, u64>,
+    BTreeMap<Layer, Vec<String>>,
+    NoiseSummary,
+    u64,
+) {
+    let mut loss: BTreeMap<Layer, u64> = BTreeMap::new();
+    let mut signals: BTreeMap<Layer, Vec<String>> = BTreeMap::new();
+    let mut noise = NoiseSummary::default();
+    let mut no_listener = 0;
+    for reason in &observed.drops.by_reason {
+        for location in &reason.locations {
+            match classify(&reason.reason, &location.location) {
+                DropClass::Loss { layer, tag } => {
+                    *loss.entry(layer).or_insert(0) += location.count;
+                    signals.entry(layer).or_default().push(format!(
+                        "{} {} drops at {} ({tag})",
+                        location.count, reason.reason, location.location
+                    ));
+                }
+                DropClass::Noise { tag } => {
+                    noise.total += location.count;
+                    *noise
+                        .by_kind
+                        .entry(format!("{tag}: {}", reason.reason))
+                        .or_insert(0) += location.count;
+                }
+                DropClass::NoListener => no_listener += location.count,
+                DropClass::Other { tag } => {
+                    noise.total += location.count;
+                    *noise
+                        .by_kind
+                        .entry(format!("{tag}: {}", reason.reason))
+                        .or_insert(0) += location.count;
+                }
+            }
+        }
+    }
+    (loss, signals, noise, no_listener)
+}
+
+fn fmt_rate(count: u64, seconds: f64) -> String {
+    format!("{count} ({:.1}/s)", count as f64 / seconds.max(0.001))
+}
+
+/// Blackhole/unreachable/prohibit routes, and namespaces without a default route that route
+/// elsewhere (a missing route).
+fn bad_routes(facts: &NodeFacts) -> Vec<String> {
+    facts
+        .routes
+        .iter()
+        .filter(|r| matches!(r.kind.as_str(), "blackhole" | "unreachable" | "prohibit"))
+        .map(|r| {
+            format!(
+                "{} {} {} (table {}) in {}",
+                r.family, r.kind, r.dst, r.table, r.netns_label
+            )
+        })
+        .collect()
+}
+
+/// Drop/reject rules whose counters rose in the window, with the rise.
+fn firing_rules(start: &NodeFacts, end: &NodeFacts) -> Vec<(u64, String)> {
+    let mut out: Vec<(u64, String)> = end
+        .firewall_rules
+        .iter()
+        .filter_map(|r| {
+            let after = r.packets?;
+            let before = start
+                .firewall_rules
+                .iter()
+                .find(|s| {
+                    s.netns == r.netns
+                        && s.table == r.table
+                        && s.chain == r.chain
+                        && s.rule == r.rule
+                })
+                .and_then(|s| s.packets)
+                .unwrap_or(0);
+            let d = delta(before, after);
+            (d > 0).then(|| {
+                (
+                    d,
+                    format!(
+                        "{} [{}] {} chain {}{}: `{}` {} (+{d} packets)",
+                        r.source,
+                        r.netns_label,
+                        r.table,
+                        r.chain,
+                        r.hook
+                            .as_deref()
+                            .map(|h| format!(" (hook {h})"))
+                            .unwrap_or_default(),
+                        r.rule,
+                        r.verdict
+                    ),
+                )
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    out
+}
+
+/// Onset of a layer's loss: the first second its rate rose above the window's baseline.
+fn onset(ticks: &[Tick], layer: Layer) -> Option<(f64, u64, u64)> {
+    let rates: Vec<u64> = ticks
+        .iter()
+        .map(|t| t.loss.get(&layer).copied().unwrap_or(0))
+        .collect();
+    let base = rates.iter().copied().min()?;
+    let peak = rates.iter().copied().max()?;
+    if peak <= base {
+        return None;
+    }
+    let threshold = base + ((peak - base) / 2).max(1);
+    let i = rates.iter().position(|r| *r >= threshold)?;
+    Some((ticks[i].at_ms as f64 / 1000.0, base, rates[i]))
+}
+
+fn host_sysctl<'a>(facts: &'a NodeFacts, name: &str) -> &'a str {
+    facts.sysctls.get(name).map_or("unknown", String::as_str)
+}
+
+/// Decides the verdict.
+pub fn decide(w: &WindowEvidence) -> Verdict {
+    let seconds = w.observed.window.duration_s.max(0.001);
+    let signals = counter_signals(&w.counters_start, &w.counters_end);
+    let counters = counter_loss(&signals);
+    let (probe, probe_signals, noise, no_listener) = probe_loss(&w.observed);
+    let retrans_segments =
+        w.observed.retransmits.segments_total + w.observed.retransmits.synack_total;
+
+    // Per-layer loss: probes and counters often see the same packets (NETFILTER_DROP and the
+    // conntrack drop column, CPU_BACKLOG and softnet `dropped`): take the larger, never the sum.
+    let mut scores: BTreeMap<Layer, LayerScore> = BTreeMap::new();
+    for layer in Layer::ALL {
+        if layer == Layer::Upstream {
+            continue;
+        }
+        let p = probe.get(&layer).copied().unwrap_or(0);
+        let c = counters.get(&layer).copied().unwrap_or(0);
+        let mut score = LayerScore {
+            lost_packets: p.max(c),
+            signals: probe_signals.get(&layer).cloned().unwrap_or_default(),
+        };
+        let mut add = |deltas: &[CounterDelta]| {
+            score.signals.extend(deltas.iter().map(CounterDelta::text));
+        };
+        match layer {
+            Layer::NicDriver => {
+                add(&signals.nic_errors);
+                add(&signals.crc_errors);
+                add(&signals.allowance_exceeded);
+            }
+            Layer::IrqCpu => {
+                if signals.softnet_dropped > 0 {
+                    score
+                        .signals
+                        .push(format!("softnet_stat dropped +{}", signals.softnet_dropped));
+                }
+                if signals.time_squeeze > 0 {
+                    score.signals.push(format!(
+                        "softnet_stat time_squeeze +{}",
+                        signals.time_squeeze
+                    ));
+                }
+            }
+            Layer::TcpStack => {
+                add(&signals.listen);
+                add(&signals.tcp_other);
+            }
+            Layer::IptablesNetpolicy => add(&signals.conntrack_drops),
+            Layer::Routing => {
+                add(&signals.routing);
+                add(&signals.mtu);
+            }
+            Layer::Upstream => {}
+        }
+        scores.insert(layer, score);
+    }
+    let local_loss: u64 = scores.values().map(|s| s.lost_packets).sum();
+    let unexplained = retrans_segments.saturating_sub(local_loss);
+    let retrans_ratio = if signals.out_segs > 0 {
+        signals.retrans_segs as f64 / signals.out_segs as f64
+    } else {
+        0.0
+    };
+    let mut upstream = LayerScore::default();
+    if retrans_segments > 0 {
+        upstream.signals.push(format!(
+            "{retrans_segments} retransmitted segments traced ({} skbs), {local_loss} packets lost on the node",
+            w.observed.retransmits.total
+        ));
+        if signals.out_segs > 0 {
+            upstream.signals.push(format!(
+                "Tcp RetransSegs +{} of OutSegs +{} ({:.2} %)",
+                signals.retrans_segs,
+                signals.out_segs,
+                retrans_ratio * 100.0
+            ));
+        }
+        if signals.lost_retransmit > 0 || signals.timeouts > 0 {
+            upstream.signals.push(format!(
+                "TcpExt TCPLostRetransmit +{}, TCPTimeouts +{}",
+                signals.lost_retransmit, signals.timeouts
+            ));
+        }
+    }
+    if retrans_ratio >= MIN_RETRANS_RATIO || signals.out_segs == 0 {
+        upstream.lost_packets = unexplained;
+    }
+    scores.insert(Layer::Upstream, upstream);
+
+    // NET_RX saturation / imbalance per CPU.
+    let net_rx = w.observed.net_rx_ns_by_cpu();
+    let window_ns = seconds * 1e9;
+    let (hot_cpu, hot_ns) = net_rx
+        .iter()
+        .max_by_key(|(_, ns)| **ns)
+        .map_or((0, 0), |(c, n)| (*c, *n));
+    let hot_share = hot_ns as f64 / window_ns;
+    let others_ns: u64 = net_rx.values().sum::<u64>() - hot_ns;
+    let others_mean = if net_rx.len() > 1 {
+        others_ns as f64 / (net_rx.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let imbalanced = net_rx.len() > 1 && hot_ns as f64 >= 4.0 * others_mean.max(1.0);
+    let saturated = hot_share >= SATURATED_SHARE;
+    if let Some(irq) = scores.get_mut(&Layer::IrqCpu) {
+        if saturated || (imbalanced && irq.lost_packets > 0) {
+            irq.signals.push(format!(
+                "NET_RX on CPU {hot_cpu}: {:.0} ms = {:.0} % of the window; other CPUs {:.1} ms on average",
+                hot_ns as f64 / 1e6,
+                hot_share * 100.0,
+                others_mean / 1e6
+            ));
+        }
+    }
+
+    // Root cause: the layer that lost the most, if it lost enough; NET_RX saturation alone
+    // (no loss anywhere) is an IRQ/CPU problem of its own.
+    let best = scores
+        .iter()
+        .filter(|(_, s)| s.lost_packets >= MIN_LOSS)
+        .max_by(|a, b| a.1.lost_packets.cmp(&b.1.lost_packets).then(b.0.cmp(a.0)))
+        .map(|(l, _)| *l);
+    let decided = match best {
+        Some(layer) => Some(layer),
+        None if saturated && imbalanced => Some(Layer::IrqCpu),
+        None => None,
+    };
+    let total_score: u64 = scores.values().map(|s| s.lost_packets).sum();
+
+    // Evidence.
+    let mut evidence = Vec::new();
+    let facts = &w.facts_end;
+    let rules = firing_rules(&w.facts_start, &w.facts_end);
+    let routes = bad_routes(facts);
+    if let Some(layer) = decided {
+        let s = &scores[&layer];
+        evidence.push(EvidenceItem {
+            kind: "kernel_probe".to_owned(),
+            content: format!(
+                "{} lost {} packets in {seconds:.0} s on this node",
+                layer.title(),
+                fmt_rate(s.lost_packets, seconds)
+            ),
+        });
+        for signal in s.signals.iter().take(6) {
+            evidence.push(EvidenceItem {
+                kind: if signal.contains("drops at")
+                    || signal.contains("retransmitted")
+                    || signal.contains("NET_RX")
+                {
+                    "kernel_probe"
+                } else {
+                    "counters"
+                }
+                .to_owned(),
+                content: signal.clone(),
+            });
+        }
+    }
+    if matches!(decided, Some(Layer::IptablesNetpolicy)) || !rules.is_empty() {
+        for (_, text) in rules.iter().take(5) {
+            evidence.push(EvidenceItem {
+                kind: "network_diagnostics".to_owned(),
+                content: format!("rule matched in the window: {text}"),
+            });
+        }
+    }
+    if matches!(decided, Some(Layer::Routing)) {
+        for r in routes.iter().take(5) {
+            evidence.push(EvidenceItem {
+                kind: "network_diagnostics".to_owned(),
+                content: format!("route: {r}"),
+            });
+        }
+    }
+    if let Some(flow) = w.observed.retransmits.flows.first() {
+        evidence.push(EvidenceItem {
+            kind: "kernel_probe".to_owned(),
+            content: format!(
+                "retransmissions: {} segments in {} skbs across {} flows; top flow {}:{} → {}:{} ({}) with {} segments",
+                w.observed.retransmits.segments_total,
+                w.observed.retransmits.total,
+                w.observed.retransmits.flows.len(),
+                flow.saddr,
+                flow.sport,
+                flow.daddr,
+                flow.dport,
+                flow.state,
+                flow.retransmitted_segments + flow.synack_retransmits
+            ),
+        });
+    }
+
+    // Timeline.
+    let mut timeline = vec![TimelineEntry {
+        at_s: 0.0,
+        event: "window start: probes attached, counters sampled".to_owned(),
+    }];
+    if let Some(layer) = decided {
+        match onset(&w.ticks, layer) {
+            Some((at, base, rate)) => {
+                timeline.push(TimelineEntry {
+                    at_s: at,
+                    event: format!(
+                        "onset: {} loss rose to {rate}/s from a baseline of {base}/s",
+                        layer.title()
+                    ),
+                });
+                evidence.push(EvidenceItem {
+                    kind: "correlate".to_owned(),
+                    content: format!(
+                        "{} loss began {at:.0} s into the window ({base}/s → {rate}/s)",
+                        layer.title()
+                    ),
+                });
+            }
+            None => {
+                timeline.push(TimelineEntry {
+                    at_s: 0.0,
+                    event: format!(
+                        "{} loss already present when the window started",
+                        layer.title()
+                    ),
+                });
+                evidence.push(EvidenceItem {
+                    kind: "correlate".to_owned(),
+                    content: format!(
+                        "{} loss present throughout the window (no onset inside it)",
+                        layer.title()
+                    ),
+                });
+            }
+        }
+    }
+    timeline.push(TimelineEntry {
+        at_s: seconds,
+        event: "window end".to_owned(),
+    });
+
+    // Cross references: only what was observed.
+    let mut cross_reference = Vec::new();
+    if !signals.allowance_exceeded.is_empty() {
+        cross_reference.push(CrossReference {
+            runbook: "D6/J1".to_owned(),
+            evidence: signals
+                .allowance_exceeded
+                .iter()
+                .map(CounterDelta::text)
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+    }
+    let mtu_drops: u64 = w
+        .observed
+        .drops
+        .by_reason
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.reason.as_str(),
+                "PKT_TOO_BIG" | "FRAG_REASM_TIMEOUT" | "DUP_FRAG" | "FRAG_TOO_FAR"
+            )
+        })
+        .map(|r| r.count)
+        .sum();
+    if mtu_drops > 0 || !signals.mtu.is_empty() {
+        let mut parts = Vec::new();
+        if mtu_drops > 0 {
+            parts.push(format!("{mtu_drops} PKT_TOO_BIG/fragmentation drops"));
+        }
+        parts.extend(signals.mtu.iter().map(CounterDelta::text));
+        cross_reference.push(CrossReference {
+            runbook: "D4".to_owned(),
+            evidence: parts.join("; "),
+        });
+    }
+    let mut conntrack = Vec::new();
+    for ns in &w.counters_end.netns {
+        if let Some(c) = &ns.conntrack {
+            if c.max > 0 && c.count * 10 >= c.max * 9 {
+                conntrack.push(format!(
+                    "{}: nf_conntrack_count {} of max {} ({:.0} %)",
+                    ns.label,
+                    c.count,
+                    c.max,
+                    c.count as f64 * 100.0 / c.max as f64
+                ));
+            }
+        }
+    }
+    conntrack.extend(signals.conntrack_drops.iter().map(CounterDelta::text));
+    if !conntrack.is_empty() {
+        cross_reference.push(CrossReference {
+            runbook: "D3".to_owned(),
+            evidence: conntrack.join("; "),
+        });
+    }
+    let mut dns = Vec::new();
+    for f in &w.observed.retransmits.flows {
+        if f.dport == 53 || f.sport == 53 {
+            dns.push(format!(
+                "{} retransmissions {}:{} → {}:{}",
+                f.retransmitted_segments + f.synack_retransmits,
+                f.saddr,
+                f.sport,
+                f.daddr,
+                f.dport
+            ));
+        }
+    }
+    for (_, text) in &rules {
+        if text.contains("dport 53") || text.contains("--dport 53") {
+            dns.push(format!("DNS traffic dropped by {text}"));
+        }
+    }
+    if !dns.is_empty() {
+        cross_reference.push(CrossReference {
+            runbook: "D5".to_owned(),
+            evidence: dns.join("; "),
+        });
+    }
+
+    // Ruled out: each check made, with what it found.
+    let mut ruled_out = Vec::new();
+    let nic_checked = w.counters_end.host().map_or(0, |h| h.interfaces.len());
+    if scores[&Layer::NicDriver].lost_packets == 0 {
+        ruled_out.push(RuledOut {
+            check: "NIC/driver errors".to_owned(),
+            result: format!(
+                "rx/tx errors, missed, CRC and ENA allowance counters flat on {nic_checked} host interfaces"
+            ),
+        });
+    }
+    if signals.allowance_exceeded.is_empty() {
+        ruled_out.push(RuledOut {
+            check: "ENA allowance exceeded (D6/J1)".to_owned(),
+            result: "no *_allowance_exceeded counter increased".to_owned(),
+        });
+    }
+    if scores[&Layer::IrqCpu].lost_packets == 0 && !saturated {
+        ruled_out.push(RuledOut {
+            check: "IRQ/CPU backlog and softirq saturation".to_owned(),
+            result: format!(
+                "no backlog drops, time_squeeze +{}, busiest CPU {hot_cpu} spent {:.1} % of the window in NET_RX",
+                signals.time_squeeze,
+                hot_share * 100.0
+            ),
+        });
+    }
+    if scores[&Layer::IptablesNetpolicy].lost_packets == 0 {
+        ruled_out.push(RuledOut {
+            check: "firewall / NetworkPolicy drops".to_owned(),
+            result: format!(
+                "no NETFILTER_DROP or policy drops; {} DROP/REJECT rules present, none matched in the window",
+                facts.firewall_rules.len()
+            ),
+        });
+    }
+    if scores[&Layer::Routing].lost_packets == 0 {
+        ruled_out.push(RuledOut {
+            check: "routing".to_owned(),
+            result: format!(
+                "no routing drops; {} blackhole/unreachable/prohibit routes",
+                routes.len()
+            ),
+        });
+    }
+    if scores[&Layer::TcpStack].lost_packets == 0 {
+        ruled_out.push(RuledOut {
+            check: "TCP stack (listen queues, receive buffers)".to_owned(),
+            result: "ListenOverflows/ListenDrops, TCPBacklogDrop, TCPRcvQDrop, RcvbufErrors flat"
+                .to_owned(),
+        });
+    }
+    if mtu_drops == 0 && signals.mtu.is_empty() {
+        ruled_out.push(RuledOut {
+            check: "MTU / fragmentation (D4)".to_owned(),
+            result: "no PKT_TOO_BIG or fragmentation drops; FragFails/ReasmFails flat".to_owned(),
+        });
+    }
+    if conntrack.is_empty() {
+        let fill = w
+            .counters_end
+            .netns
+            .iter()
+            .filter_map(|n| {
+                n.conntrack
+                    .as_ref()
+                    .filter(|c| c.max > 0)
+                    .map(|c| c.count as f64 / c.max as f64)
+            })
+            .fold(0.0f64, f64::max);
+        ruled_out.push(RuledOut {
+            check: "conntrack exhaustion (D3)".to_owned(),
+            result: format!(
+                "highest conntrack fill {:.1} %, no conntrack drops",
+                fill * 100.0
+            ),
+        });
+    }
+    if dns.is_empty() {
+        ruled_out.push(RuledOut {
+            check: "DNS failures (D5)".to_owned(),
+            result: "no retransmissions or rule drops on port 53".to_owned(),
+        });
+    }
+    if no_listener > 0 {
+        ruled_out.push(RuledOut {
+            check: "packets to closed ports (NO_SOCKET)".to_owned(),
+            result: format!(
+                "{no_listener} packets reached ports nobody listens on: an application matter, not a network loss"
+            ),
+        });
+    }
+
+    // Escalations: the runbook's guardrails that hold.
+    let mut escalation = Vec::new();
+    if !signals.crc_errors.is_empty() {
+        escalation.push(format!(
+            "NIC hardware errors (rx_crc_errors) increasing — possible hardware failure, request instance replacement ({})",
+            signals.crc_errors.iter().map(CounterDelta::text).collect::<Vec<_>>().join("; ")
+        ));
+    }
+    if decided == Some(Layer::Upstream) {
+        escalation.push(format!(
+            "Retransmissions but no local drops — loss is in the network path, not on the node ({retrans_segments} retransmitted segments, {local_loss} packets lost on the node)"
+        ));
+        escalation.push(
+            "Issue persists after all node-level checks — may be VPC, TGW, or peering issue"
+                .to_owned(),
+        );
+    }
+    if decided == Some(Layer::IptablesNetpolicy)
+        && facts.policy_engines.iter().any(|e| e != "kube-proxy")
+    {
+        escalation.push(format!(
+            "Security rule changes may be needed that affect other workloads (policy engines present: {})",
+            facts.policy_engines.join(", ")
+        ));
+    }
+
+    // Mitigation.
+    let mitigation = mitigation_for(decided, w, &rules, &routes, &signals);
+
+    // Severity and confidence.
+    let (severity, confidence) = match decided {
+        None => ("NONE".to_owned(), if total_score == 0 { 0.9 } else { 0.6 }),
+        Some(layer) => {
+            let lost = scores[&layer].lost_packets;
+            let rate = lost as f64 / seconds;
+            let severity = if rate >= 1.0 || !escalation.is_empty() {
+                "HIGH"
+            } else {
+                "MEDIUM"
+            };
+            let share = if total_score > 0 {
+                lost as f64 / total_score as f64
+            } else {
+                0.5
+            };
+            let attached = w
+                .observed
+                .probes
+                .iter()
+                .filter(|p| p.state == crate::probes::ProbeState::Attached)
+                .count() as f64
+                / w.observed.probes.len().max(1) as f64;
+            // Loss upstream is inferred from the absence of local loss: never certain.
+            let cap = if layer == Layer::Upstream { 0.8 } else { 0.95 };
+            let volume = (lost as f64 / (MIN_LOSS as f64 * 5.0)).min(1.0);
+            let c = (share * attached * (0.6 + 0.4 * volume)).min(cap);
+            (severity.to_owned(), (c * 100.0).round() / 100.0)
+        }
+    };
+
+    Verdict {
+        root_cause: decided.map_or("none", Layer::root_cause).to_owned(),
+        failure_layer: decided.map(|l| l.as_str().to_owned()),
+        evidence,
+        severity,
+        mitigation,
+        cross_reference,
+        ruled_out,
+        escalation,
+        confidence,
+        timeline,
+        layer_scores: scores,
+        noise,
+    }
+}
+
+fn mitigation_for(
+    decided: Option<Layer>,
+    w: &WindowEvidence,
+    rules: &[(u64, String)],
+    routes: &[String],
+    signals: &CounterSignals,
+) -> Mitigation {
+    let facts = &w.facts_end;
+    let immediate = match decided {
+        None => "No action: no packet loss attributable to this node in the window".to_owned(),
+        Some(Layer::NicDriver) => {
+            let driver = w
+                .counters_end
+                .host()
+                .and_then(|h| {
+                    h.interfaces.iter().find_map(|(name, i)| {
+                        i.driver.as_ref().map(|d| {
+                            format!("{name}: {d} {}", i.driver_version.as_deref().unwrap_or("(version unknown)"))
+                        })
+                    })
+                })
+                .unwrap_or_else(|| "driver unknown".to_owned());
+            let mut text = format!(
+                "Operator: check the ENA driver version ({driver}; < 2.8 has known bugs) and instance health; update the driver"
+            );
+            if !signals.crc_errors.is_empty() {
+                text.push_str("; rx_crc_errors are increasing: replace the instance (RED — requires approval)");
+            }
+            if !signals.allowance_exceeded.is_empty() {
+                text.push_str("; ENA allowance exceeded: follow D6/J1 (instance size / traffic shaping)");
+            }
+            text
+        }
+        Some(Layer::IrqCpu) => format!(
+            "Operator: spread network interrupts — enable irqbalance (running: {}) or configure RPS/XPS across CPUs; netdev_max_backlog is {}",
+            if facts.irqbalance_running { "yes" } else { "no" },
+            host_sysctl(facts, "net.core.netdev_max_backlog")
+        ),
+        Some(Layer::TcpStack) => {
+            if signals.listen.is_empty() {
+                format!(
+                    "Operator: the receiving sockets cannot keep up — tune tcp_rmem ({}) / the application's read rate",
+                    host_sysctl(facts, "net.ipv4.tcp_rmem")
+                )
+            } else {
+                format!(
+                    "Operator: listen queues overflow — raise net.core.somaxconn (now {}) and net.ipv4.tcp_max_syn_backlog (now {}) via sysctl, and the application's listen backlog; check the application accepts connections fast enough",
+                    host_sysctl(facts, "net.core.somaxconn"),
+                    host_sysctl(facts, "net.ipv4.tcp_max_syn_backlog")
+                )
+            }
+        }
+        Some(Layer::IptablesNetpolicy) => {
+            let top = rules
+                .first()
+                .map_or_else(|| "the DROP/REJECT rules of the namespace where NETFILTER_DROP was seen".to_owned(), |(_, t)| t.clone());
+            format!(
+                "Operator: review {top} and the NetworkPolicy that owns it{}; adjust the policy rather than deleting rules by hand",
+                if facts.policy_engines.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (engines: {})", facts.policy_engines.join(", "))
+                }
+            )
+        }
+        Some(Layer::Routing) => format!(
+            "Operator: fix the route — {}; check VPC route tables and CNI routing (restarting the aws-node DaemonSet may restore pod routes)",
+            routes.first().map_or("traffic has no valid next hop", String::as_str)
+        ),
+        Some(Layer::Upstream) => {
+            "Escalate: loss is in the network path, not on this node — check VPC peering, TGW, NAT gateway or internet gateway health; node-level fixes will not help".to_owned()
+        }
+    };
+    Mitigation {
+        immediate,
+        long_term:
+            "Monitor NIC errors and TCP retransmissions, tune TCP stack, review NetworkPolicies"
+                .to_owned(),
+    }
+}
+
+#[cfg(test)]
+#[path = "verdict_tests.rs"]
+mod tests;

@@ -1,0 +1,452 @@
+//! Table-driven tests of the verdict rules on recorded-style windows, without root.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::{
+    evidence::{Conntrack, FirewallRule, IfaceCounters, NetnsCounters, RouteFact, SoftnetRow},
+    probes::{ProbeState, ProbeStatus},
+    report::{
+        CpuSoftirq, DropLocation, DropReason, Drops, FlowReport, Retransmits, VectorTime,
+        WindowInfo,
+    },
+};
+
+const SECONDS: f64 = 10.0;
+
+fn observed(drops: &[(&str, &str, u64)], flows: &[(u16, u64)], net_rx: &[(u32, u64)]) -> Report {
+    let by_reason = drops
+        .iter()
+        .map(|(reason, location, count)| DropReason {
+            reason: (*reason).to_owned(),
+            reason_value: Some(1),
+            count: *count,
+            locations: vec![DropLocation {
+                location: (*location).to_owned(),
+                count: *count,
+            }],
+            netns: vec![],
+        })
+        .collect::<Vec<_>>();
+    let flows: Vec<FlowReport> = flows
+        .iter()
+        .map(|(dport, segs)| FlowReport {
+            netns: 1,
+            family: "ipv4",
+            saddr: "198.18.0.1".to_owned(),
+            sport: 40000,
+            daddr: "198.18.0.2".to_owned(),
+            dport: *dport,
+            state: "TCP_ESTABLISHED".to_owned(),
+            retransmits: *segs,
+            retransmitted_segments: *segs,
+            synack_retransmits: 0,
+            failed_attempts: 0,
+        })
+        .collect();
+    Report {
+        tracer_version: "test",
+        kernel: "6.18".to_owned(),
+        window: WindowInfo {
+            duration_s: SECONDS,
+            startup_ms: 100.0,
+            netns: None,
+        },
+        probes: vec![ProbeStatus {
+            tracepoint: "skb:kfree_skb".to_owned(),
+            program: "kfree_skb".to_owned(),
+            state: ProbeState::Attached,
+            detail: String::new(),
+            attach_ms: Some(1.0),
+        }],
+        drops: Drops {
+            total: drops.iter().map(|d| d.2).sum(),
+            by_reason,
+        },
+        retransmits: Retransmits {
+            total: flows.iter().map(|f| f.retransmits).sum(),
+            segments_total: flows.iter().map(|f| f.retransmitted_segments).sum(),
+            synack_total: 0,
+            failed_attempts: 0,
+            flows,
+        },
+        softirq: net_rx
+            .iter()
+            .map(|(cpu, ns)| CpuSoftirq {
+                cpu: *cpu,
+                vectors: vec![VectorTime {
+                    vector: "NET_RX".to_owned(),
+                    time_ns: *ns,
+                    runs: 10,
+                    share_of_window: *ns as f64 / (SECONDS * 1e9),
+                    histogram: vec![],
+                }],
+            })
+            .collect(),
+        tracer_counters: BTreeMap::new(),
+        notes: vec![],
+    }
+}
+
+/// A host namespace with the given SNMP counters and one interface.
+fn host(
+    snmp: &[(&str, &str, i64)],
+    eth0: &[(&str, u64)],
+    ethtool: &[(&str, u64)],
+) -> CounterSample {
+    let mut ns = NetnsCounters {
+        inode: 1,
+        label: "host".to_owned(),
+        is_host: true,
+        ..Default::default()
+    };
+    for (g, n, v) in snmp {
+        ns.snmp
+            .entry((*g).to_owned())
+            .or_default()
+            .insert((*n).to_owned(), *v);
+    }
+    ns.interfaces.insert(
+        "eth0".to_owned(),
+        IfaceCounters {
+            stats: eth0.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            driver: Some("ena".to_owned()),
+            driver_version: Some("2.7.1g".to_owned()),
+            ethtool: ethtool.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            qdisc: None,
+        },
+    );
+    CounterSample {
+        at_ms: 0,
+        netns: vec![ns],
+        softnet: vec![
+            SoftnetRow {
+                cpu: 0,
+                ..Default::default()
+            },
+            SoftnetRow {
+                cpu: 1,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+fn quiet() -> CounterSample {
+    host(
+        &[("Tcp", "OutSegs", 1000), ("Tcp", "RetransSegs", 0)],
+        &[("rx_errors", 0)],
+        &[],
+    )
+}
+
+fn window(observed: Report, start: CounterSample, end: CounterSample) -> WindowEvidence {
+    WindowEvidence {
+        observed,
+        counters_start: start,
+        counters_end: end,
+        facts_start: NodeFacts::default(),
+        facts_end: NodeFacts::default(),
+        ticks: vec![],
+    }
+}
+
+#[test]
+fn healthy_window_with_noise_gives_none() {
+    let o = observed(
+        &[
+            ("TCP_OLD_SEQUENCE", "tcp_validate_incoming+0x1", 69),
+            ("QUEUE_PURGE", "skb_queue_purge_reason+0x1", 12),
+            ("NOT_SPECIFIED", "icmp_rcv+0x20", 3),
+            ("NO_SOCKET", "__udp4_lib_rcv+0x4bc", 4),
+        ],
+        &[(443, 2)],
+        &[(0, 5_000_000), (1, 4_000_000)],
+    );
+    let end = host(
+        &[("Tcp", "OutSegs", 100_000), ("Tcp", "RetransSegs", 2)],
+        &[("rx_errors", 0)],
+        &[],
+    );
+    let v = decide(&window(o, quiet(), end));
+    assert_eq!(v.root_cause, "none");
+    assert_eq!(v.failure_layer, None);
+    assert_eq!(v.severity, "NONE");
+    assert_eq!(v.noise.total, 84);
+    assert!(v.cross_reference.is_empty());
+    assert!(v.escalation.is_empty());
+    assert!(v
+        .ruled_out
+        .iter()
+        .any(|r| r.check.contains("NO_SOCKET") && r.result.starts_with("4 ")));
+}
+
+#[test]
+fn netfilter_drops_are_security_rule_drops_with_the_rule_as_evidence() {
+    let o = observed(
+        &[("NETFILTER_DROP", "nft_do_chain+0x46f", 500)],
+        &[(80, 40)],
+        &[],
+    );
+    let mut w = window(o, quiet(), quiet());
+    let rule = |packets| FirewallRule {
+        netns: 7,
+        netns_label: "netns router".to_owned(),
+        source: "nftables".to_owned(),
+        table: "inet filter".to_owned(),
+        chain: "forward".to_owned(),
+        hook: Some("forward".to_owned()),
+        rule: "ip daddr 198.18.2.0/24 counter".to_owned(),
+        verdict: "drop".to_owned(),
+        packets: Some(packets),
+        bytes: None,
+    };
+    w.facts_start.firewall_rules = vec![rule(10)];
+    w.facts_end.firewall_rules = vec![rule(510)];
+    let v = decide(&w);
+    assert_eq!(
+        (v.root_cause.as_str(), v.failure_layer.as_deref()),
+        ("security_rule_drops", Some("iptables_netpolicy"))
+    );
+    assert_eq!(v.layer_scores[&Layer::IptablesNetpolicy].lost_packets, 500);
+    assert!(v
+        .evidence
+        .iter()
+        .any(|e| e.content.contains("+500 packets") && e.content.contains("forward")));
+    assert!(v.mitigation.immediate.contains("ip daddr 198.18.2.0/24"));
+    // 40 retransmits are explained by the local drops: nothing upstream.
+    assert_eq!(v.layer_scores[&Layer::Upstream].lost_packets, 0);
+    assert_eq!(v.severity, "HIGH");
+}
+
+#[test]
+fn not_specified_at_ip_error_with_a_blackhole_route_is_a_route_issue() {
+    let o = observed(&[("NOT_SPECIFIED", "ip_error+0x5c", 120)], &[], &[]);
+    let mut w = window(o, quiet(), quiet());
+    w.facts_end.routes = vec![RouteFact {
+        netns: 7,
+        netns_label: "netns router".to_owned(),
+        family: "ipv4".to_owned(),
+        dst: "198.18.3.0/24".to_owned(),
+        kind: "blackhole".to_owned(),
+        table: 254,
+        dev: None,
+        gateway: None,
+    }];
+    let v = decide(&w);
+    assert_eq!(
+        (v.root_cause.as_str(), v.failure_layer.as_deref()),
+        ("route_issue", Some("routing"))
+    );
+    assert!(v
+        .evidence
+        .iter()
+        .any(|e| e.content.contains("blackhole 198.18.3.0/24")));
+    assert!(v.mitigation.immediate.contains("blackhole 198.18.3.0/24"));
+}
+
+#[test]
+fn listen_overflow_decides_from_counters_alone() {
+    let o = observed(&[], &[(8080, 60)], &[]);
+    let start = host(
+        &[
+            ("TcpExt", "ListenOverflows", 5),
+            ("TcpExt", "ListenDrops", 5),
+            ("Tcp", "OutSegs", 1000),
+        ],
+        &[],
+        &[],
+    );
+    let end = host(
+        &[
+            ("TcpExt", "ListenOverflows", 85),
+            ("TcpExt", "ListenDrops", 85),
+            ("Tcp", "OutSegs", 2000),
+        ],
+        &[],
+        &[],
+    );
+    let mut w = window(o, start, end);
+    w.facts_end
+        .sysctls
+        .insert("net.core.somaxconn".to_owned(), "4096".to_owned());
+    let v = decide(&w);
+    assert_eq!(
+        (v.root_cause.as_str(), v.failure_layer.as_deref()),
+        ("tcp_retransmissions", Some("tcp_stack"))
+    );
+    // ListenDrops includes ListenOverflows: 80 lost, not 160.
+    assert_eq!(v.layer_scores[&Layer::TcpStack].lost_packets, 80);
+    assert!(v
+        .evidence
+        .iter()
+        .any(|e| e.content.contains("TcpExt:ListenOverflows: 5 → 85 (+80)")));
+    assert!(v.mitigation.immediate.contains("somaxconn (now 4096)"));
+}
+
+#[test]
+fn retransmits_without_local_drops_are_upstream_and_escalate() {
+    let o = observed(
+        &[("TCP_OLD_SEQUENCE", "tcp_validate_incoming+0x1", 30)],
+        &[(443, 150)],
+        &[],
+    );
+    let start = host(
+        &[("Tcp", "OutSegs", 1000), ("Tcp", "RetransSegs", 10)],
+        &[],
+        &[],
+    );
+    let end = host(
+        &[("Tcp", "OutSegs", 11000), ("Tcp", "RetransSegs", 160)],
+        &[],
+        &[],
+    );
+    let v = decide(&window(o, start, end));
+    assert_eq!(
+        (v.root_cause.as_str(), v.failure_layer.as_deref()),
+        ("upstream_loss", Some("upstream"))
+    );
+    assert_eq!(v.layer_scores[&Layer::Upstream].lost_packets, 150);
+    assert!(v.escalation.iter().any(|e| e.contains("no local drops")));
+    assert!(v.confidence <= 0.8);
+    assert!(v.mitigation.immediate.starts_with("Escalate"));
+}
+
+#[test]
+fn backlog_drops_on_a_hot_cpu_are_irq_imbalance() {
+    let o = observed(
+        &[("CPU_BACKLOG", "enqueue_to_backlog+0x100", 300)],
+        &[],
+        &[(0, 50_000_000), (1, 2_000_000_000)],
+    );
+    let start = quiet();
+    let mut end = quiet();
+    end.softnet[1].dropped = 300;
+    let v = decide(&window(o, start, end));
+    assert_eq!(
+        (v.root_cause.as_str(), v.failure_layer.as_deref()),
+        ("irq_imbalance", Some("irq_cpu"))
+    );
+    // The probe and softnet_stat see the same 300 packets: not 600.
+    assert_eq!(v.layer_scores[&Layer::IrqCpu].lost_packets, 300);
+    assert!(v.layer_scores[&Layer::IrqCpu]
+        .signals
+        .iter()
+        .any(|s| s.contains("NET_RX on CPU 1")));
+}
+
+#[test]
+fn net_rx_saturation_alone_is_irq_imbalance() {
+    let o = observed(&[], &[], &[(0, 100_000_000), (1, 7_000_000_000)]);
+    let v = decide(&window(o, quiet(), quiet()));
+    assert_eq!(v.root_cause, "irq_imbalance");
+}
+
+#[test]
+fn nic_errors_with_crc_escalate_and_ena_allowance_cross_references_d6() {
+    let o = observed(&[], &[], &[]);
+    let start = host(
+        &[],
+        &[("rx_errors", 10), ("rx_crc_errors", 10)],
+        &[("pps_allowance_exceeded", 100)],
+    );
+    let end = host(
+        &[],
+        &[("rx_errors", 60), ("rx_crc_errors", 40)],
+        &[("pps_allowance_exceeded", 400)],
+    );
+    let v = decide(&window(o, start, end));
+    assert_eq!(
+        (v.root_cause.as_str(), v.failure_layer.as_deref()),
+        ("nic_errors", Some("nic_driver"))
+    );
+    assert_eq!(
+        v.layer_scores[&Layer::NicDriver].lost_packets,
+        50 + 30 + 300
+    );
+    assert!(v.escalation.iter().any(|e| e.contains("rx_crc_errors")));
+    assert_eq!(v.cross_reference.len(), 1);
+    assert_eq!(v.cross_reference[0].runbook, "D6/J1");
+    assert!(v.cross_reference[0]
+        .evidence
+        .contains("pps_allowance_exceeded: 100 → 400"));
+    assert!(v.mitigation.immediate.contains("ena 2.7.1g"));
+}
+
+#[test]
+fn cross_references_only_what_was_observed() {
+    // MTU: PKT_TOO_BIG drops → D4 (and the drops are a routing-layer loss).
+    let o = observed(&[("PKT_TOO_BIG", "ip_forward+0x1", 25)], &[(53, 3)], &[]);
+    let mut start = quiet();
+    let mut end = quiet();
+    start.netns[0].conntrack = Some(Conntrack {
+        count: 100,
+        max: 1000,
+        stats: BTreeMap::new(),
+    });
+    end.netns[0].conntrack = Some(Conntrack {
+        count: 950,
+        max: 1000,
+        stats: BTreeMap::new(),
+    });
+    let v = decide(&window(o, start, end));
+    let runbooks: Vec<&str> = v
+        .cross_reference
+        .iter()
+        .map(|c| c.runbook.as_str())
+        .collect();
+    assert_eq!(runbooks, vec!["D4", "D3", "D5"]);
+    assert!(v.cross_reference[1].evidence.contains("950 of max 1000"));
+    assert!(v.cross_reference[2].evidence.contains(":53"));
+    assert!(!v
+        .ruled_out
+        .iter()
+        .any(|r| r.check.contains("D4") || r.check.contains("D3") || r.check.contains("D5")));
+    assert!(v.ruled_out.iter().any(|r| r.check.contains("D6/J1")));
+}
+
+#[test]
+fn onset_is_the_first_second_above_baseline() {
+    let o = observed(&[("NETFILTER_DROP", "nft_do_chain+0x1", 400)], &[], &[]);
+    let mut w = window(o, quiet(), quiet());
+    w.ticks = (1..=10)
+        .map(|i| {
+            let mut loss = BTreeMap::new();
+            loss.insert(Layer::IptablesNetpolicy, if i >= 4 { 66 } else { 0 });
+            Tick {
+                at_ms: i * 1000,
+                loss,
+            }
+        })
+        .collect();
+    let v = decide(&w);
+    let onset = v
+        .timeline
+        .iter()
+        .find(|t| t.event.starts_with("onset"))
+        .expect("onset");
+    assert!((onset.at_s - 4.0).abs() < 1e-9, "{onset:?}");
+    assert!(v
+        .evidence
+        .iter()
+        .any(|e| e.kind == "correlate" && e.content.contains("4 s")));
+}
+
+#[test]
+fn counter_deltas_never_go_negative_on_reset() {
+    let start = host(&[("Tcp", "RetransSegs", 500)], &[("rx_errors", 900)], &[]);
+    let end = host(&[("Tcp", "RetransSegs", 3)], &[("rx_errors", 1)], &[]);
+    let s = counter_signals(&start, &end);
+    assert_eq!(s.retrans_segs, 0);
+    assert!(s.nic_errors.is_empty());
+}
+
+#[test]
+fn tick_loss_explains_retransmits_before_blaming_upstream() {
+    let mut probe = BTreeMap::new();
+    probe.insert(Layer::IptablesNetpolicy, 30);
+    let t = tick_loss(1000, &probe, &quiet(), &quiet(), 50);
+    assert_eq!(t.loss[&Layer::IptablesNetpolicy], 30);
+    assert_eq!(t.loss[&Layer::Upstream], 20);
+}
