@@ -293,9 +293,14 @@ fn report_command_prints_json_with_the_namespaces_drops() {
     const N: u32 = 321;
     send_udp(&ns, "127.0.0.1:9".parse().expect("addr"), N);
     let out = child.wait_with_output().expect("tracer output");
-    assert!(out.status.success(), "tracer exited with {}", out.status);
+    assert_eq!(out.status.code(), Some(0), "healthy: exit 0");
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON document");
-    let no_socket: u64 = doc["drops"]["by_reason"]
+    assert_eq!(
+        doc["root_cause"], "none",
+        "closed-port traffic is not a network loss"
+    );
+    let observed = &doc["observations"];
+    let no_socket: u64 = observed["drops"]["by_reason"]
         .as_array()
         .expect("by_reason")
         .iter()
@@ -303,10 +308,15 @@ fn report_command_prints_json_with_the_namespaces_drops() {
         .map(|r| r["count"].as_u64().expect("count"))
         .sum();
     assert_eq!(no_socket, u64::from(N));
-    let probes = doc["probes"].as_array().expect("probes");
+    let probes = observed["probes"].as_array().expect("probes");
     assert_eq!(probes.len(), 5);
     assert!(probes.iter().all(|p| p["state"] == "attached"));
-    assert!(doc["window"]["netns"]["inode"].as_u64().expect("inode") > 0);
+    assert!(
+        observed["window"]["netns"]["inode"]
+            .as_u64()
+            .expect("inode")
+            > 0
+    );
 }
 
 /// A person who is not root gets one sentence and a non-zero exit, not a panic.
@@ -327,7 +337,11 @@ fn not_root_gets_one_clear_sentence() {
         .gid(65534)
         .output()
         .expect("running tracer as nobody");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "exit status 2: the tracer could not do its job"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("must run as root"), "{stderr}");

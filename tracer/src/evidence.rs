@@ -123,6 +123,28 @@ impl CounterSample {
     pub fn host(&self) -> Option<&NetnsCounters> {
         self.netns.iter().find(|n| n.is_host)
     }
+
+    /// Narrowed to one namespace: its counters, plus the host's interfaces (the NIC is shared),
+    /// without the host's protocol counters when the namespace is not the host.
+    pub fn scoped(mut self, inode: u32) -> Self {
+        self.netns.retain(|n| n.inode == inode || n.is_host);
+        for n in &mut self.netns {
+            if n.is_host && n.inode != inode {
+                n.snmp.clear();
+                n.conntrack = None;
+            }
+        }
+        self
+    }
+}
+
+impl NodeFacts {
+    /// Narrowed to one namespace's routes and rules (node-wide facts kept).
+    pub fn scoped(mut self, inode: u32) -> Self {
+        self.routes.retain(|r| r.netns == inode);
+        self.firewall_rules.retain(|r| r.netns == inode);
+        self
+    }
 }
 
 /// A route of one namespace.

@@ -5,7 +5,10 @@
 //! (names from the running kernel) → JSON/YAML. `live` wires the steps together.
 
 pub mod btf;
+pub mod counters;
+pub mod document;
 pub mod evidence;
+pub mod facts;
 pub mod format;
 pub mod kallsyms;
 pub mod layers;
@@ -17,3 +20,4 @@ pub mod report;
 pub mod snapshot;
 pub mod tracefs;
 pub mod verdict;
+pub mod watch;

@@ -143,6 +143,11 @@ impl LiveTracer {
         })
     }
 
+    /// The kernel's symbols, for drop locations.
+    pub fn symbols(&self) -> &Kallsyms {
+        &self.symbols
+    }
+
     /// How many probes are attached.
     pub fn attached_count(&self) -> usize {
         self.session

@@ -10,7 +10,13 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use tracer::live::{netns_scope, LiveTracer};
+use tracer::{
+    counters::CounterSource,
+    document::EXIT_ERROR,
+    facts::FactsSource,
+    live::{netns_scope, LiveTracer},
+    watch::Watch,
+};
 
 #[derive(Parser)]
 #[command(
@@ -26,14 +32,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Watch for a window, then print the evidence document and exit.
+    /// Watch for a window, then print the verdict document and exit.
+    ///
+    /// Exit status: 0 no degradation found, 1 a root cause was found, 2 the tracer could not
+    /// do its job (not root, no probe attached, bad arguments).
     Report {
         /// How long to watch (e.g. 10s, 1m).
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         duration: Duration,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Json)]
-        format: Format,
+        /// Output format; a text summary on a terminal, JSON otherwise.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
         /// Only what happened in this network namespace (/run/netns/NAME, /proc/PID/ns/net).
         #[arg(long, value_name = "PATH")]
         netns: Option<PathBuf>,
@@ -44,6 +53,7 @@ enum Command {
 enum Format {
     Json,
     Yaml,
+    Text,
 }
 
 fn main() -> ExitCode {
@@ -54,7 +64,13 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { 0 });
+        }
+    };
     let result = match cli.command {
         Command::Report {
             duration,
@@ -63,16 +79,22 @@ fn main() -> ExitCode {
         } => report(duration, format, netns),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("tracer: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
-/// Waits out the window, showing progress on stderr; returns early on Ctrl-C or SIGTERM.
-fn wait_window(duration: Duration, attached: usize, startup_ms: f64) -> Result<(Duration, bool)> {
+/// Watches for `duration`, ticking every second and showing progress on stderr; ends early
+/// on Ctrl-C or SIGTERM. Returns the milliseconds watched and whether it was cut short.
+fn run_window(
+    watch: &mut Watch<'_>,
+    duration: Duration,
+    attached: usize,
+    startup_ms: f64,
+) -> Result<(u64, bool)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -86,60 +108,71 @@ fn wait_window(duration: Duration, attached: usize, startup_ms: f64) -> Result<(
         let started = Instant::now();
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
+        let mut next_tick = Duration::from_secs(1);
         loop {
             let elapsed = started.elapsed();
             if elapsed >= duration {
                 if tty {
                     eprintln!();
                 }
-                return Ok((elapsed, false));
+                return Ok((elapsed.as_millis() as u64, false));
             }
-            let left = duration - elapsed;
+            if elapsed >= next_tick {
+                watch.tick(elapsed.as_millis() as u64)?;
+                next_tick += Duration::from_secs(1);
+            }
             if tty {
+                let left = duration - elapsed;
                 eprint!("\rtracer: collecting… {:>4}s left ", left.as_secs() + 1);
                 let _ = std::io::stderr().flush();
             }
-            let tick = left.min(Duration::from_secs(1));
+            let wait = (duration.min(next_tick)).saturating_sub(started.elapsed());
             tokio::select! {
-                _ = tokio::time::sleep(tick) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = tokio::signal::ctrl_c() => {
-                    eprintln!("\ntracer: interrupted; reporting the window so far");
-                    return Ok((started.elapsed(), true));
+                    eprintln!("\ntracer: interrupted; judging the window so far");
+                    return Ok((started.elapsed().as_millis() as u64, true));
                 }
                 _ = sigterm.recv() => {
-                    eprintln!("\ntracer: terminated; reporting the window so far");
-                    return Ok((started.elapsed(), true));
+                    eprintln!("\ntracer: terminated; judging the window so far");
+                    return Ok((started.elapsed().as_millis() as u64, true));
                 }
             }
         }
     })
 }
 
-fn report(duration: Duration, format: Format, netns: Option<PathBuf>) -> Result<()> {
+fn report(duration: Duration, format: Option<Format>, netns: Option<PathBuf>) -> Result<u8> {
     let scope = netns.as_deref().map(netns_scope).transpose()?;
     let tracer = LiveTracer::start()?;
     let attached = tracer.attached_count();
-    let start = tracer.snapshot()?;
-    let (elapsed, interrupted) = wait_window(duration, attached, tracer.startup_ms)?;
-    let end = tracer.snapshot()?;
+    let mut watch = Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?;
+    let (elapsed_ms, interrupted) = run_window(&mut watch, duration, attached, tracer.startup_ms)?;
     let mut notes = Vec::new();
     if interrupted {
         notes.push(format!(
             "window cut short by a signal after {:.1}s of {}",
-            elapsed.as_secs_f64(),
+            elapsed_ms as f64 / 1000.0,
             humantime::format_duration(duration)
         ));
     }
-    let document = tracer.report(&start, &end, elapsed.as_secs_f64(), scope, &notes);
+    let result = watch.finish(elapsed_ms.max(1), &notes)?;
+    let document = result.document;
+    let format = format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Text
+    } else {
+        Format::Json
+    });
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut out, &document).context("writing JSON")?;
             writeln!(out).context("writing JSON")?;
         }
-        Format::Yaml => {
-            serde_yaml::to_writer(&mut out, &document).context("writing YAML")?;
-        }
+        Format::Yaml => serde_yaml::to_writer(&mut out, &document).context("writing YAML")?,
+        Format::Text => out
+            .write_all(document.text().as_bytes())
+            .context("writing the summary")?,
     }
-    Ok(())
+    Ok(document.exit_code())
 }

@@ -34,7 +34,10 @@ fn inode_of(path: &Path) -> Option<u32> {
 /// Every network namespace reachable through `proc_root` (normally `/proc`) and `run_netns`
 /// (normally `/run/netns`), the host's first, each once.
 pub fn enumerate(proc_root: &Path, run_netns: &Path) -> Vec<NetnsHandle> {
-    let host_inode = inode_of(&proc_root.join("1/ns/net"));
+    // PID 1's namespace is the host's; where PID 1 cannot be inspected (some sandboxes refuse
+    // it even to root), the tracer's own namespace stands in: it runs with the host network.
+    let host_inode =
+        inode_of(&proc_root.join("1/ns/net")).or_else(|| inode_of(&proc_root.join("self/ns/net")));
     let mut found: BTreeMap<u32, NetnsHandle> = BTreeMap::new();
     // Named namespaces first: their names are the best labels.
     if let Ok(entries) = std::fs::read_dir(run_netns) {
@@ -59,7 +62,9 @@ pub fn enumerate(proc_root: &Path, run_netns: &Path) -> Vec<NetnsHandle> {
         pids.sort_unstable();
         for pid in pids {
             let path = proc_root.join(format!("{pid}/ns/net"));
-            let Some(inode) = inode_of(&path) else { continue };
+            let Some(inode) = inode_of(&path) else {
+                continue;
+            };
             if found.contains_key(&inode) {
                 continue;
             }

@@ -195,7 +195,8 @@ pub fn flow_addresses(key: &FlowKey) -> (&'static str, String, String) {
     }
 }
 
-fn reason_label(value: u32, names: &KernelNames) -> (String, Option<u32>) {
+/// A reason's name on this kernel (and its value, when it has one).
+pub fn reason_label(value: u32, names: &KernelNames) -> (String, Option<u32>) {
     if value == ABSENT {
         return ("NO_REASON_FIELD".to_owned(), None);
     }
@@ -210,7 +211,8 @@ fn reason_label(value: u32, names: &KernelNames) -> (String, Option<u32>) {
     (name, Some(value))
 }
 
-fn location_label(addr: u64, symbols: &Kallsyms) -> String {
+/// A drop location as `function+0xoff [module]`, or the raw address.
+pub fn location_label(addr: u64, symbols: &Kallsyms) -> String {
     symbols
         .resolve(addr)
         .map_or_else(|| format!("{addr:#x}"), |s| s.display())

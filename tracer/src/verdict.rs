@@ -827,7 +827,10 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
 
     // Ruled out: each check made, with what it found.
     let mut ruled_out = Vec::new();
-    let nic_checked = w.counters_end.host().map_or(0, |h| h.interfaces.len());
+    let nic_checked = w
+        .counters_end
+        .host()
+        .map_or(0, |h| h.interfaces.keys().filter(|n| *n != "lo").count());
     if scores[&Layer::NicDriver].lost_packets == 0 {
         ruled_out.push(RuledOut {
             check: "NIC/driver errors".to_owned(),
