@@ -122,11 +122,7 @@ impl Netns {
         &self,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> std::thread::JoinHandle<R> {
-        let file = File::open(self.path()).expect("opening the namespace");
-        std::thread::spawn(move || {
-            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns into the test namespace");
-            f()
-        })
+        spawn_in_path(&self.path(), f)
     }
 
     /// A `/proc/net/snmp` or `/proc/net/netstat` counter of this namespace.
@@ -141,6 +137,18 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .output();
     }
+}
+
+/// Starts `f` on a thread inside the namespace at `path`.
+pub fn spawn_in_path<R: Send + 'static>(
+    path: &std::path::Path,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> std::thread::JoinHandle<R> {
+    let file = File::open(path).expect("opening the namespace");
+    std::thread::spawn(move || {
+        setns(&file, CloneFlags::CLONE_NEWNET).expect("setns into the test namespace");
+        f()
+    })
 }
 
 /// Reads `group:name` from `/proc/thread-self/net/<file>` (the calling thread's namespace).
@@ -225,6 +233,107 @@ pub fn flood_udp(ns: &Netns, to: SocketAddr, duration: Duration, cpu: Option<usi
                     sent += 1;
                 }
             }
+        }
+        sent
+    })
+}
+
+/// A veth link between two namespaces, each end with an address (`198.18.x.y/30`).
+pub fn veth(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
+    a.ip(&[
+        "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name,
+    ]);
+    a.ip(&["addr", "add", a_addr, "dev", a_if]);
+    b.ip(&["addr", "add", b_addr, "dev", b_if]);
+    a.ip(&["link", "set", a_if, "up"]);
+    b.ip(&["link", "set", b_if, "up"]);
+}
+
+/// Three namespaces in a line: client — router — server. The router forwards (it stands for
+/// the node); client 198.18.<n>.1 ↔ router .2 on one /30, router 198.18.<n+1>.1 ↔ server .2.
+pub struct Routed {
+    pub client: Netns,
+    pub router: Netns,
+    pub server: Netns,
+    pub client_addr: String,
+    pub server_addr: String,
+}
+
+impl Routed {
+    pub fn new(tag: &str, net: u8) -> Routed {
+        let client = Netns::new(&format!("{tag}c"));
+        let router = Netns::new(&format!("{tag}r"));
+        let server = Netns::new(&format!("{tag}s"));
+        let (n1, n2) = (net, net + 1);
+        veth(
+            &client,
+            "veth-c",
+            &format!("198.18.{n1}.1/30"),
+            &router,
+            "veth-rc",
+            &format!("198.18.{n1}.2/30"),
+        );
+        veth(
+            &router,
+            "veth-rs",
+            &format!("198.18.{n2}.1/30"),
+            &server,
+            "veth-s",
+            &format!("198.18.{n2}.2/30"),
+        );
+        client.ip(&["route", "add", "default", "via", &format!("198.18.{n1}.2")]);
+        server.ip(&["route", "add", "default", "via", &format!("198.18.{n2}.1")]);
+        // Forwarding on, inside the router namespace only.
+        router.run_in(|| {
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+                .expect("ip_forward in the router namespace");
+        });
+        Routed {
+            client,
+            router,
+            server,
+            client_addr: format!("198.18.{n1}.1"),
+            server_addr: format!("198.18.{n2}.2"),
+        }
+    }
+}
+
+/// Sends UDP datagrams of `size` bytes to `to` from the namespace at `ns` for `duration`, at
+/// most `rate` per second; `dont_fragment` sets DF on every datagram and ignores the learned
+/// path MTU (IP_PMTUDISC_PROBE), so each oversized one reaches the router.
+pub fn udp_stream(
+    ns: &std::path::Path,
+    to: SocketAddr,
+    duration: Duration,
+    rate: u32,
+    size: usize,
+    dont_fragment: bool,
+) -> std::thread::JoinHandle<u64> {
+    spawn_in_path(ns, move || {
+        let sock = UdpSocket::bind("0.0.0.0:0").expect("binding a UDP socket");
+        if dont_fragment {
+            let v: libc::c_int = libc::IP_PMTUDISC_PROBE;
+            // SAFETY: valid fd and option pointer/length.
+            let rc = unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&sock),
+                    libc::IPPROTO_IP,
+                    libc::IP_MTU_DISCOVER,
+                    (&v as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0, "IP_MTU_DISCOVER");
+        }
+        let payload = vec![0x42u8; size];
+        let started = Instant::now();
+        let mut sent = 0u64;
+        let interval = Duration::from_secs(1) / rate.max(1);
+        while started.elapsed() < duration {
+            if sock.send_to(&payload, to).is_ok() {
+                sent += 1;
+            }
+            std::thread::sleep(interval);
         }
         sent
     })

@@ -163,6 +163,9 @@ pub struct CounterSignals {
     pub out_segs: u64,
     pub lost_retransmit: u64,
     pub timeouts: u64,
+    /// Retransmitted segments the receivers reported as duplicates (DSACK): spurious
+    /// retransmissions (reordering, early timers), not loss.
+    pub dsack_segs: u64,
 }
 
 fn snmp_deltas(
@@ -316,6 +319,17 @@ pub fn counter_signals(start: &CounterSample, end: &CounterSample) -> CounterSig
             ns_start.get("TcpExt", "TCPTimeouts"),
             ns_end.get("TcpExt", "TCPTimeouts"),
         );
+        // Segments where the kernel has the counter (4.19+), else DSACK events.
+        let dsack = if ns_end
+            .snmp
+            .get("TcpExt")
+            .is_some_and(|g| g.contains_key("TCPDSACKRecvSegs"))
+        {
+            "TCPDSACKRecvSegs"
+        } else {
+            "TCPDSACKRecv"
+        };
+        s.dsack_segs += delta_i(ns_start.get("TcpExt", dsack), ns_end.get("TcpExt", dsack));
     }
     s
 }
@@ -356,7 +370,9 @@ pub fn tick_loss(
     counters_end: &CounterSample,
     retrans_segments: u64,
 ) -> Tick {
-    let counters = counter_loss(&counter_signals(counters_start, counters_end));
+    let signals = counter_signals(counters_start, counters_end);
+    let counters = counter_loss(&signals);
+    let retrans_segments = retrans_segments.saturating_sub(signals.dsack_segs);
     let mut loss = BTreeMap::new();
     for layer in Layer::ALL {
         let p = probe_drops.get(&layer).copied().unwrap_or(0);
@@ -559,9 +575,11 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
         scores.insert(layer, score);
     }
     let local_loss: u64 = scores.values().map(|s| s.lost_packets).sum();
-    let unexplained = retrans_segments.saturating_sub(local_loss);
+    // Retransmissions the receivers reported as duplicates were not losses.
+    let genuine = retrans_segments.saturating_sub(signals.dsack_segs);
+    let unexplained = genuine.saturating_sub(local_loss);
     let retrans_ratio = if signals.out_segs > 0 {
-        signals.retrans_segs as f64 / signals.out_segs as f64
+        signals.retrans_segs.saturating_sub(signals.dsack_segs) as f64 / signals.out_segs as f64
     } else {
         0.0
     };
@@ -571,9 +589,15 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
             "{retrans_segments} retransmitted segments traced ({} skbs), {local_loss} packets lost on the node",
             w.observed.retransmits.total
         ));
+        if signals.dsack_segs > 0 {
+            upstream.signals.push(format!(
+                "TcpExt TCPDSACKRecvSegs +{}: that many were spurious (the receiver already had them)",
+                signals.dsack_segs
+            ));
+        }
         if signals.out_segs > 0 {
             upstream.signals.push(format!(
-                "Tcp RetransSegs +{} of OutSegs +{} ({:.2} %)",
+                "Tcp RetransSegs +{} of OutSegs +{}: {:.2} % lost after discounting spurious ones",
                 signals.retrans_segs,
                 signals.out_segs,
                 retrans_ratio * 100.0
