@@ -567,6 +567,7 @@ fn empty_report(seconds: f64) -> Report {
         retransmits: Default::default(),
         softirq: vec![],
         tracer_counters: Default::default(),
+        tracer_cost: Default::default(),
         notes: vec![],
     }
 }

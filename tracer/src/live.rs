@@ -177,7 +177,7 @@ impl LiveTracer {
         }
         let mut notes = self.notes.clone();
         notes.extend_from_slice(extra_notes);
-        report::build(
+        let mut report = report::build(
             &delta,
             &self.names,
             &self.symbols,
@@ -189,7 +189,11 @@ impl LiveTracer {
             },
             self.kernel.clone(),
             notes,
-        )
+        );
+        report.tracer_cost.bpf_stats_enabled =
+            std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+                .is_ok_and(|s| s.trim() == "1");
+        report
     }
 }
 

@@ -124,6 +124,24 @@ impl Session {
         })
     }
 
+    /// Run count and total run time of each attached program (the kernel keeps them while
+    /// `kernel.bpf_stats_enabled` is 1; otherwise they stay 0).
+    pub fn program_costs(&self) -> Vec<(String, u64, u64)> {
+        self.probes
+            .iter()
+            .filter(|p| p.state == ProbeState::Attached)
+            .filter_map(|p| {
+                let program = self._ebpf.program(&p.program)?;
+                let info = program.info().ok()?;
+                Some((
+                    p.program.clone(),
+                    info.run_count(),
+                    u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+                ))
+            })
+            .collect()
+    }
+
     /// Copies every map. Entries that vanish while being read (LRU eviction) are skipped.
     pub fn snapshot(&self) -> Result<Snapshot> {
         let mut snap = Snapshot::default();
@@ -155,6 +173,7 @@ impl Session {
                     .unwrap_or(0)
             })
             .collect();
+        snap.program_costs = self.program_costs();
         Ok(snap)
     }
 }

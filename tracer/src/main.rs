@@ -156,6 +156,7 @@ fn report(duration: Duration, format: Option<Format>, netns: Option<PathBuf>) ->
             humantime::format_duration(duration)
         ));
     }
+    let closed = Instant::now();
     let result = watch.finish(elapsed_ms.max(1), &notes)?;
     let document = result.document;
     let format = format.unwrap_or(if std::io::stdout().is_terminal() {
@@ -174,5 +175,10 @@ fn report(duration: Duration, format: Option<Format>, netns: Option<PathBuf>) ->
             .write_all(document.text().as_bytes())
             .context("writing the summary")?,
     }
+    drop(out);
+    eprintln!(
+        "tracer: verdict written {:.0} ms after the window closed",
+        closed.elapsed().as_secs_f64() * 1000.0
+    );
     Ok(document.exit_code())
 }

@@ -54,8 +54,28 @@ pub struct Report {
     pub softirq: Vec<CpuSoftirq>,
     /// What the programs counted about themselves: events seen and anything lost.
     pub tracer_counters: BTreeMap<&'static str, u64>,
+    /// What the tracer's kernel programs cost in this window.
+    pub tracer_cost: TracerCost,
     /// Anything that limits what this report can say.
     pub notes: Vec<String>,
+}
+
+/// The kernel programs' own cost, from the kernel's BPF statistics.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TracerCost {
+    /// `kernel.bpf_stats_enabled`: run times are only kept while it is 1 (the tracer never
+    /// turns it on; `sysctl kernel.bpf_stats_enabled=1` does).
+    pub bpf_stats_enabled: bool,
+    pub programs: Vec<ProgramCost>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramCost {
+    pub program: String,
+    pub runs: u64,
+    pub run_time_ns: u64,
+    /// Mean nanoseconds per run (None when no run was timed).
+    pub ns_per_run: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -346,6 +366,21 @@ pub fn build(
         .map(|(name, index)| (name, window_delta.counter(index)))
         .collect();
 
+    let tracer_cost = TracerCost {
+        // Filled by the caller, which may read the node (this function is pure).
+        bpf_stats_enabled: false,
+        programs: window_delta
+            .program_costs
+            .iter()
+            .map(|(program, runs, ns)| ProgramCost {
+                program: program.clone(),
+                runs: *runs,
+                run_time_ns: *ns,
+                ns_per_run: (*runs > 0 && *ns > 0).then(|| *ns as f64 / *runs as f64),
+            })
+            .collect(),
+    };
+
     Report {
         tracer_version: env!("CARGO_PKG_VERSION"),
         kernel,
@@ -355,6 +390,7 @@ pub fn build(
         retransmits,
         softirq,
         tracer_counters,
+        tracer_cost,
         notes,
     }
 }

@@ -16,6 +16,8 @@ pub struct Snapshot {
     pub softirq: BTreeMap<(u32, u32), SoftirqStats>,
     /// Probe self-counters summed over CPUs, indexed by `tracer_common::counter`.
     pub counters: Vec<u64>,
+    /// Per program: (name, run count, run time in ns), from the kernel's BPF statistics.
+    pub program_costs: Vec<(String, u64, u64)>,
 }
 
 /// Sums one per-CPU counter vector.
@@ -77,11 +79,24 @@ impl Snapshot {
             .enumerate()
             .map(|(i, v)| v.saturating_sub(start.counters.get(i).copied().unwrap_or(0)))
             .collect();
+        let program_costs = self
+            .program_costs
+            .iter()
+            .map(|(name, runs, ns)| {
+                let (r0, n0) = start
+                    .program_costs
+                    .iter()
+                    .find(|(n, _, _)| n == name)
+                    .map_or((0, 0), |(_, r, t)| (*r, *t));
+                (name.clone(), runs.saturating_sub(r0), ns.saturating_sub(n0))
+            })
+            .collect();
         Snapshot {
             drops,
             flows,
             softirq,
             counters,
+            program_costs,
         }
     }
 

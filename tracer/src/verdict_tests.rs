@@ -84,6 +84,7 @@ fn observed(drops: &[(&str, &str, u64)], flows: &[(u16, u64)], net_rx: &[(u32, u
             })
             .collect(),
         tracer_counters: BTreeMap::new(),
+        tracer_cost: Default::default(),
         notes: vec![],
     }
 }
