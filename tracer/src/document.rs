@@ -187,3 +187,103 @@ impl VerdictDocument {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        report::WindowInfo,
+        verdict::{CrossReference, Verdict},
+    };
+
+    fn document(root_cause: &str) -> VerdictDocument {
+        let verdict = Verdict {
+            root_cause: root_cause.to_owned(),
+            failure_layer: (root_cause != "none").then(|| "iptables_netpolicy".to_owned()),
+            evidence: vec![EvidenceItem {
+                kind: "kernel_probe".to_owned(),
+                content: "500 NETFILTER_DROP drops at nft_do_chain+0x46f".to_owned(),
+            }],
+            severity: "HIGH".to_owned(),
+            mitigation: Mitigation {
+                immediate: "Operator: review the rule".to_owned(),
+                long_term: "Monitor".to_owned(),
+            },
+            cross_reference: vec![CrossReference {
+                runbook: "D5".to_owned(),
+                evidence: "DNS traffic dropped".to_owned(),
+            }],
+            ruled_out: vec![],
+            escalation: vec![],
+            confidence: 0.9,
+            timeline: vec![],
+            layer_scores: BTreeMap::new(),
+            noise: NoiseSummary::default(),
+        };
+        let observed = Report {
+            tracer_version: "test",
+            kernel: "6.18".to_owned(),
+            window: WindowInfo {
+                duration_s: 10.0,
+                startup_ms: 1.0,
+                netns: None,
+            },
+            probes: vec![],
+            drops: Default::default(),
+            retransmits: Default::default(),
+            softirq: vec![],
+            tracer_counters: BTreeMap::new(),
+            tracer_cost: Default::default(),
+            notes: vec![],
+        };
+        VerdictDocument::new(verdict, observed, &NodeFacts::default(), vec![])
+    }
+
+    #[test]
+    fn yaml_starts_with_the_runbooks_keys_in_its_order_and_shape() {
+        let yaml = serde_yaml::to_string(&document("security_rule_drops")).expect("yaml");
+        let top_keys: Vec<&str> = yaml
+            .lines()
+            .filter(|l| !l.starts_with(' ') && !l.starts_with('-') && l.contains(':'))
+            .filter_map(|l| l.split(':').next())
+            .collect();
+        assert_eq!(
+            &top_keys[..6],
+            &[
+                "root_cause",
+                "failure_layer",
+                "evidence",
+                "severity",
+                "mitigation",
+                "cross_reference"
+            ]
+        );
+        let value: serde_yaml::Value = serde_yaml::from_str(&yaml).expect("parse back");
+        assert_eq!(value["evidence"][0]["type"].as_str(), Some("kernel_probe"));
+        assert!(value["mitigation"]["immediate"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Operator:")));
+        assert!(value["mitigation"]["long_term"].is_string());
+        // cross_reference is a list of strings, as in the runbook, each naming its evidence.
+        assert_eq!(
+            value["cross_reference"][0].as_str(),
+            Some("D5: DNS traffic dropped")
+        );
+    }
+
+    #[test]
+    fn json_has_the_same_content_and_exit_codes_follow_the_verdict() {
+        let doc = document("security_rule_drops");
+        let json: serde_json::Value = serde_json::to_value(&doc).expect("json");
+        assert_eq!(json["root_cause"], "security_rule_drops");
+        assert_eq!(json["failure_layer"], "iptables_netpolicy");
+        assert_eq!(doc.exit_code(), EXIT_DEGRADED);
+        let healthy = document("none");
+        assert_eq!(healthy.failure_layer, "none");
+        assert_eq!(healthy.exit_code(), EXIT_HEALTHY);
+        assert!(healthy.text().contains("no packet loss attributable"));
+        assert!(doc
+            .text()
+            .contains("security_rule_drops in layer iptables_netpolicy"));
+    }
+}
