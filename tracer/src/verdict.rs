@@ -152,6 +152,8 @@ pub struct CounterSignals {
     pub nic_errors: Vec<CounterDelta>,
     pub crc_errors: Vec<CounterDelta>,
     pub allowance_exceeded: Vec<CounterDelta>,
+    /// Qdisc drops of every interface in every namespace (egress queue full or policed).
+    pub qdisc_drops: Vec<CounterDelta>,
     pub softnet_dropped: u64,
     pub time_squeeze: u64,
     pub listen: Vec<CounterDelta>,
@@ -240,6 +242,27 @@ pub fn counter_signals(start: &CounterSample, end: &CounterSample) -> CounterSig
                         });
                     }
                 }
+            }
+        }
+    }
+    for ns_end in &end.netns {
+        let Some(ns_start) = start.netns(ns_end.inode) else {
+            continue;
+        };
+        for (name, if1) in &ns_end.interfaces {
+            let (Some(q1), Some(q0)) = (
+                &if1.qdisc,
+                ns_start.interfaces.get(name).and_then(|i| i.qdisc.as_ref()),
+            ) else {
+                continue;
+            };
+            if delta(q0.drops, q1.drops) > 0 {
+                s.qdisc_drops.push(CounterDelta {
+                    name: format!("qdisc {} drops", q1.kind),
+                    place: format!("{} {name}", ns_end.label),
+                    start: q0.drops,
+                    end: q1.drops,
+                });
             }
         }
     }
@@ -353,7 +376,7 @@ pub fn counter_loss(s: &CounterSignals) -> BTreeMap<Layer, u64> {
     let mut loss = BTreeMap::new();
     loss.insert(
         Layer::NicDriver,
-        sum(&s.nic_errors) + sum(&s.crc_errors) + sum(&s.allowance_exceeded),
+        sum(&s.nic_errors) + sum(&s.crc_errors) + sum(&s.allowance_exceeded) + sum(&s.qdisc_drops),
     );
     loss.insert(Layer::IrqCpu, s.softnet_dropped);
     loss.insert(Layer::TcpStack, listen_loss(&s.listen) + sum(&s.tcp_other));
@@ -547,6 +570,7 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
                 add(&signals.nic_errors);
                 add(&signals.crc_errors);
                 add(&signals.allowance_exceeded);
+                add(&signals.qdisc_drops);
             }
             Layer::IrqCpu => {
                 if signals.softnet_dropped > 0 {

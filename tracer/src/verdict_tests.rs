@@ -486,3 +486,26 @@ fn tick_loss_explains_retransmits_before_blaming_upstream() {
     assert_eq!(t.loss[&Layer::IptablesNetpolicy], 30);
     assert_eq!(t.loss[&Layer::Upstream], 20);
 }
+
+#[test]
+fn egress_qdisc_drops_are_a_nic_driver_loss() {
+    let o = observed(&[], &[], &[]);
+    let with_qdisc = |drops| {
+        let mut c = quiet();
+        if let Some(eth0) = c.netns[0].interfaces.get_mut("eth0") {
+            eth0.qdisc = Some(crate::evidence::QdiscCounters {
+                kind: "tbf".to_owned(),
+                drops,
+                ..Default::default()
+            });
+        }
+        c
+    };
+    let v = decide(&window(o, with_qdisc(3), with_qdisc(203)));
+    assert_eq!(v.root_cause, "nic_errors");
+    assert_eq!(v.layer_scores[&Layer::NicDriver].lost_packets, 200);
+    assert!(v
+        .evidence
+        .iter()
+        .any(|e| e.content.contains("qdisc tbf drops: 3 → 203 (+200)")));
+}

@@ -4,6 +4,7 @@
 mod ethtool;
 mod host;
 pub mod parse;
+mod qdisc;
 
 use std::{
     io,
@@ -111,7 +112,11 @@ fn read_conntrack(paths: &NsPaths, errors: &mut Vec<String>) -> Option<Conntrack
 
 /// Every file of one namespace, read by the calling thread (which is inside that namespace).
 /// Identity fields (inode, label, is_host) are left for the caller.
-fn read_namespace(paths: &NsPaths, host: Option<&HostExtras>) -> (NetnsCounters, Vec<String>) {
+fn read_namespace(
+    paths: &NsPaths,
+    host: Option<&HostExtras>,
+    qdiscs: &qdisc::QdiscSource,
+) -> (NetnsCounters, Vec<String>) {
     let mut errors = Vec::new();
     let mut counters = NetnsCounters::default();
     for file in ["snmp", "netstat"] {
@@ -143,6 +148,7 @@ fn read_namespace(paths: &NsPaths, host: Option<&HostExtras>) -> (NetnsCounters,
     if let Some(extras) = host {
         host::enrich(&mut counters.interfaces, extras, &mut errors);
     }
+    qdisc::fill(&mut counters.interfaces, qdiscs, &mut errors);
     (counters, errors)
 }
 
@@ -246,7 +252,8 @@ impl CounterSource {
             net: self.proc_root.join("net"),
             netfilter: self.proc_root.join("sys/net/netfilter"),
         };
-        let (mut counters, errs) = read_namespace(&paths, Some(&self.host_extras()));
+        let qdiscs = qdisc::QdiscSource::new(self.live, &self.sys_root);
+        let (mut counters, errs) = read_namespace(&paths, Some(&self.host_extras()), &qdiscs);
         counters.inode = 0;
         counters.label = "host".to_owned();
         counters.is_host = true;
@@ -279,11 +286,12 @@ impl CounterSource {
                 netfilter: self.proc_root.join("sys/net/netfilter"),
             };
             let extras = handle.is_host.then(|| self.host_extras());
+            let qdiscs = qdisc::QdiscSource::new(self.live, &self.sys_root);
             let result = if own == Some(handle.inode) {
-                Ok(read_namespace(&paths, extras.as_ref()))
+                Ok(read_namespace(&paths, extras.as_ref(), &qdiscs))
             } else {
                 netns::in_netns(&handle.path, move || {
-                    read_namespace(&paths, extras.as_ref())
+                    read_namespace(&paths, extras.as_ref(), &qdiscs)
                 })
             };
             match result {

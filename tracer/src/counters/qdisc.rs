@@ -1,0 +1,823 @@
+//! Qdisc statistics per interface (`tc -s qdisc`): rtnetlink RTM_GETLINK/RTM_GETQDISC dumps of the
+//! calling thread's namespace (live), or `class/net/IF/qdisc_stats` files (fixture). Read-only.
+
+use std::{
+    collections::BTreeMap,
+    ffi::CStr,
+    io,
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+};
+
+use netlink_packet_core::{
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_DUMP,
+    NLM_F_DUMP_INTR, NLM_F_REQUEST,
+};
+use netlink_packet_route::{
+    link::{LinkAttribute, LinkMessage},
+    tc::{TcAttribute, TcMessage, TcStats, TcStats2, TcStatsQueue},
+    RouteNetlinkMessage,
+};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use crate::evidence::{IfaceCounters, QdiscCounters};
+
+/// Netlink message header length.
+const NLMSG_HDRLEN: usize = 16;
+/// `RTM_NEWQDISC`: the type of each message of a qdisc dump.
+const RTM_NEWQDISC: u16 = 36;
+/// `sizeof(struct tcmsg)`.
+const TCMSG_LEN: usize = 20;
+/// `TCA_KIND`, `TCA_STATS`, `TCA_STATS2` and, nested in the latter, `TCA_STATS_QUEUE`.
+const TCA_KIND: u16 = 1;
+const TCA_STATS: u16 = 3;
+const TCA_STATS2: u16 = 7;
+const TCA_STATS_QUEUE: u16 = 3;
+/// `TC_H_ROOT`: the parent of an interface's root (egress) qdisc.
+const TC_H_ROOT: u32 = 0xFFFF_FFFF;
+/// `TC_H_INGRESS` (= `TC_H_CLSACT`): the parent of the `ingress` or `clsact` qdisc.
+const TC_H_INGRESS: u32 = 0xFFFF_FFF1;
+/// Name of the optional per-interface fixture file (see [`parse_qdisc_stats`]).
+pub(crate) const FIXTURE_FILE: &str = "qdisc_stats";
+
+/// Where qdisc statistics come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum QdiscSource {
+    /// RTM_GETQDISC dump over a netlink socket opened by the calling thread (so in its namespace).
+    Netlink,
+    /// `DIR/IF/qdisc_stats` files, `DIR` being `sys_root/class/net`.
+    Files(PathBuf),
+}
+
+impl QdiscSource {
+    /// Netlink when live, else the fixture files under `sys_root/class/net`.
+    pub(super) fn new(live: bool, sys_root: &Path) -> Self {
+        if live {
+            Self::Netlink
+        } else {
+            Self::Files(sys_root.join("class/net"))
+        }
+    }
+}
+
+/// Sets [`IfaceCounters::qdisc`] of every interface of `interfaces` that has a qdisc (live) or a
+/// `qdisc_stats` file (fixture); the others keep `None`. Problems go to `errors`, one sentence each.
+pub(super) fn fill(
+    interfaces: &mut BTreeMap<String, IfaceCounters>,
+    source: &QdiscSource,
+    errors: &mut Vec<String>,
+) {
+    match source {
+        QdiscSource::Netlink => fill_live(interfaces, errors),
+        QdiscSource::Files(dir) => fill_files(interfaces, dir, errors),
+    }
+}
+
+// ---- fixture files ----------------------------------------------------------------------------
+
+/// Parses a fixture `qdisc_stats` file: one `key value` pair a line, separated by white space,
+/// e.g. `kind pfifo_fast`, `drops 12`, `overlimits 0`, `requeues 1`, `backlog_packets 0`.
+/// `kind` is required; a missing counter is 0; blank lines, `#` comments and unknown keys are
+/// ignored (the last of repeated keys wins). A counter that is not a `u64` is an error.
+pub(crate) fn parse_qdisc_stats(text: &str) -> Result<QdiscCounters, String> {
+    let mut out = QdiscCounters::default();
+    let mut kind = None;
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(key), Some(value), None) = (words.next(), words.next(), words.next()) else {
+            return Err(format!("line {} is not `key value`: {line:?}", number + 1));
+        };
+        let counter = match key {
+            "kind" => {
+                kind = Some(value.to_owned());
+                continue;
+            }
+            "drops" => &mut out.drops,
+            "overlimits" => &mut out.overlimits,
+            "requeues" => &mut out.requeues,
+            "backlog_packets" => &mut out.backlog_packets,
+            _ => continue,
+        };
+        *counter = value
+            .parse()
+            .map_err(|_| format!("line {}: {key} is not a counter: {value:?}", number + 1))?;
+    }
+    out.kind = kind.ok_or_else(|| "no `kind` line".to_owned())?;
+    Ok(out)
+}
+
+fn fill_files(
+    interfaces: &mut BTreeMap<String, IfaceCounters>,
+    dir: &Path,
+    errors: &mut Vec<String>,
+) {
+    for (name, iface) in interfaces.iter_mut() {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            continue;
+        }
+        let path = dir.join(name).join(FIXTURE_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match parse_qdisc_stats(&text) {
+                Ok(qdisc) => iface.qdisc = Some(qdisc),
+                Err(err) => errors.push(format!("{}: {err}", path.display())),
+            },
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => errors.push(format!("cannot read {}: {err}", path.display())),
+        }
+    }
+}
+
+// ---- live: aggregation ------------------------------------------------------------------------
+
+/// One qdisc of a dump: the interface, its parent handle and its counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct QdiscRow {
+    ifindex: u32,
+    parent: u32,
+    kind: String,
+    drops: u64,
+    overlimits: u64,
+    requeues: u64,
+    qlen: u64,
+}
+
+impl QdiscRow {
+    /// A row from the attributes of one qdisc: `TCA_STATS2`'s queue statistics when present, else
+    /// the older `TCA_STATS` (which has no requeues), else zeros.
+    fn new(
+        ifindex: i32,
+        parent: u32,
+        kind: Option<String>,
+        queue: Option<&TcStatsQueue>,
+        compat: Option<&TcStats>,
+    ) -> Option<Self> {
+        let ifindex = u32::try_from(ifindex).ok().filter(|&i| i > 0)?;
+        let mut row = Self {
+            ifindex,
+            parent,
+            kind: kind.unwrap_or_default(),
+            ..Self::default()
+        };
+        if let Some(q) = queue {
+            row.drops = q.drops.into();
+            row.overlimits = q.overlimits.into();
+            row.requeues = q.requeues.into();
+            row.qlen = q.qlen.into();
+        } else if let Some(s) = compat {
+            row.drops = s.drops.into();
+            row.overlimits = s.overlimits.into();
+            row.qlen = s.qlen.into();
+        }
+        Some(row)
+    }
+
+    fn from_message(msg: &TcMessage) -> Option<Self> {
+        let mut kind = None;
+        let mut queue = None;
+        let mut compat = None;
+        for attr in &msg.attributes {
+            match attr {
+                TcAttribute::Kind(k) => kind = Some(k.clone()),
+                TcAttribute::Stats(s) => compat = Some(s),
+                TcAttribute::Stats2(nested) => {
+                    queue = nested.iter().find_map(|s| match s {
+                        TcStats2::Queue(q) => Some(q),
+                        _ => None,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Self::new(
+            msg.header.index,
+            u32::from(msg.header.parent),
+            kind,
+            queue,
+            compat,
+        )
+    }
+
+    /// The same from the raw `tcmsg` and its attributes, for a message the crate cannot decode
+    /// (e.g. options or xstats of a qdisc kind it parses strictly): only the fields needed here.
+    fn from_raw(payload: &[u8]) -> Option<Self> {
+        let header = payload.get(..TCMSG_LEN)?;
+        let word = |at: usize| -> Option<[u8; 4]> { header.get(at..at + 4)?.try_into().ok() };
+        let ifindex = i32::from_ne_bytes(word(4)?);
+        let parent = u32::from_ne_bytes(word(12)?);
+        let mut kind = None;
+        let mut queue = None;
+        let mut compat = None;
+        for nla in NlasIterator::new(&payload[TCMSG_LEN..]) {
+            let nla = nla.ok()?;
+            match nla.kind() {
+                TCA_KIND => {
+                    let value = nla.value();
+                    let name = CStr::from_bytes_until_nul(value)
+                        .map(|c| c.to_string_lossy().into_owned())
+                        .unwrap_or_else(|_| String::from_utf8_lossy(value).into_owned());
+                    kind = Some(name);
+                }
+                TCA_STATS => compat = TcStats::parse(nla.value()).ok(),
+                TCA_STATS2 => {
+                    for inner in NlasIterator::new(nla.value()).flatten() {
+                        if inner.kind() == TCA_STATS_QUEUE {
+                            queue = TcStatsQueue::parse(inner.value()).ok();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Self::new(ifindex, parent, kind, queue.as_ref(), compat.as_ref())
+    }
+}
+
+/// Kinds whose root statistics already are the sum of their per-queue children: `mq_dump` and
+/// `mqprio_dump` add every child's counters into the root's at dump time.
+fn aggregates_children(kind: &str) -> bool {
+    matches!(kind, "mq" | "mqprio")
+}
+
+/// The counters of each interface from the qdiscs of a dump. The rule:
+/// - `kind` is the root (egress, parent `TC_H_ROOT`) qdisc's kind; with no root qdisc in the dump,
+///   the kind of the first qdisc seen (e.g. `ingress` on an interface that is down);
+/// - egress: when the root is `mq` or `mqprio`, the root's counters alone (the kernel already added
+///   its children into them, so summing would count each child twice); otherwise the sum over
+///   the root and every child qdisc of the interface. Note that a classful root (htb, tbf with
+///   a visible child, prio…) also counts in its own `drops` the packets its child refused at
+///   enqueue, so such drops can appear twice; drops made at dequeue (codel) appear once;
+/// - the `ingress`/`clsact` qdisc (parent `TC_H_INGRESS`) is always added: its drops are packets
+///   shot by tc filters on receive, which no egress qdisc counts.
+///
+/// Invisible qdiscs (the default child of tbf, netem…) are not in a dump without
+/// `TCA_DUMP_INVISIBLE`, so they are never counted.
+fn aggregate(rows: &[QdiscRow]) -> BTreeMap<u32, QdiscCounters> {
+    let mut by_if: BTreeMap<u32, Vec<&QdiscRow>> = BTreeMap::new();
+    for row in rows {
+        by_if.entry(row.ifindex).or_default().push(row);
+    }
+    by_if
+        .into_iter()
+        .filter_map(|(ifindex, qdiscs)| {
+            let root = qdiscs.iter().find(|r| r.parent == TC_H_ROOT);
+            let kind = root.or_else(|| qdiscs.first())?.kind.clone();
+            let root_only = root.is_some_and(|r| aggregates_children(&r.kind));
+            let mut out = QdiscCounters {
+                kind,
+                ..QdiscCounters::default()
+            };
+            let counted = qdiscs
+                .iter()
+                .filter(|r| r.parent == TC_H_INGRESS || !root_only || r.parent == TC_H_ROOT);
+            for r in counted {
+                out.drops = out.drops.saturating_add(r.drops);
+                out.overlimits = out.overlimits.saturating_add(r.overlimits);
+                out.requeues = out.requeues.saturating_add(r.requeues);
+                out.backlog_packets = out.backlog_packets.saturating_add(r.qlen);
+            }
+            Some((ifindex, out))
+        })
+        .collect()
+}
+
+// ---- live: netlink ----------------------------------------------------------------------------
+
+/// One message of a dump: decoded by the crate, or the raw payload and type of one it could not.
+enum Dumped {
+    Decoded(RouteNetlinkMessage),
+    Raw { kind: u16, payload: Vec<u8> },
+}
+
+/// A synchronous rtnetlink socket that only sends dump requests (the pattern of
+/// `facts::netlink`, kept private here).
+struct Dumper {
+    socket: Socket,
+    seq: u32,
+}
+
+impl Dumper {
+    fn open() -> Result<Self, String> {
+        let mut socket =
+            Socket::new(NETLINK_ROUTE).map_err(|e| format!("opening a netlink socket: {e}"))?;
+        socket
+            .bind_auto()
+            .map_err(|e| format!("binding the netlink socket: {e}"))?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(|e| format!("connecting the netlink socket: {e}"))?;
+        let timeout = libc::timeval {
+            tv_sec: 5,
+            tv_usec: 0,
+        };
+        // SAFETY: the fd is the socket's own, open for the call; the option value is a valid
+        // `timeval` of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                std::ptr::from_ref(&timeout).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(format!(
+                "setting the netlink receive timeout: {}",
+                io::Error::last_os_error()
+            ));
+        }
+        Ok(Self { socket, seq: 0 })
+    }
+
+    /// One dump request, retried when the kernel says the dump was interrupted.
+    fn dump(&mut self, request: &RouteNetlinkMessage) -> Result<Vec<Dumped>, String> {
+        let mut last = Err("the dump was interrupted three times".to_owned());
+        for _ in 0..3 {
+            match self.dump_once(request)? {
+                (msgs, false) => return Ok(msgs),
+                (msgs, true) => last = Ok(msgs),
+            }
+        }
+        last
+    }
+
+    fn dump_once(&mut self, request: &RouteNetlinkMessage) -> Result<(Vec<Dumped>, bool), String> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(request.clone()));
+        packet.finalize();
+        let mut out = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut out);
+        self.socket
+            .send(&out, 0)
+            .map_err(|e| format!("sending the dump request: {e}"))?;
+
+        let mut msgs = Vec::new();
+        let mut interrupted = false;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = self
+                .socket
+                .recv(&mut &mut buf[..], 0)
+                .map_err(|e| format!("reading the dump: {e}"))?;
+            let data = &buf[..n.min(buf.len())];
+            let mut offset = 0;
+            while offset + NLMSG_HDRLEN <= data.len() {
+                let mut len_bytes = [0u8; 4];
+                len_bytes.copy_from_slice(&data[offset..offset + 4]);
+                let len = u32::from_ne_bytes(len_bytes) as usize;
+                if len < NLMSG_HDRLEN || offset + len > data.len() {
+                    return Err("the kernel's answer was cut short".to_owned());
+                }
+                let raw = &data[offset..offset + len];
+                offset += (len + 3) & !3;
+                match NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw) {
+                    Ok(msg) => {
+                        if msg.header.sequence_number != self.seq {
+                            continue;
+                        }
+                        if msg.header.flags & NLM_F_DUMP_INTR != 0 {
+                            interrupted = true;
+                        }
+                        match msg.payload {
+                            NetlinkPayload::Done(_) => return Ok((msgs, interrupted)),
+                            NetlinkPayload::Error(e) if e.code.is_some() => {
+                                return Err(format!("the kernel refused the dump: {}", e.to_io()))
+                            }
+                            NetlinkPayload::InnerMessage(inner) => {
+                                msgs.push(Dumped::Decoded(inner));
+                            }
+                            _ => {}
+                        }
+                    }
+                    Err(_) => {
+                        let Ok(nl) = NetlinkBuffer::new_checked(raw) else {
+                            continue;
+                        };
+                        if nl.sequence_number() != self.seq {
+                            continue;
+                        }
+                        if nl.flags() & NLM_F_DUMP_INTR != 0 {
+                            interrupted = true;
+                        }
+                        msgs.push(Dumped::Raw {
+                            kind: nl.message_type(),
+                            payload: nl.payload().to_vec(),
+                        });
+                    }
+                }
+            }
+            if n == 0 {
+                return Err("the netlink socket closed during the dump".to_owned());
+            }
+        }
+    }
+}
+
+/// `if_indextoname` in the calling thread's namespace, for links the crate could not decode.
+fn index_to_name(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes the call may write, NUL included.
+    let ptr = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: on success the call wrote a NUL-terminated name into `buf`.
+    let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// Interface index → name, from an RTM_GETLINK dump.
+fn link_names(dumper: &mut Dumper) -> Result<BTreeMap<u32, String>, String> {
+    let mut names = BTreeMap::new();
+    for msg in dumper.dump(&RouteNetlinkMessage::GetLink(LinkMessage::default()))? {
+        if let Dumped::Decoded(RouteNetlinkMessage::NewLink(link)) = msg {
+            if let Some(name) = link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            }) {
+                names.insert(link.header.index, name);
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Every qdisc of the calling thread's namespace, and how many messages could not be read.
+fn qdisc_rows(dumper: &mut Dumper) -> Result<(Vec<QdiscRow>, usize), String> {
+    let mut rows = Vec::new();
+    let mut unread = 0;
+    for msg in dumper.dump(&RouteNetlinkMessage::GetQueueDiscipline(
+        TcMessage::default(),
+    ))? {
+        let row = match &msg {
+            Dumped::Decoded(RouteNetlinkMessage::NewQueueDiscipline(tc)) => {
+                QdiscRow::from_message(tc)
+            }
+            Dumped::Raw { kind, payload } if *kind == RTM_NEWQDISC => QdiscRow::from_raw(payload),
+            _ => continue,
+        };
+        match row {
+            Some(row) => rows.push(row),
+            None => unread += 1,
+        }
+    }
+    Ok((rows, unread))
+}
+
+fn fill_live(interfaces: &mut BTreeMap<String, IfaceCounters>, errors: &mut Vec<String>) {
+    let result = Dumper::open().and_then(|mut dumper| {
+        let (rows, unread) = qdisc_rows(&mut dumper)?;
+        let names = link_names(&mut dumper)?;
+        Ok((rows, unread, names))
+    });
+    let (rows, unread, names) = match result {
+        Ok(found) => found,
+        Err(err) => {
+            errors.push(format!("qdisc statistics could not be read: {err}"));
+            return;
+        }
+    };
+    if unread > 0 {
+        errors.push(format!(
+            "{unread} qdisc messages could not be decoded, so some interfaces' qdisc counters \
+             may be low or missing"
+        ));
+    }
+    for (ifindex, counters) in aggregate(&rows) {
+        let name = names
+            .get(&ifindex)
+            .cloned()
+            .or_else(|| index_to_name(ifindex));
+        if let Some(iface) = name.and_then(|n| interfaces.get_mut(&n)) {
+            iface.qdisc = Some(counters);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::{
+        fs::File,
+        net::UdpSocket,
+        os::unix::fs::MetadataExt as _,
+        process::{Command, Stdio},
+    };
+
+    use netlink_packet_core::Emitable as _;
+    use netlink_packet_route::tc::TcHandle;
+
+    use super::*;
+    use crate::counters::CounterSource;
+
+    #[test]
+    fn fixture_file_parses() {
+        let text = "kind pfifo_fast\ndrops 12\n\n# a comment\noverlimits 0\nrequeues 1\n\
+                    backlog_packets 3\nfuture_key 9\n";
+        let q = parse_qdisc_stats(text).unwrap();
+        assert_eq!(
+            q,
+            QdiscCounters {
+                kind: "pfifo_fast".to_owned(),
+                drops: 12,
+                overlimits: 0,
+                requeues: 1,
+                backlog_packets: 3,
+            }
+        );
+        let only_kind = parse_qdisc_stats("  kind   noqueue  \n").unwrap();
+        assert_eq!(only_kind.kind, "noqueue");
+        assert_eq!(only_kind.drops, 0);
+        assert!(parse_qdisc_stats("drops 1\n").unwrap_err().contains("kind"));
+        assert!(parse_qdisc_stats("kind fq\ndrops many\n")
+            .unwrap_err()
+            .contains("line 2"));
+        assert!(parse_qdisc_stats("kind fq\ndrops\n").is_err());
+        assert!(parse_qdisc_stats("kind fq\ndrops -1\n").is_err());
+        assert!(parse_qdisc_stats("").is_err());
+    }
+
+    #[test]
+    fn fixture_files_fill_only_interfaces_that_have_one() {
+        let dir = std::env::temp_dir().join(format!("trc-qdisc-fixture-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("eth0")).unwrap();
+        std::fs::create_dir_all(dir.join("bad0")).unwrap();
+        std::fs::write(
+            dir.join("eth0").join(FIXTURE_FILE),
+            "kind mq\ndrops 7\noverlimits 2\nrequeues 1\nbacklog_packets 0\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("bad0").join(FIXTURE_FILE), "drops x\n").unwrap();
+        let mut interfaces: BTreeMap<String, IfaceCounters> = ["eth0", "lo", "bad0"]
+            .into_iter()
+            .map(|n| (n.to_owned(), IfaceCounters::default()))
+            .collect();
+        let mut errors = Vec::new();
+        assert_eq!(
+            QdiscSource::new(false, Path::new("/r/sys")),
+            QdiscSource::Files(PathBuf::from("/r/sys/class/net"))
+        );
+        fill(
+            &mut interfaces,
+            &QdiscSource::Files(dir.clone()),
+            &mut errors,
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let eth0 = interfaces["eth0"].qdisc.as_ref().unwrap();
+        assert_eq!(
+            (eth0.kind.as_str(), eth0.drops, eth0.overlimits),
+            ("mq", 7, 2)
+        );
+        assert_eq!(interfaces["lo"].qdisc, None);
+        assert_eq!(interfaces["bad0"].qdisc, None);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("bad0"));
+    }
+
+    fn row(ifindex: u32, parent: u32, kind: &str, drops: u64) -> QdiscRow {
+        QdiscRow {
+            ifindex,
+            parent,
+            kind: kind.to_owned(),
+            drops,
+            overlimits: 1,
+            requeues: 0,
+            qlen: 2,
+        }
+    }
+
+    #[test]
+    fn mq_root_counts_alone_others_are_summed_ingress_always_added() {
+        let rows = [
+            // eth0: mq root (already the sum of its children) + pfifo_fast per queue + ingress.
+            row(2, TC_H_ROOT, "mq", 30),
+            row(2, 0x8001_0001, "pfifo_fast", 10),
+            row(2, 0x8001_0002, "pfifo_fast", 20),
+            row(2, TC_H_INGRESS, "ingress", 4),
+            // veth0: htb root with two leaves: everything summed.
+            row(3, TC_H_ROOT, "htb", 5),
+            row(3, 0x0001_0010, "fq_codel", 6),
+            row(3, 0x0001_0020, "fq_codel", 7),
+            // if4: only a clsact qdisc in the dump.
+            row(4, TC_H_INGRESS, "clsact", 1),
+        ];
+        let all = aggregate(&rows);
+        assert_eq!(all[&2].kind, "mq");
+        assert_eq!(all[&2].drops, 34);
+        assert_eq!(all[&2].overlimits, 2);
+        assert_eq!(all[&2].backlog_packets, 4);
+        assert_eq!(all[&3].kind, "htb");
+        assert_eq!(all[&3].drops, 18);
+        assert_eq!(all[&3].backlog_packets, 6);
+        assert_eq!(all[&4].kind, "clsact");
+        assert_eq!(all[&4].drops, 1);
+        assert_eq!(all.len(), 3);
+    }
+
+    /// A `tcmsg` with kind and statistics, as the kernel would send it.
+    fn emitted(stats2: bool) -> TcMessage {
+        let mut msg = TcMessage::with_index(7);
+        msg.header.parent = TcHandle::ROOT;
+        msg.attributes.push(TcAttribute::Kind("tbf".to_owned()));
+        let mut compat = TcStats::default();
+        compat.packets = 1;
+        compat.drops = 11;
+        compat.overlimits = 12;
+        compat.qlen = 13;
+        compat.backlog = 14;
+        msg.attributes.push(TcAttribute::Stats(compat));
+        if stats2 {
+            let mut queue = TcStatsQueue::default();
+            queue.qlen = 3;
+            queue.backlog = 4;
+            queue.drops = 198;
+            queue.requeues = 5;
+            queue.overlimits = 199;
+            msg.attributes
+                .push(TcAttribute::Stats2(vec![TcStats2::Queue(queue)]));
+        }
+        msg
+    }
+
+    #[test]
+    fn stats2_is_preferred_and_raw_parsing_agrees_with_the_crate() {
+        for stats2 in [true, false] {
+            let msg = emitted(stats2);
+            let mut bytes = vec![0u8; msg.buffer_len()];
+            msg.emit(&mut bytes);
+            let decoded = QdiscRow::from_message(&msg).unwrap();
+            let raw = QdiscRow::from_raw(&bytes).unwrap();
+            assert_eq!(decoded, raw);
+            assert_eq!(
+                (raw.ifindex, raw.parent, raw.kind.as_str()),
+                (7, TC_H_ROOT, "tbf")
+            );
+            if stats2 {
+                assert_eq!(
+                    (raw.drops, raw.overlimits, raw.requeues, raw.qlen),
+                    (198, 199, 5, 3)
+                );
+            } else {
+                assert_eq!(
+                    (raw.drops, raw.overlimits, raw.requeues, raw.qlen),
+                    (11, 12, 0, 13)
+                );
+            }
+        }
+        assert_eq!(QdiscRow::from_raw(&[0u8; 8]), None);
+    }
+
+    #[test]
+    fn own_namespace_dump_reads_or_says_why() {
+        let mut interfaces = BTreeMap::new();
+        interfaces.insert("lo".to_owned(), IfaceCounters::default());
+        let mut errors = Vec::new();
+        fill(&mut interfaces, &QdiscSource::Netlink, &mut errors);
+        eprintln!("lo: {:?}; errors: {errors:?}", interfaces["lo"].qdisc);
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    // ---- live ---------------------------------------------------------------------------------
+
+    /// A namespace made with `ip netns add`, deleted on drop (also when the test fails).
+    struct NetnsGuard {
+        name: String,
+    }
+
+    impl NetnsGuard {
+        fn add(name: &str) -> Option<Self> {
+            let status = Command::new("ip")
+                .args(["netns", "add", name])
+                .stderr(Stdio::inherit())
+                .status();
+            match status {
+                Ok(s) if s.success() => Some(Self {
+                    name: name.to_owned(),
+                }),
+                other => {
+                    eprintln!("skipped: `ip netns add {name}` failed: {other:?}");
+                    None
+                }
+            }
+        }
+
+        fn path(&self) -> PathBuf {
+            PathBuf::from("/run/netns").join(&self.name)
+        }
+
+        /// `ip -n NAME ARGS` or `tc -n NAME ARGS`; true when it succeeded.
+        fn run(&self, tool: &str, args: &[&str]) -> bool {
+            let mut all = vec!["-n", self.name.as_str()];
+            all.extend_from_slice(args);
+            let out = Command::new(tool).args(&all).output();
+            match out {
+                Ok(o) if o.status.success() => true,
+                Ok(o) => {
+                    eprintln!(
+                        "`{tool} {}` failed: {}",
+                        all.join(" "),
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    );
+                    false
+                }
+                Err(err) => {
+                    eprintln!("`{tool}` cannot run: {err}");
+                    false
+                }
+            }
+        }
+    }
+
+    impl Drop for NetnsGuard {
+        fn drop(&mut self) {
+            let _ = Command::new("ip")
+                .args(["netns", "delete", &self.name])
+                .status();
+        }
+    }
+
+    #[test]
+    fn live_tbf_drops_are_read_from_the_namespace() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (ip netns, tc, setns)");
+            return;
+        }
+        if Command::new("tc").arg("-V").output().is_err() {
+            eprintln!("skipped: `tc` is not installed (iproute2 provides it)");
+            return;
+        }
+        let name = format!("trc-qd-{}", std::process::id());
+        let Some(ns) = NetnsGuard::add(&name) else {
+            return;
+        };
+        // A dummy device (NOARP); kernels without the dummy module get a veth pair whose end
+        // `d0` has ARP off, so the neighbour resolves without any reply either way.
+        let dummy = ns.run("ip", &["link", "add", "d0", "type", "dummy"]);
+        if !dummy {
+            eprintln!("no dummy device type: using a veth pair d0/d0p with arp off");
+            assert!(ns.run(
+                "ip",
+                &["link", "add", "d0", "type", "veth", "peer", "name", "d0p"]
+            ));
+            assert!(ns.run("ip", &["link", "set", "d0", "arp", "off"]));
+            assert!(ns.run("ip", &["link", "set", "d0p", "up"]));
+        }
+        assert!(ns.run("ip", &["link", "set", "d0", "up"]));
+        assert!(ns.run("ip", &["addr", "add", "198.18.90.1/24", "dev", "d0"]));
+        let tbf = [
+            "qdisc", "replace", "dev", "d0", "root", "tbf", "rate", "8kbit", "burst", "1600",
+            "limit", "1600",
+        ];
+        if !ns.run("tc", &tbf) {
+            eprintln!("skipped: this kernel cannot attach a tbf qdisc");
+            return;
+        }
+
+        let path = ns.path();
+        let refused = std::thread::spawn(move || {
+            let file = File::open(&path).unwrap();
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+            let payload = [0x5au8; 1000];
+            (0..200)
+                .filter(|_| socket.send_to(&payload, "198.18.90.2:9").is_err())
+                .count()
+        })
+        .join()
+        .unwrap();
+
+        let inode = u32::try_from(std::fs::metadata(ns.path()).unwrap().ino()).unwrap();
+        let sample = CounterSource::live().sample(0);
+        let created = sample
+            .netns
+            .iter()
+            .find(|n| n.inode == inode)
+            .expect("the created namespace");
+        let qdisc = created.interfaces["d0"]
+            .qdisc
+            .as_ref()
+            .expect("d0 has qdisc counters");
+        eprintln!(
+            "d0: {qdisc:?}; {refused} sends refused; lo: {:?}; errors: {:?}",
+            created.interfaces.get("lo").map(|i| &i.qdisc),
+            sample.errors
+        );
+        assert_eq!(qdisc.kind, "tbf");
+        assert!(qdisc.drops >= 100, "{qdisc:?}");
+        assert!(qdisc.drops <= 200, "{qdisc:?}");
+        assert!(
+            !sample.errors.iter().any(|e| e.contains("qdisc")),
+            "{:?}",
+            sample.errors
+        );
+        drop(ns);
+        assert!(!PathBuf::from("/run/netns").join(&name).exists());
+    }
+}
