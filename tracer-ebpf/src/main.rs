@@ -14,6 +14,7 @@ use aya_ebpf::{
     macros::{map, tracepoint},
     maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::TracePointContext,
+    EbpfContext,
 };
 use tracer_common::{
     counter, log2_bucket, DropKey, FlowKey, FlowStats, SoftirqStats, TracerConfig, ABSENT,
@@ -63,6 +64,33 @@ fn read_field<T>(ctx: &TracePointContext, offset: u32) -> Option<T> {
     unsafe { ctx.read_at::<T>(offset as usize) }.ok()
 }
 
+/// Direct loads from the tracepoint record at an offset known only at load time.
+///
+/// The verifier accepts context loads only at offsets encoded in the instruction, so each
+/// possible aligned offset gets its own arm; the offset comes from frozen `.rodata`, which the
+/// verifier treats as a constant, so it walks only the arm taken and the others cost nothing.
+/// A direct load is a few instructions where `bpf_probe_read_kernel` is a helper call; fields
+/// outside the arms (unaligned, far) fall back to the helper.
+macro_rules! ctx_loader {
+    ($name:ident, $ty:ty, [$($off:literal),*]) => {
+        #[inline(always)]
+        fn $name(ctx: &TracePointContext, offset: u32) -> Option<$ty> {
+            let base = ctx.as_ptr() as *const u8;
+            match offset {
+                $( $off => Some(unsafe { read_volatile(base.add($off) as *const $ty) }), )*
+                _ => read_field::<$ty>(ctx, offset),
+            }
+        }
+    };
+}
+
+ctx_loader!(ctx_u64, u64, [8, 16, 24, 32, 40, 48, 56, 64, 72, 80]);
+ctx_loader!(
+    ctx_u32,
+    u32,
+    [8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 68, 72, 76, 80]
+);
+
 /// Reads a kernel pointer field at `base + offset`; None for a null base, an absent offset or a
 /// failed read.
 #[inline(always)]
@@ -111,14 +139,20 @@ fn skb_netns(skb: u64, rx_sk: u64) -> Option<u32> {
 pub fn kfree_skb(ctx: TracePointContext) -> u32 {
     bump(counter::KFREE_SKB_EVENTS);
     let (Some(skb), Some(location)) = (
-        read_field::<u64>(&ctx, cfg!(kfree_skbaddr)),
-        read_field::<u64>(&ctx, cfg!(kfree_location)),
+        ctx_u64(&ctx, cfg!(kfree_skbaddr)),
+        ctx_u64(&ctx, cfg!(kfree_location)),
     ) else {
         bump(counter::READ_ERRORS);
         return 0;
     };
-    let reason = read_field::<u32>(&ctx, cfg!(kfree_reason)).unwrap_or(ABSENT);
-    let rx_sk = read_field::<u64>(&ctx, cfg!(kfree_rx_sk)).unwrap_or(0);
+    let reason = match cfg!(kfree_reason) {
+        ABSENT => ABSENT,
+        offset => ctx_u32(&ctx, offset).unwrap_or(ABSENT),
+    };
+    let rx_sk = match cfg!(kfree_rx_sk) {
+        ABSENT => 0,
+        offset => ctx_u64(&ctx, offset).unwrap_or(0),
+    };
     let netns = skb_netns(skb, rx_sk).unwrap_or_else(|| {
         bump(counter::NETNS_UNKNOWN);
         0
@@ -329,7 +363,7 @@ pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn softirq_entry(ctx: TracePointContext) -> u32 {
-    let Some(vec) = read_field::<u32>(&ctx, cfg!(softirq_entry_vec)) else {
+    let Some(vec) = ctx_u32(&ctx, cfg!(softirq_entry_vec)) else {
         return 0;
     };
     if let Some(start) = SOFTIRQ_START.get_ptr_mut(vec) {
@@ -340,7 +374,7 @@ pub fn softirq_entry(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn softirq_exit(ctx: TracePointContext) -> u32 {
-    let Some(vec) = read_field::<u32>(&ctx, cfg!(softirq_exit_vec)) else {
+    let Some(vec) = ctx_u32(&ctx, cfg!(softirq_exit_vec)) else {
         return 0;
     };
     let Some(start) = SOFTIRQ_START.get_ptr_mut(vec) else {
