@@ -99,7 +99,9 @@ pub struct TracerConfig {
     pub sk_net: u32,
     pub net_inum: u32,
     pub skb_tcp_segs: u32,
-    pub _pad: u32,
+    /// Bit `v` set: time softirq vector `v` (the loader sets NET_RX and NET_TX, numbered from
+    /// the softirq format's own table). 0 times every vector.
+    pub softirq_vec_mask: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<TracerConfig>() == 32 * 4);
@@ -139,7 +141,7 @@ impl TracerConfig {
             sk_net: ABSENT,
             net_inum: ABSENT,
             skb_tcp_segs: ABSENT,
-            _pad: 0,
+            softirq_vec_mask: 0,
         }
     }
 }

@@ -366,6 +366,11 @@ pub fn softirq_entry(ctx: TracePointContext) -> u32 {
     let Some(vec) = ctx_u32(&ctx, cfg!(softirq_entry_vec)) else {
         return 0;
     };
+    // Only the vectors user space asked for (networking): no clock read for the others.
+    let mask = cfg!(softirq_vec_mask);
+    if mask != 0 && (vec >= 32 || mask & (1 << vec) == 0) {
+        return 0;
+    }
     if let Some(start) = SOFTIRQ_START.get_ptr_mut(vec) {
         unsafe { *start = bpf_ktime_get_ns() };
     }

@@ -155,6 +155,12 @@ fn offsets_for(
         }
         PROG_SOFTIRQ_ENTRY => {
             config.softirq_entry_vec = format.require("vec", &[4])?;
+            // Time only the networking vectors, numbered by this kernel's own table.
+            config.softirq_vec_mask = format
+                .symbolic_values("vec")
+                .iter()
+                .filter(|(v, name)| (name == "NET_RX" || name == "NET_TX") && *v < 32)
+                .fold(0u32, |mask, (v, _)| mask | (1 << v));
             Ok("softirq run start per CPU".to_owned())
         }
         PROG_SOFTIRQ_EXIT => {
@@ -278,6 +284,8 @@ mod tests {
         );
         assert_eq!((c.rtx_saddr, c.rtx_daddr_v6), (34, 58));
         assert_eq!((c.softirq_entry_vec, c.softirq_exit_vec), (8, 8));
+        // NET_TX = 2, NET_RX = 3 in the recorded table.
+        assert_eq!(c.softirq_vec_mask, 0b1100);
         // No BTF given: namespace offsets stay absent.
         assert_eq!(c.net_inum, ABSENT);
     }
