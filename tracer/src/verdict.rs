@@ -458,7 +458,10 @@ pub fn probe_loss(
 }
 
 fn fmt_rate(count: u64, seconds: f64) -> String {
-    format!("{count} ({:.1}/s)", count as f64 / seconds.max(0.001))
+    format!(
+        "{count} packets ({:.1}/s)",
+        count as f64 / seconds.max(0.001)
+    )
 }
 
 /// Blackhole/unreachable/prohibit routes, and namespaces without a default route that route
@@ -533,7 +536,9 @@ fn onset(ticks: &[Tick], layer: Layer) -> Option<(f64, u64, u64)> {
     }
     let threshold = base + ((peak - base) / 2).max(1);
     let i = rates.iter().position(|r| *r >= threshold)?;
-    Some((ticks[i].at_ms as f64 / 1000.0, base, rates[i]))
+    // The interval ending at tick i began at the previous tick (or the window start).
+    let began_ms = if i == 0 { 0 } else { ticks[i - 1].at_ms };
+    Some((began_ms as f64 / 1000.0, base, rates[i]))
 }
 
 fn host_sysctl<'a>(facts: &'a NodeFacts, name: &str) -> &'a str {
@@ -690,7 +695,7 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
         evidence.push(EvidenceItem {
             kind: "kernel_probe".to_owned(),
             content: format!(
-                "{} lost {} packets in {seconds:.0} s on this node",
+                "{} lost {} in {seconds:.0} s on this node",
                 layer.title(),
                 fmt_rate(s.lost_packets, seconds)
             ),

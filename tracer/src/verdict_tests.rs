@@ -462,11 +462,12 @@ fn onset_is_the_first_second_above_baseline() {
         .iter()
         .find(|t| t.event.starts_with("onset"))
         .expect("onset");
-    assert!((onset.at_s - 4.0).abs() < 1e-9, "{onset:?}");
+    // Loss first appears in the interval that ends at 4 s, i.e. that begins at 3 s.
+    assert!((onset.at_s - 3.0).abs() < 1e-9, "{onset:?}");
     assert!(v
         .evidence
         .iter()
-        .any(|e| e.kind == "correlate" && e.content.contains("4 s")));
+        .any(|e| e.kind == "correlate" && e.content.contains("3 s")));
 }
 
 #[test]
