@@ -52,12 +52,12 @@ fn judge<T: Send + 'static>(
             std::thread::sleep(wait);
         }
         watch
-            .tick(started.elapsed().as_millis() as u64)
+            .tick(&tracer, started.elapsed().as_millis() as u64)
             .expect("tick");
     }
     let value = fault.join().expect("fault thread");
     let result = watch
-        .finish(started.elapsed().as_millis() as u64, &[])
+        .finish(&tracer, started.elapsed().as_millis() as u64, &[])
         .expect("window end");
     eprintln!("{}", result.document.text());
     (result.document, value)

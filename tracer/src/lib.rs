@@ -6,6 +6,7 @@
 
 pub mod btf;
 pub mod counters;
+pub mod dashboard;
 pub mod document;
 pub mod evidence;
 pub mod facts;
@@ -16,8 +17,11 @@ pub mod live;
 pub mod loader;
 pub mod netns;
 pub mod probes;
+pub mod recording;
 pub mod report;
 pub mod snapshot;
 pub mod tracefs;
+pub mod tui;
 pub mod verdict;
 pub mod watch;
+pub mod window;

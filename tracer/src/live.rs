@@ -143,6 +143,18 @@ impl LiveTracer {
         })
     }
 
+    /// The tracer's facts for judging windows (kernel, probes, names, notes).
+    pub fn meta(&self) -> crate::window::TracerMeta {
+        crate::window::TracerMeta {
+            kernel: self.kernel.clone(),
+            tracer_version: env!("CARGO_PKG_VERSION").to_owned(),
+            startup_ms: self.startup_ms,
+            probes: self.session.probes.clone(),
+            notes: self.notes.clone(),
+            names: self.names.clone(),
+        }
+    }
+
     /// The kernel's symbols, for drop locations.
     pub fn symbols(&self) -> &Kallsyms {
         &self.symbols

@@ -1,21 +1,24 @@
 //! The `tracer` command line: parses arguments, runs a mode, prints one clear sentence on failure.
-//! Modes own no logic of their own; they call into the library (`tracer::live`, `tracer::report`).
+//! Modes own no logic of their own; they call into the library (`live`, `watch`, `window`, `tui`).
 
 use std::{
     io::{IsTerminal as _, Write as _},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitCode,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use tracer::{
     counters::CounterSource,
-    document::EXIT_ERROR,
+    dashboard::Dashboard,
+    document::{VerdictDocument, EXIT_ERROR},
     facts::FactsSource,
     live::{netns_scope, LiveTracer},
+    recording::Recording,
     watch::Watch,
+    window::{judge, Frame},
 };
 
 #[derive(Parser)]
@@ -23,11 +26,12 @@ use tracer::{
     name = "tracer",
     version,
     about = "Live eBPF network tracer: which layer is losing the packets",
-    arg_required_else_help = true
+    long_about = "Live eBPF network tracer: which layer is losing the packets.\n\n\
+                  With no command it opens the live dashboard (`tracer top`)."
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -35,7 +39,7 @@ enum Command {
     /// Watch for a window, then print the verdict document and exit.
     ///
     /// Exit status: 0 no degradation found, 1 a root cause was found, 2 the tracer could not
-    /// do its job (not root, no probe attached, bad arguments).
+    /// do its job (not root, no probe attached, bad arguments, unreadable recording).
     Report {
         /// How long to watch (e.g. 10s, 1m).
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -44,6 +48,32 @@ enum Command {
         #[arg(long, value_enum)]
         format: Option<Format>,
         /// Only what happened in this network namespace (/run/netns/NAME, /proc/PID/ns/net).
+        #[arg(long, value_name = "PATH")]
+        netns: Option<PathBuf>,
+        /// Judge a recording (`tracer record`) instead of the live kernel; needs no root.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "netns"])]
+        replay: Option<PathBuf>,
+    },
+    /// The live dashboard (the default): rolling verdict, layers, drops, flows, CPUs.
+    Top {
+        /// Length of the rolling window the verdict is judged on.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        window: Duration,
+        /// Only what happened in this network namespace.
+        #[arg(long, value_name = "PATH")]
+        netns: Option<PathBuf>,
+        /// Show a recording instead of the live kernel; needs no root.
+        #[arg(long, value_name = "FILE")]
+        replay: Option<PathBuf>,
+    },
+    /// Record a window's evidence to a file (versioned JSON) for `--replay` anywhere.
+    Record {
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Where to write the recording.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Only what happened in this network namespace.
         #[arg(long, value_name = "PATH")]
         netns: Option<PathBuf>,
     },
@@ -71,12 +101,33 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { 0 });
         }
     };
-    let result = match cli.command {
+    let command = cli.command.unwrap_or(Command::Top {
+        window: Duration::from_secs(30),
+        netns: None,
+        replay: None,
+    });
+    let result = match command {
+        Command::Report {
+            replay: Some(file),
+            format,
+            ..
+        } => replay_report(&file, format),
         Command::Report {
             duration,
             format,
             netns,
+            replay: None,
         } => report(duration, format, netns),
+        Command::Top {
+            window,
+            netns,
+            replay,
+        } => top(window, netns, replay).map(|()| 0),
+        Command::Record {
+            duration,
+            output,
+            netns,
+        } => record(duration, &output, netns),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -87,21 +138,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// Watches for `duration`, ticking every second and showing progress on stderr; ends early
-/// on Ctrl-C or SIGTERM. Returns the milliseconds watched and whether it was cut short.
-fn run_window(
-    watch: &mut Watch<'_>,
-    duration: Duration,
-    attached: usize,
-    startup_ms: f64,
-) -> Result<(u64, bool)> {
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Watches for `duration`, taking a frame every second and showing progress on stderr; ends
+/// early on Ctrl-C or SIGTERM. Returns the milliseconds watched and whether it was cut short.
+fn run_window(tracer: &LiveTracer, watch: &mut Watch, duration: Duration) -> Result<(u64, bool)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     let tty = std::io::stderr().is_terminal();
     eprintln!(
-        "tracer: {attached} probes attached in {startup_ms:.0} ms; watching for {}",
+        "tracer: {} probes attached in {:.0} ms; watching for {}",
+        tracer.attached_count(),
+        tracer.startup_ms,
         humantime::format_duration(duration)
     );
     runtime.block_on(async {
@@ -118,7 +172,7 @@ fn run_window(
                 return Ok((elapsed.as_millis() as u64, false));
             }
             if elapsed >= next_tick {
-                watch.tick(elapsed.as_millis() as u64)?;
+                watch.tick(tracer, elapsed.as_millis() as u64)?;
                 next_tick += Duration::from_secs(1);
             }
             if tty {
@@ -142,23 +196,7 @@ fn run_window(
     })
 }
 
-fn report(duration: Duration, format: Option<Format>, netns: Option<PathBuf>) -> Result<u8> {
-    let scope = netns.as_deref().map(netns_scope).transpose()?;
-    let tracer = LiveTracer::start()?;
-    let attached = tracer.attached_count();
-    let mut watch = Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?;
-    let (elapsed_ms, interrupted) = run_window(&mut watch, duration, attached, tracer.startup_ms)?;
-    let mut notes = Vec::new();
-    if interrupted {
-        notes.push(format!(
-            "window cut short by a signal after {:.1}s of {}",
-            elapsed_ms as f64 / 1000.0,
-            humantime::format_duration(duration)
-        ));
-    }
-    let closed = Instant::now();
-    let result = watch.finish(elapsed_ms.max(1), &notes)?;
-    let document = result.document;
+fn print_document(document: &VerdictDocument, format: Option<Format>) -> Result<()> {
     let format = format.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Text
     } else {
@@ -167,18 +205,181 @@ fn report(duration: Duration, format: Option<Format>, netns: Option<PathBuf>) ->
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &document).context("writing JSON")?;
+            serde_json::to_writer_pretty(&mut out, document).context("writing JSON")?;
             writeln!(out).context("writing JSON")?;
         }
-        Format::Yaml => serde_yaml::to_writer(&mut out, &document).context("writing YAML")?,
+        Format::Yaml => serde_yaml::to_writer(&mut out, document).context("writing YAML")?,
         Format::Text => out
             .write_all(document.text().as_bytes())
             .context("writing the summary")?,
     }
-    drop(out);
+    Ok(())
+}
+
+fn cut_short_note(interrupted: bool, elapsed_ms: u64, duration: Duration) -> Vec<String> {
+    if interrupted {
+        vec![format!(
+            "window cut short by a signal after {:.1}s of {}",
+            elapsed_ms as f64 / 1000.0,
+            humantime::format_duration(duration)
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
+fn report(duration: Duration, format: Option<Format>, netns: Option<PathBuf>) -> Result<u8> {
+    let scope = netns.as_deref().map(netns_scope).transpose()?;
+    let tracer = LiveTracer::start()?;
+    let mut watch = Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?;
+    let (elapsed_ms, interrupted) = run_window(&tracer, &mut watch, duration)?;
+    let closed = Instant::now();
+    let notes = cut_short_note(interrupted, elapsed_ms, duration);
+    let judged = watch.finish(&tracer, elapsed_ms.max(1), &notes)?;
+    print_document(&judged.document, format)?;
     eprintln!(
         "tracer: verdict written {:.0} ms after the window closed",
         closed.elapsed().as_secs_f64() * 1000.0
     );
+    Ok(judged.document.exit_code())
+}
+
+fn record(duration: Duration, output: &Path, netns: Option<PathBuf>) -> Result<u8> {
+    let scope = netns.as_deref().map(netns_scope).transpose()?;
+    // Fail on an unwritable path before watching for a minute.
+    std::fs::write(output, b"")
+        .with_context(|| format!("cannot write the recording to {}", output.display()))?;
+    let tracer = LiveTracer::start()?;
+    let mut watch = Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?;
+    let (elapsed_ms, interrupted) = run_window(&tracer, &mut watch, duration)?;
+    let notes = cut_short_note(interrupted, elapsed_ms, duration);
+    let judged = watch.finish(&tracer, elapsed_ms.max(1), &notes)?;
+    let recording = watch.recording(&tracer, &judged, unix_now());
+    recording.save(output)?;
+    eprintln!(
+        "tracer: recorded {} frames to {}; live verdict: {} ({})",
+        recording.frames.len(),
+        output.display(),
+        judged.document.root_cause,
+        judged.document.failure_layer
+    );
+    Ok(judged.document.exit_code())
+}
+
+/// Judges a recording exactly as the live run judged its window.
+fn judge_recording(recording: &Recording, frames: &[Frame], notes: &[String]) -> VerdictDocument {
+    judge(
+        frames,
+        &recording.meta,
+        &recording.symbols,
+        recording.scope.as_ref(),
+        &recording.facts_start,
+        &recording.facts_end,
+        notes,
+    )
+    .document
+}
+
+fn replay_report(file: &Path, format: Option<Format>) -> Result<u8> {
+    let recording = Recording::load(file)?;
+    let frames = recording.frames();
+    let notes = vec![format!("replayed from {}", file.display())];
+    let document = judge_recording(&recording, &frames, &notes);
+    print_document(&document, format)?;
     Ok(document.exit_code())
+}
+
+/// The per-second loss the sparklines draw: the last few minutes, longer than the rolling
+/// window the verdict is judged on.
+#[derive(Default)]
+struct History(Vec<tracer::verdict::Tick>);
+
+impl History {
+    const SECONDS: usize = 180;
+
+    fn push(&mut self, tick: Option<&tracer::verdict::Tick>) {
+        if let Some(t) = tick {
+            if self.0.last().is_none_or(|last| last.at_ms < t.at_ms) {
+                self.0.push(t.clone());
+            }
+        }
+        if self.0.len() > Self::SECONDS {
+            let excess = self.0.len() - Self::SECONDS;
+            self.0.drain(..excess);
+        }
+    }
+
+    fn ticks(&self) -> &[tracer::verdict::Tick] {
+        &self.0
+    }
+}
+
+fn netns_labels() -> std::collections::BTreeMap<u32, String> {
+    tracer::netns::enumerate(Path::new("/proc"), Path::new("/run/netns"))
+        .into_iter()
+        .map(|n| (n.inode, n.label))
+        .collect()
+}
+
+fn top(window: Duration, netns: Option<PathBuf>, replay: Option<PathBuf>) -> Result<()> {
+    let save_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let window_frames = window.as_secs().max(2) as usize + 1;
+    if let Some(file) = replay {
+        let recording = Recording::load(&file)?;
+        let frames = recording.frames();
+        let source = format!("replay {}", file.display());
+        let labels = netns_labels();
+        let mut shown = 1usize;
+        let mut history = History::default();
+        let producer = move || -> Result<Dashboard> {
+            // Step through the recording one second per refresh, then stay on its end.
+            shown = (shown + 1).min(frames.len());
+            let start = shown.saturating_sub(window_frames);
+            let slice = &frames[start..shown];
+            let judged = judge(
+                slice,
+                &recording.meta,
+                &recording.symbols,
+                recording.scope.as_ref(),
+                &recording.facts_start,
+                &recording.facts_end,
+                &[],
+            );
+            let elapsed = slice.last().map_or(0.0, |f| f.at_ms as f64 / 1000.0);
+            history.push(judged.evidence.ticks.last());
+            Ok(Dashboard::from_window(
+                &format!("replay {}", file.display()),
+                elapsed,
+                &judged.document,
+                history.ticks(),
+                &labels,
+            ))
+        };
+        return tracer::tui::run(producer, Duration::from_secs(1), save_dir, &source);
+    }
+    let scope = netns.as_deref().map(netns_scope).transpose()?;
+    let tracer = LiveTracer::start()?;
+    let watch = Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?
+        .rolling(window_frames);
+    let started = Instant::now();
+    let mut state = (tracer, watch, 0u64, History::default());
+    let producer = move || -> Result<Dashboard> {
+        let (tracer, watch, ticks, history) = &mut state;
+        let at_ms = started.elapsed().as_millis() as u64;
+        watch.tick(tracer, at_ms)?;
+        *ticks += 1;
+        if *ticks % 15 == 0 {
+            watch.refresh_facts();
+        }
+        let judged = watch.judge_rolling(tracer, &[]);
+        history.push(judged.evidence.ticks.last());
+        Ok(Dashboard::from_window(
+            "live",
+            at_ms as f64 / 1000.0,
+            &judged.document,
+            history.ticks(),
+            &netns_labels(),
+        ))
+    };
+    tracer::tui::run(producer, Duration::from_secs(1), save_dir, "live")
 }

@@ -55,7 +55,7 @@ pub const PROBES: [ProbeSpec; 5] = [
 ];
 
 /// What became of one probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProbeState {
     /// Attached and counting.
@@ -68,7 +68,7 @@ pub enum ProbeState {
 }
 
 /// A probe's outcome, as shown in every report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ProbeStatus {
     pub tracepoint: String,
     pub program: String,

@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Names that give the kernel's numbers meaning, all read from the running kernel.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct KernelNames {
     /// `skb_drop_reason` value → name.
     pub drop_reasons: BTreeMap<u32, String>,
@@ -37,7 +37,7 @@ pub struct WindowInfo {
     pub netns: Option<NetnsScope>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct NetnsScope {
     pub path: String,
     pub inode: u32,
@@ -238,6 +238,26 @@ pub fn location_label(addr: u64, symbols: &Kallsyms) -> String {
         .map_or_else(|| format!("{addr:#x}"), |s| s.display())
 }
 
+/// Turns a kernel address into `function+0xoff [module]`: the live kernel's symbols, or the
+/// names a recording kept.
+pub trait Symbolize {
+    fn label(&self, addr: u64) -> String;
+}
+
+impl Symbolize for Kallsyms {
+    fn label(&self, addr: u64) -> String {
+        location_label(addr, self)
+    }
+}
+
+impl Symbolize for BTreeMap<u64, String> {
+    fn label(&self, addr: u64) -> String {
+        self.get(&addr)
+            .cloned()
+            .unwrap_or_else(|| format!("{addr:#x}"))
+    }
+}
+
 /// Per reason: total, count by symbolised location, count by namespace.
 type ReasonTally = (u64, HashMap<String, u64>, BTreeMap<u32, u64>);
 
@@ -246,7 +266,7 @@ type ReasonTally = (u64, HashMap<String, u64>, BTreeMap<u32, u64>);
 pub fn build(
     window_delta: &Snapshot,
     names: &KernelNames,
-    symbols: &Kallsyms,
+    symbols: &dyn Symbolize,
     probes: Vec<ProbeStatus>,
     window: WindowInfo,
     kernel: String,
@@ -257,10 +277,7 @@ pub fn build(
     for (key, count) in &window_delta.drops {
         let entry = by_reason.entry(key.reason).or_default();
         entry.0 += count;
-        *entry
-            .1
-            .entry(location_label(key.location, symbols))
-            .or_insert(0) += count;
+        *entry.1.entry(symbols.label(key.location)).or_insert(0) += count;
         *entry.2.entry(key.netns).or_insert(0) += count;
     }
     let mut reasons: Vec<DropReason> = by_reason

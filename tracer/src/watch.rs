@@ -1,158 +1,158 @@
-//! One observation window: samples the probes and the node's counters every second, the node's
-//! facts at the start and the end, and hands the verdict everything it needs.
-//! The caller owns time (it says when a tick happens and passes elapsed milliseconds in).
+//! A live window: takes a frame (probe maps + every counter) when told, the node's facts at the
+//! start and the end, and judges the frames with `window::judge`. Also keeps a bounded rolling
+//! window for the dashboard and writes recordings. The caller owns time (passes milliseconds).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, VecDeque};
 
 use anyhow::Result;
 
 use crate::{
     counters::CounterSource,
-    document::VerdictDocument,
-    evidence::{CounterSample, NodeFacts},
+    evidence::NodeFacts,
     facts::FactsSource,
-    layers::{classify, DropClass, Layer},
     live::LiveTracer,
-    report::{location_label, reason_label, NetnsScope, Report},
-    snapshot::Snapshot,
-    verdict::{decide, tick_loss, Tick, WindowEvidence},
+    recording::{RecFrame, RecSnapshot, Recording, FORMAT, VERSION},
+    report::{NetnsScope, Symbolize},
+    window::{judge, Frame, Judged},
 };
 
 /// A window in progress.
-pub struct Watch<'a> {
-    tracer: &'a LiveTracer,
+pub struct Watch {
     counters: CounterSource,
     facts: FactsSource,
     scope: Option<NetnsScope>,
-    start: Snapshot,
-    previous: Snapshot,
-    counters_start: CounterSample,
-    counters_previous: CounterSample,
+    frames: VecDeque<Frame>,
+    /// Most frames kept (rolling windows); None keeps all.
+    keep: Option<usize>,
     facts_start: NodeFacts,
-    ticks: Vec<Tick>,
-    layer_of: HashMap<(u32, u64), Option<Layer>>,
+    facts_latest: NodeFacts,
 }
 
-/// What a finished window produced.
-pub struct WindowResult {
-    pub evidence: WindowEvidence,
-    pub document: VerdictDocument,
+/// What a finished window produced (the document is in `judged`).
+pub type WindowResult = Judged;
+
+fn bpf_stats_enabled() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() == "1")
 }
 
-impl<'a> Watch<'a> {
-    /// Starts a window now: facts, counters and probe maps read once.
+impl Watch {
+    /// Starts a window now: facts, and the first frame at 0 ms.
     pub fn begin(
-        tracer: &'a LiveTracer,
+        tracer: &LiveTracer,
         counters: CounterSource,
         facts: FactsSource,
         scope: Option<NetnsScope>,
-    ) -> Result<Watch<'a>> {
+    ) -> Result<Watch> {
         let facts_start = facts.collect();
-        let counters_start = counters.sample(0);
-        let start = tracer.snapshot()?;
-        Ok(Watch {
-            tracer,
+        let mut watch = Watch {
             counters,
             facts,
             scope,
-            previous: start.clone(),
-            start,
-            counters_previous: counters_start.clone(),
-            counters_start,
+            frames: VecDeque::new(),
+            keep: None,
+            facts_latest: facts_start.clone(),
             facts_start,
-            ticks: Vec::new(),
-            layer_of: HashMap::new(),
-        })
+        };
+        watch.tick(tracer, 0)?;
+        Ok(watch)
     }
 
-    fn scoped_counters(&self, sample: CounterSample) -> CounterSample {
-        match &self.scope {
-            Some(s) => sample.scoped(s.inode),
-            None => sample,
-        }
+    /// Keeps only the newest `frames` frames (a rolling window for the dashboard).
+    pub fn rolling(mut self, frames: usize) -> Self {
+        self.keep = Some(frames.max(2));
+        self
     }
 
-    /// Loss per layer among the drops of one interval (cached per reason and location).
-    fn probe_layers(&mut self, delta: &Snapshot) -> BTreeMap<Layer, u64> {
-        let mut out = BTreeMap::new();
-        for (key, count) in &delta.drops {
-            let layer = *self
-                .layer_of
-                .entry((key.reason, key.location))
-                .or_insert_with(|| {
-                    let (reason, _) = reason_label(key.reason, &self.tracer.names);
-                    let location = location_label(key.location, self.tracer.symbols());
-                    match classify(&reason, &location) {
-                        DropClass::Loss { layer, .. } => Some(layer),
-                        _ => None,
-                    }
-                });
-            if let Some(layer) = layer {
-                *out.entry(layer).or_insert(0) += count;
+    /// Takes a frame `at_ms` milliseconds after the window began.
+    pub fn tick(&mut self, tracer: &LiveTracer, at_ms: u64) -> Result<()> {
+        let frame = Frame {
+            at_ms,
+            snapshot: tracer.snapshot()?,
+            counters: self.counters.sample(at_ms),
+            bpf_stats_enabled: bpf_stats_enabled(),
+        };
+        self.frames.push_back(frame);
+        if let Some(keep) = self.keep {
+            while self.frames.len() > keep {
+                self.frames.pop_front();
             }
         }
-        out
-    }
-
-    /// One interval ends at `at_ms` (milliseconds since the window began).
-    pub fn tick(&mut self, at_ms: u64) -> Result<()> {
-        let now = self.tracer.snapshot()?;
-        let counters = self.counters.sample(at_ms);
-        let mut delta = now.since(&self.previous);
-        if let Some(s) = &self.scope {
-            delta = delta.only_netns(s.inode);
-        }
-        let probe = self.probe_layers(&delta);
-        let retrans: u64 = delta
-            .flows
-            .values()
-            .map(|f| f.retransmitted_segments + f.synack_retransmits)
-            .sum();
-        let (c0, c1) = (
-            self.scoped_counters(self.counters_previous.clone()),
-            self.scoped_counters(counters.clone()),
-        );
-        self.ticks.push(tick_loss(at_ms, &probe, &c0, &c1, retrans));
-        self.previous = now;
-        self.counters_previous = counters;
         Ok(())
     }
 
-    /// Ends the window at `at_ms` and decides.
-    pub fn finish(mut self, at_ms: u64, notes: &[String]) -> Result<WindowResult> {
-        if self.ticks.last().is_none_or(|t| t.at_ms < at_ms) {
-            self.tick(at_ms)?;
-        }
-        let end = self.previous.clone();
-        let facts_end = self.facts.collect();
-        let observed: Report = self.tracer.report(
-            &self.start,
-            &end,
-            at_ms as f64 / 1000.0,
-            self.scope.clone(),
+    /// Reads the node's facts again (rolling windows refresh them now and then).
+    pub fn refresh_facts(&mut self) {
+        self.facts_latest = self.facts.collect();
+    }
+
+    fn judge_now(&self, tracer: &LiveTracer, facts_end: &NodeFacts, notes: &[String]) -> Judged {
+        let frames: Vec<Frame> = self.frames.iter().cloned().collect();
+        judge(
+            &frames,
+            &tracer.meta(),
+            tracer.symbols(),
+            self.scope.as_ref(),
+            &self.facts_start,
+            facts_end,
             notes,
-        );
-        let mut collection_errors = self.counters_start.errors.clone();
-        collection_errors.extend(self.counters_previous.errors.iter().cloned());
-        collection_errors.sort();
-        collection_errors.dedup();
-        let (facts_start, facts_end) = match &self.scope {
-            Some(s) => (
-                self.facts_start.clone().scoped(s.inode),
-                facts_end.scoped(s.inode),
-            ),
-            None => (self.facts_start.clone(), facts_end),
-        };
-        let evidence = WindowEvidence {
-            observed: observed.clone(),
-            counters_start: self.scoped_counters(self.counters_start.clone()),
-            counters_end: self.scoped_counters(self.counters_previous.clone()),
-            facts_start,
-            facts_end: facts_end.clone(),
-            ticks: self.ticks.clone(),
-        };
-        let verdict = decide(&evidence);
-        let document = VerdictDocument::new(verdict, observed, &facts_end, collection_errors);
-        Ok(WindowResult { evidence, document })
+        )
+    }
+
+    /// Judges the frames kept so far (rolling), with the latest facts.
+    pub fn judge_rolling(&self, tracer: &LiveTracer, notes: &[String]) -> Judged {
+        self.judge_now(tracer, &self.facts_latest, notes)
+    }
+
+    /// Ends the window at `at_ms`: last frame, facts again, verdict.
+    pub fn finish(
+        &mut self,
+        tracer: &LiveTracer,
+        at_ms: u64,
+        notes: &[String],
+    ) -> Result<WindowResult> {
+        if self.frames.back().is_none_or(|f| f.at_ms < at_ms) {
+            self.tick(tracer, at_ms)?;
+        }
+        self.refresh_facts();
+        Ok(self.judge_now(tracer, &self.facts_latest, notes))
+    }
+
+    /// The frames, facts and names of this window as a recording.
+    pub fn recording(
+        &self,
+        tracer: &LiveTracer,
+        judged: &Judged,
+        recorded_at_unix: u64,
+    ) -> Recording {
+        let addresses: BTreeSet<u64> = self
+            .frames
+            .iter()
+            .flat_map(|f| f.snapshot.drops.keys().map(|k| k.location))
+            .collect();
+        let symbols = addresses
+            .into_iter()
+            .map(|a| (a, tracer.symbols().label(a)))
+            .collect();
+        Recording {
+            format: FORMAT.to_owned(),
+            version: VERSION,
+            recorded_at_unix,
+            meta: tracer.meta(),
+            scope: self.scope.clone(),
+            symbols,
+            facts_start: self.facts_start.clone(),
+            facts_end: self.facts_latest.clone(),
+            frames: self
+                .frames
+                .iter()
+                .map(|f| RecFrame {
+                    at_ms: f.at_ms,
+                    bpf_stats_enabled: f.bpf_stats_enabled,
+                    snapshot: RecSnapshot::from(&f.snapshot),
+                    counters: f.counters.clone(),
+                })
+                .collect(),
+            live_verdict: serde_json::to_value(&judged.document).ok(),
+        }
     }
 }

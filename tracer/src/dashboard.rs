@@ -1,0 +1,204 @@
+//! What the live dashboard shows, as plain data: the rolling verdict, per-layer loss history,
+//! top drops and flows, per-CPU NET_RX share and the counter changes that matter.
+//! Built from window results (live or replayed) by [`Dashboard::from_window`]; rendered by `tui`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    document::VerdictDocument,
+    layers::{classify, DropClass, Layer},
+    verdict::Tick,
+};
+
+/// One drop row: a reason at a location.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DropRow {
+    pub reason: String,
+    pub location: String,
+    /// `netfilter / NetworkPolicy`, `noise: duplicate segment`, `no listener`, …
+    pub class: String,
+    pub layer: Option<Layer>,
+    /// Namespace inodes with their labels where known (`netns NAME`, `pid 12 (coredns)`).
+    pub namespaces: Vec<String>,
+    pub count: u64,
+    pub per_second: f64,
+}
+
+/// One retransmitting flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowRow {
+    pub namespace: String,
+    pub source: String,
+    pub destination: String,
+    pub state: String,
+    pub retransmitted_segments: u64,
+    pub per_second: f64,
+}
+
+/// A counter change worth a line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CounterRow {
+    pub name: String,
+    pub change: String,
+}
+
+/// Everything one screen shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dashboard {
+    /// `live`, or `replay FILE`.
+    pub source: String,
+    /// Seconds the rolling window covers.
+    pub window_s: f64,
+    /// Seconds since the dashboard started (live) or into the recording (replay).
+    pub elapsed_s: f64,
+    pub root_cause: String,
+    pub failure_layer: String,
+    pub severity: String,
+    pub confidence: f64,
+    /// Onset as text (`3 s into the window`, `before the window`), empty when healthy.
+    pub onset: String,
+    pub mitigation: String,
+    /// Loss per layer per second, oldest first (for sparklines).
+    pub layer_history: BTreeMap<Layer, Vec<u64>>,
+    /// Loss per layer in the last second.
+    pub layer_now: BTreeMap<Layer, u64>,
+    pub drops: Vec<DropRow>,
+    pub flows: Vec<FlowRow>,
+    /// Share of the window each CPU spent in NET_RX (0..1), by CPU.
+    pub net_rx: Vec<(u32, f64)>,
+    pub counters: Vec<CounterRow>,
+    /// Cross references, escalations and notes, one line each.
+    pub alerts: Vec<String>,
+    /// The full document behind the screen (what `s` saves).
+    #[serde(skip)]
+    pub document: Option<VerdictDocument>,
+}
+
+impl Dashboard {
+    /// Builds the screen's data from a judged window and the per-second loss history.
+    pub fn from_window(
+        source: &str,
+        elapsed_s: f64,
+        document: &VerdictDocument,
+        history: &[Tick],
+        netns_labels: &BTreeMap<u32, String>,
+    ) -> Dashboard {
+        let o = &document.observations;
+        let seconds = o.window.duration_s.max(0.001);
+        let label = |inode: u32| {
+            netns_labels
+                .get(&inode)
+                .cloned()
+                .unwrap_or_else(|| format!("netns {inode}"))
+        };
+        let mut drops = Vec::new();
+        for reason in &o.drops.by_reason {
+            let namespaces: Vec<String> = reason.netns.iter().map(|n| label(n.inode)).collect();
+            for location in &reason.locations {
+                let (class, layer) = match classify(&reason.reason, &location.location) {
+                    DropClass::Loss { layer, .. } => (layer.title().to_owned(), Some(layer)),
+                    DropClass::Noise { tag } => (format!("noise: {tag}"), None),
+                    DropClass::NoListener => ("no listener".to_owned(), None),
+                    DropClass::Other { tag } => (format!("other: {tag}"), None),
+                };
+                drops.push(DropRow {
+                    reason: reason.reason.clone(),
+                    location: location.location.clone(),
+                    class,
+                    layer,
+                    namespaces: namespaces.clone(),
+                    count: location.count,
+                    per_second: location.count as f64 / seconds,
+                });
+            }
+        }
+        drops.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+        let flows = o
+            .retransmits
+            .flows
+            .iter()
+            .map(|f| FlowRow {
+                namespace: label(f.netns),
+                source: format!("{}:{}", f.saddr, f.sport),
+                destination: format!("{}:{}", f.daddr, f.dport),
+                state: f.state.clone(),
+                retransmitted_segments: f.retransmitted_segments + f.synack_retransmits,
+                per_second: (f.retransmitted_segments + f.synack_retransmits) as f64 / seconds,
+            })
+            .collect();
+        let net_rx = o
+            .softirq
+            .iter()
+            .map(|c| {
+                let share = c
+                    .vectors
+                    .iter()
+                    .filter(|v| v.vector == "NET_RX")
+                    .map(|v| v.share_of_window)
+                    .sum();
+                (c.cpu, share)
+            })
+            .collect();
+        let mut layer_history: BTreeMap<Layer, Vec<u64>> = BTreeMap::new();
+        for layer in Layer::ALL {
+            layer_history.insert(
+                layer,
+                history
+                    .iter()
+                    .map(|t| t.loss.get(&layer).copied().unwrap_or(0))
+                    .collect(),
+            );
+        }
+        let layer_now = history.last().map(|t| t.loss.clone()).unwrap_or_default();
+        let counters = document
+            .layer_scores
+            .values()
+            .flat_map(|s| s.signals.iter())
+            .filter(|s| s.contains('→') || s.contains("softnet"))
+            .map(|s| CounterRow {
+                name: s.split(':').next().unwrap_or(s).to_owned(),
+                change: s.clone(),
+            })
+            .collect();
+        let onset = document
+            .timeline
+            .iter()
+            .find(|t| t.event.starts_with("onset") || t.event.contains("already present"))
+            .map(|t| {
+                if t.event.contains("already present") {
+                    "before the window".to_owned()
+                } else {
+                    format!("{:.0} s into the window", t.at_s)
+                }
+            })
+            .unwrap_or_default();
+        let mut alerts: Vec<String> = document
+            .escalation
+            .iter()
+            .map(|e| format!("ESCALATE {e}"))
+            .collect();
+        alerts.extend(document.cross_reference.iter().map(|c| format!("see {c}")));
+        alerts.extend(o.notes.iter().map(|n| format!("note: {n}")));
+        Dashboard {
+            source: source.to_owned(),
+            window_s: seconds,
+            elapsed_s,
+            root_cause: document.root_cause.clone(),
+            failure_layer: document.failure_layer.clone(),
+            severity: document.severity.clone(),
+            confidence: document.confidence,
+            onset,
+            mitigation: document.mitigation.immediate.clone(),
+            layer_history,
+            layer_now,
+            drops,
+            flows,
+            net_rx,
+            counters,
+            alerts,
+            document: Some(document.clone()),
+        }
+    }
+}
