@@ -76,6 +76,42 @@ pub struct Dashboard {
     pub document: Option<VerdictDocument>,
 }
 
+/// The tracer's own cost in one line: runs and ns/run per program, and what it lost.
+pub fn tracer_cost_line(o: &crate::report::Report) -> String {
+    let seconds = o.window.duration_s.max(0.001);
+    let programs: Vec<String> = o
+        .tracer_cost
+        .programs
+        .iter()
+        .filter(|p| p.runs > 0)
+        .map(|p| match p.ns_per_run {
+            Some(ns) => format!(
+                "{} {:.0}/s × {ns:.0} ns",
+                p.program,
+                p.runs as f64 / seconds
+            ),
+            None => format!("{} {:.0}/s", p.program, p.runs as f64 / seconds),
+        })
+        .collect();
+    let lost: u64 = ["drops_map_full", "flows_insert_failed", "read_errors"]
+        .iter()
+        .filter_map(|k| o.tracer_counters.get(k))
+        .sum();
+    format!(
+        "tracer cost: {}{}; lost events {lost}",
+        if programs.is_empty() {
+            "no program ran".to_owned()
+        } else {
+            programs.join(", ")
+        },
+        if o.tracer_cost.bpf_stats_enabled {
+            ""
+        } else {
+            " (ns/run needs sysctl kernel.bpf_stats_enabled=1)"
+        }
+    )
+}
+
 impl Dashboard {
     /// Builds the screen's data from a judged window and the per-second loss history.
     pub fn from_window(
@@ -179,6 +215,7 @@ impl Dashboard {
             .iter()
             .map(|e| format!("ESCALATE {e}"))
             .collect();
+        alerts.push(tracer_cost_line(o));
         alerts.extend(document.cross_reference.iter().map(|c| format!("see {c}")));
         alerts.extend(o.notes.iter().map(|n| format!("note: {n}")));
         Dashboard {
