@@ -239,3 +239,53 @@ impl Dashboard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{ProgramCost, Report, TracerCost, WindowInfo};
+
+    #[test]
+    fn cost_line_shows_rates_ns_per_run_and_losses() {
+        let mut report = Report {
+            tracer_version: "t",
+            kernel: String::new(),
+            window: WindowInfo {
+                duration_s: 10.0,
+                startup_ms: 1.0,
+                netns: None,
+            },
+            probes: vec![],
+            drops: Default::default(),
+            retransmits: Default::default(),
+            softirq: vec![],
+            tracer_counters: [("drops_map_full", 3), ("read_errors", 1)]
+                .into_iter()
+                .collect(),
+            tracer_cost: TracerCost {
+                bpf_stats_enabled: true,
+                programs: vec![
+                    ProgramCost {
+                        program: "kfree_skb".to_owned(),
+                        runs: 100_000,
+                        run_time_ns: 16_000_000,
+                        ns_per_run: Some(160.0),
+                    },
+                    ProgramCost {
+                        program: "tcp_retransmit_skb".to_owned(),
+                        runs: 0,
+                        run_time_ns: 0,
+                        ns_per_run: None,
+                    },
+                ],
+            },
+            notes: vec![],
+        };
+        assert_eq!(
+            tracer_cost_line(&report),
+            "tracer cost: kfree_skb 10000/s × 160 ns; lost events 4"
+        );
+        report.tracer_cost.bpf_stats_enabled = false;
+        assert!(tracer_cost_line(&report).contains("bpf_stats_enabled=1"));
+    }
+}

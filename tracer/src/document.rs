@@ -176,6 +176,11 @@ impl VerdictDocument {
         if !missing.is_empty() {
             let _ = writeln!(out, "\nProbes not attached: {}", missing.join("; "));
         }
+        let _ = writeln!(
+            out,
+            "\n{}",
+            crate::dashboard::tracer_cost_line(&self.observations)
+        );
         for n in self
             .observations
             .notes
