@@ -5,8 +5,9 @@
 //! - `build`: setup, then `cargo build --release -p tracer`;
 //! - `run -- <args>`: build, then run `target/release/tracer <args>`;
 //! - `test [--no-ebpf-clippy] [-- <test args>]`: setup, fmt check, clippy, eBPF clippy, tests;
-//! - `bench`: not implemented yet.
+//! - `bench [--quick] [--rounds N] [--seconds N]`: the tracer's cost side by side with bpftrace.
 
+mod bench;
 mod cmd;
 mod setup;
 mod tasks;
@@ -44,8 +45,8 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Benchmarks (not implemented yet).
-    Bench,
+    /// Setup, build, then measure the tracer's cost side by side with bpftrace (root).
+    Bench(bench::Options),
 }
 
 fn main() -> ExitCode {
@@ -70,10 +71,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             no_ebpf_clippy,
             args,
         } => tasks::test(&root, !no_ebpf_clippy, &args).map(|()| ExitCode::SUCCESS),
-        Command::Bench => {
-            eprintln!("not implemented yet: see issue 6");
-            Ok(ExitCode::FAILURE)
-        }
+        Command::Bench(options) => bench::bench(&root, &options).map(|()| ExitCode::SUCCESS),
     }
 }
 

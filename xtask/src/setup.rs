@@ -22,6 +22,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iptables",
     "iproute2",
     "bpftool",
+    "bpftrace",
     "tmux",
 ];
 const BPF_LINKER: &str = "bpf-linker";

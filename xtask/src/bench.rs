@@ -1,0 +1,471 @@
+//! `cargo xtask bench`: the tracer's cost, side by side with bpftrace, in one run.
+//!
+//! For each workload (a lab of network namespaces it creates, see [`lab`]) it runs the load
+//! untraced, traced by `tracer report`, traced by the equivalent bpftrace program, and traced by
+//! bpftrace programs with empty bodies on the same tracepoints (the floor any eBPF program
+//! pays), in an order that rotates every round so that the machine's drift cancels out. With
+//! `kernel.bpf_stats_enabled=1` (restored afterwards) it collects the kernel programs' ns per
+//! run, and for the user-space processes their CPU time, peak RSS, start-up and stop times (see
+//! [`observe`]). The summary (see [`summary`]) goes to stdout as a markdown table and, with
+//! every run, to `target/bench/bench-<unix time>.json` and `target/bench/latest.json`.
+
+mod lab;
+mod observe;
+mod summary;
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+
+use crate::cmd::{command, find_in_path, run as run_cmd, stdout_of};
+use crate::tasks;
+use lab::{Lab, LoadResult, StatsGuard, Workload};
+use observe::{Bpftrace, ObserverRun, Tools, TracerProcess};
+
+/// The equivalent bpftrace program for every probe of the tracer (one process, as the tracer).
+///
+/// Map names differ per probe (bpftrace cannot give one map two key types) and the address
+/// arrays of `tcp_retransmit_skb` go through `ntop` (an array cannot be a map key).
+pub const BPFTRACE_PROGRAM: &str = "\
+tracepoint:skb:kfree_skb { @drops[args->reason] = count(); }
+tracepoint:irq:softirq_entry { @start[cpu] = nsecs; }
+tracepoint:irq:softirq_exit /@start[cpu]/ { @ns[cpu, args->vec] = sum(nsecs - @start[cpu]); delete(@start[cpu]); }
+tracepoint:tcp:tcp_retransmit_skb { @retrans[ntop(args->saddr), ntop(args->daddr), args->sport, args->dport] = count(); }
+";
+
+/// The same tracepoints with empty bodies: what any eBPF program costs here.
+pub const BPFTRACE_EMPTY_PROGRAM: &str = "\
+tracepoint:skb:kfree_skb { }
+tracepoint:irq:softirq_entry { }
+tracepoint:irq:softirq_exit { }
+tracepoint:tcp:tcp_retransmit_skb { }
+";
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// A fast check: 1 round of 2 s runs (overridden by --rounds / --seconds).
+    #[arg(long)]
+    quick: bool,
+    /// Rounds; each runs every variant of every workload once [default: 3].
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// Seconds of load per run [default: 5].
+    #[arg(long)]
+    seconds: Option<u32>,
+    /// Only these workloads (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Workload>,
+    /// Leave out the bpftrace runs with empty programs (the baseline).
+    #[arg(long)]
+    no_empty_baseline: bool,
+    /// Use the existing target/release/tracer instead of running setup and building it.
+    #[arg(long)]
+    no_build: bool,
+}
+
+impl Options {
+    fn rounds(&self) -> u32 {
+        self.rounds.unwrap_or(if self.quick { 1 } else { 3 }).max(1)
+    }
+
+    fn seconds(&self) -> u32 {
+        self.seconds
+            .unwrap_or(if self.quick { 2 } else { 5 })
+            .max(1)
+    }
+
+    fn workloads(&self) -> Vec<Workload> {
+        if self.only.is_empty() {
+            Workload::ALL.to_vec()
+        } else {
+            Workload::ALL
+                .iter()
+                .copied()
+                .filter(|workload| self.only.contains(workload))
+                .collect()
+        }
+    }
+
+    fn variants(&self) -> Vec<Variant> {
+        Variant::ALL
+            .iter()
+            .copied()
+            .filter(|variant| !(self.no_empty_baseline && *variant == Variant::BpftraceEmpty))
+            .collect()
+    }
+}
+
+/// How a run is observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    Untraced,
+    Tracer,
+    Bpftrace,
+    BpftraceEmpty,
+}
+
+impl Variant {
+    const ALL: [Variant; 4] = [
+        Variant::Untraced,
+        Variant::Tracer,
+        Variant::Bpftrace,
+        Variant::BpftraceEmpty,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Variant::Untraced => "untraced",
+            Variant::Tracer => "tracer",
+            Variant::Bpftrace => "bpftrace",
+            Variant::BpftraceEmpty => "bpftrace, empty programs",
+        }
+    }
+}
+
+/// One run: a workload under one variant in one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub workload: Workload,
+    pub variant: Variant,
+    pub round: u32,
+    /// Units per second (see the workload's unit).
+    pub throughput: f64,
+    /// Units per second of the generator's CPU time (see [`LoadResult::per_cpu_second`]).
+    pub per_cpu_s: Option<f64>,
+    /// 1 for the first attempt; more when a contended run was repeated.
+    pub attempt: u32,
+    /// Tracepoint programs other processes had attached at the start or end of the load.
+    pub foreign_probes: Vec<String>,
+    pub load: LoadResult,
+    /// The observing process, for the traced variants.
+    pub observer: Option<ObserverRun>,
+}
+
+/// A flood whose generator got less than this share of its CPUs' time was disturbed by
+/// something else on the machine: it is repeated (within [`RETRY_BUDGET`] repeats in all).
+const CONTENDED_BELOW: f64 = 0.9;
+const RETRY_BUDGET: u32 = 12;
+
+/// Before each run the bench waits until no other process has tracepoint programs attached
+/// and the CPUs are mostly idle (below this busy share), for at most [`QUIET_WAIT_BUDGET`] in
+/// all.
+const QUIET_BELOW: f64 = 0.25;
+const QUIET_WAIT_BUDGET: Duration = Duration::from_secs(120);
+
+/// Busy and total jiffies of all CPUs, from `/proc/stat`.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = values.iter().take(8).sum();
+    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
+}
+
+/// The share of CPU time spent busy over `window`.
+fn busy_share(window: Duration) -> Result<f64> {
+    let before = cpu_jiffies();
+    sleep(window)?;
+    Ok(match (before, cpu_jiffies()) {
+        (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
+            (busy1 - busy0) as f64 / (total1 - total0) as f64
+        }
+        _ => 0.0,
+    })
+}
+
+/// Waits (within `budget`) for a quiet machine; returns the budget left.
+fn wait_for_quiet(tools: &Tools, budget: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        let foreign = observe::foreign_links(&tools.bpftool, None)?;
+        let busy = busy_share(Duration::from_millis(300))?;
+        let waited = started.elapsed();
+        if foreign.is_empty() && busy < QUIET_BELOW {
+            if said {
+                progress(&format!("quiet after {:.1} s", waited.as_secs_f64()));
+            }
+            return Ok(budget.saturating_sub(waited));
+        }
+        if waited >= budget {
+            progress("the machine stayed busy: running anyway (waiting budget spent)");
+            return Ok(Duration::ZERO);
+        }
+        if !said {
+            progress(&format!(
+                "waiting for a quiet machine (CPUs {:.0} % busy{}{})",
+                busy * 100.0,
+                if foreign.is_empty() {
+                    ""
+                } else {
+                    "; tracepoint programs of "
+                },
+                foreign.join(", ")
+            ));
+            said = true;
+        }
+        sleep(Duration::from_millis(500))?;
+    }
+}
+
+/// Set by SIGINT / SIGTERM: the bench stops at the next check and cleans up.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+/// Fails when SIGINT or SIGTERM arrived.
+pub fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Sleeps up to `duration`, failing early when interrupted.
+pub fn sleep(duration: Duration) -> Result<()> {
+    check_interrupted()?;
+    std::thread::sleep(duration);
+    check_interrupted()
+}
+
+/// Prints a progress line on stderr.
+fn progress(line: &str) {
+    eprintln!("bench: {line}");
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to the workspace) or `target`.
+fn target_dir(root: &Path) -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}
+
+/// `cargo xtask bench`.
+pub fn bench(root: &Path, options: &Options) -> Result<()> {
+    if !is_root() {
+        bail!("cargo xtask bench must run as root (namespaces, nftables, eBPF)");
+    }
+    if options.no_build {
+        progress("--no-build: using the existing target/release/tracer");
+    } else {
+        tasks::build(root)?;
+    }
+    let mut loadgen_build = command("cargo", ["build", "--release", "-p", "xtask", "--bin"]);
+    loadgen_build.arg("loadgen").current_dir(root);
+    run_cmd(&mut loadgen_build).context("building the load generator")?;
+    let release = target_dir(root).join("release");
+    let tools = Tools {
+        tracer: release.join("tracer"),
+        loadgen: release.join("loadgen"),
+        bpftrace: find_in_path("bpftrace")
+            .context("bpftrace is not installed (cargo xtask setup installs it)")?,
+        bpftool: find_in_path("bpftool").context("bpftool is not installed")?,
+    };
+    if !tools.tracer.is_file() {
+        bail!(
+            "{} is missing: run without --no-build",
+            tools.tracer.display()
+        );
+    }
+    for tool in ["ip", "nft"] {
+        find_in_path(tool).with_context(|| format!("`{tool}` is not installed"))?;
+    }
+    install_signal_handlers();
+
+    let rounds = options.rounds();
+    let seconds = options.seconds();
+    let workloads = options.workloads();
+    let variants = options.variants();
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let started = Instant::now();
+    progress(&format!(
+        "{} workloads x {} variants x {rounds} rounds of {seconds} s of load",
+        workloads.len(),
+        variants.len()
+    ));
+
+    let stats = StatsGuard::enable()?;
+    let mut records = Vec::new();
+    let mut discarded = Vec::new();
+    let mut retries_left = RETRY_BUDGET;
+    let mut stats_resets = 0_u32;
+    let mut wait_budget = QUIET_WAIT_BUDGET;
+    for workload in &workloads {
+        check_interrupted()?;
+        let lab = Lab::create(*workload, &tools)?;
+        progress(&format!(
+            "{}: lab ready ({})",
+            workload.name(),
+            lab.describe()
+        ));
+        for round in 0..rounds {
+            for index in 0..variants.len() {
+                // Rotate the order every round so no variant always comes first.
+                let variant = variants[(index + round as usize) % variants.len()];
+                check_interrupted()?;
+                let mut attempt = 1;
+                let record = loop {
+                    wait_budget = wait_for_quiet(&tools, wait_budget)?;
+                    if stats.reassert() {
+                        stats_resets += 1;
+                        progress("kernel.bpf_stats_enabled was reset by another process: set to 1");
+                    }
+                    let mut record = run_once(&lab, &tools, variant, round, seconds)
+                        .with_context(|| format!("{} / {}", workload.name(), variant.label()))?;
+                    record.attempt = attempt;
+                    progress(&summary::progress_line(&record));
+                    let share = record.load.generator_cpu_share;
+                    let starved = workload.is_flood() && share < CONTENDED_BELOW;
+                    let foreign = !record.foreign_probes.is_empty();
+                    if !(starved || foreign) || retries_left == 0 {
+                        break record;
+                    }
+                    if starved {
+                        progress(&format!(
+                            "contended: the generator had {:.0} % of its CPUs; repeating the run",
+                            share * 100.0
+                        ));
+                    }
+                    if foreign {
+                        progress(&format!(
+                            "contended: other processes had tracepoint programs attached ({}); \
+                             repeating the run",
+                            record.foreign_probes.join(", ")
+                        ));
+                    }
+                    retries_left -= 1;
+                    attempt += 1;
+                    discarded.push(record);
+                    sleep(Duration::from_secs(1))?;
+                };
+                records.push(record);
+            }
+        }
+        drop(lab);
+    }
+    let stats_previous = stats.previous();
+    drop(stats);
+
+    let context = summary::Context {
+        started_unix,
+        wall_s: started.elapsed().as_secs_f64(),
+        rounds,
+        seconds,
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|release| release.trim().to_owned())
+            .unwrap_or_default(),
+        cpus: std::thread::available_parallelism().map_or(0, usize::from),
+        bpftrace_version: stdout_of(&mut command(
+            &tools.bpftrace.display().to_string(),
+            ["--version"],
+        ))
+        .map(|version| version.trim().to_owned())
+        .unwrap_or_default(),
+        bpf_stats_enabled_before: stats_previous,
+        bpf_stats_resets: stats_resets,
+        bpftrace_program: BPFTRACE_PROGRAM.to_owned(),
+        bpftrace_empty_program: BPFTRACE_EMPTY_PROGRAM.to_owned(),
+    };
+    let document = summary::Document::new(context, &workloads, &variants, records, discarded);
+    let out_dir = target_dir(root).join("bench");
+    fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let json = serde_json::to_string_pretty(&document).context("serialising the results")?;
+    let file = out_dir.join(format!("bench-{started_unix}.json"));
+    fs::write(&file, &json).with_context(|| format!("writing {}", file.display()))?;
+    let latest = out_dir.join("latest.json");
+    fs::write(&latest, &json).with_context(|| format!("writing {}", latest.display()))?;
+    progress(&format!(
+        "done in {:.0} s; results in {} and {}",
+        started.elapsed().as_secs_f64(),
+        file.display(),
+        latest.display()
+    ));
+    print!("{}", document.markdown());
+    Ok(())
+}
+
+/// One run of `variant` on the lab's workload.
+fn run_once(
+    lab: &Lab,
+    tools: &Tools,
+    variant: Variant,
+    round: u32,
+    seconds: u32,
+) -> Result<RunRecord> {
+    let load_time = Duration::from_secs(u64::from(seconds));
+    let mut foreign = observe::foreign_links(&tools.bpftool, None)?;
+    let (load, observer) = match variant {
+        Variant::Untraced => {
+            let load = lab.run_load(load_time, &mut || {})?;
+            foreign.extend(observe::foreign_links(&tools.bpftool, None)?);
+            (load, None)
+        }
+        Variant::Tracer => {
+            let window = load_time + Duration::from_secs(1);
+            let mut tracer = TracerProcess::start(tools, lab.traced_netns(), window)?;
+            let load = lab.run_load(load_time, &mut || tracer.sample())?;
+            foreign.extend(observe::foreign_links(&tools.bpftool, Some(tracer.pid()))?);
+            (load, Some(tracer.finish()?))
+        }
+        Variant::Bpftrace | Variant::BpftraceEmpty => {
+            let program = if variant == Variant::Bpftrace {
+                BPFTRACE_PROGRAM
+            } else {
+                BPFTRACE_EMPTY_PROGRAM
+            };
+            let mut bpftrace = Bpftrace::start(tools, program)?;
+            let load = lab.run_load(load_time, &mut || bpftrace.sample())?;
+            foreign.extend(observe::foreign_links(
+                &tools.bpftool,
+                Some(bpftrace.pid()),
+            )?);
+            (load, Some(bpftrace.finish()?))
+        }
+    };
+    Ok(RunRecord {
+        workload: lab.workload(),
+        variant,
+        round,
+        throughput: load.per_second(),
+        per_cpu_s: load.per_cpu_second(),
+        attempt: 1,
+        foreign_probes: {
+            foreign.sort();
+            foreign.dedup();
+            foreign
+        },
+        load,
+        observer,
+    })
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

@@ -1,0 +1,764 @@
+//! The bench's summary: per workload and variant, the spread over rounds, the ratio to the
+//! untraced runs, the kernel programs' ns per run, the observer's own cost; rendered as a
+//! markdown table (with the issue's targets checked below it) and as a JSON document.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::lab::Workload;
+use super::observe::ObserverRun;
+use super::{RunRecord, Variant};
+
+/// The probes shown in the table, by tracepoint name.
+const KFREE_SKB: &str = "kfree_skb";
+const SOFTIRQ_ENTRY: &str = "softirq_entry";
+const SOFTIRQ_EXIT: &str = "softirq_exit";
+const RETRANSMIT: &str = "tcp_retransmit_skb";
+
+/// Where and how the bench ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Context {
+    pub started_unix: u64,
+    pub wall_s: f64,
+    pub rounds: u32,
+    pub seconds: u32,
+    pub kernel: String,
+    pub cpus: usize,
+    pub bpftrace_version: String,
+    /// `kernel.bpf_stats_enabled` before the bench (restored afterwards); 1 during every run.
+    pub bpf_stats_enabled_before: String,
+    /// Times another process had set the sysctl back to 0 and the bench set it to 1 again
+    /// (run times kept being counted: the bench also holds a `BPF_ENABLE_STATS` descriptor).
+    pub bpf_stats_resets: u32,
+    pub bpftrace_program: String,
+    pub bpftrace_empty_program: String,
+}
+
+/// Median and range of some values.
+#[derive(Debug, Clone, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub values: Vec<f64>,
+}
+
+impl Spread {
+    pub fn of(values: Vec<f64>) -> Option<Spread> {
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        if sorted.is_empty() {
+            return None;
+        }
+        sorted.sort_by(f64::total_cmp);
+        let mid = sorted.len() / 2;
+        let median = if sorted.len().is_multiple_of(2) {
+            (sorted[mid - 1] + sorted[mid]) / 2.0
+        } else {
+            sorted[mid]
+        };
+        Some(Spread {
+            median,
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+            values,
+        })
+    }
+}
+
+/// One kernel program over every run of a row.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeSummary {
+    pub program: String,
+    pub runs: u64,
+    pub run_time_ns: u64,
+    /// Pooled: all run time over all runs.
+    pub ns_per_run: Option<f64>,
+    /// Per round, for the spread.
+    pub ns_per_run_by_round: Vec<Option<f64>>,
+}
+
+/// Traced throughput relative to the untraced runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratio {
+    /// Median traced / median untraced.
+    pub of_medians: f64,
+    /// Per round: traced / untraced of the same round.
+    pub paired: Option<Spread>,
+}
+
+/// One workload under one variant, over every round.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub workload: Workload,
+    pub variant: Variant,
+    pub unit: &'static str,
+    pub measured_by: &'static str,
+    pub throughput: Option<Spread>,
+    pub vs_untraced: Option<Ratio>,
+    /// Units per second of generator CPU time (robust to other load on the machine).
+    pub per_cpu_s: Option<Spread>,
+    pub vs_untraced_per_cpu_s: Option<Ratio>,
+    /// The generator's CPU time over what its threads could have had.
+    pub generator_cpu_share: Option<Spread>,
+    /// Runs of this row that were repeats of contended runs.
+    pub repeated: usize,
+    /// What the generator sent per second (datagrams or bytes).
+    pub sent_per_s: Option<Spread>,
+    pub send_errors: u64,
+    /// `RetransSegs` per second in the sender (TCP).
+    pub retrans_segs_per_s: Option<Spread>,
+    pub probes: Vec<ProbeSummary>,
+    pub cpu_percent: Option<Spread>,
+    pub cpu_window_ms: Option<Spread>,
+    pub cpu_startup_ms: Option<Spread>,
+    pub events_per_s: Option<Spread>,
+    pub rss_peak_mib: Option<f64>,
+    pub startup_ms: Option<Spread>,
+    pub stop_ms: Option<Spread>,
+}
+
+/// A target of issue 6 and whether this run meets it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub what: String,
+    pub limit: String,
+    pub measured: Option<String>,
+    pub met: Option<bool>,
+}
+
+/// Everything the bench writes to `target/bench/`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Document {
+    pub command: &'static str,
+    pub context: Context,
+    pub rows: Vec<Row>,
+    pub targets: Vec<Target>,
+    pub notes: Vec<String>,
+    pub runs: Vec<RunRecord>,
+    /// Contended runs that were repeated (not in the summary).
+    pub discarded_runs: Vec<RunRecord>,
+}
+
+fn observers<'a>(runs: &[&'a RunRecord]) -> Vec<&'a ObserverRun> {
+    runs.iter()
+        .filter_map(|run| run.observer.as_ref())
+        .collect()
+}
+
+fn spread_of<'a>(
+    observers: &[&'a ObserverRun],
+    value: impl Fn(&'a ObserverRun) -> Option<f64>,
+) -> Option<Spread> {
+    Spread::of(observers.iter().filter_map(|o| value(o)).collect())
+}
+
+fn probe_summaries(observers: &[&ObserverRun]) -> Vec<ProbeSummary> {
+    let mut names: Vec<String> = Vec::new();
+    for observer in observers {
+        for program in &observer.programs {
+            if !names.contains(&program.program) {
+                names.push(program.program.clone());
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let costs: Vec<_> = observers
+                .iter()
+                .map(|o| o.programs.iter().find(|p| p.program == name))
+                .collect();
+            let runs: u64 = costs.iter().flatten().map(|p| p.runs).sum();
+            let run_time_ns: u64 = costs.iter().flatten().map(|p| p.run_time_ns).sum();
+            ProbeSummary {
+                ns_per_run: (runs > 0).then(|| run_time_ns as f64 / runs as f64),
+                ns_per_run_by_round: costs
+                    .iter()
+                    .map(|p| p.and_then(|p| p.ns_per_run()))
+                    .collect(),
+                program: name,
+                runs,
+                run_time_ns,
+            }
+        })
+        .collect()
+}
+
+/// `value` of the traced runs relative to the untraced ones: medians, and paired per round.
+fn ratio(
+    variant: Variant,
+    runs: &[&RunRecord],
+    untraced: &[&RunRecord],
+    value: impl Fn(&RunRecord) -> Option<f64>,
+) -> Option<Ratio> {
+    if variant == Variant::Untraced {
+        return None;
+    }
+    let traced = Spread::of(runs.iter().filter_map(|r| value(r)).collect())?;
+    let base = Spread::of(untraced.iter().filter_map(|r| value(r)).collect())?;
+    if base.median <= 0.0 {
+        return None;
+    }
+    let paired = runs
+        .iter()
+        .filter_map(|run| {
+            let same = untraced.iter().find(|u| u.round == run.round)?;
+            let (traced, base) = (value(run)?, value(same)?);
+            (base > 0.0).then(|| traced / base)
+        })
+        .collect();
+    Some(Ratio {
+        of_medians: traced.median / base.median,
+        paired: Spread::of(paired),
+    })
+}
+
+impl Row {
+    fn new(workload: Workload, variant: Variant, records: &[RunRecord]) -> Row {
+        let runs: Vec<&RunRecord> = records
+            .iter()
+            .filter(|r| r.workload == workload && r.variant == variant)
+            .collect();
+        let untraced: Vec<&RunRecord> = records
+            .iter()
+            .filter(|r| r.workload == workload && r.variant == Variant::Untraced)
+            .collect();
+        let throughput = Spread::of(runs.iter().map(|r| r.throughput).collect());
+        let per_cpu_s = Spread::of(runs.iter().filter_map(|r| r.per_cpu_s).collect());
+        let observers = observers(&runs);
+        Row {
+            workload,
+            variant,
+            unit: workload.unit(),
+            measured_by: workload.measured_by(),
+            vs_untraced: ratio(variant, &runs, &untraced, |r| Some(r.throughput)),
+            throughput,
+            vs_untraced_per_cpu_s: ratio(variant, &runs, &untraced, |r| r.per_cpu_s),
+            per_cpu_s,
+            generator_cpu_share: Spread::of(
+                runs.iter().map(|r| r.load.generator_cpu_share).collect(),
+            ),
+            repeated: runs.iter().filter(|r| r.attempt > 1).count(),
+            sent_per_s: Spread::of(
+                runs.iter()
+                    .filter(|r| r.load.elapsed_s > 0.0)
+                    .map(|r| r.load.sent as f64 / r.load.elapsed_s)
+                    .collect(),
+            ),
+            send_errors: runs.iter().map(|r| r.load.send_errors).sum(),
+            retrans_segs_per_s: Spread::of(
+                runs.iter()
+                    .filter(|r| r.load.elapsed_s > 0.0)
+                    .filter_map(|r| r.load.retrans_segs.map(|n| n as f64 / r.load.elapsed_s))
+                    .collect(),
+            ),
+            probes: probe_summaries(&observers),
+            cpu_percent: spread_of(&observers, |o| Some(o.cpu_percent)),
+            cpu_window_ms: spread_of(&observers, |o| Some(o.cpu_window_ms)),
+            cpu_startup_ms: spread_of(&observers, |o| Some(o.cpu_startup_ms)),
+            events_per_s: spread_of(&observers, |o| Some(o.events_per_s)),
+            rss_peak_mib: observers
+                .iter()
+                .map(|o| o.rss_peak_kib as f64 / 1024.0)
+                .reduce(f64::max),
+            startup_ms: spread_of(&observers, |o| Some(o.startup_ms)),
+            stop_ms: spread_of(&observers, |o| o.stop_ms),
+        }
+    }
+
+    fn probe(&self, name: &str) -> Option<&ProbeSummary> {
+        self.probes.iter().find(|p| p.program == name)
+    }
+
+    fn ns(&self, name: &str) -> Option<f64> {
+        self.probe(name).and_then(|p| p.ns_per_run)
+    }
+}
+
+/// Pooled ns/run of `program` over every row of `variant`.
+fn pooled_ns(rows: &[Row], variant: Variant, programs: &[&str]) -> Option<f64> {
+    let mut total = 0.0;
+    for program in programs {
+        let (runs, time) = rows
+            .iter()
+            .filter(|row| row.variant == variant)
+            .filter_map(|row| row.probe(program))
+            .fold((0_u64, 0_u64), |(runs, time), p| {
+                (runs + p.runs, time + p.run_time_ns)
+            });
+        if runs == 0 {
+            return None;
+        }
+        total += time as f64 / runs as f64;
+    }
+    Some(total)
+}
+
+fn at_most(what: &str, limit: f64, unit: &str, measured: Option<f64>, detail: String) -> Target {
+    Target {
+        what: what.to_owned(),
+        limit: format!("≤ {limit} {unit}"),
+        measured: measured.map(|value| format!("{value:.2} {unit}{detail}")),
+        met: measured.map(|value| value <= limit),
+    }
+}
+
+fn max_median(rows: &[Row], value: impl Fn(&Row) -> Option<&Spread>) -> Option<f64> {
+    rows.iter()
+        .filter(|row| row.variant == Variant::Tracer)
+        .filter_map(|row| value(row).map(|s| s.median))
+        .reduce(f64::max)
+}
+
+fn targets(rows: &[Row]) -> Vec<Target> {
+    let bpftrace = |programs: &[&str]| {
+        pooled_ns(rows, Variant::Bpftrace, programs)
+            .map(|ns| format!(" (bpftrace {ns:.0} ns)"))
+            .unwrap_or_default()
+    };
+    let mut targets = vec![
+        at_most(
+            "kfree_skb ns/run (all tracer runs pooled)",
+            120.0,
+            "ns",
+            pooled_ns(rows, Variant::Tracer, &[KFREE_SKB]),
+            bpftrace(&[KFREE_SKB]),
+        ),
+        at_most(
+            "softirq entry+exit ns/run (all tracer runs pooled)",
+            250.0,
+            "ns",
+            pooled_ns(rows, Variant::Tracer, &[SOFTIRQ_ENTRY, SOFTIRQ_EXIT]),
+            bpftrace(&[SOFTIRQ_ENTRY, SOFTIRQ_EXIT]),
+        ),
+        at_most(
+            "tcp_retransmit_skb ns/run (all tracer runs pooled)",
+            400.0,
+            "ns",
+            pooled_ns(rows, Variant::Tracer, &[RETRANSMIT]),
+            bpftrace(&[RETRANSMIT]),
+        ),
+    ];
+    let flood_ratio = rows
+        .iter()
+        .filter(|row| {
+            row.variant == Variant::Tracer
+                && matches!(row.workload, Workload::UdpClosedPort | Workload::UdpNftDrop)
+        })
+        .filter_map(|row| {
+            let per_cpu = row.vs_untraced_per_cpu_s.as_ref().map(|r| r.of_medians);
+            Some((row.vs_untraced.as_ref()?.of_medians, per_cpu))
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    targets.push(Target {
+        what: "drop flood throughput traced / untraced (worst UDP workload, medians)".to_owned(),
+        limit: "≥ 0.95".to_owned(),
+        measured: flood_ratio.map(|(r, per_cpu)| match per_cpu {
+            Some(per_cpu) => format!("{r:.3} (per generator CPU-s: {per_cpu:.3})"),
+            None => format!("{r:.3}"),
+        }),
+        met: flood_ratio.map(|(r, _)| r >= 0.95),
+    });
+    let cpu_row = rows
+        .iter()
+        .filter(|row| row.variant == Variant::Tracer)
+        .filter_map(|row| {
+            Some((
+                row.cpu_percent.as_ref()?.median,
+                row.events_per_s.as_ref()?.median,
+            ))
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    targets.push(at_most(
+        "tracer user-space CPU, % of one core (at its busiest workload)",
+        1.0,
+        "%",
+        cpu_row.map(|(cpu, _)| cpu),
+        cpu_row
+            .map(|(_, events)| format!(" at {} events/s", si(events)))
+            .unwrap_or_default(),
+    ));
+    let rss = rows
+        .iter()
+        .filter(|row| row.variant == Variant::Tracer)
+        .filter_map(|row| row.rss_peak_mib)
+        .reduce(f64::max);
+    targets.push(at_most("tracer peak RSS", 40.0, "MiB", rss, String::new()));
+    targets.push(at_most(
+        "tracer start-up to all probes attached (worst median)",
+        300.0,
+        "ms",
+        max_median(rows, |row| row.startup_ms.as_ref()),
+        String::new(),
+    ));
+    targets.push(at_most(
+        "tracer window end to report printed (worst median)",
+        200.0,
+        "ms",
+        max_median(rows, |row| row.stop_ms.as_ref()),
+        String::new(),
+    ));
+    targets
+}
+
+/// `1234567` as `1.23M`.
+pub fn si(value: f64) -> String {
+    let abs = value.abs();
+    if abs >= 1e9 {
+        format!("{:.2}G", value / 1e9)
+    } else if abs >= 1e6 {
+        format!("{:.2}M", value / 1e6)
+    } else if abs >= 1e3 {
+        format!("{:.0}k", value / 1e3)
+    } else {
+        format!("{value:.0}")
+    }
+}
+
+fn spread_cell(spread: Option<&Spread>, show: impl Fn(f64) -> String) -> String {
+    match spread {
+        Some(s) if s.values.len() > 1 => {
+            format!("{} [{}–{}]", show(s.median), show(s.min), show(s.max))
+        }
+        Some(s) => show(s.median),
+        None => "–".to_owned(),
+    }
+}
+
+fn ns_cell(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_owned(), |ns| format!("{ns:.0}"))
+}
+
+fn softirq_cell(row: &Row) -> String {
+    match (row.ns(SOFTIRQ_ENTRY), row.ns(SOFTIRQ_EXIT)) {
+        (Some(entry), Some(exit)) => format!("{entry:.0} + {exit:.0} = {:.0}", entry + exit),
+        (None, None) => "–".to_owned(),
+        (entry, exit) => format!("{} + {}", ns_cell(entry), ns_cell(exit)),
+    }
+}
+
+fn ratio_cell(row: &Row, ratio: Option<&Ratio>) -> String {
+    match (ratio, row.variant) {
+        (_, Variant::Untraced) => "1".to_owned(),
+        (Some(ratio), _) => match &ratio.paired {
+            Some(p) if p.values.len() > 1 => {
+                format!("{:.3} [{:.3}–{:.3}]", ratio.of_medians, p.min, p.max)
+            }
+            _ => format!("{:.3}", ratio.of_medians),
+        },
+        (None, _) => "–".to_owned(),
+    }
+}
+
+impl Document {
+    pub fn new(
+        context: Context,
+        workloads: &[Workload],
+        variants: &[Variant],
+        runs: Vec<RunRecord>,
+        discarded_runs: Vec<RunRecord>,
+    ) -> Document {
+        let rows: Vec<Row> = workloads
+            .iter()
+            .flat_map(|w| variants.iter().map(|v| Row::new(*w, *v, &runs)))
+            .collect();
+        let targets = targets(&rows);
+        let mut notes = vec![
+            format!(
+                "kernel.bpf_stats_enabled=1 during every run (it was {} before, and is again); \
+                 ns/run = run_time_ns / run_cnt pooled over the rounds.",
+                context.bpf_stats_enabled_before
+            ),
+            "Throughput ranges are min–max over rounds; `vs untraced` is median/median with the \
+             per-round paired ratios' range; variants rotate their order every round."
+                .to_owned(),
+            "Generator CPU share = the load generator's utime+stime over elapsed x threads (the \
+             kernel's work for each packet, tracing programs included, runs in its context); a \
+             flood below 90 % was disturbed by other load and is repeated (12 repeats in all), \
+             as is a run during which another process had tracepoint programs attached; before \
+             each run the bench waits (120 s in all) for CPUs under 25 % busy and no such \
+             programs. \
+             `per generator CPU-s` divides the count by that CPU time instead of wall time."
+                .to_owned(),
+            "CPU % = the observer's utime+stime from all probes attached to exit (rusage less \
+             /proc/PID/stat at attach) over that time; the tracer's window is the load + 1 s."
+                .to_owned(),
+            "Start-up: tracer = its own `probes attached in N ms`; bpftrace = spawn to all its \
+             perf links in `bpftool perf show`. Report: tracer = its `verdict written N ms after \
+             the window closed`; bpftrace = SIGINT to exit (printing its maps)."
+                .to_owned(),
+        ];
+        for row in rows.iter().filter(|row| row.variant == Variant::Untraced) {
+            if let Some(sent) = &row.sent_per_s {
+                let what = if row.workload == Workload::TcpLoss {
+                    "B/s written"
+                } else {
+                    "datagrams/s sent"
+                };
+                let mut line = format!(
+                    "{} untraced: load generator {} {what} (median), measured {} {}",
+                    row.workload.name(),
+                    si(sent.median),
+                    row.throughput
+                        .as_ref()
+                        .map_or_else(|| "–".to_owned(), |t| si(t.median)),
+                    row.unit
+                );
+                if let Some(retrans) = &row.retrans_segs_per_s {
+                    let _ = write!(line, ", {} RetransSegs/s", si(retrans.median));
+                }
+                notes.push(line);
+            }
+        }
+        let still: usize = runs
+            .iter()
+            .filter(|r| r.workload.is_flood() && r.load.generator_cpu_share < 0.9)
+            .count();
+        let foreign: usize = runs.iter().filter(|r| !r.foreign_probes.is_empty()).count();
+        notes.push(format!(
+            "{} contended run(s) repeated; of the runs kept, {still} had a flood generator below \
+             90 % CPU share and {foreign} ran while another process had tracepoint programs \
+             attached; kernel.bpf_stats_enabled was reset by another process {} time(s).",
+            discarded_runs.len(),
+            context.bpf_stats_resets
+        ));
+        Document {
+            command: "cargo xtask bench",
+            context,
+            rows,
+            targets,
+            notes,
+            runs,
+            discarded_runs,
+        }
+    }
+
+    /// The markdown table, the targets and the notes.
+    pub fn markdown(&self) -> String {
+        let c = &self.context;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "`cargo xtask bench`: {} round(s) x {} s of load per run, Linux {}, {} CPUs, {}\n",
+            c.rounds, c.seconds, c.kernel, c.cpus, c.bpftrace_version
+        );
+        out.push_str(
+            "| workload | variant | throughput median [min–max] | vs untraced | \
+             vs untraced per generator CPU-s | generator CPU share | kfree_skb ns/run \
+             | softirq entry + exit ns/run | tcp_retransmit_skb ns/run | CPU % of a core \
+             (probe events/s) | peak RSS MiB | start-up ms | report ms |\n",
+        );
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for row in &self.rows {
+            let observed = row.variant != Variant::Untraced;
+            let dash = || "–".to_owned();
+            let cpu = if observed {
+                format!(
+                    "{} ({})",
+                    spread_cell(row.cpu_percent.as_ref(), |v| format!("{v:.2}")),
+                    row.events_per_s
+                        .as_ref()
+                        .map_or_else(dash, |e| si(e.median))
+                )
+            } else {
+                dash()
+            };
+            let _ = writeln!(
+                out,
+                "| {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                row.workload.name(),
+                row.unit,
+                row.variant.label(),
+                spread_cell(row.throughput.as_ref(), si),
+                ratio_cell(row, row.vs_untraced.as_ref()),
+                ratio_cell(row, row.vs_untraced_per_cpu_s.as_ref()),
+                spread_cell(row.generator_cpu_share.as_ref(), |v| format!(
+                    "{:.0} %",
+                    v * 100.0
+                )),
+                if observed {
+                    ns_cell(row.ns(KFREE_SKB))
+                } else {
+                    dash()
+                },
+                if observed { softirq_cell(row) } else { dash() },
+                if observed {
+                    ns_cell(row.ns(RETRANSMIT))
+                } else {
+                    dash()
+                },
+                cpu,
+                row.rss_peak_mib.map_or_else(dash, |m| format!("{m:.1}")),
+                spread_cell(row.startup_ms.as_ref(), |v| format!("{v:.0}")),
+                spread_cell(row.stop_ms.as_ref(), |v| format!("{v:.0}")),
+            );
+        }
+        out.push_str("\nTargets (issue 6):\n\n");
+        for target in &self.targets {
+            let verdict = match target.met {
+                Some(true) => "met",
+                Some(false) => "NOT met",
+                None => "not measured",
+            };
+            let _ = writeln!(
+                out,
+                "- {}: {} — measured {} — {verdict}",
+                target.what,
+                target.limit,
+                target.measured.as_deref().unwrap_or("–")
+            );
+        }
+        out.push('\n');
+        for note in &self.notes {
+            let _ = writeln!(out, "- {note}");
+        }
+        out
+    }
+}
+
+/// One progress line for a finished run.
+pub fn progress_line(record: &RunRecord) -> String {
+    let mut line = format!(
+        "{} round {} {}: {} {}",
+        record.workload.name(),
+        record.round + 1,
+        record.variant.label(),
+        si(record.throughput),
+        record.workload.unit()
+    );
+    if let Some(o) = &record.observer {
+        let probes: Vec<String> = o
+            .programs
+            .iter()
+            .filter_map(|p| Some(format!("{} {:.0}", p.program, p.ns_per_run()?)))
+            .collect();
+        let _ = write!(
+            line,
+            "; ns/run: {}; CPU {:.2} % at {} events/s, RSS {:.1} MiB, start-up {:.0} ms, stop {} ms",
+            if probes.is_empty() { "–".to_owned() } else { probes.join(", ") },
+            o.cpu_percent,
+            si(o.events_per_s),
+            o.rss_peak_kib as f64 / 1024.0,
+            o.startup_ms,
+            o.stop_ms.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.0}"))
+        );
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::lab::LoadResult;
+    use crate::bench::observe::ProbeCost;
+
+    #[test]
+    fn spread() {
+        let s = Spread::of(vec![3.0, 1.0, 2.0]).expect("values");
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        let s = Spread::of(vec![4.0, 1.0, 2.0, 3.0, f64::NAN]).expect("values");
+        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 4.0));
+        assert!(Spread::of(vec![]).is_none());
+    }
+
+    #[test]
+    fn si_units() {
+        assert_eq!(si(452_123.0), "452k");
+        assert_eq!(si(1_690_000_000.0), "1.69G");
+        assert_eq!(si(2_500_000.0), "2.50M");
+        assert_eq!(si(12.0), "12");
+    }
+
+    fn record(variant: Variant, round: u32, throughput: f64, ns: u64) -> RunRecord {
+        RunRecord {
+            workload: Workload::UdpClosedPort,
+            variant,
+            round,
+            throughput,
+            per_cpu_s: Some(throughput / 2.0),
+            attempt: 1,
+            foreign_probes: Vec::new(),
+            load: LoadResult {
+                elapsed_s: 1.0,
+                count: throughput as u64,
+                sent: throughput as u64,
+                send_errors: 0,
+                retrans_segs: None,
+                generator_cpu_s: 2.0,
+                generator_cpu_share: 1.0,
+            },
+            observer: (variant != Variant::Untraced).then(|| ObserverRun {
+                tool: "tracer",
+                startup_ms: 250.0,
+                stop_ms: Some(20.0),
+                probes: 5,
+                window_s: 2.0,
+                cpu_startup_ms: 100.0,
+                cpu_window_ms: 10.0,
+                cpu_percent: 0.5,
+                rss_peak_kib: 20 * 1024,
+                rusage_maxrss_kib: 20 * 1024,
+                events_per_s: 400_000.0,
+                bpf_stats_enabled: true,
+                programs: vec![ProbeCost {
+                    program: KFREE_SKB.to_owned(),
+                    runs: 1000,
+                    run_time_ns: ns * 1000,
+                }],
+                exit: "exit 0".to_owned(),
+            }),
+        }
+    }
+
+    fn context() -> Context {
+        Context {
+            started_unix: 0,
+            wall_s: 1.0,
+            rounds: 2,
+            seconds: 1,
+            kernel: "6.18".to_owned(),
+            cpus: 2,
+            bpftrace_version: "bpftrace v0.17.0".to_owned(),
+            bpf_stats_enabled_before: "0".to_owned(),
+            bpf_stats_resets: 0,
+            bpftrace_program: String::new(),
+            bpftrace_empty_program: String::new(),
+        }
+    }
+
+    #[test]
+    fn rows_ratios_and_table() {
+        let runs = vec![
+            record(Variant::Untraced, 0, 400_000.0, 0),
+            record(Variant::Tracer, 0, 392_000.0, 100),
+            record(Variant::Untraced, 1, 420_000.0, 0),
+            record(Variant::Tracer, 1, 399_000.0, 110),
+        ];
+        let doc = Document::new(
+            context(),
+            &[Workload::UdpClosedPort],
+            &[Variant::Untraced, Variant::Tracer],
+            runs,
+            Vec::new(),
+        );
+        let traced = &doc.rows[1];
+        let ratio = traced.vs_untraced.as_ref().expect("ratio");
+        assert!((ratio.of_medians - 395_500.0 / 410_000.0).abs() < 1e-9);
+        let paired = ratio.paired.as_ref().expect("paired");
+        assert!((paired.min - 0.95).abs() < 1e-9);
+        assert!((paired.max - 0.98).abs() < 1e-9);
+        assert_eq!(traced.ns(KFREE_SKB), Some(105.0));
+        let table = doc.markdown();
+        assert!(
+            table.contains(
+                "| udp-closed-port (drops/s) | tracer | 396k [392k–399k] | 0.965 [0.950–0.980] \
+                 | 0.965 [0.950–0.980] | 100 % [100 %–100 %] | 105 | – | – |"
+            ),
+            "{table}"
+        );
+        let kfree = &doc.targets[0];
+        assert_eq!(kfree.met, Some(true));
+        assert!(serde_json::to_string(&doc).is_ok());
+    }
+}
