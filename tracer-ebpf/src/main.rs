@@ -2,6 +2,7 @@
 //! Offsets come from the loader (`CONFIG`); names, layers and meaning are decided in user space.
 #![no_std]
 #![no_main]
+#![feature(asm_experimental_arch)]
 
 use core::{
     mem::MaybeUninit,
@@ -72,24 +73,44 @@ fn read_field<T>(ctx: &TracePointContext, offset: u32) -> Option<T> {
 /// A direct load is a few instructions where `bpf_probe_read_kernel` is a helper call; fields
 /// outside the arms (unaligned, far) fall back to the helper.
 macro_rules! ctx_loader {
-    ($name:ident, $ty:ty, [$($off:literal),*]) => {
+    ($name:ident, $ty:ty, $width:literal, [$($off:literal),*]) => {
         #[inline(always)]
         fn $name(ctx: &TracePointContext, offset: u32) -> Option<$ty> {
-            let base = ctx.as_ptr() as *const u8;
+            let base = ctx.as_ptr() as u64;
             match offset {
-                $( $off => Some(unsafe { read_volatile(base.add($off) as *const $ty) }), )*
+                $(
+                    $off => {
+                        let value: u64;
+                        // The load is written out so its offset stays an immediate: LLVM may
+                        // turn a switch of plain loads into one load at a computed offset,
+                        // which the verifier refuses ("dereference of modified ctx ptr").
+                        unsafe {
+                            core::arch::asm!(
+                                concat!("{v} = *(", $width, " *)({b} + ", stringify!($off), ")"),
+                                v = out(reg) value,
+                                b = in(reg) base,
+                                options(readonly, nostack, preserves_flags)
+                            );
+                        }
+                        Some(value as $ty)
+                    }
+                )*
                 _ => read_field::<$ty>(ctx, offset),
             }
         }
     };
 }
 
-ctx_loader!(ctx_u64, u64, [8, 16, 24, 32, 40, 48, 56, 64, 72, 80]);
-ctx_loader!(
-    ctx_u32,
-    u32,
-    [8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 68, 72, 76, 80]
-);
+#[rustfmt::skip]
+ctx_loader!(ctx_u16, u16, "u16", [
+    8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42, 44, 46, 48, 50, 52,
+    54, 56, 58, 60, 62, 64, 66, 68, 70, 72, 74, 76, 78, 80
+]);
+#[rustfmt::skip]
+ctx_loader!(ctx_u32, u32, "u32", [
+    8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 68, 72, 76, 80
+]);
+ctx_loader!(ctx_u64, u64, "u64", [8, 16, 24, 32, 40, 48, 56, 64, 72, 80]);
 
 /// Reads a kernel pointer field at `base + offset`; None for a null base, an absent offset or a
 /// failed read.
@@ -211,22 +232,31 @@ pub fn kfree_skb(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// A 16-byte address field as four native-endian words. Read as two scalars: reading the array
-/// whole makes LLVM emit a `memset`, which BPF does not have.
+/// Four address bytes at `offset` as a native-endian word. Address fields are only 2-aligned
+/// in the records (e.g. `saddr` at 34), so they are read as two direct 16-bit loads.
 #[inline(always)]
-fn read_addr6(ctx: &TracePointContext, offset: u32) -> Option<[u32; 4]> {
+fn ctx_addr4(ctx: &TracePointContext, offset: u32) -> Option<u32> {
     if offset == ABSENT {
         return None;
     }
-    let lo = read_field::<u64>(ctx, offset)?;
-    let hi = read_field::<u64>(ctx, offset + 8)?;
-    // Little- or big-endian, `to_ne_bytes` of the u64 gives the memory bytes back in order.
-    let (a, b) = (lo.to_ne_bytes(), hi.to_ne_bytes());
+    let (lo, hi) = (
+        ctx_u16(ctx, offset)?.to_ne_bytes(),
+        ctx_u16(ctx, offset + 2)?.to_ne_bytes(),
+    );
+    Some(u32::from_ne_bytes([lo[0], lo[1], hi[0], hi[1]]))
+}
+
+/// A 16-byte address field as four native-endian words.
+#[inline(always)]
+fn ctx_addr6(ctx: &TracePointContext, offset: u32) -> Option<[u32; 4]> {
+    if offset == ABSENT {
+        return None;
+    }
     Some([
-        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
-        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
-        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
-        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        ctx_addr4(ctx, offset)?,
+        ctx_addr4(ctx, offset + 4)?,
+        ctx_addr4(ctx, offset + 8)?,
+        ctx_addr4(ctx, offset + 12)?,
     ])
 }
 
@@ -245,28 +275,31 @@ fn flow_key(
     saddr6_off: u32,
     daddr6_off: u32,
 ) -> Option<FlowKey> {
-    let sport = read_field::<u16>(ctx, sport_off)?;
-    let dport = read_field::<u16>(ctx, dport_off)?;
-    let saddr6 = read_addr6(ctx, saddr6_off).unwrap_or([0; 4]);
-    let family = match read_field::<u16>(ctx, family_off) {
-        Some(f) => f,
-        // Kernels before 5.12 have no family field: a v4-mapped address (::ffff:a.b.c.d)
-        // means IPv4.
-        None if saddr6[0] == 0
-            && saddr6[1] == 0
-            && saddr6[2] == u32::from_ne_bytes([0, 0, 0xff, 0xff]) =>
-        {
-            FAMILY_INET
+    let sport = ctx_u16(ctx, sport_off)?;
+    let dport = ctx_u16(ctx, dport_off)?;
+    let family = match family_off {
+        ABSENT => {
+            // Kernels before 5.12 have no family field: a v4-mapped address
+            // (::ffff:a.b.c.d) means IPv4.
+            let saddr6 = ctx_addr6(ctx, saddr6_off).unwrap_or([0; 4]);
+            if saddr6[0] == 0
+                && saddr6[1] == 0
+                && saddr6[2] == u32::from_ne_bytes([0, 0, 0xff, 0xff])
+            {
+                FAMILY_INET
+            } else {
+                FAMILY_INET6
+            }
         }
-        None => FAMILY_INET6,
+        offset => ctx_u16(ctx, offset)?,
     };
     let (saddr, daddr) = if family == FAMILY_INET {
         (
-            [read_field::<u32>(ctx, saddr_off)?, 0, 0, 0],
-            [read_field::<u32>(ctx, daddr_off)?, 0, 0, 0],
+            [ctx_addr4(ctx, saddr_off)?, 0, 0, 0],
+            [ctx_addr4(ctx, daddr_off)?, 0, 0, 0],
         )
     } else {
-        (saddr6, read_addr6(ctx, daddr6_off)?)
+        (ctx_addr6(ctx, saddr6_off)?, ctx_addr6(ctx, daddr6_off)?)
     };
     Some(FlowKey {
         netns,
@@ -325,19 +358,19 @@ fn flow_add(key: &FlowKey, retransmits: u64, segments: u64, synacks: u64, failed
 #[tracepoint]
 pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     bump(counter::RETRANSMIT_EVENTS);
-    let failed = match read_field::<i32>(&ctx, cfg!(rtx_err)) {
-        Some(err) => err != 0,
-        None => false,
+    let failed = match cfg!(rtx_err) {
+        ABSENT => false,
+        offset => ctx_u32(&ctx, offset).is_some_and(|err| err != 0),
     };
     if failed {
         bump(counter::RETRANSMIT_FAILED);
     }
-    let sk = read_field::<u64>(&ctx, cfg!(rtx_skaddr)).unwrap_or(0);
+    let sk = ctx_u64(&ctx, cfg!(rtx_skaddr)).unwrap_or(0);
     let netns = sock_netns(sk).unwrap_or_else(|| {
         bump(counter::NETNS_UNKNOWN);
         0
     });
-    let state = read_field::<i32>(&ctx, cfg!(rtx_state)).unwrap_or(0) as u32;
+    let state = ctx_u32(&ctx, cfg!(rtx_state)).unwrap_or(0);
     let Some(key) = flow_key(
         &ctx,
         netns,
@@ -356,7 +389,7 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
         flow_add(&key, 0, 0, 0, 1, state);
     } else {
         // Segments in this skb (TCP_SKB_CB(skb)->tcp_gso_segs); 1 when unknown.
-        let skb = read_field::<u64>(&ctx, cfg!(rtx_skbaddr)).unwrap_or(0);
+        let skb = ctx_u64(&ctx, cfg!(rtx_skbaddr)).unwrap_or(0);
         let segs_off = cfg!(skb_tcp_segs);
         let segs = if skb != 0 && segs_off != ABSENT {
             unsafe { bpf_probe_read_kernel((skb + segs_off as u64) as *const u16) }
@@ -372,7 +405,7 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
     bump(counter::SYNACK_EVENTS);
-    let sk = read_field::<u64>(&ctx, cfg!(synack_skaddr)).unwrap_or(0);
+    let sk = ctx_u64(&ctx, cfg!(synack_skaddr)).unwrap_or(0);
     let netns = sock_netns(sk).unwrap_or_else(|| {
         bump(counter::NETNS_UNKNOWN);
         0
