@@ -5,7 +5,6 @@
 use std::{collections::BTreeMap, path::Path};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use btf_rs::{Btf, Type};
 
 /// Where the kernel publishes its own BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -28,9 +27,49 @@ pub struct NetnsOffsets {
     pub skb_tcp_segs: Option<u32>,
 }
 
-/// The kernel's BTF, opened once.
+/// BTF kinds this reader looks at (`include/uapi/linux/btf.h`).
+mod kind {
+    pub const INT: u32 = 1;
+    pub const ARRAY: u32 = 3;
+    pub const STRUCT: u32 = 4;
+    pub const UNION: u32 = 5;
+    pub const ENUM: u32 = 6;
+    pub const TYPEDEF: u32 = 8;
+    pub const VOLATILE: u32 = 9;
+    pub const CONST: u32 = 10;
+    pub const RESTRICT: u32 = 11;
+    pub const FUNC_PROTO: u32 = 13;
+    pub const VAR: u32 = 14;
+    pub const DATASEC: u32 = 15;
+    pub const DECL_TAG: u32 = 17;
+    pub const TYPE_TAG: u32 = 18;
+    pub const ENUM64: u32 = 19;
+}
+
+const BTF_MAGIC: u16 = 0xeb9f;
+
+/// The kernel's BTF, opened once: the raw bytes and where each type starts.
+///
+/// Written by hand rather than with a BTF crate: the tracer needs a handful of member offsets
+/// and one enum, and a full parse (every type and string into hash maps) cost ~150 ms and
+/// ~30 MiB of peak memory at start-up. This keeps the 5 MiB file and one `u32` per type.
 pub struct KernelBtf {
-    btf: Btf,
+    data: Vec<u8>,
+    /// Byte offset in `data` of each type, indexed by type id (id 0 is `void`).
+    types: Vec<u32>,
+    strings: std::ops::Range<usize>,
+}
+
+/// One decoded type header.
+#[derive(Clone, Copy)]
+struct TypeHeader {
+    at: usize,
+    name_off: u32,
+    kind: u32,
+    vlen: usize,
+    kind_flag: bool,
+    /// `size` for structs/unions/enums/ints, `type` for modifiers and pointers.
+    size_or_type: u32,
 }
 
 impl KernelBtf {
@@ -41,10 +80,108 @@ impl KernelBtf {
 
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let btf = Btf::from_file(path)
-            .map_err(|e| anyhow!("{e}"))
+        let data = std::fs::read(path)
             .with_context(|| format!("reading kernel BTF from {}", path.display()))?;
-        Ok(Self { btf })
+        Self::from_bytes(data).with_context(|| format!("parsing kernel BTF {}", path.display()))
+    }
+
+    /// Parses a BTF blob in this machine's byte order.
+    pub fn from_bytes(data: Vec<u8>) -> Result<Self> {
+        let u16_at = |at: usize| -> Option<u16> {
+            Some(u16::from_ne_bytes(data.get(at..at + 2)?.try_into().ok()?))
+        };
+        let u32_at = |at: usize| -> Option<u32> {
+            Some(u32::from_ne_bytes(data.get(at..at + 4)?.try_into().ok()?))
+        };
+        if u16_at(0) != Some(BTF_MAGIC) {
+            bail!("not BTF in this machine's byte order (bad magic)");
+        }
+        let header = (|| {
+            let hdr_len = u32_at(4)? as usize;
+            let type_off = u32_at(8)? as usize;
+            let type_len = u32_at(12)? as usize;
+            let str_off = u32_at(16)? as usize;
+            let str_len = u32_at(20)? as usize;
+            Some((hdr_len, type_off, type_len, str_off, str_len))
+        })()
+        .ok_or_else(|| anyhow!("truncated BTF header"))?;
+        let (hdr_len, type_off, type_len, str_off, str_len) = header;
+        let type_start = hdr_len
+            .checked_add(type_off)
+            .ok_or_else(|| anyhow!("BTF type section out of range"))?;
+        let type_end = type_start
+            .checked_add(type_len)
+            .filter(|e| *e <= data.len())
+            .ok_or_else(|| anyhow!("BTF type section out of range"))?;
+        let str_start = hdr_len
+            .checked_add(str_off)
+            .ok_or_else(|| anyhow!("BTF string section out of range"))?;
+        let str_end = str_start
+            .checked_add(str_len)
+            .filter(|e| *e <= data.len())
+            .ok_or_else(|| anyhow!("BTF string section out of range"))?;
+
+        let mut types = vec![0u32];
+        let mut at = type_start;
+        while at < type_end {
+            let info = u32_at(at + 4).ok_or_else(|| anyhow!("truncated BTF type"))?;
+            let kind = (info >> 24) & 0x1f;
+            let vlen = (info & 0xffff) as usize;
+            let extra = match kind {
+                kind::INT | kind::VAR | kind::DECL_TAG => 4,
+                kind::ARRAY => 12,
+                kind::STRUCT | kind::UNION | kind::DATASEC | kind::ENUM64 => 12 * vlen,
+                kind::ENUM | kind::FUNC_PROTO => 8 * vlen,
+                _ => 0,
+            };
+            types.push(u32::try_from(at).context("BTF larger than 4 GiB")?);
+            at += 12 + extra;
+        }
+        Ok(KernelBtf {
+            data,
+            types,
+            strings: str_start..str_end,
+        })
+    }
+
+    fn u32_at(&self, at: usize) -> Option<u32> {
+        Some(u32::from_ne_bytes(
+            self.data.get(at..at + 4)?.try_into().ok()?,
+        ))
+    }
+
+    fn name(&self, name_off: u32) -> &str {
+        let start = self.strings.start + name_off as usize;
+        let Some(tail) = self.data.get(start..self.strings.end) else {
+            return "";
+        };
+        let end = tail.iter().position(|b| *b == 0).unwrap_or(tail.len());
+        std::str::from_utf8(&tail[..end]).unwrap_or("")
+    }
+
+    fn header(&self, id: u32) -> Option<TypeHeader> {
+        let at = *self.types.get(id as usize)? as usize;
+        if id == 0 {
+            return None;
+        }
+        let info = self.u32_at(at + 4)?;
+        Some(TypeHeader {
+            at,
+            name_off: self.u32_at(at)?,
+            kind: (info >> 24) & 0x1f,
+            vlen: (info & 0xffff) as usize,
+            kind_flag: info >> 31 == 1,
+            size_or_type: self.u32_at(at + 8)?,
+        })
+    }
+
+    /// Ids of the types of `kind` named `name`.
+    fn ids_named(&self, name: &str, kind: u32) -> impl Iterator<Item = u32> + '_ {
+        let name = name.to_owned();
+        (1..self.types.len() as u32).filter(move |id| {
+            self.header(*id)
+                .is_some_and(|h| h.kind == kind && self.name(h.name_off) == name)
+        })
     }
 
     /// Offsets for network-namespace attribution.
@@ -67,48 +204,47 @@ impl KernelBtf {
     /// Values of `enum skb_drop_reason` by name, with the `SKB_DROP_REASON_` prefix removed
     /// (so `NO_SOCKET`, `NETFILTER_DROP`; `SKB_NOT_DROPPED_YET` and `SKB_CONSUMED` keep theirs).
     pub fn drop_reason_names(&self) -> Result<BTreeMap<u32, String>> {
-        let types = self
-            .btf
-            .resolve_types_by_name("skb_drop_reason")
-            .map_err(|e| anyhow!("{e}"))
-            .context("enum skb_drop_reason not in BTF")?;
-        for ty in types {
-            if let Type::Enum(e) = ty {
-                let mut names = BTreeMap::new();
-                for member in &e.members {
-                    let name = self.btf.resolve_name(member).map_err(|e| anyhow!("{e}"))?;
-                    let name = name
-                        .strip_prefix("SKB_DROP_REASON_")
-                        .map(str::to_owned)
-                        .unwrap_or(name);
-                    // Aliases such as SUBSYS_MASK are not reasons; keep the first name per value.
-                    if name == "SUBSYS_MASK" {
-                        continue;
-                    }
-                    names.entry(member.val()).or_insert(name);
-                }
-                return Ok(names);
+        let id = self
+            .ids_named("skb_drop_reason", kind::ENUM)
+            .next()
+            .ok_or_else(|| anyhow!("enum skb_drop_reason not in BTF"))?;
+        let h = self
+            .header(id)
+            .ok_or_else(|| anyhow!("enum skb_drop_reason unreadable"))?;
+        let mut names = BTreeMap::new();
+        for i in 0..h.vlen {
+            let at = h.at + 12 + 8 * i;
+            let (Some(name_off), Some(value)) = (self.u32_at(at), self.u32_at(at + 4)) else {
+                bail!("enum skb_drop_reason truncated");
+            };
+            let name = self.name(name_off);
+            let name = name.strip_prefix("SKB_DROP_REASON_").unwrap_or(name);
+            // Aliases such as SUBSYS_MASK are not reasons; keep the first name per value.
+            if name == "SUBSYS_MASK" {
+                continue;
             }
+            names.entry(value).or_insert_with(|| name.to_owned());
         }
-        bail!("skb_drop_reason is not an enum in this kernel's BTF")
+        Ok(names)
     }
 
     /// Byte offset of a member path inside a struct, descending through anonymous structs and
     /// unions the way C does (`sk_buff.dev` lives in an anonymous union).
     pub fn member_offset(&self, struct_name: &str, path: &[&str]) -> Result<u32> {
-        let mut current = self.named_struct(struct_name)?;
+        let mut current = self
+            .ids_named(struct_name, kind::STRUCT)
+            .find(|id| self.header(*id).is_some_and(|h| h.vlen > 0))
+            .ok_or_else(|| anyhow!("struct {struct_name} not in BTF"))?;
         let mut total_bits: u64 = 0;
         for (depth, name) in path.iter().enumerate() {
-            let (bits, member_type) = self.find_member(&current, name)?.ok_or_else(|| {
+            let (bits, member_type) = self.find_member(current, name, 0).ok_or_else(|| {
                 anyhow!(
                     "{struct_name}.{} not found in BTF",
                     path[..=depth].join(".")
                 )
             })?;
             total_bits += u64::from(bits);
-            if depth + 1 < path.len() {
-                current = self.strip_modifiers(member_type)?;
-            }
+            current = self.strip_modifiers(member_type);
         }
         if !total_bits.is_multiple_of(8) {
             bail!("{struct_name}.{} is a bitfield", path.join("."));
@@ -116,67 +252,56 @@ impl KernelBtf {
         u32::try_from(total_bits / 8).context("offset overflows u32")
     }
 
-    fn named_struct(&self, name: &str) -> Result<Type> {
-        let types = self
-            .btf
-            .resolve_types_by_name(name)
-            .map_err(|e| anyhow!("{e}"))
-            .with_context(|| format!("struct {name} not in BTF"))?;
-        types
-            .into_iter()
-            .find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))
-            .ok_or_else(|| anyhow!("struct {name} has no definition in BTF"))
-    }
-
     /// Follows typedef/const/volatile/restrict/type-tag to the underlying type.
-    fn strip_modifiers(&self, mut ty: Type) -> Result<Type> {
+    fn strip_modifiers(&self, mut id: u32) -> u32 {
         for _ in 0..32 {
-            match &ty {
-                Type::Typedef(_)
-                | Type::Const(_)
-                | Type::Volatile(_)
-                | Type::Restrict(_)
-                | Type::TypeTag(_) => {
-                    let inner = ty
-                        .as_btf_type()
-                        .ok_or_else(|| anyhow!("BTF modifier without a type"))?;
-                    ty = self
-                        .btf
-                        .resolve_chained_type(inner)
-                        .map_err(|e| anyhow!("{e}"))?;
+            match self.header(id) {
+                Some(h)
+                    if matches!(
+                        h.kind,
+                        kind::TYPEDEF
+                            | kind::CONST
+                            | kind::VOLATILE
+                            | kind::RESTRICT
+                            | kind::TYPE_TAG
+                    ) =>
+                {
+                    id = h.size_or_type;
                 }
-                _ => return Ok(ty),
+                _ => return id,
             }
         }
-        bail!("BTF type chain too long")
+        id
     }
 
     /// Finds `name` among the members of a struct/union, looking inside anonymous members.
-    /// Returns the member's bit offset relative to `ty` and its type.
-    fn find_member(&self, ty: &Type, name: &str) -> Result<Option<(u32, Type)>> {
-        let members = match ty {
-            Type::Struct(s) | Type::Union(s) => &s.members,
-            other => bail!("expected a struct or union, found {}", other.name()),
-        };
-        for member in members {
-            let member_name = self.btf.resolve_name(member).unwrap_or_default();
-            let member_type = self
-                .btf
-                .resolve_chained_type(member)
-                .map_err(|e| anyhow!("{e}"))?;
+    /// Returns the member's bit offset relative to `id` and its type id.
+    fn find_member(&self, id: u32, name: &str, depth: u32) -> Option<(u32, u32)> {
+        let h = self.header(id)?;
+        if !matches!(h.kind, kind::STRUCT | kind::UNION) || depth > 16 {
+            return None;
+        }
+        for i in 0..h.vlen {
+            let at = h.at + 12 + 12 * i;
+            let (name_off, member_type, raw_offset) =
+                (self.u32_at(at)?, self.u32_at(at + 4)?, self.u32_at(at + 8)?);
+            let bits = if h.kind_flag {
+                raw_offset & 0x00ff_ffff
+            } else {
+                raw_offset
+            };
+            let member_name = self.name(name_off);
             if member_name == name {
-                return Ok(Some((member.bit_offset(), member_type)));
+                return Some((bits, member_type));
             }
             if member_name.is_empty() {
-                let inner = self.strip_modifiers(member_type)?;
-                if matches!(inner, Type::Struct(_) | Type::Union(_)) {
-                    if let Some((bits, found)) = self.find_member(&inner, name)? {
-                        return Ok(Some((member.bit_offset() + bits, found)));
-                    }
+                let inner = self.strip_modifiers(member_type);
+                if let Some((inner_bits, found)) = self.find_member(inner, name, depth + 1) {
+                    return Some((bits + inner_bits, found));
                 }
             }
         }
-        Ok(None)
+        None
     }
 }
 
@@ -192,6 +317,107 @@ mod tests {
                 eprintln!("skipped: no kernel BTF here ({e:#})");
                 None
             }
+        }
+    }
+
+    /// A hand-built BTF blob: `struct sk_buff { void *next; union { void *dev; }; }`,
+    /// `struct ns_common { u32 pad; u32 inum; }` (u32 a typedef of int) and
+    /// `enum skb_drop_reason { SKB_DROP_REASON_NO_SOCKET = 3, SKB_DROP_REASON_SUBSYS_MASK = … }`.
+    fn synthetic() -> KernelBtf {
+        let mut strings = vec![0u8];
+        let mut name = |s: &str| -> u32 {
+            let off = strings.len() as u32;
+            strings.extend_from_slice(s.as_bytes());
+            strings.push(0);
+            off
+        };
+        let (int, next, dev, skb, u32_, ns, pad, inum, reason, no_socket, mask) = (
+            name("int"),
+            name("next"),
+            name("dev"),
+            name("sk_buff"),
+            name("u32"),
+            name("ns_common"),
+            name("pad"),
+            name("inum"),
+            name("skb_drop_reason"),
+            name("SKB_DROP_REASON_NO_SOCKET"),
+            name("SKB_DROP_REASON_SUBSYS_MASK"),
+        );
+        let info = |kind: u32, vlen: u32| (kind << 24) | vlen;
+        let mut t: Vec<u32> = Vec::new();
+        // 1: int (4 bytes + encoding)
+        t.extend([int, info(kind::INT, 0), 4, 32]);
+        // 2: anonymous union { void *dev; }
+        t.extend([0, info(kind::UNION, 1), 8, dev, 3, 0]);
+        // 3: void *
+        t.extend([0, info(2, 0), 0]);
+        // 4: struct sk_buff { void *next; union {...}; } — the union at 8 bytes (64 bits)
+        t.extend([skb, info(kind::STRUCT, 2), 16, next, 3, 0, 0, 2, 64]);
+        // 5: typedef int u32
+        t.extend([u32_, info(kind::TYPEDEF, 0), 1]);
+        // 6: struct ns_common { u32 pad; u32 inum; }
+        t.extend([ns, info(kind::STRUCT, 2), 8, pad, 5, 0, inum, 5, 32]);
+        // 7: enum skb_drop_reason
+        t.extend([
+            reason,
+            info(kind::ENUM, 2),
+            4,
+            no_socket,
+            3,
+            mask,
+            0xffff_0000,
+        ]);
+        let types: Vec<u8> = t.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let mut data = Vec::new();
+        data.extend(BTF_MAGIC.to_ne_bytes());
+        data.extend([1u8, 0]);
+        for v in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
+            data.extend(v.to_ne_bytes());
+        }
+        data.extend(types);
+        data.extend(strings);
+        KernelBtf::from_bytes(data).unwrap()
+    }
+
+    #[test]
+    fn member_offsets_and_enum_names_from_a_hand_built_blob() {
+        let btf = synthetic();
+        assert_eq!(btf.member_offset("sk_buff", &["next"]).unwrap(), 0);
+        // Through the anonymous union.
+        assert_eq!(btf.member_offset("sk_buff", &["dev"]).unwrap(), 8);
+        assert_eq!(btf.member_offset("ns_common", &["inum"]).unwrap(), 4);
+        let err = btf
+            .member_offset("sk_buff", &["nope"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sk_buff.nope"), "{err}");
+        assert!(btf.member_offset("no_such_struct", &["x"]).is_err());
+        let names = btf.drop_reason_names().unwrap();
+        assert_eq!(names.len(), 1);
+        assert_eq!(names.get(&3).map(String::as_str), Some("NO_SOCKET"));
+    }
+
+    #[test]
+    fn garbage_is_refused_not_a_panic() {
+        assert!(KernelBtf::from_bytes(Vec::new()).is_err());
+        assert!(KernelBtf::from_bytes(vec![0x9f, 0xeb, 1, 0, 24, 0, 0, 0]).is_err());
+        let mut huge = vec![0u8; 24];
+        huge[..2].copy_from_slice(&BTF_MAGIC.to_ne_bytes());
+        huge[4..8].copy_from_slice(&24u32.to_ne_bytes());
+        huge[12..16].copy_from_slice(&u32::MAX.to_ne_bytes());
+        assert!(KernelBtf::from_bytes(huge).is_err());
+        // Every prefix of a valid blob parses or fails cleanly.
+        let good = synthetic().data;
+        for i in 0..good.len() {
+            let _ = KernelBtf::from_bytes(good[..i].to_vec())
+                .map(|b| b.member_offset("sk_buff", &["dev"]));
         }
     }
 
