@@ -27,19 +27,50 @@ impl Symbol {
     }
 }
 
-#[derive(Debug, Clone)]
+/// [`Entry::module`] of a core-kernel symbol.
+const NO_MODULE: u16 = u16::MAX;
+
+/// While the table is built, [`Entry::name_len`] also carries the ranking of symbols that share an
+/// address in its top two bits (a lower rank wins): `__pfx_` padding loses to any real name, and
+/// then a weak (w W) symbol to a text (t T) one. Both bits are cleared once the table is built.
+const PFX_BIT: u16 = 1 << 15;
+const WEAK_BIT: u16 = 1 << 14;
+/// Longest name kept (the kernel's own limit, KSYM_NAME_LEN, is 512); longer lines are skipped.
+const MAX_NAME_LEN: u16 = WEAK_BIT - 1;
+
+/// One kept symbol: its name is `names[name_start..name_start + name_len]`.
+#[derive(Debug, Clone, Copy)]
 struct Entry {
     addr: u64,
-    name: String,
-    /// Index into [`Kallsyms::modules`].
-    module: Option<usize>,
+    name_start: u32,
+    name_len: u16,
+    /// Index into [`Kallsyms::modules`], or [`NO_MODULE`].
+    module: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 16);
+
+impl Entry {
+    /// Position among the symbols at the same address (lower wins); only meaningful while building.
+    fn rank(&self) -> u16 {
+        self.name_len >> 14
+    }
+
+    /// Address, then rank, then input order (only meaningful while building).
+    fn sort_key(&self) -> u128 {
+        (u128::from(self.addr) << 64)
+            | (u128::from(self.rank()) << 32)
+            | u128::from(self.name_start)
+    }
 }
 
 /// Text symbols of the running kernel, sorted by address (one name per address).
 #[derive(Clone, Default)]
 pub struct Kallsyms {
-    entries: Vec<Entry>,
-    modules: Vec<String>,
+    entries: Box<[Entry]>,
+    /// Every kept name, back to back.
+    names: Box<str>,
+    modules: Box<[String]>,
     zero_addresses: usize,
     nonzero_addresses: usize,
 }
@@ -54,83 +85,162 @@ impl std::fmt::Debug for Kallsyms {
     }
 }
 
+/// Accumulates the lines of /proc/kallsyms, one at a time.
+#[derive(Default)]
+struct Builder {
+    /// In input order, with ranking bits, possibly several per address.
+    entries: Vec<Entry>,
+    names: String,
+    modules: Vec<String>,
+    zero_addresses: usize,
+    nonzero_addresses: usize,
+}
+
+impl Builder {
+    /// One line of /proc/kallsyms (a trailing newline is allowed).
+    fn line(&mut self, line: &str) {
+        let mut parts = line.split_whitespace();
+        let (Some(addr), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let Ok(addr) = u64::from_str_radix(addr, 16) else {
+            return;
+        };
+        let mut kind_chars = kind.chars();
+        let (Some(kind), None) = (kind_chars.next(), kind_chars.next()) else {
+            return;
+        };
+        let module = match parts.next() {
+            None => None,
+            Some(m) => match m.strip_prefix('[').and_then(|m| m.strip_suffix(']')) {
+                Some(m) if !m.is_empty() => Some(m),
+                _ => return,
+            },
+        };
+        if parts.next().is_some() {
+            return;
+        }
+        if addr == 0 {
+            self.zero_addresses = self.zero_addresses.saturating_add(1);
+            return;
+        }
+        self.nonzero_addresses = self.nonzero_addresses.saturating_add(1);
+        let weak = match kind {
+            't' | 'T' => 0,
+            'w' | 'W' => WEAK_BIT,
+            _ => return,
+        };
+        let pfx = if name.starts_with(PFX_PREFIX) {
+            PFX_BIT
+        } else {
+            0
+        };
+        // Sizes no kernel produces; skipped rather than stored truncated.
+        let Some(name_len) = u16::try_from(name.len())
+            .ok()
+            .filter(|len| *len <= MAX_NAME_LEN)
+        else {
+            return;
+        };
+        let Ok(name_start) = u32::try_from(self.names.len()) else {
+            return;
+        };
+        if u32::try_from(self.names.len().saturating_add(name.len())).is_err() {
+            return;
+        }
+        let module = match module {
+            None => NO_MODULE,
+            Some(m) => match self.modules.iter().rposition(|known| known == m) {
+                Some(index) => match u16::try_from(index) {
+                    Ok(index) if index != NO_MODULE => index,
+                    _ => return,
+                },
+                None => {
+                    let Ok(index) = u16::try_from(self.modules.len()) else {
+                        return;
+                    };
+                    if index == NO_MODULE {
+                        return;
+                    }
+                    self.modules.push(m.to_string());
+                    index
+                }
+            },
+        };
+        self.names.push_str(name);
+        self.entries.push(Entry {
+            addr,
+            name_start,
+            name_len: name_len | pfx | weak,
+            module,
+        });
+    }
+
+    fn finish(self) -> Kallsyms {
+        let Builder {
+            mut entries,
+            names,
+            modules,
+            zero_addresses,
+            nonzero_addresses,
+        } = self;
+        // Names were appended in input order, so `name_start` makes these unstable sorts act as a
+        // stable one: among equal (addr, rank) the first listed wins. Sorting in place needs no
+        // scratch buffer. Core kernel symbols come sorted by address (module symbols may not):
+        // then only the few runs of one address need ordering.
+        if entries.is_sorted_by_key(|e| e.addr) {
+            for same_addr in entries.chunk_by_mut(|a, b| a.addr == b.addr) {
+                same_addr.sort_unstable_by_key(Entry::sort_key);
+            }
+        } else {
+            entries.sort_unstable_by_key(Entry::sort_key);
+        }
+        entries.dedup_by_key(|e| e.addr);
+        for entry in &mut entries {
+            entry.name_len &= MAX_NAME_LEN;
+        }
+        // The names of the few symbols that lost their address stay in `names` (a few KiB).
+        Kallsyms {
+            entries: entries.into_boxed_slice(),
+            names: names.into_boxed_str(),
+            modules: modules.into_boxed_slice(),
+            zero_addresses,
+            nonzero_addresses,
+        }
+    }
+}
+
 impl Kallsyms {
     /// Parse the text of /proc/kallsyms. Keep only text symbols (types t T w W); skip lines with address 0;
     /// lines look like `ffffffff81000000 T _text` or `ffffffffc0a01000 t nft_do_chain\t[nf_tables]`.
     /// Malformed lines are skipped.
     pub fn parse(text: &str) -> Kallsyms {
-        // (entry, rank) where a lower rank wins among symbols at the same address.
-        let mut ranked: Vec<(Entry, u8)> = Vec::new();
-        let mut modules: Vec<String> = Vec::new();
-        let mut zero_addresses = 0usize;
-        let mut nonzero_addresses = 0usize;
-
+        let mut builder = Builder::default();
         for line in text.lines() {
-            let mut parts = line.split_whitespace();
-            let (Some(addr), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let Ok(addr) = u64::from_str_radix(addr, 16) else {
-                continue;
-            };
-            let mut kind_chars = kind.chars();
-            let (Some(kind), None) = (kind_chars.next(), kind_chars.next()) else {
-                continue;
-            };
-            let module = match parts.next() {
-                None => None,
-                Some(m) => match m.strip_prefix('[').and_then(|m| m.strip_suffix(']')) {
-                    Some(m) if !m.is_empty() => Some(m),
-                    _ => continue,
-                },
-            };
-            if parts.next().is_some() {
-                continue;
-            }
-            if addr == 0 {
-                zero_addresses = zero_addresses.saturating_add(1);
-                continue;
-            }
-            nonzero_addresses = nonzero_addresses.saturating_add(1);
-            let weak = match kind {
-                't' | 'T' => 0u8,
-                'w' | 'W' => 1u8,
-                _ => continue,
-            };
-            let pfx = u8::from(name.starts_with(PFX_PREFIX));
-            let module = module.map(|m| match modules.iter().rposition(|known| known == m) {
-                Some(index) => index,
-                None => {
-                    modules.push(m.to_string());
-                    modules.len().saturating_sub(1)
-                }
-            });
-            ranked.push((
-                Entry {
-                    addr,
-                    name: name.to_string(),
-                    module,
-                },
-                pfx.saturating_mul(2).saturating_add(weak),
-            ));
+            builder.line(line);
         }
-
-        // Stable: among equal (addr, rank) the first listed wins.
-        ranked.sort_by_key(|(entry, rank)| (entry.addr, *rank));
-        ranked.dedup_by_key(|(entry, _)| entry.addr);
-        Kallsyms {
-            entries: ranked.into_iter().map(|(entry, _)| entry).collect(),
-            modules,
-            zero_addresses,
-            nonzero_addresses,
-        }
+        builder.finish()
     }
 
     /// Reads and parses /proc/kallsyms.
     pub fn load() -> std::io::Result<Kallsyms> {
-        let text = std::fs::read_to_string("/proc/kallsyms")?;
-        Ok(Self::parse(&text))
+        let file = std::fs::File::open("/proc/kallsyms")?;
+        Self::read(std::io::BufReader::with_capacity(64 * 1024, file))
+    }
+
+    /// Parses kallsyms text line by line as it is read, as [`Kallsyms::parse`] does. Text that is not
+    /// UTF-8 is an error (`InvalidData`), as it is for `std::fs::read_to_string`.
+    fn read(mut reader: impl std::io::BufRead) -> std::io::Result<Kallsyms> {
+        let mut builder = Builder::default();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(builder.finish());
+            }
+            builder.line(&line);
+        }
     }
 
     /// Number of distinct text-symbol addresses kept.
@@ -160,10 +270,18 @@ impl Kallsyms {
         if offset > MAX_SYMBOL_SPAN {
             return None;
         }
+        let start = usize::try_from(entry.name_start).ok()?;
+        let name = self
+            .names
+            .get(start..start.checked_add(usize::from(entry.name_len))?)?;
+        let module = match entry.module {
+            NO_MODULE => None,
+            m => self.modules.get(usize::from(m)).cloned(),
+        };
         Some(Symbol {
-            name: entry.name.clone(),
+            name: name.to_string(),
             offset,
-            module: entry.module.and_then(|m| self.modules.get(m)).cloned(),
+            module,
         })
     }
 }
@@ -374,5 +492,204 @@ ffffffff81200000 t bar
         assert_eq!(got.module, None);
         let loaded = Kallsyms::load().unwrap();
         assert_eq!(loaded.resolve(addr + 5), Some(got));
+    }
+
+    /// The table as the original `Vec<Entry { name: String, .. }>` implementation built it:
+    /// (address, name, module) sorted by address, one per address.
+    fn reference(text: &str) -> Vec<(u64, String, Option<String>)> {
+        let mut ranked = Vec::new();
+        for line in text.lines() {
+            let mut parts = line.split_whitespace();
+            let (Some(addr), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
+                continue;
+            };
+            let module = match parts.next() {
+                None => None,
+                Some(m) => match m.strip_prefix('[').and_then(|m| m.strip_suffix(']')) {
+                    Some(m) if !m.is_empty() => Some(m.to_string()),
+                    _ => continue,
+                },
+            };
+            let weak = match kind {
+                "t" | "T" => 0u8,
+                "w" | "W" => 1,
+                _ => continue,
+            };
+            if addr == 0 || parts.next().is_some() {
+                continue;
+            }
+            let rank = u8::from(name.starts_with(PFX_PREFIX)) * 2 + weak;
+            ranked.push(((addr, name.to_string(), module), rank));
+        }
+        ranked.sort_by_key(|((addr, _, _), rank)| (*addr, *rank));
+        ranked.dedup_by_key(|((addr, _, _), _)| *addr);
+        ranked.into_iter().map(|(entry, _)| entry).collect()
+    }
+
+    fn assert_matches_reference(k: &Kallsyms, text: &str) {
+        let expected = reference(text);
+        assert_eq!(k.len(), expected.len());
+        for (i, (addr, name, module)) in expected.iter().enumerate() {
+            let want = sym(name, 0, module.as_deref());
+            assert_eq!(k.resolve(*addr), want, "{addr:#x}");
+            // The last byte before the next symbol still belongs to this one (if close enough).
+            if let Some((next, _, _)) = expected.get(i + 1) {
+                let offset = next - 1 - addr;
+                let want = (offset <= MAX_SYMBOL_SPAN).then(|| Symbol {
+                    offset,
+                    ..want.clone().unwrap()
+                });
+                assert_eq!(k.resolve(next - 1), want, "{:#x}", next - 1);
+            }
+        }
+    }
+
+    /// `Kallsyms::read` over a reader with a tiny buffer, so lines straddle refills.
+    fn read_slowly(text: &[u8]) -> std::io::Result<Kallsyms> {
+        Kallsyms::read(std::io::BufReader::with_capacity(7, text))
+    }
+
+    #[test]
+    fn same_table_as_reference() {
+        assert_matches_reference(&table(), FIXTURE);
+        let text = "\
+ffffffff81200000 W bar_weak
+ffffffff81100000 T first
+ffffffffc0000000 t modfn\t[m1]
+ffffffff81200000 t __pfx_bar
+ffffffff81100000 T second
+ffffffff81200000 t bar\t[m2]
+ffffffff81200000 t bar_later
+ffffffffc0000000 w modfn_weak\t[m1]
+";
+        let k = Kallsyms::parse(text);
+        assert_matches_reference(&k, text);
+        // Same address on lines far apart; equal rank: the first listed wins.
+        assert_eq!(k.resolve(0xffff_ffff_8110_0000), sym("first", 0, None));
+        assert_eq!(k.resolve(0xffff_ffff_8120_0003), sym("bar", 3, Some("m2")));
+        assert_eq!(
+            k.resolve(0xffff_ffff_c000_0001),
+            sym("modfn", 1, Some("m1"))
+        );
+        assert!(format!("{k:?}").contains("modules: 2"));
+    }
+
+    #[test]
+    fn streaming_read_matches_parse() {
+        let crlf = FIXTURE.replace('\n', "\r\n");
+        let unterminated = FIXTURE.trim_end();
+        for text in [
+            FIXTURE,
+            crlf.as_str(),
+            unterminated,
+            "",
+            "\n",
+            "ffffffff81000000 T x",
+        ] {
+            let parsed = Kallsyms::parse(text);
+            let read = read_slowly(text.as_bytes()).unwrap();
+            assert_eq!(format!("{read:?}"), format!("{parsed:?}"), "{text:?}");
+            assert_eq!(read.entries.len(), parsed.entries.len(), "{text:?}");
+            assert_matches_reference(&read, text);
+        }
+        assert_eq!(
+            read_slowly(b"ffffffff81000000 T ok\nffffffff81000010 T bad\xff\n")
+                .unwrap_err()
+                .kind(),
+            std::io::ErrorKind::InvalidData
+        );
+    }
+
+    #[test]
+    fn names_are_stored_back_to_back() {
+        let k = table();
+        let kept: usize = k.entries.iter().map(|e| usize::from(e.name_len)).sum();
+        // Only `_stext` and `tcp_v4_rcv_weak_alias` lost their address.
+        assert_eq!(
+            k.names.len(),
+            kept + "_stext".len() + "tcp_v4_rcv_weak_alias".len()
+        );
+        assert!(k.entries.windows(2).all(|w| w[0].addr < w[1].addr));
+    }
+
+    #[test]
+    fn oversized_names_are_skipped() {
+        let long = "x".repeat(usize::from(MAX_NAME_LEN) + 1);
+        let longest = "y".repeat(usize::from(MAX_NAME_LEN));
+        let text = format!(
+            "ffffffff81000000 T before\nffffffff81000100 T {long}\nffffffff81000200 T {longest}\n"
+        );
+        let k = Kallsyms::parse(&text);
+        assert_eq!(k.len(), 2);
+        assert_eq!(k.resolve(0xffff_ffff_8100_0104), sym("before", 0x104, None));
+        assert_eq!(k.resolve(0xffff_ffff_8100_0200), sym(&longest, 0, None));
+    }
+
+    #[test]
+    fn real_kallsyms_matches_reference_and_streams() {
+        let Ok(text) = std::fs::read_to_string("/proc/kallsyms") else {
+            println!("skipping: /proc/kallsyms unreadable");
+            return;
+        };
+        let k = Kallsyms::parse(&text);
+        assert_matches_reference(&k, &text);
+        let read = read_slowly(text.as_bytes()).unwrap();
+        assert_eq!(read.entries.len(), k.entries.len());
+        assert_eq!(read.names, k.names);
+        assert_eq!(read.modules, k.modules);
+        // Out of address order, as module symbols can be: the full in-place sort.
+        let reversed: Vec<&str> = text.lines().rev().collect();
+        let reversed = reversed.join("\n");
+        assert_matches_reference(&Kallsyms::parse(&reversed), &reversed);
+    }
+
+    fn status_kib(field: &str) -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// `cargo test -p tracer --lib kallsyms::tests::load_footprint -- --ignored --nocapture --test-threads=1`
+    #[test]
+    #[ignore = "measurement: prints RSS and time of Kallsyms::load()"]
+    fn load_footprint() {
+        let rss_before = status_kib("VmRSS:");
+        let started = std::time::Instant::now();
+        let k = Kallsyms::load().unwrap();
+        let elapsed = started.elapsed();
+        let rss_after = status_kib("VmRSS:");
+        let hwm = status_kib("VmHWM:");
+        let heap: usize = std::mem::size_of_val(&*k.entries)
+            + k.names.len()
+            + std::mem::size_of_val(&*k.modules)
+            + k.modules.iter().map(String::capacity).sum::<usize>();
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            std::hint::black_box(Kallsyms::load().unwrap());
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "symbols {} modules {} | VmRSS before {} KiB after {} KiB (+{} KiB), VmHWM {} KiB | \
+             table heap ~{} KiB | first load {:.1} ms, median of 5 more {:.1} ms",
+            k.len(),
+            k.modules.len(),
+            rss_before,
+            rss_after,
+            rss_after.saturating_sub(rss_before),
+            hwm,
+            heap / 1024,
+            elapsed.as_secs_f64() * 1e3,
+            times[2],
+        );
+        assert!(k.resolve(k.entries[0].addr).is_some());
     }
 }
