@@ -8,6 +8,10 @@
 //! run, and for the user-space processes their CPU time, peak RSS, start-up and stop times (see
 //! [`observe`]). The summary (see [`summary`]) goes to stdout as a markdown table and, with
 //! every run, to `target/bench/bench-<unix time>.json` and `target/bench/latest.json`.
+//!
+//! After the workloads, the `dashboard` step measures the live dashboard: `tracer top` in a
+//! detached tmux terminal while a flood paced to 100k datagrams/s hits a closed port in the
+//! namespace it watches (see [`run_dashboard`]). `--only` picks workloads and/or `dashboard`.
 
 mod lab;
 mod observe;
@@ -20,12 +24,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
+use clap::builder::PossibleValue;
 use serde::Serialize;
 
 use crate::cmd::{command, find_in_path, run as run_cmd, stdout_of};
 use crate::tasks;
 use lab::{Lab, LoadResult, StatsGuard, Workload};
-use observe::{Bpftrace, ObserverRun, Tools, TracerProcess};
+use observe::{Bpftrace, ObserverRun, ProbeCost, Tools, TopSession, TracerProcess};
 
 /// The equivalent bpftrace program for every probe of the tracer (one process, as the tracer).
 ///
@@ -58,9 +63,9 @@ pub struct Options {
     /// Seconds of load per run [default: 5].
     #[arg(long)]
     seconds: Option<u32>,
-    /// Only these workloads (comma-separated).
+    /// Only these steps (comma-separated): workloads, or `dashboard`.
     #[arg(long, value_enum, value_delimiter = ',')]
-    only: Vec<Workload>,
+    only: Vec<Step>,
     /// Leave out the bpftrace runs with empty programs (the baseline).
     #[arg(long)]
     no_empty_baseline: bool,
@@ -87,9 +92,13 @@ impl Options {
             Workload::ALL
                 .iter()
                 .copied()
-                .filter(|workload| self.only.contains(workload))
+                .filter(|workload| self.only.contains(&Step::Workload(*workload)))
                 .collect()
         }
+    }
+
+    fn dashboard(&self) -> bool {
+        self.only.is_empty() || self.only.contains(&Step::Dashboard)
     }
 
     fn variants(&self) -> Vec<Variant> {
@@ -99,6 +108,81 @@ impl Options {
             .filter(|variant| !(self.no_empty_baseline && *variant == Variant::BpftraceEmpty))
             .collect()
     }
+}
+
+/// A step of the bench, for `--only`: a workload, or the dashboard measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Workload(Workload),
+    Dashboard,
+}
+
+const STEPS: [Step; 5] = [
+    Step::Workload(Workload::UdpClosedPort),
+    Step::Workload(Workload::UdpNftDrop),
+    Step::Workload(Workload::TcpLoss),
+    Step::Workload(Workload::NetRx),
+    Step::Dashboard,
+];
+
+impl clap::ValueEnum for Step {
+    fn value_variants<'a>() -> &'a [Self] {
+        &STEPS
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        match self {
+            Step::Workload(workload) => workload.to_possible_value(),
+            Step::Dashboard => Some(
+                PossibleValue::new("dashboard")
+                    .help("`tracer top` in a tmux terminal at 100k drops/s: its CPU and peak RSS"),
+            ),
+        }
+    }
+}
+
+/// The dashboard step: `tracer top --window DASHBOARD_WINDOW`, given DASHBOARD_STARTUP to
+/// start, then DASHBOARD_LOAD of a flood paced to DASHBOARD_RATE datagrams/s.
+pub const DASHBOARD_WINDOW: &str = "30s";
+const DASHBOARD_STARTUP: Duration = Duration::from_secs(3);
+const DASHBOARD_LOAD: Duration = Duration::from_secs(10);
+pub const DASHBOARD_RATE: u64 = 100_000;
+/// The drop reasons the dashboard must show by the end (the flood's is NO_SOCKET).
+const DASHBOARD_REASONS: [&str; 2] = ["NETFILTER_DROP", "NO_SOCKET"];
+
+/// What the live dashboard cost while the paced flood ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct DashboardRun {
+    /// What ran in the tmux pane.
+    pub command: String,
+    /// The pane's size.
+    pub terminal: String,
+    /// Datagrams/s asked of the generator.
+    pub rate_requested: u64,
+    /// Drops/s: the namespace's `Udp: NoPorts` delta over the generator's time (each one a
+    /// `kfree_skb` event, plus the softirq events of its delivery).
+    pub events_per_s: f64,
+    /// Runs/s of all the tracer's programs (bpftool `run_cnt` deltas) over `window_s`.
+    pub probe_runs_per_s: Option<f64>,
+    /// Runs and run time of each program over the load.
+    pub programs: Vec<ProbeCost>,
+    /// Wall time between the two CPU samples (the load's start and end).
+    pub window_s: f64,
+    /// The tracer's utime+stime (all threads) over `window_s`.
+    pub cpu_ms: f64,
+    /// `cpu_ms` as a share of one core.
+    pub cpu_percent: f64,
+    /// CPU time of the children it ran and waited for over `window_s` (listing tools).
+    pub children_cpu_ms: f64,
+    /// The largest VmHWM polled (every 100 ms under load).
+    pub rss_peak_kib: u64,
+    /// Whether the pane showed a drop reason (NO_SOCKET or NETFILTER_DROP) at the end.
+    pub rendered: bool,
+    /// The pane's text at the end.
+    pub screen: String,
+    /// Tracepoint programs other processes had attached at the end of the load.
+    pub foreign_probes: Vec<String>,
+    pub load: LoadResult,
 }
 
 /// How a run is observed.
@@ -284,7 +368,11 @@ pub fn bench(root: &Path, options: &Options) -> Result<()> {
         bpftrace: find_in_path("bpftrace")
             .context("bpftrace is not installed (cargo xtask setup installs it)")?,
         bpftool: find_in_path("bpftool").context("bpftool is not installed")?,
+        tmux: find_in_path("tmux"),
     };
+    if options.dashboard() && tools.tmux.is_none() {
+        bail!("tmux is not installed (cargo xtask setup installs it); the dashboard step needs it");
+    }
     if !tools.tracer.is_file() {
         bail!(
             "{} is missing: run without --no-build",
@@ -305,9 +393,14 @@ pub fn bench(root: &Path, options: &Options) -> Result<()> {
         .map_or(0, |since| since.as_secs());
     let started = Instant::now();
     progress(&format!(
-        "{} workloads x {} variants x {rounds} rounds of {seconds} s of load",
+        "{} workloads x {} variants x {rounds} rounds of {seconds} s of load{}",
         workloads.len(),
-        variants.len()
+        variants.len(),
+        if options.dashboard() {
+            ", then the dashboard"
+        } else {
+            ""
+        }
     ));
 
     let stats = StatsGuard::enable()?;
@@ -369,6 +462,15 @@ pub fn bench(root: &Path, options: &Options) -> Result<()> {
         }
         drop(lab);
     }
+    let dashboard = if options.dashboard() {
+        check_interrupted()?;
+        wait_for_quiet(&tools, wait_budget)?;
+        let run = run_dashboard(&tools).context("dashboard")?;
+        progress(&summary::dashboard_progress_line(&run));
+        Some(run)
+    } else {
+        None
+    };
     let stats_previous = stats.previous();
     drop(stats);
 
@@ -392,7 +494,9 @@ pub fn bench(root: &Path, options: &Options) -> Result<()> {
         bpftrace_program: BPFTRACE_PROGRAM.to_owned(),
         bpftrace_empty_program: BPFTRACE_EMPTY_PROGRAM.to_owned(),
     };
-    let document = summary::Document::new(context, &workloads, &variants, records, discarded);
+    let document = summary::Document::new(
+        context, &workloads, &variants, records, discarded, dashboard,
+    );
     let out_dir = target_dir(root).join("bench");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let json = serde_json::to_string_pretty(&document).context("serialising the results")?;
@@ -408,6 +512,70 @@ pub fn bench(root: &Path, options: &Options) -> Result<()> {
     ));
     print!("{}", document.markdown());
     Ok(())
+}
+
+/// The dashboard step: `tracer top` in a detached tmux session (killed at the end, also on
+/// error) watching a udp-closed-port namespace; after [`DASHBOARD_STARTUP`], a flood paced to
+/// [`DASHBOARD_RATE`] datagrams/s for [`DASHBOARD_LOAD`], with the tracer's CPU time read at
+/// its start and end.
+fn run_dashboard(tools: &Tools) -> Result<DashboardRun> {
+    let lab = Lab::create(Workload::UdpClosedPort, tools)?;
+    let mut top = TopSession::start(tools, &lab.traced_netns(), DASHBOARD_WINDOW)?;
+    progress(&format!(
+        "dashboard: lab ready ({}); `{}` in tmux (pid {})",
+        lab.describe(),
+        top.command,
+        top.pid()
+    ));
+    sleep(DASHBOARD_STARTUP)?;
+    top.check_running()?;
+    let programs_before = top.program_counts(&tools.bpftool)?;
+    let start = top.cpu()?;
+    let load = lab.run_paced_flood(DASHBOARD_RATE, DASHBOARD_LOAD, &mut || top.sample())?;
+    let end = top.cpu()?;
+    let programs_after = top.program_counts(&tools.bpftool)?;
+    top.check_running()?;
+    let foreign_probes = observe::foreign_links(&tools.bpftool, Some(top.pid()))?;
+    // The dashboard redraws every second: give it two more to show the drops.
+    let mut screen = top.capture()?;
+    for _ in 0..4 {
+        if shows_drops(&screen) {
+            break;
+        }
+        sleep(Duration::from_millis(500))?;
+        screen = top.capture()?;
+    }
+    let window_s = end.at.duration_since(start.at).as_secs_f64();
+    let cpu_ms = (end.own_ms - start.own_ms).max(0.0);
+    let programs = observe::program_deltas(&programs_before, &programs_after);
+    let runs: u64 = programs.iter().map(|program| program.runs).sum();
+    Ok(DashboardRun {
+        command: top.command.clone(),
+        terminal: format!("tmux {}x{}", observe::TOP_COLUMNS, observe::TOP_ROWS),
+        rate_requested: DASHBOARD_RATE,
+        events_per_s: load.per_second(),
+        probe_runs_per_s: (window_s > 0.0 && !programs.is_empty()).then(|| runs as f64 / window_s),
+        programs,
+        window_s,
+        cpu_ms,
+        cpu_percent: if window_s > 0.0 {
+            cpu_ms / (window_s * 1000.0) * 100.0
+        } else {
+            0.0
+        },
+        children_cpu_ms: (end.children_ms - start.children_ms).max(0.0),
+        rss_peak_kib: top.peak_rss_kib(),
+        rendered: shows_drops(&screen),
+        screen,
+        foreign_probes,
+        load,
+    })
+}
+
+fn shows_drops(screen: &str) -> bool {
+    DASHBOARD_REASONS
+        .iter()
+        .any(|reason| screen.contains(reason))
 }
 
 /// One run of `variant` on the lab's workload.

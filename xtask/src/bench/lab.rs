@@ -241,7 +241,7 @@ impl Lab {
                     format!("127.0.0.1:{CLOSED_PORT}")
                 };
                 let before = self.udp_no_ports()?;
-                let flood = self.flood(&dst, &seconds, deadline, sample)?;
+                let flood = self.flood(&dst, &seconds, &[], deadline, sample)?;
                 let after = self.udp_no_ports()?;
                 Ok(LoadResult {
                     count: after.saturating_sub(before),
@@ -253,6 +253,7 @@ impl Lab {
                 let flood = self.flood(
                     &format!("127.0.0.1:{NFT_DROP_PORT}"),
                     &seconds,
+                    &[],
                     deadline,
                     sample,
                 )?;
@@ -266,18 +267,47 @@ impl Lab {
         }
     }
 
+    /// A paced flood of the udp-closed-port lab: `rate` datagrams/s from one thread to the
+    /// closed port for `duration`, calling `sample` about every 100 ms meanwhile. The count is
+    /// the namespace's `Udp: NoPorts` delta (one `kfree_skb` NO_SOCKET drop each).
+    pub fn run_paced_flood(
+        &self,
+        rate: u64,
+        duration: Duration,
+        sample: &mut dyn FnMut(),
+    ) -> Result<LoadResult> {
+        if self.workload != Workload::UdpClosedPort {
+            bail!("a paced flood needs the udp-closed-port lab");
+        }
+        let seconds = format!("{:.3}", duration.as_secs_f64());
+        let deadline = duration + Duration::from_secs(15);
+        let rate = rate.to_string();
+        let before = self.udp_no_ports()?;
+        let flood = self.flood(
+            &format!("127.0.0.1:{CLOSED_PORT}"),
+            &seconds,
+            &["--rate", &rate, "--threads", "1"],
+            deadline,
+            sample,
+        )?;
+        let after = self.udp_no_ports()?;
+        Ok(LoadResult {
+            count: after.saturating_sub(before),
+            ..flood
+        })
+    }
+
     fn flood(
         &self,
         dst: &str,
         seconds: &str,
+        extra: &[&str],
         deadline: Duration,
         sample: &mut dyn FnMut(),
     ) -> Result<LoadResult> {
-        let mut flood = LoadProc::spawn(
-            &self.sender,
-            &self.loadgen,
-            &["udp-flood", "--dst", dst, "--seconds", seconds],
-        )?;
+        let mut args = vec!["udp-flood", "--dst", dst, "--seconds", seconds];
+        args.extend_from_slice(extra);
+        let mut flood = LoadProc::spawn(&self.sender, &self.loadgen, &args)?;
         wait_all(&mut [&mut flood], deadline, sample)?;
         let out = flood.result()?;
         let elapsed_s = field_f64(&out, "elapsed_s")?;

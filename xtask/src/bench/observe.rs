@@ -11,6 +11,10 @@
 //! The kernel programs' cost needs `kernel.bpf_stats_enabled=1`: the tracer reports its own in
 //! `observations.tracer_cost`; for bpftrace, `bpftool prog show` is read just before it is
 //! stopped, keeping the tracepoint programs that were not there before it started.
+//!
+//! The live dashboard, `tracer top`, needs a terminal: [`TopSession`] runs it in a detached
+//! tmux session of its own server (killed on drop) and samples the tracer's process the same
+//! way, its programs' runs through `bpftool`.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead as _, BufReader, Read};
@@ -32,6 +36,8 @@ pub struct Tools {
     pub loadgen: PathBuf,
     pub bpftrace: PathBuf,
     pub bpftool: PathBuf,
+    /// For the dashboard step only.
+    pub tmux: Option<PathBuf>,
 }
 
 /// Runs and run time of one kernel program over a traced run.
@@ -337,6 +343,16 @@ pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// cutime+cstime (fields 16 and 17) of a `/proc/PID/stat` line, in clock ticks: the CPU time
+/// of its children that were waited for.
+pub fn stat_children_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(13);
+    let cutime: u64 = fields.next()?.parse().ok()?;
+    let cstime: u64 = fields.next()?.parse().ok()?;
+    Some(cutime + cstime)
+}
+
 fn vm_hwm_kib(pid: i32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status_hwm_kib(&status)
@@ -639,6 +655,323 @@ impl Bpftrace {
     }
 }
 
+/// CPU time of a process, read from `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSample {
+    pub at: Instant,
+    /// utime+stime of every thread, ms.
+    pub own_ms: f64,
+    /// cutime+cstime: children it has waited for (the listing tools it runs), ms.
+    pub children_ms: f64,
+}
+
+/// Size of the dashboard's terminal.
+pub const TOP_COLUMNS: u16 = 120;
+pub const TOP_ROWS: u16 = 40;
+
+/// `tracer top` in a detached tmux session on a server of its own (`tmux -L NAME`), killed
+/// (and the tracer with it) on drop, also on error.
+pub struct TopSession {
+    tmux: PathBuf,
+    socket: String,
+    /// The command run in the pane, for the results.
+    pub command: String,
+    tracer: PathBuf,
+    pid: Option<i32>,
+    /// The server's socket, removed on drop (tmux leaves it behind).
+    socket_path: Option<PathBuf>,
+    clock_ticks: f64,
+    hwm_kib: u64,
+}
+
+impl TopSession {
+    /// Starts `tracer top --window WINDOW --netns NETNS` in a `TOP_COLUMNS`x`TOP_ROWS` pane.
+    /// The tracer is the pane's process (run without a shell); panes stay after their process
+    /// exits so that its last words can be read.
+    pub fn start(tools: &Tools, netns: &Path, window: &str) -> Result<TopSession> {
+        let tmux = tools
+            .tmux
+            .clone()
+            .context("tmux is not installed (cargo xtask setup installs it)")?;
+        let tracer = tools
+            .tracer
+            .canonicalize()
+            .with_context(|| format!("resolving {}", tools.tracer.display()))?;
+        let netns = netns.display().to_string();
+        let argv = [
+            tracer.display().to_string(),
+            "top".to_owned(),
+            "--window".to_owned(),
+            window.to_owned(),
+            "--netns".to_owned(),
+            netns,
+        ];
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let mut session = TopSession {
+            tmux,
+            socket: format!("trc-bench-{}", std::process::id()),
+            command: argv.join(" "),
+            tracer,
+            pid: None,
+            socket_path: None,
+            clock_ticks: if ticks > 0 { ticks as f64 } else { 100.0 },
+            hwm_kib: 0,
+        };
+        let (columns, rows) = (TOP_COLUMNS.to_string(), TOP_ROWS.to_string());
+        let mut args: Vec<&str> = vec![
+            "start-server",
+            ";",
+            "set-option",
+            "-g",
+            "remain-on-exit",
+            "on",
+            ";",
+            "new-session",
+            "-d",
+            "-s",
+            "bench",
+            "-x",
+            &columns,
+            "-y",
+            &rows,
+            "--",
+        ];
+        args.extend(argv.iter().map(String::as_str));
+        session.run(&args)?;
+        session.socket_path = session
+            .run(&["display-message", "-p", "-t", "bench", "#{socket_path}"])
+            .ok()
+            .map(|path| PathBuf::from(path.trim()))
+            .filter(|path| path.is_absolute());
+        let pane_pid = session.pane()?.0;
+        session.pid = Some(session.find_tracer(pane_pid)?);
+        Ok(session)
+    }
+
+    /// `tmux -L SOCKET -f /dev/null ARGS`, its stdout.
+    fn run(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = Command::new(&self.tmux);
+        cmd.args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .stdin(Stdio::null())
+            .env_remove("TMUX");
+        stdout_of(&mut cmd)
+    }
+
+    /// The pane's process id and whether that process has exited.
+    fn pane(&self) -> Result<(i32, bool)> {
+        let text = self.run(&[
+            "list-panes",
+            "-t",
+            "bench",
+            "-F",
+            "#{pane_pid} #{pane_dead}",
+        ])?;
+        let line = text.lines().next().context("tmux lists no pane")?;
+        let (pid, dead) = line
+            .split_once(' ')
+            .with_context(|| format!("unexpected `tmux list-panes` line `{line}`"))?;
+        let pid = pid
+            .trim()
+            .parse()
+            .with_context(|| format!("pane pid in `{line}`"))?;
+        Ok((pid, dead.trim() == "1"))
+    }
+
+    /// The tracer: the pane's process itself, else its child running the tracer binary.
+    fn find_tracer(&self, pane_pid: i32) -> Result<i32> {
+        if self.is_tracer(pane_pid) {
+            return Ok(pane_pid);
+        }
+        let give_up = Instant::now() + Duration::from_secs(5);
+        loop {
+            let entries = std::fs::read_dir("/proc").context("listing /proc")?;
+            let child = entries
+                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .find(|pid| parent_pid(*pid) == Some(pane_pid) && self.is_tracer(*pid));
+            if let Some(pid) = child {
+                return Ok(pid);
+            }
+            if Instant::now() >= give_up {
+                bail!(
+                    "the tmux pane (pid {pane_pid}) runs no tracer; it shows:\n{}",
+                    self.capture().unwrap_or_default()
+                );
+            }
+            sleep(Duration::from_millis(50))?;
+        }
+    }
+
+    fn is_tracer(&self, pid: i32) -> bool {
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == self.tracer)
+    }
+
+    /// The tracer's pid.
+    pub fn pid(&self) -> i32 {
+        self.pid.unwrap_or(0)
+    }
+
+    /// Fails, with what the pane shows, when the tracer has exited.
+    pub fn check_running(&self) -> Result<()> {
+        let (_, dead) = self.pane()?;
+        if dead || !self.is_tracer(self.pid()) {
+            bail!(
+                "`{}` exited; its pane shows:\n{}",
+                self.command,
+                self.capture().unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    /// The pane's text (`tmux capture-pane -p`).
+    pub fn capture(&self) -> Result<String> {
+        self.run(&["capture-pane", "-p", "-t", "bench"])
+    }
+
+    /// Polls the tracer's peak RSS (VmHWM).
+    pub fn sample(&mut self) {
+        if let Some(kib) = vm_hwm_kib(self.pid()) {
+            self.hwm_kib = self.hwm_kib.max(kib);
+        }
+    }
+
+    /// The largest VmHWM polled, KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.hwm_kib
+    }
+
+    /// The tracer's CPU time now (and a VmHWM poll).
+    pub fn cpu(&mut self) -> Result<CpuSample> {
+        self.sample();
+        let pid = self.pid();
+        let at = Instant::now();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("reading /proc/{pid}/stat of `{}`", self.command))?;
+        let ms = |ticks: u64| ticks as f64 * 1000.0 / self.clock_ticks;
+        Ok(CpuSample {
+            at,
+            own_ms: stat_cpu_ticks(&stat)
+                .map(ms)
+                .with_context(|| format!("parsing /proc/{pid}/stat"))?,
+            children_ms: stat_children_ticks(&stat).map_or(0.0, ms),
+        })
+    }
+
+    /// Runs and run time so far of the tracer's tracepoint programs: those whose ids its
+    /// descriptors hold (`/proc/PID/fdinfo`: programs and the links attaching them; `bpftool
+    /// perf show` does not list tracepoints attached through BPF links), named by tracepoint
+    /// when `bpftool perf show` knows it, else by program name.
+    pub fn program_counts(&self, bpftool: &Path) -> Result<Vec<ProbeCost>> {
+        let ids = held_prog_ids(self.pid());
+        let links = perf_links(bpftool, self.pid())?;
+        let mut costs: Vec<ProbeCost> = prog_show(bpftool)?
+            .iter()
+            .filter_map(|prog| {
+                let id = prog.get("id")?.as_u64()?;
+                if !ids.contains(&id)
+                    || prog.get("type").and_then(serde_json::Value::as_str) != Some("tracepoint")
+                {
+                    return None;
+                }
+                let program = links.get(&id).cloned().or_else(|| {
+                    prog.get("name")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned)
+                })?;
+                let field = |key: &str| {
+                    prog.get(key)
+                        .and_then(serde_json::Value::as_u64)
+                        .unwrap_or(0)
+                };
+                Some(ProbeCost {
+                    program,
+                    runs: field("run_cnt"),
+                    run_time_ns: field("run_time_ns"),
+                })
+            })
+            .collect();
+        costs.sort_by(|a, b| a.program.cmp(&b.program));
+        Ok(costs)
+    }
+}
+
+/// The runs and run time between two [`TopSession::program_counts`].
+pub fn program_deltas(before: &[ProbeCost], after: &[ProbeCost]) -> Vec<ProbeCost> {
+    after
+        .iter()
+        .map(|end| {
+            let start = before.iter().find(|p| p.program == end.program);
+            ProbeCost {
+                program: end.program.clone(),
+                runs: end.runs.saturating_sub(start.map_or(0, |p| p.runs)),
+                run_time_ns: end
+                    .run_time_ns
+                    .saturating_sub(start.map_or(0, |p| p.run_time_ns)),
+            }
+        })
+        .collect()
+}
+
+impl Drop for TopSession {
+    fn drop(&mut self) {
+        // The server's end hangs up the pane: the tracer restores the terminal and exits.
+        if let Err(err) = self.run(&["kill-server"]) {
+            eprintln!("bench: killing tmux server {}: {err:#}", self.socket);
+        }
+        if let Some(path) = &self.socket_path {
+            let _ = std::fs::remove_file(path);
+        }
+        let Some(pid) = self.pid else { return };
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while self.is_tracer(pid) {
+            if Instant::now() >= give_up {
+                eprintln!("bench: `{}` outlived its tmux server: killed", self.command);
+                // SAFETY: plain kill(2); the pid was checked to still run the tracer binary.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The BPF program ids `pid`'s descriptors refer to (`prog_id:` of `/proc/PID/fdinfo/*`).
+fn held_prog_ids(pid: i32) -> HashSet<u64> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return HashSet::new();
+    };
+    entries
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path()).ok())
+        .filter_map(|fdinfo| fdinfo_prog_id(&fdinfo))
+        .collect()
+}
+
+/// `prog_id` of a `/proc/PID/fdinfo/FD` text (a BPF program or link descriptor).
+pub fn fdinfo_prog_id(fdinfo: &str) -> Option<u64> {
+    fdinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("prog_id:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The parent pid of `pid`, from `/proc/PID/stat`.
+fn parent_pid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_parent_pid(&stat)
+}
+
+/// Field 4 (ppid) of a `/proc/PID/stat` line.
+pub fn stat_parent_pid(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Tracepoint BPF programs attached by processes other than `except` (`bpftool perf show`),
 /// as `pid PID: tracepoint` (sorted): another tracer running would disturb every variant.
 pub fn foreign_links(bpftool: &Path, except: Option<i32>) -> Result<Vec<String>> {
@@ -722,6 +1055,10 @@ mod tests {
         let stat = "1234 (tracer (x) y) S 1 1234 1234 0 -1 4194560 500 0 0 0 37 12 0 0 20 0 3 0";
         assert_eq!(stat_cpu_ticks(stat), Some(49));
         assert_eq!(stat_cpu_ticks("1234 (short) S 1"), None);
+        let stat = "1234 (tracer) S 77 1234 1234 0 -1 4194560 500 0 0 0 37 12 5 3 20 0 3 0";
+        assert_eq!(stat_children_ticks(stat), Some(8));
+        assert_eq!(stat_parent_pid(stat), Some(77));
+        assert_eq!(stat_children_ticks("1234 (short) S 1"), None);
     }
 
     #[test]
@@ -783,5 +1120,27 @@ mod tests {
         assert_eq!(cost.ns_per_run(), Some(100.0));
         let idle = ProbeCost { runs: 0, ..cost };
         assert_eq!(idle.ns_per_run(), None);
+    }
+
+    #[test]
+    fn fdinfo_ids() {
+        let link = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1057\nlink_type:\tperf\n\
+                    link_id:\t1183\nprog_tag:\tabc\nprog_id:\t2481\n";
+        assert_eq!(fdinfo_prog_id(link), Some(2481));
+        assert_eq!(fdinfo_prog_id("pos:\t0\nflags:\t02\n"), None);
+    }
+
+    #[test]
+    fn program_deltas_between_reads() {
+        let cost = |program: &str, runs, run_time_ns| ProbeCost {
+            program: program.to_owned(),
+            runs,
+            run_time_ns,
+        };
+        let before = [cost("kfree_skb", 10, 1000)];
+        let after = [cost("kfree_skb", 110, 9000), cost("softirq_entry", 5, 50)];
+        let deltas = program_deltas(&before, &after);
+        assert_eq!((deltas[0].runs, deltas[0].run_time_ns), (100, 8000));
+        assert_eq!((deltas[1].runs, deltas[1].run_time_ns), (5, 50));
     }
 }

@@ -1,14 +1,15 @@
 //! The bench's summary: per workload and variant, the spread over rounds, the ratio to the
 //! untraced runs, the kernel programs' ns per run, the observer's own cost; rendered as a
-//! markdown table (with the issue's targets checked below it) and as a JSON document.
+//! markdown table (with the issue's targets checked below it) and as a JSON document. The
+//! dashboard step adds one row (`dashboard`, `tracer top`) and its target.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use super::lab::Workload;
-use super::observe::ObserverRun;
-use super::{RunRecord, Variant};
+use super::observe::{ObserverRun, ProbeCost};
+use super::{DashboardRun, RunRecord, Variant, DASHBOARD_RATE, DASHBOARD_WINDOW};
 
 /// The probes shown in the table, by tracepoint name.
 const KFREE_SKB: &str = "kfree_skb";
@@ -138,6 +139,94 @@ pub struct Document {
     pub runs: Vec<RunRecord>,
     /// Contended runs that were repeated (not in the summary).
     pub discarded_runs: Vec<RunRecord>,
+    /// The live dashboard's cost, when its step ran.
+    pub dashboard: Option<DashboardRun>,
+}
+
+/// The dashboard's CPU limit, % of one core.
+const DASHBOARD_CPU_LIMIT: f64 = 2.0;
+/// A run slower than this share of the asked rate does not count as "at 100k events/s".
+const DASHBOARD_RATE_SHARE: f64 = 0.95;
+
+fn dashboard_target_name() -> String {
+    format!(
+        "dashboard CPU ≤ {DASHBOARD_CPU_LIMIT} % of a core at {} events/s",
+        si(DASHBOARD_RATE as f64)
+    )
+}
+
+/// The dashboard's target: CPU within the limit, at the asked rate, and a dashboard that
+/// really showed the drops.
+fn dashboard_target(run: &DashboardRun) -> Target {
+    let mut measured = format!(
+        "{:.2} % of a core at {} drops/s",
+        run.cpu_percent,
+        si(run.events_per_s)
+    );
+    if let Some(runs) = run.probe_runs_per_s {
+        let _ = write!(measured, ", {} probe runs/s", si(runs));
+    }
+    let fast_enough = run.events_per_s >= DASHBOARD_RATE_SHARE * run.rate_requested as f64;
+    if !fast_enough {
+        let _ = write!(
+            measured,
+            "; the flood fell short of {} datagrams/s",
+            si(run.rate_requested as f64)
+        );
+    }
+    if !run.rendered {
+        measured.push_str("; the dashboard showed no NO_SOCKET / NETFILTER_DROP");
+    }
+    Target {
+        what: dashboard_target_name(),
+        limit: format!("≤ {DASHBOARD_CPU_LIMIT} %"),
+        met: Some(run.cpu_percent <= DASHBOARD_CPU_LIMIT && fast_enough && run.rendered),
+        measured: Some(measured),
+    }
+}
+
+/// The dashboard's row of the markdown table.
+fn dashboard_row(run: &DashboardRun) -> String {
+    let ns = |name: &str| {
+        run.programs
+            .iter()
+            .find(|p| p.program == name)
+            .and_then(ProbeCost::ns_per_run)
+    };
+    let softirq = match (ns(SOFTIRQ_ENTRY), ns(SOFTIRQ_EXIT)) {
+        (Some(entry), Some(exit)) => format!("{entry:.0} + {exit:.0} = {:.0}", entry + exit),
+        (entry, exit) if entry.is_none() && exit.is_none() => "–".to_owned(),
+        (entry, exit) => format!("{} + {}", ns_cell(entry), ns_cell(exit)),
+    };
+    format!(
+        "| dashboard (drops/s) | tracer top | {} | – | – | – | {} | {softirq} | {} | {:.2} ({}) \
+         | {:.1} | – | – |",
+        si(run.events_per_s),
+        ns_cell(ns(KFREE_SKB)),
+        ns_cell(ns(RETRANSMIT)),
+        run.cpu_percent,
+        si(run.probe_runs_per_s.unwrap_or(run.events_per_s)),
+        run.rss_peak_kib as f64 / 1024.0,
+    )
+}
+
+/// The progress line of the dashboard step.
+pub fn dashboard_progress_line(run: &DashboardRun) -> String {
+    format!(
+        "dashboard: {} drops/s ({} probe runs/s); `tracer top` CPU {:.2} % of a core over {:.1} s \
+         (+{:.0} ms in children), peak RSS {:.1} MiB; {}",
+        si(run.events_per_s),
+        run.probe_runs_per_s.map_or_else(|| "–".to_owned(), si),
+        run.cpu_percent,
+        run.window_s,
+        run.children_cpu_ms,
+        run.rss_peak_kib as f64 / 1024.0,
+        if run.rendered {
+            "the dashboard showed the drops"
+        } else {
+            "the dashboard did NOT show the drops"
+        }
+    )
 }
 
 fn observers<'a>(runs: &[&'a RunRecord]) -> Vec<&'a ObserverRun> {
@@ -458,12 +547,66 @@ impl Document {
         variants: &[Variant],
         runs: Vec<RunRecord>,
         discarded_runs: Vec<RunRecord>,
+        dashboard: Option<DashboardRun>,
     ) -> Document {
         let rows: Vec<Row> = workloads
             .iter()
             .flat_map(|w| variants.iter().map(|v| Row::new(*w, *v, &runs)))
             .collect();
-        let targets = targets(&rows);
+        let mut targets = if rows.is_empty() {
+            Vec::new()
+        } else {
+            targets(&rows)
+        };
+        targets.extend(dashboard.as_ref().map(dashboard_target));
+        let mut notes = if rows.is_empty() {
+            Vec::new()
+        } else {
+            Document::run_notes(&context, &rows, &runs, &discarded_runs)
+        };
+        if let Some(run) = &dashboard {
+            notes.push(format!(
+                "dashboard: `tracer top --window {DASHBOARD_WINDOW} --netns …` in a detached {} \
+                 session, given 3 s to start, then a flood paced to {} datagrams/s (1 thread, a \
+                 burst every 10 ms) to a closed port in its namespace for {:.1} s. Drops/s = the \
+                 namespace's Udp NoPorts delta / generator time (each one kfree_skb NO_SOCKET \
+                 event, plus softirq events); probe runs/s = bpftool run_cnt deltas of its \
+                 programs. CPU % = its utime+stime (/proc/PID/stat, all threads) between the \
+                 load's start and end over that wall time ({:.2} s); children it waited for \
+                 (listing tools) took {:.0} ms more. RSS = largest VmHWM polled every 100 ms. \
+                 The pane showed {} at the end; {} foreign tracepoint program(s).",
+                run.terminal,
+                si(run.rate_requested as f64),
+                run.load.elapsed_s,
+                run.window_s,
+                run.children_cpu_ms,
+                if run.rendered {
+                    "the drops (NO_SOCKET / NETFILTER_DROP)"
+                } else {
+                    "NO drop reason"
+                },
+                run.foreign_probes.len()
+            ));
+        }
+        Document {
+            command: "cargo xtask bench",
+            context,
+            rows,
+            targets,
+            notes,
+            runs,
+            discarded_runs,
+            dashboard,
+        }
+    }
+
+    /// The notes on the workloads' runs.
+    fn run_notes(
+        context: &Context,
+        rows: &[Row],
+        runs: &[RunRecord],
+        discarded_runs: &[RunRecord],
+    ) -> Vec<String> {
         let mut notes = vec![
             format!(
                 "kernel.bpf_stats_enabled=1 during every run (it was {} before, and is again); \
@@ -523,26 +666,26 @@ impl Document {
             discarded_runs.len(),
             context.bpf_stats_resets
         ));
-        Document {
-            command: "cargo xtask bench",
-            context,
-            rows,
-            targets,
-            notes,
-            runs,
-            discarded_runs,
-        }
+        notes
     }
 
     /// The markdown table, the targets and the notes.
     pub fn markdown(&self) -> String {
         let c = &self.context;
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "`cargo xtask bench`: {} round(s) x {} s of load per run, Linux {}, {} CPUs, {}\n",
-            c.rounds, c.seconds, c.kernel, c.cpus, c.bpftrace_version
-        );
+        if self.rows.is_empty() {
+            let _ = writeln!(
+                out,
+                "`cargo xtask bench`: the dashboard step only, Linux {}, {} CPUs\n",
+                c.kernel, c.cpus
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "`cargo xtask bench`: {} round(s) x {} s of load per run, Linux {}, {} CPUs, {}\n",
+                c.rounds, c.seconds, c.kernel, c.cpus, c.bpftrace_version
+            );
+        }
         out.push_str(
             "| workload | variant | throughput median [min–max] | vs untraced | \
              vs untraced per generator CPU-s | generator CPU share | kfree_skb ns/run \
@@ -594,8 +737,27 @@ impl Document {
                 spread_cell(row.stop_ms.as_ref(), |v| format!("{v:.0}")),
             );
         }
+        if let Some(run) = &self.dashboard {
+            out.push_str(&dashboard_row(run));
+            out.push('\n');
+        }
         out.push_str("\nTargets (issue 6):\n\n");
+        let dashboard_target = dashboard_target_name();
         for target in &self.targets {
+            if target.what == dashboard_target {
+                let _ = writeln!(
+                    out,
+                    "- {}: {} ({})",
+                    target.what,
+                    if target.met == Some(true) {
+                        "met"
+                    } else {
+                        "missed"
+                    },
+                    target.measured.as_deref().unwrap_or("–")
+                );
+                continue;
+            }
             let verdict = match target.met {
                 Some(true) => "met",
                 Some(false) => "NOT met",
@@ -741,6 +903,7 @@ mod tests {
             &[Variant::Untraced, Variant::Tracer],
             runs,
             Vec::new(),
+            None,
         );
         let traced = &doc.rows[1];
         let ratio = traced.vs_untraced.as_ref().expect("ratio");
@@ -760,5 +923,85 @@ mod tests {
         let kfree = &doc.targets[0];
         assert_eq!(kfree.met, Some(true));
         assert!(serde_json::to_string(&doc).is_ok());
+    }
+
+    fn dashboard_run(cpu_percent: f64, rendered: bool) -> DashboardRun {
+        DashboardRun {
+            command: "tracer top --window 30s --netns /run/netns/x".to_owned(),
+            terminal: "tmux 120x40".to_owned(),
+            rate_requested: 100_000,
+            events_per_s: 99_800.0,
+            probe_runs_per_s: Some(310_000.0),
+            programs: vec![ProbeCost {
+                program: KFREE_SKB.to_owned(),
+                runs: 998_000,
+                run_time_ns: 998_000 * 90,
+            }],
+            window_s: 10.0,
+            cpu_ms: cpu_percent * 100.0,
+            cpu_percent,
+            children_cpu_ms: 0.0,
+            rss_peak_kib: 12 * 1024,
+            rendered,
+            screen: "NO_SOCKET".to_owned(),
+            foreign_probes: Vec::new(),
+            load: LoadResult {
+                elapsed_s: 10.0,
+                count: 998_000,
+                sent: 1_000_000,
+                send_errors: 0,
+                retrans_segs: None,
+                generator_cpu_s: 0.5,
+                generator_cpu_share: 0.05,
+            },
+        }
+    }
+
+    #[test]
+    fn dashboard_row_and_target() {
+        let doc = Document::new(
+            context(),
+            &[],
+            &[],
+            Vec::new(),
+            Vec::new(),
+            Some(dashboard_run(1.25, true)),
+        );
+        assert_eq!(doc.targets.len(), 1);
+        assert_eq!(doc.targets[0].met, Some(true));
+        let table = doc.markdown();
+        assert!(
+            table.contains(
+                "| dashboard (drops/s) | tracer top | 100k | – | – | – | 90 | – | – | 1.25 (310k) \
+                 | 12.0 | – | – |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "- dashboard CPU ≤ 2 % of a core at 100k events/s: met (1.25 % of a core at \
+                 100k drops/s, 310k probe runs/s)"
+            ),
+            "{table}"
+        );
+        assert!(serde_json::to_string(&doc).is_ok());
+        let over = dashboard_target(&dashboard_run(2.5, true));
+        assert_eq!(over.met, Some(false));
+        let blank = dashboard_target(&dashboard_run(0.5, false));
+        assert_eq!(blank.met, Some(false));
+        let doc = Document::new(
+            context(),
+            &[],
+            &[],
+            Vec::new(),
+            Vec::new(),
+            Some(dashboard_run(2.5, true)),
+        );
+        assert!(
+            doc.markdown()
+                .contains("- dashboard CPU ≤ 2 % of a core at 100k events/s: missed (2.50 %"),
+            "{}",
+            doc.markdown()
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! `loadgen`: the load generator of `cargo xtask bench`.
 //!
 //! Every mode is bounded in time and prints one JSON line on stdout when it is done:
-//! - `udp-flood --dst IP:PORT --seconds S [--threads T] [--sockets K] [--batch B]`: floods UDP
-//!   datagrams with `sendmmsg` from `T` threads, each cycling over `K` non-blocking unconnected
-//!   sockets (`{"mode","elapsed_s","packets","errors","cpu_s","threads"}`);
+//! - `udp-flood --dst IP:PORT --seconds S [--threads T] [--sockets K] [--batch B] [--rate N]`:
+//!   floods UDP datagrams with `sendmmsg` from `T` threads, each cycling over `K` non-blocking
+//!   unconnected sockets; unpaced unless `--rate` asks for `N` datagrams/s in all, then every
+//!   thread sends its share in bursts every 10 ms and sleeps in between
+//!   (`{"mode","elapsed_s","packets","errors","cpu_s","threads"}`, and `"rate"` when paced);
 //! - `tcp-send --dst IP:PORT --seconds S`: one TCP connection writing 128 KiB buffers
 //!   (`{"mode","elapsed_s","bytes","cpu_s"}`);
 //! - `tcp-recv --listen IP:PORT --timeout S`: accepts one connection and reads it to its end,
@@ -56,6 +58,9 @@ enum Mode {
         /// UDP payload size in bytes.
         #[arg(long, default_value_t = 16)]
         payload: usize,
+        /// Datagrams per second in all threads together (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<u64>,
     },
     /// Send a TCP bulk stream for a while, then close it.
     TcpSend {
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
             sockets,
             batch,
             payload,
+            rate,
         } => udp_flood(&Flood {
             dst,
             duration: seconds_to_duration(seconds),
@@ -94,6 +100,7 @@ fn main() -> ExitCode {
             sockets: sockets.max(1),
             batch: batch.clamp(1, 1024),
             payload: payload.min(1400),
+            rate,
         }),
         Mode::TcpSend { dst, seconds } => tcp_send(dst, seconds_to_duration(seconds)),
         Mode::TcpRecv { listen, timeout } => tcp_recv(listen, seconds_to_duration(timeout)),
@@ -126,6 +133,26 @@ struct Flood {
     sockets: usize,
     batch: usize,
     payload: usize,
+    /// Datagrams per second in all; `None` floods as fast as possible.
+    rate: Option<u64>,
+}
+
+/// How often a paced thread sends its burst.
+const PACE_TICK: Duration = Duration::from_millis(10);
+
+/// Datagrams per second of thread `index` of `threads` for a total `rate`.
+fn thread_rate(rate: u64, threads: usize, index: usize) -> u64 {
+    let threads = threads.max(1) as u64;
+    let index = index as u64;
+    rate / threads + u64::from(index < rate % threads)
+}
+
+/// Datagrams a thread pacing at `rate`/s should have sent by the burst of tick `tick` (one tick
+/// every [`PACE_TICK`], the first at the start): its share of ticks 0..=tick.
+fn due_by_tick(rate: u64, tick: u64) -> u64 {
+    let ticks_per_s = (Duration::from_secs(1).as_nanos() / PACE_TICK.as_nanos()).max(1);
+    let due = u128::from(rate) * (u128::from(tick) + 1) / ticks_per_s;
+    u64::try_from(due).unwrap_or(u64::MAX)
 }
 
 /// What one flooding thread did.
@@ -140,7 +167,12 @@ fn udp_flood(flood: &Flood) -> Result<String> {
     let deadline = started + flood.duration;
     let counts = thread::scope(|scope| {
         let handles: Vec<_> = (0..flood.threads)
-            .map(|_| scope.spawn(|| flood_thread(flood, deadline)))
+            .map(|index| {
+                let rate = flood
+                    .rate
+                    .map(|rate| thread_rate(rate, flood.threads, index));
+                scope.spawn(move || flood_thread(flood, started, deadline, rate))
+            })
             .collect();
         handles
             .into_iter()
@@ -155,9 +187,13 @@ fn udp_flood(flood: &Flood) -> Result<String> {
     let errors: u64 = counts.iter().map(|count| count.errors).sum();
     let cpu = cpu_seconds();
     let threads = flood.threads;
+    let rate = flood
+        .rate
+        .map(|rate| format!(",\"rate\":{rate}"))
+        .unwrap_or_default();
     Ok(format!(
         "{{\"mode\":\"udp-flood\",\"elapsed_s\":{elapsed:.6},\"packets\":{packets},\
-         \"errors\":{errors},\"cpu_s\":{cpu:.6},\"threads\":{threads}}}"
+         \"errors\":{errors},\"cpu_s\":{cpu:.6},\"threads\":{threads}{rate}}}"
     ))
 }
 
@@ -201,7 +237,13 @@ fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
     sin
 }
 
-fn flood_thread(flood: &Flood, deadline: Instant) -> Result<FloodCount> {
+/// Floods until `deadline`; with `rate`, paces to that many datagrams/s from `started`.
+fn flood_thread(
+    flood: &Flood,
+    started: Instant,
+    deadline: Instant,
+    rate: Option<u64>,
+) -> Result<FloodCount> {
     let sockets = (0..flood.sockets)
         .map(|_| udp_socket())
         .collect::<Result<Vec<_>>>()?;
@@ -221,13 +263,35 @@ fn flood_thread(flood: &Flood, deadline: Instant) -> Result<FloodCount> {
         msg.msg_hdr.msg_iov = &raw mut iov;
         msg.msg_hdr.msg_iovlen = 1;
     }
-    let batch = libc::c_uint::try_from(msgs.len()).unwrap_or(1);
+    let full_batch = msgs.len() as u64;
     let mut count = FloodCount::default();
     let mut turn = 0_usize;
-    while Instant::now() < deadline {
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let want = match rate {
+            None => full_batch,
+            Some(rate) => {
+                let since = now.duration_since(started);
+                let tick =
+                    u64::try_from(since.as_nanos() / PACE_TICK.as_nanos()).unwrap_or(u64::MAX);
+                let due = due_by_tick(rate, tick);
+                if count.packets >= due {
+                    // This tick's burst is out: sleep until the next one.
+                    let next_tick = PACE_TICK.as_secs_f64() * (tick as f64 + 1.0);
+                    let wake = started + Duration::from_secs_f64(next_tick);
+                    thread::sleep(wake.min(deadline).saturating_duration_since(now));
+                    continue;
+                }
+                (due - count.packets).min(full_batch)
+            }
+        };
+        let batch = libc::c_uint::try_from(want).unwrap_or(1);
         let fd = sockets[turn % sockets.len()].as_raw_fd();
         turn = turn.wrapping_add(1);
-        // SAFETY: `msgs` holds `batch` initialised headers pointing at `dst`, `iov` and
+        // SAFETY: `msgs` holds at least `batch` initialised headers pointing at `dst`, `iov` and
         // `payload`, which all outlive the call; the kernel only reads them.
         let sent = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), batch, libc::MSG_DONTWAIT) };
         match u64::try_from(sent) {
@@ -378,8 +442,43 @@ mod tests {
             sockets: 2,
             batch: 8,
             payload: 16,
+            rate: None,
         };
         let line = udp_flood(&flood).expect("flood");
         assert!(line.starts_with("{\"mode\":\"udp-flood\""), "{line}");
+    }
+
+    #[test]
+    fn pacing_shares() {
+        assert_eq!(thread_rate(100_000, 1, 0), 100_000);
+        assert_eq!(
+            (0..3).map(|i| thread_rate(100, 3, i)).collect::<Vec<_>>(),
+            [34, 33, 33]
+        );
+        // 100k/s in bursts every 10 ms: 1000 at the start, 2000 by the second tick, ...
+        assert_eq!(due_by_tick(100_000, 0), 1_000);
+        assert_eq!(due_by_tick(100_000, 1), 2_000);
+        assert_eq!(due_by_tick(100_000, 99), 100_000);
+        assert_eq!(due_by_tick(50, 0), 0);
+        assert_eq!(due_by_tick(50, 1), 1);
+    }
+
+    #[test]
+    fn paced_flood_on_loopback() {
+        // 2000 datagrams/s for 100 ms: about 200, in bursts of 20 every 10 ms.
+        let flood = Flood {
+            dst: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9),
+            duration: Duration::from_millis(100),
+            threads: 2,
+            sockets: 1,
+            batch: 64,
+            payload: 16,
+            rate: Some(2_000),
+        };
+        let line = udp_flood(&flood).expect("flood");
+        let json: serde_json::Value = serde_json::from_str(&line).expect("json");
+        let packets = json["packets"].as_u64().expect("packets");
+        assert!((150..=220).contains(&packets), "{line}");
+        assert_eq!(json["rate"].as_u64(), Some(2_000));
     }
 }
