@@ -19,6 +19,7 @@ pub mod netns;
 pub mod probes;
 pub mod recording;
 pub mod report;
+pub mod rtnetlink;
 pub mod snapshot;
 pub mod tracefs;
 pub mod tui;

@@ -5,25 +5,21 @@ use std::{
     collections::BTreeMap,
     ffi::CStr,
     io,
-    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
 };
 
-use netlink_packet_core::{
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_DUMP,
-    NLM_F_DUMP_INTR, NLM_F_REQUEST,
-};
+use netlink_packet_core::NlasIterator;
 use netlink_packet_route::{
     link::{LinkAttribute, LinkMessage},
     tc::{TcAttribute, TcMessage, TcStats, TcStats2, TcStatsQueue},
     RouteNetlinkMessage,
 };
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
-use crate::evidence::{IfaceCounters, QdiscCounters};
+use crate::{
+    evidence::{IfaceCounters, QdiscCounters},
+    rtnetlink::{Dumped, Dumper},
+};
 
-/// Netlink message header length.
-const NLMSG_HDRLEN: usize = 16;
 /// `RTM_NEWQDISC`: the type of each message of a qdisc dump.
 const RTM_NEWQDISC: u16 = 36;
 /// `sizeof(struct tcmsg)`.
@@ -285,140 +281,6 @@ fn aggregate(rows: &[QdiscRow]) -> BTreeMap<u32, QdiscCounters> {
 }
 
 // ---- live: netlink ----------------------------------------------------------------------------
-
-/// One message of a dump: decoded by the crate, or the raw payload and type of one it could not.
-enum Dumped {
-    Decoded(RouteNetlinkMessage),
-    Raw { kind: u16, payload: Vec<u8> },
-}
-
-/// A synchronous rtnetlink socket that only sends dump requests (the pattern of
-/// `facts::netlink`, kept private here).
-struct Dumper {
-    socket: Socket,
-    seq: u32,
-}
-
-impl Dumper {
-    fn open() -> Result<Self, String> {
-        let mut socket =
-            Socket::new(NETLINK_ROUTE).map_err(|e| format!("opening a netlink socket: {e}"))?;
-        socket
-            .bind_auto()
-            .map_err(|e| format!("binding the netlink socket: {e}"))?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(|e| format!("connecting the netlink socket: {e}"))?;
-        let timeout = libc::timeval {
-            tv_sec: 5,
-            tv_usec: 0,
-        };
-        // SAFETY: the fd is the socket's own, open for the call; the option value is a valid
-        // `timeval` of the size passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                std::ptr::from_ref(&timeout).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(format!(
-                "setting the netlink receive timeout: {}",
-                io::Error::last_os_error()
-            ));
-        }
-        Ok(Self { socket, seq: 0 })
-    }
-
-    /// One dump request, retried when the kernel says the dump was interrupted.
-    fn dump(&mut self, request: &RouteNetlinkMessage) -> Result<Vec<Dumped>, String> {
-        let mut last = Err("the dump was interrupted three times".to_owned());
-        for _ in 0..3 {
-            match self.dump_once(request)? {
-                (msgs, false) => return Ok(msgs),
-                (msgs, true) => last = Ok(msgs),
-            }
-        }
-        last
-    }
-
-    fn dump_once(&mut self, request: &RouteNetlinkMessage) -> Result<(Vec<Dumped>, bool), String> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        header.sequence_number = self.seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(request.clone()));
-        packet.finalize();
-        let mut out = vec![0u8; packet.buffer_len()];
-        packet.serialize(&mut out);
-        self.socket
-            .send(&out, 0)
-            .map_err(|e| format!("sending the dump request: {e}"))?;
-
-        let mut msgs = Vec::new();
-        let mut interrupted = false;
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = self
-                .socket
-                .recv(&mut &mut buf[..], 0)
-                .map_err(|e| format!("reading the dump: {e}"))?;
-            let data = &buf[..n.min(buf.len())];
-            let mut offset = 0;
-            while offset + NLMSG_HDRLEN <= data.len() {
-                let mut len_bytes = [0u8; 4];
-                len_bytes.copy_from_slice(&data[offset..offset + 4]);
-                let len = u32::from_ne_bytes(len_bytes) as usize;
-                if len < NLMSG_HDRLEN || offset + len > data.len() {
-                    return Err("the kernel's answer was cut short".to_owned());
-                }
-                let raw = &data[offset..offset + len];
-                offset += (len + 3) & !3;
-                match NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw) {
-                    Ok(msg) => {
-                        if msg.header.sequence_number != self.seq {
-                            continue;
-                        }
-                        if msg.header.flags & NLM_F_DUMP_INTR != 0 {
-                            interrupted = true;
-                        }
-                        match msg.payload {
-                            NetlinkPayload::Done(_) => return Ok((msgs, interrupted)),
-                            NetlinkPayload::Error(e) if e.code.is_some() => {
-                                return Err(format!("the kernel refused the dump: {}", e.to_io()))
-                            }
-                            NetlinkPayload::InnerMessage(inner) => {
-                                msgs.push(Dumped::Decoded(inner));
-                            }
-                            _ => {}
-                        }
-                    }
-                    Err(_) => {
-                        let Ok(nl) = NetlinkBuffer::new_checked(raw) else {
-                            continue;
-                        };
-                        if nl.sequence_number() != self.seq {
-                            continue;
-                        }
-                        if nl.flags() & NLM_F_DUMP_INTR != 0 {
-                            interrupted = true;
-                        }
-                        msgs.push(Dumped::Raw {
-                            kind: nl.message_type(),
-                            payload: nl.payload().to_vec(),
-                        });
-                    }
-                }
-            }
-            if n == 0 {
-                return Err("the netlink socket closed during the dump".to_owned());
-            }
-        }
-    }
-}
 
 /// `if_indextoname` in the calling thread's namespace, for links the crate could not decode.
 fn index_to_name(index: u32) -> Option<String> {

@@ -1,26 +1,21 @@
 //! Routes of the calling thread's network namespace over rtnetlink: RTM_GETLINK and RTM_GETROUTE
 //! dumps only. It must never send a request that changes anything (no NEW/DEL/SET messages).
 
-use std::{collections::BTreeMap, os::fd::AsRawFd as _};
+use std::collections::BTreeMap;
 
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
-};
 use netlink_packet_route::{
     link::{LinkAttribute, LinkMessage},
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteVia},
     AddressFamily, RouteNetlinkMessage,
 };
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
-use crate::evidence::RouteFact;
+use crate::{
+    evidence::RouteFact,
+    rtnetlink::{Dumped, Dumper},
+};
 
 /// Routes of the local table (255) are left out unless they drop.
 const RT_TABLE_LOCAL: u32 = 255;
-/// `NLM_F_DUMP_INTR`: the dump changed while it was read.
-const NLM_F_DUMP_INTR: u16 = 0x10;
-/// Netlink message header length.
-const NLMSG_HDRLEN: usize = 16;
 
 /// The `ip route` name of an `rtm_type`.
 fn kind_name(kind: u8) -> String {
@@ -38,124 +33,6 @@ fn kind_name(kind: u8) -> String {
         10 => "nat".to_owned(),
         11 => "xresolve".to_owned(),
         other => format!("type {other}"),
-    }
-}
-
-struct Dumper {
-    socket: Socket,
-    seq: u32,
-}
-
-impl Dumper {
-    fn open() -> Result<Self, String> {
-        let mut socket =
-            Socket::new(NETLINK_ROUTE).map_err(|e| format!("opening a netlink socket: {e}"))?;
-        socket
-            .bind_auto()
-            .map_err(|e| format!("binding the netlink socket: {e}"))?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(|e| format!("connecting the netlink socket: {e}"))?;
-        let timeout = libc::timeval {
-            tv_sec: 5,
-            tv_usec: 0,
-        };
-        // SAFETY: the fd is the socket's own, open for the call; the option value is a valid
-        // `timeval` of the size passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                std::ptr::from_ref(&timeout).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(format!(
-                "setting the netlink receive timeout: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(Self { socket, seq: 0 })
-    }
-
-    /// One dump request, retried when the kernel says the dump was interrupted. Returns the
-    /// messages and how many could not be decoded.
-    fn dump(
-        &mut self,
-        request: &RouteNetlinkMessage,
-    ) -> Result<(Vec<RouteNetlinkMessage>, usize), String> {
-        let mut last = Err("the dump was interrupted three times".to_owned());
-        for _ in 0..3 {
-            match self.dump_once(request)? {
-                (msgs, undecoded, false) => return Ok((msgs, undecoded)),
-                (msgs, undecoded, true) => last = Ok((msgs, undecoded)),
-            }
-        }
-        last
-    }
-
-    fn dump_once(
-        &mut self,
-        request: &RouteNetlinkMessage,
-    ) -> Result<(Vec<RouteNetlinkMessage>, usize, bool), String> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        header.sequence_number = self.seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(request.clone()));
-        packet.finalize();
-        let mut out = vec![0u8; packet.buffer_len()];
-        packet.serialize(&mut out);
-        self.socket
-            .send(&out, 0)
-            .map_err(|e| format!("sending the dump request: {e}"))?;
-
-        let mut msgs = Vec::new();
-        let mut undecoded = 0;
-        let mut interrupted = false;
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = self
-                .socket
-                .recv(&mut &mut buf[..], 0)
-                .map_err(|e| format!("reading the dump: {e}"))?;
-            let data = &buf[..n.min(buf.len())];
-            let mut offset = 0;
-            while offset + NLMSG_HDRLEN <= data.len() {
-                let mut len_bytes = [0u8; 4];
-                len_bytes.copy_from_slice(&data[offset..offset + 4]);
-                let len = u32::from_ne_bytes(len_bytes) as usize;
-                if len < NLMSG_HDRLEN || offset + len > data.len() {
-                    return Err("the kernel's answer was cut short".to_owned());
-                }
-                let raw = &data[offset..offset + len];
-                offset += (len + 3) & !3;
-                match NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw) {
-                    Ok(msg) => {
-                        if msg.header.sequence_number != self.seq {
-                            continue;
-                        }
-                        if msg.header.flags & NLM_F_DUMP_INTR != 0 {
-                            interrupted = true;
-                        }
-                        match msg.payload {
-                            NetlinkPayload::Done(_) => return Ok((msgs, undecoded, interrupted)),
-                            NetlinkPayload::Error(e) if e.code.is_some() => {
-                                return Err(format!("the kernel refused the dump: {}", e.to_io()))
-                            }
-                            NetlinkPayload::InnerMessage(inner) => msgs.push(inner),
-                            _ => {}
-                        }
-                    }
-                    Err(_) => undecoded += 1,
-                }
-            }
-            if n == 0 {
-                return Err("the netlink socket closed during the dump".to_owned());
-            }
-        }
     }
 }
 
@@ -269,9 +146,9 @@ pub(crate) fn routes(netns: u32, label: &str) -> (Vec<RouteFact>, Vec<String>) {
     };
     let mut links = BTreeMap::new();
     match dumper.dump(&RouteNetlinkMessage::GetLink(LinkMessage::default())) {
-        Ok((msgs, _)) => {
+        Ok(msgs) => {
             for msg in msgs {
-                if let RouteNetlinkMessage::NewLink(link) = msg {
+                if let Dumped::Decoded(RouteNetlinkMessage::NewLink(link)) = msg {
                     if let Some(name) = link.attributes.iter().find_map(|a| match a {
                         LinkAttribute::IfName(n) => Some(n.clone()),
                         _ => None,
@@ -293,10 +170,15 @@ pub(crate) fn routes(netns: u32, label: &str) -> (Vec<RouteFact>, Vec<String>) {
         let mut request = RouteMessage::default();
         request.header.address_family = family;
         match dumper.dump(&RouteNetlinkMessage::GetRoute(request)) {
-            Ok((msgs, undecoded)) => {
+            Ok(msgs) => {
+                let mut undecoded = 0;
                 for msg in &msgs {
-                    if let RouteNetlinkMessage::NewRoute(route) = msg {
-                        facts.extend(facts_of(route, &links, netns, label));
+                    match msg {
+                        Dumped::Decoded(RouteNetlinkMessage::NewRoute(route)) => {
+                            facts.extend(facts_of(route, &links, netns, label));
+                        }
+                        Dumped::Raw { .. } => undecoded += 1,
+                        Dumped::Decoded(_) => {}
                     }
                 }
                 if undecoded > 0 {
