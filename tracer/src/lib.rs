@@ -21,6 +21,8 @@ pub mod recording;
 pub mod report;
 pub mod rtnetlink;
 pub mod snapshot;
+#[cfg(test)]
+mod test_netns;
 pub mod tracefs;
 pub mod tui;
 pub mod verdict;

@@ -366,12 +366,7 @@ fn fill_live(interfaces: &mut BTreeMap<String, IfaceCounters>, errors: &mut Vec<
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use std::{
-        fs::File,
-        net::UdpSocket,
-        os::unix::fs::MetadataExt as _,
-        process::{Command, Stdio},
-    };
+    use std::{fs::File, net::UdpSocket, os::unix::fs::MetadataExt as _, process::Command};
 
     use netlink_packet_core::Emitable as _;
     use netlink_packet_route::tc::TcHandle;
@@ -548,62 +543,7 @@ mod tests {
 
     // ---- live ---------------------------------------------------------------------------------
 
-    /// A namespace made with `ip netns add`, deleted on drop (also when the test fails).
-    struct NetnsGuard {
-        name: String,
-    }
-
-    impl NetnsGuard {
-        fn add(name: &str) -> Option<Self> {
-            let status = Command::new("ip")
-                .args(["netns", "add", name])
-                .stderr(Stdio::inherit())
-                .status();
-            match status {
-                Ok(s) if s.success() => Some(Self {
-                    name: name.to_owned(),
-                }),
-                other => {
-                    eprintln!("skipped: `ip netns add {name}` failed: {other:?}");
-                    None
-                }
-            }
-        }
-
-        fn path(&self) -> PathBuf {
-            PathBuf::from("/run/netns").join(&self.name)
-        }
-
-        /// `ip -n NAME ARGS` or `tc -n NAME ARGS`; true when it succeeded.
-        fn run(&self, tool: &str, args: &[&str]) -> bool {
-            let mut all = vec!["-n", self.name.as_str()];
-            all.extend_from_slice(args);
-            let out = Command::new(tool).args(&all).output();
-            match out {
-                Ok(o) if o.status.success() => true,
-                Ok(o) => {
-                    eprintln!(
-                        "`{tool} {}` failed: {}",
-                        all.join(" "),
-                        String::from_utf8_lossy(&o.stderr).trim()
-                    );
-                    false
-                }
-                Err(err) => {
-                    eprintln!("`{tool}` cannot run: {err}");
-                    false
-                }
-            }
-        }
-    }
-
-    impl Drop for NetnsGuard {
-        fn drop(&mut self) {
-            let _ = Command::new("ip")
-                .args(["netns", "delete", &self.name])
-                .status();
-        }
-    }
+    use crate::test_netns::NetnsGuard;
 
     #[test]
     fn live_tbf_drops_are_read_from_the_namespace() {

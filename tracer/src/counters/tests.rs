@@ -6,7 +6,7 @@ use std::{
     fs::File,
     net::UdpSocket,
     path::PathBuf,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -265,40 +265,7 @@ fn skip_unless_root() -> bool {
     false
 }
 
-/// A namespace made with `ip netns add`, deleted on drop (also when the test fails).
-struct NetnsGuard {
-    name: String,
-}
-
-impl NetnsGuard {
-    fn add(name: &str) -> Option<Self> {
-        let status = Command::new("ip")
-            .args(["netns", "add", name])
-            .stderr(Stdio::inherit())
-            .status();
-        match status {
-            Ok(s) if s.success() => Some(Self {
-                name: name.to_owned(),
-            }),
-            other => {
-                eprintln!("skipped: `ip netns add {name}` failed: {other:?}");
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from("/run/netns").join(&self.name)
-    }
-}
-
-impl Drop for NetnsGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.name])
-            .status();
-    }
-}
+use crate::test_netns::NetnsGuard;
 
 #[test]
 fn live_sample_sees_the_host_and_a_new_namespace() {
