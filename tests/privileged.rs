@@ -366,3 +366,114 @@ fn probes_section_lists_every_probe_with_attach_time() {
     assert!(report.window.startup_ms > 0.0);
     assert_eq!(report.drops.total, 0, "an idle namespace has no drops");
 }
+
+/// Ids of loaded BPF programs with the tracer's program names, from bpftool.
+fn tracer_program_ids() -> Vec<u64> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "-j"])
+        .output()
+        .expect("bpftool (cargo xtask setup installs it)");
+    let progs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
+    let names = [
+        "kfree_skb",
+        "tcp_retransmit_skb",
+        "tcp_retransmit_synack",
+        "softirq_entry",
+        "softirq_exit",
+    ];
+    progs
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|p| p["name"].as_str().is_some_and(|n| names.contains(&n)))
+                .filter_map(|p| p["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// SIGKILL gives the tracer no chance to clean up: the kernel must still detach and free every
+/// program, because links and programs live only as long as the process's descriptors.
+#[test]
+fn sigkill_leaves_no_program_attached() {
+    if !privileged("sigkill_cleanup") {
+        return;
+    }
+    if Command::new("bpftool").arg("version").output().is_err() {
+        eprintln!("skipped sigkill_cleanup: bpftool is not installed");
+        return;
+    }
+    let before = tracer_program_ids();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
+        .args(["report", "--duration", "60s", "--format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting tracer");
+    let stderr = child.stderr.take().expect("stderr");
+    let first = BufReader::new(stderr)
+        .lines()
+        .next()
+        .expect("a progress line")
+        .expect("utf-8");
+    assert!(first.contains("5 probes attached"), "{first}");
+    let during: Vec<u64> = tracer_program_ids()
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert_eq!(during.len(), 5, "the tracer's five programs are loaded");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut left: Vec<u64> = during.clone();
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = tracer_program_ids();
+        left.retain(|id| now.contains(id));
+    }
+    assert!(
+        left.is_empty(),
+        "programs still loaded after SIGKILL: {left:?}"
+    );
+}
+
+/// Two tracers at once on one node each see every drop.
+#[test]
+fn two_tracers_at_once_both_count_every_drop() {
+    if !privileged("two_tracers") {
+        return;
+    }
+    let ns = Netns::new("two");
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
+            .args(["report", "--duration", "4s", "--format", "json", "--netns"])
+            .arg(ns.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting tracer");
+        let stderr = child.stderr.take().expect("stderr");
+        let first = BufReader::new(stderr)
+            .lines()
+            .next()
+            .expect("a progress line")
+            .expect("utf-8");
+        assert!(first.contains("5 probes attached"), "{first}");
+        child
+    };
+    let (a, b) = (start(), start());
+    const N: u32 = 250;
+    send_udp(&ns, "127.0.0.1:9".parse().expect("addr"), N);
+    for child in [a, b] {
+        let out = child.wait_with_output().expect("tracer output");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON document");
+        let no_socket: u64 = doc["observations"]["drops"]["by_reason"]
+            .as_array()
+            .expect("by_reason")
+            .iter()
+            .filter(|r| r["reason"] == "NO_SOCKET")
+            .map(|r| r["count"].as_u64().expect("count"))
+            .sum();
+        assert_eq!(no_socket, u64::from(N));
+    }
+}
