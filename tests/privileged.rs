@@ -206,6 +206,9 @@ fn tcp_retransmits_through_random_loss_match_the_namespace_counters() {
     let report = window(&tracer, &link.a, || {
         let received = tcp_transfer(&link, 32 << 20, Duration::from_secs(8));
         assert!(received > 1 << 20, "transfer moved {received} bytes");
+        // Let the connection's last timers run out inside the window, so a late
+        // retransmission is seen by both the tracer and the counters read below.
+        std::thread::sleep(Duration::from_millis(700));
     });
     let (segs_after, fail_after) = counters(&link);
     let (retrans_segs, retrans_fail) = (segs_after - segs_before, fail_after - fail_before);
