@@ -480,3 +480,45 @@ fn two_tracers_at_once_both_count_every_drop() {
         assert_eq!(no_socket, u64::from(N));
     }
 }
+
+/// `tracer check` on this node: every probe available as root; as nobody, the privilege line
+/// fails with its fix and the exit status says so.
+#[test]
+fn check_says_what_works_and_what_does_not() {
+    if !privileged("check") {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_tracer"))
+        .arg("check")
+        .output()
+        .expect("tracer check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for probe in [
+        "skb:kfree_skb",
+        "tcp:tcp_retransmit_skb",
+        "tcp:tcp_retransmit_synack",
+        "irq:softirq_entry",
+        "irq:softirq_exit",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("ok") && l.contains(&format!("probe {probe}"))),
+            "{probe}:\n{text}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_tracer"))
+        .arg("check")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("tracer check as nobody");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("privileges") && l.contains("fix:")),
+        "{text}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

@@ -5,6 +5,7 @@
 //! (names from the running kernel) → JSON/YAML. `live` wires the steps together.
 
 pub mod btf;
+pub mod check;
 pub mod counters;
 pub mod dashboard;
 pub mod document;

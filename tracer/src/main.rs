@@ -66,6 +66,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         replay: Option<PathBuf>,
     },
+    /// What will work on this node and why not: one line per item, with the fix.
+    /// Exit status 1 when something the tracer needs is missing.
+    Check,
     /// Record a window's evidence to a file (versioned JSON) for `--replay` anywhere.
     Record {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -128,6 +131,15 @@ fn main() -> ExitCode {
             output,
             netns,
         } => record(duration, &output, netns),
+        Command::Check => {
+            let lines = tracer::check::evaluate(&tracer::check::NodeFacts::gather());
+            print!("{}", tracer::check::render(&lines));
+            Ok(u8::from(
+                lines
+                    .iter()
+                    .any(|l| l.status == tracer::check::Status::Fail),
+            ))
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),
