@@ -274,6 +274,34 @@ fn load_pinned_to_one_cpu_dominates_net_rx_time() {
     );
 }
 
+/// Starts `tracer ARGS` and returns once it says all five probes are attached (stdout piped;
+/// stderr drained from then on so the child never blocks on it).
+fn start_tracer_binary(args: &[&std::ffi::OsStr], stdout: Stdio) -> std::process::Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
+        .args(args)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting tracer");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let first = lines.next().expect("a progress line").expect("utf-8");
+    assert!(first.contains("5 probes attached"), "progress: {first}");
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
+/// `NO_SOCKET` drops in a verdict document's observations.
+fn no_socket_drops(doc: &serde_json::Value) -> u64 {
+    doc["observations"]["drops"]["by_reason"]
+        .as_array()
+        .expect("by_reason")
+        .iter()
+        .filter(|r| r["reason"] == "NO_SOCKET")
+        .map(|r| r["count"].as_u64().expect("count"))
+        .sum()
+}
+
 /// The real binary, scoped with --netns, reports the fault injected while it watches.
 #[test]
 fn report_command_prints_json_with_the_namespaces_drops() {
@@ -281,18 +309,12 @@ fn report_command_prints_json_with_the_namespaces_drops() {
         return;
     }
     let ns = Netns::new("cli");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
-        .args(["report", "--duration", "3s", "--format", "json", "--netns"])
-        .arg(ns.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting tracer");
-    // Wait for "probes attached" on stderr before injecting the fault.
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let first = lines.next().expect("a progress line").expect("utf-8");
-    assert!(first.contains("5 probes attached"), "progress: {first}");
+    let path = ns.path();
+    let args = ["report", "--duration", "3s", "--format", "json", "--netns"];
+    let mut argv: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    argv.push(path.as_os_str());
+    // Returns once the probes are attached, before the fault is injected.
+    let child = start_tracer_binary(&argv, Stdio::piped());
     const N: u32 = 321;
     send_udp(&ns, "127.0.0.1:9".parse().expect("addr"), N);
     let out = child.wait_with_output().expect("tracer output");
@@ -303,14 +325,7 @@ fn report_command_prints_json_with_the_namespaces_drops() {
         "closed-port traffic is not a network loss"
     );
     let observed = &doc["observations"];
-    let no_socket: u64 = observed["drops"]["by_reason"]
-        .as_array()
-        .expect("by_reason")
-        .iter()
-        .filter(|r| r["reason"] == "NO_SOCKET")
-        .map(|r| r["count"].as_u64().expect("count"))
-        .sum();
-    assert_eq!(no_socket, u64::from(N));
+    assert_eq!(no_socket_drops(&doc), u64::from(N));
     let probes = observed["probes"].as_array().expect("probes");
     assert_eq!(probes.len(), 5);
     assert!(probes.iter().all(|p| p["state"] == "attached"));
@@ -407,19 +422,9 @@ fn sigkill_leaves_no_program_attached() {
         return;
     }
     let before = tracer_program_ids();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
-        .args(["report", "--duration", "60s", "--format", "json"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting tracer");
-    let stderr = child.stderr.take().expect("stderr");
-    let first = BufReader::new(stderr)
-        .lines()
-        .next()
-        .expect("a progress line")
-        .expect("utf-8");
-    assert!(first.contains("5 probes attached"), "{first}");
+    let args = ["report", "--duration", "60s", "--format", "json"];
+    let argv: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let mut child = start_tracer_binary(&argv, Stdio::null());
     let during: Vec<u64> = tracer_program_ids()
         .into_iter()
         .filter(|id| !before.contains(id))
@@ -447,37 +452,18 @@ fn two_tracers_at_once_both_count_every_drop() {
         return;
     }
     let ns = Netns::new("two");
-    let start = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
-            .args(["report", "--duration", "4s", "--format", "json", "--netns"])
-            .arg(ns.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting tracer");
-        let stderr = child.stderr.take().expect("stderr");
-        let first = BufReader::new(stderr)
-            .lines()
-            .next()
-            .expect("a progress line")
-            .expect("utf-8");
-        assert!(first.contains("5 probes attached"), "{first}");
-        child
-    };
+    let path = ns.path();
+    let args = ["report", "--duration", "4s", "--format", "json", "--netns"];
+    let mut argv: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    argv.push(path.as_os_str());
+    let start = || start_tracer_binary(&argv, Stdio::piped());
     let (a, b) = (start(), start());
     const N: u32 = 250;
     send_udp(&ns, "127.0.0.1:9".parse().expect("addr"), N);
     for child in [a, b] {
         let out = child.wait_with_output().expect("tracer output");
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON document");
-        let no_socket: u64 = doc["observations"]["drops"]["by_reason"]
-            .as_array()
-            .expect("by_reason")
-            .iter()
-            .filter(|r| r["reason"] == "NO_SOCKET")
-            .map(|r| r["count"].as_u64().expect("count"))
-            .sum();
-        assert_eq!(no_socket, u64::from(N));
+        assert_eq!(no_socket_drops(&doc), u64::from(N));
     }
 }
 
