@@ -566,6 +566,7 @@ fn empty_report(seconds: f64) -> Report {
         drops: Default::default(),
         retransmits: Default::default(),
         softirq: vec![],
+        flows: Default::default(),
         tracer_counters: Default::default(),
         tracer_cost: Default::default(),
         notes: vec![],

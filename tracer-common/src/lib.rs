@@ -14,6 +14,9 @@ pub const MAP_RETRANS_FLOWS: &str = "RETRANS_FLOWS";
 pub const MAP_SOFTIRQ_START: &str = "SOFTIRQ_START";
 pub const MAP_SOFTIRQ_STATS: &str = "SOFTIRQ_STATS";
 pub const MAP_PROBE_COUNTERS: &str = "PROBE_COUNTERS";
+pub const MAP_DESTS: &str = "DESTS";
+pub const MAP_RESETS: &str = "RESETS";
+pub const MAP_SOCK_ERRORS: &str = "SOCK_ERRORS";
 
 /// Program names (the function names in `tracer-ebpf`).
 pub const PROG_KFREE_SKB: &str = "kfree_skb";
@@ -21,11 +24,26 @@ pub const PROG_TCP_RETRANSMIT_SKB: &str = "tcp_retransmit_skb";
 pub const PROG_TCP_RETRANSMIT_SYNACK: &str = "tcp_retransmit_synack";
 pub const PROG_SOFTIRQ_ENTRY: &str = "softirq_entry";
 pub const PROG_SOFTIRQ_EXIT: &str = "softirq_exit";
+pub const PROG_TCP_PROBE: &str = "tcp_probe";
+pub const PROG_INET_SOCK_SET_STATE: &str = "inet_sock_set_state";
+pub const PROG_TCP_SEND_RESET: &str = "tcp_send_reset";
+pub const PROG_TCP_RECEIVE_RESET: &str = "tcp_receive_reset";
+pub const PROG_INET_SK_ERROR_REPORT: &str = "inet_sk_error_report";
 
 /// Capacity of [`MAP_DROPS`] (distinct reason × location × namespace keys).
 pub const DROPS_MAX_ENTRIES: u32 = 16_384;
 /// Capacity of the LRU [`MAP_RETRANS_FLOWS`]; older flows are evicted beyond it.
 pub const RETRANS_FLOWS_MAX_ENTRIES: u32 = 65_536;
+/// Capacity of the LRU [`MAP_DESTS`] (destinations: namespace, address, port). Beyond it the
+/// least recently used destination is evicted; the loader counts how many were (inserts minus
+/// entries kept) and the report says so.
+pub const DESTS_MAX_ENTRIES: u32 = 4096;
+/// Capacity of the LRU [`MAP_RESETS`] (flow × direction × reason).
+pub const RESETS_MAX_ENTRIES: u32 = 8192;
+/// Capacity of the LRU [`MAP_SOCK_ERRORS`] (destination × error).
+pub const SOCK_ERRORS_MAX_ENTRIES: u32 = 4096;
+/// Sockets in SYN_SENT whose connect start time is kept (LRU).
+pub const CONNECT_START_MAX_ENTRIES: u32 = 16_384;
 /// Softirq vectors tracked per CPU (the kernel has 10; room to spare).
 pub const SOFTIRQ_VECTORS: u32 = 16;
 /// Buckets of the log2 run-length histogram: bucket `i` holds runs of `[2^i, 2^(i+1))` ns.
@@ -51,8 +69,31 @@ pub mod counter {
     pub const NETNS_UNKNOWN: u32 = 7;
     /// Tracepoint record reads that failed.
     pub const READ_ERRORS: u32 = 8;
+    /// `tcp:tcp_probe` events seen (one per received segment of an established socket).
+    pub const TCP_PROBE_EVENTS: u32 = 9;
+    /// `sock:inet_sock_set_state` events seen (TCP only).
+    pub const STATE_EVENTS: u32 = 10;
+    /// `tcp:tcp_send_reset` events seen.
+    pub const RESET_SENT_EVENTS: u32 = 11;
+    /// `tcp:tcp_receive_reset` events seen.
+    pub const RESET_RECEIVED_EVENTS: u32 = 12;
+    /// `sock:inet_sk_error_report` events seen (TCP only).
+    pub const ERROR_REPORT_EVENTS: u32 = 13;
+    /// Destinations inserted into the destination map (new keys); inserts minus the entries
+    /// still there is what the LRU evicted.
+    pub const DEST_INSERTS: u32 = 14;
+    /// Destination updates lost because no entry could be created.
+    pub const DESTS_INSERT_FAILED: u32 = 15;
+    /// Reset or socket-error updates lost because no entry could be created.
+    pub const RESETS_INSERT_FAILED: u32 = 16;
+    /// Socket errors whose namespace could not be matched to the socket's close (counted in
+    /// namespace 0).
+    pub const ERROR_NETNS_UNMATCHED: u32 = 17;
+    /// Connections that left SYN_SENT without a recorded start (begun before the tracer, or
+    /// the start map was full): established, but without a connect time.
+    pub const CONNECT_START_MISSING: u32 = 18;
     /// Number of counters.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 19;
 }
 
 /// Field offsets of the attached tracepoints (from tracefs `format` files) and kernel struct
@@ -99,12 +140,63 @@ pub struct TracerConfig {
     pub sk_net: u32,
     pub net_inum: u32,
     pub skb_tcp_segs: u32,
+    // tcp:tcp_probe (addresses are `struct sockaddr_in`/`sockaddr_in6` in 28-byte fields)
+    pub probe_daddr_sa: u32,
+    pub probe_srtt: u32,
+    pub probe_skaddr: u32,
+    // sock:inet_sock_set_state
+    pub ss_skaddr: u32,
+    pub ss_oldstate: u32,
+    pub ss_newstate: u32,
+    pub ss_dport: u32,
+    pub ss_sport: u32,
+    pub ss_family: u32,
+    pub ss_protocol: u32,
+    pub ss_daddr: u32,
+    pub ss_daddr_v6: u32,
+    // TCP state numbers, from the inet_sock_set_state format's own table.
+    pub tcp_established: u32,
+    pub tcp_syn_sent: u32,
+    pub tcp_close: u32,
+    pub tcp_listen: u32,
+    // tcp:tcp_send_reset: 6.10+ records sockaddrs and a reason; older kernels the flow fields.
+    pub rst_tx_skbaddr: u32,
+    pub rst_tx_skaddr: u32,
+    pub rst_tx_reason: u32,
+    pub rst_tx_saddr_sa: u32,
+    pub rst_tx_daddr_sa: u32,
+    pub rst_tx_family: u32,
+    pub rst_tx_sport: u32,
+    pub rst_tx_dport: u32,
+    pub rst_tx_saddr: u32,
+    pub rst_tx_daddr: u32,
+    pub rst_tx_saddr_v6: u32,
+    pub rst_tx_daddr_v6: u32,
+    // tcp:tcp_receive_reset
+    pub rst_rx_skaddr: u32,
+    pub rst_rx_family: u32,
+    pub rst_rx_sport: u32,
+    pub rst_rx_dport: u32,
+    pub rst_rx_saddr: u32,
+    pub rst_rx_daddr: u32,
+    pub rst_rx_saddr_v6: u32,
+    pub rst_rx_daddr_v6: u32,
+    // sock:inet_sk_error_report
+    pub err_error: u32,
+    pub err_family: u32,
+    pub err_protocol: u32,
+    pub err_sport: u32,
+    pub err_dport: u32,
+    pub err_daddr: u32,
+    pub err_daddr_v6: u32,
+    /// `IPPROTO_TCP`, for the `protocol` fields (0: the field is not checked).
+    pub ipproto_tcp: u32,
     /// Bit `v` set: time softirq vector `v` (the loader sets NET_RX and NET_TX, numbered from
     /// the softirq format's own table). 0 times every vector.
     pub softirq_vec_mask: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<TracerConfig>() == 32 * 4);
+const _: () = assert!(core::mem::size_of::<TracerConfig>() == 76 * 4);
 
 impl TracerConfig {
     /// A configuration with every field absent; the loader fills in what the kernel has.
@@ -141,6 +233,50 @@ impl TracerConfig {
             sk_net: ABSENT,
             net_inum: ABSENT,
             skb_tcp_segs: ABSENT,
+            probe_daddr_sa: ABSENT,
+            probe_srtt: ABSENT,
+            probe_skaddr: ABSENT,
+            ss_skaddr: ABSENT,
+            ss_oldstate: ABSENT,
+            ss_newstate: ABSENT,
+            ss_dport: ABSENT,
+            ss_sport: ABSENT,
+            ss_family: ABSENT,
+            ss_protocol: ABSENT,
+            ss_daddr: ABSENT,
+            ss_daddr_v6: ABSENT,
+            tcp_established: ABSENT,
+            tcp_syn_sent: ABSENT,
+            tcp_close: ABSENT,
+            tcp_listen: ABSENT,
+            rst_tx_skbaddr: ABSENT,
+            rst_tx_skaddr: ABSENT,
+            rst_tx_reason: ABSENT,
+            rst_tx_saddr_sa: ABSENT,
+            rst_tx_daddr_sa: ABSENT,
+            rst_tx_family: ABSENT,
+            rst_tx_sport: ABSENT,
+            rst_tx_dport: ABSENT,
+            rst_tx_saddr: ABSENT,
+            rst_tx_daddr: ABSENT,
+            rst_tx_saddr_v6: ABSENT,
+            rst_tx_daddr_v6: ABSENT,
+            rst_rx_skaddr: ABSENT,
+            rst_rx_family: ABSENT,
+            rst_rx_sport: ABSENT,
+            rst_rx_dport: ABSENT,
+            rst_rx_saddr: ABSENT,
+            rst_rx_daddr: ABSENT,
+            rst_rx_saddr_v6: ABSENT,
+            rst_rx_daddr_v6: ABSENT,
+            err_error: ABSENT,
+            err_family: ABSENT,
+            err_protocol: ABSENT,
+            err_sport: ABSENT,
+            err_dport: ABSENT,
+            err_daddr: ABSENT,
+            err_daddr_v6: ABSENT,
+            ipproto_tcp: 0,
             softirq_vec_mask: 0,
         }
     }
@@ -196,6 +332,153 @@ pub struct FlowStats {
     pub _pad: u32,
 }
 const _: () = assert!(core::mem::size_of::<FlowStats>() == 40);
+
+/// Key of [`MAP_DESTS`]: a remote TCP endpoint (address and port) seen from one namespace.
+/// Addresses as in [`FlowKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DestKey {
+    pub netns: u32,
+    pub family: u16,
+    pub dport: u16,
+    pub daddr: [u32; 4],
+}
+const _: () = assert!(core::mem::size_of::<DestKey>() == 24);
+
+/// Buckets of the latency histograms of [`DestStats`]: log2 with 4 linear sub-buckets per
+/// power of two (see [`lat_bucket`]), in microseconds; the last bucket also holds everything
+/// above it (2^27 µs ≈ 134 s).
+pub const LAT_BUCKETS: usize = 104;
+
+/// Value of [`MAP_DESTS`]: what the kernel saw of one destination. Updated with atomic adds
+/// (several sockets to one destination may run on several CPUs at once).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DestStats {
+    /// `tcp_probe` events with a smoothed RTT (one per received segment).
+    pub rtt_samples: u64,
+    pub rtt_sum_us: u64,
+    /// Active opens (CLOSE → SYN_SENT).
+    pub connects: u64,
+    /// SYN_SENT → ESTABLISHED.
+    pub established: u64,
+    /// SYN_SENT → CLOSE: never established.
+    pub failed: u64,
+    /// Any other state (except LISTEN) → CLOSE: a connection that had been set up ended.
+    pub closed: u64,
+    /// Established connections whose connect time was measured, and the sum of those times.
+    pub connect_timed: u64,
+    pub connect_sum_us: u64,
+    /// Smoothed RTT (`srtt`, µs) per received segment, by [`lat_bucket`]. `u32` counts: the
+    /// readers subtract with wrap-around.
+    pub rtt_hist: [u32; LAT_BUCKETS],
+    /// Connect time (SYN_SENT → ESTABLISHED, µs), by [`lat_bucket`].
+    pub connect_hist: [u32; LAT_BUCKETS],
+}
+const _: () = assert!(core::mem::size_of::<DestStats>() == 64 + 8 * LAT_BUCKETS);
+
+impl Default for DestStats {
+    fn default() -> Self {
+        Self {
+            rtt_samples: 0,
+            rtt_sum_us: 0,
+            connects: 0,
+            established: 0,
+            failed: 0,
+            closed: 0,
+            connect_timed: 0,
+            connect_sum_us: 0,
+            rtt_hist: [0; LAT_BUCKETS],
+            connect_hist: [0; LAT_BUCKETS],
+        }
+    }
+}
+
+/// [`ResetKey::direction`]: this host sent the reset.
+pub const RESET_SENT: u32 = 0;
+/// [`ResetKey::direction`]: this host received the reset.
+pub const RESET_RECEIVED: u32 = 1;
+
+/// Key of [`MAP_RESETS`] (value: count): resets of one flow, one direction, one reason.
+/// `flow.saddr`/`sport` are this host's side, `daddr`/`dport` the peer's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ResetKey {
+    pub flow: FlowKey,
+    /// Raw `sk_rst_reason` ([`ABSENT`] when the event has no reason field, and for received
+    /// resets).
+    pub reason: u32,
+    pub direction: u32,
+}
+const _: () = assert!(core::mem::size_of::<ResetKey>() == 52);
+
+/// Key of [`MAP_SOCK_ERRORS`] (value: count): a socket error (`sk_err`, a positive errno)
+/// reported for a destination.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ErrorKey {
+    pub dest: DestKey,
+    pub error: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<ErrorKey>() == 32);
+
+/// Index of the most significant set bit (`v` > 0), by branchy binary search (no loops in BPF).
+#[inline(always)]
+pub fn msb(mut v: u64) -> usize {
+    let mut r = 0usize;
+    if v >= 1 << 32 {
+        v >>= 32;
+        r += 32;
+    }
+    if v >= 1 << 16 {
+        v >>= 16;
+        r += 16;
+    }
+    if v >= 1 << 8 {
+        v >>= 8;
+        r += 8;
+    }
+    if v >= 1 << 4 {
+        v >>= 4;
+        r += 4;
+    }
+    if v >= 1 << 2 {
+        v >>= 2;
+        r += 2;
+    }
+    if v >= 1 << 1 {
+        r += 1;
+    }
+    r
+}
+
+/// Latency bucket of `v` µs: 0–3 exactly, then for each power of two `[2^k, 2^(k+1))` four
+/// equal sub-buckets, so a bucket is never wider than a quarter of its lower bound.
+#[inline(always)]
+pub fn lat_bucket(v: u64) -> usize {
+    if v < 4 {
+        return v as usize;
+    }
+    let k = msb(v);
+    let sub = ((v >> (k - 2)) & 3) as usize;
+    let i = 4 * (k - 1) + sub;
+    if i >= LAT_BUCKETS {
+        LAT_BUCKETS - 1
+    } else {
+        i
+    }
+}
+
+/// `[lower, upper)` of latency bucket `i`, in µs (the inverse of [`lat_bucket`]).
+pub fn lat_bucket_bounds(i: usize) -> (u64, u64) {
+    if i < 4 {
+        return (i as u64, i as u64 + 1);
+    }
+    let k = i / 4 + 1;
+    let sub = (i % 4) as u64;
+    ((4 + sub) << (k - 2), (5 + sub) << (k - 2))
+}
 
 /// Per-CPU, per-vector softirq run statistics ([`MAP_SOFTIRQ_STATS`], index = vector number).
 #[repr(C)]
@@ -262,6 +545,10 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowStats {}
     unsafe impl aya::Pod for SoftirqStats {}
+    unsafe impl aya::Pod for DestKey {}
+    unsafe impl aya::Pod for DestStats {}
+    unsafe impl aya::Pod for ResetKey {}
+    unsafe impl aya::Pod for ErrorKey {}
 }
 
 #[cfg(test)]
@@ -277,5 +564,38 @@ mod tests {
         assert_eq!(log2_bucket(1024), 10);
         assert_eq!(log2_bucket(1_000_000), 19);
         assert_eq!(log2_bucket(u64::MAX), HIST_BUCKETS - 1);
+    }
+
+    #[test]
+    fn lat_buckets_are_exact_below_8_and_quarter_octaves_above() {
+        for v in 0..8u64 {
+            assert_eq!(lat_bucket(v), v as usize);
+        }
+        // 40 000 µs: octave [32768, 65536), quarter width 8192: [40960, 49152) is sub 1.
+        assert_eq!(lat_bucket(40_000), 4 * 14);
+        assert_eq!(lat_bucket_bounds(4 * 14), (32_768, 40_960));
+        assert_eq!(lat_bucket(40_960), 4 * 14 + 1);
+        assert_eq!(lat_bucket(u64::MAX), LAT_BUCKETS - 1);
+        // Every value falls inside its own bucket's bounds, and buckets tile without gaps.
+        for v in [
+            4u64,
+            9,
+            15,
+            16,
+            17,
+            100,
+            1_000,
+            65_535,
+            65_536,
+            1 << 26,
+            (1 << 27) - 1,
+        ] {
+            let (lo, hi) = lat_bucket_bounds(lat_bucket(v));
+            assert!(lo <= v && v < hi, "{v} not in [{lo}, {hi})");
+            assert!(hi - lo <= lo.max(4) / 4 || lo < 8, "bucket of {v} too wide");
+        }
+        for i in 0..LAT_BUCKETS - 1 {
+            assert_eq!(lat_bucket_bounds(i).1, lat_bucket_bounds(i + 1).0);
+        }
     }
 }

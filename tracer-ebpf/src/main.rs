@@ -18,8 +18,10 @@ use aya_ebpf::{
     EbpfContext,
 };
 use tracer_common::{
-    counter, log2_bucket, DropKey, FlowKey, FlowStats, SoftirqStats, TracerConfig, ABSENT,
-    DROPS_MAX_ENTRIES, FAMILY_INET, FAMILY_INET6, RETRANS_FLOWS_MAX_ENTRIES, SOFTIRQ_VECTORS,
+    counter, lat_bucket, log2_bucket, DestKey, DestStats, DropKey, ErrorKey, FlowKey, FlowStats,
+    ResetKey, SoftirqStats, TracerConfig, ABSENT, CONNECT_START_MAX_ENTRIES, DESTS_MAX_ENTRIES,
+    DROPS_MAX_ENTRIES, FAMILY_INET, FAMILY_INET6, RESETS_MAX_ENTRIES, RESET_RECEIVED, RESET_SENT,
+    RETRANS_FLOWS_MAX_ENTRIES, SOCK_ERRORS_MAX_ENTRIES, SOFTIRQ_VECTORS,
 };
 
 /// Offsets, overridden by the loader at load time (lives in `.rodata`, frozen after load).
@@ -104,13 +106,17 @@ macro_rules! ctx_loader {
 #[rustfmt::skip]
 ctx_loader!(ctx_u16, u16, "u16", [
     8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42, 44, 46, 48, 50, 52,
-    54, 56, 58, 60, 62, 64, 66, 68, 70, 72, 74, 76, 78, 80
+    54, 56, 58, 60, 62, 64, 66, 68, 70, 72, 74, 76, 78, 80, 82, 84, 86, 88, 90, 92, 94, 96
 ]);
 #[rustfmt::skip]
 ctx_loader!(ctx_u32, u32, "u32", [
-    8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 68, 72, 76, 80
+    8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 68, 72, 76, 80, 84, 88, 92, 96,
+    100, 104
 ]);
-ctx_loader!(ctx_u64, u64, "u64", [8, 16, 24, 32, 40, 48, 56, 64, 72, 80]);
+#[rustfmt::skip]
+ctx_loader!(ctx_u64, u64, "u64", [
+    8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 128
+]);
 
 /// Reads a kernel pointer field at `base + offset`; None for a null base, an absent offset or a
 /// failed read.
@@ -468,6 +474,479 @@ pub fn softirq_exit(ctx: TracePointContext) -> u32 {
             if let Some(slot) = (*stats).hist.get_mut(bucket) {
                 *slot += 1;
             }
+        }
+    }
+    0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Destinations: RTT, connection outcomes, resets, socket errors.
+
+#[map(name = "DESTS")]
+static DESTS: LruHashMap<DestKey, DestStats> = LruHashMap::with_max_entries(DESTS_MAX_ENTRIES, 0);
+
+/// One all-zero [`DestStats`], never written: the value a new destination is inserted with
+/// (1 KiB does not fit the 512-byte BPF stack).
+#[map(name = "DEST_ZERO")]
+static DEST_ZERO: PerCpuArray<DestStats> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "RESETS")]
+static RESETS: LruHashMap<ResetKey, u64> = LruHashMap::with_max_entries(RESETS_MAX_ENTRIES, 0);
+
+#[map(name = "SOCK_ERRORS")]
+static SOCK_ERRORS: LruHashMap<ErrorKey, u64> =
+    LruHashMap::with_max_entries(SOCK_ERRORS_MAX_ENTRIES, 0);
+
+/// Socket address → `bpf_ktime_get_ns` when it entered SYN_SENT.
+#[map(name = "CONNECT_START")]
+static CONNECT_START: LruHashMap<u64, u64> =
+    LruHashMap::with_max_entries(CONNECT_START_MAX_ENTRIES, 0);
+
+/// Per CPU: the last socket seen by `tcp_probe` and its namespace, re-read every
+/// [`DEV_CACHE_REVALIDATE`] uses (a stream of segments of one socket costs no kernel read).
+#[repr(C)]
+struct SkNetns {
+    sk: u64,
+    inum: u32,
+    uses: u32,
+}
+
+#[map(name = "SK_NETNS_CACHE")]
+static SK_NETNS_CACHE: PerCpuArray<SkNetns> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per CPU: the last TCP socket that moved to CLOSE. `inet_sk_error_report` has no socket
+/// address in its record; the kernel reports the error right after closing the socket
+/// (`tcp_done_with_error`) on the same CPU, so a matching flow gives the error its namespace.
+#[repr(C)]
+struct LastClose {
+    netns: u32,
+    family: u16,
+    sport: u16,
+    dport: u16,
+    _pad: u16,
+    daddr: [u32; 4],
+}
+
+#[map(name = "LAST_CLOSE")]
+static LAST_CLOSE: PerCpuArray<LastClose> = PerCpuArray::with_max_entries(1, 0);
+
+/// One BPF atomic add (`lock xadd`) to a map value. Written out: `core` has no atomic
+/// read-modify-write for the BPF target.
+#[inline(always)]
+fn atomic_add64(p: *mut u64, v: u64) {
+    // SAFETY: `p` points into a map value the verifier has checked.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({p} + 0) += {v}",
+            p = in(reg) p,
+            v = in(reg) v,
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
+/// The 32-bit atomic add, for histogram buckets.
+#[inline(always)]
+fn atomic_add32(p: *mut u32, v: u32) {
+    // SAFETY: as above.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u32 *)({p} + 0) += {v}",
+            p = in(reg) p,
+            v = in(reg) u64::from(v),
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
+/// Namespace of a socket through the per-CPU one-entry cache.
+#[inline(always)]
+fn sock_netns_cached(sk: u64) -> Option<u32> {
+    let cache = SK_NETNS_CACHE.get_ptr_mut(0)?;
+    unsafe {
+        if (*cache).sk == sk && (*cache).uses < DEV_CACHE_REVALIDATE {
+            (*cache).uses += 1;
+            return Some((*cache).inum);
+        }
+    }
+    let inum = sock_netns(sk)?;
+    unsafe {
+        (*cache).sk = sk;
+        (*cache).inum = inum;
+        (*cache).uses = 0;
+    }
+    Some(inum)
+}
+
+/// The destination's entry, created (all zero) when new. Counts new keys for the eviction
+/// accounting, and what could not be kept.
+#[inline(always)]
+fn dest_entry(key: &DestKey) -> Option<*mut DestStats> {
+    if let Some(p) = DESTS.get_ptr_mut(key) {
+        return Some(p);
+    }
+    let zero = DEST_ZERO.get_ptr(0)?;
+    // BPF_NOEXIST: when another CPU created it in between, use that one (not a new key).
+    if DESTS
+        .insert(key, unsafe { &*zero }, BPF_NOEXIST as u64)
+        .is_ok()
+    {
+        bump(counter::DEST_INSERTS);
+    }
+    let p = DESTS.get_ptr_mut(key);
+    if p.is_none() {
+        bump(counter::DESTS_INSERT_FAILED);
+    }
+    p
+}
+
+/// A `struct sockaddr_in`/`sockaddr_in6` recorded in a 28-byte field: family, port (network
+/// order) and address. Returns (family, port in host order, address words).
+#[inline(always)]
+fn ctx_sockaddr(ctx: &TracePointContext, offset: u32) -> Option<(u16, u16, [u32; 4])> {
+    if offset == ABSENT {
+        return None;
+    }
+    let family = ctx_u16(ctx, offset)?;
+    let port = u16::from_be(ctx_u16(ctx, offset + 2)?);
+    let addr = if family == FAMILY_INET {
+        [ctx_addr4(ctx, offset + 4)?, 0, 0, 0]
+    } else {
+        ctx_addr6(ctx, offset + 8)?
+    };
+    Some((family, port, addr))
+}
+
+/// A destination from separate family / port / address fields (family absent: IPv6 field
+/// holding a v4-mapped address means IPv4).
+#[inline(always)]
+fn dest_key(
+    ctx: &TracePointContext,
+    netns: u32,
+    family_off: u32,
+    dport_off: u32,
+    daddr_off: u32,
+    daddr6_off: u32,
+) -> Option<DestKey> {
+    let dport = ctx_u16(ctx, dport_off)?;
+    let family = match family_off {
+        ABSENT => FAMILY_INET6,
+        offset => ctx_u16(ctx, offset)?,
+    };
+    let daddr = if family == FAMILY_INET {
+        [ctx_addr4(ctx, daddr_off)?, 0, 0, 0]
+    } else {
+        ctx_addr6(ctx, daddr6_off)?
+    };
+    Some(DestKey {
+        netns,
+        family,
+        dport,
+        daddr,
+    })
+}
+
+/// Smoothed RTT per received segment, into the destination's histogram. The hot path: one
+/// cached namespace, one hash lookup, three atomic adds.
+#[tracepoint]
+pub fn tcp_probe(ctx: TracePointContext) -> u32 {
+    bump(counter::TCP_PROBE_EVENTS);
+    let Some(srtt) = ctx_u32(&ctx, cfg!(probe_srtt)) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    // No RTT measured yet on this socket.
+    if srtt == 0 {
+        return 0;
+    }
+    let Some((family, dport, daddr)) = ctx_sockaddr(&ctx, cfg!(probe_daddr_sa)) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    let sk = ctx_u64(&ctx, cfg!(probe_skaddr)).unwrap_or(0);
+    let netns = sock_netns_cached(sk).unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    });
+    let key = DestKey {
+        netns,
+        family,
+        dport,
+        daddr,
+    };
+    let Some(stats) = dest_entry(&key) else {
+        return 0;
+    };
+    let bucket = lat_bucket(u64::from(srtt));
+    unsafe {
+        atomic_add64(addr_of_mut!((*stats).rtt_samples), 1);
+        atomic_add64(addr_of_mut!((*stats).rtt_sum_us), u64::from(srtt));
+        if let Some(slot) = (*stats).rtt_hist.get_mut(bucket) {
+            atomic_add32(slot, 1);
+        }
+    }
+    0
+}
+
+/// Connection outcomes per destination and connect time (SYN_SENT → ESTABLISHED).
+#[tracepoint]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    let tcp = cfg!(ipproto_tcp);
+    if tcp != 0 {
+        match ctx_u16(&ctx, cfg!(ss_protocol)) {
+            Some(p) if u32::from(p) == tcp => {}
+            _ => return 0,
+        }
+    }
+    bump(counter::STATE_EVENTS);
+    let (Some(old), Some(new)) = (
+        ctx_u32(&ctx, cfg!(ss_oldstate)),
+        ctx_u32(&ctx, cfg!(ss_newstate)),
+    ) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    let (syn_sent, close) = (cfg!(tcp_syn_sent), cfg!(tcp_close));
+    if new != syn_sent && old != syn_sent && new != close {
+        return 0;
+    }
+    if old == cfg!(tcp_listen) {
+        return 0;
+    }
+    let sk = ctx_u64(&ctx, cfg!(ss_skaddr)).unwrap_or(0);
+    let netns = sock_netns(sk).unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    });
+    let Some(key) = dest_key(
+        &ctx,
+        netns,
+        cfg!(ss_family),
+        cfg!(ss_dport),
+        cfg!(ss_daddr),
+        cfg!(ss_daddr_v6),
+    ) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    if new == close {
+        if let Some(last) = LAST_CLOSE.get_ptr_mut(0) {
+            let sport = ctx_u16(&ctx, cfg!(ss_sport)).unwrap_or(0);
+            unsafe {
+                (*last).netns = netns;
+                (*last).family = key.family;
+                (*last).sport = sport;
+                (*last).dport = key.dport;
+                (*last).daddr = key.daddr;
+            }
+        }
+    }
+    let Some(stats) = dest_entry(&key) else {
+        return 0;
+    };
+    if new == syn_sent {
+        let now = unsafe { bpf_ktime_get_ns() };
+        let _ = CONNECT_START.insert(&sk, &now, 0);
+        unsafe { atomic_add64(addr_of_mut!((*stats).connects), 1) };
+        return 0;
+    }
+    if old == syn_sent {
+        let started = unsafe { CONNECT_START.get(&sk) }.copied();
+        let _ = CONNECT_START.remove(&sk);
+        if new == cfg!(tcp_established) {
+            unsafe { atomic_add64(addr_of_mut!((*stats).established), 1) };
+            match started {
+                Some(t0) => {
+                    let us = unsafe { bpf_ktime_get_ns() }.saturating_sub(t0) / 1000;
+                    let bucket = lat_bucket(us);
+                    unsafe {
+                        atomic_add64(addr_of_mut!((*stats).connect_timed), 1);
+                        atomic_add64(addr_of_mut!((*stats).connect_sum_us), us);
+                        if let Some(slot) = (*stats).connect_hist.get_mut(bucket) {
+                            atomic_add32(slot, 1);
+                        }
+                    }
+                }
+                None => bump(counter::CONNECT_START_MISSING),
+            }
+        } else if new == close {
+            unsafe { atomic_add64(addr_of_mut!((*stats).failed), 1) };
+        }
+        return 0;
+    }
+    // Any other state → CLOSE: a connection that had been set up is gone.
+    unsafe { atomic_add64(addr_of_mut!((*stats).closed), 1) };
+    0
+}
+
+#[inline(always)]
+fn reset_add(key: &ResetKey) {
+    if let Some(count) = RESETS.get_ptr_mut(key) {
+        atomic_add64(count, 1);
+        return;
+    }
+    if RESETS.insert(key, &1, BPF_NOEXIST as u64).is_err() {
+        match RESETS.get_ptr_mut(key) {
+            Some(count) => atomic_add64(count, 1),
+            None => bump(counter::RESETS_INSERT_FAILED),
+        }
+    }
+}
+
+/// A reset this host sent, with the kernel's reason where the record has one.
+#[tracepoint]
+pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
+    bump(counter::RESET_SENT_EVENTS);
+    let sk = ctx_u64(&ctx, cfg!(rst_tx_skaddr)).unwrap_or(0);
+    // No socket (a segment to a closed port): the namespace of the device it came in on.
+    let netns = if sk != 0 {
+        sock_netns(sk)
+    } else {
+        skb_netns(ctx_u64(&ctx, cfg!(rst_tx_skbaddr)).unwrap_or(0), 0)
+    }
+    .unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    });
+    let reason = match cfg!(rst_tx_reason) {
+        ABSENT => ABSENT,
+        offset => ctx_u32(&ctx, offset).unwrap_or(ABSENT),
+    };
+    let flow = if cfg!(rst_tx_saddr_sa) != ABSENT {
+        // Since 6.10 both ends are sockaddrs, the peer in `daddr` whichever way they were
+        // filled (from the socket, or reversed from the incoming segment).
+        match (
+            ctx_sockaddr(&ctx, cfg!(rst_tx_saddr_sa)),
+            ctx_sockaddr(&ctx, cfg!(rst_tx_daddr_sa)),
+        ) {
+            (Some((family, sport, saddr)), Some((_, dport, daddr))) => Some(FlowKey {
+                netns,
+                family,
+                sport,
+                dport,
+                _pad: 0,
+                saddr,
+                daddr,
+            }),
+            _ => None,
+        }
+    } else {
+        flow_key(
+            &ctx,
+            netns,
+            cfg!(rst_tx_family),
+            cfg!(rst_tx_sport),
+            cfg!(rst_tx_dport),
+            cfg!(rst_tx_saddr),
+            cfg!(rst_tx_daddr),
+            cfg!(rst_tx_saddr_v6),
+            cfg!(rst_tx_daddr_v6),
+        )
+    };
+    let Some(flow) = flow else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    reset_add(&ResetKey {
+        flow,
+        reason,
+        direction: RESET_SENT,
+    });
+    0
+}
+
+/// A reset this host received (a refused connect, a peer aborting).
+#[tracepoint]
+pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
+    bump(counter::RESET_RECEIVED_EVENTS);
+    let sk = ctx_u64(&ctx, cfg!(rst_rx_skaddr)).unwrap_or(0);
+    let netns = sock_netns(sk).unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    });
+    let Some(flow) = flow_key(
+        &ctx,
+        netns,
+        cfg!(rst_rx_family),
+        cfg!(rst_rx_sport),
+        cfg!(rst_rx_dport),
+        cfg!(rst_rx_saddr),
+        cfg!(rst_rx_daddr),
+        cfg!(rst_rx_saddr_v6),
+        cfg!(rst_rx_daddr_v6),
+    ) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    reset_add(&ResetKey {
+        flow,
+        reason: ABSENT,
+        direction: RESET_RECEIVED,
+    });
+    0
+}
+
+/// A socket error (ETIMEDOUT, EHOSTUNREACH, ECONNREFUSED, …) per destination.
+#[tracepoint]
+pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
+    let tcp = cfg!(ipproto_tcp);
+    if tcp != 0 {
+        match ctx_u16(&ctx, cfg!(err_protocol)) {
+            Some(p) if u32::from(p) == tcp => {}
+            _ => return 0,
+        }
+    }
+    bump(counter::ERROR_REPORT_EVENTS);
+    let Some(error) = ctx_u32(&ctx, cfg!(err_error)) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    // `tcp_disconnect` (after a failed connect) reports with no error set: not an error.
+    if error == 0 {
+        return 0;
+    }
+    let Some(mut dest) = dest_key(
+        &ctx,
+        0,
+        cfg!(err_family),
+        cfg!(err_dport),
+        cfg!(err_daddr),
+        cfg!(err_daddr_v6),
+    ) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    let sport = ctx_u16(&ctx, cfg!(err_sport)).unwrap_or(0);
+    let mut matched = false;
+    if let Some(last) = LAST_CLOSE.get_ptr(0) {
+        unsafe {
+            if (*last).family == dest.family
+                && (*last).sport == sport
+                && (*last).dport == dest.dport
+                && (*last).daddr[0] == dest.daddr[0]
+                && (*last).daddr[1] == dest.daddr[1]
+                && (*last).daddr[2] == dest.daddr[2]
+                && (*last).daddr[3] == dest.daddr[3]
+            {
+                dest.netns = (*last).netns;
+                matched = true;
+            }
+        }
+    }
+    if !matched {
+        bump(counter::ERROR_NETNS_UNMATCHED);
+    }
+    let key = ErrorKey {
+        dest,
+        error,
+        _pad: 0,
+    };
+    if let Some(count) = SOCK_ERRORS.get_ptr_mut(&key) {
+        atomic_add64(count, 1);
+    } else if SOCK_ERRORS.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
+        match SOCK_ERRORS.get_ptr_mut(&key) {
+            Some(count) => atomic_add64(count, 1),
+            None => bump(counter::RESETS_INSERT_FAILED),
         }
     }
     0

@@ -204,21 +204,32 @@ impl KernelBtf {
     /// Values of `enum skb_drop_reason` by name, with the `SKB_DROP_REASON_` prefix removed
     /// (so `NO_SOCKET`, `NETFILTER_DROP`; `SKB_NOT_DROPPED_YET` and `SKB_CONSUMED` keep theirs).
     pub fn drop_reason_names(&self) -> Result<BTreeMap<u32, String>> {
+        self.enum_names("skb_drop_reason", "SKB_DROP_REASON_")
+    }
+
+    /// Values of `enum sk_rst_reason` (why the kernel sent a TCP reset, 6.10+) by name, with
+    /// the `SK_RST_REASON_` prefix removed (`NO_SOCKET`, `TCP_ABORT_ON_CLOSE`, …).
+    pub fn rst_reason_names(&self) -> Result<BTreeMap<u32, String>> {
+        self.enum_names("sk_rst_reason", "SK_RST_REASON_")
+    }
+
+    /// An enum's values by name, prefix removed; the first name of each value wins.
+    fn enum_names(&self, enum_name: &str, prefix: &str) -> Result<BTreeMap<u32, String>> {
         let id = self
-            .ids_named("skb_drop_reason", kind::ENUM)
+            .ids_named(enum_name, kind::ENUM)
             .next()
-            .ok_or_else(|| anyhow!("enum skb_drop_reason not in BTF"))?;
+            .ok_or_else(|| anyhow!("enum {enum_name} not in BTF"))?;
         let h = self
             .header(id)
-            .ok_or_else(|| anyhow!("enum skb_drop_reason unreadable"))?;
+            .ok_or_else(|| anyhow!("enum {enum_name} unreadable"))?;
         let mut names = BTreeMap::new();
         for i in 0..h.vlen {
             let at = h.at + 12 + 8 * i;
             let (Some(name_off), Some(value)) = (self.u32_at(at), self.u32_at(at + 4)) else {
-                bail!("enum skb_drop_reason truncated");
+                bail!("enum {enum_name} truncated");
             };
             let name = self.name(name_off);
-            let name = name.strip_prefix("SKB_DROP_REASON_").unwrap_or(name);
+            let name = name.strip_prefix(prefix).unwrap_or(name);
             // Aliases such as SUBSYS_MASK are not reasons; keep the first name per value.
             if name == "SUBSYS_MASK" {
                 continue;
@@ -444,6 +455,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("sk_buff.no_such_member"), "{err}");
+    }
+
+    #[test]
+    fn rst_reason_names_agree_with_recorded_kernel_table() {
+        let Some(btf) = live() else { return };
+        let names = btf.rst_reason_names().unwrap();
+        assert!(names.values().any(|n| n == "NO_SOCKET"));
+        assert!(!names.values().any(|n| n.starts_with("SK_RST_REASON_")));
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        if release.trim().starts_with("6.18.") {
+            // `bpftool btf dump` of this kernel: `'SK_RST_REASON_NAME' val=N` lines.
+            let raw = include_str!("../../tests/fixtures/btf_sk_rst_reason_6.18.txt");
+            let mut checked = 0;
+            for line in raw.lines().filter(|l| l.contains("val=")) {
+                let name = line.split('\'').nth(1).unwrap();
+                let value: u32 = line.rsplit("val=").next().unwrap().trim().parse().unwrap();
+                let short = name.strip_prefix("SK_RST_REASON_").unwrap();
+                assert_eq!(names.get(&value).map(String::as_str), Some(short), "{name}");
+                checked += 1;
+            }
+            assert_eq!(checked, 26);
+        }
     }
 
     #[test]

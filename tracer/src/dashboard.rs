@@ -259,6 +259,7 @@ mod tests {
             drops: Default::default(),
             retransmits: Default::default(),
             softirq: vec![],
+            flows: Default::default(),
             tracer_counters: [("drops_map_full", 3), ("read_errors", 1)]
                 .into_iter()
                 .collect(),

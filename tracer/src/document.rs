@@ -237,6 +237,7 @@ mod tests {
             drops: Default::default(),
             retransmits: Default::default(),
             softirq: vec![],
+            flows: Default::default(),
             tracer_counters: BTreeMap::new(),
             tracer_cost: Default::default(),
             notes: vec![],

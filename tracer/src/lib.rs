@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod document;
 pub mod evidence;
 pub mod facts;
+pub mod flows;
 pub mod format;
 pub mod kallsyms;
 pub mod layers;

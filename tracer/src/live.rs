@@ -228,7 +228,31 @@ fn kernel_names(
         }
         None => None,
     };
-    names_from(btf_reasons, formats, notes)
+    let mut names = names_from(btf_reasons, formats, notes);
+    names.reset_reasons = reset_reason_names(
+        btf.map(KernelBtf::rst_reason_names).and_then(Result::ok),
+        formats,
+    );
+    names
+}
+
+/// `sk_rst_reason` names: BTF's enum when it has one, else the tcp_send_reset format's own
+/// table (empty before 6.10, whose resets carry no reason).
+pub fn reset_reason_names(
+    btf_names: Option<std::collections::BTreeMap<u32, String>>,
+    formats: &FormatResults,
+) -> std::collections::BTreeMap<u32, String> {
+    match btf_names {
+        Some(map) if !map.is_empty() => map,
+        _ => match formats.get(tracer_common::PROG_TCP_SEND_RESET) {
+            Some(Ok(Some(f))) => f
+                .symbolic_values("reason")
+                .into_iter()
+                .filter_map(|(v, n)| u32::try_from(v).ok().map(|v| (v, n)))
+                .collect(),
+            _ => std::collections::BTreeMap::new(),
+        },
+    }
 }
 
 /// Names from BTF's reason table when there is one, else from the tracepoints' own symbolic
@@ -327,6 +351,28 @@ mod tests {
             Some("NET_RX")
         );
         assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn reset_reason_names_from_the_send_reset_format_without_btf() {
+        let mut f = FormatResults::new();
+        f.insert(
+            tracer_common::PROG_TCP_SEND_RESET,
+            Ok(Some(
+                EventFormat::parse(include_str!(
+                    "../../tests/fixtures/formats/tcp_tcp_send_reset.format"
+                ))
+                .unwrap(),
+            )),
+        );
+        let names = reset_reason_names(None, &f);
+        assert_eq!(names.get(&1).map(String::as_str), Some("NO_SOCKET"));
+        assert_eq!(
+            names.get(&11).map(String::as_str),
+            Some("TCP_ABORT_ON_CLOSE")
+        );
+        assert_eq!(names.len(), 26);
+        assert!(reset_reason_names(None, &FormatResults::new()).is_empty());
     }
 
     #[test]

@@ -11,8 +11,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use tracer_common::{
-    counter, DropKey, FlowKey, FlowStats, SoftirqStats, GLOBAL_CONFIG, MAP_DROPS,
-    MAP_PROBE_COUNTERS, MAP_RETRANS_FLOWS, MAP_SOFTIRQ_STATS, SOFTIRQ_VECTORS,
+    counter, DestKey, DestStats, DropKey, ErrorKey, FlowKey, FlowStats, ResetKey, SoftirqStats,
+    GLOBAL_CONFIG, MAP_DESTS, MAP_DROPS, MAP_PROBE_COUNTERS, MAP_RESETS, MAP_RETRANS_FLOWS,
+    MAP_SOCK_ERRORS, MAP_SOFTIRQ_STATS, SOFTIRQ_VECTORS,
 };
 
 use crate::{
@@ -30,6 +31,9 @@ pub struct Session {
     flows: AyaHashMap<MapData, FlowKey, FlowStats>,
     softirq: PerCpuArray<MapData, SoftirqStats>,
     counters: PerCpuArray<MapData, u64>,
+    dests: AyaHashMap<MapData, DestKey, DestStats>,
+    resets: AyaHashMap<MapData, ResetKey, u64>,
+    sock_errors: AyaHashMap<MapData, ErrorKey, u64>,
     /// Outcome of every probe, attached or not.
     pub probes: Vec<ProbeStatus>,
 }
@@ -114,12 +118,18 @@ impl Session {
         let flows = AyaHashMap::try_from(take(&mut ebpf, MAP_RETRANS_FLOWS)?)?;
         let softirq = PerCpuArray::try_from(take(&mut ebpf, MAP_SOFTIRQ_STATS)?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, MAP_PROBE_COUNTERS)?)?;
+        let dests = AyaHashMap::try_from(take(&mut ebpf, MAP_DESTS)?)?;
+        let resets = AyaHashMap::try_from(take(&mut ebpf, MAP_RESETS)?)?;
+        let sock_errors = AyaHashMap::try_from(take(&mut ebpf, MAP_SOCK_ERRORS)?)?;
         Ok(Session {
             _ebpf: ebpf,
             drops,
             flows,
             softirq,
             counters,
+            dests,
+            resets,
+            sock_errors,
             probes,
         })
     }
@@ -153,6 +163,19 @@ impl Session {
         for entry in self.flows.iter() {
             let Ok((key, stats)) = entry else { continue };
             snap.flows.insert(key, stats);
+        }
+        for entry in self.dests.iter() {
+            let Ok((key, stats)) = entry else { continue };
+            snap.dests.insert(key, stats);
+        }
+        snap.dest_entries = snap.dests.len() as u64;
+        for entry in self.resets.iter() {
+            let Ok((key, count)) = entry else { continue };
+            snap.resets.insert(key, count);
+        }
+        for entry in self.sock_errors.iter() {
+            let Ok((key, count)) = entry else { continue };
+            snap.sock_errors.insert(key, count);
         }
         for vec in 0..SOFTIRQ_VECTORS {
             let per_cpu = self

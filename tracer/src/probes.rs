@@ -4,8 +4,9 @@
 
 use serde::Serialize;
 use tracer_common::{
-    TracerConfig, PROG_KFREE_SKB, PROG_SOFTIRQ_ENTRY, PROG_SOFTIRQ_EXIT, PROG_TCP_RETRANSMIT_SKB,
-    PROG_TCP_RETRANSMIT_SYNACK,
+    TracerConfig, ABSENT, PROG_INET_SK_ERROR_REPORT, PROG_INET_SOCK_SET_STATE, PROG_KFREE_SKB,
+    PROG_SOFTIRQ_ENTRY, PROG_SOFTIRQ_EXIT, PROG_TCP_PROBE, PROG_TCP_RECEIVE_RESET,
+    PROG_TCP_RETRANSMIT_SKB, PROG_TCP_RETRANSMIT_SYNACK, PROG_TCP_SEND_RESET,
 };
 
 use crate::{btf::NetnsOffsets, format::EventFormat};
@@ -26,7 +27,7 @@ impl ProbeSpec {
 }
 
 /// Every probe the tracer attaches, in attach order.
-pub const PROBES: [ProbeSpec; 5] = [
+pub const PROBES: [ProbeSpec; 10] = [
     ProbeSpec {
         category: "skb",
         name: "kfree_skb",
@@ -52,7 +53,47 @@ pub const PROBES: [ProbeSpec; 5] = [
         name: "softirq_exit",
         program: PROG_SOFTIRQ_EXIT,
     },
+    ProbeSpec {
+        category: "tcp",
+        name: "tcp_probe",
+        program: PROG_TCP_PROBE,
+    },
+    ProbeSpec {
+        category: "sock",
+        name: "inet_sock_set_state",
+        program: PROG_INET_SOCK_SET_STATE,
+    },
+    ProbeSpec {
+        category: "tcp",
+        name: "tcp_send_reset",
+        program: PROG_TCP_SEND_RESET,
+    },
+    ProbeSpec {
+        category: "tcp",
+        name: "tcp_receive_reset",
+        program: PROG_TCP_RECEIVE_RESET,
+    },
+    ProbeSpec {
+        category: "sock",
+        name: "inet_sk_error_report",
+        program: PROG_INET_SK_ERROR_REPORT,
+    },
 ];
+
+/// Size of the `sockaddr` fields of `tcp_probe` and (since 6.10) `tcp_send_reset`:
+/// `sizeof(struct sockaddr_in6)`.
+const SOCKADDR_FIELD: u32 = 28;
+
+/// The number of a `__print_symbolic` name in the format's own table, or the ABI value when
+/// the table does not list it.
+fn symbol_value(format: &EventFormat, field: &str, name: &str, abi: u32) -> u32 {
+    format
+        .symbolic_values(field)
+        .into_iter()
+        .find(|(_, n)| n == name)
+        .and_then(|(v, _)| u32::try_from(v).ok())
+        .unwrap_or(abi)
+}
 
 /// What became of one probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -167,6 +208,86 @@ fn offsets_for(
             config.softirq_exit_vec = format.require("vec", &[4])?;
             Ok("softirq run time per CPU and vector".to_owned())
         }
+        PROG_TCP_PROBE => {
+            config.probe_daddr_sa = format.require("daddr", &[SOCKADDR_FIELD])?;
+            config.probe_srtt = format.require("srtt", &[4])?;
+            config.probe_skaddr = format.require("skaddr", &[8])?;
+            Ok(
+                "smoothed RTT (srtt, µs) per received segment, histogram per destination"
+                    .to_owned(),
+            )
+        }
+        PROG_INET_SOCK_SET_STATE => {
+            config.ss_skaddr = format.require("skaddr", &[8])?;
+            config.ss_oldstate = format.require("oldstate", &[4])?;
+            config.ss_newstate = format.require("newstate", &[4])?;
+            config.ss_sport = format.require("sport", &[2])?;
+            config.ss_dport = format.require("dport", &[2])?;
+            config.ss_daddr = format.require("daddr", &[4])?;
+            config.ss_daddr_v6 = format.require("daddr_v6", &[16])?;
+            config.ss_family = format.optional("family", &[2])?.unwrap_or(ABSENT);
+            let protocol = format.optional("protocol", &[2])?;
+            config.ss_protocol = protocol.unwrap_or(ABSENT);
+            if protocol.is_some() {
+                config.ipproto_tcp = symbol_value(format, "protocol", "IPPROTO_TCP", 6);
+            }
+            config.tcp_established = symbol_value(format, "newstate", "TCP_ESTABLISHED", 1);
+            config.tcp_syn_sent = symbol_value(format, "newstate", "TCP_SYN_SENT", 2);
+            config.tcp_close = symbol_value(format, "newstate", "TCP_CLOSE", 7);
+            config.tcp_listen = symbol_value(format, "newstate", "TCP_LISTEN", 10);
+            Ok(
+                "connects, failures from SYN_SENT, closes and connect time per destination"
+                    .to_owned(),
+            )
+        }
+        PROG_TCP_SEND_RESET => {
+            config.rst_tx_skbaddr = format.require("skbaddr", &[8])?;
+            config.rst_tx_skaddr = format.require("skaddr", &[8])?;
+            let reason = format.optional("reason", &[4])?;
+            config.rst_tx_reason = reason.unwrap_or(ABSENT);
+            if format
+                .field("saddr")
+                .is_some_and(|f| f.size == SOCKADDR_FIELD)
+            {
+                config.rst_tx_saddr_sa = format.require("saddr", &[SOCKADDR_FIELD])?;
+                config.rst_tx_daddr_sa = format.require("daddr", &[SOCKADDR_FIELD])?;
+            } else {
+                config.rst_tx_sport = format.require("sport", &[2])?;
+                config.rst_tx_dport = format.require("dport", &[2])?;
+                config.rst_tx_saddr = format.require("saddr", &[4])?;
+                config.rst_tx_daddr = format.require("daddr", &[4])?;
+                config.rst_tx_saddr_v6 = format.require("saddr_v6", &[16])?;
+                config.rst_tx_daddr_v6 = format.require("daddr_v6", &[16])?;
+                config.rst_tx_family = format.optional("family", &[2])?.unwrap_or(ABSENT);
+            }
+            Ok(if reason.is_some() {
+                "resets sent per flow, with the kernel's reason".to_owned()
+            } else {
+                "resets sent per flow (no reason field on this kernel)".to_owned()
+            })
+        }
+        PROG_TCP_RECEIVE_RESET => {
+            config.rst_rx_skaddr = format.require("skaddr", &[8])?;
+            config.rst_rx_sport = format.require("sport", &[2])?;
+            config.rst_rx_dport = format.require("dport", &[2])?;
+            config.rst_rx_saddr = format.require("saddr", &[4])?;
+            config.rst_rx_daddr = format.require("daddr", &[4])?;
+            config.rst_rx_saddr_v6 = format.require("saddr_v6", &[16])?;
+            config.rst_rx_daddr_v6 = format.require("daddr_v6", &[16])?;
+            config.rst_rx_family = format.optional("family", &[2])?.unwrap_or(ABSENT);
+            Ok("resets received per flow".to_owned())
+        }
+        PROG_INET_SK_ERROR_REPORT => {
+            config.err_error = format.require("error", &[4])?;
+            config.err_sport = format.require("sport", &[2])?;
+            config.err_dport = format.require("dport", &[2])?;
+            config.err_daddr = format.require("daddr", &[4])?;
+            config.err_daddr_v6 = format.require("daddr_v6", &[16])?;
+            config.err_family = format.optional("family", &[2])?.unwrap_or(ABSENT);
+            config.err_protocol = format.require("protocol", &[2])?;
+            config.ipproto_tcp = symbol_value(format, "protocol", "IPPROTO_TCP", 6);
+            Ok("socket errors per destination (namespace from the close just before)".to_owned())
+        }
         _ => Ok(String::new()),
     }
 }
@@ -258,6 +379,19 @@ mod tests {
                 include_str!("../../tests/fixtures/formats/irq_softirq_entry.format")
             }
             "softirq_exit" => include_str!("../../tests/fixtures/formats/irq_softirq_exit.format"),
+            "tcp_probe" => include_str!("../../tests/fixtures/formats/tcp_tcp_probe.format"),
+            "inet_sock_set_state" => {
+                include_str!("../../tests/fixtures/formats/sock_inet_sock_set_state.format")
+            }
+            "tcp_send_reset" => {
+                include_str!("../../tests/fixtures/formats/tcp_tcp_send_reset.format")
+            }
+            "tcp_receive_reset" => {
+                include_str!("../../tests/fixtures/formats/tcp_tcp_receive_reset.format")
+            }
+            "inet_sk_error_report" => {
+                include_str!("../../tests/fixtures/formats/sock_inet_sk_error_report.format")
+            }
             _ => return None,
         };
         Some(EventFormat::parse(text).unwrap())
@@ -266,8 +400,8 @@ mod tests {
     #[test]
     fn plan_on_recorded_6_18_formats_uses_their_offsets() {
         let p = plan(|s| Ok(fixture(s.name)), None);
-        assert_eq!(p.ready.len(), 5);
-        assert!(p.not_ready.is_empty());
+        assert_eq!(p.ready.len(), 10);
+        assert!(p.not_ready.is_empty(), "{:?}", p.not_ready);
         let c = p.config;
         assert_eq!(
             (
@@ -288,6 +422,92 @@ mod tests {
         assert_eq!(c.softirq_vec_mask, 0b1100);
         // No BTF given: namespace offsets stay absent.
         assert_eq!(c.net_inum, ABSENT);
+    }
+
+    #[test]
+    fn plan_reads_the_flow_probes_of_6_18() {
+        let c = plan(|s| Ok(fixture(s.name)), None).config;
+        // tcp_probe: daddr is a sockaddr at 36, srtt at 100, skaddr at 128.
+        assert_eq!(
+            (c.probe_daddr_sa, c.probe_srtt, c.probe_skaddr),
+            (36, 100, 128)
+        );
+        assert_eq!(
+            (
+                c.ss_oldstate,
+                c.ss_newstate,
+                c.ss_dport,
+                c.ss_protocol,
+                c.ss_daddr_v6
+            ),
+            (16, 20, 26, 30, 56)
+        );
+        // State and protocol numbers come from the format's own tables.
+        assert_eq!(
+            (
+                c.tcp_established,
+                c.tcp_syn_sent,
+                c.tcp_close,
+                c.tcp_listen,
+                c.ipproto_tcp
+            ),
+            (1, 2, 7, 10, 6)
+        );
+        // 6.18's tcp_send_reset: sockaddrs and a reason, no separate port fields.
+        assert_eq!(
+            (
+                c.rst_tx_reason,
+                c.rst_tx_saddr_sa,
+                c.rst_tx_daddr_sa,
+                c.rst_tx_sport
+            ),
+            (28, 32, 60, ABSENT)
+        );
+        assert_eq!(
+            (c.rst_rx_sport, c.rst_rx_saddr, c.rst_rx_daddr_v6),
+            (16, 22, 46)
+        );
+        assert_eq!((c.err_error, c.err_dport, c.err_daddr), (8, 14, 24));
+    }
+
+    #[test]
+    fn send_reset_without_sockaddrs_uses_the_flow_fields() {
+        // The 5.x layout: ports, family and both address forms, no reason.
+        let old = "name: tcp_send_reset\nID: 1\nformat:\n\
+            \tfield:const void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;\n\
+            \tfield:const void * skaddr;\toffset:16;\tsize:8;\tsigned:0;\n\
+            \tfield:int state;\toffset:24;\tsize:4;\tsigned:1;\n\
+            \tfield:__u16 sport;\toffset:28;\tsize:2;\tsigned:0;\n\
+            \tfield:__u16 dport;\toffset:30;\tsize:2;\tsigned:0;\n\
+            \tfield:__u16 family;\toffset:32;\tsize:2;\tsigned:0;\n\
+            \tfield:__u8 saddr[4];\toffset:34;\tsize:4;\tsigned:0;\n\
+            \tfield:__u8 daddr[4];\toffset:38;\tsize:4;\tsigned:0;\n\
+            \tfield:__u8 saddr_v6[16];\toffset:42;\tsize:16;\tsigned:0;\n\
+            \tfield:__u8 daddr_v6[16];\toffset:58;\tsize:16;\tsigned:0;\n\n\
+            print fmt: \"\"\n";
+        let p = plan(
+            |s| {
+                Ok(if s.name == "tcp_send_reset" {
+                    Some(EventFormat::parse(old).unwrap())
+                } else {
+                    fixture(s.name)
+                })
+            },
+            None,
+        );
+        let c = p.config;
+        assert_eq!((c.rst_tx_saddr_sa, c.rst_tx_reason), (ABSENT, ABSENT));
+        assert_eq!(
+            (c.rst_tx_sport, c.rst_tx_family, c.rst_tx_daddr_v6),
+            (28, 32, 58)
+        );
+        let detail = &p
+            .ready
+            .iter()
+            .find(|(s, _)| s.name == "tcp_send_reset")
+            .unwrap()
+            .1;
+        assert!(detail.contains("no reason"), "{detail}");
     }
 
     #[test]
@@ -326,7 +546,18 @@ mod tests {
             None,
         );
         let names: Vec<_> = p.ready.iter().map(|(s, _)| s.name).collect();
-        assert_eq!(names, vec!["kfree_skb", "tcp_retransmit_skb"]);
+        assert_eq!(
+            names,
+            vec![
+                "kfree_skb",
+                "tcp_retransmit_skb",
+                "tcp_probe",
+                "inet_sock_set_state",
+                "tcp_send_reset",
+                "tcp_receive_reset",
+                "inet_sk_error_report"
+            ]
+        );
         let missing: Vec<_> = p
             .not_ready
             .iter()

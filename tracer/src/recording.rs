@@ -9,7 +9,11 @@
 //! `facts_end` (node facts), `frames[]` ({at_ms, bpf_stats_enabled, snapshot{drops[{reason,
 //! netns, location, count}], flows[{netns, family, sport, dport, saddr[4], daddr[4],
 //! retransmits, retransmitted_segments, synack_retransmits, failed_attempts, last_state}],
-//! softirq[{cpu, vec, runs, total_ns, hist[32]}], counters[], program_costs[[name, runs, ns]]},
+//! softirq[{cpu, vec, runs, total_ns, hist[32]}], counters[], program_costs[[name, runs, ns]],
+//! dests[{netns, family, dport, daddr[4], rtt_samples, rtt_sum_us, connects, established, failed,
+//! closed, connect_timed, connect_sum_us, rtt_hist[[bucket, count]], connect_hist[…]}],
+//! resets[{flow{netns, family, sport, dport, saddr, daddr}, reason, direction, count}],
+//! sock_errors[{netns, family, dport, daddr, error, count}], dest_entries (these four optional)},
 //! counters (a counter sample)}), and `live_verdict` (the document the recording run printed).
 //! Readers refuse other formats and newer versions with one sentence.
 
@@ -17,7 +21,10 @@ use std::{collections::BTreeMap, path::Path};
 
 use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
-use tracer_common::{DropKey, FlowKey, FlowStats, SoftirqStats, HIST_BUCKETS};
+use tracer_common::{
+    DestKey, DestStats, DropKey, ErrorKey, FlowKey, FlowStats, ResetKey, SoftirqStats,
+    HIST_BUCKETS, LAT_BUCKETS,
+};
 
 use crate::{
     evidence::{CounterSample, NodeFacts},
@@ -61,6 +68,72 @@ pub struct RecSoftirq {
     pub hist: Vec<u64>,
 }
 
+/// One destination's counters; histograms sparse as `[bucket, count]` pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecDest {
+    pub netns: u32,
+    pub family: u16,
+    pub dport: u16,
+    pub daddr: [u32; 4],
+    pub rtt_samples: u64,
+    pub rtt_sum_us: u64,
+    pub connects: u64,
+    pub established: u64,
+    pub failed: u64,
+    pub closed: u64,
+    pub connect_timed: u64,
+    pub connect_sum_us: u64,
+    pub rtt_hist: Vec<(u16, u32)>,
+    pub connect_hist: Vec<(u16, u32)>,
+}
+
+/// Resets of one flow/direction/reason, or one socket error of a destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecReset {
+    pub flow: RecFlowKey,
+    pub reason: u32,
+    pub direction: u32,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecFlowKey {
+    pub netns: u32,
+    pub family: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub saddr: [u32; 4],
+    pub daddr: [u32; 4],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecSockError {
+    pub netns: u32,
+    pub family: u16,
+    pub dport: u16,
+    pub daddr: [u32; 4],
+    pub error: u32,
+    pub count: u64,
+}
+
+fn sparse(hist: &[u32]) -> Vec<(u16, u32)> {
+    hist.iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(i, c)| (i as u16, *c))
+        .collect()
+}
+
+fn dense(pairs: &[(u16, u32)]) -> [u32; LAT_BUCKETS] {
+    let mut out = [0u32; LAT_BUCKETS];
+    for (i, c) in pairs {
+        if let Some(slot) = out.get_mut(usize::from(*i)) {
+            *slot = *c;
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecSnapshot {
     pub drops: Vec<RecDrop>,
@@ -68,6 +141,15 @@ pub struct RecSnapshot {
     pub softirq: Vec<RecSoftirq>,
     pub counters: Vec<u64>,
     pub program_costs: Vec<(String, u64, u64)>,
+    /// Added after version 1 first shipped: absent in older recordings (read as empty).
+    #[serde(default)]
+    pub dests: Vec<RecDest>,
+    #[serde(default)]
+    pub resets: Vec<RecReset>,
+    #[serde(default)]
+    pub sock_errors: Vec<RecSockError>,
+    #[serde(default)]
+    pub dest_entries: u64,
 }
 
 impl From<&Snapshot> for RecSnapshot {
@@ -117,6 +199,68 @@ impl From<&Snapshot> for RecSnapshot {
                 .collect(),
             counters: s.counters.clone(),
             program_costs: s.program_costs.clone(),
+            dests: {
+                let mut v: Vec<RecDest> = s
+                    .dests
+                    .iter()
+                    .map(|(k, d)| RecDest {
+                        netns: k.netns,
+                        family: k.family,
+                        dport: k.dport,
+                        daddr: k.daddr,
+                        rtt_samples: d.rtt_samples,
+                        rtt_sum_us: d.rtt_sum_us,
+                        connects: d.connects,
+                        established: d.established,
+                        failed: d.failed,
+                        closed: d.closed,
+                        connect_timed: d.connect_timed,
+                        connect_sum_us: d.connect_sum_us,
+                        rtt_hist: sparse(&d.rtt_hist),
+                        connect_hist: sparse(&d.connect_hist),
+                    })
+                    .collect();
+                v.sort_by_key(|d| (d.netns, d.daddr, d.dport));
+                v
+            },
+            resets: {
+                let mut v: Vec<RecReset> = s
+                    .resets
+                    .iter()
+                    .map(|(k, count)| RecReset {
+                        flow: RecFlowKey {
+                            netns: k.flow.netns,
+                            family: k.flow.family,
+                            sport: k.flow.sport,
+                            dport: k.flow.dport,
+                            saddr: k.flow.saddr,
+                            daddr: k.flow.daddr,
+                        },
+                        reason: k.reason,
+                        direction: k.direction,
+                        count: *count,
+                    })
+                    .collect();
+                v.sort_by_key(|r| (r.flow.netns, r.flow.daddr, r.flow.dport, r.flow.sport));
+                v
+            },
+            sock_errors: {
+                let mut v: Vec<RecSockError> = s
+                    .sock_errors
+                    .iter()
+                    .map(|(k, count)| RecSockError {
+                        netns: k.dest.netns,
+                        family: k.dest.family,
+                        dport: k.dest.dport,
+                        daddr: k.dest.daddr,
+                        error: k.error,
+                        count: *count,
+                    })
+                    .collect();
+                v.sort_by_key(|e| (e.netns, e.daddr, e.dport, e.error));
+                v
+            },
+            dest_entries: s.dest_entries,
         }
     }
 }
@@ -126,8 +270,64 @@ impl From<&RecSnapshot> for Snapshot {
         let mut s = Snapshot {
             counters: r.counters.clone(),
             program_costs: r.program_costs.clone(),
+            dest_entries: r.dest_entries,
             ..Default::default()
         };
+        for d in &r.dests {
+            s.dests.insert(
+                DestKey {
+                    netns: d.netns,
+                    family: d.family,
+                    dport: d.dport,
+                    daddr: d.daddr,
+                },
+                DestStats {
+                    rtt_samples: d.rtt_samples,
+                    rtt_sum_us: d.rtt_sum_us,
+                    connects: d.connects,
+                    established: d.established,
+                    failed: d.failed,
+                    closed: d.closed,
+                    connect_timed: d.connect_timed,
+                    connect_sum_us: d.connect_sum_us,
+                    rtt_hist: dense(&d.rtt_hist),
+                    connect_hist: dense(&d.connect_hist),
+                },
+            );
+        }
+        for x in &r.resets {
+            s.resets.insert(
+                ResetKey {
+                    flow: FlowKey {
+                        netns: x.flow.netns,
+                        family: x.flow.family,
+                        sport: x.flow.sport,
+                        dport: x.flow.dport,
+                        _pad: 0,
+                        saddr: x.flow.saddr,
+                        daddr: x.flow.daddr,
+                    },
+                    reason: x.reason,
+                    direction: x.direction,
+                },
+                x.count,
+            );
+        }
+        for e in &r.sock_errors {
+            s.sock_errors.insert(
+                ErrorKey {
+                    dest: DestKey {
+                        netns: e.netns,
+                        family: e.family,
+                        dport: e.dport,
+                        daddr: e.daddr,
+                    },
+                    error: e.error,
+                    _pad: 0,
+                },
+                e.count,
+            );
+        }
         for d in &r.drops {
             s.drops.insert(
                 DropKey {
@@ -292,9 +492,49 @@ mod tests {
         s.softirq.insert((1, 3), st);
         s.counters = vec![1, 2, 3];
         s.program_costs = vec![("kfree_skb".to_owned(), 10, 2500)];
+        let dest = DestKey {
+            netns: 7,
+            family: 2,
+            dport: 5201,
+            daddr: [u32::from_ne_bytes([198, 18, 0, 2]), 0, 0, 0],
+        };
+        let mut ds = DestStats {
+            rtt_samples: 9,
+            rtt_sum_us: 360_000,
+            connects: 2,
+            failed: 1,
+            ..Default::default()
+        };
+        ds.rtt_hist[56] = 9;
+        ds.connect_hist[3] = 1;
+        s.dests.insert(dest, ds);
+        s.dest_entries = 1;
+        s.resets.insert(
+            ResetKey {
+                flow: *s.flows.keys().next().expect("flow"),
+                reason: 1,
+                direction: 0,
+            },
+            4,
+        );
+        s.sock_errors.insert(
+            ErrorKey {
+                dest,
+                error: 110,
+                _pad: 0,
+            },
+            2,
+        );
         let json = serde_json::to_string(&RecSnapshot::from(&s)).expect("json");
         let back: RecSnapshot = serde_json::from_str(&json).expect("parse");
         assert_eq!(Snapshot::from(&back), s);
+        // A recording made before the flow maps existed still reads (empty flow maps).
+        let mut old: serde_json::Value = serde_json::from_str(&json).expect("parse");
+        for k in ["dests", "resets", "sock_errors", "dest_entries"] {
+            old.as_object_mut().expect("object").remove(k);
+        }
+        let back: RecSnapshot = serde_json::from_value(old).expect("old recording");
+        assert!(Snapshot::from(&back).dests.is_empty());
     }
 
     #[test]

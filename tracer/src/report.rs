@@ -25,6 +25,9 @@ pub struct KernelNames {
     pub drop_reasons_source: String,
     /// Softirq vector number → name (`NET_RX`, …), from the softirq_entry format.
     pub softirq_vectors: BTreeMap<u32, String>,
+    /// `sk_rst_reason` value → name (`NO_SOCKET`, …): BTF, else the tcp_send_reset format.
+    #[serde(default)]
+    pub reset_reasons: BTreeMap<u32, String>,
 }
 
 /// Scope and timing of the window.
@@ -52,6 +55,8 @@ pub struct Report {
     pub drops: Drops,
     pub retransmits: Retransmits,
     pub softirq: Vec<CpuSoftirq>,
+    /// Per destination: retransmits, resets, failed connects, socket errors, RTT percentiles.
+    pub flows: crate::flows::Flows,
     /// What the programs counted about themselves: events seen and anything lost.
     pub tracer_counters: BTreeMap<&'static str, u64>,
     /// What the tracer's kernel programs cost in this window.
@@ -398,6 +403,15 @@ pub fn build(
             .collect(),
     };
 
+    let flows = crate::flows::build(
+        window_delta,
+        &names.reset_reasons,
+        &crate::flows::DestFilter::default(),
+        crate::flows::REPORT_DESTINATIONS,
+    );
+    let mut notes = notes;
+    notes.extend(flows.tracking_note());
+
     Report {
         tracer_version: env!("CARGO_PKG_VERSION"),
         kernel,
@@ -406,6 +420,7 @@ pub fn build(
         drops,
         retransmits,
         softirq,
+        flows,
         tracer_counters,
         tracer_cost,
         notes,
@@ -455,6 +470,7 @@ mod tests {
             .into_iter()
             .collect(),
             drop_reasons_source: "test".to_owned(),
+            reset_reasons: BTreeMap::new(),
             softirq_vectors: [
                 (2, "NET_TX".to_owned()),
                 (3, "NET_RX".to_owned()),

@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use tracer_common::{counter, DropKey, FlowKey, FlowStats, SoftirqStats, HIST_BUCKETS};
+use tracer_common::{
+    counter, DestKey, DestStats, DropKey, ErrorKey, FlowKey, FlowStats, ResetKey, SoftirqStats,
+    HIST_BUCKETS, LAT_BUCKETS,
+};
 
 /// Everything the programs have counted since they were loaded.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -18,6 +21,17 @@ pub struct Snapshot {
     pub counters: Vec<u64>,
     /// Per program: (name, run count, run time in ns), from the kernel's BPF statistics.
     pub program_costs: Vec<(String, u64, u64)>,
+    /// RTT, connection outcomes and connect time per destination (entries still in the LRU).
+    pub dests: HashMap<DestKey, DestStats>,
+    /// Resets per flow, direction and reason.
+    pub resets: HashMap<ResetKey, u64>,
+    /// Socket errors per destination and errno.
+    pub sock_errors: HashMap<ErrorKey, u64>,
+    /// Entries in the destination map when it was read (before any namespace filter).
+    pub dest_entries: u64,
+    /// In a delta ([`Snapshot::since`]): destinations the LRU evicted in between (new keys
+    /// inserted minus the growth of the map). Always 0 in a plain copy.
+    pub dests_evicted: u64,
 }
 
 /// Sums one per-CPU counter vector.
@@ -36,6 +50,47 @@ fn sub_stats(end: &SoftirqStats, start: Option<&SoftirqStats>) -> SoftirqStats {
         total_ns: end.total_ns.saturating_sub(start.total_ns),
         hist,
     }
+}
+
+/// `end − start` of one destination's counters (histogram buckets are `u32` and wrap).
+pub fn dest_delta(end: &DestStats, start: Option<&DestStats>) -> DestStats {
+    let Some(s) = start else { return *end };
+    let mut d = DestStats {
+        rtt_samples: end.rtt_samples.saturating_sub(s.rtt_samples),
+        rtt_sum_us: end.rtt_sum_us.saturating_sub(s.rtt_sum_us),
+        connects: end.connects.saturating_sub(s.connects),
+        established: end.established.saturating_sub(s.established),
+        failed: end.failed.saturating_sub(s.failed),
+        closed: end.closed.saturating_sub(s.closed),
+        connect_timed: end.connect_timed.saturating_sub(s.connect_timed),
+        connect_sum_us: end.connect_sum_us.saturating_sub(s.connect_sum_us),
+        ..DestStats::default()
+    };
+    // An entry evicted and re-created in between has smaller totals: take it as new.
+    if end.rtt_samples < s.rtt_samples || end.connects < s.connects || end.closed < s.closed {
+        return *end;
+    }
+    for i in 0..LAT_BUCKETS {
+        d.rtt_hist[i] = end.rtt_hist[i].wrapping_sub(s.rtt_hist[i]);
+        d.connect_hist[i] = end.connect_hist[i].wrapping_sub(s.connect_hist[i]);
+    }
+    d
+}
+
+fn dest_is_empty(d: &DestStats) -> bool {
+    d.rtt_samples + d.connects + d.established + d.failed + d.closed == 0
+}
+
+fn count_delta<K: Copy + Eq + std::hash::Hash>(
+    end: &HashMap<K, u64>,
+    start: &HashMap<K, u64>,
+) -> HashMap<K, u64> {
+    end.iter()
+        .filter_map(|(k, v)| {
+            let d = v.saturating_sub(start.get(k).copied().unwrap_or(0));
+            (d > 0).then_some((*k, d))
+        })
+        .collect()
 }
 
 impl Snapshot {
@@ -91,12 +146,29 @@ impl Snapshot {
                 (name.clone(), runs.saturating_sub(r0), ns.saturating_sub(n0))
             })
             .collect();
+        let dests = self
+            .dests
+            .iter()
+            .filter_map(|(k, v)| {
+                let d = dest_delta(v, start.dests.get(k));
+                (!dest_is_empty(&d)).then_some((*k, d))
+            })
+            .collect();
+        let inserts = self
+            .counter(counter::DEST_INSERTS)
+            .saturating_sub(start.counter(counter::DEST_INSERTS));
+        let growth = self.dest_entries.saturating_sub(start.dest_entries);
         Snapshot {
             drops,
             flows,
             softirq,
             counters,
             program_costs,
+            dests,
+            resets: count_delta(&self.resets, &start.resets),
+            sock_errors: count_delta(&self.sock_errors, &start.sock_errors),
+            dest_entries: self.dest_entries,
+            dests_evicted: inserts.saturating_sub(growth),
         }
     }
 
@@ -110,6 +182,9 @@ impl Snapshot {
     pub fn only_netns(mut self, inode: u32) -> Snapshot {
         self.drops.retain(|k, _| k.netns == inode);
         self.flows.retain(|k, _| k.netns == inode);
+        self.dests.retain(|k, _| k.netns == inode);
+        self.resets.retain(|k, _| k.flow.netns == inode);
+        self.sock_errors.retain(|k, _| k.dest.netns == inode);
         self
     }
 }
@@ -126,6 +201,22 @@ pub fn counter_names() -> [(&'static str, u32); counter::COUNT as usize] {
         ("softirq_unpaired_exits", counter::SOFTIRQ_UNPAIRED),
         ("netns_unknown", counter::NETNS_UNKNOWN),
         ("read_errors", counter::READ_ERRORS),
+        ("tcp_probe_events", counter::TCP_PROBE_EVENTS),
+        ("sock_state_events", counter::STATE_EVENTS),
+        ("reset_sent_events", counter::RESET_SENT_EVENTS),
+        ("reset_received_events", counter::RESET_RECEIVED_EVENTS),
+        ("sock_error_events", counter::ERROR_REPORT_EVENTS),
+        ("destinations_inserted", counter::DEST_INSERTS),
+        ("destinations_insert_failed", counter::DESTS_INSERT_FAILED),
+        (
+            "resets_or_errors_insert_failed",
+            counter::RESETS_INSERT_FAILED,
+        ),
+        (
+            "sock_errors_netns_unmatched",
+            counter::ERROR_NETNS_UNMATCHED,
+        ),
+        ("connect_start_missing", counter::CONNECT_START_MISSING),
     ]
 }
 
@@ -219,6 +310,58 @@ mod tests {
         );
         assert_eq!(d.drops.len(), 1);
         assert_eq!(d.drops.get(&drop_key(3, 7)), Some(&4));
+    }
+
+    fn dest(netns: u32, port: u16) -> DestKey {
+        DestKey {
+            netns,
+            family: 2,
+            dport: port,
+            daddr: [u32::from_ne_bytes([198, 18, 0, 2]), 0, 0, 0],
+        }
+    }
+
+    /// The LRU bound: destinations inserted beyond what the map kept are counted as evicted,
+    /// and histogram buckets subtract across a `u32` wrap.
+    #[test]
+    fn dest_deltas_count_evictions_and_wrap_buckets() {
+        let mut start = Snapshot {
+            counters: vec![0; counter::COUNT as usize],
+            dest_entries: 4090,
+            ..Default::default()
+        };
+        start.counters[counter::DEST_INSERTS as usize] = 4090;
+        let mut a = DestStats {
+            rtt_samples: 10,
+            ..Default::default()
+        };
+        a.rtt_hist[60] = u32::MAX - 1;
+        start.dests.insert(dest(1, 80), a);
+        let mut end = start.clone();
+        // 106 new destinations, but the map holds 4096: 100 were evicted.
+        end.counters[counter::DEST_INSERTS as usize] = 4196;
+        end.dest_entries = 4096;
+        let mut b = a;
+        b.rtt_samples = 15;
+        b.rtt_hist[60] = 3; // wrapped: +5
+        end.dests.insert(dest(1, 80), b);
+        end.dests.insert(
+            dest(2, 443),
+            DestStats {
+                failed: 2,
+                ..Default::default()
+            },
+        );
+        let d = end.since(&start);
+        assert_eq!(d.dests_evicted, 100);
+        assert_eq!(d.dest_entries, 4096);
+        let got = d.dests[&dest(1, 80)];
+        assert_eq!((got.rtt_samples, got.rtt_hist[60]), (5, 5));
+        assert_eq!(d.dests[&dest(2, 443)].failed, 2);
+        // Filtering by namespace keeps only that namespace's destinations.
+        let only = d.only_netns(2);
+        assert_eq!(only.dests.len(), 1);
+        assert!(only.dests.contains_key(&dest(2, 443)));
     }
 
     #[test]

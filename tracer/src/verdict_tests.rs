@@ -83,6 +83,7 @@ fn observed(drops: &[(&str, &str, u64)], flows: &[(u16, u64)], net_rx: &[(u32, u
                 }],
             })
             .collect(),
+        flows: Default::default(),
         tracer_counters: BTreeMap::new(),
         tracer_cost: Default::default(),
         notes: vec![],
