@@ -480,6 +480,132 @@ fn bad_routes(facts: &NodeFacts) -> Vec<String> {
         .collect()
 }
 
+/// Whether `dst` (`default` or `ADDR/LEN`) covers `addr`.
+fn route_covers(dst: &str, addr: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    if dst == "default" {
+        return true;
+    }
+    let (net, len) = dst.split_once('/').unwrap_or((dst, ""));
+    let Ok(net) = net.parse::<IpAddr>() else {
+        return false;
+    };
+    let (bits, a, n) = match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => (32, u128::from(u32::from(a)), u128::from(u32::from(n))),
+        (IpAddr::V6(a), IpAddr::V6(n)) => (128, u128::from(a), u128::from(n)),
+        _ => return false,
+    };
+    let len: u32 = len.parse().unwrap_or(bits);
+    if len == 0 {
+        return true;
+    }
+    let shift = bits - len.min(bits);
+    (a >> shift) == (n >> shift)
+}
+
+/// What the per-destination evidence (`flows`) says, for the layer scores and the evidence.
+#[derive(Debug, Default)]
+struct FlowSignals {
+    /// Connects that never got established to destinations a blackhole/unreachable/prohibit
+    /// route covers.
+    routed_failures: u64,
+    routing: Vec<String>,
+    /// Where the retransmits went: share outside the node's own subnets, top destinations.
+    upstream: Vec<String>,
+    /// Failed connects and refusals worth showing whatever the verdict.
+    evidence: Vec<String>,
+    /// Connects refused by the peer (a reset in SYN_SENT: nobody listening).
+    refused: u64,
+}
+
+/// Reads the `flows` section against the node's routes. A destination is on the node when a
+/// `local` route or a directly connected (no gateway, not default) route of any namespace
+/// covers it; anything else is reached through a gateway, i.e. upstream of the node.
+fn flow_signals(observed: &Report, facts: &NodeFacts) -> FlowSignals {
+    let mut out = FlowSignals::default();
+    let flows = &observed.flows;
+    let addr = |d: &crate::flows::Destination| d.daddr.parse::<std::net::IpAddr>().ok();
+    let on_node = |ip: std::net::IpAddr| {
+        facts.routes.iter().any(|r| {
+            (r.kind == "local"
+                || (r.kind == "unicast" && r.gateway.is_none() && r.dst != "default"))
+                && route_covers(&r.dst, ip)
+        })
+    };
+    for d in &flows.destinations {
+        let Some(ip) = addr(d) else { continue };
+        let errors: Vec<String> = d
+            .errors
+            .iter()
+            .map(|e| format!("{}×{}", e.error, e.count))
+            .collect();
+        let errors = if errors.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", errors.join(", "))
+        };
+        if d.failed_connects > 0 {
+            let bad: Vec<&crate::evidence::RouteFact> = facts
+                .routes
+                .iter()
+                .filter(|r| {
+                    matches!(r.kind.as_str(), "blackhole" | "unreachable" | "prohibit")
+                        && route_covers(&r.dst, ip)
+                })
+                .collect();
+            if let Some(r) = bad.first() {
+                out.routed_failures += d.failed_connects;
+                out.routing.push(format!(
+                    "{} connects to {}:{} never established{errors}; route {} {} in {} covers it",
+                    d.failed_connects, d.daddr, d.dport, r.kind, r.dst, r.netns_label
+                ));
+            }
+            out.evidence.push(format!(
+                "{} of {} connects to {}:{} (netns {}) failed in SYN_SENT{errors}",
+                d.failed_connects, d.connects, d.daddr, d.dport, d.netns
+            ));
+        }
+        let refused = d.error_count("ECONNREFUSED");
+        out.refused += refused;
+    }
+    let total = flows.totals.retransmits;
+    if total > 0 {
+        let mut outside = 0u64;
+        let mut top: Vec<&crate::flows::Destination> = flows
+            .destinations
+            .iter()
+            .filter(|d| d.retransmits > 0)
+            .collect();
+        top.sort_by(|a, b| b.retransmits.cmp(&a.retransmits));
+        for d in &top {
+            if addr(d).is_some_and(|ip| !on_node(ip)) {
+                outside += d.retransmits;
+            }
+        }
+        let listed: u64 = top.iter().map(|d| d.retransmits).sum();
+        if listed > 0 {
+            out.upstream.push(format!(
+                "{:.0} % of retransmitted segments went to destinations outside the node's subnets",
+                outside as f64 * 100.0 / listed as f64
+            ));
+        }
+        for d in top.iter().take(3) {
+            let rtt = d.rtt.as_ref().map_or_else(String::new, |r| {
+                format!(
+                    ", RTT p50 {:.1} ms p99 {:.1} ms",
+                    r.p50_us / 1e3,
+                    r.p99_us / 1e3
+                )
+            });
+            out.upstream.push(format!(
+                "{} retransmitted segments to {}:{} (netns {}){rtt}",
+                d.retransmits, d.daddr, d.dport, d.netns
+            ));
+        }
+    }
+    out
+}
+
 /// Drop/reject rules whose counters rose in the window, with the rise.
 fn firing_rules(start: &NodeFacts, end: &NodeFacts) -> Vec<(u64, String)> {
     let mut out: Vec<(u64, String)> = end
@@ -603,6 +729,15 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
         }
         scores.insert(layer, score);
     }
+    // Connects that failed towards a destination a blackhole/unreachable route covers: the
+    // route is why. Drops at `ip_error` may be the same SYNs: the larger, never the sum.
+    let flow_sig = flow_signals(&w.observed, &w.facts_end);
+    if flow_sig.routed_failures > 0 {
+        if let Some(r) = scores.get_mut(&Layer::Routing) {
+            r.lost_packets = r.lost_packets.max(flow_sig.routed_failures);
+            r.signals.extend(flow_sig.routing.iter().cloned());
+        }
+    }
     let local_loss: u64 = scores.values().map(|s| s.lost_packets).sum();
     // Retransmissions the receivers reported as duplicates were not losses.
     let genuine = retrans_segments.saturating_sub(signals.dsack_segs);
@@ -638,6 +773,9 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
                 signals.lost_retransmit, signals.timeouts
             ));
         }
+    }
+    if retrans_segments > 0 {
+        upstream.signals.extend(flow_sig.upstream.iter().cloned());
     }
     if retrans_ratio >= MIN_RETRANS_RATIO || signals.out_segs == 0 {
         upstream.lost_packets = unexplained;
@@ -746,6 +884,13 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
                 flow.state,
                 flow.retransmitted_segments + flow.synack_retransmits
             ),
+        });
+    }
+
+    for text in flow_sig.evidence.iter().take(3) {
+        evidence.push(EvidenceItem {
+            kind: "kernel_probe".to_owned(),
+            content: text.clone(),
         });
     }
 
@@ -963,6 +1108,15 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
         ruled_out.push(RuledOut {
             check: "DNS failures (D5)".to_owned(),
             result: "no retransmissions or rule drops on port 53".to_owned(),
+        });
+    }
+    if flow_sig.refused > 0 {
+        ruled_out.push(RuledOut {
+            check: "refused connections (ECONNREFUSED)".to_owned(),
+            result: format!(
+                "{} connects were refused with a reset (nobody listening on the port): an application matter, not a network loss",
+                flow_sig.refused
+            ),
         });
     }
     if no_listener > 0 {

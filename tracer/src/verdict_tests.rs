@@ -511,3 +511,168 @@ fn egress_qdisc_drops_are_a_nic_driver_loss() {
         .iter()
         .any(|e| e.content.contains("qdisc tbf drops: 3 → 203 (+200)")));
 }
+
+fn destination(daddr: &str, dport: u16) -> crate::flows::Destination {
+    crate::flows::Destination {
+        netns: 4_026_532_999,
+        family: "ipv4".to_owned(),
+        daddr: daddr.to_owned(),
+        dport,
+        retransmits: 0,
+        resets_sent: 0,
+        resets_received: 0,
+        connects: 0,
+        established: 0,
+        failed_connects: 0,
+        closed: 0,
+        errors: vec![],
+        rtt: None,
+        connect_time: None,
+    }
+}
+
+fn route(dst: &str, kind: &str, gateway: Option<&str>) -> RouteFact {
+    RouteFact {
+        netns: 1,
+        netns_label: "host".to_owned(),
+        family: "ipv4".to_owned(),
+        dst: dst.to_owned(),
+        kind: kind.to_owned(),
+        table: 254,
+        dev: Some("eth0".to_owned()),
+        gateway: gateway.map(str::to_owned),
+    }
+}
+
+#[test]
+fn route_prefixes_cover_addresses() {
+    let a = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert!(route_covers("198.18.3.0/24", a("198.18.3.77")));
+    assert!(!route_covers("198.18.3.0/24", a("198.18.4.1")));
+    assert!(route_covers("198.18.3.7", a("198.18.3.7")));
+    assert!(route_covers("default", a("8.8.8.8")));
+    assert!(route_covers("2001:db8::/32", a("2001:db8::1")));
+    assert!(!route_covers("2001:db8::/32", a("198.18.3.7")));
+    assert!(!route_covers("junk", a("198.18.3.7")));
+}
+
+/// SYN_SENT failures to one address that a blackhole route covers point at routing, even
+/// when no drop was traced (the SYNs were dropped where the tracer cannot see).
+#[test]
+fn failed_connects_to_a_blackholed_address_are_a_route_issue() {
+    let mut o = observed(&[], &[], &[]);
+    let mut d = destination("198.18.3.9", 443);
+    d.connects = 12;
+    d.failed_connects = 12;
+    d.errors = vec![crate::flows::ErrorCount {
+        error: "ETIMEDOUT".to_owned(),
+        errno: 110,
+        count: 12,
+    }];
+    o.flows.destinations = vec![d];
+    o.flows.totals.failed_connects = 12;
+    let mut w = window(o, quiet(), quiet());
+    w.facts_end.routes = vec![route("198.18.3.0/24", "blackhole", None)];
+    let v = decide(&w);
+    assert_eq!(
+        (v.root_cause.as_str(), v.failure_layer.as_deref()),
+        ("route_issue", Some("routing"))
+    );
+    assert_eq!(v.layer_scores[&Layer::Routing].lost_packets, 12);
+    let text: Vec<&str> = v.evidence.iter().map(|e| e.content.as_str()).collect();
+    assert!(
+        text.iter().any(
+            |t| t.contains("12 connects to 198.18.3.9:443 never established")
+                && t.contains("ETIMEDOUT×12")
+                && t.contains("blackhole 198.18.3.0/24")
+        ),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("12 of 12 connects to 198.18.3.9:443")),
+        "{text:?}"
+    );
+    // Without the route, the same failures are shown but do not decide routing.
+    let mut w2 = w.clone();
+    w2.facts_end.routes.clear();
+    let v2 = decide(&w2);
+    assert_eq!(v2.layer_scores[&Layer::Routing].lost_packets, 0);
+    assert!(v2
+        .evidence
+        .iter()
+        .any(|e| e.content.contains("12 of 12 connects")));
+}
+
+/// Retransmits concentrated on a destination reached through a gateway: the upstream signals
+/// name it and its share, with its RTT.
+#[test]
+fn retransmits_to_destinations_outside_the_node_are_named_upstream() {
+    let mut o = observed(&[], &[(443, 150)], &[]);
+    let mut far = destination("203.0.113.10", 443);
+    far.retransmits = 150;
+    far.rtt = crate::flows::Latency::from_hist(
+        &{
+            let mut h = [0u32; tracer_common::LAT_BUCKETS];
+            h[tracer_common::lat_bucket(40_000)] = 100;
+            h
+        },
+        4_000_000,
+    );
+    let mut near = destination("10.0.1.20", 80);
+    near.retransmits = 0;
+    o.flows.destinations = vec![far, near];
+    o.flows.totals.retransmits = 150;
+    let start = host(
+        &[("Tcp", "OutSegs", 1000), ("Tcp", "RetransSegs", 10)],
+        &[],
+        &[],
+    );
+    let end = host(
+        &[("Tcp", "OutSegs", 11000), ("Tcp", "RetransSegs", 160)],
+        &[],
+        &[],
+    );
+    let mut w = window(o, start, end);
+    w.facts_end.routes = vec![
+        route("10.0.1.0/24", "unicast", None),
+        route("default", "unicast", Some("10.0.1.1")),
+    ];
+    let v = decide(&w);
+    assert_eq!(v.root_cause, "upstream_loss");
+    let signals = &v.layer_scores[&Layer::Upstream].signals;
+    assert!(
+        signals
+            .iter()
+            .any(|s| s.starts_with("100 % of retransmitted segments went to destinations outside")),
+        "{signals:?}"
+    );
+    assert!(
+        signals.iter().any(
+            |s| s.contains("150 retransmitted segments to 203.0.113.10:443")
+                && s.contains("RTT p50 36.9 ms")
+        ),
+        "{signals:?}"
+    );
+}
+
+#[test]
+fn refused_connects_are_ruled_out_as_an_application_matter() {
+    let mut o = observed(&[], &[], &[]);
+    let mut d = destination("198.18.0.2", 1);
+    d.connects = 3;
+    d.failed_connects = 3;
+    d.resets_received = 3;
+    d.errors = vec![crate::flows::ErrorCount {
+        error: "ECONNREFUSED".to_owned(),
+        errno: 111,
+        count: 3,
+    }];
+    o.flows.destinations = vec![d];
+    let v = decide(&window(o, quiet(), quiet()));
+    assert_eq!(v.root_cause, "none");
+    assert!(v
+        .ruled_out
+        .iter()
+        .any(|r| r.check.contains("ECONNREFUSED") && r.result.starts_with("3 connects")));
+}
