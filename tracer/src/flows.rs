@@ -496,8 +496,7 @@ impl Flows {
                 .iter()
                 .map(|e| format!("{}×{}", e.error, e.count))
                 .collect();
-            let _ = writeln!(
-                out,
+            let line = format!(
                 "{:<18} {:<28} {:>7} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9}  {}",
                 netns_label(d.netns),
                 dest,
@@ -511,6 +510,7 @@ impl Flows {
                 ms(d.rtt.as_ref().map(|r| r.p99_us)),
                 errors.join(" ")
             );
+            let _ = writeln!(out, "{}", line.trim_end());
         }
         if self.destinations.is_empty() {
             let _ = writeln!(out, "(no TCP destination seen)");

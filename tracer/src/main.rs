@@ -66,6 +66,28 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         replay: Option<PathBuf>,
     },
+    /// Per destination: retransmits, resets, failed connects, socket errors and RTT
+    /// percentiles, watched live for a window (the capture-like view, without a capture).
+    Flows {
+        /// How long to watch (e.g. 10s, 1m).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Only this destination address.
+        #[arg(long, value_name = "ADDR")]
+        dst: Option<std::net::IpAddr>,
+        /// Only this destination port.
+        #[arg(long, value_name = "N")]
+        port: Option<u16>,
+        /// Only sockets of this network namespace (/run/netns/NAME, /proc/PID/ns/net).
+        #[arg(long, value_name = "PATH")]
+        netns: Option<PathBuf>,
+        /// Rows to print (the most troubled destinations first).
+        #[arg(long, default_value_t = 50)]
+        top: usize,
+        /// Output format; a table on a terminal, JSON otherwise (YAML on request).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
     /// What will work on this node and why not: one line per item, with the fix.
     /// Exit status 1 when something the tracer needs is missing.
     Check,
@@ -131,6 +153,23 @@ fn main() -> ExitCode {
             output,
             netns,
         } => record(duration, &output, netns),
+        Command::Flows {
+            duration,
+            dst,
+            port,
+            netns,
+            top,
+            format,
+        } => flows(
+            duration,
+            tracer::flows::DestFilter {
+                daddr: dst,
+                dport: port,
+            },
+            netns,
+            top,
+            format,
+        ),
         Command::Check => {
             let lines = tracer::check::evaluate(&tracer::check::NodeFacts::gather());
             print!("{}", tracer::check::render(&lines));
@@ -254,6 +293,51 @@ fn report(duration: Duration, format: Option<Format>, netns: Option<PathBuf>) ->
         closed.elapsed().as_secs_f64() * 1000.0
     );
     Ok(judged.document.exit_code())
+}
+
+/// `tracer flows`: the per-destination table alone. Exit status 0 (it judges nothing).
+fn flows(
+    duration: Duration,
+    filter: tracer::flows::DestFilter,
+    netns: Option<PathBuf>,
+    top: usize,
+    format: Option<Format>,
+) -> Result<u8> {
+    let scope = netns.as_deref().map(netns_scope).transpose()?;
+    let tracer = LiveTracer::start()?;
+    let mut watch = Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?;
+    let (elapsed_ms, _) = run_window(&tracer, &mut watch, duration)?;
+    watch.tick(&tracer, elapsed_ms.max(1))?;
+    let table = tracer::flows::build(
+        &watch.delta(),
+        &tracer.names.reset_reasons,
+        &filter,
+        top.max(1),
+    );
+    let format = format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Text
+    } else {
+        Format::Json
+    });
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &table).context("writing JSON")?;
+            writeln!(out).context("writing JSON")?;
+        }
+        Format::Yaml => serde_yaml::to_writer(&mut out, &table).context("writing YAML")?,
+        Format::Text => {
+            let labels = netns_labels();
+            let label = |inode: u32| {
+                labels
+                    .get(&inode)
+                    .cloned()
+                    .unwrap_or_else(|| inode.to_string())
+            };
+            write!(out, "{}", table.table(&label)).context("writing the table")?;
+        }
+    }
+    Ok(0)
 }
 
 fn record(duration: Duration, output: &Path, netns: Option<PathBuf>) -> Result<u8> {

@@ -117,6 +117,18 @@ impl Watch {
         Ok(self.judge_now(tracer, &self.facts_latest, notes))
     }
 
+    /// What the probes counted between the first and the last frame, narrowed to the scope.
+    pub fn delta(&self) -> crate::snapshot::Snapshot {
+        let (Some(first), Some(last)) = (self.frames.front(), self.frames.back()) else {
+            return crate::snapshot::Snapshot::default();
+        };
+        let delta = last.snapshot.since(&first.snapshot);
+        match &self.scope {
+            Some(s) => delta.only_netns(s.inode),
+            None => delta,
+        }
+    }
+
     /// The frames, facts and names of this window as a recording.
     pub fn recording(
         &self,
