@@ -8,16 +8,12 @@ use std::{
     fs::File,
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
-    os::fd::{AsRawFd as _, FromRawFd as _},
+    os::fd::FromRawFd as _,
     path::Path,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
-use lab::{privileged, udp_stream, Link, Netns, Routed};
+use lab::{privileged, udp_stream, Link, Netns, Routed, TunWire};
 use tracer::{
     counters::CounterSource,
     document::VerdictDocument,
@@ -205,109 +201,6 @@ fn listen_queue_overflow() {
     assert!(doc.mitigation.immediate.contains("somaxconn"));
 }
 
-/// Two TUN devices in two namespaces, bridged by a user-space "wire" that loses packets: loss
-/// the node's kernel cannot see.
-struct TunWire {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<(u64, u64)>>,
-}
-
-fn open_tun(ns: &Netns, name: &'static str) -> File {
-    ns.run_in(move || {
-        let path = c"/dev/net/tun";
-        // SAFETY: open/ioctl with a valid path and a properly sized ifreq.
-        unsafe {
-            let fd = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
-            assert!(fd >= 0, "open /dev/net/tun");
-            let mut ifr = [0u8; 40];
-            ifr[..name.len()].copy_from_slice(name.as_bytes());
-            let flags = (libc::IFF_TUN | libc::IFF_NO_PI) as i16;
-            ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
-            let rc = libc::ioctl(fd, libc::TUNSETIFF, ifr.as_mut_ptr());
-            assert_eq!(rc, 0, "TUNSETIFF");
-            File::from_raw_fd(fd)
-        }
-    })
-}
-
-impl TunWire {
-    fn new(a: &Netns, b: &Netns, loss_percent: u32) -> TunWire {
-        let tun_a = open_tun(a, "tun-a");
-        let tun_b = open_tun(b, "tun-b");
-        a.ip(&[
-            "addr",
-            "add",
-            "198.18.30.1/32",
-            "peer",
-            "198.18.30.2",
-            "dev",
-            "tun-a",
-        ]);
-        b.ip(&[
-            "addr",
-            "add",
-            "198.18.30.2/32",
-            "peer",
-            "198.18.30.1",
-            "dev",
-            "tun-b",
-        ]);
-        a.ip(&["link", "set", "tun-a", "up"]);
-        b.ip(&["link", "set", "tun-b", "up"]);
-        let stop = Arc::new(AtomicBool::new(false));
-        let pump = |mut from: File, mut to: File, loss: u32, stop: Arc<AtomicBool>, seed: u64| {
-            std::thread::spawn(move || {
-                let mut rng = seed;
-                let (mut passed, mut lost) = (0u64, 0u64);
-                let mut buf = vec![0u8; 65536];
-                while !stop.load(Ordering::Relaxed) {
-                    let mut pfd = libc::pollfd {
-                        fd: from.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd.
-                    let ready = unsafe { libc::poll(&mut pfd, 1, 100) };
-                    if ready <= 0 {
-                        continue;
-                    }
-                    let Ok(n) = from.read(&mut buf) else { break };
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    if (rng % 100) < u64::from(loss) {
-                        lost += 1;
-                        continue;
-                    }
-                    if to.write_all(&buf[..n]).is_ok() {
-                        passed += 1;
-                    }
-                }
-                (passed, lost)
-            })
-        };
-        let threads = vec![
-            pump(
-                tun_a.try_clone().expect("tun fd"),
-                tun_b.try_clone().expect("tun fd"),
-                loss_percent,
-                stop.clone(),
-                0x9e37_79b9_7f4a_7c15,
-            ),
-            pump(tun_b, tun_a, 0, stop.clone(), 0x2545_f491_4f6c_dd1d),
-        ];
-        TunWire { stop, threads }
-    }
-
-    fn stop(self) -> (u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.threads
-            .into_iter()
-            .filter_map(|t| t.join().ok())
-            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
-    }
-}
-
 /// Sends TCP from `from` to `to_addr:port` (a listener in `to_ns`) for `duration`.
 fn tcp_for(
     from: &Path,
@@ -363,7 +256,7 @@ fn loss_upstream_of_the_node() {
     }
     let a = Netns::new("upa");
     let b = Netns::new("upb");
-    let wire = TunWire::new(&a, &b, 3);
+    let wire = TunWire::new(&a, &b, 3, Duration::ZERO);
     let (pa, pb) = (a.path(), b.path());
     let (doc, received) = judge(&a, 6, move || {
         tcp_for(&pa, &pb, "198.18.30.2", Duration::from_secs(4))

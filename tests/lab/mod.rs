@@ -4,11 +4,17 @@
 #![allow(dead_code)]
 
 use std::{
+    collections::VecDeque,
     fs::File,
+    io::{Read as _, Write as _},
     net::{SocketAddr, UdpSocket},
+    os::fd::{AsRawFd as _, FromRawFd as _},
     path::PathBuf,
     process::{Command, Output},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -337,4 +343,140 @@ pub fn udp_stream(
         }
         sent
     })
+}
+
+/// Two TUN devices in two namespaces (`a` 198.18.30.1, `b` 198.18.30.2), bridged by a
+/// user-space "wire" that can lose packets (a→b only) and hold every packet for a fixed delay
+/// in each direction: loss and latency the node's kernel cannot see.
+pub struct TunWire {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(u64, u64)>>,
+}
+
+fn open_tun(ns: &Netns, name: &'static str) -> File {
+    ns.run_in(move || {
+        let path = c"/dev/net/tun";
+        // SAFETY: open/ioctl with a valid path and a properly sized ifreq.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+            assert!(fd >= 0, "open /dev/net/tun");
+            let mut ifr = [0u8; 40];
+            ifr[..name.len()].copy_from_slice(name.as_bytes());
+            let flags = (libc::IFF_TUN | libc::IFF_NO_PI) as i16;
+            ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
+            let rc = libc::ioctl(fd, libc::TUNSETIFF, ifr.as_mut_ptr());
+            assert_eq!(rc, 0, "TUNSETIFF");
+            File::from_raw_fd(fd)
+        }
+    })
+}
+
+/// Moves packets `from` → `to` until `stop`: drops `loss` % of them (xorshift from `seed`),
+/// releases each `delay` after it was read, in order. Returns (passed, lost).
+fn pump(
+    mut from: File,
+    mut to: File,
+    loss: u32,
+    delay: Duration,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+) -> std::thread::JoinHandle<(u64, u64)> {
+    std::thread::spawn(move || {
+        let mut rng = seed;
+        let (mut passed, mut lost) = (0u64, 0u64);
+        let mut buf = vec![0u8; 65536];
+        let mut held: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+        while !stop.load(Ordering::Relaxed) {
+            // Sleep until the next packet is due (µs precision: ppoll), or 100 ms.
+            let wait = held.front().map_or(Duration::from_millis(100), |(due, _)| {
+                due.saturating_duration_since(Instant::now())
+            });
+            let ts = libc::timespec {
+                tv_sec: wait.as_secs() as libc::time_t,
+                tv_nsec: libc::c_long::from(wait.subsec_nanos() as i32),
+            };
+            let mut pfd = libc::pollfd {
+                fd: from.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd and timespec.
+            let ready = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+            if ready > 0 {
+                let Ok(n) = from.read(&mut buf) else { break };
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                if (rng % 100) < u64::from(loss) {
+                    lost += 1;
+                } else if delay.is_zero() {
+                    if to.write_all(&buf[..n]).is_ok() {
+                        passed += 1;
+                    }
+                } else {
+                    held.push_back((Instant::now() + delay, buf[..n].to_vec()));
+                }
+            }
+            let now = Instant::now();
+            while held.front().is_some_and(|(due, _)| *due <= now) {
+                if let Some((_, packet)) = held.pop_front() {
+                    if to.write_all(&packet).is_ok() {
+                        passed += 1;
+                    }
+                }
+            }
+        }
+        (passed, lost)
+    })
+}
+
+impl TunWire {
+    /// `loss_percent` of the packets from `a` to `b` are lost; every packet, both ways, is
+    /// held for `delay` (so the round trip gains `2 × delay`).
+    pub fn new(a: &Netns, b: &Netns, loss_percent: u32, delay: Duration) -> TunWire {
+        let tun_a = open_tun(a, "tun-a");
+        let tun_b = open_tun(b, "tun-b");
+        a.ip(&[
+            "addr",
+            "add",
+            "198.18.30.1/32",
+            "peer",
+            "198.18.30.2",
+            "dev",
+            "tun-a",
+        ]);
+        b.ip(&[
+            "addr",
+            "add",
+            "198.18.30.2/32",
+            "peer",
+            "198.18.30.1",
+            "dev",
+            "tun-b",
+        ]);
+        a.ip(&["link", "set", "tun-a", "up"]);
+        b.ip(&["link", "set", "tun-b", "up"]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = vec![
+            pump(
+                tun_a.try_clone().expect("tun fd"),
+                tun_b.try_clone().expect("tun fd"),
+                loss_percent,
+                delay,
+                stop.clone(),
+                0x9e37_79b9_7f4a_7c15,
+            ),
+            pump(tun_b, tun_a, 0, delay, stop.clone(), 0x2545_f491_4f6c_dd1d),
+        ];
+        TunWire { stop, threads }
+    }
+
+    /// Stops the wire; returns (packets passed, packets lost).
+    pub fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.threads
+            .into_iter()
+            .filter_map(|t| t.join().ok())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
 }

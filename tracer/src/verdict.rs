@@ -576,7 +576,7 @@ fn flow_signals(observed: &Report, facts: &NodeFacts) -> FlowSignals {
             .iter()
             .filter(|d| d.retransmits > 0)
             .collect();
-        top.sort_by(|a, b| b.retransmits.cmp(&a.retransmits));
+        top.sort_by_key(|d| std::cmp::Reverse(d.retransmits));
         for d in &top {
             if addr(d).is_some_and(|ip| !on_node(ip)) {
                 outside += d.retransmits;

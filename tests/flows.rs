@@ -1,0 +1,286 @@
+//! The `flows` section produced for real in namespaces: RTT through a user-space delay wire,
+//! resets from a closed port, connect timeouts behind a drop rule, and the errors of
+//! unreachable and blackhole routes. Privileged cases skip with a printed reason when not
+//! root; run with `--test-threads=1`.
+
+mod lab;
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    time::{Duration, Instant},
+};
+
+use lab::{privileged, Link, Netns, Routed, TunWire};
+use tracer::{
+    flows::Destination,
+    live::{netns_scope, LiveTracer},
+    report::Report,
+};
+
+/// Watches for `seconds` while `traffic` runs; returns the report (scoped to `scope` if given)
+/// and the traffic's result.
+fn watch<T: Send + 'static>(
+    scope: Option<&Netns>,
+    seconds: u64,
+    traffic: impl FnOnce() -> T + Send + 'static,
+) -> (Report, T) {
+    let tracer = LiveTracer::start().expect("starting the tracer");
+    let scope = scope.map(|n| netns_scope(&n.path()).expect("scope"));
+    let start = tracer.snapshot().expect("snapshot");
+    let started = Instant::now();
+    let traffic = std::thread::spawn(traffic);
+    let value = traffic.join().expect("traffic thread");
+    if let Some(rest) = Duration::from_secs(seconds).checked_sub(started.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    let end = tracer.snapshot().expect("snapshot");
+    let report = tracer.report(&start, &end, started.elapsed().as_secs_f64(), scope, &[]);
+    (report, value)
+}
+
+fn dest<'a>(r: &'a Report, daddr: &str, dport: u16) -> &'a Destination {
+    r.flows
+        .destinations
+        .iter()
+        .find(|d| d.daddr == daddr && d.dport == dport)
+        .unwrap_or_else(|| {
+            panic!(
+                "{daddr}:{dport} not in the flows section: {}",
+                serde_json::to_string_pretty(&r.flows).unwrap_or_default()
+            )
+        })
+}
+
+/// Sets `net.ipv4.tcp_syn_retries` inside the namespace only (a SYN sent at 0 s and once
+/// more at 1 s: the connect gives up with ETIMEDOUT about 3 s after it began).
+fn short_syn_retries(ns: &Netns) {
+    ns.run_in(|| {
+        std::fs::write("/proc/sys/net/ipv4/tcp_syn_retries", "1")
+            .expect("tcp_syn_retries in the lab namespace");
+    });
+}
+
+/// Connects `count` times at once from `ns` to `to`; returns each outcome's raw OS error
+/// (0: connected).
+fn connect_all(ns: &std::path::Path, to: SocketAddr, count: usize) -> Vec<i32> {
+    let threads: Vec<_> = (0..count)
+        .map(|_| {
+            lab::spawn_in_path(ns, move || match TcpStream::connect(to) {
+                Ok(_) => 0,
+                Err(e) => e.raw_os_error().unwrap_or(-1),
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().expect("connect thread"))
+        .collect()
+}
+
+/// A known delay on the wire shows as the destination's RTT.
+///
+/// Tolerance: the wire holds each packet 25 ms each way, so the round trip is 50 ms plus the
+/// wire's own wake-ups. The kernel keeps RTT in log2 buckets split in four (bucket width ≤ 25 %
+/// of its lower bound); the percentile is interpolated inside its bucket, so it is off by at
+/// most half a bucket, 12.5 % of the value. Allowed: 50 ms − 12.5 % … (50 ms + 5 ms of wire
+/// overhead) + 12.5 %.
+#[test]
+fn rtt_through_a_delay_wire_matches_the_delay() {
+    if !privileged("rtt_delay_wire") {
+        return;
+    }
+    const DELAY: Duration = Duration::from_millis(25);
+    let a = Netns::new("rtta");
+    let b = Netns::new("rttb");
+    let wire = TunWire::new(&a, &b, 0, DELAY);
+    let listen: SocketAddr = "198.18.30.2:7000".parse().expect("addr");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = b.spawn_in(move || {
+        let listener = TcpListener::bind(listen).expect("listen");
+        ready_tx.send(()).expect("ready");
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut buf = [0u8; 100];
+        while let Ok(n) = conn.read(&mut buf) {
+            if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("listener up");
+    let client = a.path();
+    let (report, exchanges) = watch(Some(&a), 5, move || {
+        lab::spawn_in_path(&client, move || {
+            let mut conn = TcpStream::connect(listen).expect("connect through the wire");
+            conn.set_nodelay(true).expect("nodelay");
+            let mut buf = [0u8; 100];
+            let started = Instant::now();
+            let mut n = 0u32;
+            // Request/response: every segment is answered at once, no delayed ACK, no queue
+            // in the wire.
+            while started.elapsed() < Duration::from_secs(4) {
+                conn.write_all(&[7u8; 100]).expect("request");
+                conn.read_exact(&mut buf).expect("response");
+                n += 1;
+            }
+            n
+        })
+        .join()
+        .expect("client")
+    });
+    let _ = server.join();
+    let (passed, _) = wire.stop();
+    let d = dest(&report, "198.18.30.2", 7000);
+    let rtt = d.rtt.as_ref().expect("RTT samples for the destination");
+    let expected_ms = 2.0 * DELAY.as_secs_f64() * 1e3;
+    let p50_ms = rtt.p50_us / 1e3;
+    eprintln!(
+        "{exchanges} exchanges, {passed} packets on the wire; RTT samples {}, p50 {p50_ms:.2} ms \
+         p90 {:.2} ms p99 {:.2} ms mean {:.2} ms; connect p50 {:?} ms",
+        rtt.samples,
+        rtt.p90_us / 1e3,
+        rtt.p99_us / 1e3,
+        rtt.mean_us / 1e3,
+        d.connect_time.as_ref().map(|c| c.p50_us / 1e3)
+    );
+    assert!(exchanges >= 40, "only {exchanges} exchanges in 4 s");
+    assert!(
+        rtt.samples >= u64::from(exchanges),
+        "one RTT sample per received segment: {} samples for {exchanges} responses",
+        rtt.samples
+    );
+    assert!(
+        p50_ms >= expected_ms * 0.875 && p50_ms <= (expected_ms + 5.0) * 1.125,
+        "p50 {p50_ms:.2} ms for a {expected_ms} ms round trip"
+    );
+    // The handshake crossed the wire once each way: the connect time is one round trip.
+    let connect = d.connect_time.as_ref().expect("connect time");
+    let connect_ms = connect.p50_us / 1e3;
+    assert_eq!((d.connects, d.established, connect.samples), (1, 1, 1));
+    assert!(
+        connect_ms >= expected_ms * 0.875 && connect_ms <= (expected_ms + 5.0) * 1.125,
+        "connect {connect_ms:.2} ms"
+    );
+    assert_eq!(d.netns, netns_scope(&a.path()).expect("scope").inode);
+}
+
+/// A closed port: the peer's kernel answers each SYN with a reset (reason NO_SOCKET), the
+/// client counts a received reset, a failed connect and ECONNREFUSED for that destination.
+#[test]
+fn connects_to_a_closed_port_count_resets_for_the_flow() {
+    if !privileged("closed_port_resets") {
+        return;
+    }
+    let link = Link::new("rst", 40);
+    let to: SocketAddr = format!("{}:9", link.addr_b).parse().expect("addr");
+    let a = link.a.path();
+    let (report, outcomes) = watch(None, 2, move || connect_all(&a, to, 5));
+    assert_eq!(outcomes, vec![libc::ECONNREFUSED; 5]);
+    let ns_a = netns_scope(&link.a.path()).expect("a").inode;
+    let ns_b = netns_scope(&link.b.path()).expect("b").inode;
+    let d = report
+        .flows
+        .destinations
+        .iter()
+        .find(|d| d.netns == ns_a && d.daddr == link.addr_b && d.dport == 9)
+        .expect("the closed port as a destination of namespace a");
+    eprintln!("{d:?}");
+    assert_eq!(
+        (d.connects, d.failed_connects, d.resets_received),
+        (5, 5, 5)
+    );
+    assert_eq!(d.error_count("ECONNREFUSED"), 5);
+    // Each flow: one reset received in a, one sent by b with the kernel's reason.
+    let received: Vec<_> = report
+        .flows
+        .resets
+        .iter()
+        .filter(|r| r.netns == ns_a && r.direction == "received" && r.dport == 9)
+        .collect();
+    let sent: Vec<_> = report
+        .flows
+        .resets
+        .iter()
+        .filter(|r| r.netns == ns_b && r.direction == "sent" && r.sport == 9)
+        .collect();
+    assert_eq!(received.len(), 5, "{received:?}");
+    assert_eq!(sent.len(), 5, "{sent:?}");
+    assert!(sent.iter().all(|r| r.count == 1
+        && r.reason.as_deref() == Some("NO_SOCKET")
+        && r.daddr == link.addr_a));
+    // The same client ports on both sides.
+    let mut ports_a: Vec<u16> = received.iter().map(|r| r.sport).collect();
+    let mut ports_b: Vec<u16> = sent.iter().map(|r| r.dport).collect();
+    ports_a.sort_unstable();
+    ports_b.sort_unstable();
+    assert_eq!(ports_a, ports_b);
+}
+
+/// A drop rule in the client's namespace eats every SYN: the connects fail from SYN_SENT with
+/// ETIMEDOUT after the (shortened) SYN retries.
+#[test]
+fn connects_through_a_drop_rule_fail_with_a_timeout() {
+    if !privileged("drop_rule_timeout") {
+        return;
+    }
+    let link = Link::new("tmo", 42);
+    short_syn_retries(&link.a);
+    link.a.nft(&format!(
+        "table inet trcflows {{\n\
+           chain output {{\n\
+             type filter hook output priority 0; policy accept;\n\
+             ip daddr {} tcp dport 9100 counter drop\n\
+           }}\n\
+         }}\n",
+        link.addr_b
+    ));
+    let to: SocketAddr = format!("{}:9100", link.addr_b).parse().expect("addr");
+    let a = link.a.path();
+    let started = Instant::now();
+    let (report, outcomes) = watch(Some(&link.a), 5, move || connect_all(&a, to, 3));
+    eprintln!("connects gave up after {:?}", started.elapsed());
+    assert_eq!(outcomes, vec![libc::ETIMEDOUT; 3]);
+    let d = dest(&report, &link.addr_b, 9100);
+    eprintln!("{d:?}");
+    assert_eq!((d.connects, d.established, d.failed_connects), (3, 0, 3));
+    assert_eq!(d.error_count("ETIMEDOUT"), 3);
+    assert!(d.rtt.is_none() && d.connect_time.is_none());
+}
+
+/// Routes that refuse: an `unreachable` route on the router answers with ICMP host
+/// unreachable, so the client's connect fails with EHOSTUNREACH at once; a `blackhole` route
+/// drops silently, so the connect times out (ETIMEDOUT). Both are reported for their
+/// destination; the blackhole's SYNs are the router's drops at `ip_error`.
+#[test]
+fn unreachable_and_blackhole_routes_report_their_errors() {
+    if !privileged("route_errors") {
+        return;
+    }
+    let lab = Routed::new("rer", 44);
+    short_syn_retries(&lab.client);
+    // Two more addresses behind the server's link, each with its own route on the router.
+    let unreachable = "198.18.45.10";
+    let blackhole = "198.18.45.11";
+    lab.router
+        .ip(&["route", "add", "unreachable", &format!("{unreachable}/32")]);
+    lab.router
+        .ip(&["route", "add", "blackhole", &format!("{blackhole}/32")]);
+    let client = lab.client.path();
+    let (report, (refused, silent)) = watch(Some(&lab.client), 5, move || {
+        let u: SocketAddr = format!("{unreachable}:80").parse().expect("addr");
+        let b: SocketAddr = format!("{blackhole}:80").parse().expect("addr");
+        (connect_all(&client, u, 2), connect_all(&client, b, 2))
+    });
+    assert_eq!(refused, vec![libc::EHOSTUNREACH; 2]);
+    assert_eq!(silent, vec![libc::ETIMEDOUT; 2]);
+    let u = dest(&report, unreachable, 80);
+    let b = dest(&report, blackhole, 80);
+    eprintln!("{u:?}\n{b:?}");
+    assert_eq!((u.connects, u.failed_connects), (2, 2));
+    assert_eq!(u.error_count("EHOSTUNREACH"), 2);
+    assert_eq!((b.connects, b.failed_connects), (2, 2));
+    assert_eq!(b.error_count("ETIMEDOUT"), 2);
+    assert_eq!(report.flows.totals.failed_connects, 4);
+}
