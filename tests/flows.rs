@@ -284,3 +284,55 @@ fn unreachable_and_blackhole_routes_report_their_errors() {
     assert_eq!(b.error_count("ETIMEDOUT"), 2);
     assert_eq!(report.flows.totals.failed_connects, 4);
 }
+
+/// More destinations than the kernel map holds: the LRU evicts, the report counts what it did
+/// not keep and says so.
+#[test]
+fn more_destinations_than_the_map_holds_are_counted_as_evicted() {
+    if !privileged("destination_lru") {
+        return;
+    }
+    let ns = Netns::new("lru");
+    let capacity = u64::from(tracer_common::DESTS_MAX_ENTRIES);
+    let extra = 300u64;
+    let path = ns.path();
+    let (report, refused) = watch(Some(&ns), 1, move || {
+        lab::spawn_in_path(&path, move || {
+            // Closed ports on loopback: each connect is refused at once, one destination each.
+            (0..capacity + extra)
+                .filter(|i| {
+                    let port = 20_000 + *i as u16;
+                    TcpStream::connect(("127.0.0.1", port)).is_err()
+                })
+                .count() as u64
+        })
+        .join()
+        .expect("connects")
+    });
+    assert_eq!(refused, capacity + extra);
+    let t = &report.flows.tracking;
+    eprintln!("{t:?}");
+    assert_eq!(t.capacity, capacity);
+    assert!(t.kept <= capacity, "{t:?}");
+    assert!(t.evicted >= extra, "{t:?}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("saw more destinations than it kept")),
+        "{:?}",
+        report.notes
+    );
+    // What was kept is still right: every kept loopback destination failed once.
+    let kept: Vec<_> = report
+        .flows
+        .destinations
+        .iter()
+        // The ports connected to (below the ephemeral range the resets went back to).
+        .filter(|d| d.daddr == "127.0.0.1" && (20_000..30_000).contains(&d.dport))
+        .collect();
+    assert!(!kept.is_empty());
+    assert!(kept
+        .iter()
+        .all(|d| d.connects == 1 && d.failed_connects == 1 && d.resets_received == 1));
+}
