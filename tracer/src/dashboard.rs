@@ -37,6 +37,23 @@ pub struct FlowRow {
     pub per_second: f64,
 }
 
+/// One destination of the `flows` section: what its connections saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DestRow {
+    pub namespace: String,
+    /// `ADDR:PORT` (`[ADDR]:PORT` for IPv6).
+    pub destination: String,
+    pub retransmits: u64,
+    /// Resets sent plus received.
+    pub resets: u64,
+    pub failed_connects: u64,
+    pub connects: u64,
+    pub rtt_p50_us: Option<f64>,
+    pub rtt_p99_us: Option<f64>,
+    /// `ETIMEDOUT×3 ECONNREFUSED×1`.
+    pub errors: String,
+}
+
 /// A counter change worth a line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CounterRow {
@@ -66,6 +83,8 @@ pub struct Dashboard {
     pub layer_now: BTreeMap<Layer, u64>,
     pub drops: Vec<DropRow>,
     pub flows: Vec<FlowRow>,
+    /// Destinations, the most troubled first (the report's `flows` section).
+    pub destinations: Vec<DestRow>,
     /// Share of the window each CPU spent in NET_RX (0..1), by CPU.
     pub net_rx: Vec<(u32, f64)>,
     pub counters: Vec<CounterRow>,
@@ -164,6 +183,31 @@ impl Dashboard {
                 per_second: (f.retransmitted_segments + f.synack_retransmits) as f64 / seconds,
             })
             .collect();
+        let destinations = o
+            .flows
+            .destinations
+            .iter()
+            .map(|d| DestRow {
+                namespace: label(d.netns),
+                destination: if d.family == "ipv6" {
+                    format!("[{}]:{}", d.daddr, d.dport)
+                } else {
+                    format!("{}:{}", d.daddr, d.dport)
+                },
+                retransmits: d.retransmits,
+                resets: d.resets_sent + d.resets_received,
+                failed_connects: d.failed_connects,
+                connects: d.connects,
+                rtt_p50_us: d.rtt.as_ref().map(|r| r.p50_us),
+                rtt_p99_us: d.rtt.as_ref().map(|r| r.p99_us),
+                errors: d
+                    .errors
+                    .iter()
+                    .map(|e| format!("{}×{}", e.error, e.count))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            })
+            .collect();
         let net_rx = o
             .softirq
             .iter()
@@ -232,6 +276,7 @@ impl Dashboard {
             layer_now,
             drops,
             flows,
+            destinations,
             net_rx,
             counters,
             alerts,

@@ -159,6 +159,31 @@ impl VerdictDocument {
                 let _ = writeln!(out, "  {}: {}", r.check, r.result);
             }
         }
+        let flows = &self.observations.flows;
+        if !flows.destinations.is_empty() {
+            let t = &flows.totals;
+            let _ = writeln!(
+                out,
+                "\nFlows ({} destinations: {} retransmits, {} resets sent / {} received, {} of {} connects failed, {} socket errors; top 10)",
+                t.destinations,
+                t.retransmits,
+                t.resets_sent,
+                t.resets_received,
+                t.failed_connects,
+                t.connects,
+                t.sock_errors
+            );
+            let top = crate::flows::Flows {
+                destinations: flows.destinations.iter().take(10).cloned().collect(),
+                resets: Vec::new(),
+                // The eviction note is printed with the other notes below.
+                tracking: Default::default(),
+                totals: t.clone(),
+            };
+            for line in top.table(&|inode| inode.to_string()).lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
         if self.noise.total > 0 {
             let _ = writeln!(
                 out,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::dashboard::{Dashboard, DropRow, FlowRow};
+use crate::dashboard::{Dashboard, DestRow, DropRow, FlowRow};
 
 /// How many ticks (4 per second) a status message stays in the footer.
 const STATUS_TICKS: u32 = 16;
@@ -201,6 +201,21 @@ impl App {
             .iter()
             .flat_map(|d| d.flows.iter())
             .filter(|row| flow_matches(row, &needle))
+            .collect()
+    }
+
+    /// The destination rows the filter lets through.
+    pub fn visible_destinations(&self) -> Vec<&DestRow> {
+        let needle = self.filter().to_lowercase();
+        self.dashboard
+            .iter()
+            .flat_map(|d| d.destinations.iter())
+            .filter(|row| {
+                needle.is_empty()
+                    || [&row.namespace, &row.destination, &row.errors]
+                        .into_iter()
+                        .any(|field| field.to_lowercase().contains(&needle))
+            })
             .collect()
     }
 

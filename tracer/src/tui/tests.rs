@@ -13,7 +13,7 @@ use ratatui::{
 
 use super::{render, write_new_file, App, Command, Drill, Event, Pane};
 use crate::{
-    dashboard::{CounterRow, Dashboard, DropRow, FlowRow},
+    dashboard::{CounterRow, Dashboard, DestRow, DropRow, FlowRow},
     layers::Layer,
 };
 
@@ -102,6 +102,17 @@ fn degraded() -> Dashboard {
             flow_row("netns pod-a", "10.244.1.5:43210", "198.18.1.2:5201", 812),
             flow_row("netns pod-b", "10.244.1.9:51000", "10.96.0.10:53", 7),
         ],
+        destinations: vec![DestRow {
+            namespace: "netns pod-a".to_owned(),
+            destination: "198.18.7.9:443".to_owned(),
+            retransmits: 6,
+            resets: 0,
+            failed_connects: 3,
+            connects: 3,
+            rtt_p50_us: Some(36_864.0),
+            rtt_p99_us: Some(40_800.0),
+            errors: "ETIMEDOUT×3".to_owned(),
+        }],
         net_rx: vec![(0, 0.05), (1, 0.71)],
         counters: vec![
             CounterRow {
@@ -127,6 +138,7 @@ fn healthy() -> Dashboard {
     d.mitigation = String::new();
     d.drops.clear();
     d.flows.clear();
+    d.destinations.clear();
     d.alerts.clear();
     for history in d.layer_history.values_mut() {
         history.iter_mut().for_each(|v| *v = 0);
@@ -606,4 +618,36 @@ fn a_narrow_flow_column_keeps_the_destination() {
     assert!(row.contains("eeee:1]:34816 → 198.18.1.2:5201"), "{row}");
     assert!(row.contains("ESTABLISHED"), "{row}");
     assert_eq!(super::render::flow_text("a:1", "b:2", 3), "→ b:2");
+}
+
+#[test]
+fn destinations_show_failures_errors_and_rtt_and_follow_the_filter() {
+    let mut app = app_with(degraded());
+    // At 80×24 the retransmitting flows keep the room; without them the destinations take it.
+    let mut quiet = degraded();
+    quiet.flows.clear();
+    for (a, w, h) in [(&app, 200, 50), (&app, 100, 40), (&app_with(quiet), 80, 24)] {
+        let screen = text(&draw(a, w, h));
+        assert!(screen.contains("Destinations"), "{w}x{h}\n{screen}");
+        assert!(screen.contains("198.18.7.9:443"), "{w}x{h}\n{screen}");
+    }
+    let wide = text(&draw(&app, 200, 50));
+    let row = wide
+        .lines()
+        .find(|l| l.contains("198.18.7.9:443"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        row.contains("36.9ms") && row.contains("40.8ms") && row.contains("ETIMEDOUT"),
+        "{row}"
+    );
+    assert_eq!(app.visible_destinations().len(), 1);
+    assert_eq!(app.handle(key(KeyCode::Char('/'))), None);
+    type_text(&mut app, "etimedout");
+    assert_eq!(app.visible_destinations().len(), 1);
+    for _ in 0.."etimedout".len() {
+        app.handle(key(KeyCode::Backspace));
+    }
+    type_text(&mut app, "10.96");
+    assert!(app.visible_destinations().is_empty());
 }
