@@ -36,11 +36,19 @@ use observe::{Bpftrace, ObserverRun, ProbeCost, Tools, TopSession, TracerProcess
 ///
 /// Map names differ per probe (bpftrace cannot give one map two key types) and the address
 /// arrays of `tcp_retransmit_skb` go through `ntop` (an array cannot be a map key).
+/// `tcp_probe`'s addresses are 28-byte sockaddrs `ntop` does not take: its RTT histogram is
+/// keyed by family and port only (lighter than the tracer's, which keys by namespace, address
+/// and port).
 pub const BPFTRACE_PROGRAM: &str = "\
 tracepoint:skb:kfree_skb { @drops[args->reason] = count(); }
 tracepoint:irq:softirq_entry { @start[cpu] = nsecs; }
 tracepoint:irq:softirq_exit /@start[cpu]/ { @ns[cpu, args->vec] = sum(nsecs - @start[cpu]); delete(@start[cpu]); }
 tracepoint:tcp:tcp_retransmit_skb { @retrans[ntop(args->saddr), ntop(args->daddr), args->sport, args->dport] = count(); }
+tracepoint:tcp:tcp_probe { @rtt[args->family, args->dport] = hist(args->srtt); }
+tracepoint:sock:inet_sock_set_state { @state[args->oldstate, args->newstate, ntop(args->daddr), args->dport] = count(); }
+tracepoint:tcp:tcp_send_reset { @rst_sent[args->reason] = count(); }
+tracepoint:tcp:tcp_receive_reset { @rst_recv[ntop(args->daddr), args->dport] = count(); }
+tracepoint:sock:inet_sk_error_report { @sock_err[args->error, ntop(args->daddr), args->dport] = count(); }
 ";
 
 /// The same tracepoints with empty bodies: what any eBPF program costs here.
@@ -49,6 +57,11 @@ tracepoint:skb:kfree_skb { }
 tracepoint:irq:softirq_entry { }
 tracepoint:irq:softirq_exit { }
 tracepoint:tcp:tcp_retransmit_skb { }
+tracepoint:tcp:tcp_probe { }
+tracepoint:sock:inet_sock_set_state { }
+tracepoint:tcp:tcp_send_reset { }
+tracepoint:tcp:tcp_receive_reset { }
+tracepoint:sock:inet_sk_error_report { }
 ";
 
 /// Options of `cargo xtask bench`.

@@ -16,6 +16,7 @@ const KFREE_SKB: &str = "kfree_skb";
 const SOFTIRQ_ENTRY: &str = "softirq_entry";
 const SOFTIRQ_EXIT: &str = "softirq_exit";
 const RETRANSMIT: &str = "tcp_retransmit_skb";
+const TCP_PROBE: &str = "tcp_probe";
 
 /// Where and how the bench ran.
 #[derive(Debug, Clone, Serialize)]
@@ -199,11 +200,12 @@ fn dashboard_row(run: &DashboardRun) -> String {
         (entry, exit) => format!("{} + {}", ns_cell(entry), ns_cell(exit)),
     };
     format!(
-        "| dashboard (drops/s) | tracer top | {} | – | – | – | {} | {softirq} | {} | {:.2} ({}) \
-         | {:.1} | – | – |",
+        "| dashboard (drops/s) | tracer top | {} | – | – | – | {} | {softirq} | {} | {} \
+         | {:.2} ({}) | {:.1} | – | – |",
         si(run.events_per_s),
         ns_cell(ns(KFREE_SKB)),
         ns_cell(ns(RETRANSMIT)),
+        ns_cell(ns(TCP_PROBE)),
         run.cpu_percent,
         si(run.probe_runs_per_s.unwrap_or(run.events_per_s)),
         run.rss_peak_kib as f64 / 1024.0,
@@ -689,10 +691,10 @@ impl Document {
         out.push_str(
             "| workload | variant | throughput median [min–max] | vs untraced | \
              vs untraced per generator CPU-s | generator CPU share | kfree_skb ns/run \
-             | softirq entry + exit ns/run | tcp_retransmit_skb ns/run | CPU % of a core \
-             (probe events/s) | peak RSS MiB | start-up ms | report ms |\n",
+             | softirq entry + exit ns/run | tcp_retransmit_skb ns/run | tcp_probe ns/run \
+             | CPU % of a core (probe events/s) | peak RSS MiB | start-up ms | report ms |\n",
         );
-        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for row in &self.rows {
             let observed = row.variant != Variant::Untraced;
             let dash = || "–".to_owned();
@@ -709,7 +711,7 @@ impl Document {
             };
             let _ = writeln!(
                 out,
-                "| {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 row.workload.name(),
                 row.unit,
                 row.variant.label(),
@@ -728,6 +730,11 @@ impl Document {
                 if observed { softirq_cell(row) } else { dash() },
                 if observed {
                     ns_cell(row.ns(RETRANSMIT))
+                } else {
+                    dash()
+                },
+                if observed {
+                    ns_cell(row.ns(TCP_PROBE))
                 } else {
                     dash()
                 },
@@ -972,8 +979,8 @@ mod tests {
         let table = doc.markdown();
         assert!(
             table.contains(
-                "| dashboard (drops/s) | tracer top | 100k | – | – | – | 90 | – | – | 1.25 (310k) \
-                 | 12.0 | – | – |"
+                "| dashboard (drops/s) | tracer top | 100k | – | – | – | 90 | – | – | – \
+                 | 1.25 (310k) | 12.0 | – | – |"
             ),
             "{table}"
         );
