@@ -355,7 +355,9 @@ pub const LAT_BUCKETS: usize = 104;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DestStats {
-    /// `tcp_probe` events with a smoothed RTT (one per received segment).
+    /// `tcp_probe` events with a smoothed RTT (one per received segment). Not counted by the
+    /// kernel (one atomic add less per segment): the loader fills it with the sum of
+    /// `rtt_hist`.
     pub rtt_samples: u64,
     pub rtt_sum_us: u64,
     /// Active opens (CLOSE → SYN_SENT).

@@ -502,8 +502,9 @@ static SOCK_ERRORS: LruHashMap<ErrorKey, u64> =
 static CONNECT_START: LruHashMap<u64, u64> =
     LruHashMap::with_max_entries(CONNECT_START_MAX_ENTRIES, 0);
 
-/// Per CPU: the last socket seen by `tcp_probe` and its namespace, re-read every
-/// [`DEV_CACHE_REVALIDATE`] uses (a stream of segments of one socket costs no kernel read).
+/// Per CPU: four recently seen sockets of `tcp_probe` and their namespaces (slot chosen by the
+/// socket's address), each re-read every [`DEV_CACHE_REVALIDATE`] uses: both ends of a busy
+/// connection, or a few busy sockets, cost no kernel read per segment.
 #[repr(C)]
 struct SkNetns {
     sk: u64,
@@ -511,8 +512,11 @@ struct SkNetns {
     uses: u32,
 }
 
+/// Slots of [`SK_NETNS_CACHE`] (a power of two).
+const SK_CACHE_SLOTS: u32 = 4;
+
 #[map(name = "SK_NETNS_CACHE")]
-static SK_NETNS_CACHE: PerCpuArray<SkNetns> = PerCpuArray::with_max_entries(1, 0);
+static SK_NETNS_CACHE: PerCpuArray<SkNetns> = PerCpuArray::with_max_entries(SK_CACHE_SLOTS, 0);
 
 /// Per CPU: the last TCP socket that moved to CLOSE. `inet_sk_error_report` has no socket
 /// address in its record; the kernel reports the error right after closing the socket
@@ -559,10 +563,12 @@ fn atomic_add32(p: *mut u32, v: u32) {
     }
 }
 
-/// Namespace of a socket through the per-CPU one-entry cache.
+/// Namespace of a socket through the per-CPU cache.
 #[inline(always)]
 fn sock_netns_cached(sk: u64) -> Option<u32> {
-    let cache = SK_NETNS_CACHE.get_ptr_mut(0)?;
+    // Sockets are slab objects of ~2 KiB: bits above 11 tell them apart.
+    let slot = ((sk >> 11) ^ (sk >> 13)) as u32 & (SK_CACHE_SLOTS - 1);
+    let cache = SK_NETNS_CACHE.get_ptr_mut(slot)?;
     unsafe {
         if (*cache).sk == sk && (*cache).uses < DEV_CACHE_REVALIDATE {
             (*cache).uses += 1;
@@ -651,7 +657,8 @@ fn dest_key(
 }
 
 /// Smoothed RTT per received segment, into the destination's histogram. The hot path: one
-/// cached namespace, one hash lookup, three atomic adds.
+/// cached namespace, one hash lookup, two atomic adds (the sample count is the histogram's
+/// sum, added up in user space).
 #[tracepoint]
 pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     bump(counter::TCP_PROBE_EVENTS);
@@ -683,7 +690,6 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     };
     let bucket = lat_bucket(u64::from(srtt));
     unsafe {
-        atomic_add64(addr_of_mut!((*stats).rtt_samples), 1);
         atomic_add64(addr_of_mut!((*stats).rtt_sum_us), u64::from(srtt));
         if let Some(slot) = (*stats).rtt_hist.get_mut(bucket) {
             atomic_add32(slot, 1);

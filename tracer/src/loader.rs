@@ -165,7 +165,10 @@ impl Session {
             snap.flows.insert(key, stats);
         }
         for entry in self.dests.iter() {
-            let Ok((key, stats)) = entry else { continue };
+            let Ok((key, mut stats)) = entry else {
+                continue;
+            };
+            stats.rtt_samples = stats.rtt_hist.iter().map(|c| u64::from(*c)).sum();
             snap.dests.insert(key, stats);
         }
         snap.dest_entries = snap.dests.len() as u64;

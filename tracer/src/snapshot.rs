@@ -67,13 +67,15 @@ pub fn dest_delta(end: &DestStats, start: Option<&DestStats>) -> DestStats {
         ..DestStats::default()
     };
     // An entry evicted and re-created in between has smaller totals: take it as new.
-    if end.rtt_samples < s.rtt_samples || end.connects < s.connects || end.closed < s.closed {
+    if end.rtt_sum_us < s.rtt_sum_us || end.connects < s.connects || end.closed < s.closed {
         return *end;
     }
     for i in 0..LAT_BUCKETS {
         d.rtt_hist[i] = end.rtt_hist[i].wrapping_sub(s.rtt_hist[i]);
         d.connect_hist[i] = end.connect_hist[i].wrapping_sub(s.connect_hist[i]);
     }
+    // The sample count is the histogram's (whose buckets may have wrapped).
+    d.rtt_samples = d.rtt_hist.iter().map(|c| u64::from(*c)).sum();
     d
 }
 
@@ -333,6 +335,7 @@ mod tests {
         start.counters[counter::DEST_INSERTS as usize] = 4090;
         let mut a = DestStats {
             rtt_samples: 10,
+            rtt_sum_us: 1_000,
             ..Default::default()
         };
         a.rtt_hist[60] = u32::MAX - 1;
@@ -343,6 +346,7 @@ mod tests {
         end.dest_entries = 4096;
         let mut b = a;
         b.rtt_samples = 15;
+        b.rtt_sum_us = 1_500;
         b.rtt_hist[60] = 3; // wrapped: +5
         end.dests.insert(dest(1, 80), b);
         end.dests.insert(
