@@ -25,8 +25,21 @@ fn watch<T: Send + 'static>(
     seconds: u64,
     traffic: impl FnOnce() -> T + Send + 'static,
 ) -> (Report, T) {
+    let (mut reports, value) = watch_scopes(&[scope], seconds, traffic);
+    (reports.remove(0), value)
+}
+
+/// As [`watch`], one report per scope, all from the same two snapshots.
+fn watch_scopes<T: Send + 'static>(
+    scopes: &[Option<&Netns>],
+    seconds: u64,
+    traffic: impl FnOnce() -> T + Send + 'static,
+) -> (Vec<Report>, T) {
     let tracer = LiveTracer::start().expect("starting the tracer");
-    let scope = scope.map(|n| netns_scope(&n.path()).expect("scope"));
+    let scopes: Vec<_> = scopes
+        .iter()
+        .map(|s| s.map(|n| netns_scope(&n.path()).expect("scope")))
+        .collect();
     let start = tracer.snapshot().expect("snapshot");
     let started = Instant::now();
     let traffic = std::thread::spawn(traffic);
@@ -35,8 +48,12 @@ fn watch<T: Send + 'static>(
         std::thread::sleep(rest);
     }
     let end = tracer.snapshot().expect("snapshot");
-    let report = tracer.report(&start, &end, started.elapsed().as_secs_f64(), scope, &[]);
-    (report, value)
+    let seconds = started.elapsed().as_secs_f64();
+    let reports = scopes
+        .into_iter()
+        .map(|scope| tracer.report(&start, &end, seconds, scope, &[]))
+        .collect();
+    (reports, value)
 }
 
 fn dest<'a>(r: &'a Report, daddr: &str, dport: u16) -> &'a Destination {
@@ -176,7 +193,11 @@ fn connects_to_a_closed_port_count_resets_for_the_flow() {
     let link = Link::new("rst", 40);
     let to: SocketAddr = format!("{}:9", link.addr_b).parse().expect("addr");
     let a = link.a.path();
-    let (report, outcomes) = watch(None, 2, move || connect_all(&a, to, 5));
+    // Each side in its own scope: other traffic on the node cannot push these rows out.
+    let (reports, outcomes) = watch_scopes(&[Some(&link.a), Some(&link.b)], 2, move || {
+        connect_all(&a, to, 5)
+    });
+    let (report, report_b) = (&reports[0], &reports[1]);
     assert_eq!(outcomes, vec![libc::ECONNREFUSED; 5]);
     let ns_a = netns_scope(&link.a.path()).expect("a").inode;
     let ns_b = netns_scope(&link.b.path()).expect("b").inode;
@@ -199,7 +220,7 @@ fn connects_to_a_closed_port_count_resets_for_the_flow() {
         .iter()
         .filter(|r| r.netns == ns_a && r.direction == "received" && r.dport == 9)
         .collect();
-    let sent: Vec<_> = report
+    let sent: Vec<_> = report_b
         .flows
         .resets
         .iter()

@@ -367,6 +367,7 @@ pub struct DestStats {
     /// SYN_SENT → CLOSE: never established.
     pub failed: u64,
     /// Any other state (except LISTEN) → CLOSE: a connection that had been set up ended.
+    /// Counted for destinations already in the map only (no entry is created for it).
     pub closed: u64,
     /// Established connections whose connect time was measured, and the sum of those times.
     pub connect_timed: u64,

@@ -751,6 +751,15 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
             }
         }
     }
+    // A connection that had been set up and is now gone: counted only for a destination
+    // already tracked (a busy server's clients would otherwise churn the map one ephemeral
+    // port at a time).
+    if new == close && old != syn_sent {
+        if let Some(stats) = DESTS.get_ptr_mut(key) {
+            unsafe { atomic_add64(addr_of_mut!((*stats).closed), 1) };
+        }
+        return 0;
+    }
     let Some(stats) = dest_entry(&key) else {
         return 0;
     };
@@ -782,10 +791,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         } else if new == close {
             unsafe { atomic_add64(addr_of_mut!((*stats).failed), 1) };
         }
-        return 0;
     }
-    // Any other state → CLOSE: a connection that had been set up is gone.
-    unsafe { atomic_add64(addr_of_mut!((*stats).closed), 1) };
     0
 }
 

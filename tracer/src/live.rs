@@ -174,6 +174,12 @@ impl LiveTracer {
         self.session.snapshot()
     }
 
+    /// Copies the maps, the per-destination ones only when `flow_maps` is set (the frames
+    /// inside a window need not read them).
+    pub fn snapshot_with(&self, flow_maps: bool) -> Result<Snapshot> {
+        self.session.snapshot_with(flow_maps)
+    }
+
     /// The report of what happened between two snapshots, optionally narrowed to a namespace.
     pub fn report(
         &self,

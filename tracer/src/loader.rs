@@ -154,7 +154,16 @@ impl Session {
 
     /// Copies every map. Entries that vanish while being read (LRU eviction) are skipped.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        let mut snap = Snapshot::default();
+        self.snapshot_with(true)
+    }
+
+    /// Copies the maps; the per-destination maps (destinations, resets, socket errors: up to
+    /// 16 k entries, one syscall pair each) only when `flow_maps` is set.
+    pub fn snapshot_with(&self, flow_maps: bool) -> Result<Snapshot> {
+        let mut snap = Snapshot {
+            has_flow_maps: flow_maps,
+            ..Snapshot::default()
+        };
         for entry in self.drops.iter() {
             let Ok((key, per_cpu)) = entry else { continue };
             let total = sum_per_cpu(per_cpu.iter().copied());

@@ -282,7 +282,8 @@ fn cut_short_note(interrupted: bool, elapsed_ms: u64, duration: Duration) -> Vec
 fn report(duration: Duration, format: Option<Format>, netns: Option<PathBuf>) -> Result<u8> {
     let scope = netns.as_deref().map(netns_scope).transpose()?;
     let tracer = LiveTracer::start()?;
-    let mut watch = Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?;
+    let mut watch =
+        Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?.lean();
     let (elapsed_ms, interrupted) = run_window(&tracer, &mut watch, duration)?;
     let closed = Instant::now();
     let notes = cut_short_note(interrupted, elapsed_ms, duration);
@@ -305,9 +306,10 @@ fn flows(
 ) -> Result<u8> {
     let scope = netns.as_deref().map(netns_scope).transpose()?;
     let tracer = LiveTracer::start()?;
-    let mut watch = Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?;
+    let mut watch =
+        Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?.lean();
     let (elapsed_ms, _) = run_window(&tracer, &mut watch, duration)?;
-    watch.tick(&tracer, elapsed_ms.max(1))?;
+    watch.finish(&tracer, elapsed_ms.max(1), &[])?;
     let table = tracer::flows::build(
         &watch.delta(),
         &tracer.names.reset_reasons,

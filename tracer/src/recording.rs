@@ -13,7 +13,8 @@
 //! dests[{netns, family, dport, daddr[4], rtt_samples, rtt_sum_us, connects, established, failed,
 //! closed, connect_timed, connect_sum_us, rtt_hist[[bucket, count]], connect_hist[…]}],
 //! resets[{flow{netns, family, sport, dport, saddr, daddr}, reason, direction, count}],
-//! sock_errors[{netns, family, dport, daddr, error, count}], dest_entries (these four optional)},
+//! sock_errors[{netns, family, dport, daddr, error, count}], dest_entries, has_flow_maps (these
+//! five optional)},
 //! counters (a counter sample)}), and `live_verdict` (the document the recording run printed).
 //! Readers refuse other formats and newer versions with one sentence.
 
@@ -150,6 +151,9 @@ pub struct RecSnapshot {
     pub sock_errors: Vec<RecSockError>,
     #[serde(default)]
     pub dest_entries: u64,
+    /// Whether this frame read the per-destination maps (false in older recordings).
+    #[serde(default)]
+    pub has_flow_maps: bool,
 }
 
 impl From<&Snapshot> for RecSnapshot {
@@ -261,6 +265,7 @@ impl From<&Snapshot> for RecSnapshot {
                 v
             },
             dest_entries: s.dest_entries,
+            has_flow_maps: s.has_flow_maps,
         }
     }
 }
@@ -271,6 +276,7 @@ impl From<&RecSnapshot> for Snapshot {
             counters: r.counters.clone(),
             program_costs: r.program_costs.clone(),
             dest_entries: r.dest_entries,
+            has_flow_maps: r.has_flow_maps,
             ..Default::default()
         };
         for d in &r.dests {
@@ -509,6 +515,7 @@ mod tests {
         ds.connect_hist[3] = 1;
         s.dests.insert(dest, ds);
         s.dest_entries = 1;
+        s.has_flow_maps = true;
         s.resets.insert(
             ResetKey {
                 flow: *s.flows.keys().next().expect("flow"),
@@ -530,7 +537,13 @@ mod tests {
         assert_eq!(Snapshot::from(&back), s);
         // A recording made before the flow maps existed still reads (empty flow maps).
         let mut old: serde_json::Value = serde_json::from_str(&json).expect("parse");
-        for k in ["dests", "resets", "sock_errors", "dest_entries"] {
+        for k in [
+            "dests",
+            "resets",
+            "sock_errors",
+            "dest_entries",
+            "has_flow_maps",
+        ] {
             old.as_object_mut().expect("object").remove(k);
         }
         let back: RecSnapshot = serde_json::from_value(old).expect("old recording");

@@ -32,6 +32,9 @@ pub struct Snapshot {
     /// In a delta ([`Snapshot::since`]): destinations the LRU evicted in between (new keys
     /// inserted minus the growth of the map). Always 0 in a plain copy.
     pub dests_evicted: u64,
+    /// Whether the per-destination maps were read (a window reads them at its ends only; the
+    /// frames in between leave them empty).
+    pub has_flow_maps: bool,
 }
 
 /// Sums one per-CPU counter vector.
@@ -148,9 +151,12 @@ impl Snapshot {
                 (name.clone(), runs.saturating_sub(r0), ns.saturating_sub(n0))
             })
             .collect();
+        // Per-destination deltas only between two copies that both read those maps.
+        let flow_maps = self.has_flow_maps && start.has_flow_maps;
         let dests = self
             .dests
             .iter()
+            .filter(|_| flow_maps)
             .filter_map(|(k, v)| {
                 let d = dest_delta(v, start.dests.get(k));
                 (!dest_is_empty(&d)).then_some((*k, d))
@@ -167,10 +173,23 @@ impl Snapshot {
             counters,
             program_costs,
             dests,
-            resets: count_delta(&self.resets, &start.resets),
-            sock_errors: count_delta(&self.sock_errors, &start.sock_errors),
+            resets: if flow_maps {
+                count_delta(&self.resets, &start.resets)
+            } else {
+                HashMap::new()
+            },
+            sock_errors: if flow_maps {
+                count_delta(&self.sock_errors, &start.sock_errors)
+            } else {
+                HashMap::new()
+            },
             dest_entries: self.dest_entries,
-            dests_evicted: inserts.saturating_sub(growth),
+            dests_evicted: if flow_maps {
+                inserts.saturating_sub(growth)
+            } else {
+                0
+            },
+            has_flow_maps: flow_maps,
         }
     }
 
@@ -330,6 +349,7 @@ mod tests {
         let mut start = Snapshot {
             counters: vec![0; counter::COUNT as usize],
             dest_entries: 4090,
+            has_flow_maps: true,
             ..Default::default()
         };
         start.counters[counter::DEST_INSERTS as usize] = 4090;
@@ -362,6 +382,13 @@ mod tests {
         let got = d.dests[&dest(1, 80)];
         assert_eq!((got.rtt_samples, got.rtt_hist[60]), (5, 5));
         assert_eq!(d.dests[&dest(2, 443)].failed, 2);
+        // A copy that did not read the per-destination maps gives no destination delta.
+        let lean = Snapshot {
+            has_flow_maps: false,
+            ..end.clone()
+        };
+        let none = lean.since(&start);
+        assert!(none.dests.is_empty() && none.dests_evicted == 0);
         // Filtering by namespace keeps only that namespace's destinations.
         let only = d.only_netns(2);
         assert_eq!(only.dests.len(), 1);

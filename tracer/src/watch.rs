@@ -26,6 +26,9 @@ pub struct Watch {
     keep: Option<usize>,
     facts_start: NodeFacts,
     facts_latest: NodeFacts,
+    /// Read the per-destination maps at the window's ends only (report, flows); rolling
+    /// windows and recordings read them every frame.
+    lean: bool,
 }
 
 /// What a finished window produced (the document is in `judged`).
@@ -52,9 +55,18 @@ impl Watch {
             keep: None,
             facts_latest: facts_start.clone(),
             facts_start,
+            lean: false,
         };
         watch.tick(tracer, 0)?;
         Ok(watch)
+    }
+
+    /// Reads the per-destination maps (destinations, resets, socket errors) only at the start
+    /// and the end of the window: a node with thousands of destinations then costs two reads
+    /// of them, not one a second, and the frames in between stay small.
+    pub fn lean(mut self) -> Self {
+        self.lean = true;
+        self
     }
 
     /// Keeps only the newest `frames` frames (a rolling window for the dashboard).
@@ -65,9 +77,14 @@ impl Watch {
 
     /// Takes a frame `at_ms` milliseconds after the window began.
     pub fn tick(&mut self, tracer: &LiveTracer, at_ms: u64) -> Result<()> {
+        let full = !self.lean || self.frames.is_empty();
+        self.tick_with(tracer, at_ms, full)
+    }
+
+    fn tick_with(&mut self, tracer: &LiveTracer, at_ms: u64, flow_maps: bool) -> Result<()> {
         let frame = Frame {
             at_ms,
-            snapshot: tracer.snapshot()?,
+            snapshot: tracer.snapshot_with(flow_maps)?,
             counters: self.counters.sample(at_ms),
             bpf_stats_enabled: bpf_stats_enabled(),
         };
@@ -110,8 +127,16 @@ impl Watch {
         at_ms: u64,
         notes: &[String],
     ) -> Result<WindowResult> {
+        // The last frame must have read the per-destination maps.
+        if self
+            .frames
+            .back()
+            .is_some_and(|f| f.at_ms >= at_ms && !f.snapshot.has_flow_maps && self.frames.len() > 1)
+        {
+            self.frames.pop_back();
+        }
         if self.frames.back().is_none_or(|f| f.at_ms < at_ms) {
-            self.tick(tracer, at_ms)?;
+            self.tick_with(tracer, at_ms, true)?;
         }
         self.refresh_facts();
         Ok(self.judge_now(tracer, &self.facts_latest, notes))
