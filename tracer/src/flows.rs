@@ -121,6 +121,25 @@ impl Latency {
     }
 }
 
+/// Bucket bounds for a Prometheus histogram of these latencies: every power of two from 16 µs
+/// to 2^27 µs (134 s), all edges of the kernel's buckets, so the cumulative counts are exact.
+pub fn prometheus_bounds_us() -> Vec<u64> {
+    (4..=27).map(|k| 1u64 << k).collect()
+}
+
+impl Latency {
+    /// The Prometheus form: `(le in seconds, cumulative count)` at [`prometheus_bounds_us`]
+    /// (the `+Inf` bucket is `samples`), and the sum in seconds.
+    pub fn prometheus(&self) -> (Vec<(f64, u64)>, f64) {
+        let buckets = self
+            .cumulative_at(&prometheus_bounds_us())
+            .into_iter()
+            .map(|(le_us, count)| (le_us as f64 / 1e6, count))
+            .collect();
+        (buckets, self.sum_us as f64 / 1e6)
+    }
+}
+
 /// One socket error and how often it was reported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorCount {
@@ -627,6 +646,13 @@ mod tests {
             l.cumulative_at(&[512, 1024, 2048, 4096]),
             vec![(512, 0), (1024, 3), (2048, 3), (4096, 5)]
         );
+        let (prom, sum_s) = l.prometheus();
+        assert_eq!(prom.len(), 24);
+        assert_eq!(prom[0], (16e-6, 0));
+        // le = 1.024 ms holds the three 1 ms samples, 4.096 ms all five; counts never fall.
+        assert!(prom.contains(&(1024e-6, 3)) && prom.contains(&(4096e-6, 5)));
+        assert!(prom.windows(2).all(|w| w[0].1 <= w[1].1));
+        assert!((sum_s - 0.009).abs() < 1e-12);
     }
 
     fn v4(a: [u8; 4]) -> [u32; 4] {
