@@ -22,7 +22,11 @@ use tracer::{
 fn start_tracer() -> LiveTracer {
     let tracer = LiveTracer::start().expect("starting the tracer");
     let attached = tracer.attached_count();
-    assert_eq!(attached, 5, "every probe attaches on this kernel");
+    assert_eq!(
+        attached,
+        tracer::probes::PROBES.len(),
+        "every probe attaches on this kernel"
+    );
     tracer
 }
 
@@ -286,7 +290,8 @@ fn start_tracer_binary(args: &[&std::ffi::OsStr], stdout: Stdio) -> std::process
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let first = lines.next().expect("a progress line").expect("utf-8");
-    assert!(first.contains("5 probes attached"), "progress: {first}");
+    let all = format!("{} probes attached", tracer::probes::PROBES.len());
+    assert!(first.contains(&all), "progress: {first}");
     std::thread::spawn(move || lines.for_each(drop));
     child
 }
@@ -327,7 +332,7 @@ fn report_command_prints_json_with_the_namespaces_drops() {
     let observed = &doc["observations"];
     assert_eq!(no_socket_drops(&doc), u64::from(N));
     let probes = observed["probes"].as_array().expect("probes");
-    assert_eq!(probes.len(), 5);
+    assert_eq!(probes.len(), tracer::probes::PROBES.len());
     assert!(probes.iter().all(|p| p["state"] == "attached"));
     assert!(
         observed["window"]["netns"]["inode"]
@@ -376,7 +381,7 @@ fn probes_section_lists_every_probe_with_attach_time() {
     let ns = Netns::new("probes");
     let tracer = start_tracer();
     let report = window(&tracer, &ns, || {});
-    assert_eq!(report.probes.len(), 5);
+    assert_eq!(report.probes.len(), tracer::probes::PROBES.len());
     for p in &report.probes {
         assert_eq!(p.state, ProbeState::Attached, "{p:?}");
         assert!(p.attach_ms.expect("attach time") > 0.0);
@@ -392,13 +397,7 @@ fn tracer_program_ids() -> Vec<u64> {
         .output()
         .expect("bpftool (cargo xtask setup installs it)");
     let progs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
-    let names = [
-        "kfree_skb",
-        "tcp_retransmit_skb",
-        "tcp_retransmit_synack",
-        "softirq_entry",
-        "softirq_exit",
-    ];
+    let names: Vec<&str> = tracer::probes::PROBES.iter().map(|p| p.program).collect();
     progs
         .as_array()
         .map(|a| {
@@ -429,7 +428,11 @@ fn sigkill_leaves_no_program_attached() {
         .into_iter()
         .filter(|id| !before.contains(id))
         .collect();
-    assert_eq!(during.len(), 5, "the tracer's five programs are loaded");
+    assert_eq!(
+        during.len(),
+        tracer::probes::PROBES.len(),
+        "every one of the tracer's programs is loaded"
+    );
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
     let deadline = Instant::now() + Duration::from_secs(5);

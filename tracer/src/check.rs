@@ -416,7 +416,13 @@ mod tests {
             "tcp_tcp_retransmit_synack.format",
             "irq_softirq_entry.format",
             "irq_softirq_exit.format",
+            "tcp_tcp_probe.format",
+            "sock_inet_sock_set_state.format",
+            "tcp_tcp_send_reset.format",
+            "tcp_tcp_receive_reset.format",
+            "sock_inet_sk_error_report.format",
         ];
+        assert_eq!(files.len(), probes::PROBES.len(), "one format per probe");
         NodeFacts {
             kernel: "6.18.44".to_owned(),
             euid_root: true,
@@ -465,6 +471,11 @@ mod tests {
         );
         assert_eq!(status_of(&lines, "probe skb:kfree_skb"), Status::Ok);
         assert_eq!(status_of(&lines, "probe irq:softirq_exit"), Status::Ok);
+        assert_eq!(status_of(&lines, "probe tcp:tcp_probe"), Status::Ok);
+        assert_eq!(
+            status_of(&lines, "probe sock:inet_sk_error_report"),
+            Status::Ok
+        );
         assert!(render(&lines).contains("ok    kernel"));
     }
 
