@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::counters::{self, CountersRun};
 use super::lab::Workload;
 use super::observe::{ObserverRun, ProbeCost};
 use super::{DashboardRun, RunRecord, Variant, DASHBOARD_RATE, DASHBOARD_WINDOW};
@@ -141,6 +142,8 @@ pub struct Document {
     pub discarded_runs: Vec<RunRecord>,
     /// The live dashboard's cost, when its step ran.
     pub dashboard: Option<DashboardRun>,
+    /// One counter sample's cost per count of lab namespaces, when its step ran.
+    pub counters: Vec<CountersRun>,
 }
 
 /// The dashboard's CPU limit, % of one core.
@@ -548,6 +551,7 @@ impl Document {
         runs: Vec<RunRecord>,
         discarded_runs: Vec<RunRecord>,
         dashboard: Option<DashboardRun>,
+        counters: Vec<CountersRun>,
     ) -> Document {
         let rows: Vec<Row> = workloads
             .iter()
@@ -597,6 +601,7 @@ impl Document {
             runs,
             discarded_runs,
             dashboard,
+            counters,
         }
     }
 
@@ -673,6 +678,15 @@ impl Document {
     pub fn markdown(&self) -> String {
         let c = &self.context;
         let mut out = String::new();
+        if self.rows.is_empty() && self.dashboard.is_none() {
+            let _ = writeln!(
+                out,
+                "`cargo xtask bench`: the counters step only, Linux {}, {} CPUs",
+                c.kernel, c.cpus
+            );
+            out.push_str(&counters::markdown(&self.counters));
+            return out;
+        }
         if self.rows.is_empty() {
             let _ = writeln!(
                 out,
@@ -774,6 +788,9 @@ impl Document {
         out.push('\n');
         for note in &self.notes {
             let _ = writeln!(out, "- {note}");
+        }
+        if !self.counters.is_empty() {
+            out.push_str(&counters::markdown(&self.counters));
         }
         out
     }
@@ -904,6 +921,7 @@ mod tests {
             runs,
             Vec::new(),
             None,
+            Vec::new(),
         );
         let traced = &doc.rows[1];
         let ratio = traced.vs_untraced.as_ref().expect("ratio");
@@ -966,6 +984,7 @@ mod tests {
             Vec::new(),
             Vec::new(),
             Some(dashboard_run(1.25, true)),
+            Vec::new(),
         );
         assert_eq!(doc.targets.len(), 1);
         assert_eq!(doc.targets[0].met, Some(true));
@@ -996,6 +1015,7 @@ mod tests {
             Vec::new(),
             Vec::new(),
             Some(dashboard_run(2.5, true)),
+            Vec::new(),
         );
         assert!(
             doc.markdown()
