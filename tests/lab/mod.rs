@@ -480,3 +480,121 @@ impl TunWire {
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 }
+
+/// The BPF programs and links a process holds, from its descriptors' fdinfo (`prog_id:` of a
+/// program descriptor, `link_id:` of a link's): exactly its own, whatever else runs.
+pub fn bpf_held_by(
+    pid: i32,
+) -> (
+    std::collections::BTreeSet<u64>,
+    std::collections::BTreeSet<u64>,
+) {
+    let mut progs = std::collections::BTreeSet::new();
+    let mut links = std::collections::BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return (progs, links);
+    };
+    for entry in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        match (field("link_id:"), field("prog_id:")) {
+            (Some(link), _) => {
+                links.insert(link);
+            }
+            (None, Some(prog)) => {
+                progs.insert(prog);
+            }
+            _ => {}
+        }
+    }
+    (progs, links)
+}
+
+/// Ids of every loaded BPF program and link, from bpftool (empty when it is missing).
+pub fn bpf_loaded() -> (
+    std::collections::BTreeSet<u64>,
+    std::collections::BTreeSet<u64>,
+) {
+    let ids = |kind: &str| -> std::collections::BTreeSet<u64> {
+        Command::new("bpftool")
+            .args([kind, "show", "-j"])
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .and_then(|v| {
+                v.as_array()
+                    .map(|a| a.iter().filter_map(|p| p["id"].as_u64()).collect())
+            })
+            .unwrap_or_default()
+    };
+    (ids("prog"), ids("link"))
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Starts `tracer serve --listen ADDR ARGS…` with `envs`, and returns once it says it is
+/// ready (at most 30 s), with the address it serves.
+pub fn spawn_serve(
+    args: &[&str],
+    envs: &[(&str, &std::path::Path)],
+) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tracer"));
+    command
+        .args(["serve", "--listen", &listen])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("starting tracer serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for line in lines.by_ref() {
+        let line = line.expect("utf-8");
+        assert!(!line.contains("could not"), "serve: {line}");
+        if line.contains("ready:") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve was not ready within 30 s");
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, listen)
+}
+
+/// Programs and links held open by any live process (fdinfo of every PID): a program that is
+/// loaded but held by nobody was left behind (pinned or leaked).
+pub fn bpf_held_by_anyone() -> (
+    std::collections::BTreeSet<u64>,
+    std::collections::BTreeSet<u64>,
+) {
+    let mut progs = std::collections::BTreeSet::new();
+    let mut links = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        {
+            let (p, l) = bpf_held_by(pid);
+            progs.extend(p);
+            links.extend(l);
+        }
+    }
+    (progs, links)
+}

@@ -48,6 +48,9 @@ mod kind {
 
 const BTF_MAGIC: u16 = 0xeb9f;
 
+/// Most struct/union members one member lookup reads (the kernel's `sk_buff` path reads ~100).
+const FIND_MEMBER_BUDGET: u32 = 1 << 16;
+
 /// The kernel's BTF, opened once: the raw bytes and where each type starts.
 ///
 /// Written by hand rather than with a BTF crate: the tracer needs a handful of member offsets
@@ -196,7 +199,10 @@ impl KernelBtf {
             net_inum: self.member_offset("net", &["ns", "inum"])?,
             skb_tcp_segs: self
                 .member_offset("sk_buff", &["cb"])
-                .and_then(|cb| Ok(cb + self.member_offset("tcp_skb_cb", &["tcp_gso_segs"])?))
+                .and_then(|cb| {
+                    cb.checked_add(self.member_offset("tcp_skb_cb", &["tcp_gso_segs"])?)
+                        .ok_or_else(|| anyhow!("sk_buff.cb + tcp_skb_cb.tcp_gso_segs overflows"))
+                })
                 .ok(),
         })
     }
@@ -248,12 +254,15 @@ impl KernelBtf {
             .ok_or_else(|| anyhow!("struct {struct_name} not in BTF"))?;
         let mut total_bits: u64 = 0;
         for (depth, name) in path.iter().enumerate() {
-            let (bits, member_type) = self.find_member(current, name, 0).ok_or_else(|| {
-                anyhow!(
-                    "{struct_name}.{} not found in BTF",
-                    path[..=depth].join(".")
-                )
-            })?;
+            let mut budget = FIND_MEMBER_BUDGET;
+            let (bits, member_type) =
+                self.find_member(current, name, 0, &mut budget)
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{struct_name}.{} not found in BTF",
+                            path[..=depth].join(".")
+                        )
+                    })?;
             total_bits += u64::from(bits);
             current = self.strip_modifiers(member_type);
         }
@@ -286,13 +295,16 @@ impl KernelBtf {
     }
 
     /// Finds `name` among the members of a struct/union, looking inside anonymous members.
-    /// Returns the member's bit offset relative to `id` and its type id.
-    fn find_member(&self, id: u32, name: &str, depth: u32) -> Option<(u32, u32)> {
+    /// Returns the member's bit offset relative to `id` and its type id. At most `budget`
+    /// members are looked at in all, so a malformed BTF whose anonymous members nest into
+    /// themselves ends quickly (as not found) instead of taking vlen^depth steps.
+    fn find_member(&self, id: u32, name: &str, depth: u32, budget: &mut u32) -> Option<(u32, u32)> {
         let h = self.header(id)?;
         if !matches!(h.kind, kind::STRUCT | kind::UNION) || depth > 16 {
             return None;
         }
         for i in 0..h.vlen {
+            *budget = budget.checked_sub(1)?;
             let at = h.at + 12 + 12 * i;
             let (name_off, member_type, raw_offset) =
                 (self.u32_at(at)?, self.u32_at(at + 4)?, self.u32_at(at + 8)?);
@@ -307,8 +319,10 @@ impl KernelBtf {
             }
             if member_name.is_empty() {
                 let inner = self.strip_modifiers(member_type);
-                if let Some((inner_bits, found)) = self.find_member(inner, name, depth + 1) {
-                    return Some((bits + inner_bits, found));
+                if let Some((inner_bits, found)) = self.find_member(inner, name, depth + 1, budget)
+                {
+                    // Offsets past 4 Gibit are garbage: not found rather than wrapped.
+                    return Some((bits.checked_add(inner_bits)?, found));
                 }
             }
         }
@@ -334,7 +348,7 @@ mod tests {
     /// A hand-built BTF blob: `struct sk_buff { void *next; union { void *dev; }; }`,
     /// `struct ns_common { u32 pad; u32 inum; }` (u32 a typedef of int) and
     /// `enum skb_drop_reason { SKB_DROP_REASON_NO_SOCKET = 3, SKB_DROP_REASON_SUBSYS_MASK = … }`.
-    fn synthetic() -> KernelBtf {
+    pub(super) fn synthetic() -> KernelBtf {
         let mut strings = vec![0u8];
         let mut name = |s: &str| -> u32 {
             let off = strings.len() as u32;
@@ -500,6 +514,243 @@ mod tests {
                     Some(name),
                     "value {value}"
                 );
+            }
+        }
+    }
+}
+
+/// Property tests and the regressions they found: any bytes, the hand-built blob with bytes
+/// overwritten or cut, and generated type tables open or fail in one sentence, and every lookup
+/// ends (quickly) with an offset or an error; never a panic or an overflow.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod prop_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_mutations::config;
+
+    /// A BTF blob of `types` (u32 words) and `strings`.
+    fn blob(types: &[u32], strings: &[u8]) -> Vec<u8> {
+        let types: Vec<u8> = types.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let mut data = Vec::new();
+        data.extend(BTF_MAGIC.to_ne_bytes());
+        data.extend([1u8, 0]);
+        for v in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
+            data.extend(v.to_ne_bytes());
+        }
+        data.extend(types);
+        data.extend(strings);
+        data
+    }
+
+    const STRINGS: &[u8] = b"\0sk_buff\0dev\0cb\0tcp_skb_cb\0tcp_gso_segs\0skb_drop_reason\0SKB_DROP_REASON_NO_SOCKET\0";
+    /// Offsets of the names in [`STRINGS`].
+    const SK_BUFF: u32 = 1;
+    const DEV: u32 = 9;
+
+    fn info(kind: u32, vlen: u32, kind_flag: bool) -> u32 {
+        (u32::from(kind_flag) << 31) | (kind << 24) | vlen
+    }
+
+    /// Every lookup the tracer makes, on whatever opened.
+    fn exercise(btf: &KernelBtf) {
+        let _ = btf.netns_offsets();
+        let _ = btf.drop_reason_names();
+        let _ = btf.member_offset("sk_buff", &["dev"]);
+        let _ = btf.member_offset("sk_buff", &["cb", "x", "y"]);
+    }
+
+    #[test]
+    fn nested_offsets_past_u32_are_an_error_not_an_overflow() {
+        // 1: struct sk_buff { union { void *dev; } at bit 0xffff_ff00; }
+        // 2: anonymous union { dev at bit 0x200 }
+        let types = [
+            SK_BUFF,
+            info(kind::STRUCT, 1, false),
+            8,
+            0,
+            2,
+            0xffff_ff00,
+            0,
+            info(kind::UNION, 1, false),
+            8,
+            DEV,
+            0,
+            0x200,
+        ];
+        let btf = KernelBtf::from_bytes(blob(&types, STRINGS)).unwrap();
+        let err = btf
+            .member_offset("sk_buff", &["dev"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sk_buff.dev"), "{err}");
+        // Within range it is found, through the union.
+        let types = [
+            SK_BUFF,
+            info(kind::STRUCT, 1, false),
+            8,
+            0,
+            2,
+            64,
+            0,
+            info(kind::UNION, 1, false),
+            8,
+            DEV,
+            0,
+            0x200,
+        ];
+        let btf = KernelBtf::from_bytes(blob(&types, STRINGS)).unwrap();
+        assert_eq!(
+            btf.member_offset("sk_buff", &["dev"]).unwrap(),
+            (64 + 0x200) / 8
+        );
+    }
+
+    #[test]
+    fn anonymous_members_nesting_into_themselves_end_quickly() {
+        // struct sk_buff with 1,000 anonymous members, each of type sk_buff itself: without a
+        // bound the search for a missing member takes 1000^17 steps.
+        let mut types = vec![SK_BUFF, info(kind::STRUCT, 1000, false), 8];
+        for _ in 0..1000 {
+            types.extend([0, 1, 0]);
+        }
+        let btf = KernelBtf::from_bytes(blob(&types, STRINGS)).unwrap();
+        let started = std::time::Instant::now();
+        let err = btf
+            .member_offset("sk_buff", &["dev"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sk_buff.dev not found"), "{err}");
+        assert!(started.elapsed().as_secs() < 2, "{:?}", started.elapsed());
+        assert!(btf.netns_offsets().is_err());
+    }
+
+    #[test]
+    fn doubly_nested_offsets_past_u32_are_an_error_not_an_overflow() {
+        // Two anonymous unions, each at bit 2^32 - 8: their sum does not fit the u32 bit offset
+        // `find_member` returns.
+        let types = [
+            // 1: struct sk_buff { union(2) at 0xffff_fff8 bits; }
+            SK_BUFF,
+            info(kind::STRUCT, 1, false),
+            8,
+            0,
+            2,
+            0xffff_fff8,
+            // 2: union { union(3) at 0xffff_fff8 }
+            0,
+            info(kind::UNION, 1, false),
+            8,
+            0,
+            3,
+            0xffff_fff8,
+            // 3: union { cb at 0 }
+            0,
+            info(kind::UNION, 1, false),
+            8,
+            13,
+            0,
+            0,
+        ];
+        let btf = KernelBtf::from_bytes(blob(&types, STRINGS)).unwrap();
+        // 2 × (2^32 - 8) bits overflows a u32 sum: not found, not wrapped.
+        assert!(btf.member_offset("sk_buff", &["cb"]).is_err());
+    }
+
+    /// One generated type: kind, vlen, flag and words that follow the header.
+    fn any_type() -> impl Strategy<Value = Vec<u32>> {
+        (
+            prop::sample::select(vec![
+                kind::INT,
+                2,
+                kind::ARRAY,
+                kind::STRUCT,
+                kind::UNION,
+                kind::ENUM,
+                kind::TYPEDEF,
+                kind::CONST,
+                kind::FUNC_PROTO,
+                kind::ENUM64,
+                31,
+            ]),
+            0u32..5,
+            any::<bool>(),
+            prop::sample::select(vec![0u32, SK_BUFF, DEV, 13, 16, 27, 40, 56, 9999]),
+            proptest::collection::vec(
+                prop_oneof![0u32..8, Just(u32::MAX), Just(0xffff_fff8), any::<u32>()],
+                0..16,
+            ),
+        )
+            .prop_map(|(kind, vlen, flag, name, words)| {
+                let mut t = vec![name, info(kind, vlen, flag)];
+                t.extend(words);
+                t
+            })
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn any_bytes_open_or_fail_cleanly(
+            magic in any::<bool>(),
+            header in proptest::collection::vec(prop_oneof![0u32..64, any::<u32>()], 5),
+            rest in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let mut data = Vec::new();
+            if magic {
+                data.extend(BTF_MAGIC.to_ne_bytes());
+                data.extend([1u8, 0]);
+                for v in &header {
+                    data.extend(v.to_ne_bytes());
+                }
+            }
+            data.extend(rest);
+            match KernelBtf::from_bytes(data) {
+                Ok(btf) => exercise(&btf),
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+
+        /// The hand-built blob with bytes overwritten, or cut: opens or fails, every lookup
+        /// ends; a member found is inside what the blob could describe (< 2^32 bits / 8).
+        #[test]
+        fn the_hand_built_blob_overwritten_or_cut(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+            cut in proptest::option::of(any::<usize>()),
+        ) {
+            let mut data = tests::synthetic().data;
+            for (at, byte) in edits {
+                let at = at % data.len();
+                data[at] = byte;
+            }
+            if let Some(cut) = cut {
+                data.truncate(cut % (data.len() + 1));
+            }
+            if let Ok(btf) = KernelBtf::from_bytes(data) {
+                exercise(&btf);
+                if let Ok(offset) = btf.member_offset("sk_buff", &["dev"]) {
+                    prop_assert!(u64::from(offset) < (1u64 << 32) / 8 * 17);
+                }
+            }
+        }
+
+        /// Generated type tables: whatever the kinds, counts and member references (cycles
+        /// included), lookups end with an offset or an error naming the path.
+        #[test]
+        fn generated_type_tables_never_hang_or_panic(types in proptest::collection::vec(any_type(), 0..12)) {
+            let words: Vec<u32> = types.concat();
+            let btf = KernelBtf::from_bytes(blob(&words, STRINGS)).unwrap();
+            exercise(&btf);
+            if let Err(e) = btf.member_offset("sk_buff", &["dev"]) {
+                prop_assert!(e.to_string().contains("sk_buff"), "{e}");
             }
         }
     }

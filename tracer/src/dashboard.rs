@@ -20,7 +20,8 @@ pub struct DropRow {
     /// `netfilter / NetworkPolicy`, `noise: duplicate segment`, `no listener`, …
     pub class: String,
     pub layer: Option<Layer>,
-    /// Namespace inodes with their labels where known (`netns NAME`, `pid 12 (coredns)`).
+    /// Namespace inodes with their labels where known (`pod NS/NAME`, `netns NAME`,
+    /// `pid 12 (coredns)`).
     pub namespaces: Vec<String>,
     pub count: u64,
     pub per_second: f64,
@@ -142,15 +143,19 @@ impl Dashboard {
     ) -> Dashboard {
         let o = &document.observations;
         let seconds = o.window.duration_s.max(0.001);
-        let label = |inode: u32| {
-            netns_labels
-                .get(&inode)
-                .cloned()
+        // The pod the document names first (`pod NS/NAME`), then the caller's labels.
+        let label = |inode: u32, pod: Option<&str>| {
+            pod.map(|p| format!("pod {p}"))
+                .or_else(|| netns_labels.get(&inode).cloned())
                 .unwrap_or_else(|| format!("netns {inode}"))
         };
         let mut drops = Vec::new();
         for reason in &o.drops.by_reason {
-            let namespaces: Vec<String> = reason.netns.iter().map(|n| label(n.inode)).collect();
+            let namespaces: Vec<String> = reason
+                .netns
+                .iter()
+                .map(|n| label(n.inode, n.pod.as_deref()))
+                .collect();
             for location in &reason.locations {
                 let (class, layer) = match classify(&reason.reason, &location.location) {
                     DropClass::Loss { layer, .. } => (layer.title().to_owned(), Some(layer)),
@@ -175,7 +180,7 @@ impl Dashboard {
             .flows
             .iter()
             .map(|f| FlowRow {
-                namespace: label(f.netns),
+                namespace: label(f.netns, f.pod.as_deref()),
                 source: format!("{}:{}", f.saddr, f.sport),
                 destination: format!("{}:{}", f.daddr, f.dport),
                 state: f.state.clone(),
@@ -188,7 +193,7 @@ impl Dashboard {
             .destinations
             .iter()
             .map(|d| DestRow {
-                namespace: label(d.netns),
+                namespace: label(d.netns, d.pod.as_deref()),
                 destination: if d.family == "ipv6" {
                     format!("[{}]:{}", d.daddr, d.dport)
                 } else {

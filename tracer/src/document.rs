@@ -119,7 +119,10 @@ impl VerdictDocument {
             self.observations.kernel,
             w.netns
                 .as_ref()
-                .map(|n| format!(", namespace {} ({})", n.path, n.inode))
+                .map(|n| match &n.pod {
+                    Some(pod) => format!(", pod {pod} (netns {})", n.inode),
+                    None => format!(", namespace {} ({})", n.path, n.inode),
+                })
                 .unwrap_or_default()
         );
         if self.root_cause == "none" {

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{counterset::CounterSet, pods::PodIndex};
+
 /// Counters of one network namespace at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetnsCounters {
@@ -19,7 +21,7 @@ pub struct NetnsCounters {
     /// `/proc/net/snmp` and `/proc/net/netstat` by group then name:
     /// `snmp["Tcp"]["RetransSegs"]`, `snmp["TcpExt"]["ListenOverflows"]`, `snmp["IpExt"]…`.
     /// Signed because a few are (`Tcp MaxConn` is -1).
-    pub snmp: BTreeMap<String, BTreeMap<String, i64>>,
+    pub snmp: BTreeMap<String, CounterSet<i64>>,
     /// Conntrack of this namespace, when the module is loaded.
     pub conntrack: Option<Conntrack>,
     /// Interfaces of this namespace by name.
@@ -46,7 +48,7 @@ pub struct Conntrack {
     pub max: u64,
     /// `/proc/net/stat/nf_conntrack` columns summed over CPUs (`drop`, `early_drop`,
     /// `insert_failed`, `invalid`, …), named from the file's header.
-    pub stats: BTreeMap<String, u64>,
+    pub stats: CounterSet<u64>,
 }
 
 /// Counters of one interface.
@@ -56,12 +58,12 @@ pub struct IfaceCounters {
     /// `rx_crc_errors`, `rx_missed_errors`, `rx_fifo_errors`, `tx_errors`, `tx_dropped`, …).
     /// From `/sys/class/net/IF/statistics/` where readable, else the `/proc/net/dev` columns
     /// mapped to the same names.
-    pub stats: BTreeMap<String, u64>,
+    pub stats: CounterSet<u64>,
     /// Driver name and version (`ethtool -i`), when known.
     pub driver: Option<String>,
     pub driver_version: Option<String>,
     /// Driver-private statistics (`ethtool -S`), e.g. ENA `pps_allowance_exceeded`.
-    pub ethtool: BTreeMap<String, u64>,
+    pub ethtool: CounterSet<u64>,
     /// Qdisc drops/overlimits of the root qdisc, when read.
     pub qdisc: Option<QdiscCounters>,
 }
@@ -206,6 +208,10 @@ pub struct NodeFacts {
     pub sysctls: BTreeMap<String, String>,
     pub irqbalance_running: bool,
     pub queue_masks: Vec<QueueMask>,
+    /// Pods with running processes and their network namespaces, from the node's files
+    /// (absent in recordings made before pods were read).
+    #[serde(default, skip_serializing_if = "PodIndex::is_empty")]
+    pub pods: PodIndex,
     /// What could not be read, and why.
     pub errors: Vec<String>,
 }

@@ -155,6 +155,9 @@ pub struct Destination {
     /// Inode of the network namespace the sockets live in (0: unknown); pod names are keyed
     /// by it.
     pub netns: u32,
+    /// The pod whose network namespace it is (`NAMESPACE/NAME`, or `uid UID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
     pub family: String,
     pub daddr: String,
     pub dport: u16,
@@ -202,6 +205,9 @@ impl Destination {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResetFlow {
     pub netns: u32,
+    /// The pod whose network namespace it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
     pub family: String,
     /// This host's end.
     pub saddr: String,
@@ -366,6 +372,7 @@ pub fn build(
             let s = &a.stats;
             let d = Destination {
                 netns: key.netns,
+                pod: None,
                 family: family.to_owned(),
                 daddr,
                 dport: key.dport,
@@ -423,6 +430,7 @@ pub fn build(
             }
             Some(ResetFlow {
                 netns: key.flow.netns,
+                pod: None,
                 family: family.to_owned(),
                 saddr,
                 sport: key.flow.sport,
@@ -484,7 +492,18 @@ impl Flows {
         })
     }
 
-    /// A fixed-width table (what `tracer flows` prints and the text summary shows).
+    /// Names the pod behind each row's namespace (`pod_of(inode)`).
+    pub fn label_pods(&mut self, pod_of: &dyn Fn(u32) -> Option<String>) {
+        for d in &mut self.destinations {
+            d.pod = pod_of(d.netns);
+        }
+        for r in &mut self.resets {
+            r.pod = pod_of(r.netns);
+        }
+    }
+
+    /// A fixed-width table (what `tracer flows` prints and the text summary shows); the
+    /// namespace column is the pod when known, else `netns_label(inode)`.
     pub fn table(&self, netns_label: &dyn Fn(u32) -> String) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
@@ -517,7 +536,9 @@ impl Flows {
                 .collect();
             let line = format!(
                 "{:<18} {:<28} {:>7} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9}  {}",
-                netns_label(d.netns),
+                d.pod
+                    .as_ref()
+                    .map_or_else(|| netns_label(d.netns), |p| format!("pod {p}")),
                 dest,
                 d.retransmits,
                 d.resets_sent,
@@ -540,7 +561,9 @@ impl Flows {
                 let _ = writeln!(
                     out,
                     "  {:<18} {}:{} {} {}:{}  ×{}{}",
-                    netns_label(r.netns),
+                    r.pod
+                        .as_ref()
+                        .map_or_else(|| netns_label(r.netns), |p| format!("pod {p}")),
                     r.saddr,
                     r.sport,
                     if r.direction == "sent" {

@@ -847,3 +847,156 @@ mod tests {
         }
     }
 }
+
+/// Property tests: any text, and the recorded format files cut and mangled, parse or fail with a
+/// located error; never a panic, never a field the text does not have.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod prop_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_mutations::{config, mutated};
+
+    /// The recorded format files (5.10 and 6.18), as `tests` reads them.
+    const FIXTURES: &[&str] = &[
+        include_str!("../../tests/fixtures/formats/skb_kfree_skb.format"),
+        include_str!("../../tests/fixtures/formats/skb_kfree_skb_5.10.format"),
+        include_str!("../../tests/fixtures/formats/tcp_tcp_retransmit_skb.format"),
+        include_str!("../../tests/fixtures/formats/irq_softirq_entry.format"),
+        include_str!("../../tests/fixtures/formats/tcp_tcp_send_reset.format"),
+        include_str!("../../tests/fixtures/formats/napi_napi_poll.format"),
+        include_str!("../../tests/fixtures/formats/sock_inet_sock_set_state.format"),
+        include_str!("../../tests/fixtures/formats/net_net_dev_xmit.format"),
+        include_str!("../../tests/fixtures/formats/qdisc_qdisc_dequeue.format"),
+    ];
+
+    /// What every parsed event satisfies, whatever the input.
+    fn check_invariants(text: &str, ev: &EventFormat) -> Result<(), TestCaseError> {
+        prop_assert!(!ev.name.is_empty() && text.contains(&ev.name));
+        let mut names = std::collections::BTreeSet::new();
+        for f in &ev.fields {
+            prop_assert!(!f.name.starts_with(COMMON_PREFIX), "{f:?}");
+            prop_assert!(names.insert(f.name.clone()), "duplicate field {f:?}");
+            prop_assert!(f.offset.checked_add(f.size).is_some(), "{f:?}");
+            prop_assert!(!f.c_type.is_empty() && text.contains(&f.name), "{f:?}");
+            // Symbolic tables of any field: no panic, and only labels the text spells.
+            for (_, label) in ev.symbolic_values(&f.name) {
+                prop_assert!(
+                    text.contains(&label.replace('\\', "\\\\").replace('"', "\\\""))
+                        || text.contains(&label),
+                    "label {label:?}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// An error names a line the text has (when it is about a line).
+    fn check_error(text: &str, err: &FormatError) -> Result<(), TestCaseError> {
+        let lines = text.lines().count();
+        let line = match err {
+            FormatError::BadId { line, .. }
+            | FormatError::BadField { line, .. }
+            | FormatError::BadNumber { line, .. }
+            | FormatError::Duplicate { line, .. }
+            | FormatError::UnexpectedLine { line, .. } => Some(*line),
+            _ => None,
+        };
+        if let Some(line) = line {
+            prop_assert!(line >= 1 && line <= lines, "line {line} of {lines}: {err}");
+        }
+        prop_assert!(!err.to_string().is_empty());
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn any_text_parses_or_fails_cleanly(text in "\\PC{0,200}") {
+            match EventFormat::parse(&text) {
+                Ok(ev) => check_invariants(&text, &ev)?,
+                Err(e) => check_error(&text, &e)?,
+            }
+        }
+
+        /// Lines that look like a format file's, in any order and number.
+        #[test]
+        fn format_like_lines_parse_or_fail_cleanly(lines in proptest::collection::vec(
+            prop_oneof![
+                "name: [a-z_]{0,8}",
+                "ID: -?[0-9]{0,12}",
+                Just("format:".to_owned()),
+                "\tfield:[a-z_ *]{0,12}( [a-z_]{1,6})?(\\[[0-9a-z]{0,3}\\])?;\toffset:[-0-9a-z]{0,11};\tsize:[0-9]{0,11};(\tsigned:[0-3];)?",
+                "print fmt: \"[a-z=%]*\"(, __print_symbolic\\(REC->[a-z]{1,3}(, \\{ [0-9xa-f]{1,20}, \"[A-Z\\\\\"]{0,4}\" \\}){0,3}\\)?)?",
+                "[ -~]{0,20}",
+            ],
+            0..12,
+        )) {
+            let text = lines.join("\n");
+            match EventFormat::parse(&text) {
+                Ok(ev) => check_invariants(&text, &ev)?,
+                Err(e) => check_error(&text, &e)?,
+            }
+        }
+
+        /// A format file cut at any byte gives the whole file's name, id and fields (print fmt
+        /// is last, so a file that still has it has every field line whole), or a located error.
+        #[test]
+        fn truncated_fixture_is_a_subset_or_an_error(which in 0..FIXTURES.len(), cut in any::<usize>()) {
+            let full_text = FIXTURES[which];
+            let full = EventFormat::parse(full_text).unwrap();
+            let mut at = cut % (full_text.len() + 1);
+            while !full_text.is_char_boundary(at) {
+                at -= 1;
+            }
+            let text = &full_text[..at];
+            match EventFormat::parse(text) {
+                Ok(ev) => {
+                    prop_assert_eq!(&ev.name, &full.name);
+                    prop_assert_eq!(ev.id, full.id);
+                    prop_assert_eq!(&ev.fields, &full.fields);
+                    prop_assert!(full.print_fmt.starts_with(&ev.print_fmt));
+                    check_invariants(text, &ev)?;
+                }
+                Err(e) => check_error(text, &e)?,
+            }
+        }
+
+        /// Lines deleted, doubled, swapped; numbers made huge, negative or not numbers;
+        /// separators dropped; garbage inserted.
+        #[test]
+        fn mangled_fixtures_parse_or_fail_cleanly((_, text) in mutated(FIXTURES)) {
+            match EventFormat::parse(&text) {
+                Ok(ev) => {
+                    check_invariants(&text, &ev)?;
+                    // A number that no longer fits is never read as a smaller one.
+                    for f in &ev.fields {
+                        prop_assert!(text.contains(&format!("offset:{}", f.offset))
+                            || text.contains(&format!("offset: {}", f.offset)), "{f:?}");
+                    }
+                }
+                Err(e) => check_error(&text, &e)?,
+            }
+        }
+
+        /// `__print_symbolic` tables written out are read back exactly.
+        #[test]
+        fn symbolic_tables_round_trip(
+            entries in proptest::collection::vec((any::<u64>(), any::<bool>(), "[A-Z_0-9]{1,12}"), 0..8),
+            noise in "[a-z =%,]{0,20}",
+        ) {
+            let table: Vec<String> = entries
+                .iter()
+                .map(|(v, hex, l)| if *hex { format!("{{ {v:#x}, \"{l}\" }}") } else { format!("{{ {v}, \"{l}\" }}") })
+                .collect();
+            let args: String = table.iter().map(|e| format!(", {e}")).collect();
+            let print_fmt = format!("\"{noise}\", __print_symbolic(REC->f{args}), REC->g");
+            let ev = EventFormat { name: "e".into(), id: 1, fields: vec![], print_fmt };
+            let want: Vec<(u64, String)> = entries.into_iter().map(|(v, _, l)| (v, l)).collect();
+            prop_assert_eq!(ev.symbolic_values("f"), want);
+            prop_assert!(ev.symbolic_values("g").is_empty());
+        }
+    }
+}

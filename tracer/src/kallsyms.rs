@@ -225,7 +225,12 @@ impl Kallsyms {
 
     /// Reads and parses /proc/kallsyms.
     pub fn load() -> std::io::Result<Kallsyms> {
-        let file = std::fs::File::open("/proc/kallsyms")?;
+        Self::load_from(std::path::Path::new("/proc/kallsyms"))
+    }
+
+    /// Reads and parses a kallsyms file (/proc/kallsyms, or a recorded extract).
+    pub fn load_from(path: &std::path::Path) -> std::io::Result<Kallsyms> {
+        let file = std::fs::File::open(path)?;
         Self::read(std::io::BufReader::with_capacity(64 * 1024, file))
     }
 
@@ -256,6 +261,16 @@ impl Kallsyms {
     /// True when every address read as zero (kptr_restrict / not privileged): say so to the user.
     pub fn addresses_hidden(&self) -> bool {
         self.zero_addresses > 0 && self.nonzero_addresses == 0
+    }
+
+    /// Start address of the text symbol called `name` (the first, if several share the name).
+    /// A linear scan: for start-up decisions, not per event.
+    pub fn address_of(&self, name: &str) -> Option<u64> {
+        self.entries.iter().find_map(|e| {
+            let start = usize::try_from(e.name_start).ok()?;
+            let end = start.checked_add(usize::from(e.name_len))?;
+            (self.names.get(start..end)? == name).then_some(e.addr)
+        })
     }
 
     /// Greatest symbol start <= addr; None if addr is below the first symbol or 0 or the table is empty,
@@ -691,5 +706,165 @@ ffffffffc0000000 w modfn_weak\t[m1]
             times[2],
         );
         assert!(k.resolve(k.entries[0].addr).is_some());
+    }
+}
+
+/// Property tests: any text, generated tables and mangled extracts; a lookup of any address is
+/// None or the symbol that starts at or below it, within 1 MiB, exactly as a naive reading says.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod prop_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_mutations::{config, mutated};
+
+    const EXTRACTS: &[&str] = &[
+        "\
+ffffffff81000000 T _text
+ffffffff81000000 T _stext
+ffffffff82033100 D init_net
+ffffffff820331b0 T __pfx_tcp_v4_rcv
+ffffffff820331c0 T tcp_v4_rcv
+ffffffff820331c0 W tcp_v4_rcv_weak_alias
+ffffffff82033a10 t tcp_v4_fill_cb
+ffffffff82033d00 T last_core_fn
+ffffffffc0a00ff0 t __pfx_nft_do_chain\t[nf_tables]
+ffffffffc0a01000 t nft_do_chain\t[nf_tables]
+ffffffffc0b00000 t br_handle_frame\t[bridge]
+",
+        "\
+0000000000000000 T _text
+0000000000000000 t tcp_v4_rcv
+0000000000000000 t nft_do_chain\t[nf_tables]
+",
+    ];
+
+    /// The table a naive reading of the documented rules gives: (address, name, module) sorted
+    /// by address, one per address (a real name over `__pfx_`, then t/T over w/W, then first).
+    fn naive(text: &str) -> Vec<(u64, String, Option<String>)> {
+        let mut kept = Vec::new();
+        for line in text.lines() {
+            let tokens: Vec<&str> = line.split_whitespace().collect();
+            let (addr, kind, name, module) = match tokens.as_slice() {
+                [a, k, n] => (a, k, n, None),
+                [a, k, n, m] => match m.strip_prefix('[').and_then(|m| m.strip_suffix(']')) {
+                    Some(m) if !m.is_empty() => (a, k, n, Some(m.to_owned())),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
+                continue;
+            };
+            let weak = match *kind {
+                "t" | "T" => 0,
+                "w" | "W" => 1,
+                _ => continue,
+            };
+            if addr == 0 || name.len() > usize::from(MAX_NAME_LEN) {
+                continue;
+            }
+            let rank = 2 * u8::from(name.starts_with(PFX_PREFIX)) + weak;
+            kept.push((addr, rank, name.to_string(), module));
+        }
+        kept.sort_by_key(|(addr, rank, _, _)| (*addr, *rank));
+        kept.dedup_by_key(|(addr, _, _, _)| *addr);
+        kept.into_iter().map(|(a, _, n, m)| (a, n, m)).collect()
+    }
+
+    fn naive_resolve(table: &[(u64, String, Option<String>)], addr: u64) -> Option<Symbol> {
+        let (start, name, module) = table.iter().rev().find(|(a, _, _)| *a <= addr)?;
+        let offset = addr - start;
+        (addr != 0 && offset <= MAX_SYMBOL_SPAN).then(|| Symbol {
+            name: name.clone(),
+            offset,
+            module: module.clone(),
+        })
+    }
+
+    fn check(text: &str, probes: &[u64]) -> Result<(), TestCaseError> {
+        let k = Kallsyms::parse(text);
+        let table = naive(text);
+        prop_assert_eq!(k.len(), table.len());
+        let mut addrs: Vec<u64> = probes.to_vec();
+        for (a, _, _) in &table {
+            addrs.extend([
+                a.wrapping_sub(1),
+                *a,
+                a.saturating_add(1),
+                a.saturating_add(MAX_SYMBOL_SPAN),
+                a.saturating_add(MAX_SYMBOL_SPAN + 1),
+            ]);
+        }
+        for addr in addrs {
+            let got = k.resolve(addr);
+            if let Some(sym) = &got {
+                prop_assert!(
+                    sym.offset <= addr && sym.offset <= MAX_SYMBOL_SPAN,
+                    "{addr:#x} {sym:?}"
+                );
+                let start = addr - sym.offset;
+                prop_assert!(
+                    text.lines().any(|l| l.split_whitespace().nth(1).is_some()
+                        && u64::from_str_radix(l.split_whitespace().next().unwrap_or(""), 16)
+                            == Ok(start)
+                        && l.split_whitespace().nth(2) == Some(sym.name.as_str())),
+                    "{addr:#x} → {sym:?} not a line of the text"
+                );
+            }
+            prop_assert_eq!(got, naive_resolve(&table, addr), "{:#x}", addr);
+        }
+        Ok(())
+    }
+
+    fn line() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![Just(0u64), 0xffff_ffff_8100_0000u64..0xffff_ffff_8100_4000, any::<u64>()],
+            prop::sample::select(vec!["t", "T", "w", "W", "d", "b", "TT", "", "t\t"]),
+            prop_oneof!["[a-z_]{1,10}", "__pfx_[a-z]{1,6}", Just(String::new())],
+            prop_oneof![
+                3 => Just(String::new()),
+                1 => "\t\\[[a-z_]{1,6}\\]",
+                1 => prop::sample::select(vec![" []", "\t[x", " extra", " [a] [b]"]).prop_map(str::to_owned),
+            ],
+            any::<bool>(),
+        )
+            .prop_map(|(addr, kind, name, module, upper)| {
+                let addr = if upper { format!("{addr:016X}") } else { format!("{addr:016x}") };
+                format!("{addr} {kind} {name}{module}")
+            })
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn any_text_resolves_like_the_naive_reading(text in "\\PC{0,120}", probes in proptest::collection::vec(any::<u64>(), 4)) {
+            check(&text, &probes)?;
+        }
+
+        #[test]
+        fn generated_tables_resolve_like_the_naive_reading(
+            lines in proptest::collection::vec(line(), 0..40),
+            probes in proptest::collection::vec(prop_oneof![any::<u64>(), 0xffff_ffff_8100_0000u64..0xffff_ffff_8120_0000], 8),
+        ) {
+            check(&lines.join("\n"), &probes)?;
+        }
+
+        #[test]
+        fn mangled_extracts_resolve_like_the_naive_reading(
+            (_, text) in mutated(EXTRACTS),
+            probes in proptest::collection::vec(any::<u64>(), 4),
+        ) {
+            check(&text, &probes)?;
+            // The streaming reader (what `load` uses) builds the same table.
+            let streamed = Kallsyms::read(std::io::BufReader::with_capacity(5, text.as_bytes())).unwrap();
+            let parsed = Kallsyms::parse(&text);
+            prop_assert_eq!(streamed.len(), parsed.len());
+            for addr in probes {
+                prop_assert_eq!(streamed.resolve(addr), parsed.resolve(addr));
+            }
+        }
     }
 }

@@ -6,8 +6,11 @@
 
 pub mod btf;
 pub mod check;
+pub mod cluster;
 pub mod counters;
+pub mod counterset;
 pub mod dashboard;
+pub mod diff;
 pub mod document;
 pub mod evidence;
 pub mod facts;
@@ -17,12 +20,19 @@ pub mod kallsyms;
 pub mod layers;
 pub mod live;
 pub mod loader;
+pub mod metrics;
 pub mod netns;
+pub mod pods;
 pub mod probes;
 pub mod recording;
 pub mod report;
 pub mod rtnetlink;
+pub mod server;
 pub mod snapshot;
+pub mod startup;
+pub mod stop;
+#[cfg(test)]
+mod test_mutations;
 #[cfg(test)]
 mod test_netns;
 pub mod tracefs;

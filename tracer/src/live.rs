@@ -10,9 +10,9 @@ use crate::{
     btf::KernelBtf,
     kallsyms::Kallsyms,
     loader::Session,
-    probes::{self, ProbeSpec},
     report::{self, KernelNames, NetnsScope, Report, WindowInfo},
     snapshot::Snapshot,
+    startup::KernelSources,
     tracefs::Tracefs,
 };
 
@@ -36,6 +36,7 @@ pub fn netns_scope(path: &Path) -> Result<NetnsScope> {
     Ok(NetnsScope {
         path: path.display().to_string(),
         inode,
+        pod: None,
     })
 }
 
@@ -47,11 +48,22 @@ pub fn require_root() -> Result<()> {
              (use sudo on the node, or a privileged pod)"
         );
     }
+    if let Some(problem) =
+        crate::check::load_capability_problem(crate::check::effective_capabilities())
+    {
+        bail!(problem);
+    }
     Ok(())
 }
 
 impl LiveTracer {
     pub fn start() -> Result<LiveTracer> {
+        Self::start_with(|_| {})
+    }
+
+    /// [`LiveTracer::start`], with the plan changed before loading: the privileged tests use it
+    /// to read this kernel the way an older one is read (fields marked absent).
+    pub fn start_with(adjust: impl FnOnce(&mut crate::probes::Plan)) -> Result<LiveTracer> {
         let started = Instant::now();
         require_root()?;
         let mut notes = Vec::new();
@@ -67,67 +79,14 @@ impl LiveTracer {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "tracefs located"
         );
-        // Symbols are only needed at report time: read them while BTF is parsed.
-        let kallsyms = std::thread::spawn(Kallsyms::load);
-        let btf = match KernelBtf::load() {
-            Ok(b) => Some(b),
-            Err(e) => {
-                notes.push(format!(
-                    "no kernel BTF ({e:#}): namespace attribution is off"
-                ));
-                None
-            }
-        };
-        let netns_offsets = btf.as_ref().and_then(|b| match b.netns_offsets() {
-            Ok(o) => Some(o),
-            Err(e) => {
-                notes.push(format!(
-                    "BTF lacks what namespace attribution needs ({e:#}): every event counts in namespace 0"
-                ));
-                None
-            }
-        });
-
-        // Read each format once; the plan and the names both use them.
-        let mut formats = std::collections::HashMap::new();
-        for spec in probes::PROBES {
-            formats.insert(spec.program, tracefs.event_format(spec.category, spec.name));
-        }
-        let lookup = |spec: &ProbeSpec| match formats.get(spec.program) {
-            Some(Ok(f)) => Ok(f.clone()),
-            Some(Err(e)) => Err(anyhow::anyhow!("{e:#}")),
-            None => Ok(None),
-        };
-        let plan = probes::plan(lookup, netns_offsets);
+        let startup = crate::startup::prepare(&KernelSources::host(&tracefs.root));
+        notes.extend(startup.notes);
+        let (mut plan, names, symbols) = (startup.plan, startup.names, startup.symbols);
+        adjust(&mut plan);
         tracing::debug!(
             ms = started.elapsed().as_secs_f64() * 1e3,
-            "BTF read, formats parsed"
+            "formats, BTF and kallsyms read"
         );
-
-        let names = kernel_names(btf.as_ref(), &formats, &mut notes);
-
-        let symbols = match kallsyms
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the kallsyms reader panicked")))
-        {
-            Ok(s) if s.addresses_hidden() => {
-                notes.push(
-                    "kernel addresses in /proc/kallsyms are hidden (kptr_restrict): drop locations \
-                     are shown as raw addresses"
-                        .to_owned(),
-                );
-                s
-            }
-            Ok(s) => s,
-            Err(e) => {
-                notes.push(format!(
-                    "cannot read /proc/kallsyms ({e}): drop locations are raw addresses"
-                ));
-                Kallsyms::parse("")
-            }
-        };
-
-        tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "kallsyms read");
         let session = Session::start(&plan)?;
         let startup_ms = started.elapsed().as_secs_f64() * 1000.0;
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -221,7 +180,7 @@ pub type FormatResults =
 
 /// Drop-reason and softirq-vector names from the running kernel: BTF first, then the
 /// tracepoint's own symbolic table.
-fn kernel_names(
+pub(crate) fn kernel_names(
     btf: Option<&KernelBtf>,
     formats: &FormatResults,
     notes: &mut Vec<String>,

@@ -39,8 +39,9 @@ pub struct Session {
 }
 
 /// Says in one sentence why the tracer cannot load programs, when that is the reason.
-fn privilege_hint(e: &dyn std::fmt::Display) -> String {
-    let text = e.to_string();
+fn privilege_hint(e: &anyhow::Error) -> String {
+    // `{:#}`: the whole chain, so the kernel's own error (EPERM, EINVAL…) is in the sentence.
+    let text = format!("{e:#}");
     if text.contains("Operation not permitted") || text.contains("EPERM") {
         format!(
             "{text}: loading eBPF programs needs root (or CAP_BPF + CAP_PERFMON), and a kernel \
@@ -72,7 +73,7 @@ impl Session {
         let mut ebpf = EbpfLoader::new()
             .override_global(GLOBAL_CONFIG, &plan.config, true)
             .load(EBPF_OBJECT)
-            .map_err(|e| anyhow!(privilege_hint(&e)))
+            .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))
             .context("loading the tracer's eBPF object")?;
 
         let mut probes = plan.not_ready.clone();
@@ -85,7 +86,7 @@ impl Session {
                     .try_into()?;
                 program
                     .load()
-                    .map_err(|e| anyhow!(privilege_hint(&format!("{e:#}"))))?;
+                    .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))?;
                 program.attach(spec.category, spec.name)?;
                 Ok(())
             })();

@@ -17,6 +17,7 @@ use tracer::{
     facts::FactsSource,
     live::{netns_scope, LiveTracer},
     recording::Recording,
+    report::NetnsScope,
     watch::Watch,
     window::{judge, Frame},
 };
@@ -50,6 +51,10 @@ enum Command {
         /// Only what happened in this network namespace (/run/netns/NAME, /proc/PID/ns/net).
         #[arg(long, value_name = "PATH")]
         netns: Option<PathBuf>,
+        /// Only what happened in this pod's network namespace (NAMESPACE/NAME or pod UID),
+        /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
+        #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
+        pod: Option<String>,
         /// Judge a recording (`tracer record`) instead of the live kernel; needs no root.
         #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "netns"])]
         replay: Option<PathBuf>,
@@ -62,6 +67,10 @@ enum Command {
         /// Only what happened in this network namespace.
         #[arg(long, value_name = "PATH")]
         netns: Option<PathBuf>,
+        /// Only what happened in this pod's network namespace (NAMESPACE/NAME or pod UID),
+        /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
+        #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
+        pod: Option<String>,
         /// Show a recording instead of the live kernel; needs no root.
         #[arg(long, value_name = "FILE")]
         replay: Option<PathBuf>,
@@ -81,6 +90,10 @@ enum Command {
         /// Only sockets of this network namespace (/run/netns/NAME, /proc/PID/ns/net).
         #[arg(long, value_name = "PATH")]
         netns: Option<PathBuf>,
+        /// Only sockets of this pod's network namespace (NAMESPACE/NAME or pod UID), found
+        /// from the node's own files (cgroups, /var/log/pods); no API server needed.
+        #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
+        pod: Option<String>,
         /// Rows to print (the most troubled destinations first).
         #[arg(long, default_value_t = 50)]
         top: usize,
@@ -88,9 +101,69 @@ enum Command {
         #[arg(long, value_enum)]
         format: Option<Format>,
     },
+    /// Compare an affected node with a healthy one: what differs, most explaining first.
+    ///
+    /// Takes verdict documents (`report --format json|yaml`, a sidecar's /report) or
+    /// recordings (`record`; these add driver versions, each rule and raw counters). Needs no
+    /// root. Exit status: 0 the affected node has no root cause, 1 it has one, 2 unreadable input.
+    Diff {
+        /// The degraded node's document or recording.
+        #[arg(value_name = "AFFECTED")]
+        affected: PathBuf,
+        /// A healthy node's document or recording, to compare with.
+        #[arg(value_name = "HEALTHY")]
+        healthy: PathBuf,
+        /// Output format; a text table on a terminal, JSON otherwise.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Ask every node's sidecar (`tracer serve`) for its verdict; say whether degradation is
+    /// node-specific or cluster-wide.
+    ///
+    /// Exit status: 0 every node answered and is healthy, 1 a node is degraded, 2 no node
+    /// answered, or every answer was healthy but some node did not answer.
+    Cluster {
+        /// Sidecars as HOST:PORT (port 9595 when omitted), comma-separated or repeated.
+        #[arg(long, value_name = "HOST:PORT,…", value_delimiter = ',')]
+        endpoints: Vec<String>,
+        /// A file listing sidecars, one HOST:PORT per line, `#` comments.
+        #[arg(long, value_name = "FILE")]
+        endpoints_file: Option<PathBuf>,
+        /// The rolling window each node judges (`/report?window=`).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        window: Duration,
+        /// The longest the whole fetch may take; nodes not answered by then are unreachable.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Output format; a text summary on a terminal, JSON otherwise.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
     /// What will work on this node and why not: one line per item, with the fix.
     /// Exit status 1 when something the tracer needs is missing.
     Check,
+    /// The sidecar: HTTP endpoints over a rolling window, until SIGTERM. Read-only.
+    ///
+    /// GET /metrics (OpenMetrics text), /report[?window=60s] (the verdict document, JSON),
+    /// /healthz, /readyz (200 once the probes are attached).
+    Serve {
+        /// Address to listen on; the default answers only on this node.
+        #[arg(long, default_value = "127.0.0.1:9595", value_name = "ADDR:PORT")]
+        listen: std::net::SocketAddr,
+        /// Window of /metrics' verdict and of /report without ?window=.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        window: Duration,
+        /// Longest window /report?window= may ask for (one frame per second is kept).
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        max_window: Duration,
+        /// Only what happened in this network namespace.
+        #[arg(long, value_name = "PATH")]
+        netns: Option<PathBuf>,
+        /// Only what happened in this pod's network namespace (NAMESPACE/NAME or pod UID),
+        /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
+        #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
+        pod: Option<String>,
+    },
     /// Record a window's evidence to a file (versioned JSON) for `--replay` anywhere.
     Record {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -101,6 +174,10 @@ enum Command {
         /// Only what happened in this network namespace.
         #[arg(long, value_name = "PATH")]
         netns: Option<PathBuf>,
+        /// Only what happened in this pod's network namespace (NAMESPACE/NAME or pod UID),
+        /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
+        #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
+        pod: Option<String>,
     },
 }
 
@@ -129,35 +206,41 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Top {
         window: Duration::from_secs(30),
         netns: None,
+        pod: None,
         replay: None,
     });
     let result = match command {
         Command::Report {
             replay: Some(file),
             format,
+            pod,
             ..
-        } => replay_report(&file, format),
+        } => replay_report(&file, format, pod.as_deref()),
         Command::Report {
             duration,
             format,
             netns,
+            pod,
             replay: None,
-        } => report(duration, format, netns),
+        } => report(duration, format, netns, pod),
         Command::Top {
             window,
             netns,
+            pod,
             replay,
-        } => top(window, netns, replay).map(|()| 0),
+        } => top(window, netns, pod, replay).map(|()| 0),
         Command::Record {
             duration,
             output,
             netns,
-        } => record(duration, &output, netns),
+            pod,
+        } => record(duration, &output, netns, pod),
         Command::Flows {
             duration,
             dst,
             port,
             netns,
+            pod,
             top,
             format,
         } => flows(
@@ -167,7 +250,33 @@ fn main() -> ExitCode {
                 dport: port,
             },
             netns,
+            pod,
             top,
+            format,
+        ),
+        Command::Serve {
+            listen,
+            window,
+            max_window,
+            netns,
+            pod,
+        } => serve(listen, window, max_window, netns, pod),
+        Command::Diff {
+            affected,
+            healthy,
+            format,
+        } => diff(&affected, &healthy, format),
+        Command::Cluster {
+            endpoints,
+            endpoints_file,
+            window,
+            timeout,
+            format,
+        } => cluster(
+            &endpoints,
+            endpoints_file.as_deref(),
+            window,
+            timeout,
             format,
         ),
         Command::Check => {
@@ -216,6 +325,12 @@ fn run_window(tracer: &LiveTracer, watch: &mut Watch, duration: Duration) -> Res
         let mut next_tick = Duration::from_secs(1);
         loop {
             let elapsed = started.elapsed();
+            // A signal that came while the probes attached or the facts were read, before the
+            // handlers below existed.
+            if tracer::stop::requested() {
+                eprintln!("\ntracer: interrupted; judging the window so far");
+                return Ok((elapsed.as_millis() as u64, true));
+            }
             if elapsed >= duration {
                 if tty {
                     eprintln!();
@@ -231,7 +346,9 @@ fn run_window(tracer: &LiveTracer, watch: &mut Watch, duration: Duration) -> Res
                 eprint!("\rtracer: collecting… {:>4}s left ", left.as_secs() + 1);
                 let _ = std::io::stderr().flush();
             }
-            let wait = (duration.min(next_tick)).saturating_sub(started.elapsed());
+            let wait = (duration.min(next_tick))
+                .saturating_sub(started.elapsed())
+                .min(Duration::from_millis(200));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = tokio::signal::ctrl_c() => {
@@ -245,6 +362,65 @@ fn run_window(tracer: &LiveTracer, watch: &mut Watch, duration: Duration) -> Res
             }
         }
     })
+}
+
+/// Prints any output the way `report` prints its document: text on a terminal, else JSON.
+fn print_as<T: serde::Serialize>(
+    value: &T,
+    text: impl FnOnce() -> String,
+    format: Option<Format>,
+) -> Result<()> {
+    let format = format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Text
+    } else {
+        Format::Json
+    });
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, value).context("writing JSON")?;
+            writeln!(out).context("writing JSON")?;
+        }
+        Format::Yaml => serde_yaml::to_writer(&mut out, value).context("writing YAML")?,
+        Format::Text => out
+            .write_all(text().as_bytes())
+            .context("writing the summary")?,
+    }
+    Ok(())
+}
+
+fn diff(affected: &Path, healthy: &Path, format: Option<Format>) -> Result<u8> {
+    let a = tracer::diff::NodeInput::load(affected)?;
+    let h = tracer::diff::NodeInput::load(healthy)?;
+    let result = tracer::diff::compare(&a, &h);
+    print_as(&result, || result.text(), format)?;
+    Ok(result.exit_code())
+}
+
+fn cluster(
+    endpoints: &[String],
+    endpoints_file: Option<&Path>,
+    window: Duration,
+    timeout: Duration,
+    format: Option<Format>,
+) -> Result<u8> {
+    let file_text = endpoints_file
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the endpoints file {}", f.display()))
+        })
+        .transpose()?;
+    let endpoints = tracer::cluster::parse_endpoints(endpoints, file_text.as_deref())?;
+    eprintln!(
+        "tracer: asking {} sidecars for their last {} (at most {})",
+        endpoints.len(),
+        humantime::format_duration(window),
+        humantime::format_duration(timeout)
+    );
+    let fetched = tracer::cluster::fetch_all(&endpoints, window, timeout);
+    let verdict = tracer::cluster::judge_cluster(&fetched);
+    print_as(&verdict, || verdict.text(), format)?;
+    Ok(verdict.exit_code())
 }
 
 fn print_document(document: &VerdictDocument, format: Option<Format>) -> Result<()> {
@@ -279,8 +455,37 @@ fn cut_short_note(interrupted: bool, elapsed_ms: u64, duration: Duration) -> Vec
     }
 }
 
-fn report(duration: Duration, format: Option<Format>, netns: Option<PathBuf>) -> Result<u8> {
-    let scope = netns.as_deref().map(netns_scope).transpose()?;
+/// The window's scope: `--pod NAMESPACE/NAME` (found from the node's files) or `--netns PATH`.
+fn live_scope(netns: Option<PathBuf>, pod: Option<String>) -> Result<Option<NetnsScope>> {
+    match (pod, netns) {
+        (Some(spec), _) => tracer::pods::live_scope(&spec).map(Some),
+        (None, Some(path)) => netns_scope(&path).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A recording narrowed to `--pod NAMESPACE/NAME` as the recording's facts knew the pod.
+fn load_recording(file: &Path, pod: Option<&str>) -> Result<Recording> {
+    let mut recording = Recording::load(file)?;
+    if let Some(spec) = pod {
+        recording.scope = Some(tracer::pods::recorded_scope(
+            &recording.facts_start.pods,
+            &recording.facts_end.pods,
+            recording.scope.as_ref(),
+            spec,
+        )?);
+    }
+    Ok(recording)
+}
+
+fn report(
+    duration: Duration,
+    format: Option<Format>,
+    netns: Option<PathBuf>,
+    pod: Option<String>,
+) -> Result<u8> {
+    let scope = live_scope(netns, pod)?;
+    tracer::stop::install()?;
     let tracer = LiveTracer::start()?;
     let mut watch =
         Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?.lean();
@@ -301,21 +506,24 @@ fn flows(
     duration: Duration,
     filter: tracer::flows::DestFilter,
     netns: Option<PathBuf>,
+    pod: Option<String>,
     top: usize,
     format: Option<Format>,
 ) -> Result<u8> {
-    let scope = netns.as_deref().map(netns_scope).transpose()?;
+    let scope = live_scope(netns, pod)?;
     let tracer = LiveTracer::start()?;
     let mut watch =
         Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?.lean();
     let (elapsed_ms, _) = run_window(&tracer, &mut watch, duration)?;
     watch.finish(&tracer, elapsed_ms.max(1), &[])?;
-    let table = tracer::flows::build(
+    let mut table = tracer::flows::build(
         &watch.delta(),
         &tracer.names.reset_reasons,
         &filter,
         top.max(1),
     );
+    let pods = &watch.facts().pods;
+    table.label_pods(&|inode| pods.label_of(inode));
     let format = format.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Text
     } else {
@@ -342,11 +550,17 @@ fn flows(
     Ok(0)
 }
 
-fn record(duration: Duration, output: &Path, netns: Option<PathBuf>) -> Result<u8> {
-    let scope = netns.as_deref().map(netns_scope).transpose()?;
+fn record(
+    duration: Duration,
+    output: &Path,
+    netns: Option<PathBuf>,
+    pod: Option<String>,
+) -> Result<u8> {
+    let scope = live_scope(netns, pod)?;
     // Fail on an unwritable path before watching for a minute.
     std::fs::write(output, b"")
         .with_context(|| format!("cannot write the recording to {}", output.display()))?;
+    tracer::stop::install()?;
     let tracer = LiveTracer::start()?;
     let mut watch = Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?;
     let (elapsed_ms, interrupted) = run_window(&tracer, &mut watch, duration)?;
@@ -378,8 +592,8 @@ fn judge_recording(recording: &Recording, frames: &[Frame], notes: &[String]) ->
     .document
 }
 
-fn replay_report(file: &Path, format: Option<Format>) -> Result<u8> {
-    let recording = Recording::load(file)?;
+fn replay_report(file: &Path, format: Option<Format>, pod: Option<&str>) -> Result<u8> {
+    let recording = load_recording(file, pod)?;
     let frames = recording.frames();
     let notes = vec![format!("replayed from {}", file.display())];
     let document = judge_recording(&recording, &frames, &notes);
@@ -419,11 +633,16 @@ fn netns_labels() -> std::collections::BTreeMap<u32, String> {
         .collect()
 }
 
-fn top(window: Duration, netns: Option<PathBuf>, replay: Option<PathBuf>) -> Result<()> {
+fn top(
+    window: Duration,
+    netns: Option<PathBuf>,
+    pod: Option<String>,
+    replay: Option<PathBuf>,
+) -> Result<()> {
     let save_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let window_frames = window.as_secs().max(2) as usize + 1;
     if let Some(file) = replay {
-        let recording = Recording::load(&file)?;
+        let recording = load_recording(&file, pod.as_deref())?;
         let frames = recording.frames();
         let source = format!("replay {}", file.display());
         let labels = netns_labels();
@@ -455,7 +674,8 @@ fn top(window: Duration, netns: Option<PathBuf>, replay: Option<PathBuf>) -> Res
         };
         return tracer::tui::run(producer, Duration::from_secs(1), save_dir, &source);
     }
-    let scope = netns.as_deref().map(netns_scope).transpose()?;
+    let scope = live_scope(netns, pod)?;
+    tracer::stop::install()?;
     let tracer = LiveTracer::start()?;
     let watch = Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?
         .rolling(window_frames);
@@ -480,4 +700,27 @@ fn top(window: Duration, netns: Option<PathBuf>, replay: Option<PathBuf>) -> Res
         ))
     };
     tracer::tui::run(producer, Duration::from_secs(1), save_dir, "live")
+}
+
+fn serve(
+    listen: std::net::SocketAddr,
+    window: Duration,
+    max_window: Duration,
+    netns: Option<PathBuf>,
+    pod: Option<String>,
+) -> Result<u8> {
+    anyhow::ensure!(
+        window <= max_window,
+        "--window {} is longer than --max-window {}",
+        humantime::format_duration(window),
+        humantime::format_duration(max_window)
+    );
+    let scope = live_scope(netns, pod)?;
+    tracer::server::run(tracer::server::ServeOptions {
+        listen,
+        window,
+        max_window,
+        scope,
+        limits: tracer::metrics::Limits::default(),
+    })
 }

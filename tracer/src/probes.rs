@@ -357,6 +357,73 @@ pub fn plan(
     }
 }
 
+/// Kernel functions that emit the same event as a tracepoint, where a kprobe could stand in
+/// for it on a kernel that lacks the tracepoint (the first one in kallsyms is named). Empty when
+/// no single function carries the event (softirq entry/exit run every vector in one loop).
+pub fn kprobe_candidates(tracepoint: &str) -> &'static [&'static str] {
+    match tracepoint {
+        // 6.11+: sk_skb_reason_drop; 5.17+ (5.15.58+): kfree_skb_reason; before: kfree_skb.
+        "kfree_skb" => &["sk_skb_reason_drop", "kfree_skb_reason", "kfree_skb"],
+        "tcp_retransmit_skb" => &["__tcp_retransmit_skb", "tcp_retransmit_skb"],
+        "tcp_retransmit_synack" => &["tcp_rtx_synack"],
+        "tcp_probe" => &["tcp_rcv_established"],
+        "inet_sock_set_state" => &["tcp_set_state", "inet_sk_set_state"],
+        "tcp_send_reset" => &["tcp_v4_send_reset", "tcp_send_active_reset"],
+        "tcp_receive_reset" => &["tcp_reset"],
+        // sk_error_report() came with the tracepoint (5.14); before it, the socket's default
+        // callback is where the error is reported.
+        "inet_sk_error_report" => &["sk_error_report", "sock_def_error_report"],
+        _ => &[],
+    }
+}
+
+/// Sentence for a missing tracepoint on a kernel without kprobes.
+pub const NO_KPROBES: &str =
+    "missing: no such tracepoint and no kprobes on this kernel (CONFIG_KPROBES unset)";
+
+/// What becomes of a probe whose tracepoint this kernel lacks: the kprobe that would stand in
+/// for it (`kprobes`: the kernel has them; `has_function`: the name is in kallsyms), or why
+/// none can. The tracer ships no kprobe programs yet, so a named fallback is planned, not run.
+pub fn missing_detail(
+    spec: &ProbeSpec,
+    kprobes: bool,
+    has_function: impl Fn(&str) -> bool,
+) -> String {
+    if !kprobes {
+        return NO_KPROBES.to_owned();
+    }
+    let candidates = kprobe_candidates(spec.name);
+    match candidates.iter().find(|f| has_function(f)) {
+        Some(function) => format!(
+            "missing: no such tracepoint; fallback: kprobe on {function} (this kernel has \
+             kprobes and {function} is in kallsyms) — planned, not built: this tracer has no \
+             kprobe programs yet, so the signal is not collected"
+        ),
+        None if candidates.is_empty() => "missing: no such tracepoint, and no single kernel \
+             function carries this event for a kprobe to stand in"
+            .to_owned(),
+        None => format!(
+            "missing: no such tracepoint, and none of {} is in this kernel's symbols for a \
+             kprobe to stand in",
+            candidates.join(", ")
+        ),
+    }
+}
+
+impl Plan {
+    /// Says, for each probe whose tracepoint is missing, whether a kprobe could stand in.
+    pub fn decide_fallbacks(&mut self, kprobes: bool, has_function: impl Fn(&str) -> bool) {
+        for status in &mut self.not_ready {
+            if status.state != ProbeState::Missing {
+                continue;
+            }
+            if let Some(spec) = PROBES.iter().find(|s| s.program == status.program) {
+                status.detail = missing_detail(spec, kprobes, &has_function);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

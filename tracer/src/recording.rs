@@ -5,8 +5,9 @@
 //! Format `tracer-recording`, version 1 (JSON object):
 //! `format`, `version`, `recorded_at_unix`, `meta` (kernel, tracer_version, startup_ms, probes,
 //! notes, names{drop_reasons, drop_reasons_source, softirq_vectors}), `scope` (null or
-//! {path, inode}), `symbols` (address as decimal string → `function+0xoff`), `facts_start`,
-//! `facts_end` (node facts), `frames[]` ({at_ms, bpf_stats_enabled, snapshot{drops[{reason,
+//! {path, inode, pod?}), `symbols` (address as decimal string → `function+0xoff`), `facts_start`,
+//! `facts_end` (node facts; `pods{pods[{uid, namespace?, name?, netns?, host_network,
+//! containers[], pid, kubelet_dir}]}` when the node had pods, absent in older files), `frames[]` ({at_ms, bpf_stats_enabled, snapshot{drops[{reason,
 //! netns, location, count}], flows[{netns, family, sport, dport, saddr[4], daddr[4],
 //! retransmits, retransmitted_segments, synack_retransmits, failed_attempts, last_state}],
 //! softirq[{cpu, vec, runs, total_ns, hist[32]}], counters[], program_costs[[name, runs, ns]],

@@ -44,6 +44,9 @@ pub struct WindowInfo {
 pub struct NetnsScope {
     pub path: String,
     pub inode: u32,
+    /// `NAMESPACE/NAME` when the scope was given as `--pod`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,6 +116,10 @@ pub struct NetnsCount {
     /// Inode of the network namespace (0: unknown).
     pub inode: u32,
     pub count: u64,
+    /// The pod whose network namespace it is (`NAMESPACE/NAME`, or `uid UID`), from the
+    /// node's files (`pods`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -129,6 +136,9 @@ pub struct Retransmits {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FlowReport {
     pub netns: u32,
+    /// The pod whose network namespace the socket is in (`NAMESPACE/NAME`, or `uid UID`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
     pub family: &'static str,
     pub saddr: String,
     pub sport: u16,
@@ -296,7 +306,11 @@ pub fn build(
             locations.sort_by(|a, b| b.count.cmp(&a.count).then(a.location.cmp(&b.location)));
             let mut netns: Vec<NetnsCount> = netns
                 .into_iter()
-                .map(|(inode, count)| NetnsCount { inode, count })
+                .map(|(inode, count)| NetnsCount {
+                    inode,
+                    count,
+                    pod: None,
+                })
                 .collect();
             netns.sort_by(|a, b| b.count.cmp(&a.count).then(a.inode.cmp(&b.inode)));
             DropReason {
@@ -322,6 +336,7 @@ pub fn build(
             let (family, saddr, daddr) = flow_addresses(key);
             FlowReport {
                 netns: key.netns,
+                pod: None,
                 family,
                 saddr,
                 sport: key.sport,
@@ -383,10 +398,12 @@ pub fn build(
         })
         .collect();
 
-    let tracer_counters = counter_names()
+    let tracer_counters: BTreeMap<&'static str, u64> = counter_names()
         .into_iter()
         .map(|(name, index)| (name, window_delta.counter(index)))
         .collect();
+    let mut notes = notes;
+    notes.extend(overflow_notes(&tracer_counters));
 
     let tracer_cost = TracerCost {
         // Filled by the caller, which may read the node (this function is pure).
@@ -409,7 +426,6 @@ pub fn build(
         &crate::flows::DestFilter::default(),
         crate::flows::REPORT_DESTINATIONS,
     );
-    let mut notes = notes;
     notes.extend(flows.tracking_note());
 
     Report {
@@ -425,6 +441,28 @@ pub fn build(
         tracer_cost,
         notes,
     }
+}
+
+/// What the kernel programs saw but could not keep, said in the notes (never hidden): a full
+/// drops map, a flow the LRU map refused.
+pub fn overflow_notes(counters: &BTreeMap<&'static str, u64>) -> Vec<String> {
+    let get = |name: &str| counters.get(name).copied().unwrap_or(0);
+    let mut notes = Vec::new();
+    if get("drops_map_full") > 0 {
+        notes.push(format!(
+            "the drops map was full: {} drop events were seen but not counted by reason and \
+             location (more distinct (reason, location, namespace) keys than the map holds)",
+            get("drops_map_full")
+        ));
+    }
+    if get("flows_insert_failed") > 0 {
+        notes.push(format!(
+            "{} retransmissions were seen but could not be kept per flow (the flow map refused \
+             the insert)",
+            get("flows_insert_failed")
+        ));
+    }
+    notes
 }
 
 impl Report {
@@ -452,6 +490,20 @@ impl Report {
             .filter(|r| r.reason == reason)
             .map(|r| r.count)
             .sum()
+    }
+
+    /// Names the pod behind each namespace of the drops and flows (`pod_of(inode)`, e.g.
+    /// [`crate::pods::PodIndex::label_of`]); namespaces of no pod stay unnamed.
+    pub fn label_pods(&mut self, pod_of: impl Fn(u32) -> Option<String>) {
+        for reason in &mut self.drops.by_reason {
+            for n in &mut reason.netns {
+                n.pod = pod_of(n.inode);
+            }
+        }
+        for flow in &mut self.retransmits.flows {
+            flow.pod = pod_of(flow.netns);
+        }
+        self.flows.label_pods(&pod_of);
     }
 }
 
@@ -683,5 +735,29 @@ mod tests {
         assert_eq!(tcp_state_name(2), "TCP_SYN_SENT");
         assert_eq!(tcp_state_name(12), "TCP_NEW_SYN_RECV");
         assert_eq!(tcp_state_name(77), "STATE_77");
+    }
+}
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::*;
+
+    #[test]
+    fn what_the_maps_could_not_keep_is_said_with_its_count() {
+        let counters: BTreeMap<&'static str, u64> = [
+            ("drops_map_full", 12),
+            ("flows_insert_failed", 0),
+            ("read_errors", 0),
+        ]
+        .into_iter()
+        .collect();
+        let notes = overflow_notes(&counters);
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].starts_with("the drops map was full: 12 drop events"),
+            "{notes:?}"
+        );
+        let quiet: BTreeMap<&'static str, u64> = BTreeMap::new();
+        assert!(overflow_notes(&quiet).is_empty());
     }
 }

@@ -110,14 +110,101 @@ pub struct Verdict {
 // ---------------------------------------------------------------------------------------------
 // Counter signals
 
-/// Change of a counter between two samples, 0 when it went backwards (reset, wrap, a
-/// namespace or interface that came and went).
-fn delta(start: u64, end: u64) -> u64 {
-    end.saturating_sub(start)
+/// The largest rise of one counter between two samples that is believed: 2^40 (10^12 packets,
+/// 3 hours at 100 Mpps). A larger one is a broken or re-based counter, counted as 0 and noted.
+pub const MAX_PLAUSIBLE_CHANGE: u64 = 1 << 40;
+/// How near 2^32 a counter must have been, and how near 0 it must be now, for a fall to be read
+/// as a 32-bit counter wrapping (see [`CounterChange::of`]).
+pub const WRAP32_MARGIN: u64 = 1 << 24;
+
+/// How a counter moved between two samples.
+///
+/// The decision on falls: the kernel's counters are 64-bit, but some drivers feed 32-bit
+/// hardware registers into `/proc/net/dev`, sysfs or `ethtool -S`. A fall from within
+/// [`WRAP32_MARGIN`] (16 Mi) below 2^32 to below [`WRAP32_MARGIN`] is read as such a register
+/// wrapping (4294967290 → 5 is +11): a reset from that close to 2^32 is far less likely than a
+/// wrap there, and the error when it was a reset is under 2 × 16 Mi. Any other fall is a reset
+/// (driver reload, interface or namespace recreated) and is not counted: the rise after the
+/// reset cannot be told from the rise before it. Either way the caller says so (see
+/// [`counter_breaks`]); nothing is silently read as 0 or as a huge number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterChange {
+    /// Rose by this much (0: flat).
+    Rose(u64),
+    /// A 32-bit counter wrapped past 2^32 and rose by this much in all.
+    Wrapped32(u64),
+    /// Went backwards: reset. Not counted.
+    WentBack,
+    /// Rose by more than [`MAX_PLAUSIBLE_CHANGE`]: not believed, not counted.
+    Implausible(u64),
 }
 
+impl CounterChange {
+    /// Classifies the move from `start` to `end`.
+    pub fn of(start: u64, end: u64) -> Self {
+        let top = u64::from(u32::MAX);
+        if let Some(rise) = end.checked_sub(start) {
+            if rise > MAX_PLAUSIBLE_CHANGE {
+                CounterChange::Implausible(rise)
+            } else {
+                CounterChange::Rose(rise)
+            }
+        } else if start <= top && start > top - WRAP32_MARGIN && end < WRAP32_MARGIN {
+            // top - start < WRAP32_MARGIN and end < WRAP32_MARGIN: no overflow.
+            CounterChange::Wrapped32(top - start + end + 1)
+        } else {
+            CounterChange::WentBack
+        }
+    }
+
+    /// The rise that counts: 0 for a reset or an implausible jump.
+    pub fn counted(self) -> u64 {
+        match self {
+            CounterChange::Rose(d) | CounterChange::Wrapped32(d) => d,
+            CounterChange::WentBack | CounterChange::Implausible(_) => 0,
+        }
+    }
+
+    /// One counter's move in a note (`tx_packets 3006 → 23`, `rx_errors 4294967290 → 5 (+11)`),
+    /// and what the kind of move means, None for a plain rise.
+    fn describe(self, name: &str, start: u64, end: u64) -> Option<(u8, String, &'static str)> {
+        match self {
+            CounterChange::Rose(_) => None,
+            CounterChange::WentBack => Some((
+                0,
+                format!("{name} {start} → {end}"),
+                "went back (reset: driver reload, interface or namespace recreated); not counted",
+            )),
+            CounterChange::Wrapped32(d) => Some((
+                1,
+                format!("{name} {start} → {end} (+{d})"),
+                "read as a 32-bit counter wrapping",
+            )),
+            CounterChange::Implausible(_) => Some((
+                2,
+                format!("{name} {start} → {end}"),
+                "jumped beyond 2^40, not believed; not counted",
+            )),
+        }
+    }
+}
+
+/// Change of a counter between two samples as counted: 0 when it went backwards (reset) or
+/// jumped implausibly, the wrapped rise of a 32-bit counter (see [`CounterChange`]).
+fn delta(start: u64, end: u64) -> u64 {
+    CounterChange::of(start, end).counted()
+}
+
+/// The same for the signed SNMP counters: negative values are gauges (`Tcp MaxConn` -1), whose
+/// falls count 0 and rises are capped like any other.
 fn delta_i(start: i64, end: i64) -> u64 {
-    u64::try_from(end.saturating_sub(start)).unwrap_or(0)
+    match (u64::try_from(start), u64::try_from(end)) {
+        (Ok(a), Ok(b)) => delta(a, b),
+        _ => u64::try_from(end.saturating_sub(start))
+            .ok()
+            .filter(|d| *d <= MAX_PLAUSIBLE_CHANGE)
+            .unwrap_or(0),
+    }
 }
 
 /// A named counter change with where it happened, for evidence text.
@@ -134,8 +221,12 @@ impl CounterDelta {
         delta(self.start, self.end)
     }
     fn text(&self) -> String {
+        let how = match CounterChange::of(self.start, self.end) {
+            CounterChange::Wrapped32(_) => ", wrapped at 2^32",
+            _ => "",
+        };
         format!(
-            "{} {}: {} → {} (+{})",
+            "{} {}: {} → {} (+{}{how})",
             self.place,
             self.name,
             self.start,
@@ -235,7 +326,7 @@ pub fn counter_signals(start: &CounterSample, end: &CounterSample) -> CounterSig
                     let a = if0.ethtool.get(stat).copied().unwrap_or(*b);
                     if delta(a, *b) > 0 {
                         s.allowance_exceeded.push(CounterDelta {
-                            name: stat.clone(),
+                            name: stat.to_owned(),
                             place: name.clone(),
                             start: a,
                             end: *b,
@@ -268,8 +359,12 @@ pub fn counter_signals(start: &CounterSample, end: &CounterSample) -> CounterSig
     }
     for row in &end.softnet {
         if let Some(r0) = start.softnet.iter().find(|r| r.cpu == row.cpu) {
-            s.softnet_dropped += delta(r0.dropped, row.dropped);
-            s.time_squeeze += delta(r0.time_squeeze, row.time_squeeze);
+            s.softnet_dropped = s
+                .softnet_dropped
+                .saturating_add(delta(r0.dropped, row.dropped));
+            s.time_squeeze = s
+                .time_squeeze
+                .saturating_add(delta(r0.time_squeeze, row.time_squeeze));
         }
     }
     s.listen = snmp_deltas(
@@ -357,8 +452,216 @@ pub fn counter_signals(start: &CounterSample, end: &CounterSample) -> CounterSig
     s
 }
 
+/// SNMP counters the verdict reads (the others include gauges such as `Tcp CurrEstab`).
+const SNMP_READ: [(&str, &str); 20] = [
+    ("TcpExt", "ListenDrops"),
+    ("TcpExt", "ListenOverflows"),
+    ("TcpExt", "TCPReqQFullDrop"),
+    ("TcpExt", "TCPBacklogDrop"),
+    ("TcpExt", "TCPRcvQDrop"),
+    ("TcpExt", "TCPZeroWindowDrop"),
+    ("Udp", "RcvbufErrors"),
+    ("IpExt", "InNoRoutes"),
+    ("Ip", "OutNoRoutes"),
+    ("Ip", "InAddrErrors"),
+    ("Ip", "FragFails"),
+    ("Ip", "ReasmFails"),
+    ("TcpExt", "TCPMTUPFail"),
+    ("Tcp", "RetransSegs"),
+    ("Tcp", "OutSegs"),
+    ("TcpExt", "TCPLostRetransmit"),
+    ("TcpExt", "TCPTimeouts"),
+    ("TcpExt", "TCPDSACKRecvSegs"),
+    ("TcpExt", "TCPDSACKRecv"),
+    ("Tcp", "InSegs"),
+];
+
+/// `ethtool -S` names read for breaks: the verdict's `*_allowance_exceeded` and names that look
+/// like loss counters (drivers also export gauges there, whose falls are not resets).
+fn ethtool_counter(name: &str) -> bool {
+    name.ends_with("_allowance_exceeded")
+        || ["drop", "err", "miss", "fail", "discard"]
+            .iter()
+            .any(|w| name.contains(w))
+}
+
+/// Most notes [`counter_break_notes`] gives one window; the rest are counted in one more line.
+pub const MAX_BREAK_NOTES: usize = 12;
+
+/// What broke the continuity of the counters between two consecutive samples, one sentence each,
+/// most important first (rank 0: a counter that went back, wrapped or jumped; 1: a namespace or
+/// interface that vanished; 2: one that appeared). Interfaces are matched by name within a
+/// namespace (by inode): one deleted and recreated between two samples shows as a reset when
+/// its counters fell, and cannot be seen when they did not.
+pub fn counter_breaks(prev: &CounterSample, cur: &CounterSample) -> Vec<(u8, String)> {
+    let at = format!("at {:.1} s", cur.at_ms as f64 / 1000.0);
+    let mut out = Vec::new();
+    // Falls, wraps and jumps grouped by place and kind: one line for an interface whose every
+    // counter went back when it was recreated.
+    type Moves = Vec<((String, u8, &'static str), Vec<String>)>;
+    let mut moves: Moves = Vec::new();
+    let check = |place: &str, name: &str, a: u64, b: u64, moves: &mut Moves| {
+        let Some((kind, text, meaning)) = CounterChange::of(a, b).describe(name, a, b) else {
+            return;
+        };
+        let key = (place.to_owned(), kind, meaning);
+        match moves.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, list)) => list.push(text),
+            None => moves.push((key, vec![text])),
+        }
+    };
+    for ns0 in &prev.netns {
+        if cur.netns(ns0.inode).is_none() {
+            out.push((
+                1,
+                format!(
+                    "{at}: network namespace {} ({}) vanished; its counters stop there",
+                    ns0.label, ns0.inode
+                ),
+            ));
+        }
+    }
+    for ns1 in &cur.netns {
+        let Some(ns0) = prev.netns(ns1.inode) else {
+            out.push((
+                2,
+                format!(
+                    "{at}: network namespace {} ({}) appeared; its counters count from there",
+                    ns1.label, ns1.inode
+                ),
+            ));
+            continue;
+        };
+        let label = &ns1.label;
+        for (ifname, if0) in &ns0.interfaces {
+            let Some(if1) = ns1.interfaces.get(ifname) else {
+                out.push((
+                    1,
+                    format!(
+                        "{at}: interface {ifname} of {label} vanished; its counters stop there"
+                    ),
+                ));
+                continue;
+            };
+            let place = format!("{label} interface {ifname}");
+            for (stat, b) in if1.stats.iter() {
+                if let Some(a) = if0.stats.get(stat) {
+                    check(&place, stat, *a, *b, &mut moves);
+                }
+            }
+            for (stat, b) in if1.ethtool.iter().filter(|(n, _)| ethtool_counter(n)) {
+                if let Some(a) = if0.ethtool.get(stat) {
+                    check(&place, stat, *a, *b, &mut moves);
+                }
+            }
+            if let (Some(q0), Some(q1)) = (&if0.qdisc, &if1.qdisc) {
+                check(&place, "qdisc drops", q0.drops, q1.drops, &mut moves);
+                check(
+                    &place,
+                    "qdisc overlimits",
+                    q0.overlimits,
+                    q1.overlimits,
+                    &mut moves,
+                );
+            }
+        }
+        for ifname in ns1.interfaces.keys() {
+            if !ns0.interfaces.contains_key(ifname) {
+                out.push((
+                    2,
+                    format!("{at}: interface {ifname} of {label} appeared; its counters count from there"),
+                ));
+            }
+        }
+        for (group, name) in SNMP_READ {
+            let (Some(a), Some(b)) = (
+                ns0.snmp.get(group).and_then(|g| g.get(name)),
+                ns1.snmp.get(group).and_then(|g| g.get(name)),
+            ) else {
+                continue;
+            };
+            if let (Ok(a), Ok(b)) = (u64::try_from(*a), u64::try_from(*b)) {
+                check(label, &format!("{group}:{name}"), a, b, &mut moves);
+            }
+        }
+        if let (Some(c0), Some(c1)) = (&ns0.conntrack, &ns1.conntrack) {
+            for (stat, b) in c1.stats.iter().filter(|(n, _)| *n != "entries") {
+                if let Some(a) = c0.stats.get(stat) {
+                    check(label, &format!("conntrack {stat}"), *a, *b, &mut moves);
+                }
+            }
+        }
+    }
+    for r1 in &cur.softnet {
+        if let Some(r0) = prev.softnet.iter().find(|r| r.cpu == r1.cpu) {
+            let place = format!("softnet cpu {}", r1.cpu);
+            check(&place, "dropped", r0.dropped, r1.dropped, &mut moves);
+            check(
+                &place,
+                "time_squeeze",
+                r0.time_squeeze,
+                r1.time_squeeze,
+                &mut moves,
+            );
+        }
+    }
+    let mut first: Vec<(u8, String)> = moves
+        .into_iter()
+        .map(|((place, _, meaning), list)| {
+            let shown = list.len().min(3);
+            let more = match list.len() - shown {
+                0 => String::new(),
+                n => format!(" and {n} more"),
+            };
+            (
+                0,
+                format!(
+                    "{at}: {place}: {}{more} {meaning}",
+                    list[..shown].join(", ")
+                ),
+            )
+        })
+        .collect();
+    first.append(&mut out);
+    first
+}
+
+/// Notes on the counters' continuity over a window's samples (oldest first): every break of
+/// [`counter_breaks`], most important first, at most [`MAX_BREAK_NOTES`] and one line counting
+/// the rest.
+pub fn counter_break_notes<'a>(
+    samples: impl IntoIterator<Item = &'a CounterSample>,
+) -> Vec<String> {
+    let mut breaks = Vec::new();
+    let mut previous: Option<&CounterSample> = None;
+    for sample in samples {
+        if let Some(prev) = previous {
+            breaks.extend(counter_breaks(prev, sample));
+        }
+        previous = Some(sample);
+    }
+    // Stable: within a rank, in time order.
+    breaks.sort_by_key(|(rank, _)| *rank);
+    let total = breaks.len();
+    let mut notes: Vec<String> = breaks
+        .into_iter()
+        .take(MAX_BREAK_NOTES)
+        .map(|(_, text)| format!("counters: {text}"))
+        .collect();
+    if total > MAX_BREAK_NOTES {
+        notes.push(format!(
+            "counters: {} more resets, wraps, or interfaces or namespaces that came or went, not listed",
+            total - MAX_BREAK_NOTES
+        ));
+    }
+    notes
+}
+
 fn sum(deltas: &[CounterDelta]) -> u64 {
-    deltas.iter().map(CounterDelta::delta).sum()
+    deltas
+        .iter()
+        .map(CounterDelta::delta)
+        .fold(0, u64::saturating_add)
 }
 
 /// Listen-queue loss: ListenDrops includes ListenOverflows; take the larger per namespace.
@@ -1288,3 +1591,8 @@ fn mitigation_for(
 #[cfg(test)]
 #[path = "verdict_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+#[path = "verdict_counter_tests.rs"]
+mod counter_tests;

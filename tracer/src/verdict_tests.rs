@@ -32,6 +32,7 @@ fn observed(drops: &[(&str, &str, u64)], flows: &[(u16, u64)], net_rx: &[(u32, u
         .iter()
         .map(|(dport, segs)| FlowReport {
             netns: 1,
+            pod: None,
             family: "ipv4",
             saddr: "198.18.0.1".to_owned(),
             sport: 40000,
@@ -420,12 +421,12 @@ fn cross_references_only_what_was_observed() {
     start.netns[0].conntrack = Some(Conntrack {
         count: 100,
         max: 1000,
-        stats: BTreeMap::new(),
+        stats: Default::default(),
     });
     end.netns[0].conntrack = Some(Conntrack {
         count: 950,
         max: 1000,
-        stats: BTreeMap::new(),
+        stats: Default::default(),
     });
     let v = decide(&window(o, start, end));
     let runbooks: Vec<&str> = v
@@ -515,6 +516,7 @@ fn egress_qdisc_drops_are_a_nic_driver_loss() {
 fn destination(daddr: &str, dport: u16) -> crate::flows::Destination {
     crate::flows::Destination {
         netns: 4_026_532_999,
+        pod: None,
         family: "ipv4".to_owned(),
         daddr: daddr.to_owned(),
         dport,

@@ -24,11 +24,47 @@ pub struct Watch {
     frames: VecDeque<Frame>,
     /// Most frames kept (rolling windows); None keeps all.
     keep: Option<usize>,
+    /// Long rolling windows: frames older than the newest `dense` are thinned to one per
+    /// `stride_ms`, so memory grows with the window's length over the stride, not its seconds.
+    thin: Option<Thinning>,
     facts_start: NodeFacts,
     facts_latest: NodeFacts,
     /// Read the per-destination maps at the window's ends only (report, flows); rolling
     /// windows and recordings read them every frame.
     lean: bool,
+}
+
+/// How a long rolling window keeps its older frames.
+#[derive(Debug, Clone, Copy)]
+pub struct Thinning {
+    /// Newest frames kept at one per second.
+    pub dense: usize,
+    /// Older frames: the first of every `stride_ms`.
+    pub stride_ms: u64,
+    /// Frames older than this (relative to the newest) are dropped.
+    pub max_age_ms: u64,
+}
+
+/// Applies `t` after a frame was pushed: drops frames past the age limit, and the frame that
+/// just left the dense part unless it opens a new stride. Called every frame, so at most one
+/// frame is thinned at a time.
+fn thin(frames: &mut VecDeque<Frame>, t: Thinning) {
+    let newest = frames.back().map_or(0, |f| f.at_ms);
+    while frames.len() > 2
+        && frames
+            .front()
+            .is_some_and(|f| f.at_ms + t.max_age_ms < newest)
+    {
+        frames.pop_front();
+    }
+    let n = frames.len();
+    if n > t.dense + 1 {
+        let i = n - 1 - t.dense;
+        let stride = t.stride_ms.max(1);
+        if frames[i].at_ms / stride == frames[i - 1].at_ms / stride {
+            frames.remove(i);
+        }
+    }
 }
 
 /// What a finished window produced (the document is in `judged`).
@@ -53,6 +89,7 @@ impl Watch {
             scope,
             frames: VecDeque::new(),
             keep: None,
+            thin: None,
             facts_latest: facts_start.clone(),
             facts_start,
             lean: false,
@@ -75,6 +112,13 @@ impl Watch {
         self
     }
 
+    /// Keeps a long rolling window: every frame of the newest `thinning.dense`, one per stride
+    /// before that, none older than `thinning.max_age_ms`.
+    pub fn thinned(mut self, thinning: Thinning) -> Self {
+        self.thin = Some(thinning);
+        self
+    }
+
     /// Takes a frame `at_ms` milliseconds after the window began.
     pub fn tick(&mut self, tracer: &LiveTracer, at_ms: u64) -> Result<()> {
         let full = !self.lean || self.frames.is_empty();
@@ -94,7 +138,64 @@ impl Watch {
                 self.frames.pop_front();
             }
         }
+        if let Some(t) = self.thin {
+            thin(&mut self.frames, t);
+        }
+        // One slice, so judging a rolling window needs no copy of its frames.
+        self.frames.make_contiguous();
         Ok(())
+    }
+
+    /// What the probes counted between the last two frames (None before the second frame).
+    pub fn last_interval(&self) -> Option<crate::snapshot::Snapshot> {
+        let n = self.frames.len();
+        (n >= 2).then(|| {
+            self.frames[n - 1]
+                .snapshot
+                .since(&self.frames[n - 2].snapshot)
+        })
+    }
+
+    /// Number of frames kept.
+    pub fn frames_kept(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Judges the newest `window` (a shorter rolling window than the one kept), with the
+    /// latest facts: from the newest frame at or before `window` ago (or the oldest kept) to the
+    /// newest. With thinning, a window reaching into the thinned part starts up to one stride
+    /// earlier than asked; the document's `window.duration_s` says what was judged.
+    pub fn judge_window(
+        &self,
+        tracer: &LiveTracer,
+        window: std::time::Duration,
+        notes: &[String],
+    ) -> Judged {
+        let (all, rest) = self.frames.as_slices();
+        let owned: Vec<Frame>;
+        let all = if rest.is_empty() {
+            all
+        } else {
+            owned = self.frames.iter().cloned().collect();
+            &owned
+        };
+        let newest = all.last().map_or(0, |f| f.at_ms);
+        let since = newest.saturating_sub(window.as_millis() as u64);
+        let start = all.iter().rposition(|f| f.at_ms <= since).unwrap_or(0);
+        judge(
+            &all[start..],
+            &tracer.meta(),
+            tracer.symbols(),
+            self.scope.as_ref(),
+            &self.facts_start,
+            &self.facts_latest,
+            notes,
+        )
+    }
+
+    /// The latest facts read.
+    pub fn facts(&self) -> &NodeFacts {
+        &self.facts_latest
     }
 
     /// Reads the node's facts again (rolling windows refresh them now and then).
@@ -191,5 +292,45 @@ impl Watch {
                 .collect(),
             live_verdict: serde_json::to_value(&judged.document).ok(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_windows_keep_recent_seconds_and_one_frame_per_stride_before() {
+        let t = Thinning {
+            dense: 61,
+            stride_ms: 10_000,
+            max_age_ms: 301_000,
+        };
+        let mut frames = VecDeque::new();
+        // Twenty minutes of one frame a second.
+        for s in 0..1200u64 {
+            frames.push_back(Frame {
+                at_ms: s * 1000,
+                ..Frame::default()
+            });
+            thin(&mut frames, t);
+        }
+        let at: Vec<u64> = frames.iter().map(|f| f.at_ms / 1000).collect();
+        let newest = 1199;
+        // The newest 61 frames, every second.
+        assert_eq!(
+            &at[at.len() - 61..],
+            &(newest - 60..=newest).collect::<Vec<_>>()[..]
+        );
+        // Before them one per 10 s, none older than 301 s.
+        let older = &at[..at.len() - 61];
+        assert!(older.windows(2).all(|w| w[1] - w[0] == 10), "{older:?}");
+        assert!(older[0] + 301 >= newest, "oldest {} kept", older[0]);
+        assert!(
+            older[0] + 301 <= newest + 10,
+            "oldest within one stride of the limit"
+        );
+        assert_eq!(frames.len(), 61 + older.len());
+        assert!(frames.len() <= 61 + 25, "{} frames kept", frames.len());
     }
 }

@@ -13,7 +13,7 @@ use crate::{
     probes::ProbeStatus,
     report::{self, reason_label, KernelNames, NetnsScope, Report, Symbolize, WindowInfo},
     snapshot::Snapshot,
-    verdict::{decide, tick_loss, Tick, WindowEvidence},
+    verdict::{counter_break_notes, decide, tick_loss, Tick, WindowEvidence},
 };
 
 /// One instant: the probe maps and every counter.
@@ -173,7 +173,24 @@ pub fn judge(
     facts_end: &NodeFacts,
     extra_notes: &[String],
 ) -> Judged {
-    let observed = observations(frames, meta, symbols, scope, extra_notes);
+    // Counters that went back, wrapped or jumped, and interfaces or namespaces that came or
+    // went, are said in the notes rather than read silently as 0.
+    let mut notes = extra_notes.to_vec();
+    notes.extend(match scope {
+        None => counter_break_notes(frames.iter().map(|f| &f.counters)),
+        Some(_) => {
+            let scoped: Vec<CounterSample> = frames
+                .iter()
+                .map(|f| scoped_counters(&f.counters, scope))
+                .collect();
+            counter_break_notes(&scoped)
+        }
+    });
+    let mut observed = observations(frames, meta, symbols, scope, &notes);
+    // Pods seen at either end of the window name the namespaces (a pod gone by the end still
+    // names its drops).
+    let pods = facts_start.pods.merged(&facts_end.pods);
+    observed.label_pods(|inode| pods.label_of(inode));
     let mut classifier = Classifier::default();
     let ticks: Vec<Tick> = frames
         .windows(2)

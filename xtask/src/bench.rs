@@ -12,7 +12,11 @@
 //! After the workloads, the `dashboard` step measures the live dashboard: `tracer top` in a
 //! detached tmux terminal while a flood paced to 100k datagrams/s hits a closed port in the
 //! namespace it watches (see [`run_dashboard`]). `--only` picks workloads and/or `dashboard`.
+//!
+//! Last, the `counters` step measures one counter sample (wall and CPU time) with 0, 25, 50 and
+//! 100 idle lab namespaces (see [`counters`]).
 
+mod counters;
 mod lab;
 mod observe;
 mod summary;
@@ -76,7 +80,7 @@ pub struct Options {
     /// Seconds of load per run [default: 5].
     #[arg(long)]
     seconds: Option<u32>,
-    /// Only these steps (comma-separated): workloads, or `dashboard`.
+    /// Only these steps (comma-separated): workloads, `dashboard`, or `counters`.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Step>,
     /// Leave out the bpftrace runs with empty programs (the baseline).
@@ -114,6 +118,10 @@ impl Options {
         self.only.is_empty() || self.only.contains(&Step::Dashboard)
     }
 
+    fn counters(&self) -> bool {
+        self.only.is_empty() || self.only.contains(&Step::Counters)
+    }
+
     fn variants(&self) -> Vec<Variant> {
         Variant::ALL
             .iter()
@@ -123,19 +131,21 @@ impl Options {
     }
 }
 
-/// A step of the bench, for `--only`: a workload, or the dashboard measurement.
+/// A step of the bench, for `--only`: a workload, the dashboard or the counter sampling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Workload(Workload),
     Dashboard,
+    Counters,
 }
 
-const STEPS: [Step; 5] = [
+const STEPS: [Step; 6] = [
     Step::Workload(Workload::UdpClosedPort),
     Step::Workload(Workload::UdpNftDrop),
     Step::Workload(Workload::TcpLoss),
     Step::Workload(Workload::NetRx),
     Step::Dashboard,
+    Step::Counters,
 ];
 
 impl clap::ValueEnum for Step {
@@ -150,6 +160,9 @@ impl clap::ValueEnum for Step {
                 PossibleValue::new("dashboard")
                     .help("`tracer top` in a tmux terminal at 100k drops/s: its CPU and peak RSS"),
             ),
+            Step::Counters => Some(PossibleValue::new("counters").help(
+                "one counter sample's wall and CPU time with 0, 25, 50 and 100 idle namespaces",
+            )),
         }
     }
 }
@@ -375,6 +388,22 @@ pub fn bench(root: &Path, options: &Options) -> Result<()> {
     loadgen_build.arg("loadgen").current_dir(root);
     run_cmd(&mut loadgen_build).context("building the load generator")?;
     let release = target_dir(root).join("release");
+    let counter_sample = release.join("examples/counter_sample");
+    if options.counters() && !(options.no_build && counter_sample.is_file()) {
+        let mut build = command(
+            "cargo",
+            [
+                "build",
+                "--release",
+                "-p",
+                "tracer",
+                "--example",
+                "counter_sample",
+            ],
+        );
+        build.current_dir(root);
+        run_cmd(&mut build).context("building the counter sampler")?;
+    }
     let tools = Tools {
         tracer: release.join("tracer"),
         loadgen: release.join("loadgen"),
@@ -484,6 +513,14 @@ pub fn bench(root: &Path, options: &Options) -> Result<()> {
     } else {
         None
     };
+    let counter_runs = if options.counters() {
+        check_interrupted()?;
+        wait_for_quiet(&tools, wait_budget)?;
+        let samples = if options.quick { 3 } else { 10 };
+        counters::run(&counter_sample, samples).context("counters")?
+    } else {
+        Vec::new()
+    };
     let stats_previous = stats.previous();
     drop(stats);
 
@@ -508,7 +545,13 @@ pub fn bench(root: &Path, options: &Options) -> Result<()> {
         bpftrace_empty_program: BPFTRACE_EMPTY_PROGRAM.to_owned(),
     };
     let document = summary::Document::new(
-        context, &workloads, &variants, records, discarded, dashboard,
+        context,
+        &workloads,
+        &variants,
+        records,
+        discarded,
+        dashboard,
+        counter_runs,
     );
     let out_dir = target_dir(root).join("bench");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;

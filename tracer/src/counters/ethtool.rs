@@ -71,6 +71,30 @@ fn c_string(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes.get(..end).unwrap_or_default()).into_owned()
 }
 
+/// The first `len` names of an ETH_SS_STATS string table: fixed 32-byte slots, each name
+/// NUL-padded (or filling its slot), read lossily when not UTF-8. A short table gives the names
+/// it has.
+fn gstrings(table: &[u8], len: usize) -> Vec<String> {
+    table
+        .chunks(ETH_GSTRING_LEN)
+        .take(len)
+        .map(c_string)
+        .collect()
+}
+
+/// Names paired with values, as `ethtool -S` shows them. A name that is empty (a slot of NULs)
+/// is no counter and is skipped; a name given twice (some drivers repeat one) keeps its first
+/// value, so the same counter is read from the same slot every time.
+fn by_name(names: Vec<String>, values: Vec<u64>) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (name, value) in names.into_iter().zip(values) {
+        if !name.is_empty() {
+            out.entry(name).or_insert(value);
+        }
+    }
+    out
+}
+
 /// Whether an ioctl error means "this interface has none of that" (loopback, ifb, a gone device)
 /// rather than a failure worth reporting.
 pub fn is_quiet(err: &io::Error) -> bool {
@@ -207,11 +231,7 @@ impl EthtoolSocket {
             .iter()
             .flat_map(|w| w.to_ne_bytes())
             .collect();
-        Ok(bytes
-            .chunks(ETH_GSTRING_LEN)
-            .take(len)
-            .map(c_string)
-            .collect())
+        Ok(gstrings(&bytes, len))
     }
 
     /// ETHTOOL_GSTATS: `n` values.
@@ -256,7 +276,7 @@ impl EthtoolSocket {
             let names = self.stat_names(ifname, n)?;
             let values = self.stat_values(ifname, n)?;
             if names.len() == values.len() {
-                return Ok(names.into_iter().zip(values).collect());
+                return Ok(by_name(names, values));
             }
             last_err = Some(io::Error::new(
                 io::ErrorKind::Interrupted,
@@ -317,5 +337,83 @@ mod tests {
             Ok(stats) => assert!(stats.is_empty(), "{stats:?}"),
             Err(err) => assert!(is_quiet(&err), "{err}"),
         }
+    }
+}
+
+/// Property tests of the string-table and pairing code the ioctls feed: any bytes, any length.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod prop_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_mutations::config;
+
+    /// A table of `names` as the kernel lays it out (NUL-padded 32-byte slots).
+    fn table(names: &[String]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for n in names {
+            let mut slot = [0u8; ETH_GSTRING_LEN];
+            let bytes = n.as_bytes();
+            let k = bytes.len().min(ETH_GSTRING_LEN);
+            slot[..k].copy_from_slice(&bytes[..k]);
+            out.extend(slot);
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        /// Any bytes and any claimed length: at most `len` names, one per whole or partial slot,
+        /// none with a NUL, none longer than a slot's 32 bytes (3 bytes per byte when lossy).
+        #[test]
+        fn any_table_gives_bounded_names(bytes in proptest::collection::vec(any::<u8>(), 0..300), len in any::<usize>()) {
+            let names = gstrings(&bytes, len);
+            prop_assert!(names.len() <= len);
+            prop_assert_eq!(names.len(), bytes.len().div_ceil(ETH_GSTRING_LEN).min(len));
+            for (i, n) in names.iter().enumerate() {
+                prop_assert!(!n.contains('\0'));
+                prop_assert!(n.len() <= 3 * ETH_GSTRING_LEN);
+                let slot = &bytes[i * ETH_GSTRING_LEN..bytes.len().min((i + 1) * ETH_GSTRING_LEN)];
+                if let Ok(text) = std::str::from_utf8(slot.split(|b| *b == 0).next().unwrap_or_default()) {
+                    prop_assert_eq!(n, text);
+                }
+            }
+        }
+
+        /// Names the kernel wrote read back exactly (names of exactly 32 bytes, with no NUL,
+        /// included); paired with values they give the driver's counters, first of a repeated
+        /// name kept, empty ones skipped, nothing else added.
+        #[test]
+        fn tables_round_trip_and_pair(
+            names in proptest::collection::vec(prop_oneof!["[a-z0-9_]{0,32}", Just("rx_drops".to_owned())], 0..40),
+            values in proptest::collection::vec(any::<u64>(), 0..40),
+        ) {
+            let read = gstrings(&table(&names), names.len());
+            prop_assert_eq!(&read, &names);
+            let stats = by_name(read, values.clone());
+            for (name, value) in &stats {
+                let first = names.iter().position(|n| n == name).unwrap();
+                prop_assert_eq!(Some(value), values.get(first));
+            }
+            let expected: std::collections::BTreeSet<&String> = names
+                .iter()
+                .zip(&values)
+                .filter(|(n, _)| !n.is_empty())
+                .map(|(n, _)| n)
+                .collect();
+            prop_assert_eq!(stats.keys().collect::<std::collections::BTreeSet<_>>(), expected);
+        }
+    }
+
+    #[test]
+    fn empty_and_repeated_names() {
+        let names = vec!["".to_owned(), "rx_drops".to_owned(), "rx_drops".to_owned()];
+        let stats = by_name(names, vec![1, 2, 3]);
+        assert_eq!(stats, BTreeMap::from([("rx_drops".to_owned(), 2)]));
+        let mut full = vec![b'a'; ETH_GSTRING_LEN];
+        full.extend(b"next\0");
+        assert_eq!(gstrings(&full, 5), vec!["a".repeat(32), "next".to_owned()]);
     }
 }

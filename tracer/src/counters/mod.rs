@@ -7,9 +7,11 @@ pub mod parse;
 mod qdisc;
 
 use std::{
-    io,
+    collections::btree_map::Entry,
+    io::{self, Read as _},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard, PoisonError},
 };
 
 pub use parse::{
@@ -35,6 +37,42 @@ pub struct CounterSource {
     /// True: enter namespaces with setns and use ioctls; false: fixture mode, read files only
     /// (and only the host namespace, from `proc_root/net/…`).
     pub live: bool,
+    /// What live samples remember between calls (the namespace scanner).
+    remembered: Remembered,
+}
+
+/// What a source remembers between samples: the PIDs' namespaces (see [`netns::Scanner`]). Not
+/// part of a source's identity: equal sources may remember different things, and a clone
+/// starts afresh (so two clones never wait for each other).
+#[derive(Debug, Default)]
+struct Remembered(Mutex<netns::Scanner>);
+
+impl Clone for Remembered {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for Remembered {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Remembered {}
+
+impl Remembered {
+    fn scanner(&self) -> MutexGuard<'_, netns::Scanner> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn scan(&self, proc_root: &Path, run_netns: &Path) -> Vec<netns::NetnsHandle> {
+        self.scanner().scan(proc_root, run_netns)
+    }
+
+    fn forget(&self) {
+        self.scanner().forget();
+    }
 }
 
 /// Where one namespace's files are, as the thread reading them sees them.
@@ -46,8 +84,38 @@ struct NsPaths {
     netfilter: PathBuf,
 }
 
+/// Room for any file read here in one `read` (`/proc/net/netstat` is ~4 KiB).
+const READ_ROOM: usize = 16 * 1024;
+
+/// `std::fs::read_to_string` in fewer system calls: procfs files say they are empty, so std
+/// stats the file, seeks and probes before it reads; here one read fills a buffer with room
+/// for the whole file and a second sees its end.
+fn read_file(path: &Path) -> io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; READ_ROOM];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
+}
+
 fn read_text(path: &Path, errors: &mut Vec<String>) -> Option<String> {
-    match std::fs::read_to_string(path) {
+    match read_file(path) {
         Ok(text) => Some(text),
         Err(err) => {
             errors.push(format!("cannot read {}: {err}", path.display()));
@@ -58,7 +126,7 @@ fn read_text(path: &Path, errors: &mut Vec<String>) -> Option<String> {
 
 /// A file that is absent when a module is not loaded: `Ok(None)` then.
 fn read_optional(path: &Path) -> io::Result<Option<String>> {
-    match std::fs::read_to_string(path) {
+    match read_file(path) {
         Ok(text) => Ok(Some(text)),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(err),
@@ -107,7 +175,11 @@ fn read_conntrack(paths: &NsPaths, errors: &mut Vec<String>) -> Option<Conntrack
             Default::default()
         }
     };
-    Some(Conntrack { count, max, stats })
+    Some(Conntrack {
+        count,
+        max,
+        stats: stats.into(),
+    })
 }
 
 /// Every file of one namespace, read by the calling thread (which is inside that namespace).
@@ -127,7 +199,14 @@ fn read_namespace(
                 errors.push(format!("{} has no counters that parse", path.display()));
             }
             for (group, values) in groups {
-                counters.snmp.entry(group).or_default().extend(values);
+                // A group seen for the first time is built once (the usual case: snmp and
+                // netstat have different groups); `extend` rebuilds the set it extends.
+                match counters.snmp.entry(group) {
+                    Entry::Vacant(entry) => {
+                        entry.insert(values.into());
+                    }
+                    Entry::Occupied(mut entry) => entry.get_mut().extend(values),
+                }
             }
         }
     }
@@ -138,7 +217,7 @@ fn read_namespace(
             .into_iter()
             .map(|(name, stats)| {
                 let iface = IfaceCounters {
-                    stats,
+                    stats: stats.into(),
                     ..IfaceCounters::default()
                 };
                 (name, iface)
@@ -151,6 +230,11 @@ fn read_namespace(
     qdisc::fill(&mut counters.interfaces, qdiscs, &mut errors);
     (counters, errors)
 }
+
+/// Namespaces to read: an open file to enter (none: the caller's own), and the handle.
+type Jobs = Vec<(Option<std::fs::File>, netns::NetnsHandle)>;
+/// Namespaces that could not be opened, and why.
+type Unopened = Vec<(netns::NetnsHandle, anyhow::Error)>;
 
 /// Inode of the initial network namespace, fixed since Linux 6.18 (`PROC_NET_INIT_INO`). Other
 /// namespaces get dynamic numbers from 0xF0000000 up, so this one can only be the host's.
@@ -182,6 +266,7 @@ impl CounterSource {
             sys_root: PathBuf::from("/sys"),
             run_netns: PathBuf::from("/run/netns"),
             live: true,
+            remembered: Remembered::default(),
         }
     }
 
@@ -192,6 +277,7 @@ impl CounterSource {
             sys_root: root.join("sys"),
             run_netns: root.join("run/netns"),
             live: false,
+            remembered: Remembered::default(),
         }
     }
 
@@ -261,10 +347,15 @@ impl CounterSource {
         vec![counters]
     }
 
-    /// Live mode: every namespace, each read by one thread inside it (the calling thread's own
-    /// namespace is read in place).
-    fn live_namespaces(&self, errors: &mut Vec<String>) -> Vec<NetnsCounters> {
-        let mut handles = netns::enumerate(&self.proc_root, &self.run_netns);
+    /// Every namespace, opened: `Ok((jobs, unopened))`, the caller's own namespace with no file
+    /// (it is read without entering it). `Err` with the same when a remembered PID's file opened
+    /// another namespace than the one remembered (that namespace is left out of it).
+    #[allow(clippy::type_complexity)]
+    fn open_namespaces(
+        &self,
+        errors: &mut Vec<String>,
+    ) -> Result<(Jobs, Unopened), (Jobs, Unopened)> {
+        let mut handles = self.remembered.scan(&self.proc_root, &self.run_netns);
         mark_init_net_as_host(&mut handles);
         if handles.is_empty() {
             errors.push(format!(
@@ -279,35 +370,92 @@ impl CounterSource {
             ));
         }
         let own = inode_of(&self.proc_root.join("thread-self/ns/net"));
-        let mut out = Vec::with_capacity(handles.len());
+        let mut jobs = Vec::with_capacity(handles.len());
+        let mut unopened = Vec::new();
+        let mut moved = false;
         for handle in handles {
+            if own == Some(handle.inode) {
+                jobs.push((None, handle));
+                continue;
+            }
+            // Opened here, so the reading thread only enters: a namespace that cannot be opened
+            // is reported like one that cannot be entered.
+            match std::fs::File::open(&handle.path) {
+                Ok(file) => {
+                    let opened = file
+                        .metadata()
+                        .ok()
+                        .and_then(|m| u32::try_from(m.ino()).ok());
+                    if opened == Some(handle.inode) {
+                        jobs.push((Some(file), handle));
+                    } else {
+                        moved = true;
+                    }
+                }
+                Err(err) => unopened.push((handle, anyhow::Error::new(err).context("opening"))),
+            }
+        }
+        if moved {
+            Err((jobs, unopened))
+        } else {
+            Ok((jobs, unopened))
+        }
+    }
+
+    /// Live mode: every namespace, all read by one thread that enters each in turn (the calling
+    /// thread's own namespace first, without entering it). See the module docs for the cost.
+    fn live_namespaces(&self, errors: &mut Vec<String>) -> Vec<NetnsCounters> {
+        // The scanner may remember a PID that has since moved to another namespace (rare:
+        // setns, unshare, a reused PID); then every PID is looked at again, once.
+        let (jobs, unopened) = match self.open_namespaces(errors) {
+            Ok(opened) => opened,
+            Err(_) => {
+                self.remembered.forget();
+                self.open_namespaces(errors).unwrap_or_else(|opened| opened)
+            }
+        };
+        let extras = self.host_extras();
+        let proc_root = self.proc_root.clone();
+        let read = move |handle: netns::NetnsHandle| {
             let paths = NsPaths {
-                net: self.proc_root.join("thread-self/net"),
-                netfilter: self.proc_root.join("sys/net/netfilter"),
+                net: proc_root.join("thread-self/net"),
+                netfilter: proc_root.join("sys/net/netfilter"),
             };
-            let extras = handle.is_host.then(|| self.host_extras());
-            let qdiscs = qdisc::QdiscSource::new(self.live, &self.sys_root);
-            let result = if own == Some(handle.inode) {
-                Ok(read_namespace(&paths, extras.as_ref(), &qdiscs))
-            } else {
-                netns::in_netns(&handle.path, move || {
-                    read_namespace(&paths, extras.as_ref(), &qdiscs)
-                })
-            };
+            let host = handle.is_host.then_some(&extras);
+            let result = read_namespace(&paths, host, &qdisc::QdiscSource::Netlink);
+            (handle, result)
+        };
+        let labels: Vec<(String, PathBuf)> = jobs
+            .iter()
+            .map(|(_, h)| (h.label.clone(), h.path.clone()))
+            .collect();
+        let results = match netns::in_each_netns(jobs, read) {
+            Ok(results) => results,
+            Err(err) => {
+                errors.push(format!("no namespace's counters could be read: {err:#}"));
+                Vec::new()
+            }
+        };
+        let mut out = Vec::with_capacity(results.len());
+        let failed = unopened.into_iter().map(|(h, err)| (h.label, h.path, err));
+        let mut failures: Vec<(String, PathBuf, anyhow::Error)> = failed.collect();
+        for (result, (label, path)) in results.into_iter().zip(labels) {
             match result {
-                Ok((mut counters, errs)) => {
+                Ok((handle, (mut counters, errs))) => {
                     counters.inode = handle.inode;
                     counters.is_host = handle.is_host;
                     errors.extend(errs.into_iter().map(|e| format!("{}: {e}", handle.label)));
                     counters.label = handle.label;
                     out.push(counters);
                 }
-                Err(err) => errors.push(format!(
-                    "{}: cannot read its counters ({}): {err:#}",
-                    handle.label,
-                    handle.path.display()
-                )),
+                Err(err) => failures.push((label, path, err)),
             }
+        }
+        for (label, path, err) in failures {
+            errors.push(format!(
+                "{label}: cannot read its counters ({}): {err:#}",
+                path.display()
+            ));
         }
         out
     }

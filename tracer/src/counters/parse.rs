@@ -28,12 +28,11 @@ pub const PROC_NET_DEV_COLUMNS: [&str; 16] = [
     "tx_compressed",
 ];
 
-/// A signed counter; a value beyond `i64` (never seen) saturates.
-fn parse_i64(token: &str) -> Option<i64> {
-    token
-        .parse::<i64>()
-        .ok()
-        .or_else(|| token.parse::<u64>().ok().map(|_| i64::MAX))
+/// Whether a token of `/proc/net/snmp` is a value (an integer of any size, maybe negative)
+/// rather than a name.
+fn is_integer(token: &str) -> bool {
+    let digits = token.strip_prefix('-').unwrap_or(token);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn parse_hex(token: &str) -> Option<u64> {
@@ -42,6 +41,8 @@ fn parse_hex(token: &str) -> Option<u64> {
 
 /// `/proc/net/snmp` or `/proc/net/netstat`: pairs of lines `Group: Name1 Name2 …` then
 /// `Group: 1 2 …`. Every group and name is kept; a value line without its header is ignored.
+/// A value beyond `i64` (never printed by a kernel) is skipped, not saturated or wrapped; a
+/// line mixing names and numbers is neither a header nor values, and is skipped.
 pub fn parse_snmp(text: &str) -> SnmpGroups {
     let mut out = SnmpGroups::new();
     let mut header: Option<(&str, Vec<&str>)> = None;
@@ -56,19 +57,27 @@ pub fn parse_snmp(text: &str) -> SnmpGroups {
             header = None;
             continue;
         }
-        let values: Option<Vec<i64>> = tokens.iter().map(|t| parse_i64(t)).collect();
-        match values {
-            Some(values) => {
-                if let Some((header_group, names)) = header.take() {
-                    if header_group == group {
-                        let counters = out.entry(group.to_owned()).or_default();
-                        for (name, value) in names.into_iter().zip(values) {
-                            counters.insert(name.to_owned(), value);
-                        }
+        // A header has names only, a value line numbers only; a line with both is neither
+        // (a corrupted value line must not become a header that names counters after numbers).
+        let numbers = tokens.iter().filter(|t| is_integer(t)).count();
+        if numbers == 0 {
+            header = Some((group, tokens));
+            continue;
+        }
+        if numbers < tokens.len() {
+            header = None;
+            continue;
+        }
+        if let Some((header_group, names)) = header.take() {
+            if header_group == group {
+                for (name, token) in names.into_iter().zip(tokens) {
+                    if let Ok(value) = token.parse::<i64>() {
+                        out.entry(group.to_owned())
+                            .or_default()
+                            .insert(name.to_owned(), value);
                     }
                 }
             }
-            None => header = Some((group, tokens)),
         }
     }
     out
@@ -306,9 +315,10 @@ mod tests {
             BTreeMap::from([("X".into(), 7), ("Y".into(), 8)])
         );
         assert_eq!(groups.len(), 1);
+        // Beyond i64: skipped, the others kept.
         assert_eq!(
-            parse_snmp("Big: A\nBig: 18446744073709551615\n")["Big"]["A"],
-            i64::MAX
+            parse_snmp("Big: A B\nBig: 18446744073709551615 3\n")["Big"],
+            BTreeMap::from([("B".into(), 3)])
         );
     }
 
@@ -485,5 +495,301 @@ mod tests {
             let _ = parse_ethtool_s_text(input);
             let _ = parse_single_u64(input);
         }
+    }
+}
+
+/// Property tests: generated tables read back exactly; any text and the recorded files mangled
+/// never panic, and every counter read is one the text has, with the value its line prints
+/// (numbers out of range are skipped, never saturated or wrapped).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod prop_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_mutations::{config, mutated};
+
+    const SNMP: &[&str] = &[
+        include_str!("../../../tests/fixtures/proc/net/snmp"),
+        include_str!("../../../tests/fixtures/proc/net/netstat"),
+        include_str!("../../../tests/fixtures/nodes/ena-errors/proc/net/snmp"),
+    ];
+    const DEV: &[&str] = &[
+        include_str!("../../../tests/fixtures/proc/net/dev"),
+        include_str!("../../../tests/fixtures/nodes/ena-errors/proc/net/dev"),
+    ];
+    const SOFTNET: &[&str] = &[
+        include_str!("../../../tests/fixtures/proc/net/softnet_stat"),
+        include_str!("../../../tests/fixtures/nodes/ena-errors/proc/net/softnet_stat"),
+    ];
+    const SOFTIRQS: &[&str] = &[include_str!("../../../tests/fixtures/proc/softirqs")];
+    const INTERRUPTS: &[&str] = &[
+        include_str!("../../../tests/fixtures/proc/interrupts"),
+        include_str!("../../../tests/fixtures/nodes/ena-errors/proc/interrupts"),
+    ];
+    const CONNTRACK: &[&str] = &[
+        include_str!("../../../tests/fixtures/proc/net/stat/nf_conntrack"),
+        include_str!("../../../tests/fixtures/nodes/ena-errors/proc/net/stat/nf_conntrack"),
+    ];
+    const ETHTOOL: &[&str] = &[include_str!(
+        "../../../tests/fixtures/nodes/ena-errors/sys/class/net/eth0/ethtool_stats"
+    )];
+
+    /// `snmp[g][n] = v` only where a `g:` line has `n` in some column and the very next line,
+    /// also `g:`, has `v` in that column.
+    fn snmp_from_text(text: &str, out: &SnmpGroups) -> Result<(), TestCaseError> {
+        let lines: Vec<&str> = text.lines().collect();
+        for (group, counters) in out {
+            for (name, value) in counters {
+                let found = lines.windows(2).any(|pair| {
+                    let (Some((g1, names)), Some((g2, values))) =
+                        (pair[0].split_once(':'), pair[1].split_once(':'))
+                    else {
+                        return false;
+                    };
+                    if g1.trim() != group || g2.trim() != group {
+                        return false;
+                    }
+                    let names: Vec<&str> = names.split_whitespace().collect();
+                    let values: Vec<&str> = values.split_whitespace().collect();
+                    names
+                        .iter()
+                        .zip(&values)
+                        .any(|(n, v)| n == name && v.parse::<i64>() == Ok(*value))
+                });
+                prop_assert!(found, "{group}:{name} = {value} is not in the text");
+                prop_assert!(!is_integer(name), "a number read as a name: {group}:{name}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Each interface's value is the number in its column of a line naming it.
+    fn dev_from_text(
+        text: &str,
+        out: &BTreeMap<String, BTreeMap<String, u64>>,
+    ) -> Result<(), TestCaseError> {
+        for (iface, stats) in out {
+            prop_assert_eq!(stats.len(), PROC_NET_DEV_COLUMNS.len());
+            let found = text.lines().any(|l| {
+                let Some((name, rest)) = l.split_once(':') else {
+                    return false;
+                };
+                let tokens: Vec<&str> = rest.split_whitespace().collect();
+                name.trim() == iface
+                    && PROC_NET_DEV_COLUMNS.iter().enumerate().all(|(i, col)| {
+                        tokens.get(i).and_then(|t| t.parse::<u64>().ok())
+                            == stats.get(*col).copied()
+                    })
+            });
+            prop_assert!(found, "{iface} {stats:?} is not a line of the text");
+        }
+        Ok(())
+    }
+
+    /// Invariants of every parser on any text.
+    fn all_parsers(text: &str) -> Result<(), TestCaseError> {
+        snmp_from_text(text, &parse_snmp(text))?;
+        dev_from_text(text, &parse_proc_net_dev(text))?;
+        let rows = parse_softnet(text);
+        prop_assert!(rows.len() <= text.lines().count());
+        for row in &rows {
+            prop_assert!(
+                text.lines().any(|l| l.split_whitespace().next().and_then(parse_hex) == Some(row.processed)),
+                "{row:?}"
+            );
+        }
+        for (name, counts) in parse_softirqs(text) {
+            prop_assert!(
+                text.lines()
+                    .any(|l| l.split_once(':').is_some_and(|(n, rest)| {
+                        n.trim() == name && leading_numbers(rest, usize::MAX).0 == counts
+                    })),
+                "{name} {counts:?}"
+            );
+        }
+        let first = text.lines().find(|l| !l.trim().is_empty());
+        let cpus = first
+            .filter(|l| !l.contains(':'))
+            .map(|l| l.split_whitespace().count());
+        for line in parse_interrupts(text) {
+            prop_assert!(!line.per_cpu.is_empty());
+            if let Some(cpus) = cpus {
+                prop_assert!(line.per_cpu.len() <= cpus, "{line:?} with {cpus} CPUs");
+            }
+            prop_assert!(text.lines().any(|l| l
+                .split_once(':')
+                .is_some_and(|(irq, _)| irq.trim() == line.irq)));
+        }
+        let conntrack = parse_nf_conntrack_stat(text);
+        if let Some(header) = text.lines().find(|l| !l.trim().is_empty()) {
+            let names: Vec<&str> = header.split_whitespace().collect();
+            prop_assert!(
+                conntrack.keys().all(|k| names.contains(&k.as_str())),
+                "{conntrack:?}"
+            );
+        } else {
+            prop_assert!(conntrack.is_empty());
+        }
+        for (name, value) in parse_ethtool_s_text(text) {
+            prop_assert!(
+                text.lines()
+                    .any(|l| l.rsplit_once(':').is_some_and(|(n, v)| {
+                        n.trim() == name && v.trim().parse::<u64>() == Ok(value)
+                    })),
+                "{name} {value}"
+            );
+        }
+        if let Some(v) = parse_single_u64(text) {
+            prop_assert_eq!(text.trim().parse::<u64>(), Ok(v));
+        }
+        Ok(())
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        "[A-Z][A-Za-z0-9]{0,12}"
+    }
+
+    proptest! {
+        #![proptest_config(config(128))]
+
+        #[test]
+        fn any_text_reads_only_what_it_has(text in "\\PC{0,300}") {
+            all_parsers(&text)?;
+        }
+
+        /// Counter-file-like lines: names, colons, numbers of every size and sign.
+        #[test]
+        fn counter_like_lines_read_only_what_they_have(lines in proptest::collection::vec(
+            proptest::collection::vec(
+                prop_oneof![
+                    "[A-Za-z]{1,4}:?",
+                    "-?[0-9]{1,22}",
+                    "[0-9a-f]{8}",
+                    Just(":".to_owned()),
+                    Just("|".to_owned()),
+                ],
+                0..20,
+            ).prop_map(|t| t.join(" ")),
+            0..10,
+        )) {
+            all_parsers(&lines.join("\n"))?;
+        }
+
+        #[test]
+        fn mangled_recordings_read_only_what_they_have(
+            (_, snmp) in mutated(SNMP),
+            (_, dev) in mutated(DEV),
+            (_, softnet) in mutated(SOFTNET),
+            (_, softirqs) in mutated(SOFTIRQS),
+            (_, interrupts) in mutated(INTERRUPTS),
+            (_, conntrack) in mutated(CONNTRACK),
+            (_, ethtool) in mutated(ETHTOOL),
+        ) {
+            for text in [snmp, dev, softnet, softirqs, interrupts, conntrack, ethtool] {
+                all_parsers(&text)?;
+            }
+        }
+
+        #[test]
+        fn snmp_tables_round_trip(groups in proptest::collection::btree_map(
+            name(),
+            proptest::collection::btree_map(name(), any::<i64>(), 1..12),
+            0..6,
+        )) {
+            let mut text = String::new();
+            for (g, counters) in &groups {
+                let names: Vec<&str> = counters.keys().map(String::as_str).collect();
+                let values: Vec<String> = counters.values().map(i64::to_string).collect();
+                text.push_str(&format!("{g}: {}\n{g}: {}\n", names.join(" "), values.join(" ")));
+            }
+            prop_assert_eq!(parse_snmp(&text), groups);
+        }
+
+        #[test]
+        fn proc_net_dev_round_trips(ifaces in proptest::collection::btree_map(
+            "[a-z0-9@._-]{1,15}",
+            proptest::collection::vec(any::<u64>(), 16),
+            0..6,
+        )) {
+            let mut text = "Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n".to_owned();
+            for (name, values) in &ifaces {
+                let cols: Vec<String> = values.iter().map(|v| format!("{v:>8}")).collect();
+                text.push_str(&format!("{name:>6}:{}\n", cols.join(" ")));
+            }
+            let parsed = parse_proc_net_dev(&text);
+            prop_assert_eq!(parsed.len(), ifaces.len());
+            for (name, values) in &ifaces {
+                let got: Vec<u64> = PROC_NET_DEV_COLUMNS.iter().map(|c| parsed[name][*c]).collect();
+                prop_assert_eq!(&got, values);
+            }
+        }
+
+        /// A column past `u64` drops its interface, never wraps into a small number.
+        #[test]
+        fn proc_net_dev_numbers_past_u64_drop_the_row(column in 0usize..16, name in "[a-z]{1,8}") {
+            let mut cols = vec!["5".to_owned(); 16];
+            cols[column] = "18446744073709551616".to_owned();
+            let text = format!("{name}: {}\nok0: {}\n", cols.join(" "), ["7"; 16].join(" "));
+            let parsed = parse_proc_net_dev(&text);
+            prop_assert!(!parsed.contains_key(&name) || name == "ok0");
+            prop_assert_eq!(parsed["ok0"]["rx_bytes"], 7);
+        }
+
+        #[test]
+        fn softnet_rows_round_trip(rows in proptest::collection::vec(proptest::collection::vec(any::<u32>(), 3..14), 0..6)) {
+            let text: String = rows.iter().map(|r| {
+                r.iter().map(|v| format!("{v:08x}")).collect::<Vec<_>>().join(" ") + "\n"
+            }).collect();
+            let parsed = parse_softnet(&text);
+            prop_assert_eq!(parsed.len(), rows.len());
+            for (i, (row, got)) in rows.iter().zip(&parsed).enumerate() {
+                prop_assert_eq!(got.processed, u64::from(row[0]));
+                prop_assert_eq!(got.dropped, u64::from(row[1]));
+                prop_assert_eq!(got.time_squeeze, u64::from(row[2]));
+                prop_assert_eq!(got.backlog_len, row.get(11).map(|v| u64::from(*v)));
+                let cpu = row.get(12).copied().unwrap_or(i as u32);
+                prop_assert_eq!(got.cpu, cpu);
+            }
+        }
+
+        /// Per-CPU rows: sums saturate, `entries` is the largest, names come from the header.
+        #[test]
+        fn conntrack_stat_sums_saturate(rows in proptest::collection::vec((any::<u64>(), any::<u64>()), 1..5)) {
+            let mut text = "entries drop\n".to_owned();
+            for (e, d) in &rows {
+                text.push_str(&format!("{e:016x} {d:016x}\n"));
+            }
+            let got = parse_nf_conntrack_stat(&text);
+            let entries = rows.iter().map(|r| r.0).max().unwrap();
+            let drop = rows.iter().fold(0u64, |a, r| a.saturating_add(r.1));
+            prop_assert_eq!(got.get("entries"), Some(&entries));
+            prop_assert_eq!(got.get("drop"), Some(&drop));
+        }
+
+        #[test]
+        fn ethtool_text_round_trips(stats in proptest::collection::btree_map("[a-z][a-z0-9_]{0,20}", any::<u64>(), 0..20)) {
+            let mut text = "NIC statistics:\n".to_owned();
+            for (n, v) in &stats {
+                text.push_str(&format!("     {n}: {v}\n"));
+            }
+            prop_assert_eq!(parse_ethtool_s_text(&text), stats);
+        }
+    }
+
+    /// The regression the properties found: a value past `u64` turned its line into a header,
+    /// so the next value line invented counters named after numbers.
+    #[test]
+    fn a_value_past_u64_does_not_turn_its_line_into_a_header() {
+        let text = "Tcp: A B\nTcp: 18446744073709551616 5\nTcp: 1 2\n";
+        let groups = parse_snmp(text);
+        assert_eq!(groups["Tcp"], BTreeMap::from([("B".to_owned(), 5)]));
+        assert!(!groups["Tcp"].contains_key("18446744073709551616"));
+        // A value line with a non-number in it is not a header for the next line.
+        let groups = parse_snmp("Ip: A B C\nIp: 0x 64 7\nIp: 2 64 7\n");
+        assert!(groups.get("Ip").is_none(), "{groups:?}");
+        // A negative gauge still reads; past i64 either way is skipped.
+        let groups = parse_snmp("Tcp: MaxConn X\nTcp: -1 -9223372036854775809\n");
+        assert_eq!(groups["Tcp"], BTreeMap::from([("MaxConn".to_owned(), -1)]));
     }
 }

@@ -1,4 +1,4 @@
-//! Qdisc statistics per interface (`tc -s qdisc`): rtnetlink RTM_GETLINK/RTM_GETQDISC dumps of the
+//! Qdisc statistics per interface (`tc -s qdisc`): an rtnetlink RTM_GETQDISC dump of the
 //! calling thread's namespace (live), or `class/net/IF/qdisc_stats` files (fixture). Read-only.
 
 use std::{
@@ -10,7 +10,6 @@ use std::{
 
 use netlink_packet_core::NlasIterator;
 use netlink_packet_route::{
-    link::{LinkAttribute, LinkMessage},
     tc::{TcAttribute, TcMessage, TcStats, TcStats2, TcStatsQueue},
     RouteNetlinkMessage,
 };
@@ -282,7 +281,7 @@ fn aggregate(rows: &[QdiscRow]) -> BTreeMap<u32, QdiscCounters> {
 
 // ---- live: netlink ----------------------------------------------------------------------------
 
-/// `if_indextoname` in the calling thread's namespace, for links the crate could not decode.
+/// `if_indextoname` in the calling thread's namespace.
 fn index_to_name(index: u32) -> Option<String> {
     let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
     // SAFETY: `buf` has the IF_NAMESIZE bytes the call may write, NUL included.
@@ -293,22 +292,6 @@ fn index_to_name(index: u32) -> Option<String> {
     // SAFETY: on success the call wrote a NUL-terminated name into `buf`.
     let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
     Some(name.to_string_lossy().into_owned())
-}
-
-/// Interface index → name, from an RTM_GETLINK dump.
-fn link_names(dumper: &mut Dumper) -> Result<BTreeMap<u32, String>, String> {
-    let mut names = BTreeMap::new();
-    for msg in dumper.dump(&RouteNetlinkMessage::GetLink(LinkMessage::default()))? {
-        if let Dumped::Decoded(RouteNetlinkMessage::NewLink(link)) = msg {
-            if let Some(name) = link.attributes.iter().find_map(|a| match a {
-                LinkAttribute::IfName(n) => Some(n.clone()),
-                _ => None,
-            }) {
-                names.insert(link.header.index, name);
-            }
-        }
-    }
-    Ok(names)
 }
 
 /// Every qdisc of the calling thread's namespace, and how many messages could not be read.
@@ -334,12 +317,11 @@ fn qdisc_rows(dumper: &mut Dumper) -> Result<(Vec<QdiscRow>, usize), String> {
 }
 
 fn fill_live(interfaces: &mut BTreeMap<String, IfaceCounters>, errors: &mut Vec<String>) {
-    let result = Dumper::open().and_then(|mut dumper| {
-        let (rows, unread) = qdisc_rows(&mut dumper)?;
-        let names = link_names(&mut dumper)?;
-        Ok((rows, unread, names))
-    });
-    let (rows, unread, names) = match result {
+    // Names come from `if_indextoname` for the interfaces that have qdiscs, not from an
+    // RTM_GETLINK dump: the dump's messages carry every attribute of every link (statistics,
+    // addresses, …) and cost more to fill and decode than the qdisc dump itself.
+    let result = Dumper::open().and_then(|mut dumper| qdisc_rows(&mut dumper));
+    let (rows, unread) = match result {
         Ok(found) => found,
         Err(err) => {
             errors.push(format!("qdisc statistics could not be read: {err}"));
@@ -353,11 +335,7 @@ fn fill_live(interfaces: &mut BTreeMap<String, IfaceCounters>, errors: &mut Vec<
         ));
     }
     for (ifindex, counters) in aggregate(&rows) {
-        let name = names
-            .get(&ifindex)
-            .cloned()
-            .or_else(|| index_to_name(ifindex));
-        if let Some(iface) = name.and_then(|n| interfaces.get_mut(&n)) {
+        if let Some(iface) = index_to_name(ifindex).and_then(|n| interfaces.get_mut(&n)) {
             iface.qdisc = Some(counters);
         }
     }
@@ -621,5 +599,171 @@ mod tests {
         );
         drop(ns);
         assert!(!PathBuf::from("/run/netns").join(&name).exists());
+    }
+}
+
+/// Property tests: the fixture file format and raw `tcmsg` attributes on any input, generated
+/// and mangled; the per-interface sums on any dump.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod prop_tests {
+    use netlink_packet_core::Emitable as _;
+    use netlink_packet_route::tc::TcHandle;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_mutations::{config, mutated, ODD_NUMBERS};
+
+    const FILES: &[&str] = &[
+        "kind mq\ndrops 7\noverlimits 2\nrequeues 1\nbacklog_packets 0\n",
+        "# tc -s qdisc\nkind fq_codel\ndrops 18446744073709551615\n",
+    ];
+
+    /// A counter read from the file is the number on its own line.
+    fn from_file(text: &str, q: &QdiscCounters) -> Result<(), TestCaseError> {
+        let has = |key: &str, value: &str| {
+            text.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [key, value])
+        };
+        prop_assert!(has("kind", &q.kind), "kind {:?}", q.kind);
+        for (key, value) in [
+            ("drops", q.drops),
+            ("overlimits", q.overlimits),
+            ("requeues", q.requeues),
+            ("backlog_packets", q.backlog_packets),
+        ] {
+            prop_assert!(value == 0 || has(key, &value.to_string()), "{key} {value}");
+        }
+        Ok(())
+    }
+
+    fn message(
+        index: i32,
+        kind: &str,
+        compat: Option<(u32, u32, u32)>,
+        queue: Option<(u32, u32, u32, u32)>,
+    ) -> TcMessage {
+        let mut msg = TcMessage::with_index(index);
+        msg.header.parent = TcHandle::ROOT;
+        msg.attributes.push(TcAttribute::Kind(kind.to_owned()));
+        if let Some((drops, overlimits, qlen)) = compat {
+            let mut s = TcStats::default();
+            s.drops = drops;
+            s.overlimits = overlimits;
+            s.qlen = qlen;
+            msg.attributes.push(TcAttribute::Stats(s));
+        }
+        if let Some((drops, overlimits, requeues, qlen)) = queue {
+            let mut q = TcStatsQueue::default();
+            q.drops = drops;
+            q.overlimits = overlimits;
+            q.requeues = requeues;
+            q.qlen = qlen;
+            msg.attributes
+                .push(TcAttribute::Stats2(vec![TcStats2::Queue(q)]));
+        }
+        msg
+    }
+
+    fn bytes_of(msg: &TcMessage) -> Vec<u8> {
+        let mut bytes = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut bytes);
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn any_file_parses_or_says_which_line(text in "\\PC{0,120}") {
+            match parse_qdisc_stats(&text) {
+                Ok(q) => from_file(&text, &q)?,
+                Err(e) => prop_assert!(!e.is_empty()),
+            }
+        }
+
+        #[test]
+        fn mangled_files_parse_or_say_which_line((_, text) in mutated(FILES)) {
+            match parse_qdisc_stats(&text) {
+                Ok(q) => from_file(&text, &q)?,
+                Err(e) => prop_assert!(!e.is_empty()),
+            }
+        }
+
+        /// A counter past `u64`, negative or not a number is an error naming its line.
+        #[test]
+        fn odd_numbers_are_errors(key in prop::sample::select(vec!["drops", "overlimits", "requeues", "backlog_packets"]), odd in prop::sample::select(&ODD_NUMBERS[..])) {
+            prop_assume!(odd.parse::<u64>().is_err() && !odd.is_empty());
+            let err = parse_qdisc_stats(&format!("kind fq\n{key} {odd}\n")).unwrap_err();
+            prop_assert!(err.contains("line 2") && err.contains(key), "{err}");
+        }
+
+        /// Raw messages the crate emits read the same as the crate decodes them.
+        #[test]
+        fn raw_messages_agree_with_the_crate(
+            index in any::<i32>(),
+            kind in "[a-z_]{0,12}",
+            compat in proptest::option::of(any::<(u32, u32, u32)>()),
+            queue in proptest::option::of(any::<(u32, u32, u32, u32)>()),
+        ) {
+            let msg = message(index, &kind, compat, queue);
+            let raw = QdiscRow::from_raw(&bytes_of(&msg));
+            prop_assert_eq!(&raw, &QdiscRow::from_message(&msg));
+            prop_assert_eq!(raw.is_some(), index > 0);
+        }
+
+        /// Raw messages cut or with bytes overwritten: no panic; a row read has the interface
+        /// index the header says, and counters the message holds somewhere.
+        #[test]
+        fn mangled_raw_messages(
+            index in 1i32..1000,
+            drops in any::<u32>(),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            cut in proptest::option::of(any::<usize>()),
+        ) {
+            let mut bytes = bytes_of(&message(index, "htb", Some((drops, 1, 2)), Some((drops, 3, 4, 5))));
+            for (at, b) in edits {
+                let at = at % bytes.len();
+                bytes[at] = b;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut % (bytes.len() + 1));
+            }
+            if let Some(row) = QdiscRow::from_raw(&bytes) {
+                let header_index = i32::from_ne_bytes(bytes[4..8].try_into().unwrap());
+                prop_assert_eq!(i64::from(row.ifindex), i64::from(header_index));
+                prop_assert!(row.drops <= u64::from(u32::MAX));
+            }
+        }
+
+        #[test]
+        fn any_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Some(row) = QdiscRow::from_raw(&bytes) {
+                prop_assert!(row.ifindex > 0);
+            }
+        }
+
+        /// Sums per interface: only interfaces in the dump, a kind one of its qdiscs has, each
+        /// counter at most the saturating sum of its qdiscs'.
+        #[test]
+        fn aggregates_are_bounded_by_their_rows(rows in proptest::collection::vec(
+            (1u32..4, prop::sample::select(vec![TC_H_ROOT, TC_H_INGRESS, 0x8001_0001, 0x0001_0010]),
+             prop::sample::select(vec!["mq", "mqprio", "htb", "fq_codel", "ingress"]),
+             any::<u64>(), any::<u64>()),
+            0..10,
+        )) {
+            let rows: Vec<QdiscRow> = rows.into_iter().map(|(ifindex, parent, kind, drops, qlen)| QdiscRow {
+                ifindex, parent, kind: kind.to_owned(), drops, overlimits: drops, requeues: 0, qlen,
+            }).collect();
+            let out = aggregate(&rows);
+            for (ifindex, q) in &out {
+                let mine: Vec<&QdiscRow> = rows.iter().filter(|r| r.ifindex == *ifindex).collect();
+                prop_assert!(!mine.is_empty());
+                prop_assert!(mine.iter().any(|r| r.kind == q.kind));
+                let total = mine.iter().fold(0u64, |a, r| a.saturating_add(r.drops));
+                prop_assert!(q.drops <= total && q.overlimits <= total);
+            }
+            prop_assert!(rows.iter().all(|r| out.contains_key(&r.ifindex)));
+        }
     }
 }

@@ -237,7 +237,7 @@ fn fixture_with_garbage_files_does_not_panic() {
     // No /proc/net/dev rows: interfaces come from sysfs.
     assert_eq!(
         host.interfaces["eth0"].stats,
-        BTreeMap::from([("rx_dropped".to_owned(), 3)])
+        BTreeMap::from([("rx_dropped".to_owned(), 3)]).into()
     );
     assert!(!sample.errors.is_empty());
     assert!(
@@ -344,10 +344,8 @@ fn live_sample_sees_the_host_and_a_new_namespace() {
         "{:?}",
         sample.errors
     );
-    assert!(
-        elapsed < Duration::from_millis(100),
-        "one live sample took {elapsed:?}"
-    );
+    // Its cost is measured by `cargo xtask bench` (sampling time per namespace), not here.
+    eprintln!("one live sample took {elapsed:?}");
     drop(ns);
     assert!(!PathBuf::from("/run/netns").join(&name).exists());
 }

@@ -195,3 +195,71 @@ mod tests {
         assert_eq!(fw.rules[0].packets, None);
     }
 }
+
+/// Property tests: any text and the recorded `iptables-save -c` mangled give only drop/reject
+/// rules of chains the text names, with counts the text holds.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod prop_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_mutations::{config, mutated};
+
+    const SAVES: &[&str] = &[include_str!(
+        "../../../tests/fixtures/facts/node/iptables-save.txt"
+    )];
+
+    fn check(text: &str, fw: &Firewall) -> Result<(), TestCaseError> {
+        for rule in &fw.rules {
+            prop_assert!(
+                rule.verdict == "drop" || rule.verdict == "reject",
+                "{rule:?}"
+            );
+            // Words are read as a shell would (quotes group, backslashes escape), so a chain
+            // name is in the text once quotes and backslashes are taken out.
+            let unquoted = text.replace(['"', '\\'], "");
+            prop_assert!(
+                unquoted.contains(&rule.chain.replace(['"', '\\'], "")),
+                "{rule:?}"
+            );
+            if let (Some(p), Some(b)) = (rule.packets, rule.bytes) {
+                let in_text = text
+                    .split_whitespace()
+                    .filter_map(counters)
+                    .any(|c| c == (p, b));
+                prop_assert!(in_text, "{rule:?}");
+            } else {
+                prop_assert_eq!(rule.packets, None);
+                prop_assert_eq!(rule.bytes, None);
+            }
+        }
+        prop_assert!(fw.rules.len() <= text.lines().count());
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn any_text(text in "\\PC{0,200}") {
+            check(&text, &parse(&text, false, 1, "host"))?;
+        }
+
+        #[test]
+        fn save_like_lines(lines in proptest::collection::vec(prop_oneof![
+            "\\*[a-z]{0,6}",
+            ":[A-Z]{0,6} (DROP|ACCEPT|-)( \\[[0-9]{0,21}:[0-9]{0,21}\\])?",
+            "(\\[[0-9-]{0,21}:[0-9a-z]{0,21}\\] )?-A [A-Z]{0,6}( -[a-z] [a-z\"\\\\ ]{0,8}){0,3}( (-j|--jump) (DROP|REJECT|ACCEPT))?",
+            "[ -~]{0,30}",
+        ], 0..12)) {
+            let text = lines.join("\n");
+            check(&text, &parse(&text, true, 1, "host"))?;
+        }
+
+        #[test]
+        fn mangled_save((_, text) in mutated(SAVES)) {
+            check(&text, &parse(&text, false, 1, "host"))?;
+        }
+    }
+}

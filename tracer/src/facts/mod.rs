@@ -20,6 +20,7 @@ use std::{
 use crate::{
     evidence::{FirewallRule, NodeFacts, RouteFact},
     netns,
+    pods::{PodIndex, PodRoots},
 };
 
 use tools::ToolOutput;
@@ -47,6 +48,8 @@ pub struct FactsSource {
     pub proc_root: PathBuf,
     pub sys_root: PathBuf,
     pub run_netns: PathBuf,
+    /// Where pods are read from (`/proc`, `/var/log/pods`, `/var/lib/kubelet/pods`).
+    pub pods: PodRoots,
     /// True: visit every namespace, ask the kernel over netlink and run the listing tools.
     /// False: read recorded files only (`proc/net/route`, `nft-ruleset.json`, …).
     pub live: bool,
@@ -234,17 +237,20 @@ impl FactsSource {
             proc_root: PathBuf::from("/proc"),
             sys_root: PathBuf::from("/sys"),
             run_netns: PathBuf::from("/run/netns"),
+            pods: PodRoots::live(),
             live: true,
         }
     }
 
     /// A recorded tree: `root/proc`, `root/sys`, `root/run/netns`, with `root/nft-ruleset.json`
-    /// and `root/iptables-save.txt` (and `root/ip6tables-save.txt`) beside them when present.
+    /// and `root/iptables-save.txt` (and `root/ip6tables-save.txt`) beside them when present,
+    /// and pods from `root/var/log/pods` and `root/var/lib/kubelet/pods`.
     pub fn fixture(root: &Path) -> Self {
         Self {
             proc_root: root.join("proc"),
             sys_root: root.join("sys"),
             run_netns: root.join("run/netns"),
+            pods: PodRoots::fixture(root),
             live: false,
         }
     }
@@ -279,6 +285,9 @@ impl FactsSource {
             Ok(masks) => facts.queue_masks = masks,
             Err(e) => facts.errors.push(e),
         }
+        let (pods, errors) = PodIndex::scan(&self.pods);
+        facts.pods = pods;
+        facts.errors.extend(errors);
         facts
     }
 

@@ -436,3 +436,131 @@ mod tests {
         assert_eq!(rules[0].hook, None);
     }
 }
+
+/// Property tests: any JSON shape under `nftables`, and the recorded ruleset mangled, gives
+/// rules or one error; every rule drops or rejects, counts only the document's own numbers.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod prop_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_mutations::{config, mutated};
+
+    const RULESETS: &[&str] = &[include_str!(
+        "../../../tests/fixtures/facts/node/nft-ruleset.json"
+    )];
+
+    /// JSON values shaped like nft's: objects with its keys, verdicts, counters, nesting.
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            prop::sample::select(vec![
+                "drop", "reject", "accept", "DROP", "REJECT", "input", "inet", "filter", "x",
+            ])
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(5, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec(
+                    (
+                        prop::sample::select(vec![
+                            "drop", "reject", "accept", "jump", "goto", "counter", "match", "left",
+                            "right", "op", "payload", "meta", "vmap", "map", "set", "data", "xt",
+                            "type", "name", "expr", "family", "table", "chain", "hook", "policy",
+                            "packets", "bytes", "comment", "handle", "prefix", "range", "target",
+                            "rule",
+                        ]),
+                        inner,
+                    ),
+                    0..5,
+                )
+                .prop_map(|pairs| {
+                    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                }),
+            ]
+        })
+    }
+
+    fn check(text: &str, fw: &Firewall) -> Result<(), TestCaseError> {
+        for rule in &fw.rules {
+            prop_assert!(
+                rule.verdict == "drop" || rule.verdict == "reject",
+                "{rule:?}"
+            );
+            for n in [rule.packets, rule.bytes].into_iter().flatten() {
+                prop_assert!(text.contains(&n.to_string()), "count {n} not in the text");
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn any_nft_shaped_document(items in proptest::collection::vec(value(), 0..8)) {
+            let text = serde_json::json!({ "nftables": items }).to_string();
+            let fw = parse(&text, 1, "host").unwrap();
+            check(&text, &fw)?;
+        }
+
+        /// Rules with arbitrary expressions: a rule is kept exactly when one of its statements
+        /// is a verdict, and its text is built without panicking whatever the shape.
+        #[test]
+        fn rules_with_any_expressions(exprs in proptest::collection::vec(value(), 0..6), chain_policy in any::<bool>()) {
+            let doc = serde_json::json!({ "nftables": [
+                { "chain": { "family": "ip", "table": "t", "name": "c", "hook": "input",
+                             "policy": if chain_policy { "drop" } else { "accept" } } },
+                { "rule": { "family": "ip", "table": "t", "chain": "c", "handle": 3, "expr": exprs } },
+            ]});
+            let text = doc.to_string();
+            let fw = parse(&text, 1, "host").unwrap();
+            check(&text, &fw)?;
+            prop_assert_eq!(fw.rules.iter().filter(|r| r.rule == "policy drop").count(), usize::from(chain_policy));
+            prop_assert!(fw.rules.len() <= 2);
+        }
+
+        #[test]
+        fn any_text(text in "\\PC{0,80}") {
+            if let Ok(fw) = parse(&text, 1, "host") {
+                check(&text, &fw)?;
+            }
+        }
+
+        #[test]
+        fn mangled_ruleset((_, text) in mutated(RULESETS)) {
+            match parse(&text, 1, "host") {
+                Ok(fw) => check(&text, &fw)?,
+                Err(e) => prop_assert!(e.starts_with("it "), "{e}"),
+            }
+        }
+    }
+
+    /// serde_json stops at 128 levels; a document near that depth is walked without
+    /// exhausting a test thread's stack.
+    #[test]
+    fn the_deepest_accepted_nesting_is_walked() {
+        let depth = 110;
+        let inner = format!(
+            "{}{{\"drop\":null}}{}",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let text = format!(
+            "{{\"nftables\":[{{\"rule\":{{\"chain\":\"c\",\"expr\":[{{\"match\":{{\"left\":{inner},\"right\":1}}}},{{\"drop\":null}}]}}}}]}}"
+        );
+        let fw = parse(&text, 1, "host").unwrap();
+        assert_eq!(fw.rules.len(), 1);
+        assert!(parse(
+            &format!("{{\"nftables\":{}{}}}", "[".repeat(200), "]".repeat(200)),
+            1,
+            "h"
+        )
+        .is_err());
+    }
+}

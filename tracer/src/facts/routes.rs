@@ -167,3 +167,83 @@ mod tests {
         assert_eq!(routes[0].family, "ipv6");
     }
 }
+
+/// Property tests: any text and the recorded route files mangled never panic; every line is a
+/// route or counted as unreadable, and a route's prefix length fits IPv4.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod prop_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_mutations::{config, mutated};
+
+    const ROUTES: &[&str] = &[include_str!(
+        "../../../tests/fixtures/facts/node/proc/net/route"
+    )];
+    const KIND_FILES: &[&str] = &[include_str!(
+        "../../../tests/fixtures/facts/node/proc/net/route_kinds"
+    )];
+
+    fn check_routes(text: &str) -> Result<(), TestCaseError> {
+        let (routes, bad) = parse_proc_net_route(text, 1, "host");
+        prop_assert!(routes.len() + bad <= text.lines().count());
+        for r in &routes {
+            if r.dst != "default" {
+                let (addr, len) = r.dst.split_once('/').unwrap();
+                prop_assert!(addr.parse::<Ipv4Addr>().is_ok(), "{r:?}");
+                let len: u32 = len.parse().unwrap();
+                prop_assert!((1..=32).contains(&len), "{r:?}");
+            }
+            if let Some(dev) = &r.dev {
+                prop_assert!(text
+                    .lines()
+                    .any(|l| l.split_whitespace().next() == Some(dev.as_str())));
+            }
+            prop_assert!(r.kind == "unicast" || r.kind == "unreachable");
+        }
+        let (pairs, bad) = parse_route_kinds(text);
+        prop_assert!(pairs.len() + bad <= text.lines().count());
+        prop_assert!(pairs.iter().all(|(_, k)| KINDS.contains(&k.as_str())));
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn any_text(text in "\\PC{0,200}") {
+            check_routes(&text)?;
+        }
+
+        #[test]
+        fn route_like_lines(lines in proptest::collection::vec(
+            proptest::collection::vec(prop_oneof!["[0-9A-F]{0,9}", "[a-z*]{1,5}", "-?[0-9]{1,3}"], 0..12)
+                .prop_map(|t| t.join("\t")),
+            0..8,
+        )) {
+            check_routes(&lines.join("\n"))?;
+        }
+
+        #[test]
+        fn mangled_route_files((_, routes) in mutated(ROUTES), (_, kinds) in mutated(KIND_FILES)) {
+            check_routes(&routes)?;
+            check_routes(&kinds)?;
+        }
+
+        /// Every IPv4 route written as the kernel prints it reads back.
+        #[test]
+        fn routes_round_trip(addr in any::<[u8; 4]>(), len in 0u32..=32, gateway in any::<bool>()) {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            let dst = u32::from_be_bytes(addr) & mask;
+            let hex = |v: u32| format!("{:08X}", u32::from_ne_bytes(v.to_be_bytes()));
+            let flags = if gateway { 3 } else { 1 };
+            let line = format!("eth0\t{}\t{}\t{flags:04X}\t0\t0\t0\t{}\t0\t0\t0", hex(dst), hex(if gateway { 0x0a00_0001 } else { 0 }), hex(mask));
+            let (routes, bad) = parse_proc_net_route(&line, 1, "host");
+            prop_assert_eq!(bad, 0);
+            let want = if len == 0 { "default".to_owned() } else { format!("{}/{len}", Ipv4Addr::from(dst)) };
+            prop_assert_eq!(&routes[0].dst, &want);
+            prop_assert_eq!(routes[0].gateway.is_some(), gateway);
+        }
+    }
+}

@@ -62,6 +62,10 @@ pub fn run(
     };
 
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    // Asked to stop before these handlers existed (while the probes attached).
+    if crate::stop::requested() {
+        let _ = sender.send(Event::Quit);
+    }
     let signal_sender = sender.clone();
     threads.push(thread::spawn(move || {
         for _ in signals.forever() {

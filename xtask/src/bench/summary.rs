@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::counters::{self, CountersRun};
 use super::lab::Workload;
 use super::observe::{ObserverRun, ProbeCost};
 use super::{DashboardRun, RunRecord, Variant, DASHBOARD_RATE, DASHBOARD_WINDOW};
@@ -142,6 +143,8 @@ pub struct Document {
     pub discarded_runs: Vec<RunRecord>,
     /// The live dashboard's cost, when its step ran.
     pub dashboard: Option<DashboardRun>,
+    /// One counter sample's cost per count of lab namespaces, when its step ran.
+    pub counters: Vec<CountersRun>,
 }
 
 /// The dashboard's CPU limit, % of one core.
@@ -550,6 +553,7 @@ impl Document {
         runs: Vec<RunRecord>,
         discarded_runs: Vec<RunRecord>,
         dashboard: Option<DashboardRun>,
+        counters: Vec<CountersRun>,
     ) -> Document {
         let rows: Vec<Row> = workloads
             .iter()
@@ -599,6 +603,7 @@ impl Document {
             runs,
             discarded_runs,
             dashboard,
+            counters,
         }
     }
 
@@ -675,6 +680,15 @@ impl Document {
     pub fn markdown(&self) -> String {
         let c = &self.context;
         let mut out = String::new();
+        if self.rows.is_empty() && self.dashboard.is_none() {
+            let _ = writeln!(
+                out,
+                "`cargo xtask bench`: the counters step only, Linux {}, {} CPUs",
+                c.kernel, c.cpus
+            );
+            out.push_str(&counters::markdown(&self.counters));
+            return out;
+        }
         if self.rows.is_empty() {
             let _ = writeln!(
                 out,
@@ -781,6 +795,9 @@ impl Document {
         out.push('\n');
         for note in &self.notes {
             let _ = writeln!(out, "- {note}");
+        }
+        if !self.counters.is_empty() {
+            out.push_str(&counters::markdown(&self.counters));
         }
         out
     }
@@ -911,6 +928,7 @@ mod tests {
             runs,
             Vec::new(),
             None,
+            Vec::new(),
         );
         let traced = &doc.rows[1];
         let ratio = traced.vs_untraced.as_ref().expect("ratio");
@@ -973,6 +991,7 @@ mod tests {
             Vec::new(),
             Vec::new(),
             Some(dashboard_run(1.25, true)),
+            Vec::new(),
         );
         assert_eq!(doc.targets.len(), 1);
         assert_eq!(doc.targets[0].met, Some(true));
@@ -1003,6 +1022,7 @@ mod tests {
             Vec::new(),
             Vec::new(),
             Some(dashboard_run(2.5, true)),
+            Vec::new(),
         );
         assert!(
             doc.markdown()

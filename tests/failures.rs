@@ -1,0 +1,130 @@
+//! Failure modes of the real binary: missing capabilities, no tracefs (in a private mount
+//! namespace, so the node's own mounts are never touched) → one clear sentence and exit 2,
+//! never a panic or a backtrace; tracefs absent but mountable → the tracer mounts it (inside
+//! that private namespace) and says so in the document's notes. Skips with a printed reason
+//! when not root or without `unshare`/`setpriv` (util-linux).
+
+mod lab;
+
+use std::process::{Command, Output};
+
+use lab::privileged;
+
+const TRACER: &str = env!("CARGO_BIN_EXE_tracer");
+
+fn tools_present(test: &str) -> bool {
+    for tool in ["unshare", "setpriv"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            eprintln!("skipped {test}: `{tool}` (util-linux) is not installed");
+            return false;
+        }
+    }
+    true
+}
+
+/// Runs `script` with `sh -c` in a new mount namespace of its own.
+fn in_private_mounts(script: &str) -> Output {
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
+        .output()
+        .expect("unshare")
+}
+
+/// Unmounts every tracefs view inside the private namespace (errors ignored: not all exist).
+const NO_TRACEFS: &str = "umount /sys/kernel/tracing 2>/dev/null; \
+    umount /sys/kernel/debug/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; \
+    test ! -e /sys/kernel/tracing/events || exit 97";
+
+/// stderr is one sentence: one line, no panic, no backtrace.
+fn one_sentence(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line on stderr: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    lines[0].to_owned()
+}
+
+#[test]
+fn without_capabilities_every_live_mode_says_which_are_missing() {
+    if !privileged("no_capabilities") || !tools_present("no_capabilities") {
+        return;
+    }
+    let drop_all = [
+        "--inh-caps=-all",
+        "--ambient-caps=-all",
+        "--bounding-set=-all",
+        "--",
+        TRACER,
+    ];
+    for args in [
+        &["report", "--duration", "1s"][..],
+        &["record", "--duration", "1s", "-o", "/dev/null"][..],
+        &["serve", "--listen", "127.0.0.1:0"][..],
+    ] {
+        let out = Command::new("setpriv")
+            .args(drop_all)
+            .args(args)
+            .output()
+            .expect("setpriv");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let sentence = one_sentence(&out);
+        assert!(
+            sentence.contains("CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)")
+                && sentence.contains("lacks CAP_BPF and CAP_PERFMON and CAP_SYS_ADMIN"),
+            "{args:?}: {sentence}"
+        );
+    }
+}
+
+#[test]
+fn no_tracefs_and_no_right_to_mount_it_is_one_sentence_with_the_command() {
+    if !privileged("no_tracefs") || !tools_present("no_tracefs") {
+        return;
+    }
+    // CAP_BPF and CAP_PERFMON stay: programs could load, but tracefs cannot be mounted.
+    let out = in_private_mounts(&format!(
+        "{NO_TRACEFS}; exec setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin -- \
+         {TRACER} report --duration 1s --format json"
+    ));
+    assert_ne!(out.status.code(), Some(97), "tracefs could not be hidden");
+    assert_eq!(out.status.code(), Some(2));
+    let sentence = one_sentence(&out);
+    assert!(
+        sentence.contains("tracefs is not mounted")
+            && sentence.contains("mount -t tracefs nodev /sys/kernel/tracing"),
+        "{sentence}"
+    );
+}
+
+#[test]
+fn no_tracefs_as_root_is_mounted_privately_and_noted() {
+    if !privileged("tracefs_mounted") || !tools_present("tracefs_mounted") {
+        return;
+    }
+    let out = in_private_mounts(&format!(
+        "{NO_TRACEFS}; exec {TRACER} report --duration 1s --format json"
+    ));
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "report ran: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON document");
+    let notes: Vec<&str> = doc["observations"]["notes"]
+        .as_array()
+        .expect("notes")
+        .iter()
+        .filter_map(|n| n.as_str())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("tracefs was not mounted; the tracer mounted it")),
+        "{notes:?}"
+    );
+    let probes = doc["observations"]["probes"].as_array().expect("probes");
+    assert!(probes.iter().all(|p| p["state"] == "attached"));
+}

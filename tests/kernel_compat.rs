@@ -1,0 +1,266 @@
+//! Older kernels' field sets, read live on this kernel: the programs are started with the fields
+//! a 5.10 kernel lacks marked absent (kfree_skb `reason`/`rx_sk`, tcp_retransmit_skb `family`/
+//! `err`, SYN-ACK `family`) and, in the second test, without the BTF offsets too. The records
+//! still carry those bytes; the programs simply do not read them, exactly as on 5.10. Each test
+//! skips with a printed reason when not root. Run serially (`--test-threads=1`).
+
+mod lab;
+
+use std::{
+    collections::BTreeMap,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    time::{Duration, Instant},
+};
+
+use lab::{privileged, send_udp, Link, Netns};
+use tracer::{
+    layers::Layer,
+    live::{netns_scope, LiveTracer},
+    probes::Plan,
+    report::Report,
+    verdict::probe_loss,
+};
+use tracer_common::ABSENT;
+
+/// What 5.10's formats give: no reason, no rx_sk, no family, no err.
+fn as_5_10(plan: &mut Plan) {
+    let c = &mut plan.config;
+    c.kfree_reason = ABSENT;
+    c.kfree_rx_sk = ABSENT;
+    c.rtx_family = ABSENT;
+    c.rtx_err = ABSENT;
+    c.synack_family = ABSENT;
+}
+
+/// And no BTF: no namespace offsets, no tcp_gso_segs.
+fn as_5_10_without_btf(plan: &mut Plan) {
+    as_5_10(plan);
+    let c = &mut plan.config;
+    for field in [
+        &mut c.skb_dev,
+        &mut c.skb_sk,
+        &mut c.dev_net,
+        &mut c.sk_net,
+        &mut c.net_inum,
+        &mut c.skb_tcp_segs,
+    ] {
+        *field = ABSENT;
+    }
+}
+
+fn drop_rule(ns: &Netns) {
+    ns.nft(
+        "table inet trc {\n\
+           counter dropped {}\n\
+           chain input {\n\
+             type filter hook input priority 0; policy accept;\n\
+             udp dport 7777 counter name \"dropped\" drop\n\
+           }\n\
+         }\n",
+    );
+}
+
+/// Drops counted at a location whose function starts with `function`.
+fn drops_at(report: &Report, reason: &str, function: &str) -> u64 {
+    report
+        .drops
+        .by_reason
+        .iter()
+        .filter(|r| r.reason == reason)
+        .flat_map(|r| &r.locations)
+        .filter(|l| l.location.starts_with(function))
+        .map(|l| l.count)
+        .sum()
+}
+
+/// Sends up to `bytes` over TCP from `link.a` to `link.b` port 5201; returns bytes received.
+fn tcp_transfer(link: &Link, bytes: usize, deadline: Duration) -> usize {
+    let listen_addr: SocketAddr = format!("{}:5201", link.addr_b).parse().expect("addr");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let receiver = link.b.spawn_in(move || {
+        let listener = TcpListener::bind(listen_addr).expect("listen");
+        ready_tx.send(()).expect("ready");
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0;
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+        total
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("listener up");
+    link.a.run_in(move || {
+        let mut conn =
+            TcpStream::connect_timeout(&listen_addr, Duration::from_secs(10)).expect("connect");
+        conn.set_write_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let chunk = vec![0x5au8; 64 * 1024];
+        let started = Instant::now();
+        let mut sent = 0;
+        while sent < bytes && started.elapsed() < deadline {
+            match conn.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        let _ = conn.shutdown(std::net::Shutdown::Write);
+        let mut rest = [0u8; 16];
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+        let _ = conn.read(&mut rest);
+    });
+    receiver.join().expect("receiver")
+}
+
+/// A link whose receiver drops 2 % of the sender's segments.
+fn lossy_link(tag: &str, net: u8) -> Link {
+    let link = Link::new(tag, net);
+    link.b.nft(&format!(
+        "table inet trc {{\n\
+           chain input {{\n\
+             type filter hook input priority 0; policy accept;\n\
+             ip saddr {} tcp dport 5201 numgen random mod 100 < 2 drop\n\
+           }}\n\
+         }}\n",
+        link.addr_a
+    ));
+    link
+}
+
+#[test]
+fn read_as_5_10_drops_go_by_location_and_flows_stay_ipv4() {
+    if !privileged("read_as_5_10") {
+        return;
+    }
+    let ns = Netns::new("k510");
+    drop_rule(&ns);
+    let link = lossy_link("k510r", 41);
+    let tracer = LiveTracer::start_with(as_5_10).expect("starting the tracer");
+    assert_eq!(tracer.attached_count(), 5, "every probe attaches");
+
+    const N: u32 = 600;
+    let start = tracer.snapshot().expect("snapshot");
+    send_udp(&ns, "127.0.0.1:7777".parse().expect("addr"), N);
+    let received = tcp_transfer(&link, 16 << 20, Duration::from_secs(6));
+    assert!(received > 1 << 20, "transfer moved {received} bytes");
+    std::thread::sleep(Duration::from_millis(700));
+    let end = tracer.snapshot().expect("snapshot");
+
+    // Drops: no reason on "5.10", so the rule's drops are NO_REASON_FIELD at the netfilter site,
+    // exactly N in that namespace, and the verdict puts them in netfilter by location alone.
+    let scope = netns_scope(&ns.path()).expect("scope");
+    let report = tracer.report(&start, &end, 1.0, Some(scope), &[]);
+    let rule_packets = ns.nft_counter_packets("inet", "trc", "dropped");
+    assert_eq!(rule_packets, u64::from(N));
+    assert_eq!(report.drops_with_reason("NETFILTER_DROP"), 0);
+    let at_netfilter = drops_at(&report, "NO_REASON_FIELD", "nft_do_chain")
+        + drops_at(&report, "NO_REASON_FIELD", "nf_hook_slow");
+    eprintln!(
+        "as 5.10: rule counter {rule_packets}, NO_REASON_FIELD at netfilter {at_netfilter}, \
+         by reason {:?}",
+        report
+            .drops
+            .by_reason
+            .iter()
+            .map(|r| (&r.reason, r.count))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(at_netfilter, rule_packets);
+    let (loss, _, _, _) = probe_loss(&report);
+    assert_eq!(
+        loss,
+        BTreeMap::from([(Layer::IptablesNetpolicy, u64::from(N))])
+    );
+
+    // Retransmits: no family field, so IPv4 is told by the v4-mapped address; no err field, so
+    // no attempt is counted as failed.
+    let scope = netns_scope(&link.a.path()).expect("scope");
+    let report = tracer.report(&start, &end, 1.0, Some(scope), &[]);
+    let flows: Vec<_> = report
+        .retransmits
+        .flows
+        .iter()
+        .filter(|f| f.dport == 5201)
+        .collect();
+    assert_eq!(flows.len(), 1, "one flow: {:?}", report.retransmits.flows);
+    let f = flows[0];
+    eprintln!(
+        "as 5.10: flow {} {}:{} -> {}:{}, {} retransmits, {} segments",
+        f.family, f.saddr, f.sport, f.daddr, f.dport, f.retransmits, f.retransmitted_segments
+    );
+    assert_eq!(
+        (f.family, f.saddr.as_str(), f.daddr.as_str()),
+        ("ipv4", link.addr_a.as_str(), link.addr_b.as_str())
+    );
+    assert!(f.retransmits > 0);
+    assert_eq!(f.failed_attempts, 0);
+}
+
+#[test]
+fn read_as_5_10_without_btf_everything_is_namespace_0_and_one_segment_per_skb() {
+    if !privileged("read_as_5_10_without_btf") {
+        return;
+    }
+    let ns = Netns::new("nobtf");
+    drop_rule(&ns);
+    let link = lossy_link("nobtfr", 42);
+    let tracer = LiveTracer::start_with(as_5_10_without_btf).expect("starting the tracer");
+    assert_eq!(
+        tracer.attached_count(),
+        5,
+        "every probe attaches without BTF"
+    );
+
+    const N: u32 = 400;
+    let start = tracer.snapshot().expect("snapshot");
+    send_udp(&ns, "127.0.0.1:7777".parse().expect("addr"), N);
+    let received = tcp_transfer(&link, 16 << 20, Duration::from_secs(6));
+    assert!(received > 1 << 20, "transfer moved {received} bytes");
+    std::thread::sleep(Duration::from_millis(700));
+    let end = tracer.snapshot().expect("snapshot");
+
+    // Without offsets the namespace is unknown: scoped to the test's namespace, nothing.
+    let scoped = tracer.report(
+        &start,
+        &end,
+        1.0,
+        Some(netns_scope(&ns.path()).expect("scope")),
+        &[],
+    );
+    assert_eq!(scoped.drops.total, 0);
+    // Unscoped, every drop is in namespace 0, and the rule's drops are all there.
+    let report = tracer.report(&start, &end, 1.0, None, &[]);
+    for reason in &report.drops.by_reason {
+        let inodes: Vec<u32> = reason.netns.iter().map(|n| n.inode).collect();
+        assert_eq!(inodes, vec![0], "{}", reason.reason);
+    }
+    let at_netfilter = drops_at(&report, "NO_REASON_FIELD", "nft_do_chain")
+        + drops_at(&report, "NO_REASON_FIELD", "nf_hook_slow");
+    assert!(
+        at_netfilter >= u64::from(N),
+        "{at_netfilter} netfilter drops, {N} sent to the rule"
+    );
+    // No tcp_gso_segs offset: each retransmitted skb counts as one segment.
+    let flows: Vec<_> = report
+        .retransmits
+        .flows
+        .iter()
+        .filter(|f| f.dport == 5201 && f.daddr == link.addr_b)
+        .collect();
+    assert_eq!(flows.len(), 1, "one flow: {:?}", report.retransmits.flows);
+    let f = flows[0];
+    eprintln!(
+        "without BTF: {} retransmits, {} segments, namespace {}",
+        f.retransmits, f.retransmitted_segments, f.netns
+    );
+    assert!(f.retransmits > 0);
+    assert_eq!(f.retransmitted_segments, f.retransmits);
+    assert_eq!(f.netns, 0);
+}
