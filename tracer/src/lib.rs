@@ -31,9 +31,9 @@ pub mod snapshot;
 pub mod startup;
 pub mod stop;
 #[cfg(test)]
-mod test_netns;
-#[cfg(test)]
 mod test_mutations;
+#[cfg(test)]
+mod test_netns;
 pub mod tracefs;
 pub mod tui;
 pub mod verdict;
