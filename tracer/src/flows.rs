@@ -306,6 +306,11 @@ fn dest_of(flow: &FlowKey) -> DestKey {
     }
 }
 
+/// A destination's address as text (`198.18.0.2`, `2001:db8::1`).
+pub fn dest_address(key: &DestKey) -> String {
+    dest_addr(key).1
+}
+
 fn dest_addr(key: &DestKey) -> (&'static str, String) {
     let (family, _, daddr) = flow_addresses(&FlowKey {
         netns: key.netns,

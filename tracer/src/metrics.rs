@@ -9,16 +9,20 @@
 //! Label cardinality is bounded: at most [`Limits::netns`] network namespaces get series of
 //! their own (first come, kept for the server's life so counters stay monotonic; the rest are
 //! summed under `netns="other"`), and at most [`Limits::flows`] flows are shown, the top ones of
-//! the rolling window.
+//! the rolling window. RTT and connect-time histograms are kept for at most
+//! [`Limits::destinations`] destinations (first come, busiest first, sticky; the rest summed
+//! under `daddr="other"`), on fixed power-of-two bounds that are edges of the kernel's buckets,
+//! so the cumulative counts are exact.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeMetric},
-    metrics::{counter::ConstCounter, gauge::ConstGauge},
+    encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet},
+    metrics::{counter::ConstCounter, gauge::ConstGauge, MetricType},
     registry::{Registry, Unit},
 };
+use tracer_common::{lat_bucket_bounds, DestKey, LAT_BUCKETS};
 
 use crate::{
     document::VerdictDocument,
@@ -42,6 +46,8 @@ pub struct Limits {
     pub netns: usize,
     /// Flows shown (top by retransmitted segments in the rolling window).
     pub flows: usize,
+    /// Destinations with RTT / connect-time histograms of their own.
+    pub destinations: usize,
 }
 
 impl Default for Limits {
@@ -49,7 +55,88 @@ impl Default for Limits {
         Limits {
             netns: 64,
             flows: 20,
+            destinations: 50,
         }
+    }
+}
+
+/// Index into [`crate::flows::prometheus_bounds_us`] (its length: `+Inf`) of the bucket that
+/// holds kernel latency bucket `i`: the first bound at or above the kernel bucket's upper end.
+fn prom_bucket(i: usize, bounds: &[u64]) -> usize {
+    if i + 1 >= LAT_BUCKETS {
+        return bounds.len();
+    }
+    let upper = lat_bucket_bounds(i).1;
+    bounds
+        .iter()
+        .position(|b| *b >= upper)
+        .unwrap_or(bounds.len())
+}
+
+/// One destination's series labels.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct DestSeries {
+    /// Inode as text, or [`OTHER`].
+    netns: String,
+    daddr: String,
+    dport: String,
+}
+
+/// A latency histogram's running totals: count per bound (not cumulative), then `+Inf`.
+#[derive(Debug, Clone, Default)]
+struct LatencyTotals {
+    buckets: Vec<u64>,
+    sum_us: u64,
+    count: u64,
+}
+
+impl LatencyTotals {
+    fn add(&mut self, hist: &[u32], sum_us: u64) {
+        let bounds = crate::flows::prometheus_bounds_us();
+        if self.buckets.is_empty() {
+            self.buckets = vec![0; bounds.len() + 1];
+        }
+        for (i, c) in hist.iter().enumerate().filter(|(_, c)| **c > 0) {
+            if let Some(slot) = self.buckets.get_mut(prom_bucket(i, &bounds)) {
+                *slot += u64::from(*c);
+            }
+            self.count += u64::from(*c);
+        }
+        self.sum_us += sum_us;
+    }
+
+    fn histogram(&self) -> ConstHistogram {
+        let bounds = crate::flows::prometheus_bounds_us();
+        ConstHistogram {
+            sum: self.sum_us as f64 / 1e6,
+            count: self.count,
+            buckets: bounds
+                .iter()
+                .map(|b| *b as f64 / 1e6)
+                .chain([f64::MAX])
+                .zip(self.buckets.iter().copied().chain(std::iter::repeat(0)))
+                .collect(),
+        }
+    }
+}
+
+/// A histogram with known totals, encoded as a Prometheus histogram (`_bucket{le}`, `_sum`,
+/// `_count`).
+#[derive(Debug)]
+struct ConstHistogram {
+    sum: f64,
+    count: u64,
+    /// (upper bound, count in that bucket alone); the last bound `f64::MAX` is `+Inf`.
+    buckets: Vec<(f64, u64)>,
+}
+
+impl EncodeMetric for ConstHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
@@ -79,6 +166,10 @@ pub struct Totals {
     softirq_ns: BTreeMap<(u32, String), u64>,
     probe_counters: BTreeMap<&'static str, u64>,
     intervals: u64,
+    /// Destinations given histograms of their own (sticky).
+    kept_dests: BTreeSet<DestKey>,
+    rtt: BTreeMap<DestSeries, LatencyTotals>,
+    connect_time: BTreeMap<DestSeries, LatencyTotals>,
 }
 
 /// The metric's `layer` label for a drop: the runbook layer, or why it is not a loss.
@@ -111,9 +202,54 @@ impl Totals {
         OTHER.to_owned()
     }
 
+    fn dest_series(&mut self, key: &DestKey) -> DestSeries {
+        if !self.kept_dests.contains(key) && self.kept_dests.len() < self.limits.destinations {
+            self.kept_dests.insert(*key);
+        }
+        if self.kept_dests.contains(key) {
+            DestSeries {
+                netns: key.netns.to_string(),
+                daddr: crate::flows::dest_address(key),
+                dport: key.dport.to_string(),
+            }
+        } else {
+            DestSeries {
+                netns: OTHER.to_owned(),
+                daddr: OTHER.to_owned(),
+                dport: OTHER.to_owned(),
+            }
+        }
+    }
+
     /// Adds what happened between two frames (`delta` = later.since(earlier)).
     pub fn absorb(&mut self, delta: &Snapshot, names: &KernelNames, symbols: &dyn Symbolize) {
         self.intervals += 1;
+        // Busiest destinations first, so the sticky slots go to them.
+        let mut dests: Vec<_> = delta
+            .dests
+            .iter()
+            .filter(|(_, d)| d.rtt_samples > 0 || d.connect_timed > 0)
+            .collect();
+        dests.sort_by(|a, b| {
+            (b.1.rtt_samples + b.1.connect_timed)
+                .cmp(&(a.1.rtt_samples + a.1.connect_timed))
+                .then(a.0.cmp(b.0))
+        });
+        for (key, stats) in dests {
+            let series = self.dest_series(key);
+            if stats.rtt_samples > 0 {
+                self.rtt
+                    .entry(series.clone())
+                    .or_default()
+                    .add(&stats.rtt_hist, stats.rtt_sum_us);
+            }
+            if stats.connect_timed > 0 {
+                self.connect_time
+                    .entry(series)
+                    .or_default()
+                    .add(&stats.connect_hist, stats.connect_sum_us);
+            }
+        }
         let mut keys: Vec<_> = delta.drops.iter().collect();
         // Deterministic admission order: biggest first, then by key.
         keys.sort_by(|a, b| {
@@ -211,9 +347,18 @@ struct Family {
     series: Vec<(Labels, f64)>,
 }
 
+/// A histogram family: name, help, unit and one histogram per label set.
+#[derive(Debug)]
+struct HistogramFamily {
+    name: &'static str,
+    help: &'static str,
+    unit: Option<Unit>,
+    series: Vec<(Labels, ConstHistogram)>,
+}
+
 /// The families of one scrape, encoded by `prometheus-client`.
 #[derive(Debug)]
-struct Families(Vec<Family>);
+struct Families(Vec<Family>, Vec<HistogramFamily>);
 
 impl Collector for Families {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -223,8 +368,56 @@ impl Collector for Families {
                 Kind::Gauge => encode_family(&mut encoder, family, ConstGauge::new)?,
             }
         }
+        for family in &self.1 {
+            let mut out = encoder.encode_descriptor(
+                family.name,
+                family.help,
+                family.unit.as_ref(),
+                MetricType::Histogram,
+            )?;
+            for (labels, histogram) in &family.series {
+                histogram.encode(out.encode_family(labels)?)?;
+            }
+        }
         Ok(())
     }
+}
+
+/// The RTT and connect-time histograms per destination.
+fn histogram_families(x: &Exposition) -> Vec<HistogramFamily> {
+    let series = |totals: &BTreeMap<DestSeries, LatencyTotals>| {
+        totals
+            .iter()
+            .map(|(k, t)| {
+                let (namespace, pod) = pod_of(x.pods, &k.netns);
+                (
+                    labels(&[
+                        ("netns", &k.netns),
+                        ("namespace", namespace),
+                        ("pod", pod),
+                        ("daddr", &k.daddr),
+                        ("dport", &k.dport),
+                    ]),
+                    t.histogram(),
+                )
+            })
+            .collect()
+    };
+    vec![
+        HistogramFamily {
+            name: "tracer_tcp_rtt",
+            help: "Smoothed TCP round-trip time (srtt) of the sockets to each destination, one \
+                   observation per received segment (tcp:tcp_probe).",
+            unit: Some(Unit::Seconds),
+            series: series(&x.totals.rtt),
+        },
+        HistogramFamily {
+            name: "tracer_tcp_connect_duration",
+            help: "Time from SYN sent to established, per destination (sock:inet_sock_set_state).",
+            unit: Some(Unit::Seconds),
+            series: series(&x.totals.connect_time),
+        },
+    ]
 }
 
 /// One family's descriptor and samples, each value made into a metric by `metric`.
@@ -457,7 +650,7 @@ fn families(x: &Exposition) -> Vec<Family> {
 /// The OpenMetrics text of one scrape.
 pub fn render(x: &Exposition) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Families(families(x))));
+    registry.register_collector(Box::new(Families(families(x), histogram_families(x))));
     let mut text = String::new();
     // Writing to a String cannot fail; an encoder error would be a bug in a label.
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
@@ -722,7 +915,11 @@ mod tests {
 
     #[test]
     fn namespaces_past_the_limit_fold_into_other_and_stay_monotonic() {
-        let mut totals = Totals::new(Limits { netns: 2, flows: 1 });
+        let mut totals = Totals::new(Limits {
+            netns: 2,
+            flows: 1,
+            destinations: 50,
+        });
         for netns in 1..=5 {
             totals.absorb(&delta(netns, 10, 0), &names(), &symbols());
         }
@@ -758,5 +955,195 @@ mod tests {
         // At most 3 netns label values (1, 2, other) × 2 reasons, however many namespaces.
         assert!(series <= 6, "{series} series");
         assert_eq!(totals.drops_with_reason("NO_SOCKET"), 54);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod histogram_tests {
+    use super::*;
+    use crate::report::{Report, WindowInfo};
+    use tracer_common::{lat_bucket, DestStats, FAMILY_INET};
+
+    fn dest(netns: u32, last: u8, port: u16) -> DestKey {
+        DestKey {
+            netns,
+            family: FAMILY_INET,
+            dport: port,
+            daddr: [u32::from_ne_bytes([198, 18, 0, last]), 0, 0, 0],
+        }
+    }
+
+    fn stats(rtt_us: &[(u64, u32)], connect_us: &[(u64, u32)]) -> DestStats {
+        let mut s = DestStats::default();
+        for (v, n) in rtt_us {
+            s.rtt_hist[lat_bucket(*v)] += n;
+            s.rtt_samples += u64::from(*n);
+            s.rtt_sum_us += v * u64::from(*n);
+        }
+        for (v, n) in connect_us {
+            s.connect_hist[lat_bucket(*v)] += n;
+            s.connect_timed += u64::from(*n);
+            s.connect_sum_us += v * u64::from(*n);
+        }
+        s
+    }
+
+    fn exposition(totals: &Totals, pods: &BTreeMap<u32, PodName>) -> String {
+        let report = Report {
+            tracer_version: "t",
+            kernel: "6.18".to_owned(),
+            window: WindowInfo {
+                duration_s: 1.0,
+                startup_ms: 1.0,
+                netns: None,
+            },
+            probes: vec![],
+            drops: Default::default(),
+            retransmits: Default::default(),
+            softirq: vec![],
+            flows: Default::default(),
+            tracer_counters: BTreeMap::new(),
+            tracer_cost: Default::default(),
+            notes: vec![],
+        };
+        let verdict = crate::verdict::Verdict {
+            root_cause: "none".to_owned(),
+            failure_layer: None,
+            evidence: Vec::new(),
+            severity: "NONE".to_owned(),
+            mitigation: crate::verdict::Mitigation {
+                immediate: String::new(),
+                long_term: String::new(),
+            },
+            cross_reference: Vec::new(),
+            ruled_out: Vec::new(),
+            escalation: Vec::new(),
+            confidence: 1.0,
+            timeline: Vec::new(),
+            layer_scores: BTreeMap::new(),
+            noise: Default::default(),
+        };
+        let doc = VerdictDocument::new(
+            verdict,
+            report,
+            &crate::evidence::NodeFacts::default(),
+            Vec::new(),
+        );
+        render(&Exposition {
+            totals,
+            verdict: &doc,
+            window_s: 60.0,
+            uptime_s: 2.0,
+            probes: &[],
+            kernel: "6.18",
+            pods,
+        })
+    }
+
+    fn histogram(
+        text: &str,
+        metric: &str,
+        want: &[(&str, &str)],
+    ) -> Vec<prometheus_parse::HistogramCount> {
+        let scrape =
+            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+        let found: Vec<_> = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == metric)
+            .filter(|s| want.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .collect();
+        assert_eq!(found.len(), 1, "{metric} {want:?} in\n{text}");
+        match &found[0].value {
+            prometheus_parse::Value::Histogram(h) => h.clone(),
+            other => panic!("{metric} is not a histogram: {other:?}"),
+        }
+    }
+
+    /// The kernel's RTT histogram becomes a Prometheus histogram: cumulative at power-of-two
+    /// bounds (seconds), exact because those are kernel bucket edges, summed over intervals.
+    #[test]
+    fn rtt_and_connect_time_are_prometheus_histograms() {
+        let mut totals = Totals::new(Limits::default());
+        let key = dest(7, 2, 443);
+        let mut d1 = Snapshot::default();
+        d1.dests
+            .insert(key, stats(&[(1_000, 3), (40_000, 2)], &[(50_000, 1)]));
+        totals.absorb(&d1, &KernelNames::default(), &BTreeMap::new());
+        let mut d2 = Snapshot::default();
+        d2.dests.insert(key, stats(&[(3_000, 5)], &[]));
+        totals.absorb(&d2, &KernelNames::default(), &BTreeMap::new());
+        let pods = [(
+            7,
+            PodName {
+                namespace: "shop".to_owned(),
+                pod: "cart-0".to_owned(),
+            },
+        )]
+        .into_iter()
+        .collect();
+        let text = exposition(&totals, &pods);
+        assert!(
+            text.contains("# TYPE tracer_tcp_rtt_seconds histogram"),
+            "{text}"
+        );
+        let labels = [("daddr", "198.18.0.2"), ("dport", "443"), ("pod", "cart-0")];
+        let rtt = histogram(&text, "tracer_tcp_rtt_seconds", &labels);
+        let at = |le: f64| {
+            rtt.iter()
+                .find(|b| b.less_than == le || (b.less_than - le).abs() < 1e-12)
+                .map(|b| b.count)
+                .unwrap()
+        };
+        // 1 ms samples are ≤ 1.024 ms; 3 ms ≤ 4.096 ms; 40 ms ≤ 65.536 ms.
+        assert_eq!(at(512e-6), 0.0);
+        assert_eq!(at(1024e-6), 3.0);
+        assert_eq!(at(2048e-6), 3.0);
+        assert_eq!(at(4096e-6), 8.0);
+        assert_eq!(at(65_536e-6), 10.0);
+        assert_eq!(at(f64::INFINITY), 10.0);
+        assert!(rtt.windows(2).all(|w| w[0].count <= w[1].count));
+        assert!(text.contains("tracer_tcp_rtt_seconds_count{"), "{text}");
+        let sum_line = text
+            .lines()
+            .find(|l| l.starts_with("tracer_tcp_rtt_seconds_sum{"))
+            .unwrap();
+        // 3×1 ms + 2×40 ms + 5×3 ms = 98 ms.
+        assert!(sum_line.ends_with(" 0.098"), "{sum_line}");
+        let connect = histogram(&text, "tracer_tcp_connect_duration_seconds", &labels);
+        assert_eq!(connect.last().map(|b| b.count), Some(1.0));
+    }
+
+    /// Past the destination limit, histograms fold into `daddr="other"`; the kept ones stay.
+    #[test]
+    fn destinations_past_the_limit_fold_into_other() {
+        let mut totals = Totals::new(Limits {
+            netns: 64,
+            flows: 20,
+            destinations: 2,
+        });
+        let mut d = Snapshot::default();
+        for last in 1..=5u8 {
+            d.dests
+                .insert(dest(7, last, 80), stats(&[(1_000, u32::from(last))], &[]));
+        }
+        totals.absorb(&d, &KernelNames::default(), &BTreeMap::new());
+        let text = exposition(&totals, &BTreeMap::new());
+        // The two busiest (5 and 4 samples) keep their series; 1 + 2 + 3 are summed.
+        let count = |daddr: &str| {
+            histogram(&text, "tracer_tcp_rtt_seconds", &[("daddr", daddr)])
+                .last()
+                .map(|b| b.count)
+                .unwrap()
+        };
+        assert_eq!(count("198.18.0.5"), 5.0);
+        assert_eq!(count("198.18.0.4"), 4.0);
+        assert_eq!(count(OTHER), 6.0);
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("tracer_tcp_rtt_seconds_count"))
+            .count();
+        assert_eq!(series, 3);
     }
 }
