@@ -675,7 +675,7 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let sk = ctx_u64(&ctx, cfg!(probe_skaddr)).unwrap_or(0);
-    let netns = sock_netns_cached(sk).unwrap_or_else(|| {
+    let netns = if sk == 0 { None } else { sock_netns_cached(sk) }.unwrap_or_else(|| {
         bump(counter::NETNS_UNKNOWN);
         0
     });

@@ -211,11 +211,16 @@ fn offsets_for(
         PROG_TCP_PROBE => {
             config.probe_daddr_sa = format.require("daddr", &[SOCKADDR_FIELD])?;
             config.probe_srtt = format.require("srtt", &[4])?;
-            config.probe_skaddr = format.require("skaddr", &[8])?;
-            Ok(
-                "smoothed RTT (srtt, µs) per received segment, histogram per destination"
-                    .to_owned(),
-            )
+            // `skaddr` came in 6.10: before it there is no socket to find the namespace from.
+            let skaddr = format.optional("skaddr", &[8])?;
+            config.probe_skaddr = skaddr.unwrap_or(ABSENT);
+            Ok(if skaddr.is_some() {
+                "smoothed RTT (srtt, µs) per received segment, histogram per destination".to_owned()
+            } else {
+                "smoothed RTT per destination; no skaddr field before 6.10: RTT counts in \
+                 namespace 0"
+                    .to_owned()
+            })
         }
         PROG_INET_SOCK_SET_STATE => {
             config.ss_skaddr = format.require("skaddr", &[8])?;
