@@ -47,17 +47,27 @@ struct PidNetns {
     inode: u32,
     /// `comm`, read the first time the PID labels a namespace.
     comm: Option<String>,
+    /// When the PID was first seen: a young process may still be entering or making its
+    /// namespace (fork, then `unshare`/`setns`, as container runtimes do), so it is looked at
+    /// again until it is [`PID_SETTLED_AFTER`] old.
+    seen: Instant,
 }
+
+/// Age after which [`Scanner`] takes a PID's namespace as settled (see [`PidNetns::seen`]).
+const PID_SETTLED_AFTER: Duration = Duration::from_secs(3);
 
 /// [`enumerate`] for a caller that asks again and again (the counters, once a second).
 ///
 /// Why: `stat` of `/proc/PID/ns/net` for every PID is most of an enumeration's cost, and it grows
 /// with the node's processes (thousands on a Kubernetes node), not its namespaces. A process
 /// keeps its namespace nearly always, so the scanner lists `/proc` on every call (a new or gone
-/// PID is seen at once) but stats only the PIDs it has not seen before; every
-/// [`PID_RESCAN_AFTER`], or after [`Scanner::forget`], it stats them all again, which catches a
-/// process that moved (`setns`, `unshare`) and a PID reused in between. `/run/netns` is small and
-/// read in full every call. The result is what [`enumerate`] gives.
+/// PID is seen at once) but stats only the PIDs it has not seen in their first seconds; every
+/// 10 s, or after [`Scanner::forget`], it stats them all again. So a process that moves to
+/// another namespace after its first seconds (`setns`, `unshare`; rare, and a runtime's or
+/// `ip netns`' namespaces are in `/run/netns` anyway) is seen there within 10 s; a PID reused for
+/// another namespace too (and the counters check each opened file's inode, calling `forget` on a
+/// mismatch). `/run/netns` is small and read in full every call. Otherwise the result is what
+/// [`enumerate`] gives.
 #[derive(Debug, Default)]
 pub struct Scanner {
     pids: HashMap<u32, PidNetns>,
@@ -117,15 +127,27 @@ impl Scanner {
         for pid in pids {
             let path = proc_root.join(format!("{pid}/ns/net"));
             let known = match self.pids.get_mut(&pid) {
-                Some(known) => known,
+                Some(known) if known.seen.elapsed() >= PID_SETTLED_AFTER => known,
+                Some(young) => {
+                    let Some(inode) = inode_of(&path) else {
+                        continue;
+                    };
+                    if young.inode != inode {
+                        young.inode = inode;
+                        young.comm = None;
+                    }
+                    young
+                }
                 None => {
                     // Not remembered when unreadable (gone, or refused): asked again next time.
                     let Some(inode) = inode_of(&path) else {
                         continue;
                     };
-                    self.pids
-                        .entry(pid)
-                        .or_insert(PidNetns { inode, comm: None })
+                    self.pids.entry(pid).or_insert(PidNetns {
+                        inode,
+                        comm: None,
+                        seen: Instant::now(),
+                    })
                 }
             };
             let inode = known.inode;
@@ -280,13 +302,19 @@ mod tests {
         let own = inode_of(Path::new("/proc/self/ns/net")).unwrap();
         let mut scanner = Scanner::default();
         let before = scanner.scan(proc_root, run_netns);
-        let child = std::process::Command::new("unshare")
-            .args(["--net", "sleep", "30"])
+        // The process starts in this namespace and moves to a new one half a second later, as a
+        // container runtime's child does: the scanner must not keep its first namespace.
+        let child = std::process::Command::new("sh")
+            .args(["-c", "sleep 0.5; exec unshare --net sleep 30"])
             .spawn()
             .unwrap();
         let child = Unshared(child);
         let pid = child.0.id();
         let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        let early = scanner.scan(proc_root, run_netns);
+        if let Some(seen) = scanner.pids.get(&pid) {
+            assert_eq!(seen.inode, own, "{early:?}");
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         let inode = loop {
             // unshare enters its namespace, then becomes `sleep`.
@@ -311,7 +339,7 @@ mod tests {
         // A fresh enumeration says the same of it.
         let fresh = enumerate(proc_root, run_netns);
         assert_eq!(fresh.iter().find(|h| h.inode == inode), Some(found));
-        // Asked again, the remembered PID gives the same handle without a stat.
+        // Asked again, the remembered PID gives the same handle.
         let again = scanner.scan(proc_root, run_netns);
         assert_eq!(again.iter().find(|h| h.inode == inode), Some(found));
         assert_eq!(again[0].is_host, during[0].is_host);

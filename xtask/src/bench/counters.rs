@@ -210,3 +210,36 @@ pub fn markdown(runs: &[CountersRun]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_row_per_step() {
+        let run = CountersRun {
+            lab_namespaces: 100,
+            namespaces: 103,
+            interfaces: 206,
+            first_wall_ms: 42.25,
+            first_cpu_ms: 30.0,
+            wall_ms: Spread::of(vec![31.0, 29.0, 40.0]),
+            cpu_ms: Spread::of(vec![27.0, 26.0, 28.0]),
+            cpu_percent: Some(2.7),
+            errors: Vec::new(),
+        };
+        let table = markdown(std::slice::from_ref(&run));
+        assert!(
+            table.contains(
+                "| 100 | 103 | 206 | 42.2 / 30.0 | 31.0 [29.0–40.0] | 27.0 [26.0–28.0] | 2.70 | 0 |"
+            ),
+            "{table}"
+        );
+        assert_eq!(
+            progress_line(&run),
+            "counters: +100 lab namespaces (103 read, 206 interfaces): first sample 42.2 ms wall \
+             / 30.0 ms CPU; then 31.0 [29.0–40.0] ms wall, 27.0 [26.0–28.0] ms CPU per sample; \
+             0 error(s)"
+        );
+    }
+}
