@@ -357,3 +357,126 @@ fn more_destinations_than_the_map_holds_are_counted_as_evicted() {
         .iter()
         .all(|d| d.connects == 1 && d.failed_connects == 1 && d.resets_received == 1));
 }
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .expect("VmRSS")
+}
+
+/// A million distinct destinations (refused connects to 25 loopback addresses × 40,000 ports
+/// in a lab namespace) while `tracer serve` watches: its memory stays bounded, the map keeps at
+/// most its capacity, and the report says it saw more destinations than it kept.
+#[test]
+fn a_million_destinations_keep_memory_bounded_and_are_said_to_be_evicted() {
+    if !privileged("million_destinations") {
+        return;
+    }
+    let ns = Netns::new("million");
+    let path = ns.path();
+    let (mut child, listen) = lab::spawn_serve(
+        &["--netns", path.to_str().expect("path"), "--window", "60s"],
+        &[],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_before = vm_rss_kib(child.id());
+    const TARGET: u64 = 1_000_000;
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let threads: Vec<_> = (0..2u64)
+        .map(|half| {
+            let done = done.clone();
+            lab::spawn_in_path(&path, move || {
+                let mut refused = 0u64;
+                for i in (half..TARGET).step_by(2) {
+                    if i % 4096 == 0 && Instant::now() > deadline {
+                        break;
+                    }
+                    let addr = std::net::Ipv4Addr::new(127, 0, 1, 1 + (i / 40_000) as u8);
+                    let port = 20_000 + (i % 40_000) as u16;
+                    if TcpStream::connect((addr, port)).is_err() {
+                        refused += 1;
+                    }
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                refused
+            })
+        })
+        .collect();
+    // The peak while the storm runs (sampled every 100 ms).
+    let pid = child.id();
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            while done.load(std::sync::atomic::Ordering::Relaxed) < TARGET
+                && Instant::now() < deadline
+            {
+                peak = peak.max(vm_rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak
+        })
+    };
+    let refused: u64 = threads
+        .into_iter()
+        .map(|t| t.join().expect("connects"))
+        .sum();
+    let rss_peak = sampler.join().expect("sampler");
+    std::thread::sleep(Duration::from_millis(2500));
+    let rss_after = vm_rss_kib(child.id());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let body = agent
+        .get(format!("http://{listen}/report?window=4m"))
+        .call()
+        .expect("report")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    let _ = child.kill();
+    let _ = child.wait();
+    let doc: serde_json::Value = serde_json::from_str(&body).expect("JSON document");
+    let tracking = &doc["observations"]["flows"]["tracking"];
+    eprintln!(
+        "{refused} refused connects; serve RSS {rss_before} KiB, peak {rss_peak} KiB, \
+         {rss_after} KiB after; tracking {tracking}"
+    );
+    assert_eq!(
+        refused, TARGET,
+        "every connect refused within the time bound"
+    );
+    let capacity = u64::from(tracer_common::DESTS_MAX_ENTRIES);
+    assert_eq!(tracking["capacity"].as_u64(), Some(capacity));
+    let kept = tracking["kept"].as_u64().expect("kept");
+    let evicted = tracking["evicted"].as_u64().expect("evicted");
+    assert!(kept <= capacity, "{tracking}");
+    assert!(
+        evicted + kept >= TARGET,
+        "every destination kept or counted as evicted"
+    );
+    let notes = doc["observations"]["notes"].as_array().expect("notes");
+    assert!(
+        notes.iter().any(|n| n
+            .as_str()
+            .is_some_and(|n| n.contains("saw more destinations than it kept"))),
+        "{notes:?}"
+    );
+    // Bounded: the peak stays inside the DaemonSet's 256 MiB limit (deploy/daemonset.yaml),
+    // and what the server keeps afterwards is its windows, not the million destinations.
+    assert!(
+        rss_peak < 256 * 1024,
+        "peak {rss_peak} KiB during the storm"
+    );
+    assert!(
+        rss_after < rss_before + 96 * 1024,
+        "memory kept: {rss_before} -> {rss_after} KiB"
+    );
+}

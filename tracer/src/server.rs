@@ -47,6 +47,9 @@ const JUDGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames older than the default window are kept one per this (memory grows with
 /// `--max-window / THIN_STRIDE`, not with its seconds).
 const THIN_STRIDE: Duration = Duration::from_secs(10);
+/// Frames keep the per-destination maps once per this (and the newest two): with a full
+/// destination map (4,096 × ~1 KB) a frame a second would hold hundreds of MB.
+const FLOW_MAPS_STRIDE: Duration = Duration::from_secs(30);
 /// Facts (routes, rules, sysctls, pods) are read again every this many frames.
 const FACTS_EVERY: u64 = 15;
 
@@ -287,6 +290,7 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
         options.scope.clone(),
     )?
     .thinned(Thinning {
+        flow_maps_stride_ms: FLOW_MAPS_STRIDE.as_millis() as u64,
         dense: frames_for(options.window),
         stride_ms: THIN_STRIDE.as_millis() as u64,
         max_age_ms: options.max_window.as_millis() as u64 + 1000,
@@ -342,6 +346,13 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
                 .map_err(|e| anyhow!("encoding the document: {e}"))?,
         );
         cache.insert(options.window.as_secs(), report.clone());
+        // The second's copies of the kernel maps are freed by now: hand the memory back, so
+        // the RSS a DaemonSet's limit sees is what the server keeps, not a high-water mark.
+        #[cfg(target_env = "gnu")]
+        // SAFETY: a plain libc call; it only returns free heap pages to the kernel.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         let text = metrics::render(&Exposition {
             totals: &totals,
             verdict: &judged.document,
@@ -376,6 +387,14 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
 
 /// Runs the server until SIGTERM/SIGINT; returns the exit status.
 pub fn run(options: ServeOptions) -> Result<u8> {
+    // glibc gives every thread that allocates an arena of its own; the producer's per-second
+    // copies of the kernel maps (megabytes with a full destination map) then stay spread over
+    // several arenas. Two arenas measured ~45 MB less RSS after a million destinations.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: a plain libc call with constant arguments, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -37,6 +37,10 @@ pub struct Watch {
 /// How a long rolling window keeps its older frames.
 #[derive(Debug, Clone, Copy)]
 pub struct Thinning {
+    /// The per-destination maps (up to thousands of destinations with two histograms each,
+    /// ~1 KB apiece) stay only in the newest two frames and the first frame of every
+    /// `flow_maps_stride_ms`; windows start at such a frame so their `flows` section is whole.
+    pub flow_maps_stride_ms: u64,
     /// Newest frames kept at one per second.
     pub dense: usize,
     /// Older frames: the first of every `stride_ms`.
@@ -64,6 +68,25 @@ fn thin(frames: &mut VecDeque<Frame>, t: Thinning) {
         if frames[i].at_ms / stride == frames[i - 1].at_ms / stride {
             frames.remove(i);
         }
+    }
+}
+
+/// Drops the per-destination maps from the third-newest frame unless it opens a new
+/// `stride_ms` (the newest two stay whole: the next interval's metrics need them). Called
+/// every frame, so every older frame has been decided once.
+fn strip_flow_maps(frames: &mut VecDeque<Frame>, stride_ms: u64) {
+    let n = frames.len();
+    if n < 4 {
+        return;
+    }
+    let stride = stride_ms.max(1);
+    let (before, this) = (frames[n - 4].at_ms / stride, frames[n - 3].at_ms / stride);
+    if before == this {
+        let snap = &mut frames[n - 3].snapshot;
+        snap.dests = Default::default();
+        snap.resets = Default::default();
+        snap.sock_errors = Default::default();
+        snap.has_flow_maps = false;
     }
 }
 
@@ -140,6 +163,7 @@ impl Watch {
         }
         if let Some(t) = self.thin {
             thin(&mut self.frames, t);
+            strip_flow_maps(&mut self.frames, t.flow_maps_stride_ms);
         }
         // One slice, so judging a rolling window needs no copy of its frames.
         self.frames.make_contiguous();
@@ -181,7 +205,13 @@ impl Watch {
         };
         let newest = all.last().map_or(0, |f| f.at_ms);
         let since = newest.saturating_sub(window.as_millis() as u64);
-        let start = all.iter().rposition(|f| f.at_ms <= since).unwrap_or(0);
+        // The newest frame old enough that still holds the per-destination maps (else the
+        // window's flows section would be empty); any old-enough frame when none does.
+        let start = all
+            .iter()
+            .rposition(|f| f.at_ms <= since && f.snapshot.has_flow_maps)
+            .or_else(|| all.iter().rposition(|f| f.at_ms <= since))
+            .unwrap_or(0);
         judge(
             &all[start..],
             &tracer.meta(),
@@ -302,6 +332,7 @@ mod tests {
     #[test]
     fn long_windows_keep_recent_seconds_and_one_frame_per_stride_before() {
         let t = Thinning {
+            flow_maps_stride_ms: 30_000,
             dense: 61,
             stride_ms: 10_000,
             max_age_ms: 301_000,
@@ -332,5 +363,28 @@ mod tests {
         );
         assert_eq!(frames.len(), 61 + older.len());
         assert!(frames.len() <= 61 + 25, "{} frames kept", frames.len());
+    }
+
+    #[test]
+    fn flow_maps_stay_in_the_newest_two_frames_and_one_per_stride() {
+        let mut frames = VecDeque::new();
+        for s in 0..200u64 {
+            frames.push_back(Frame {
+                at_ms: s * 1000,
+                snapshot: crate::snapshot::Snapshot {
+                    has_flow_maps: true,
+                    ..Default::default()
+                },
+                ..Frame::default()
+            });
+            strip_flow_maps(&mut frames, 30_000);
+        }
+        let with: Vec<u64> = frames
+            .iter()
+            .filter(|f| f.snapshot.has_flow_maps)
+            .map(|f| f.at_ms / 1000)
+            .collect();
+        // 0 (the first), every 30 s, and the newest two.
+        assert_eq!(with, vec![0, 30, 60, 90, 120, 150, 180, 198, 199]);
     }
 }
