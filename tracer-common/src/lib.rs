@@ -92,8 +92,11 @@ pub mod counter {
     /// Connections that left SYN_SENT without a recorded start (begun before the tracer, or
     /// the start map was full): established, but without a connect time.
     pub const CONNECT_START_MISSING: u32 = 18;
+    /// Retransmitting flows inserted into the flow map (new keys); inserts minus the growth of
+    /// the map is what the LRU evicted.
+    pub const FLOW_INSERTS: u32 = 19;
     /// Number of counters.
-    pub const COUNT: u32 = 19;
+    pub const COUNT: u32 = 20;
 }
 
 /// Field offsets of the attached tracepoints (from tracefs `format` files) and kernel struct

@@ -358,6 +358,8 @@ fn flow_add(key: &FlowKey, retransmits: u64, segments: u64, synacks: u64, failed
         .is_err()
     {
         bump(counter::FLOWS_INSERT_FAILED);
+    } else {
+        bump(counter::FLOW_INSERTS);
     }
 }
 

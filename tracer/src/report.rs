@@ -130,7 +130,15 @@ pub struct Retransmits {
     pub segments_total: u64,
     pub synack_total: u64,
     pub failed_attempts: u64,
+    /// Retransmitting flows the bounded flow map evicted during the window (their rows and
+    /// part of their counts are missing; the notes say so).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub flows_evicted: u64,
     pub flows: Vec<FlowReport>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -362,6 +370,7 @@ pub fn build(
         segments_total: flows.iter().map(|f| f.retransmitted_segments).sum(),
         synack_total: flows.iter().map(|f| f.synack_retransmits).sum(),
         failed_attempts: flows.iter().map(|f| f.failed_attempts).sum(),
+        flows_evicted: window_delta.flows_evicted,
         flows,
     };
 
@@ -404,6 +413,15 @@ pub fn build(
         .collect();
     let mut notes = notes;
     notes.extend(overflow_notes(&tracer_counters));
+    if window_delta.flows_evicted > 0 {
+        notes.push(format!(
+            "the tracer saw more retransmitting flows than it kept: {} evicted from its map of \
+             {} (least recently retransmitting first); their rows and part of their counts are \
+             missing from the flows above",
+            window_delta.flows_evicted,
+            tracer_common::RETRANS_FLOWS_MAX_ENTRIES
+        ));
+    }
 
     let tracer_cost = TracerCost {
         // Filled by the caller, which may read the node (this function is pure).

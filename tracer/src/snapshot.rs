@@ -32,6 +32,9 @@ pub struct Snapshot {
     /// In a delta ([`Snapshot::since`]): destinations the LRU evicted in between (new keys
     /// inserted minus the growth of the map). Always 0 in a plain copy.
     pub dests_evicted: u64,
+    /// In a delta: retransmitting flows the LRU flow map evicted in between (new flows
+    /// inserted minus the growth of the map). Always 0 in a plain copy.
+    pub flows_evicted: u64,
     /// Whether the per-destination maps were read (a window reads them at its ends only; the
     /// frames in between leave them empty).
     pub has_flow_maps: bool,
@@ -166,6 +169,11 @@ impl Snapshot {
             .counter(counter::DEST_INSERTS)
             .saturating_sub(start.counter(counter::DEST_INSERTS));
         let growth = self.dest_entries.saturating_sub(start.dest_entries);
+        let flow_inserts = self
+            .counter(counter::FLOW_INSERTS)
+            .saturating_sub(start.counter(counter::FLOW_INSERTS));
+        let flows_evicted =
+            flow_inserts.saturating_sub(self.flows.len().saturating_sub(start.flows.len()) as u64);
         Snapshot {
             drops,
             flows,
@@ -190,6 +198,7 @@ impl Snapshot {
                 0
             },
             has_flow_maps: flow_maps,
+            flows_evicted,
         }
     }
 
@@ -238,6 +247,7 @@ pub fn counter_names() -> [(&'static str, u32); counter::COUNT as usize] {
             counter::ERROR_NETNS_UNMATCHED,
         ),
         ("connect_start_missing", counter::CONNECT_START_MISSING),
+        ("flows_inserted", counter::FLOW_INSERTS),
     ]
 }
 
@@ -401,5 +411,43 @@ mod tests {
         let mut seen: Vec<u32> = names.iter().map(|(_, i)| *i).collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..counter::COUNT).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn evicted_retransmitting_flows_are_inserts_minus_the_maps_growth() {
+        let flow = |port: u16| FlowKey {
+            netns: 1,
+            family: tracer_common::FAMILY_INET,
+            sport: port,
+            dport: 80,
+            _pad: 0,
+            saddr: [0; 4],
+            daddr: [0; 4],
+        };
+        let with = |ports: std::ops::Range<u16>, inserts: u64| {
+            let mut counters = vec![0; counter::COUNT as usize];
+            counters[counter::FLOW_INSERTS as usize] = inserts;
+            Snapshot {
+                flows: ports
+                    .map(|p| {
+                        (
+                            flow(p),
+                            FlowStats {
+                                retransmits: 1,
+                                ..FlowStats::default()
+                            },
+                        )
+                    })
+                    .collect(),
+                counters,
+                ..Snapshot::default()
+            }
+        };
+        // 10 flows kept at the start, 12 at the end, 50 new flows inserted in between: the
+        // map grew by 2, so 48 were evicted.
+        let d = with(100..112, 60).since(&with(0..10, 10));
+        assert_eq!(d.flows_evicted, 48);
+        // No inserts, no evictions (a map that shrank cannot make a negative count).
+        assert_eq!(with(0..5, 10).since(&with(0..10, 10)).flows_evicted, 0);
     }
 }

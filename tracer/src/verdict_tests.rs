@@ -69,6 +69,7 @@ fn observed(drops: &[(&str, &str, u64)], flows: &[(u16, u64)], net_rx: &[(u32, u
             segments_total: flows.iter().map(|f| f.retransmitted_segments).sum(),
             synack_total: 0,
             failed_attempts: 0,
+            flows_evicted: 0,
             flows,
         },
         softirq: net_rx
