@@ -6,12 +6,7 @@
 
 mod lab;
 
-use std::{
-    collections::BTreeMap,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use lab::{privileged, send_udp, Link, Netns};
 use tracer::{
@@ -76,51 +71,6 @@ fn drops_at(report: &Report, reason: &str, function: &str) -> u64 {
         .sum()
 }
 
-/// Sends up to `bytes` over TCP from `link.a` to `link.b` port 5201; returns bytes received.
-fn tcp_transfer(link: &Link, bytes: usize, deadline: Duration) -> usize {
-    let listen_addr: SocketAddr = format!("{}:5201", link.addr_b).parse().expect("addr");
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let receiver = link.b.spawn_in(move || {
-        let listener = TcpListener::bind(listen_addr).expect("listen");
-        ready_tx.send(()).expect("ready");
-        let (mut conn, _) = listener.accept().expect("accept");
-        conn.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0;
-        loop {
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
-        }
-        total
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("listener up");
-    link.a.run_in(move || {
-        let mut conn =
-            TcpStream::connect_timeout(&listen_addr, Duration::from_secs(10)).expect("connect");
-        conn.set_write_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let chunk = vec![0x5au8; 64 * 1024];
-        let started = Instant::now();
-        let mut sent = 0;
-        while sent < bytes && started.elapsed() < deadline {
-            match conn.write(&chunk) {
-                Ok(n) => sent += n,
-                Err(_) => break,
-            }
-        }
-        let _ = conn.shutdown(std::net::Shutdown::Write);
-        let mut rest = [0u8; 16];
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-        let _ = conn.read(&mut rest);
-    });
-    receiver.join().expect("receiver")
-}
-
 /// A link whose receiver drops 2 % of the sender's segments.
 fn lossy_link(tag: &str, net: u8) -> Link {
     let link = Link::new(tag, net);
@@ -154,7 +104,7 @@ fn read_as_5_10_drops_go_by_location_and_flows_stay_ipv4() {
     const N: u32 = 600;
     let start = tracer.snapshot().expect("snapshot");
     send_udp(&ns, "127.0.0.1:7777".parse().expect("addr"), N);
-    let received = tcp_transfer(&link, 16 << 20, Duration::from_secs(6));
+    let received = lab::tcp_transfer(&link, 16 << 20, Duration::from_secs(6));
     assert!(received > 1 << 20, "transfer moved {received} bytes");
     std::thread::sleep(Duration::from_millis(700));
     let end = tracer.snapshot().expect("snapshot");
@@ -227,7 +177,7 @@ fn read_as_5_10_without_btf_everything_is_namespace_0_and_one_segment_per_skb() 
     const N: u32 = 400;
     let start = tracer.snapshot().expect("snapshot");
     send_udp(&ns, "127.0.0.1:7777".parse().expect("addr"), N);
-    let received = tcp_transfer(&link, 16 << 20, Duration::from_secs(6));
+    let received = lab::tcp_transfer(&link, 16 << 20, Duration::from_secs(6));
     assert!(received > 1 << 20, "transfer moved {received} bytes");
     std::thread::sleep(Duration::from_millis(700));
     let end = tracer.snapshot().expect("snapshot");

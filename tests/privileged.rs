@@ -5,8 +5,8 @@
 mod lab;
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    io::{BufRead as _, BufReader},
+    net::SocketAddr,
     os::unix::process::CommandExt as _,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -137,52 +137,6 @@ fn nftables_drop_rule_count_matches_the_rules_own_counter() {
     );
 }
 
-/// Sends `bytes` over TCP from `link.a` to `link.b`, port 5201; returns bytes received.
-fn tcp_transfer(link: &Link, bytes: usize, deadline: Duration) -> usize {
-    let listen_addr: SocketAddr = format!("{}:5201", link.addr_b).parse().expect("addr");
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let receiver = link.b.spawn_in(move || {
-        let listener = TcpListener::bind(listen_addr).expect("listen");
-        ready_tx.send(()).expect("ready");
-        let (mut conn, _) = listener.accept().expect("accept");
-        conn.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0;
-        loop {
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
-        }
-        total
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("listener up");
-    link.a.run_in(move || {
-        let mut conn =
-            TcpStream::connect_timeout(&listen_addr, Duration::from_secs(10)).expect("connect");
-        conn.set_write_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let chunk = vec![0x5au8; 64 * 1024];
-        let started = Instant::now();
-        let mut sent = 0;
-        while sent < bytes && started.elapsed() < deadline {
-            match conn.write(&chunk) {
-                Ok(n) => sent += n,
-                Err(_) => break,
-            }
-        }
-        let _ = conn.shutdown(std::net::Shutdown::Write);
-        // Wait for the peer to close so every retransmission of this flow has happened.
-        let mut rest = [0u8; 16];
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-        let _ = conn.read(&mut rest);
-    });
-    receiver.join().expect("receiver")
-}
-
 #[test]
 fn tcp_retransmits_through_random_loss_match_the_namespace_counters() {
     if !privileged("tcp_retransmits") {
@@ -208,7 +162,7 @@ fn tcp_retransmits_through_random_loss_match_the_namespace_counters() {
     };
     let (segs_before, fail_before) = counters(&link);
     let report = window(&tracer, &link.a, || {
-        let received = tcp_transfer(&link, 32 << 20, Duration::from_secs(8));
+        let received = lab::tcp_transfer(&link, 32 << 20, Duration::from_secs(8));
         assert!(received > 1 << 20, "transfer moved {received} bytes");
         // Let the connection's last timers run out inside the window, so a late
         // retransmission is seen by both the tracer and the counters read below.

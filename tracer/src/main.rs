@@ -424,23 +424,7 @@ fn cluster(
 }
 
 fn print_document(document: &VerdictDocument, format: Option<Format>) -> Result<()> {
-    let format = format.unwrap_or(if std::io::stdout().is_terminal() {
-        Format::Text
-    } else {
-        Format::Json
-    });
-    let mut out = std::io::stdout().lock();
-    match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut out, document).context("writing JSON")?;
-            writeln!(out).context("writing JSON")?;
-        }
-        Format::Yaml => serde_yaml::to_writer(&mut out, document).context("writing YAML")?,
-        Format::Text => out
-            .write_all(document.text().as_bytes())
-            .context("writing the summary")?,
-    }
-    Ok(())
+    print_as(document, || document.text(), format)
 }
 
 fn cut_short_note(interrupted: bool, elapsed_ms: u64, duration: Duration) -> Vec<String> {
