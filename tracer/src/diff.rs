@@ -718,6 +718,36 @@ fn named_by_runbook(root_cause: &str, kind: DiffKind, subject: &str) -> bool {
     }
 }
 
+/// A difference for each item on one side only: "present" where it is, `absent` where not.
+fn presence_differences(
+    a_view: &DocumentView,
+    kind: DiffKind,
+    affected: &BTreeSet<String>,
+    healthy: &BTreeSet<String>,
+    absent: &str,
+) -> Vec<Difference> {
+    let state = |set: &BTreeSet<String>, item: &String| {
+        if set.contains(item) {
+            "present"
+        } else {
+            absent
+        }
+        .to_owned()
+    };
+    affected
+        .symmetric_difference(healthy)
+        .map(|item| {
+            config_difference(
+                a_view,
+                kind,
+                item.clone(),
+                state(affected, item),
+                state(healthy, item),
+            )
+        })
+        .collect()
+}
+
 fn config_difference(
     affected: &DocumentView,
     kind: DiffKind,
@@ -916,25 +946,13 @@ fn recorded_config_differences(
         d.facts_end.firewall_rules.iter().map(rule_key).collect()
     };
     let (ra, rh) = (rules(a), rules(h));
-    for rule in ra.symmetric_difference(&rh) {
-        out.push(config_difference(
-            a_view,
-            DiffKind::Rule,
-            rule.clone(),
-            if ra.contains(rule) {
-                "present"
-            } else {
-                "absent"
-            }
-            .to_owned(),
-            if rh.contains(rule) {
-                "present"
-            } else {
-                "absent"
-            }
-            .to_owned(),
-        ));
-    }
+    out.extend(presence_differences(
+        a_view,
+        DiffKind::Rule,
+        &ra,
+        &rh,
+        "absent",
+    ));
     let defaults = |d: &RecordedDetail| -> BTreeSet<String> {
         d.facts_end
             .routes
@@ -944,25 +962,13 @@ fn recorded_config_differences(
             .collect()
     };
     let (ga, gh) = (defaults(a), defaults(h));
-    for route in ga.symmetric_difference(&gh) {
-        out.push(config_difference(
-            a_view,
-            DiffKind::Route,
-            route.clone(),
-            if ga.contains(route) {
-                "present"
-            } else {
-                "missing"
-            }
-            .to_owned(),
-            if gh.contains(route) {
-                "present"
-            } else {
-                "missing"
-            }
-            .to_owned(),
-        ));
-    }
+    out.extend(presence_differences(
+        a_view,
+        DiffKind::Route,
+        &ga,
+        &gh,
+        "missing",
+    ));
     let steering = |d: &RecordedDetail, kind: &str| -> (usize, usize) {
         let masks: Vec<_> = d
             .facts_end
