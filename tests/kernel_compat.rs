@@ -86,28 +86,54 @@ fn lossy_link(tag: &str, net: u8) -> Link {
     link
 }
 
-#[test]
-fn read_as_5_10_drops_go_by_location_and_flows_stay_ipv4() {
-    if !privileged("read_as_5_10") {
-        return;
-    }
-    let ns = Netns::new("k510");
+/// Both faults while a tracer started with `adjust` watches: `n` datagrams into a drop rule in
+/// one namespace, a TCP transfer over a link losing 2 %; every probe must attach.
+struct Faults {
+    ns: Netns,
+    link: Link,
+    tracer: LiveTracer,
+    start: tracer::snapshot::Snapshot,
+    end: tracer::snapshot::Snapshot,
+}
+
+fn faults(tag: &str, net: u8, adjust: fn(&mut Plan), n: u32) -> Faults {
+    let ns = Netns::new(tag);
     drop_rule(&ns);
-    let link = lossy_link("k510r", 41);
-    let tracer = LiveTracer::start_with(as_5_10).expect("starting the tracer");
+    let link = lossy_link(&format!("{tag}r"), net);
+    let tracer = LiveTracer::start_with(adjust).expect("starting the tracer");
     assert_eq!(
         tracer.attached_count(),
         tracer::probes::PROBES.len(),
         "every probe attaches"
     );
-
-    const N: u32 = 600;
     let start = tracer.snapshot().expect("snapshot");
-    send_udp(&ns, "127.0.0.1:7777".parse().expect("addr"), N);
+    send_udp(&ns, "127.0.0.1:7777".parse().expect("addr"), n);
     let received = lab::tcp_transfer(&link, 16 << 20, Duration::from_secs(6));
     assert!(received > 1 << 20, "transfer moved {received} bytes");
     std::thread::sleep(Duration::from_millis(700));
     let end = tracer.snapshot().expect("snapshot");
+    Faults {
+        ns,
+        link,
+        tracer,
+        start,
+        end,
+    }
+}
+
+#[test]
+fn read_as_5_10_drops_go_by_location_and_flows_stay_ipv4() {
+    if !privileged("read_as_5_10") {
+        return;
+    }
+    const N: u32 = 600;
+    let Faults {
+        ns,
+        link,
+        tracer,
+        start,
+        end,
+    } = faults("k510", 41, as_5_10, N);
 
     // Drops: no reason on "5.10", so the rule's drops are NO_REASON_FIELD at the netfilter site,
     // exactly N in that namespace, and the verdict puts them in netfilter by location alone.
@@ -164,23 +190,14 @@ fn read_as_5_10_without_btf_everything_is_namespace_0_and_one_segment_per_skb() 
     if !privileged("read_as_5_10_without_btf") {
         return;
     }
-    let ns = Netns::new("nobtf");
-    drop_rule(&ns);
-    let link = lossy_link("nobtfr", 42);
-    let tracer = LiveTracer::start_with(as_5_10_without_btf).expect("starting the tracer");
-    assert_eq!(
-        tracer.attached_count(),
-        tracer::probes::PROBES.len(),
-        "every probe attaches without BTF"
-    );
-
     const N: u32 = 400;
-    let start = tracer.snapshot().expect("snapshot");
-    send_udp(&ns, "127.0.0.1:7777".parse().expect("addr"), N);
-    let received = lab::tcp_transfer(&link, 16 << 20, Duration::from_secs(6));
-    assert!(received > 1 << 20, "transfer moved {received} bytes");
-    std::thread::sleep(Duration::from_millis(700));
-    let end = tracer.snapshot().expect("snapshot");
+    let Faults {
+        ns,
+        link,
+        tracer,
+        start,
+        end,
+    } = faults("nobtf", 42, as_5_10_without_btf, N);
 
     // Without offsets the namespace is unknown: scoped to the test's namespace, nothing.
     let scoped = tracer.report(
