@@ -24,6 +24,8 @@ pub mod metrics;
 pub mod netns;
 pub mod pods;
 pub mod probes;
+#[cfg(test)]
+mod recorded_kernels;
 pub mod recording;
 pub mod report;
 pub mod rtnetlink;
