@@ -13,9 +13,9 @@ use std::{
 
 use lab::{privileged, Link, Netns, Routed, TunWire};
 use tracer::{
-    flows::Destination,
-    live::{netns_scope, LiveTracer},
-    report::Report,
+    judge::flows::Destination,
+    judge::report::Report,
+    modes::live::{netns_scope, LiveTracer},
 };
 
 /// Watches for `seconds` while `traffic` runs; returns the report (scoped to `scope` if given)

@@ -10,10 +10,10 @@ use std::{collections::BTreeMap, time::Duration};
 
 use lab::{privileged, send_udp, Link, Netns};
 use tracer::{
-    layers::Layer,
-    live::{netns_scope, LiveTracer},
-    probes::Plan,
-    report::Report,
+    judge::layers::Layer,
+    judge::report::Report,
+    kernel::probes::Plan,
+    modes::live::{netns_scope, LiveTracer},
     verdict::probe_loss,
 };
 use tracer_common::ABSENT;
@@ -92,8 +92,8 @@ struct Faults {
     ns: Netns,
     link: Link,
     tracer: LiveTracer,
-    start: tracer::snapshot::Snapshot,
-    end: tracer::snapshot::Snapshot,
+    start: tracer::kernel::snapshot::Snapshot,
+    end: tracer::kernel::snapshot::Snapshot,
 }
 
 fn faults(tag: &str, net: u8, adjust: fn(&mut Plan), n: u32) -> Faults {
@@ -103,7 +103,7 @@ fn faults(tag: &str, net: u8, adjust: fn(&mut Plan), n: u32) -> Faults {
     let tracer = LiveTracer::start_with(adjust).expect("starting the tracer");
     assert_eq!(
         tracer.attached_count(),
-        tracer::probes::PROBES.len(),
+        tracer::kernel::probes::PROBES.len(),
         "every probe attaches"
     );
     let start = tracer.snapshot().expect("snapshot");

@@ -16,7 +16,7 @@ use std::{
 };
 
 use lab::{privileged, send_udp, Netns};
-use tracer::pods::{netns_inode, PodIndex, PodRoots, ENV_VAR_LOG_PODS};
+use tracer::node::pods::{netns_inode, PodIndex, PodRoots, ENV_VAR_LOG_PODS};
 
 /// The cgroup v1 hierarchy the pod's cgroup is made in.
 const PIDS_HIERARCHY: &str = "/sys/fs/cgroup/pids";
@@ -188,7 +188,7 @@ fn start_tracer(pod: &PosingPod, args: &[&str]) -> Child {
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let first = lines.next().expect("a progress line").expect("utf-8");
-    let all = format!("{} probes attached", tracer::probes::PROBES.len());
+    let all = format!("{} probes attached", tracer::kernel::probes::PROBES.len());
     assert!(first.contains(&all), "progress: {first}");
     std::thread::spawn(move || lines.for_each(drop));
     child

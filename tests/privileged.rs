@@ -14,9 +14,9 @@ use std::{
 
 use lab::{privileged, send_udp, Link, Netns};
 use tracer::{
-    live::{netns_scope, LiveTracer},
-    probes::ProbeState,
-    report::Report,
+    judge::report::Report,
+    kernel::probes::ProbeState,
+    modes::live::{netns_scope, LiveTracer},
 };
 
 fn start_tracer() -> LiveTracer {
@@ -24,7 +24,7 @@ fn start_tracer() -> LiveTracer {
     let attached = tracer.attached_count();
     assert_eq!(
         attached,
-        tracer::probes::PROBES.len(),
+        tracer::kernel::probes::PROBES.len(),
         "every probe attaches on this kernel"
     );
     tracer
@@ -244,7 +244,7 @@ fn start_tracer_binary(args: &[&std::ffi::OsStr], stdout: Stdio) -> std::process
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let first = lines.next().expect("a progress line").expect("utf-8");
-    let all = format!("{} probes attached", tracer::probes::PROBES.len());
+    let all = format!("{} probes attached", tracer::kernel::probes::PROBES.len());
     assert!(first.contains(&all), "progress: {first}");
     std::thread::spawn(move || lines.for_each(drop));
     child
@@ -286,7 +286,7 @@ fn report_command_prints_json_with_the_namespaces_drops() {
     let observed = &doc["observations"];
     assert_eq!(no_socket_drops(&doc), u64::from(N));
     let probes = observed["probes"].as_array().expect("probes");
-    assert_eq!(probes.len(), tracer::probes::PROBES.len());
+    assert_eq!(probes.len(), tracer::kernel::probes::PROBES.len());
     assert!(probes.iter().all(|p| p["state"] == "attached"));
     assert!(
         observed["window"]["netns"]["inode"]
@@ -335,7 +335,7 @@ fn probes_section_lists_every_probe_with_attach_time() {
     let ns = Netns::new("probes");
     let tracer = start_tracer();
     let report = window(&tracer, &ns, || {});
-    assert_eq!(report.probes.len(), tracer::probes::PROBES.len());
+    assert_eq!(report.probes.len(), tracer::kernel::probes::PROBES.len());
     for p in &report.probes {
         assert_eq!(p.state, ProbeState::Attached, "{p:?}");
         assert!(p.attach_ms.expect("attach time") > 0.0);
@@ -351,7 +351,10 @@ fn tracer_program_ids() -> Vec<u64> {
         .output()
         .expect("bpftool (cargo xtask setup installs it)");
     let progs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
-    let names: Vec<&str> = tracer::probes::PROBES.iter().map(|p| p.program).collect();
+    let names: Vec<&str> = tracer::kernel::probes::PROBES
+        .iter()
+        .map(|p| p.program)
+        .collect();
     progs
         .as_array()
         .map(|a| {
@@ -384,7 +387,7 @@ fn sigkill_leaves_no_program_attached() {
         .collect();
     assert_eq!(
         during.len(),
-        tracer::probes::PROBES.len(),
+        tracer::kernel::probes::PROBES.len(),
         "every one of the tracer's programs is loaded"
     );
     child.kill().expect("SIGKILL");

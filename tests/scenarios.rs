@@ -15,14 +15,14 @@ use std::{
 
 use lab::{privileged, udp_stream, Link, Netns, Routed, TunWire};
 use tracer::{
-    counters::CounterSource,
-    document::VerdictDocument,
-    evidence::NodeFacts,
-    facts::FactsSource,
-    live::{netns_scope, LiveTracer},
-    report::{Report, WindowInfo},
+    judge::document::VerdictDocument,
+    judge::report::{Report, WindowInfo},
+    modes::live::{netns_scope, LiveTracer},
+    modes::watch::Watch,
+    node::counters::CounterSource,
+    node::evidence::NodeFacts,
+    node::facts::FactsSource,
     verdict::{decide, WindowEvidence},
-    watch::Watch,
 };
 
 /// Watches `scope` for `seconds` while `fault` runs on its own thread; returns the verdict.
@@ -106,7 +106,7 @@ fn security_rule_drop_on_the_forward_path() {
         text.contains("dport 9000") && text.contains("hook forward"),
         "{text}"
     );
-    let lost = doc.layer_scores[&tracer::layers::Layer::IptablesNetpolicy].lost_packets;
+    let lost = doc.layer_scores[&tracer::judge::layers::Layer::IptablesNetpolicy].lost_packets;
     assert_eq!(
         lost, sent,
         "every datagram the client sent was dropped by the rule"

@@ -60,7 +60,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok((200, body)) = server.get("/readyz") {
-                let all = format!("{} probes attached", tracer::probes::PROBES.len());
+                let all = format!("{} probes attached", tracer::kernel::probes::PROBES.len());
                 assert!(body.contains(&all), "readyz: {body}");
                 return server;
             }
@@ -165,7 +165,7 @@ fn every_endpoint_answers_and_drops_are_counted_exactly() {
     assert_eq!(drops, f64::from(N), "every datagram to the closed port");
     assert_eq!(
         sample(&scrape, "tracer_probe_attached", &[]),
-        tracer::probes::PROBES.len() as f64
+        tracer::kernel::probes::PROBES.len() as f64
     );
     assert_eq!(
         sample(&scrape, "tracer_verdict_info", &[("root_cause", "none")]),

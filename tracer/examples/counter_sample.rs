@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use tracer::counters::CounterSource;
+use tracer::node::counters::CounterSource;
 
 /// utime + stime of the process (all threads, also those that have exited), in ms.
 fn cpu_ms() -> f64 {

@@ -1,44 +1,22 @@
 //! tracer: which layer is losing the packets. Kernel programs count drops, retransmits and
 //! softirq time; this crate loads them, reads the maps and explains what they saw.
 //!
-//! Data flows one way: `loader` (aya) → `snapshot` (plain copies of the maps) → `report`
-//! (names from the running kernel) → JSON/YAML. `live` wires the steps together.
+//! The folders are the stages of one-way data flow; a stage uses only the stages above it:
+//!
+//! ```text
+//! kernel/   probes into the running kernel: formats, BTF, kallsyms, the loader (only aya user), snapshots
+//! node/     the node's own state: counters, facts, pods, namespaces
+//! judge/    pure judging: layers, the probes' report, flows, windows, the verdict document
+//! verdict/  the D7 rules, one per root cause and cross-reference (part of judging)
+//! present/  rendering: text summary, OpenMetrics, the terminal dashboard
+//! modes/    the commands: live, watch, serve, cluster, diff, record, check
+//! ```
 
-pub mod btf;
-pub mod check;
-pub mod cluster;
-pub mod counters;
-pub mod counterset;
-pub mod dashboard;
-pub mod diff;
-pub mod document;
-pub mod evidence;
-pub mod facts;
-pub mod flows;
-pub mod format;
-pub mod kallsyms;
-pub mod layers;
-pub mod live;
-pub mod loader;
-pub mod metrics;
-pub mod netns;
-pub mod pods;
-pub mod probes;
+pub mod judge;
+pub mod kernel;
+pub mod modes;
+pub mod node;
+pub mod present;
 #[cfg(test)]
-mod recorded_kernels;
-pub mod recording;
-pub mod report;
-pub mod rtnetlink;
-pub mod server;
-pub mod snapshot;
-pub mod startup;
-pub mod stop;
-#[cfg(test)]
-mod test_mutations;
-#[cfg(test)]
-mod test_netns;
-pub mod tracefs;
-pub mod tui;
+mod testkit;
 pub mod verdict;
-pub mod watch;
-pub mod window;

@@ -11,15 +11,15 @@ use std::{
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use tracer::{
-    counters::CounterSource,
-    dashboard::Dashboard,
-    document::{VerdictDocument, EXIT_ERROR},
-    facts::FactsSource,
-    live::{netns_scope, LiveTracer},
-    recording::Recording,
-    report::NetnsScope,
-    watch::Watch,
-    window::{judge, Frame},
+    judge::document::{VerdictDocument, EXIT_ERROR},
+    judge::report::NetnsScope,
+    judge::window::{judge, Frame},
+    modes::live::{netns_scope, LiveTracer},
+    modes::recording::Recording,
+    modes::watch::Watch,
+    node::counters::CounterSource,
+    node::facts::FactsSource,
+    present::dashboard::Dashboard,
 };
 
 #[derive(Parser)]
@@ -245,7 +245,7 @@ fn main() -> ExitCode {
             format,
         } => flows(
             duration,
-            tracer::flows::DestFilter {
+            tracer::judge::flows::DestFilter {
                 daddr: dst,
                 dport: port,
             },
@@ -280,12 +280,12 @@ fn main() -> ExitCode {
             format,
         ),
         Command::Check => {
-            let lines = tracer::check::evaluate(&tracer::check::NodeFacts::gather());
-            print!("{}", tracer::check::render(&lines));
+            let lines = tracer::modes::check::evaluate(&tracer::modes::check::NodeFacts::gather());
+            print!("{}", tracer::modes::check::render(&lines));
             Ok(u8::from(
                 lines
                     .iter()
-                    .any(|l| l.status == tracer::check::Status::Fail),
+                    .any(|l| l.status == tracer::modes::check::Status::Fail),
             ))
         }
     };
@@ -327,7 +327,7 @@ fn run_window(tracer: &LiveTracer, watch: &mut Watch, duration: Duration) -> Res
             let elapsed = started.elapsed();
             // A signal that came while the probes attached or the facts were read, before the
             // handlers below existed.
-            if tracer::stop::requested() {
+            if tracer::modes::stop::requested() {
                 eprintln!("\ntracer: interrupted; judging the window so far");
                 return Ok((elapsed.as_millis() as u64, true));
             }
@@ -390,9 +390,9 @@ fn print_as<T: serde::Serialize>(
 }
 
 fn diff(affected: &Path, healthy: &Path, format: Option<Format>) -> Result<u8> {
-    let a = tracer::diff::NodeInput::load(affected)?;
-    let h = tracer::diff::NodeInput::load(healthy)?;
-    let result = tracer::diff::compare(&a, &h);
+    let a = tracer::modes::diff::NodeInput::load(affected)?;
+    let h = tracer::modes::diff::NodeInput::load(healthy)?;
+    let result = tracer::modes::diff::compare(&a, &h);
     print_as(&result, || result.text(), format)?;
     Ok(result.exit_code())
 }
@@ -410,15 +410,15 @@ fn cluster(
                 .with_context(|| format!("cannot read the endpoints file {}", f.display()))
         })
         .transpose()?;
-    let endpoints = tracer::cluster::parse_endpoints(endpoints, file_text.as_deref())?;
+    let endpoints = tracer::modes::cluster::parse_endpoints(endpoints, file_text.as_deref())?;
     eprintln!(
         "tracer: asking {} sidecars for their last {} (at most {})",
         endpoints.len(),
         humantime::format_duration(window),
         humantime::format_duration(timeout)
     );
-    let fetched = tracer::cluster::fetch_all(&endpoints, window, timeout);
-    let verdict = tracer::cluster::judge_cluster(&fetched);
+    let fetched = tracer::modes::cluster::fetch_all(&endpoints, window, timeout);
+    let verdict = tracer::modes::cluster::judge_cluster(&fetched);
     print_as(&verdict, || verdict.text(), format)?;
     Ok(verdict.exit_code())
 }
@@ -442,7 +442,7 @@ fn cut_short_note(interrupted: bool, elapsed_ms: u64, duration: Duration) -> Vec
 /// The window's scope: `--pod NAMESPACE/NAME` (found from the node's files) or `--netns PATH`.
 fn live_scope(netns: Option<PathBuf>, pod: Option<String>) -> Result<Option<NetnsScope>> {
     match (pod, netns) {
-        (Some(spec), _) => tracer::pods::live_scope(&spec).map(Some),
+        (Some(spec), _) => tracer::node::pods::live_scope(&spec).map(Some),
         (None, Some(path)) => netns_scope(&path).map(Some),
         (None, None) => Ok(None),
     }
@@ -452,7 +452,7 @@ fn live_scope(netns: Option<PathBuf>, pod: Option<String>) -> Result<Option<Netn
 fn load_recording(file: &Path, pod: Option<&str>) -> Result<Recording> {
     let mut recording = Recording::load(file)?;
     if let Some(spec) = pod {
-        recording.scope = Some(tracer::pods::recorded_scope(
+        recording.scope = Some(tracer::node::pods::recorded_scope(
             &recording.facts_start.pods,
             &recording.facts_end.pods,
             recording.scope.as_ref(),
@@ -469,7 +469,7 @@ fn report(
     pod: Option<String>,
 ) -> Result<u8> {
     let scope = live_scope(netns, pod)?;
-    tracer::stop::install()?;
+    tracer::modes::stop::install()?;
     let tracer = LiveTracer::start()?;
     let mut watch =
         Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?.lean();
@@ -488,7 +488,7 @@ fn report(
 /// `tracer flows`: the per-destination table alone. Exit status 0 (it judges nothing).
 fn flows(
     duration: Duration,
-    filter: tracer::flows::DestFilter,
+    filter: tracer::judge::flows::DestFilter,
     netns: Option<PathBuf>,
     pod: Option<String>,
     top: usize,
@@ -500,7 +500,7 @@ fn flows(
         Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?.lean();
     let (elapsed_ms, _) = run_window(&tracer, &mut watch, duration)?;
     watch.finish(&tracer, elapsed_ms.max(1), &[])?;
-    let mut table = tracer::flows::build(
+    let mut table = tracer::judge::flows::build(
         &watch.delta(),
         &tracer.names.reset_reasons,
         &filter,
@@ -544,7 +544,7 @@ fn record(
     // Fail on an unwritable path before watching for a minute.
     std::fs::write(output, b"")
         .with_context(|| format!("cannot write the recording to {}", output.display()))?;
-    tracer::stop::install()?;
+    tracer::modes::stop::install()?;
     let tracer = LiveTracer::start()?;
     let mut watch = Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?;
     let (elapsed_ms, interrupted) = run_window(&tracer, &mut watch, duration)?;
@@ -611,7 +611,7 @@ impl History {
 }
 
 fn netns_labels() -> std::collections::BTreeMap<u32, String> {
-    tracer::netns::enumerate(Path::new("/proc"), Path::new("/run/netns"))
+    tracer::node::netns::enumerate(Path::new("/proc"), Path::new("/run/netns"))
         .into_iter()
         .map(|n| (n.inode, n.label))
         .collect()
@@ -656,10 +656,10 @@ fn top(
                 &labels,
             ))
         };
-        return tracer::tui::run(producer, Duration::from_secs(1), save_dir, &source);
+        return tracer::present::tui::run(producer, Duration::from_secs(1), save_dir, &source);
     }
     let scope = live_scope(netns, pod)?;
-    tracer::stop::install()?;
+    tracer::modes::stop::install()?;
     let tracer = LiveTracer::start()?;
     let watch = Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?
         .rolling(window_frames);
@@ -683,7 +683,7 @@ fn top(
             &netns_labels(),
         ))
     };
-    tracer::tui::run(producer, Duration::from_secs(1), save_dir, "live")
+    tracer::present::tui::run(producer, Duration::from_secs(1), save_dir, "live")
 }
 
 fn serve(
@@ -700,11 +700,11 @@ fn serve(
         humantime::format_duration(max_window)
     );
     let scope = live_scope(netns, pod)?;
-    tracer::server::run(tracer::server::ServeOptions {
+    tracer::modes::server::run(tracer::modes::server::ServeOptions {
         listen,
         window,
         max_window,
         scope,
-        limits: tracer::metrics::Limits::default(),
+        limits: tracer::present::metrics::Limits::default(),
     })
 }

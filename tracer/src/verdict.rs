@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    evidence::{CounterSample, NodeFacts},
-    layers::{classify, DropClass, Layer},
-    report::Report,
+    judge::layers::{classify, DropClass, Layer},
+    judge::report::Report,
+    node::evidence::{CounterSample, NodeFacts},
 };
 
 /// Fewest packets a layer must lose in a window before it can be the root cause.
@@ -827,7 +827,7 @@ struct FlowSignals {
 fn flow_signals(observed: &Report, facts: &NodeFacts) -> FlowSignals {
     let mut out = FlowSignals::default();
     let flows = &observed.flows;
-    let addr = |d: &crate::flows::Destination| d.daddr.parse::<std::net::IpAddr>().ok();
+    let addr = |d: &crate::judge::flows::Destination| d.daddr.parse::<std::net::IpAddr>().ok();
     let on_node = |ip: std::net::IpAddr| {
         facts.routes.iter().any(|r| {
             (r.kind == "local"
@@ -848,7 +848,7 @@ fn flow_signals(observed: &Report, facts: &NodeFacts) -> FlowSignals {
             format!(" ({})", errors.join(", "))
         };
         if d.failed_connects > 0 {
-            let bad: Vec<&crate::evidence::RouteFact> = facts
+            let bad: Vec<&crate::node::evidence::RouteFact> = facts
                 .routes
                 .iter()
                 .filter(|r| {
@@ -874,7 +874,7 @@ fn flow_signals(observed: &Report, facts: &NodeFacts) -> FlowSignals {
     let total = flows.totals.retransmits;
     if total > 0 {
         let mut outside = 0u64;
-        let mut top: Vec<&crate::flows::Destination> = flows
+        let mut top: Vec<&crate::judge::flows::Destination> = flows
             .destinations
             .iter()
             .filter(|d| d.retransmits > 0)
@@ -1480,7 +1480,7 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
                 .observed
                 .probes
                 .iter()
-                .filter(|p| p.state == crate::probes::ProbeState::Attached)
+                .filter(|p| p.state == crate::kernel::probes::ProbeState::Attached)
                 .count() as f64
                 / w.observed.probes.len().max(1) as f64;
             // Loss upstream is inferred from the absence of local loss: never certain.

@@ -8,10 +8,10 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::{
-    evidence::{Conntrack, IfaceCounters, NetnsCounters, QdiscCounters, SoftnetRow},
-    report::KernelNames,
-    snapshot::Snapshot,
-    window::{judge, Frame, TracerMeta},
+    judge::report::KernelNames,
+    judge::window::{judge, Frame, TracerMeta},
+    kernel::snapshot::Snapshot,
+    node::evidence::{Conntrack, IfaceCounters, NetnsCounters, QdiscCounters, SoftnetRow},
 };
 
 const ABSURD: u64 = 1 << 40;
@@ -559,7 +559,7 @@ fn any_sample() -> impl Strategy<Value = CounterSample> {
 }
 
 proptest! {
-    #![proptest_config(crate::test_mutations::config(256))]
+    #![proptest_config(crate::testkit::mutations::config(256))]
 
     /// Any two samples: every counted change is at most 2^40, every tick's loss is bounded by
     /// the number of counters read times 2^40, and every counted wrap is named in a note.
@@ -642,7 +642,7 @@ fn any_snapshot() -> impl Strategy<Value = Snapshot> {
 }
 
 proptest! {
-    #![proptest_config(crate::test_mutations::config(256))]
+    #![proptest_config(crate::testkit::mutations::config(256))]
 
     /// The probe maps between two snapshots: a drop key or flow evicted and re-inserted (its
     /// count restarted), or a map read short, never gives a change larger than the end's own

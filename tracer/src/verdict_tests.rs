@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::{
-    evidence::{Conntrack, FirewallRule, IfaceCounters, NetnsCounters, RouteFact, SoftnetRow},
-    probes::{ProbeState, ProbeStatus},
-    report::{
+    judge::report::{
         CpuSoftirq, DropLocation, DropReason, Drops, FlowReport, Retransmits, VectorTime,
         WindowInfo,
+    },
+    kernel::probes::{ProbeState, ProbeStatus},
+    node::evidence::{
+        Conntrack, FirewallRule, IfaceCounters, NetnsCounters, RouteFact, SoftnetRow,
     },
 };
 
@@ -497,7 +499,7 @@ fn egress_qdisc_drops_are_a_nic_driver_loss() {
     let with_qdisc = |drops| {
         let mut c = quiet();
         if let Some(eth0) = c.netns[0].interfaces.get_mut("eth0") {
-            eth0.qdisc = Some(crate::evidence::QdiscCounters {
+            eth0.qdisc = Some(crate::node::evidence::QdiscCounters {
                 kind: "tbf".to_owned(),
                 drops,
                 ..Default::default()
@@ -514,8 +516,8 @@ fn egress_qdisc_drops_are_a_nic_driver_loss() {
         .any(|e| e.content.contains("qdisc tbf drops: 3 → 203 (+200)")));
 }
 
-fn destination(daddr: &str, dport: u16) -> crate::flows::Destination {
-    crate::flows::Destination {
+fn destination(daddr: &str, dport: u16) -> crate::judge::flows::Destination {
+    crate::judge::flows::Destination {
         netns: 4_026_532_999,
         pod: None,
         family: "ipv4".to_owned(),
@@ -567,7 +569,7 @@ fn failed_connects_to_a_blackholed_address_are_a_route_issue() {
     let mut d = destination("198.18.3.9", 443);
     d.connects = 12;
     d.failed_connects = 12;
-    d.errors = vec![crate::flows::ErrorCount {
+    d.errors = vec![crate::judge::flows::ErrorCount {
         error: "ETIMEDOUT".to_owned(),
         errno: 110,
         count: 12,
@@ -614,7 +616,7 @@ fn retransmits_to_destinations_outside_the_node_are_named_upstream() {
     let mut o = observed(&[], &[(443, 150)], &[]);
     let mut far = destination("203.0.113.10", 443);
     far.retransmits = 150;
-    far.rtt = crate::flows::Latency::from_hist(
+    far.rtt = crate::judge::flows::Latency::from_hist(
         &{
             let mut h = [0u32; tracer_common::LAT_BUCKETS];
             h[tracer_common::lat_bucket(40_000)] = 100;
@@ -666,7 +668,7 @@ fn refused_connects_are_ruled_out_as_an_application_matter() {
     d.connects = 3;
     d.failed_connects = 3;
     d.resets_received = 3;
-    d.errors = vec![crate::flows::ErrorCount {
+    d.errors = vec![crate::judge::flows::ErrorCount {
         error: "ECONNREFUSED".to_owned(),
         errno: 111,
         count: 3,

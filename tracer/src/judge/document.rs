@@ -1,0 +1,323 @@
+//! The verdict document as printed: the runbook's Output Format keys first, in its order and
+//! shape (extras after them), as YAML, JSON, or a short text summary for people.
+//! Pure rendering of a [`Verdict`] and the window's observations; decides nothing.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use serde::Serialize;
+
+use crate::{
+    judge::layers::Layer,
+    judge::report::Report,
+    node::evidence::NodeFacts,
+    verdict::{
+        EvidenceItem, LayerScore, Mitigation, NoiseSummary, RuledOut, TimelineEntry, Verdict,
+    },
+};
+
+/// Exit status: no degradation found.
+pub const EXIT_HEALTHY: u8 = 0;
+/// Exit status: a root cause was found.
+pub const EXIT_DEGRADED: u8 = 1;
+/// Exit status: the tracer could not do its job (not root, no probes, bad arguments).
+pub const EXIT_ERROR: u8 = 2;
+
+/// Node facts worth showing next to the verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSummary {
+    pub policy_engines: Vec<String>,
+    pub irqbalance_running: bool,
+    pub sysctls: BTreeMap<String, String>,
+    pub drop_reject_rules: usize,
+    pub blackhole_or_unreachable_routes: Vec<String>,
+    /// What could not be read (counters and facts), so nothing is hidden.
+    pub collection_errors: Vec<String>,
+}
+
+/// The document. Field order is the output order.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerdictDocument {
+    // The runbook's keys, in its order and shape.
+    pub root_cause: String,
+    pub failure_layer: String,
+    pub evidence: Vec<EvidenceItem>,
+    pub severity: String,
+    pub mitigation: Mitigation,
+    pub cross_reference: Vec<String>,
+    // Extras.
+    pub escalation: Vec<String>,
+    pub confidence: f64,
+    pub ruled_out: Vec<RuledOut>,
+    pub timeline: Vec<TimelineEntry>,
+    pub layer_scores: BTreeMap<Layer, LayerScore>,
+    pub noise: NoiseSummary,
+    pub node: NodeSummary,
+    pub observations: Report,
+}
+
+impl VerdictDocument {
+    pub fn new(
+        verdict: Verdict,
+        observations: Report,
+        facts: &NodeFacts,
+        collection_errors: Vec<String>,
+    ) -> Self {
+        let blackholes = facts
+            .routes
+            .iter()
+            .filter(|r| matches!(r.kind.as_str(), "blackhole" | "unreachable" | "prohibit"))
+            .map(|r| format!("{} {} in {}", r.kind, r.dst, r.netns_label))
+            .collect();
+        let mut errors = facts.errors.clone();
+        errors.extend(collection_errors);
+        VerdictDocument {
+            root_cause: verdict.root_cause,
+            failure_layer: verdict.failure_layer.unwrap_or_else(|| "none".to_owned()),
+            evidence: verdict.evidence,
+            severity: verdict.severity,
+            mitigation: verdict.mitigation,
+            cross_reference: verdict
+                .cross_reference
+                .into_iter()
+                .map(|c| format!("{}: {}", c.runbook, c.evidence))
+                .collect(),
+            escalation: verdict.escalation,
+            confidence: verdict.confidence,
+            ruled_out: verdict.ruled_out,
+            timeline: verdict.timeline,
+            layer_scores: verdict.layer_scores,
+            noise: verdict.noise,
+            node: NodeSummary {
+                policy_engines: facts.policy_engines.clone(),
+                irqbalance_running: facts.irqbalance_running,
+                sysctls: facts.sysctls.clone(),
+                drop_reject_rules: facts.firewall_rules.len(),
+                blackhole_or_unreachable_routes: blackholes,
+                collection_errors: errors,
+            },
+            observations,
+        }
+    }
+
+    /// The exit status this document calls for.
+    pub fn exit_code(&self) -> u8 {
+        if self.root_cause == "none" {
+            EXIT_HEALTHY
+        } else {
+            EXIT_DEGRADED
+        }
+    }
+
+    /// A short summary for a person at a terminal.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let w = &self.observations.window;
+        let _ = writeln!(
+            out,
+            "tracer: {:.0} s watched on {}{}",
+            w.duration_s,
+            self.observations.kernel,
+            w.netns
+                .as_ref()
+                .map(|n| match &n.pod {
+                    Some(pod) => format!(", pod {pod} (netns {})", n.inode),
+                    None => format!(", namespace {} ({})", n.path, n.inode),
+                })
+                .unwrap_or_default()
+        );
+        if self.root_cause == "none" {
+            let _ = writeln!(
+                out,
+                "\nVERDICT  no packet loss attributable to this node (confidence {:.2})",
+                self.confidence
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "\nVERDICT  {} in layer {}  severity {}  confidence {:.2}",
+                self.root_cause, self.failure_layer, self.severity, self.confidence
+            );
+        }
+        if !self.evidence.is_empty() {
+            let _ = writeln!(out, "\nEvidence");
+            for e in &self.evidence {
+                let _ = writeln!(out, "  [{}] {}", e.kind, e.content);
+            }
+        }
+        let _ = writeln!(out, "\nLayers (packets lost in the window)");
+        for (layer, score) in &self.layer_scores {
+            let _ = writeln!(out, "  {:<28} {}", layer.title(), score.lost_packets);
+        }
+        let _ = writeln!(out, "\nDo now     {}", self.mitigation.immediate);
+        let _ = writeln!(out, "Long term  {}", self.mitigation.long_term);
+        for e in &self.escalation {
+            let _ = writeln!(out, "ESCALATE   {e}");
+        }
+        for c in &self.cross_reference {
+            let _ = writeln!(out, "See also   {c}");
+        }
+        if !self.ruled_out.is_empty() {
+            let _ = writeln!(out, "\nRuled out");
+            for r in &self.ruled_out {
+                let _ = writeln!(out, "  {}: {}", r.check, r.result);
+            }
+        }
+        let flows = &self.observations.flows;
+        if !flows.destinations.is_empty() {
+            let t = &flows.totals;
+            let _ = writeln!(
+                out,
+                "\nFlows ({} destinations: {} retransmits, {} resets sent / {} received, {} of {} connects failed, {} socket errors; top 10)",
+                t.destinations,
+                t.retransmits,
+                t.resets_sent,
+                t.resets_received,
+                t.failed_connects,
+                t.connects,
+                t.sock_errors
+            );
+            let top = crate::judge::flows::Flows {
+                destinations: flows.destinations.iter().take(10).cloned().collect(),
+                resets: Vec::new(),
+                // The eviction note is printed with the other notes below.
+                tracking: Default::default(),
+                totals: t.clone(),
+            };
+            for line in top.table(&|inode| inode.to_string()).lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+        if self.noise.total > 0 {
+            let _ = writeln!(
+                out,
+                "\nNot counted as loss: {} drops (duplicates, teardown, not-for-us…)",
+                self.noise.total
+            );
+        }
+        let missing: Vec<String> = self
+            .observations
+            .probes
+            .iter()
+            .filter(|p| p.state != crate::kernel::probes::ProbeState::Attached)
+            .map(|p| format!("{} ({})", p.tracepoint, p.detail))
+            .collect();
+        if !missing.is_empty() {
+            let _ = writeln!(out, "\nProbes not attached: {}", missing.join("; "));
+        }
+        let _ = writeln!(
+            out,
+            "\n{}",
+            crate::present::dashboard::tracer_cost_line(&self.observations)
+        );
+        for n in self
+            .observations
+            .notes
+            .iter()
+            .chain(&self.node.collection_errors)
+        {
+            let _ = writeln!(out, "note: {n}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        judge::report::WindowInfo,
+        verdict::{CrossReference, Verdict},
+    };
+
+    fn document(root_cause: &str) -> VerdictDocument {
+        let verdict = Verdict {
+            root_cause: root_cause.to_owned(),
+            failure_layer: (root_cause != "none").then(|| "iptables_netpolicy".to_owned()),
+            evidence: vec![EvidenceItem {
+                kind: "kernel_probe".to_owned(),
+                content: "500 NETFILTER_DROP drops at nft_do_chain+0x46f".to_owned(),
+            }],
+            severity: "HIGH".to_owned(),
+            mitigation: Mitigation {
+                immediate: "Operator: review the rule".to_owned(),
+                long_term: "Monitor".to_owned(),
+            },
+            cross_reference: vec![CrossReference {
+                runbook: "D5".to_owned(),
+                evidence: "DNS traffic dropped".to_owned(),
+            }],
+            ruled_out: vec![],
+            escalation: vec![],
+            confidence: 0.9,
+            timeline: vec![],
+            layer_scores: BTreeMap::new(),
+            noise: NoiseSummary::default(),
+        };
+        let observed = Report {
+            tracer_version: "test",
+            kernel: "6.18".to_owned(),
+            window: WindowInfo {
+                duration_s: 10.0,
+                startup_ms: 1.0,
+                netns: None,
+            },
+            probes: vec![],
+            drops: Default::default(),
+            retransmits: Default::default(),
+            softirq: vec![],
+            flows: Default::default(),
+            tracer_counters: BTreeMap::new(),
+            tracer_cost: Default::default(),
+            notes: vec![],
+        };
+        VerdictDocument::new(verdict, observed, &NodeFacts::default(), vec![])
+    }
+
+    #[test]
+    fn yaml_starts_with_the_runbooks_keys_in_its_order_and_shape() {
+        let yaml = serde_yaml::to_string(&document("security_rule_drops")).expect("yaml");
+        let top_keys: Vec<&str> = yaml
+            .lines()
+            .filter(|l| !l.starts_with(' ') && !l.starts_with('-') && l.contains(':'))
+            .filter_map(|l| l.split(':').next())
+            .collect();
+        assert_eq!(
+            &top_keys[..6],
+            &[
+                "root_cause",
+                "failure_layer",
+                "evidence",
+                "severity",
+                "mitigation",
+                "cross_reference"
+            ]
+        );
+        let value: serde_yaml::Value = serde_yaml::from_str(&yaml).expect("parse back");
+        assert_eq!(value["evidence"][0]["type"].as_str(), Some("kernel_probe"));
+        assert!(value["mitigation"]["immediate"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Operator:")));
+        assert!(value["mitigation"]["long_term"].is_string());
+        // cross_reference is a list of strings, as in the runbook, each naming its evidence.
+        assert_eq!(
+            value["cross_reference"][0].as_str(),
+            Some("D5: DNS traffic dropped")
+        );
+    }
+
+    #[test]
+    fn json_has_the_same_content_and_exit_codes_follow_the_verdict() {
+        let doc = document("security_rule_drops");
+        let json: serde_json::Value = serde_json::to_value(&doc).expect("json");
+        assert_eq!(json["root_cause"], "security_rule_drops");
+        assert_eq!(json["failure_layer"], "iptables_netpolicy");
+        assert_eq!(doc.exit_code(), EXIT_DEGRADED);
+        let healthy = document("none");
+        assert_eq!(healthy.failure_layer, "none");
+        assert_eq!(healthy.exit_code(), EXIT_HEALTHY);
+        assert!(healthy.text().contains("no packet loss attributable"));
+        assert!(doc
+            .text()
+            .contains("security_rule_drops in layer iptables_netpolicy"));
+    }
+}

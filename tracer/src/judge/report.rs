@@ -1,0 +1,781 @@
+//! The evidence document of one window: drops by reason name and kernel location, retransmits by
+//! flow, softirq time per CPU, and what each probe did. Pure: built from a [`Snapshot`] delta and
+//! the names read from the running kernel; rendering to JSON/YAML is serde's.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{Ipv4Addr, Ipv6Addr},
+};
+
+use serde::Serialize;
+use tracer_common::{FlowKey, ABSENT, FAMILY_INET, FAMILY_INET6, HIST_BUCKETS};
+
+use crate::{
+    kernel::kallsyms::Kallsyms,
+    kernel::probes::ProbeStatus,
+    kernel::snapshot::{counter_names, Snapshot},
+};
+
+/// Names that give the kernel's numbers meaning, all read from the running kernel.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct KernelNames {
+    /// `skb_drop_reason` value → name.
+    pub drop_reasons: BTreeMap<u32, String>,
+    /// Where `drop_reasons` came from ("btf", "tracefs format", or "none").
+    pub drop_reasons_source: String,
+    /// Softirq vector number → name (`NET_RX`, …), from the softirq_entry format.
+    pub softirq_vectors: BTreeMap<u32, String>,
+    /// `sk_rst_reason` value → name (`NO_SOCKET`, …): BTF, else the tcp_send_reset format.
+    #[serde(default)]
+    pub reset_reasons: BTreeMap<u32, String>,
+}
+
+/// Scope and timing of the window.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowInfo {
+    pub duration_s: f64,
+    /// Milliseconds from start to every probe attached.
+    pub startup_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<NetnsScope>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct NetnsScope {
+    pub path: String,
+    pub inode: u32,
+    /// `NAMESPACE/NAME` when the scope was given as `--pod`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub tracer_version: &'static str,
+    pub kernel: String,
+    pub window: WindowInfo,
+    pub probes: Vec<ProbeStatus>,
+    pub drops: Drops,
+    pub retransmits: Retransmits,
+    pub softirq: Vec<CpuSoftirq>,
+    /// Per destination: retransmits, resets, failed connects, socket errors, RTT percentiles.
+    pub flows: crate::judge::flows::Flows,
+    /// What the programs counted about themselves: events seen and anything lost.
+    pub tracer_counters: BTreeMap<&'static str, u64>,
+    /// What the tracer's kernel programs cost in this window.
+    pub tracer_cost: TracerCost,
+    /// Anything that limits what this report can say.
+    pub notes: Vec<String>,
+}
+
+/// The kernel programs' own cost, from the kernel's BPF statistics.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TracerCost {
+    /// `kernel.bpf_stats_enabled`: run times are only kept while it is 1 (the tracer never
+    /// turns it on; `sysctl kernel.bpf_stats_enabled=1` does).
+    pub bpf_stats_enabled: bool,
+    pub programs: Vec<ProgramCost>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramCost {
+    pub program: String,
+    pub runs: u64,
+    pub run_time_ns: u64,
+    /// Mean nanoseconds per run (None when no run was timed).
+    pub ns_per_run: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Drops {
+    pub total: u64,
+    pub by_reason: Vec<DropReason>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DropReason {
+    /// Name from the running kernel; `UNKNOWN(<value>)` when it has none for the value, and
+    /// `NO_REASON_FIELD` on kernels whose tracepoint carries no reason.
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_value: Option<u32>,
+    pub count: u64,
+    pub locations: Vec<DropLocation>,
+    pub netns: Vec<NetnsCount>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DropLocation {
+    /// `function+0xoff [module]`, or the raw address when it cannot be symbolised.
+    pub location: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetnsCount {
+    /// Inode of the network namespace (0: unknown).
+    pub inode: u32,
+    pub count: u64,
+    /// The pod whose network namespace it is (`NAMESPACE/NAME`, or `uid UID`), from the
+    /// node's files (`pods`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Retransmits {
+    /// Retransmitted skbs.
+    pub total: u64,
+    /// Retransmitted segments (what `RetransSegs` counts; a GSO skb carries several).
+    pub segments_total: u64,
+    pub synack_total: u64,
+    pub failed_attempts: u64,
+    /// Retransmitting flows the bounded flow map evicted during the window (their rows and
+    /// part of their counts are missing; the notes say so).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub flows_evicted: u64,
+    pub flows: Vec<FlowReport>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FlowReport {
+    pub netns: u32,
+    /// The pod whose network namespace the socket is in (`NAMESPACE/NAME`, or `uid UID`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    pub family: &'static str,
+    pub saddr: String,
+    pub sport: u16,
+    pub daddr: String,
+    pub dport: u16,
+    /// TCP state at the last retransmission (`TCP_ESTABLISHED`, …).
+    pub state: String,
+    /// Retransmitted skbs.
+    pub retransmits: u64,
+    /// Segments in them (comparable with `RetransSegs`).
+    pub retransmitted_segments: u64,
+    pub synack_retransmits: u64,
+    pub failed_attempts: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuSoftirq {
+    pub cpu: u32,
+    pub vectors: Vec<VectorTime>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VectorTime {
+    pub vector: String,
+    pub time_ns: u64,
+    pub runs: u64,
+    /// Share of the window this CPU spent in this vector.
+    pub share_of_window: f64,
+    /// Log2 run-length histogram: runs of `[lower_ns, 2*lower_ns)`.
+    pub histogram: Vec<HistBucket>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistBucket {
+    pub lower_ns: u64,
+    pub count: u64,
+}
+
+/// The vectors the report shows (networking only).
+const REPORTED_VECTORS: [&str; 2] = ["NET_RX", "NET_TX"];
+
+/// TCP state names, from the kernel's `include/net/tcp_states.h` (part of the ABI: the same
+/// numbers on every kernel, used by `ss` and `/proc/net/tcp`).
+pub fn tcp_state_name(state: u32) -> String {
+    const NAMES: [&str; 14] = [
+        "UNKNOWN",
+        "TCP_ESTABLISHED",
+        "TCP_SYN_SENT",
+        "TCP_SYN_RECV",
+        "TCP_FIN_WAIT1",
+        "TCP_FIN_WAIT2",
+        "TCP_TIME_WAIT",
+        "TCP_CLOSE",
+        "TCP_CLOSE_WAIT",
+        "TCP_LAST_ACK",
+        "TCP_LISTEN",
+        "TCP_CLOSING",
+        "TCP_NEW_SYN_RECV",
+        "TCP_BOUND_INACTIVE",
+    ];
+    NAMES
+        .get(state as usize)
+        .map_or_else(|| format!("STATE_{state}"), |n| (*n).to_owned())
+}
+
+fn addr_bytes(words: &[u32; 4]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, w) in words.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    out
+}
+
+/// Decodes a flow key's addresses.
+pub fn flow_addresses(key: &FlowKey) -> (&'static str, String, String) {
+    let (s, d) = (addr_bytes(&key.saddr), addr_bytes(&key.daddr));
+    match key.family {
+        FAMILY_INET => (
+            "ipv4",
+            Ipv4Addr::new(s[0], s[1], s[2], s[3]).to_string(),
+            Ipv4Addr::new(d[0], d[1], d[2], d[3]).to_string(),
+        ),
+        FAMILY_INET6 => (
+            "ipv6",
+            Ipv6Addr::from(s).to_string(),
+            Ipv6Addr::from(d).to_string(),
+        ),
+        _ => ("unknown", String::new(), String::new()),
+    }
+}
+
+/// A reason's name on this kernel (and its value, when it has one).
+pub fn reason_label(value: u32, names: &KernelNames) -> (String, Option<u32>) {
+    if value == ABSENT {
+        return ("NO_REASON_FIELD".to_owned(), None);
+    }
+    let name = names.drop_reasons.get(&value).cloned().unwrap_or_else(|| {
+        // Subsystem reasons (high 16 bits) are named in module BTF, not in vmlinux.
+        if value >> 16 != 0 {
+            format!("SUBSYS_{}({})", value >> 16, value & 0xffff)
+        } else {
+            format!("UNKNOWN({value})")
+        }
+    });
+    (name, Some(value))
+}
+
+/// A drop location as `function+0xoff [module]`, or the raw address.
+pub fn location_label(addr: u64, symbols: &Kallsyms) -> String {
+    symbols
+        .resolve(addr)
+        .map_or_else(|| format!("{addr:#x}"), |s| s.display())
+}
+
+/// Turns a kernel address into `function+0xoff [module]`: the live kernel's symbols, or the
+/// names a recording kept.
+pub trait Symbolize {
+    fn label(&self, addr: u64) -> String;
+}
+
+impl Symbolize for Kallsyms {
+    fn label(&self, addr: u64) -> String {
+        location_label(addr, self)
+    }
+}
+
+impl Symbolize for BTreeMap<u64, String> {
+    fn label(&self, addr: u64) -> String {
+        self.get(&addr)
+            .cloned()
+            .unwrap_or_else(|| format!("{addr:#x}"))
+    }
+}
+
+/// Per reason: total, count by symbolised location, count by namespace.
+type ReasonTally = (u64, HashMap<String, u64>, BTreeMap<u32, u64>);
+
+/// Builds the document from the window's delta.
+#[allow(clippy::too_many_arguments)]
+pub fn build(
+    window_delta: &Snapshot,
+    names: &KernelNames,
+    symbols: &dyn Symbolize,
+    probes: Vec<ProbeStatus>,
+    window: WindowInfo,
+    kernel: String,
+    notes: Vec<String>,
+) -> Report {
+    // Drops: group by reason, then location and namespace.
+    let mut by_reason: BTreeMap<u32, ReasonTally> = BTreeMap::new();
+    for (key, count) in &window_delta.drops {
+        let entry = by_reason.entry(key.reason).or_default();
+        entry.0 += count;
+        *entry.1.entry(symbols.label(key.location)).or_insert(0) += count;
+        *entry.2.entry(key.netns).or_insert(0) += count;
+    }
+    let mut reasons: Vec<DropReason> = by_reason
+        .into_iter()
+        .map(|(value, (count, locations, netns))| {
+            let (reason, reason_value) = reason_label(value, names);
+            let mut locations: Vec<DropLocation> = locations
+                .into_iter()
+                .map(|(location, count)| DropLocation { location, count })
+                .collect();
+            locations.sort_by(|a, b| b.count.cmp(&a.count).then(a.location.cmp(&b.location)));
+            let mut netns: Vec<NetnsCount> = netns
+                .into_iter()
+                .map(|(inode, count)| NetnsCount {
+                    inode,
+                    count,
+                    pod: None,
+                })
+                .collect();
+            netns.sort_by(|a, b| b.count.cmp(&a.count).then(a.inode.cmp(&b.inode)));
+            DropReason {
+                reason,
+                reason_value,
+                count,
+                locations,
+                netns,
+            }
+        })
+        .collect();
+    reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+    let drops = Drops {
+        total: reasons.iter().map(|r| r.count).sum(),
+        by_reason: reasons,
+    };
+
+    // Retransmits by flow.
+    let mut flows: Vec<FlowReport> = window_delta
+        .flows
+        .iter()
+        .map(|(key, stats)| {
+            let (family, saddr, daddr) = flow_addresses(key);
+            FlowReport {
+                netns: key.netns,
+                pod: None,
+                family,
+                saddr,
+                sport: key.sport,
+                daddr,
+                dport: key.dport,
+                state: tcp_state_name(stats.last_state),
+                retransmits: stats.retransmits,
+                retransmitted_segments: stats.retransmitted_segments,
+                synack_retransmits: stats.synack_retransmits,
+                failed_attempts: stats.failed_attempts,
+            }
+        })
+        .collect();
+    flows.sort_by(|a, b| {
+        (b.retransmits + b.synack_retransmits)
+            .cmp(&(a.retransmits + a.synack_retransmits))
+            .then_with(|| {
+                (&a.saddr, a.sport, &a.daddr, a.dport).cmp(&(&b.saddr, b.sport, &b.daddr, b.dport))
+            })
+    });
+    let retransmits = Retransmits {
+        total: flows.iter().map(|f| f.retransmits).sum(),
+        segments_total: flows.iter().map(|f| f.retransmitted_segments).sum(),
+        synack_total: flows.iter().map(|f| f.synack_retransmits).sum(),
+        failed_attempts: flows.iter().map(|f| f.failed_attempts).sum(),
+        flows_evicted: window_delta.flows_evicted,
+        flows,
+    };
+
+    // Softirq time per CPU, networking vectors only.
+    let window_ns = (window.duration_s * 1e9).max(1.0);
+    let mut per_cpu: BTreeMap<u32, Vec<VectorTime>> = BTreeMap::new();
+    for ((cpu, vec), stats) in &window_delta.softirq {
+        let Some(name) = names.softirq_vectors.get(vec) else {
+            continue;
+        };
+        if !REPORTED_VECTORS.contains(&name.as_str()) {
+            continue;
+        }
+        let histogram = (0..HIST_BUCKETS)
+            .filter(|i| stats.hist[*i] > 0)
+            .map(|i| HistBucket {
+                lower_ns: 1u64 << i,
+                count: stats.hist[i],
+            })
+            .collect();
+        per_cpu.entry(*cpu).or_default().push(VectorTime {
+            vector: name.clone(),
+            time_ns: stats.total_ns,
+            runs: stats.runs,
+            share_of_window: stats.total_ns as f64 / window_ns,
+            histogram,
+        });
+    }
+    let softirq = per_cpu
+        .into_iter()
+        .map(|(cpu, mut vectors)| {
+            vectors.sort_by(|a, b| a.vector.cmp(&b.vector));
+            CpuSoftirq { cpu, vectors }
+        })
+        .collect();
+
+    let tracer_counters: BTreeMap<&'static str, u64> = counter_names()
+        .into_iter()
+        .map(|(name, index)| (name, window_delta.counter(index)))
+        .collect();
+    let mut notes = notes;
+    notes.extend(overflow_notes(&tracer_counters));
+    if window_delta.flows_evicted > 0 {
+        notes.push(format!(
+            "the tracer saw more retransmitting flows than it kept: {} evicted from its map of \
+             {} (least recently retransmitting first); their rows and part of their counts are \
+             missing from the flows above",
+            window_delta.flows_evicted,
+            tracer_common::RETRANS_FLOWS_MAX_ENTRIES
+        ));
+    }
+
+    let tracer_cost = TracerCost {
+        // Filled by the caller, which may read the node (this function is pure).
+        bpf_stats_enabled: false,
+        programs: window_delta
+            .program_costs
+            .iter()
+            .map(|(program, runs, ns)| ProgramCost {
+                program: program.clone(),
+                runs: *runs,
+                run_time_ns: *ns,
+                ns_per_run: (*runs > 0 && *ns > 0).then(|| *ns as f64 / *runs as f64),
+            })
+            .collect(),
+    };
+
+    let flows = crate::judge::flows::build(
+        window_delta,
+        &names.reset_reasons,
+        &crate::judge::flows::DestFilter::default(),
+        crate::judge::flows::REPORT_DESTINATIONS,
+    );
+    notes.extend(flows.tracking_note());
+
+    Report {
+        tracer_version: env!("CARGO_PKG_VERSION"),
+        kernel,
+        window,
+        probes,
+        drops,
+        retransmits,
+        softirq,
+        flows,
+        tracer_counters,
+        tracer_cost,
+        notes,
+    }
+}
+
+/// What the kernel programs saw but could not keep, said in the notes (never hidden): a full
+/// drops map, a flow the LRU map refused.
+pub fn overflow_notes(counters: &BTreeMap<&'static str, u64>) -> Vec<String> {
+    let get = |name: &str| counters.get(name).copied().unwrap_or(0);
+    let mut notes = Vec::new();
+    if get("drops_map_full") > 0 {
+        notes.push(format!(
+            "the drops map was full: {} drop events were seen but not counted by reason and \
+             location (more distinct (reason, location, namespace) keys than the map holds)",
+            get("drops_map_full")
+        ));
+    }
+    if get("flows_insert_failed") > 0 {
+        notes.push(format!(
+            "{} retransmissions were seen but could not be kept per flow (the flow map refused \
+             the insert)",
+            get("flows_insert_failed")
+        ));
+    }
+    notes
+}
+
+impl Report {
+    /// Total NET_RX nanoseconds per CPU (a convenience for readers and tests).
+    pub fn net_rx_ns_by_cpu(&self) -> BTreeMap<u32, u64> {
+        self.softirq
+            .iter()
+            .map(|c| {
+                let ns = c
+                    .vectors
+                    .iter()
+                    .filter(|v| v.vector == "NET_RX")
+                    .map(|v| v.time_ns)
+                    .sum();
+                (c.cpu, ns)
+            })
+            .collect()
+    }
+
+    /// Count of drops with the given reason name.
+    pub fn drops_with_reason(&self, reason: &str) -> u64 {
+        self.drops
+            .by_reason
+            .iter()
+            .filter(|r| r.reason == reason)
+            .map(|r| r.count)
+            .sum()
+    }
+
+    /// Names the pod behind each namespace of the drops and flows (`pod_of(inode)`, e.g.
+    /// [`crate::node::pods::PodIndex::label_of`]); namespaces of no pod stay unnamed.
+    pub fn label_pods(&mut self, pod_of: impl Fn(u32) -> Option<String>) {
+        for reason in &mut self.drops.by_reason {
+            for n in &mut reason.netns {
+                n.pod = pod_of(n.inode);
+            }
+        }
+        for flow in &mut self.retransmits.flows {
+            flow.pod = pod_of(flow.netns);
+        }
+        self.flows.label_pods(&pod_of);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tracer_common::{DropKey, FlowStats, SoftirqStats};
+
+    fn names() -> KernelNames {
+        KernelNames {
+            drop_reasons: [
+                (3, "NO_SOCKET".to_owned()),
+                (12, "NETFILTER_DROP".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            drop_reasons_source: "test".to_owned(),
+            reset_reasons: BTreeMap::new(),
+            softirq_vectors: [
+                (2, "NET_TX".to_owned()),
+                (3, "NET_RX".to_owned()),
+                (1, "TIMER".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    fn window() -> WindowInfo {
+        WindowInfo {
+            duration_s: 2.0,
+            startup_ms: 50.0,
+            netns: None,
+        }
+    }
+
+    #[test]
+    fn drops_grouped_by_reason_location_and_netns() {
+        let symbols = Kallsyms::parse(
+            "ffffffff81a00000 T __udp4_lib_rcv\nffffffff81b00000 T tcp_v4_rcv\nffffffff81c00000 T nft_do_chain\n",
+        );
+        let mut d = Snapshot::default();
+        d.drops.insert(
+            DropKey {
+                reason: 3,
+                netns: 7,
+                location: 0xffff_ffff_81a0_04bc,
+            },
+            10,
+        );
+        d.drops.insert(
+            DropKey {
+                reason: 3,
+                netns: 8,
+                location: 0xffff_ffff_81b0_0099,
+            },
+            2,
+        );
+        d.drops.insert(
+            DropKey {
+                reason: 12,
+                netns: 7,
+                location: 0xffff_ffff_81c0_046f,
+            },
+            5,
+        );
+        d.drops.insert(
+            DropKey {
+                reason: 99,
+                netns: 7,
+                location: 0x10,
+            },
+            1,
+        );
+        d.drops.insert(
+            DropKey {
+                reason: ABSENT,
+                netns: 7,
+                location: 0xffff_ffff_81b0_0001,
+            },
+            1,
+        );
+        let r = build(
+            &d,
+            &names(),
+            &symbols,
+            vec![],
+            window(),
+            "6.18".into(),
+            vec![],
+        );
+        assert_eq!(r.drops.total, 19);
+        let first = &r.drops.by_reason[0];
+        assert_eq!(
+            (first.reason.as_str(), first.reason_value, first.count),
+            ("NO_SOCKET", Some(3), 12)
+        );
+        assert_eq!(first.locations[0].location, "__udp4_lib_rcv+0x4bc");
+        assert_eq!(first.locations[1].location, "tcp_v4_rcv+0x99");
+        assert_eq!(first.netns[0].inode, 7);
+        assert_eq!(r.drops_with_reason("NETFILTER_DROP"), 5);
+        assert_eq!(r.drops_with_reason("UNKNOWN(99)"), 1);
+        assert_eq!(r.drops_with_reason("NO_REASON_FIELD"), 1);
+        let unknown = r
+            .drops
+            .by_reason
+            .iter()
+            .find(|x| x.reason == "UNKNOWN(99)")
+            .unwrap();
+        assert_eq!(unknown.locations[0].location, "0x10");
+    }
+
+    #[test]
+    fn flows_decode_addresses_and_state() {
+        let key = FlowKey {
+            netns: 1,
+            family: FAMILY_INET,
+            sport: 40000,
+            dport: 5201,
+            _pad: 0,
+            saddr: [u32::from_ne_bytes([198, 18, 0, 1]), 0, 0, 0],
+            daddr: [u32::from_ne_bytes([198, 18, 0, 2]), 0, 0, 0],
+        };
+        let mut d = Snapshot::default();
+        d.flows.insert(
+            key,
+            FlowStats {
+                retransmits: 9,
+                retransmitted_segments: 12,
+                synack_retransmits: 0,
+                failed_attempts: 1,
+                last_state: 1,
+                _pad: 0,
+            },
+        );
+        let r = build(
+            &d,
+            &names(),
+            &Kallsyms::parse(""),
+            vec![],
+            window(),
+            String::new(),
+            vec![],
+        );
+        let f = &r.retransmits.flows[0];
+        assert_eq!(
+            (f.saddr.as_str(), f.daddr.as_str(), f.family),
+            ("198.18.0.1", "198.18.0.2", "ipv4")
+        );
+        assert_eq!(f.state, "TCP_ESTABLISHED");
+        assert_eq!((r.retransmits.total, r.retransmits.failed_attempts), (9, 1));
+        assert_eq!(r.retransmits.segments_total, 12);
+
+        let mut v6 = key;
+        v6.family = FAMILY_INET6;
+        let mut bytes = [0u8; 16];
+        bytes[0] = 0x20;
+        bytes[1] = 0x01;
+        bytes[15] = 1;
+        for i in 0..4 {
+            v6.saddr[i] = u32::from_ne_bytes([
+                bytes[i * 4],
+                bytes[i * 4 + 1],
+                bytes[i * 4 + 2],
+                bytes[i * 4 + 3],
+            ]);
+        }
+        assert_eq!(flow_addresses(&v6).1, "2001::1");
+    }
+
+    #[test]
+    fn softirq_shows_net_vectors_with_share() {
+        let mut d = Snapshot::default();
+        let mut s = SoftirqStats {
+            runs: 4,
+            total_ns: 500_000_000,
+            ..Default::default()
+        };
+        s.hist[10] = 4;
+        d.softirq.insert((1, 3), s);
+        d.softirq.insert((1, 1), s); // TIMER: not shown
+        let r = build(
+            &d,
+            &names(),
+            &Kallsyms::parse(""),
+            vec![],
+            window(),
+            String::new(),
+            vec![],
+        );
+        assert_eq!(r.softirq.len(), 1);
+        let v = &r.softirq[0].vectors[0];
+        assert_eq!(
+            (r.softirq[0].cpu, v.vector.as_str(), v.time_ns),
+            (1, "NET_RX", 500_000_000)
+        );
+        assert!((v.share_of_window - 0.25).abs() < 1e-9);
+        assert_eq!(v.histogram[0].lower_ns, 1024);
+        assert_eq!(r.net_rx_ns_by_cpu().get(&1), Some(&500_000_000));
+    }
+
+    /// A flow key exactly as the kernel program writes it: bytes recorded from the map
+    /// (`bpftool map dump`) for 198.18.1.1:43210 → 198.18.1.2:5201 in namespace 4026532890.
+    #[test]
+    fn flow_key_decodes_from_recorded_map_bytes() {
+        let mut bytes = [0u8; 44];
+        bytes[0..4].copy_from_slice(&4_026_532_890u32.to_ne_bytes()); // netns
+        bytes[4..6].copy_from_slice(&2u16.to_ne_bytes()); // AF_INET
+        bytes[6..8].copy_from_slice(&43210u16.to_ne_bytes()); // sport (host order in the record)
+        bytes[8..10].copy_from_slice(&5201u16.to_ne_bytes()); // dport
+        bytes[12..16].copy_from_slice(&[198, 18, 1, 1]); // saddr, network order
+        bytes[28..32].copy_from_slice(&[198, 18, 1, 2]); // daddr
+                                                         // SAFETY: FlowKey is repr(C) plain integers of exactly 44 bytes.
+        let key: FlowKey = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        assert_eq!(
+            (key.netns, key.sport, key.dport),
+            (4_026_532_890, 43210, 5201)
+        );
+        let (family, s, d) = flow_addresses(&key);
+        assert_eq!(
+            (family, s.as_str(), d.as_str()),
+            ("ipv4", "198.18.1.1", "198.18.1.2")
+        );
+    }
+
+    #[test]
+    fn tcp_states_named() {
+        assert_eq!(tcp_state_name(2), "TCP_SYN_SENT");
+        assert_eq!(tcp_state_name(12), "TCP_NEW_SYN_RECV");
+        assert_eq!(tcp_state_name(77), "STATE_77");
+    }
+}
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::*;
+
+    #[test]
+    fn what_the_maps_could_not_keep_is_said_with_its_count() {
+        let counters: BTreeMap<&'static str, u64> = [
+            ("drops_map_full", 12),
+            ("flows_insert_failed", 0),
+            ("read_errors", 0),
+        ]
+        .into_iter()
+        .collect();
+        let notes = overflow_notes(&counters);
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].starts_with("the drops map was full: 12 drop events"),
+            "{notes:?}"
+        );
+        let quiet: BTreeMap<&'static str, u64> = BTreeMap::new();
+        assert!(overflow_notes(&quiet).is_empty());
+    }
+}

@@ -1,0 +1,231 @@
+//! A window judged from frames: a frame is one instant's copy of the probe maps and the node's
+//! counters. Live windows, rolling dashboard windows and replayed recordings all go through
+//! [`judge`], so the same frames always give the same verdict. Pure: no kernel, no clock.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    judge::document::VerdictDocument,
+    judge::layers::{classify, DropClass, Layer},
+    judge::report::{self, reason_label, KernelNames, NetnsScope, Report, Symbolize, WindowInfo},
+    kernel::probes::ProbeStatus,
+    kernel::snapshot::Snapshot,
+    node::evidence::{CounterSample, NodeFacts},
+    verdict::{counter_break_notes, decide, tick_loss, Tick, WindowEvidence},
+};
+
+/// One instant: the probe maps and every counter.
+#[derive(Debug, Clone, Default)]
+pub struct Frame {
+    /// Milliseconds since the tracer's first frame.
+    pub at_ms: u64,
+    pub snapshot: Snapshot,
+    pub counters: CounterSample,
+    /// `kernel.bpf_stats_enabled` at that instant.
+    pub bpf_stats_enabled: bool,
+}
+
+/// What a judged window needs besides its frames: facts about the tracer on its kernel.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TracerMeta {
+    pub kernel: String,
+    pub tracer_version: String,
+    pub startup_ms: f64,
+    pub probes: Vec<ProbeStatus>,
+    /// Limits of what the tracer could see (no BTF, hidden symbols, tracefs mounted…).
+    pub notes: Vec<String>,
+    pub names: KernelNames,
+}
+
+/// A judged window.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub evidence: WindowEvidence,
+    pub document: VerdictDocument,
+}
+
+/// Attributes drops to layers, remembering each (reason, location) it has seen.
+#[derive(Default)]
+pub struct Classifier {
+    seen: HashMap<(u32, u64), Option<Layer>>,
+}
+
+impl Classifier {
+    /// Loss per layer among the drops of one interval.
+    pub fn layers(
+        &mut self,
+        delta: &Snapshot,
+        names: &KernelNames,
+        symbols: &dyn Symbolize,
+    ) -> BTreeMap<Layer, u64> {
+        let mut out = BTreeMap::new();
+        for (key, count) in &delta.drops {
+            let layer = *self
+                .seen
+                .entry((key.reason, key.location))
+                .or_insert_with(|| {
+                    let (reason, _) = reason_label(key.reason, names);
+                    match classify(&reason, &symbols.label(key.location)) {
+                        DropClass::Loss { layer, .. } => Some(layer),
+                        _ => None,
+                    }
+                });
+            if let Some(layer) = layer {
+                *out.entry(layer).or_insert(0) += count;
+            }
+        }
+        out
+    }
+}
+
+fn scoped_counters(sample: &CounterSample, scope: Option<&NetnsScope>) -> CounterSample {
+    match scope {
+        Some(s) => sample.clone().scoped(s.inode),
+        None => sample.clone(),
+    }
+}
+
+/// The loss of the interval between two frames.
+pub fn tick(
+    previous: &Frame,
+    current: &Frame,
+    meta: &TracerMeta,
+    symbols: &dyn Symbolize,
+    scope: Option<&NetnsScope>,
+    classifier: &mut Classifier,
+) -> Tick {
+    let mut delta = current.snapshot.since(&previous.snapshot);
+    if let Some(s) = scope {
+        delta = delta.only_netns(s.inode);
+    }
+    let probe = classifier.layers(&delta, &meta.names, symbols);
+    let retrans: u64 = delta
+        .flows
+        .values()
+        .map(|f| f.retransmitted_segments + f.synack_retransmits)
+        .sum();
+    tick_loss(
+        current.at_ms,
+        &probe,
+        &scoped_counters(&previous.counters, scope),
+        &scoped_counters(&current.counters, scope),
+        retrans,
+    )
+}
+
+/// The probes' evidence between the first and the last frame.
+pub fn observations(
+    frames: &[Frame],
+    meta: &TracerMeta,
+    symbols: &dyn Symbolize,
+    scope: Option<&NetnsScope>,
+    extra_notes: &[String],
+) -> Report {
+    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+        return report::build(
+            &Snapshot::default(),
+            &meta.names,
+            symbols,
+            meta.probes.clone(),
+            WindowInfo {
+                duration_s: 0.0,
+                startup_ms: meta.startup_ms,
+                netns: scope.cloned(),
+            },
+            meta.kernel.clone(),
+            meta.notes.clone(),
+        );
+    };
+    let mut delta = last.snapshot.since(&first.snapshot);
+    if let Some(s) = scope {
+        delta = delta.only_netns(s.inode);
+    }
+    let mut notes = meta.notes.clone();
+    notes.extend_from_slice(extra_notes);
+    let mut report = report::build(
+        &delta,
+        &meta.names,
+        symbols,
+        meta.probes.clone(),
+        WindowInfo {
+            duration_s: last.at_ms.saturating_sub(first.at_ms) as f64 / 1000.0,
+            startup_ms: meta.startup_ms,
+            netns: scope.cloned(),
+        },
+        meta.kernel.clone(),
+        notes,
+    );
+    report.tracer_cost.bpf_stats_enabled = last.bpf_stats_enabled;
+    report
+}
+
+/// Judges the window from its first to its last frame (at least two frames give a verdict on
+/// something; fewer give an empty window).
+#[allow(clippy::too_many_arguments)]
+pub fn judge(
+    frames: &[Frame],
+    meta: &TracerMeta,
+    symbols: &dyn Symbolize,
+    scope: Option<&NetnsScope>,
+    facts_start: &NodeFacts,
+    facts_end: &NodeFacts,
+    extra_notes: &[String],
+) -> Judged {
+    // Counters that went back, wrapped or jumped, and interfaces or namespaces that came or
+    // went, are said in the notes rather than read silently as 0.
+    let mut notes = extra_notes.to_vec();
+    notes.extend(match scope {
+        None => counter_break_notes(frames.iter().map(|f| &f.counters)),
+        Some(_) => {
+            let scoped: Vec<CounterSample> = frames
+                .iter()
+                .map(|f| scoped_counters(&f.counters, scope))
+                .collect();
+            counter_break_notes(&scoped)
+        }
+    });
+    let mut observed = observations(frames, meta, symbols, scope, &notes);
+    // Pods seen at either end of the window name the namespaces (a pod gone by the end still
+    // names its drops).
+    let pods = facts_start.pods.merged(&facts_end.pods);
+    observed.label_pods(|inode| pods.label_of(inode));
+    let mut classifier = Classifier::default();
+    let ticks: Vec<Tick> = frames
+        .windows(2)
+        .map(|pair| tick(&pair[0], &pair[1], meta, symbols, scope, &mut classifier))
+        .collect();
+    let counters_start = frames
+        .first()
+        .map(|f| scoped_counters(&f.counters, scope))
+        .unwrap_or_default();
+    let counters_end = frames
+        .last()
+        .map(|f| scoped_counters(&f.counters, scope))
+        .unwrap_or_default();
+    let (facts_start, facts_end) = match scope {
+        Some(s) => (
+            facts_start.clone().scoped(s.inode),
+            facts_end.clone().scoped(s.inode),
+        ),
+        None => (facts_start.clone(), facts_end.clone()),
+    };
+    let mut collection_errors: Vec<String> = frames
+        .iter()
+        .flat_map(|f| f.counters.errors.iter().cloned())
+        .collect();
+    collection_errors.sort();
+    collection_errors.dedup();
+    let evidence = WindowEvidence {
+        observed: observed.clone(),
+        counters_start,
+        counters_end,
+        facts_start,
+        facts_end: facts_end.clone(),
+        ticks,
+    };
+    let verdict = decide(&evidence);
+    let document = VerdictDocument::new(verdict, observed, &facts_end, collection_errors);
+    Judged { evidence, document }
+}

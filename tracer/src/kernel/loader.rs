@@ -1,0 +1,215 @@
+//! The only module that touches aya: loads the embedded kernel object with this kernel's
+//! offsets, attaches the planned tracepoints, and copies the maps into a [`Snapshot`].
+//! Dropping a [`Session`] detaches every program.
+
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use aya::{
+    maps::{HashMap as AyaHashMap, MapData, PerCpuArray, PerCpuHashMap},
+    programs::TracePoint,
+    Ebpf, EbpfLoader,
+};
+use tracer_common::{
+    counter, DestKey, DestStats, DropKey, ErrorKey, FlowKey, FlowStats, ResetKey, SoftirqStats,
+    GLOBAL_CONFIG, MAP_DESTS, MAP_DROPS, MAP_PROBE_COUNTERS, MAP_RESETS, MAP_RETRANS_FLOWS,
+    MAP_SOCK_ERRORS, MAP_SOFTIRQ_STATS, SOFTIRQ_VECTORS,
+};
+
+use crate::{
+    kernel::probes::{Plan, ProbeState, ProbeStatus},
+    kernel::snapshot::{sum_per_cpu, Snapshot},
+};
+
+/// The kernel programs, built by `build.rs`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+/// Loaded programs and their maps. Programs stay attached while this lives.
+pub struct Session {
+    _ebpf: Ebpf,
+    drops: PerCpuHashMap<MapData, DropKey, u64>,
+    flows: AyaHashMap<MapData, FlowKey, FlowStats>,
+    softirq: PerCpuArray<MapData, SoftirqStats>,
+    counters: PerCpuArray<MapData, u64>,
+    dests: AyaHashMap<MapData, DestKey, DestStats>,
+    resets: AyaHashMap<MapData, ResetKey, u64>,
+    sock_errors: AyaHashMap<MapData, ErrorKey, u64>,
+    /// Outcome of every probe, attached or not.
+    pub probes: Vec<ProbeStatus>,
+}
+
+/// Says in one sentence why the tracer cannot load programs, when that is the reason.
+fn privilege_hint(e: &anyhow::Error) -> String {
+    // `{:#}`: the whole chain, so the kernel's own error (EPERM, EINVAL…) is in the sentence.
+    let text = format!("{e:#}");
+    if text.contains("Operation not permitted") || text.contains("EPERM") {
+        format!(
+            "{text}: loading eBPF programs needs root (or CAP_BPF + CAP_PERFMON), and a kernel \
+             not locked down against BPF"
+        )
+    } else {
+        text
+    }
+}
+
+fn raise_memlock() {
+    // Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raising it is harmless elsewhere.
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+    if rc != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK; continuing");
+    }
+}
+
+impl Session {
+    /// Loads the programs with the plan's offsets and attaches every ready probe. Fails only
+    /// when nothing could be loaded at all; a probe that cannot attach is reported, not fatal.
+    pub fn start(plan: &Plan) -> Result<Session> {
+        raise_memlock();
+        let mut ebpf = EbpfLoader::new()
+            .override_global(GLOBAL_CONFIG, &plan.config, true)
+            .load(EBPF_OBJECT)
+            .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))
+            .context("loading the tracer's eBPF object")?;
+
+        let mut probes = plan.not_ready.clone();
+        for (spec, detail) in &plan.ready {
+            let started = Instant::now();
+            let outcome = (|| -> Result<()> {
+                let program: &mut TracePoint = ebpf
+                    .program_mut(spec.program)
+                    .ok_or_else(|| anyhow!("program {} not in the eBPF object", spec.program))?
+                    .try_into()?;
+                program
+                    .load()
+                    .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))?;
+                program.attach(spec.category, spec.name)?;
+                Ok(())
+            })();
+            let (state, detail) = match outcome {
+                Ok(()) => (ProbeState::Attached, detail.clone()),
+                Err(e) => (ProbeState::Failed, format!("{e:#}")),
+            };
+            probes.push(ProbeStatus {
+                tracepoint: spec.tracepoint(),
+                program: spec.program.to_owned(),
+                state,
+                detail,
+                attach_ms: (state == ProbeState::Attached)
+                    .then(|| started.elapsed().as_secs_f64() * 1000.0),
+            });
+        }
+        if !probes.iter().any(|p| p.state == ProbeState::Attached) {
+            let why: Vec<String> = probes
+                .iter()
+                .map(|p| format!("{}: {}", p.tracepoint, p.detail))
+                .collect();
+            bail!("no probe could be attached ({})", why.join("; "));
+        }
+
+        let take = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| anyhow!("map {name} not in the eBPF object"))
+        };
+        let drops = PerCpuHashMap::try_from(take(&mut ebpf, MAP_DROPS)?)?;
+        let flows = AyaHashMap::try_from(take(&mut ebpf, MAP_RETRANS_FLOWS)?)?;
+        let softirq = PerCpuArray::try_from(take(&mut ebpf, MAP_SOFTIRQ_STATS)?)?;
+        let counters = PerCpuArray::try_from(take(&mut ebpf, MAP_PROBE_COUNTERS)?)?;
+        let dests = AyaHashMap::try_from(take(&mut ebpf, MAP_DESTS)?)?;
+        let resets = AyaHashMap::try_from(take(&mut ebpf, MAP_RESETS)?)?;
+        let sock_errors = AyaHashMap::try_from(take(&mut ebpf, MAP_SOCK_ERRORS)?)?;
+        Ok(Session {
+            _ebpf: ebpf,
+            drops,
+            flows,
+            softirq,
+            counters,
+            dests,
+            resets,
+            sock_errors,
+            probes,
+        })
+    }
+
+    /// Run count and total run time of each attached program (the kernel keeps them while
+    /// `kernel.bpf_stats_enabled` is 1; otherwise they stay 0).
+    pub fn program_costs(&self) -> Vec<(String, u64, u64)> {
+        self.probes
+            .iter()
+            .filter(|p| p.state == ProbeState::Attached)
+            .filter_map(|p| {
+                let program = self._ebpf.program(&p.program)?;
+                let info = program.info().ok()?;
+                Some((
+                    p.program.clone(),
+                    info.run_count(),
+                    u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+                ))
+            })
+            .collect()
+    }
+
+    /// Copies every map. Entries that vanish while being read (LRU eviction) are skipped.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        self.snapshot_with(true)
+    }
+
+    /// Copies the maps; the per-destination maps (destinations, resets, socket errors: up to
+    /// 16 k entries, one syscall pair each) only when `flow_maps` is set.
+    pub fn snapshot_with(&self, flow_maps: bool) -> Result<Snapshot> {
+        let mut snap = Snapshot {
+            has_flow_maps: flow_maps,
+            ..Snapshot::default()
+        };
+        for entry in self.drops.iter() {
+            let Ok((key, per_cpu)) = entry else { continue };
+            let total = sum_per_cpu(per_cpu.iter().copied());
+            *snap.drops.entry(key).or_insert(0) += total;
+        }
+        for entry in self.flows.iter() {
+            let Ok((key, stats)) = entry else { continue };
+            snap.flows.insert(key, stats);
+        }
+        for entry in self.dests.iter() {
+            let Ok((key, mut stats)) = entry else {
+                continue;
+            };
+            stats.rtt_samples = stats.rtt_hist.iter().map(|c| u64::from(*c)).sum();
+            snap.dests.insert(key, stats);
+        }
+        snap.dest_entries = snap.dests.len() as u64;
+        for entry in self.resets.iter() {
+            let Ok((key, count)) = entry else { continue };
+            snap.resets.insert(key, count);
+        }
+        for entry in self.sock_errors.iter() {
+            let Ok((key, count)) = entry else { continue };
+            snap.sock_errors.insert(key, count);
+        }
+        for vec in 0..SOFTIRQ_VECTORS {
+            let per_cpu = self
+                .softirq
+                .get(&vec, 0)
+                .context("reading softirq statistics")?;
+            for (cpu, stats) in per_cpu.iter().enumerate() {
+                if stats.runs > 0 {
+                    snap.softirq.insert((cpu as u32, vec), *stats);
+                }
+            }
+        }
+        snap.counters = (0..counter::COUNT)
+            .map(|i| {
+                self.counters
+                    .get(&i, 0)
+                    .map(|v| sum_per_cpu(v.iter().copied()))
+                    .unwrap_or(0)
+            })
+            .collect();
+        snap.program_costs = self.program_costs();
+        Ok(snap)
+    }
+}

@@ -1,0 +1,12 @@
+//! The running kernel: what it offers (tracefs formats, BTF, kallsyms), which probes can attach
+//! and how (startup), loading them (loader, the only module that touches aya) and plain copies of
+//! their maps (snapshot). Uses nothing else of this crate.
+
+pub mod btf;
+pub mod format;
+pub mod kallsyms;
+pub mod loader;
+pub mod probes;
+pub mod snapshot;
+pub mod startup;
+pub mod tracefs;

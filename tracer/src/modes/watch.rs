@@ -1,0 +1,390 @@
+//! A live window: takes a frame (probe maps + every counter) when told, the node's facts at the
+//! start and the end, and judges the frames with `window::judge`. Also keeps a bounded rolling
+//! window for the dashboard and writes recordings. The caller owns time (passes milliseconds).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use anyhow::Result;
+
+use crate::{
+    judge::report::{NetnsScope, Symbolize},
+    judge::window::{judge, Frame, Judged},
+    modes::live::LiveTracer,
+    modes::recording::{RecFrame, RecSnapshot, Recording, FORMAT, VERSION},
+    node::counters::CounterSource,
+    node::evidence::NodeFacts,
+    node::facts::FactsSource,
+};
+
+/// A window in progress.
+pub struct Watch {
+    counters: CounterSource,
+    facts: FactsSource,
+    scope: Option<NetnsScope>,
+    frames: VecDeque<Frame>,
+    /// Most frames kept (rolling windows); None keeps all.
+    keep: Option<usize>,
+    /// Long rolling windows: frames older than the newest `dense` are thinned to one per
+    /// `stride_ms`, so memory grows with the window's length over the stride, not its seconds.
+    thin: Option<Thinning>,
+    facts_start: NodeFacts,
+    facts_latest: NodeFacts,
+    /// Read the per-destination maps at the window's ends only (report, flows); rolling
+    /// windows and recordings read them every frame.
+    lean: bool,
+}
+
+/// How a long rolling window keeps its older frames.
+#[derive(Debug, Clone, Copy)]
+pub struct Thinning {
+    /// The per-destination maps (up to thousands of destinations with two histograms each,
+    /// ~1 KB apiece) stay only in the newest two frames and the first frame of every
+    /// `flow_maps_stride_ms`; windows start at such a frame so their `flows` section is whole.
+    pub flow_maps_stride_ms: u64,
+    /// Newest frames kept at one per second.
+    pub dense: usize,
+    /// Older frames: the first of every `stride_ms`.
+    pub stride_ms: u64,
+    /// Frames older than this (relative to the newest) are dropped.
+    pub max_age_ms: u64,
+}
+
+/// Applies `t` after a frame was pushed: drops frames past the age limit, and the frame that
+/// just left the dense part unless it opens a new stride. Called every frame, so at most one
+/// frame is thinned at a time.
+fn thin(frames: &mut VecDeque<Frame>, t: Thinning) {
+    let newest = frames.back().map_or(0, |f| f.at_ms);
+    while frames.len() > 2
+        && frames
+            .front()
+            .is_some_and(|f| f.at_ms + t.max_age_ms < newest)
+    {
+        frames.pop_front();
+    }
+    let n = frames.len();
+    if n > t.dense + 1 {
+        let i = n - 1 - t.dense;
+        let stride = t.stride_ms.max(1);
+        if frames[i].at_ms / stride == frames[i - 1].at_ms / stride {
+            frames.remove(i);
+        }
+    }
+}
+
+/// Drops the per-destination maps from the third-newest frame unless it opens a new
+/// `stride_ms` (the newest two stay whole: the next interval's metrics need them). Called
+/// every frame, so every older frame has been decided once.
+fn strip_flow_maps(frames: &mut VecDeque<Frame>, stride_ms: u64) {
+    let n = frames.len();
+    if n < 4 {
+        return;
+    }
+    let stride = stride_ms.max(1);
+    let (before, this) = (frames[n - 4].at_ms / stride, frames[n - 3].at_ms / stride);
+    if before == this {
+        let snap = &mut frames[n - 3].snapshot;
+        snap.dests = Default::default();
+        snap.resets = Default::default();
+        snap.sock_errors = Default::default();
+        snap.has_flow_maps = false;
+    }
+}
+
+/// What a finished window produced (the document is in `judged`).
+pub type WindowResult = Judged;
+
+fn bpf_stats_enabled() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() == "1")
+}
+
+impl Watch {
+    /// Starts a window now: facts, and the first frame at 0 ms.
+    pub fn begin(
+        tracer: &LiveTracer,
+        counters: CounterSource,
+        facts: FactsSource,
+        scope: Option<NetnsScope>,
+    ) -> Result<Watch> {
+        let facts_start = facts.collect();
+        let mut watch = Watch {
+            counters,
+            facts,
+            scope,
+            frames: VecDeque::new(),
+            keep: None,
+            thin: None,
+            facts_latest: facts_start.clone(),
+            facts_start,
+            lean: false,
+        };
+        watch.tick(tracer, 0)?;
+        Ok(watch)
+    }
+
+    /// Reads the per-destination maps (destinations, resets, socket errors) only at the start
+    /// and the end of the window: a node with thousands of destinations then costs two reads
+    /// of them, not one a second, and the frames in between stay small.
+    pub fn lean(mut self) -> Self {
+        self.lean = true;
+        self
+    }
+
+    /// Keeps only the newest `frames` frames (a rolling window for the dashboard).
+    pub fn rolling(mut self, frames: usize) -> Self {
+        self.keep = Some(frames.max(2));
+        self
+    }
+
+    /// Keeps a long rolling window: every frame of the newest `thinning.dense`, one per stride
+    /// before that, none older than `thinning.max_age_ms`.
+    pub fn thinned(mut self, thinning: Thinning) -> Self {
+        self.thin = Some(thinning);
+        self
+    }
+
+    /// Takes a frame `at_ms` milliseconds after the window began.
+    pub fn tick(&mut self, tracer: &LiveTracer, at_ms: u64) -> Result<()> {
+        let full = !self.lean || self.frames.is_empty();
+        self.tick_with(tracer, at_ms, full)
+    }
+
+    fn tick_with(&mut self, tracer: &LiveTracer, at_ms: u64, flow_maps: bool) -> Result<()> {
+        let frame = Frame {
+            at_ms,
+            snapshot: tracer.snapshot_with(flow_maps)?,
+            counters: self.counters.sample(at_ms),
+            bpf_stats_enabled: bpf_stats_enabled(),
+        };
+        self.frames.push_back(frame);
+        if let Some(keep) = self.keep {
+            while self.frames.len() > keep {
+                self.frames.pop_front();
+            }
+        }
+        if let Some(t) = self.thin {
+            thin(&mut self.frames, t);
+            strip_flow_maps(&mut self.frames, t.flow_maps_stride_ms);
+        }
+        // One slice, so judging a rolling window needs no copy of its frames.
+        self.frames.make_contiguous();
+        Ok(())
+    }
+
+    /// What the probes counted between the last two frames (None before the second frame).
+    pub fn last_interval(&self) -> Option<crate::kernel::snapshot::Snapshot> {
+        let n = self.frames.len();
+        (n >= 2).then(|| {
+            self.frames[n - 1]
+                .snapshot
+                .since(&self.frames[n - 2].snapshot)
+        })
+    }
+
+    /// Number of frames kept.
+    pub fn frames_kept(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Judges the newest `window` (a shorter rolling window than the one kept), with the
+    /// latest facts: from the newest frame at or before `window` ago (or the oldest kept) to the
+    /// newest. With thinning, a window reaching into the thinned part starts up to one stride
+    /// earlier than asked; the document's `window.duration_s` says what was judged.
+    pub fn judge_window(
+        &self,
+        tracer: &LiveTracer,
+        window: std::time::Duration,
+        notes: &[String],
+    ) -> Judged {
+        let (all, rest) = self.frames.as_slices();
+        let owned: Vec<Frame>;
+        let all = if rest.is_empty() {
+            all
+        } else {
+            owned = self.frames.iter().cloned().collect();
+            &owned
+        };
+        let newest = all.last().map_or(0, |f| f.at_ms);
+        let since = newest.saturating_sub(window.as_millis() as u64);
+        // The newest frame old enough that still holds the per-destination maps (else the
+        // window's flows section would be empty); any old-enough frame when none does.
+        let start = all
+            .iter()
+            .rposition(|f| f.at_ms <= since && f.snapshot.has_flow_maps)
+            .or_else(|| all.iter().rposition(|f| f.at_ms <= since))
+            .unwrap_or(0);
+        judge(
+            &all[start..],
+            &tracer.meta(),
+            tracer.symbols(),
+            self.scope.as_ref(),
+            &self.facts_start,
+            &self.facts_latest,
+            notes,
+        )
+    }
+
+    /// The latest facts read.
+    pub fn facts(&self) -> &NodeFacts {
+        &self.facts_latest
+    }
+
+    /// Reads the node's facts again (rolling windows refresh them now and then).
+    pub fn refresh_facts(&mut self) {
+        self.facts_latest = self.facts.collect();
+    }
+
+    fn judge_now(&self, tracer: &LiveTracer, facts_end: &NodeFacts, notes: &[String]) -> Judged {
+        let frames: Vec<Frame> = self.frames.iter().cloned().collect();
+        judge(
+            &frames,
+            &tracer.meta(),
+            tracer.symbols(),
+            self.scope.as_ref(),
+            &self.facts_start,
+            facts_end,
+            notes,
+        )
+    }
+
+    /// Judges the frames kept so far (rolling), with the latest facts.
+    pub fn judge_rolling(&self, tracer: &LiveTracer, notes: &[String]) -> Judged {
+        self.judge_now(tracer, &self.facts_latest, notes)
+    }
+
+    /// Ends the window at `at_ms`: last frame, facts again, verdict.
+    pub fn finish(
+        &mut self,
+        tracer: &LiveTracer,
+        at_ms: u64,
+        notes: &[String],
+    ) -> Result<WindowResult> {
+        // The last frame must have read the per-destination maps.
+        if self
+            .frames
+            .back()
+            .is_some_and(|f| f.at_ms >= at_ms && !f.snapshot.has_flow_maps && self.frames.len() > 1)
+        {
+            self.frames.pop_back();
+        }
+        if self.frames.back().is_none_or(|f| f.at_ms < at_ms) {
+            self.tick_with(tracer, at_ms, true)?;
+        }
+        self.refresh_facts();
+        Ok(self.judge_now(tracer, &self.facts_latest, notes))
+    }
+
+    /// What the probes counted between the first and the last frame, narrowed to the scope.
+    pub fn delta(&self) -> crate::kernel::snapshot::Snapshot {
+        let (Some(first), Some(last)) = (self.frames.front(), self.frames.back()) else {
+            return crate::kernel::snapshot::Snapshot::default();
+        };
+        let delta = last.snapshot.since(&first.snapshot);
+        match &self.scope {
+            Some(s) => delta.only_netns(s.inode),
+            None => delta,
+        }
+    }
+
+    /// The frames, facts and names of this window as a recording.
+    pub fn recording(
+        &self,
+        tracer: &LiveTracer,
+        judged: &Judged,
+        recorded_at_unix: u64,
+    ) -> Recording {
+        let addresses: BTreeSet<u64> = self
+            .frames
+            .iter()
+            .flat_map(|f| f.snapshot.drops.keys().map(|k| k.location))
+            .collect();
+        let symbols = addresses
+            .into_iter()
+            .map(|a| (a, tracer.symbols().label(a)))
+            .collect();
+        Recording {
+            format: FORMAT.to_owned(),
+            version: VERSION,
+            recorded_at_unix,
+            meta: tracer.meta(),
+            scope: self.scope.clone(),
+            symbols,
+            facts_start: self.facts_start.clone(),
+            facts_end: self.facts_latest.clone(),
+            frames: self
+                .frames
+                .iter()
+                .map(|f| RecFrame {
+                    at_ms: f.at_ms,
+                    bpf_stats_enabled: f.bpf_stats_enabled,
+                    snapshot: RecSnapshot::from(&f.snapshot),
+                    counters: f.counters.clone(),
+                })
+                .collect(),
+            live_verdict: serde_json::to_value(&judged.document).ok(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_windows_keep_recent_seconds_and_one_frame_per_stride_before() {
+        let t = Thinning {
+            flow_maps_stride_ms: 30_000,
+            dense: 61,
+            stride_ms: 10_000,
+            max_age_ms: 301_000,
+        };
+        let mut frames = VecDeque::new();
+        // Twenty minutes of one frame a second.
+        for s in 0..1200u64 {
+            frames.push_back(Frame {
+                at_ms: s * 1000,
+                ..Frame::default()
+            });
+            thin(&mut frames, t);
+        }
+        let at: Vec<u64> = frames.iter().map(|f| f.at_ms / 1000).collect();
+        let newest = 1199;
+        // The newest 61 frames, every second.
+        assert_eq!(
+            &at[at.len() - 61..],
+            &(newest - 60..=newest).collect::<Vec<_>>()[..]
+        );
+        // Before them one per 10 s, none older than 301 s.
+        let older = &at[..at.len() - 61];
+        assert!(older.windows(2).all(|w| w[1] - w[0] == 10), "{older:?}");
+        assert!(older[0] + 301 >= newest, "oldest {} kept", older[0]);
+        assert!(
+            older[0] + 301 <= newest + 10,
+            "oldest within one stride of the limit"
+        );
+        assert_eq!(frames.len(), 61 + older.len());
+        assert!(frames.len() <= 61 + 25, "{} frames kept", frames.len());
+    }
+
+    #[test]
+    fn flow_maps_stay_in_the_newest_two_frames_and_one_per_stride() {
+        let mut frames = VecDeque::new();
+        for s in 0..200u64 {
+            frames.push_back(Frame {
+                at_ms: s * 1000,
+                snapshot: crate::kernel::snapshot::Snapshot {
+                    has_flow_maps: true,
+                    ..Default::default()
+                },
+                ..Frame::default()
+            });
+            strip_flow_maps(&mut frames, 30_000);
+        }
+        let with: Vec<u64> = frames
+            .iter()
+            .filter(|f| f.snapshot.has_flow_maps)
+            .map(|f| f.at_ms / 1000)
+            .collect();
+        // 0 (the first), every 30 s, and the newest two.
+        assert_eq!(with, vec![0, 30, 60, 90, 120, 150, 180, 198, 199]);
+    }
+}

@@ -1,0 +1,498 @@
+//! Every counter of the node at one instant ([`CounterSample`]): per-namespace SNMP/conntrack/
+//! interface counters, NIC driver stats, softnet, softirqs, IRQs. Read-only: no writes/mounts/processes.
+//!
+//! Cost. A live sample is taken once a second and reads every namespace (one per pod on a
+//! Kubernetes node), so its cost is per namespace; `cargo xtask bench` (step `counters`)
+//! measures it with 0–100 namespaces. The design keeps it low without caching any value:
+//! - one reading thread per sample enters each namespace in turn (`setns` on a file opened by
+//!   the caller, a few µs), instead of a thread per namespace: the thread's creation and the
+//!   hand-back to the caller cost more than reading an idle namespace, and under load each
+//!   hand-back waits for a CPU;
+//! - the namespaces are enumerated by a [`netns::Scanner`] kept in the source: `/proc` is listed
+//!   every sample, but only new PIDs' `ns/net` are looked at (all of them every 10 s);
+//! - files are read with one `read` into a buffer with room for them (std's `read_to_string`
+//!   stats, seeks and probes first, as procfs files say they are empty);
+//! - qdisc counters need one RTM_GETQDISC dump per namespace and names of only the interfaces
+//!   that have a qdisc; the host's standard interface statistics come from one RTM_GETLINK dump
+//!   instead of 24 sysfs files per interface (see `host`).
+//!
+//! What remains (~0.3 ms per idle namespace on the development VM) is the kernel formatting
+//! `snmp`, `netstat`, `dev` and conntrack files, and parsing them into [`CounterSet`]s.
+//!
+//! [`CounterSet`]: crate::node::counterset::CounterSet
+
+mod ethtool;
+mod host;
+pub mod parse;
+mod qdisc;
+
+use std::{
+    collections::btree_map::Entry,
+    io::{self, Read as _},
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard, PoisonError},
+};
+
+pub use parse::{
+    parse_ethtool_s_text, parse_interrupts, parse_nf_conntrack_stat, parse_proc_net_dev,
+    parse_snmp, parse_softirqs, parse_softnet, SnmpGroups, PROC_NET_DEV_COLUMNS,
+};
+
+use self::host::HostExtras;
+use crate::{
+    node::evidence::{Conntrack, CounterSample, IfaceCounters, NetnsCounters},
+    node::netns,
+};
+
+/// Where to read from: the real node, or a recorded tree for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterSource {
+    /// `/proc`
+    pub proc_root: PathBuf,
+    /// `/sys`
+    pub sys_root: PathBuf,
+    /// `/run/netns`
+    pub run_netns: PathBuf,
+    /// True: enter namespaces with setns and use ioctls; false: fixture mode, read files only
+    /// (and only the host namespace, from `proc_root/net/…`).
+    pub live: bool,
+    /// What live samples remember between calls (the namespace scanner).
+    remembered: Remembered,
+}
+
+/// What a source remembers between samples: the PIDs' namespaces (see [`netns::Scanner`]). Not
+/// part of a source's identity: equal sources may remember different things, and a clone
+/// starts afresh (so two clones never wait for each other).
+#[derive(Default)]
+struct Remembered(Mutex<netns::Scanner>);
+
+/// Not the remembered PIDs (thousands on a node): a source prints as its paths.
+impl std::fmt::Debug for Remembered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Remembered")
+    }
+}
+
+impl Clone for Remembered {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for Remembered {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Remembered {}
+
+impl Remembered {
+    fn scanner(&self) -> MutexGuard<'_, netns::Scanner> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn scan(&self, proc_root: &Path, run_netns: &Path) -> Vec<netns::NetnsHandle> {
+        self.scanner().scan(proc_root, run_netns)
+    }
+
+    fn forget(&self) {
+        self.scanner().forget();
+    }
+}
+
+/// Where one namespace's files are, as the thread reading them sees them.
+#[derive(Debug, Clone)]
+struct NsPaths {
+    /// `/proc/thread-self/net` (live) or `ROOT/proc/net` (fixture).
+    net: PathBuf,
+    /// `/proc/sys/net/netfilter` (reflects the reading thread's namespace).
+    netfilter: PathBuf,
+}
+
+/// Room for any file read here in one `read` (`/proc/net/netstat` is ~4 KiB).
+const READ_ROOM: usize = 16 * 1024;
+
+/// `std::fs::read_to_string` in fewer system calls: procfs files say they are empty, so std
+/// stats the file, seeks and probes before it reads; here one read fills a buffer with room
+/// for the whole file and a second sees its end.
+fn read_file(path: &Path) -> io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; READ_ROOM];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
+}
+
+fn read_text(path: &Path, errors: &mut Vec<String>) -> Option<String> {
+    match read_file(path) {
+        Ok(text) => Some(text),
+        Err(err) => {
+            errors.push(format!("cannot read {}: {err}", path.display()));
+            None
+        }
+    }
+}
+
+/// A file that is absent when a module is not loaded: `Ok(None)` then.
+fn read_optional(path: &Path) -> io::Result<Option<String>> {
+    match read_file(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+fn read_conntrack(paths: &NsPaths, errors: &mut Vec<String>) -> Option<Conntrack> {
+    let count_path = paths.netfilter.join("nf_conntrack_count");
+    let count_text = match read_optional(&count_path) {
+        Ok(Some(text)) => text,
+        Ok(None) => return None,
+        Err(err) => {
+            errors.push(format!("cannot read {}: {err}", count_path.display()));
+            return None;
+        }
+    };
+    let Some(count) = parse::parse_single_u64(&count_text) else {
+        errors.push(format!(
+            "{} does not hold a number: {:?}",
+            count_path.display(),
+            count_text.trim()
+        ));
+        return None;
+    };
+    let max_path = paths.netfilter.join("nf_conntrack_max");
+    let max = match read_optional(&max_path) {
+        Ok(Some(text)) => parse::parse_single_u64(&text).unwrap_or_else(|| {
+            errors.push(format!("{} does not hold a number", max_path.display()));
+            0
+        }),
+        Ok(None) => {
+            errors.push(format!("{} is missing", max_path.display()));
+            0
+        }
+        Err(err) => {
+            errors.push(format!("cannot read {}: {err}", max_path.display()));
+            0
+        }
+    };
+    let stat_path = paths.net.join("stat/nf_conntrack");
+    let stats = match read_optional(&stat_path) {
+        Ok(Some(text)) => parse_nf_conntrack_stat(&text),
+        Ok(None) => Default::default(),
+        Err(err) => {
+            errors.push(format!("cannot read {}: {err}", stat_path.display()));
+            Default::default()
+        }
+    };
+    Some(Conntrack {
+        count,
+        max,
+        stats: stats.into(),
+    })
+}
+
+/// Every file of one namespace, read by the calling thread (which is inside that namespace).
+/// Identity fields (inode, label, is_host) are left for the caller.
+fn read_namespace(
+    paths: &NsPaths,
+    host: Option<&HostExtras>,
+    qdiscs: &qdisc::QdiscSource,
+) -> (NetnsCounters, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut counters = NetnsCounters::default();
+    for file in ["snmp", "netstat"] {
+        let path = paths.net.join(file);
+        if let Some(text) = read_text(&path, &mut errors) {
+            let groups = parse_snmp(&text);
+            if groups.is_empty() {
+                errors.push(format!("{} has no counters that parse", path.display()));
+            }
+            for (group, values) in groups {
+                // A group seen for the first time is built once (the usual case: snmp and
+                // netstat have different groups); `extend` rebuilds the set it extends.
+                match counters.snmp.entry(group) {
+                    Entry::Vacant(entry) => {
+                        entry.insert(values.into());
+                    }
+                    Entry::Occupied(mut entry) => entry.get_mut().extend(values),
+                }
+            }
+        }
+    }
+    counters.conntrack = read_conntrack(paths, &mut errors);
+    let dev_path = paths.net.join("dev");
+    if let Some(text) = read_text(&dev_path, &mut errors) {
+        counters.interfaces = parse_proc_net_dev(&text)
+            .into_iter()
+            .map(|(name, stats)| {
+                let iface = IfaceCounters {
+                    stats: stats.into(),
+                    ..IfaceCounters::default()
+                };
+                (name, iface)
+            })
+            .collect();
+    }
+    if let Some(extras) = host {
+        host::enrich(&mut counters.interfaces, extras, &mut errors);
+    }
+    qdisc::fill(&mut counters.interfaces, qdiscs, &mut errors);
+    (counters, errors)
+}
+
+/// Namespaces to read: an open file to enter (none: the caller's own), and the handle.
+type Jobs = Vec<(Option<std::fs::File>, netns::NetnsHandle)>;
+/// Namespaces that could not be opened, and why.
+type Unopened = Vec<(netns::NetnsHandle, anyhow::Error)>;
+
+/// Inode of the initial network namespace, fixed since Linux 6.18 (`PROC_NET_INIT_INO`). Other
+/// namespaces get dynamic numbers from 0xF0000000 up, so this one can only be the host's.
+const PROC_NET_INIT_INO: u32 = 0xEFFF_FFF9;
+
+/// When PID 1's namespace could not be read (`/proc/1/ns/net` denied in some sandboxes), the
+/// namespace with the initial namespace's fixed inode is the host.
+fn mark_init_net_as_host(handles: &mut [netns::NetnsHandle]) {
+    if handles.iter().any(|h| h.is_host) {
+        return;
+    }
+    if let Some(init) = handles.iter_mut().find(|h| h.inode == PROC_NET_INIT_INO) {
+        init.is_host = true;
+        init.label = "host".to_owned();
+    }
+}
+
+fn inode_of(path: &Path) -> Option<u32> {
+    std::fs::metadata(path)
+        .ok()
+        .and_then(|m| u32::try_from(m.ino()).ok())
+}
+
+impl CounterSource {
+    /// The real node: `/proc`, `/sys`, `/run/netns`, namespaces entered with setns.
+    pub fn live() -> Self {
+        Self {
+            proc_root: PathBuf::from("/proc"),
+            sys_root: PathBuf::from("/sys"),
+            run_netns: PathBuf::from("/run/netns"),
+            live: true,
+            remembered: Remembered::default(),
+        }
+    }
+
+    /// A recorded tree: `root/proc`, `root/sys`, `root/run/netns`; files only.
+    pub fn fixture(root: &Path) -> Self {
+        Self {
+            proc_root: root.join("proc"),
+            sys_root: root.join("sys"),
+            run_netns: root.join("run/netns"),
+            live: false,
+            remembered: Remembered::default(),
+        }
+    }
+
+    fn host_extras(&self) -> HostExtras {
+        HostExtras {
+            sys_root: self.sys_root.clone(),
+            live: self.live,
+        }
+    }
+
+    /// One sample of every counter. `at_ms` is passed in (no clock is read). Never fails as a
+    /// whole: what cannot be read goes to `CounterSample::errors`, one sentence each.
+    pub fn sample(&self, at_ms: u64) -> CounterSample {
+        let mut sample = CounterSample {
+            at_ms,
+            ..CounterSample::default()
+        };
+        sample.netns = if self.live {
+            self.live_namespaces(&mut sample.errors)
+        } else {
+            self.fixture_host(&mut sample.errors)
+        };
+        let softnet_path = self.proc_root.join("net/softnet_stat");
+        if let Some(text) = read_text(&softnet_path, &mut sample.errors) {
+            sample.softnet = parse_softnet(&text);
+            if sample.softnet.is_empty() {
+                sample
+                    .errors
+                    .push(format!("{} has no rows that parse", softnet_path.display()));
+            }
+        }
+        let softirqs_path = self.proc_root.join("softirqs");
+        if let Some(text) = read_text(&softirqs_path, &mut sample.errors) {
+            sample.softirqs = parse_softirqs(&text);
+            if sample.softirqs.is_empty() {
+                sample.errors.push(format!(
+                    "{} has no rows that parse",
+                    softirqs_path.display()
+                ));
+            }
+        }
+        let interrupts_path = self.proc_root.join("interrupts");
+        if let Some(text) = read_text(&interrupts_path, &mut sample.errors) {
+            sample.interrupts = parse_interrupts(&text);
+            if sample.interrupts.is_empty() {
+                sample.errors.push(format!(
+                    "{} has no rows that parse",
+                    interrupts_path.display()
+                ));
+            }
+        }
+        sample
+    }
+
+    /// Fixture mode: the host namespace only, from `proc_root/net/…`.
+    fn fixture_host(&self, errors: &mut Vec<String>) -> Vec<NetnsCounters> {
+        let paths = NsPaths {
+            net: self.proc_root.join("net"),
+            netfilter: self.proc_root.join("sys/net/netfilter"),
+        };
+        let qdiscs = qdisc::QdiscSource::new(self.live, &self.sys_root);
+        let (mut counters, errs) = read_namespace(&paths, Some(&self.host_extras()), &qdiscs);
+        counters.inode = 0;
+        counters.label = "host".to_owned();
+        counters.is_host = true;
+        errors.extend(errs.into_iter().map(|e| format!("host: {e}")));
+        vec![counters]
+    }
+
+    /// Every namespace, opened: `Ok((jobs, unopened))`, the caller's own namespace with no file
+    /// (it is read without entering it). `Err` with the same when a remembered PID's file opened
+    /// another namespace than the one remembered (that namespace is left out of it).
+    #[allow(clippy::type_complexity)]
+    fn open_namespaces(
+        &self,
+        errors: &mut Vec<String>,
+    ) -> Result<(Jobs, Unopened), (Jobs, Unopened)> {
+        let mut handles = self.remembered.scan(&self.proc_root, &self.run_netns);
+        mark_init_net_as_host(&mut handles);
+        if handles.is_empty() {
+            errors.push(format!(
+                "no network namespace found under {} or {}",
+                self.proc_root.display(),
+                self.run_netns.display()
+            ));
+        } else if !handles.iter().any(|h| h.is_host) {
+            errors.push(format!(
+                "the host namespace ({}) is not readable, so host counters are missing",
+                self.proc_root.join("1/ns/net").display()
+            ));
+        }
+        let own = inode_of(&self.proc_root.join("thread-self/ns/net"));
+        let mut jobs = Vec::with_capacity(handles.len());
+        let mut unopened = Vec::new();
+        let mut moved = false;
+        for handle in handles {
+            if own == Some(handle.inode) {
+                jobs.push((None, handle));
+                continue;
+            }
+            // Opened here, so the reading thread only enters: a namespace that cannot be opened
+            // is reported like one that cannot be entered.
+            match std::fs::File::open(&handle.path) {
+                Ok(file) => {
+                    let opened = file
+                        .metadata()
+                        .ok()
+                        .and_then(|m| u32::try_from(m.ino()).ok());
+                    if opened == Some(handle.inode) {
+                        jobs.push((Some(file), handle));
+                    } else {
+                        moved = true;
+                    }
+                }
+                Err(err) => unopened.push((handle, anyhow::Error::new(err).context("opening"))),
+            }
+        }
+        if moved {
+            Err((jobs, unopened))
+        } else {
+            Ok((jobs, unopened))
+        }
+    }
+
+    /// Live mode: every namespace, all read by one thread that enters each in turn (the calling
+    /// thread's own namespace first, without entering it). See the module docs for why.
+    fn live_namespaces(&self, errors: &mut Vec<String>) -> Vec<NetnsCounters> {
+        // The scanner may remember a PID that has since moved to another namespace (rare:
+        // setns, unshare, a reused PID); then every PID is looked at again, once.
+        // (Only the errors of the attempt used are kept.)
+        let mut first_errors = Vec::new();
+        let (jobs, unopened) = match self.open_namespaces(&mut first_errors) {
+            Ok(opened) => {
+                errors.append(&mut first_errors);
+                opened
+            }
+            Err(_) => {
+                self.remembered.forget();
+                self.open_namespaces(errors).unwrap_or_else(|opened| opened)
+            }
+        };
+        let extras = self.host_extras();
+        let proc_root = self.proc_root.clone();
+        let read = move |handle: netns::NetnsHandle| {
+            let paths = NsPaths {
+                net: proc_root.join("thread-self/net"),
+                netfilter: proc_root.join("sys/net/netfilter"),
+            };
+            let host = handle.is_host.then_some(&extras);
+            let result = read_namespace(&paths, host, &qdisc::QdiscSource::Netlink);
+            (handle, result)
+        };
+        let labels: Vec<(String, PathBuf)> = jobs
+            .iter()
+            .map(|(_, h)| (h.label.clone(), h.path.clone()))
+            .collect();
+        let results = match netns::in_each_netns(jobs, read) {
+            Ok(results) => results,
+            Err(err) => {
+                errors.push(format!("no namespace's counters could be read: {err:#}"));
+                Vec::new()
+            }
+        };
+        let mut out = Vec::with_capacity(results.len());
+        let failed = unopened.into_iter().map(|(h, err)| (h.label, h.path, err));
+        let mut failures: Vec<(String, PathBuf, anyhow::Error)> = failed.collect();
+        for (result, (label, path)) in results.into_iter().zip(labels) {
+            match result {
+                Ok((handle, (mut counters, errs))) => {
+                    counters.inode = handle.inode;
+                    counters.is_host = handle.is_host;
+                    errors.extend(errs.into_iter().map(|e| format!("{}: {e}", handle.label)));
+                    counters.label = handle.label;
+                    out.push(counters);
+                }
+                Err(err) => failures.push((label, path, err)),
+            }
+        }
+        for (label, path, err) in failures {
+            errors.push(format!(
+                "{label}: cannot read its counters ({}): {err:#}",
+                path.display()
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;

@@ -1,0 +1,416 @@
+//! Tests of `facts`: the whole collection on the recorded tree `tests/fixtures/facts/node`, and a
+//! live run (root only) in a namespace the test creates and deletes; never touches the host's rules.
+
+use std::{
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use super::*;
+use crate::node::evidence::QueueMask;
+
+fn fixture_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/facts/node")
+}
+
+fn host_rule(
+    source: &str,
+    table: &str,
+    chain: &str,
+    hook: Option<&str>,
+    rule: &str,
+    verdict: &str,
+    counts: Option<(u64, u64)>,
+) -> FirewallRule {
+    FirewallRule {
+        netns: 0,
+        netns_label: "host".to_owned(),
+        source: source.to_owned(),
+        table: table.to_owned(),
+        chain: chain.to_owned(),
+        hook: hook.map(str::to_owned),
+        rule: rule.to_owned(),
+        verdict: verdict.to_owned(),
+        packets: counts.map(|c| c.0),
+        bytes: counts.map(|c| c.1),
+    }
+}
+
+fn host_route(dst: &str, kind: &str, dev: Option<&str>, gateway: Option<&str>) -> RouteFact {
+    RouteFact {
+        netns: 0,
+        netns_label: "host".to_owned(),
+        family: "ipv4".to_owned(),
+        dst: dst.to_owned(),
+        kind: kind.to_owned(),
+        table: 254,
+        dev: dev.map(str::to_owned),
+        gateway: gateway.map(str::to_owned),
+    }
+}
+
+#[test]
+fn the_recorded_node_gives_every_fact() {
+    let source = FactsSource::fixture(&fixture_root());
+    assert!(!source.live);
+    let facts = source.collect();
+    assert_eq!(facts.errors, Vec::<String>::new());
+
+    assert_eq!(
+        facts.routes,
+        vec![
+            host_route("default", "unicast", Some("eth0"), Some("10.1.0.1")),
+            host_route("10.1.0.0/24", "unicast", Some("eth0"), None),
+            host_route("10.1.64.0/19", "unicast", Some("eth0"), None),
+            // Shown as a plain route by /proc/net/route; route_kinds says what it is.
+            host_route("10.2.0.0/16", "blackhole", None, None),
+            // RTF_REJECT.
+            host_route("10.3.0.0/16", "unreachable", None, None),
+        ]
+    );
+
+    let nft = "nftables";
+    let ipt = "iptables-legacy";
+    assert_eq!(
+        facts.firewall_rules,
+        vec![
+            host_rule(nft, "inet filter", "input", Some("input"), "policy drop", "drop", None),
+            // Named counter `rejected_ssh` (7 packets, 420 bytes).
+            host_rule(
+                nft,
+                "inet filter",
+                "input",
+                Some("input"),
+                "tcp dport 22 counter name \"rejected_ssh\" reject with tcp reset",
+                "reject",
+                Some((7, 420)),
+            ),
+            host_rule(
+                nft,
+                "inet filter",
+                "forward",
+                Some("forward"),
+                "ip saddr 10.0.0.0/8 udp dport 7777 counter drop",
+                "drop",
+                Some((42, 2520)),
+            ),
+            host_rule(
+                nft,
+                "inet filter",
+                "forward",
+                Some("forward"),
+                "ct state vmap { invalid : drop, established : accept }",
+                "drop",
+                None,
+            ),
+            host_rule(
+                nft,
+                "ip kube-proxy",
+                "KUBE-SERVICES",
+                None,
+                "ip daddr 172.20.0.10 tcp dport 53 counter reject with icmp port-unreachable \
+                 comment \"kube-system/kube-dns:dns-tcp has no endpoints\"",
+                "reject",
+                Some((5, 300)),
+            ),
+            host_rule(
+                nft,
+                "ip kube-proxy",
+                "KUBE-SERVICES",
+                None,
+                "iifname != eth* ip daddr 172.20.0.0/16 drop",
+                "drop",
+                None,
+            ),
+            host_rule(
+                ipt,
+                "raw",
+                "PREROUTING",
+                Some("prerouting"),
+                "-A PREROUTING -d 169.254.170.23/32 -p tcp -j DROP",
+                "drop",
+                Some((1, 60)),
+            ),
+            host_rule(ipt, "filter", "INPUT", Some("input"), "policy drop", "drop", Some((3, 180))),
+            host_rule(
+                ipt,
+                "filter",
+                "FORWARD",
+                Some("forward"),
+                "-A FORWARD -s 10.0.0.0/8 -j DROP",
+                "drop",
+                Some((12, 720)),
+            ),
+            host_rule(
+                ipt,
+                "filter",
+                "cali-fw-eni1a2b3c",
+                None,
+                "-A cali-fw-eni1a2b3c -p tcp -m comment --comment \"cali:Xyz -j DROP in a comment\" \
+                 -m tcp --dport 8080 -j REJECT --reject-with icmp-port-unreachable",
+                "reject",
+                Some((4, 240)),
+            ),
+        ]
+    );
+
+    // aws-network-policy-agent from its comm cut to 15 bytes, aws-node from aws-k8s-agent, calico
+    // from a `cali-` chain, kube-proxy from KUBE-SERVICES; `grep cilium-agent` is not cilium.
+    assert_eq!(
+        facts.policy_engines,
+        vec![
+            "aws-network-policy-agent",
+            "aws-node",
+            "calico",
+            "kube-proxy"
+        ]
+    );
+    assert!(facts.irqbalance_running);
+
+    let sysctls: Vec<(&str, &str)> = facts
+        .sysctls
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        sysctls,
+        vec![
+            ("net.core.netdev_budget", "300"),
+            ("net.core.netdev_max_backlog", "1000"),
+            ("net.core.rmem_max", "212992"),
+            ("net.core.somaxconn", "4096"),
+            ("net.core.wmem_max", "212992"),
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.tcp_max_syn_backlog", "1024"),
+            ("net.ipv4.tcp_rmem", "4096 131072 6291456"),
+            ("net.ipv4.tcp_syncookies", "1"),
+            ("net.ipv4.tcp_wmem", "4096 16384 4194304"),
+            ("net.netfilter.nf_conntrack_max", "262144"),
+        ]
+    );
+
+    let mask = |dev: &str, queue: &str, kind: &str, mask: &str| QueueMask {
+        dev: dev.to_owned(),
+        queue: queue.to_owned(),
+        kind: kind.to_owned(),
+        mask: mask.to_owned(),
+    };
+    assert_eq!(
+        facts.queue_masks,
+        vec![
+            mask("eth0", "rx-0", "rps", "3"),
+            mask("eth0", "rx-1", "rps", "0c"),
+            mask("eth0", "tx-0", "xps", "00000000,0000000f"),
+            mask("lo", "rx-0", "rps", "0"),
+        ]
+    );
+}
+
+#[test]
+fn an_empty_tree_says_what_is_missing_and_nothing_else() {
+    let dir = std::env::temp_dir().join(format!("trc-facts-empty-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("proc")).unwrap();
+    let facts = FactsSource::fixture(&dir).collect();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(facts.routes.is_empty() && facts.firewall_rules.is_empty());
+    assert!(facts.policy_engines.is_empty() && facts.sysctls.is_empty());
+    assert!(!facts.irqbalance_running);
+    assert_eq!(facts.errors.len(), 2, "{:?}", facts.errors);
+    assert!(facts.errors[0].starts_with("Routes could not be read from"));
+    assert!(facts.errors[1].starts_with("Queue masks could not be read"));
+}
+
+#[test]
+fn broken_recordings_are_errors_not_panics() {
+    let dir = std::env::temp_dir().join(format!("trc-facts-broken-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("proc/net")).unwrap();
+    std::fs::write(dir.join("proc/net/route"), "Iface\nbroken line\n").unwrap();
+    std::fs::write(dir.join("proc/net/route_kinds"), "10.9.0.0/16 weird\n").unwrap();
+    std::fs::write(dir.join("nft-ruleset.json"), "{\"nftables\": [").unwrap();
+    std::fs::write(dir.join("iptables-save.txt"), "*filter\n[x] -A\n").unwrap();
+    let facts = FactsSource::fixture(&dir).collect();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(facts.routes.is_empty() && facts.firewall_rules.is_empty());
+    let joined = facts.errors.join("\n");
+    assert!(joined.contains("1 lines of"), "{joined}");
+    assert!(joined.contains("route_kinds could not be read"), "{joined}");
+    assert!(
+        joined.contains("`nft -j list ruleset` in host (netns 0) could not be read"),
+        "{joined}"
+    );
+}
+
+/// A namespace this test made, deleted on drop.
+struct TestNetns {
+    name: String,
+    path: PathBuf,
+}
+
+impl TestNetns {
+    fn new() -> Self {
+        let name = format!("trc-facts-{}", std::process::id());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(std::process::Stdio::null())
+            .status();
+        run("ip", &["netns", "add", &name]);
+        let path = Path::new("/run/netns").join(&name);
+        Self { name, path }
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn run(program: &str, args: &[&str]) {
+    let status = Command::new(program).args(args).status().unwrap();
+    assert!(status.success(), "{program} {args:?}: {status}");
+}
+
+#[test]
+fn live_facts_show_a_blackhole_route_and_a_counted_drop_rule_in_a_namespace() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped live_facts: needs root to create a network namespace");
+        return;
+    }
+    let Some(nft) = tools::find("nft") else {
+        eprintln!("skipped live_facts: nft is not installed");
+        return;
+    };
+    if tools::find("ip").is_none() {
+        eprintln!("skipped live_facts: ip (iproute2) is not installed");
+        return;
+    }
+    let ns = TestNetns::new();
+    run("ip", &["-n", &ns.name, "link", "set", "lo", "up"]);
+    run(
+        "ip",
+        &[
+            "-n",
+            &ns.name,
+            "route",
+            "add",
+            "blackhole",
+            "198.18.77.0/24",
+        ],
+    );
+    let rules = std::env::temp_dir().join(format!("{}.nft", ns.name));
+    std::fs::write(
+        &rules,
+        "table inet trc_facts {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tudp dport 7777 counter drop\n\t}\n}\n",
+    )
+    .unwrap();
+    // nft inside the namespace from a thread that entered it (never the host's ruleset).
+    let file = rules.clone();
+    let loaded = crate::node::netns::in_netns(&ns.path, move || {
+        Command::new(nft).arg("-f").arg(file).status()
+    })
+    .unwrap()
+    .unwrap();
+    std::fs::remove_file(&rules).unwrap();
+    assert!(loaded.success(), "nft -f in the namespace: {loaded}");
+    crate::node::netns::in_netns(&ns.path, || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..3 {
+            socket.send_to(b"facts", "127.0.0.1:7777").unwrap();
+        }
+    })
+    .unwrap();
+    let inode = u32::try_from(std::fs::metadata(&ns.path).unwrap().ino()).unwrap();
+
+    let facts = FactsSource::live().collect();
+
+    let ours: Vec<&RouteFact> = facts.routes.iter().filter(|r| r.netns == inode).collect();
+    assert!(
+        ours.iter().any(|r| r.dst == "198.18.77.0/24"
+            && r.kind == "blackhole"
+            && r.family == "ipv4"
+            && r.table == 254
+            && r.netns_label == format!("netns {}", ns.name)),
+        "routes of the namespace: {ours:#?}\nerrors: {:#?}",
+        facts.errors
+    );
+    assert!(
+        ours.iter().all(|r| r.table != 255),
+        "local table routes are left out: {ours:#?}"
+    );
+    let drops: Vec<&FirewallRule> = facts
+        .firewall_rules
+        .iter()
+        .filter(|r| r.netns == inode)
+        .collect();
+    assert_eq!(
+        drops,
+        vec![&FirewallRule {
+            netns: inode,
+            netns_label: format!("netns {}", ns.name),
+            source: "nftables".to_owned(),
+            table: "inet trc_facts".to_owned(),
+            chain: "input".to_owned(),
+            hook: Some("input".to_owned()),
+            rule: "udp dport 7777 counter drop".to_owned(),
+            verdict: "drop".to_owned(),
+            packets: Some(3),
+            bytes: drops.first().and_then(|r| r.bytes),
+        }],
+        "errors: {:#?}",
+        facts.errors
+    );
+    assert!(drops[0].bytes.unwrap_or(0) > 0);
+    assert!(
+        !facts.errors.iter().any(|e| e.contains(&ns.name)),
+        "{:#?}",
+        facts.errors
+    );
+}
+
+#[test]
+fn mangled_recordings_never_panic_the_parsers() {
+    let root = fixture_root();
+    let texts: Vec<Vec<u8>> = [
+        "nft-ruleset.json",
+        "iptables-save.txt",
+        "proc/net/route",
+        "proc/net/route_kinds",
+    ]
+    .iter()
+    .map(|f| std::fs::read(root.join(f)).unwrap())
+    .collect();
+    // A fixed linear congruential generator: the same mangling every run.
+    let mut state: u64 = 0x5eed;
+    let mut next = move |bound: usize| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as usize % bound.max(1)
+    };
+    let noise = b"{}[]\":,-j DROP\n\t[0:0]*:#/ 0123456789abcdefxyz\xff\x00";
+    for round in 0..3000 {
+        let mut bytes = texts[round % texts.len()].clone();
+        for _ in 0..1 + next(8) {
+            match next(3) {
+                0 => bytes.truncate(next(bytes.len() + 1)),
+                1 if !bytes.is_empty() => {
+                    let at = next(bytes.len());
+                    bytes[at] = noise[next(noise.len())];
+                }
+                _ => {
+                    let at = next(bytes.len() + 1);
+                    bytes.insert(at, noise[next(noise.len())]);
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = nft::parse(&text, 0, "host");
+        let _ = iptables::parse(&text, round % 2 == 0, 0, "host");
+        let _ = routes::parse_proc_net_route(&text, 0, "host");
+        let _ = routes::parse_route_kinds(&text);
+    }
+}

@@ -1,0 +1,404 @@
+//! Network namespaces on the node: finding every one (the host's, each pod's, `ip netns` ones)
+//! and running a read-only closure inside one, or inside each of many, on a thread of its own.
+//! It never creates, changes or deletes a namespace.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    fs::File,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+/// One network namespace and a path that opens it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetnsHandle {
+    /// Inode of the namespace (what the kernel programs record).
+    pub inode: u32,
+    /// For people: `host`, `netns NAME`, or `pid PID (COMM)`.
+    pub label: String,
+    /// `/proc/PID/ns/net` or `/run/netns/NAME`.
+    pub path: PathBuf,
+    /// True for the namespace of PID 1.
+    pub is_host: bool,
+}
+
+fn inode_of(path: &Path) -> Option<u32> {
+    std::fs::metadata(path)
+        .ok()
+        .and_then(|m| u32::try_from(m.ino()).ok())
+}
+
+/// How long [`Scanner`] trusts the namespace it remembered for a PID that is still running.
+const PID_RESCAN_AFTER: Duration = Duration::from_secs(10);
+
+/// Every network namespace reachable through `proc_root` (normally `/proc`) and `run_netns`
+/// (normally `/run/netns`), the host's first, each once.
+pub fn enumerate(proc_root: &Path, run_netns: &Path) -> Vec<NetnsHandle> {
+    Scanner::default().scan(proc_root, run_netns)
+}
+
+/// What [`Scanner`] remembers of one PID.
+#[derive(Debug, Clone)]
+struct PidNetns {
+    inode: u32,
+    /// `comm`, read the first time the PID labels a namespace.
+    comm: Option<String>,
+    /// When the PID was first seen: a young process may still be entering or making its
+    /// namespace (fork, then `unshare`/`setns`, as container runtimes do), so it is looked at
+    /// again until it is [`PID_SETTLED_AFTER`] old.
+    seen: Instant,
+}
+
+/// Age after which [`Scanner`] takes a PID's namespace as settled (see [`PidNetns::seen`]).
+const PID_SETTLED_AFTER: Duration = Duration::from_secs(3);
+
+/// [`enumerate`] for a caller that asks again and again (the counters, once a second).
+///
+/// Why: `stat` of `/proc/PID/ns/net` for every PID is most of an enumeration's cost, and it grows
+/// with the node's processes (thousands on a Kubernetes node), not its namespaces. A process
+/// keeps its namespace nearly always, so the scanner lists `/proc` on every call (a new or gone
+/// PID is seen at once) but stats only the PIDs it has not seen in their first seconds; every
+/// 10 s, or after [`Scanner::forget`], it stats them all again. So a process that moves to
+/// another namespace after its first seconds (`setns`, `unshare`; rare, and a runtime's or
+/// `ip netns`' namespaces are in `/run/netns` anyway) is seen there within 10 s; a PID reused for
+/// another namespace too (and the counters check each opened file's inode, calling `forget` on a
+/// mismatch). `/run/netns` is small and read in full every call. Otherwise the result is what
+/// [`enumerate`] gives.
+#[derive(Debug, Default)]
+pub struct Scanner {
+    pids: HashMap<u32, PidNetns>,
+    /// When every PID was last stat-ed; None: never, or forgotten.
+    full_at: Option<Instant>,
+}
+
+impl Scanner {
+    /// Forgets every PID, so the next scan stats them all (e.g. when a handle turned out to
+    /// open another namespace than the one remembered).
+    pub fn forget(&mut self) {
+        self.pids.clear();
+        self.full_at = None;
+    }
+
+    /// Every namespace now, as [`enumerate`] (see the type's docs for what is remembered).
+    pub fn scan(&mut self, proc_root: &Path, run_netns: &Path) -> Vec<NetnsHandle> {
+        if self
+            .full_at
+            .is_none_or(|at| at.elapsed() >= PID_RESCAN_AFTER)
+        {
+            self.pids.clear();
+            self.full_at = Some(Instant::now());
+        }
+        // PID 1's namespace is the host's; where PID 1 cannot be inspected (some sandboxes
+        // refuse it even to root), the tracer's own namespace stands in: it runs with the host
+        // network.
+        let host_inode = inode_of(&proc_root.join("1/ns/net"))
+            .or_else(|| inode_of(&proc_root.join("self/ns/net")));
+        let mut found: BTreeMap<u32, NetnsHandle> = BTreeMap::new();
+        // Named namespaces first: their names are the best labels.
+        if let Ok(entries) = std::fs::read_dir(run_netns) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if let Some(inode) = inode_of(&path) {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    found.entry(inode).or_insert(NetnsHandle {
+                        inode,
+                        label: format!("netns {name}"),
+                        path,
+                        is_host: Some(inode) == host_inode,
+                    });
+                }
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(proc_root) else {
+            self.pids.clear();
+            return finish(found);
+        };
+        let mut pids: Vec<u32> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+            .collect();
+        pids.sort_unstable();
+        let running: HashSet<u32> = pids.iter().copied().collect();
+        self.pids.retain(|pid, _| running.contains(pid));
+        for pid in pids {
+            let path = proc_root.join(format!("{pid}/ns/net"));
+            let known = match self.pids.get_mut(&pid) {
+                Some(known) if known.seen.elapsed() >= PID_SETTLED_AFTER => known,
+                Some(young) => {
+                    let Some(inode) = inode_of(&path) else {
+                        continue;
+                    };
+                    if young.inode != inode {
+                        young.inode = inode;
+                        young.comm = None;
+                    }
+                    young
+                }
+                None => {
+                    // Not remembered when unreadable (gone, or refused): asked again next time.
+                    let Some(inode) = inode_of(&path) else {
+                        continue;
+                    };
+                    self.pids.entry(pid).or_insert(PidNetns {
+                        inode,
+                        comm: None,
+                        seen: Instant::now(),
+                    })
+                }
+            };
+            let inode = known.inode;
+            if found.contains_key(&inode) {
+                continue;
+            }
+            let is_host = Some(inode) == host_inode;
+            let label = if is_host {
+                "host".to_owned()
+            } else {
+                let comm = known.comm.get_or_insert_with(|| {
+                    std::fs::read_to_string(proc_root.join(format!("{pid}/comm")))
+                        .map(|c| c.trim().to_owned())
+                        .unwrap_or_default()
+                });
+                format!("pid {pid} ({comm})")
+            };
+            found.insert(
+                inode,
+                NetnsHandle {
+                    inode,
+                    label,
+                    path,
+                    is_host,
+                },
+            );
+        }
+        finish(found)
+    }
+}
+
+/// The handles in their order: the host first, then by inode.
+fn finish(found: BTreeMap<u32, NetnsHandle>) -> Vec<NetnsHandle> {
+    let mut all: Vec<NetnsHandle> = found.into_values().collect();
+    for ns in &mut all {
+        if ns.is_host {
+            ns.label = "host".to_owned();
+        }
+    }
+    all.sort_by_key(|n| (!n.is_host, n.inode));
+    all
+}
+
+/// Runs `f` on a new thread that has entered the namespace at `path`, and returns its result.
+/// The calling thread's namespace is untouched.
+pub fn in_netns<R: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let handle = std::thread::spawn(move || -> Result<R> {
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .context("entering the network namespace")?;
+        Ok(f())
+    });
+    handle
+        .join()
+        .map_err(|_| anyhow!("reader thread panicked in {}", path.display()))?
+        .with_context(|| format!("namespace {}", path.display()))
+}
+
+/// Runs `f` on every item of `jobs` on ONE new thread, entering each item's namespace in turn
+/// (`setns` on an open namespace file), and returns the results in the order of `jobs`. Items
+/// without a file are run in the caller's namespace, first, before the thread enters any other.
+/// The calling thread's namespace is untouched; the reading thread ends with the call.
+///
+/// Why one thread for all rather than [`in_netns`] for each: a thread's creation, its first
+/// allocations and its hand-back cost more than the reading itself for an idle namespace, and
+/// `setns` from one namespace to the next is a few microseconds.
+pub fn in_each_netns<T, R>(
+    jobs: Vec<(Option<File>, T)>,
+    mut f: impl FnMut(T) -> R + Send + 'static,
+) -> Result<Vec<Result<R>>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let handle = std::thread::spawn(move || {
+        let mut results: Vec<Option<Result<R>>> = jobs.iter().map(|_| None).collect();
+        let (here, there): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .enumerate()
+            .partition(|(_, (file, _))| file.is_none());
+        for (at, (file, item)) in here.into_iter().chain(there) {
+            let result = match file {
+                None => Ok(f(item)),
+                Some(file) => nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .context("entering the network namespace")
+                    .map(|()| f(item)),
+            };
+            if let Some(slot) = results.get_mut(at) {
+                *slot = Some(result);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(anyhow!("not read"))))
+            .collect()
+    });
+    handle
+        .join()
+        .map_err(|_| anyhow!("the namespace reader thread panicked"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enumerate_finds_the_host_namespace_first() {
+        let all = enumerate(Path::new("/proc"), Path::new("/run/netns"));
+        if all.is_empty() {
+            eprintln!("skipped: /proc/*/ns/net not readable here");
+            return;
+        }
+        let own = inode_of(Path::new("/proc/self/ns/net"));
+        assert!(all.iter().any(|n| Some(n.inode) == own));
+        if inode_of(Path::new("/proc/1/ns/net")).is_some() {
+            assert!(all[0].is_host);
+            assert_eq!(all[0].label, "host");
+        }
+        let mut inodes: Vec<u32> = all.iter().map(|n| n.inode).collect();
+        inodes.dedup();
+        assert_eq!(inodes.len(), all.len(), "each namespace once");
+    }
+
+    fn skip_unless_root() -> bool {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (unshare, setns, ip netns)");
+            return true;
+        }
+        false
+    }
+
+    /// A process in a namespace of its own, killed on drop.
+    struct Unshared(std::process::Child);
+
+    impl Drop for Unshared {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn scanner_sees_a_new_process_namespace_and_its_end() {
+        if skip_unless_root() {
+            return;
+        }
+        let (proc_root, run_netns) = (Path::new("/proc"), Path::new("/run/netns"));
+        let own = inode_of(Path::new("/proc/self/ns/net")).unwrap();
+        let mut scanner = Scanner::default();
+        let before = scanner.scan(proc_root, run_netns);
+        // The process starts in this namespace and moves to a new one half a second later, as a
+        // container runtime's child does: the scanner must not keep its first namespace.
+        let child = std::process::Command::new("sh")
+            .args(["-c", "sleep 0.5; exec unshare --net sleep 30"])
+            .spawn()
+            .unwrap();
+        let child = Unshared(child);
+        let pid = child.0.id();
+        let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        let early = scanner.scan(proc_root, run_netns);
+        if let Some(seen) = scanner.pids.get(&pid) {
+            assert_eq!(seen.inode, own, "{early:?}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let inode = loop {
+            // unshare enters its namespace, then becomes `sleep`.
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            match inode_of(&path) {
+                Some(inode) if inode != own && comm.trim() == "sleep" => break inode,
+                _ if Instant::now() > deadline => panic!("unshare did not start"),
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        assert!(before.iter().all(|h| h.inode != inode));
+
+        let during = scanner.scan(proc_root, run_netns);
+        let found = during
+            .iter()
+            .find(|h| h.inode == inode)
+            .expect("its namespace");
+        assert_eq!(found.label, format!("pid {pid} (sleep)"));
+        assert_eq!(found.path, path);
+        assert!(!found.is_host);
+        assert_eq!(scanner.pids[&pid].inode, inode, "remembered");
+        // A fresh enumeration says the same of it.
+        let fresh = enumerate(proc_root, run_netns);
+        assert_eq!(fresh.iter().find(|h| h.inode == inode), Some(found));
+        // Asked again, the remembered PID gives the same handle.
+        let again = scanner.scan(proc_root, run_netns);
+        assert_eq!(again.iter().find(|h| h.inode == inode), Some(found));
+        assert_eq!(again[0].is_host, during[0].is_host);
+
+        drop(child);
+        let after = scanner.scan(proc_root, run_netns);
+        assert!(
+            after.iter().all(|h| h.inode != inode),
+            "gone with its process"
+        );
+        assert!(!scanner.pids.contains_key(&pid));
+        scanner.forget();
+        assert!(scanner.pids.is_empty());
+        assert!(!scanner.scan(proc_root, run_netns).is_empty());
+    }
+
+    #[test]
+    fn one_thread_reads_each_namespace_and_the_callers_first() {
+        if skip_unless_root() {
+            return;
+        }
+        let name = format!("trc-each-{}", std::process::id());
+        let Some(ns) = crate::testkit::netns::NetnsGuard::add(&name) else {
+            return;
+        };
+        let lab = inode_of(&ns.path()).unwrap();
+        let own = inode_of(Path::new("/proc/thread-self/ns/net")).unwrap();
+        let jobs = vec![
+            (Some(File::open(ns.path()).unwrap()), "lab"),
+            (None, "own"),
+            (Some(File::open("/proc/self/ns/net").unwrap()), "own again"),
+        ];
+        let caller = std::thread::current().id();
+        let results = in_each_netns(jobs, move |tag| {
+            assert_ne!(std::thread::current().id(), caller);
+            (tag, inode_of(Path::new("/proc/thread-self/ns/net")))
+        })
+        .unwrap();
+        let results: Vec<(&str, Option<u32>)> = results.into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(
+            results,
+            [
+                ("lab", Some(lab)),
+                ("own", Some(own)),
+                ("own again", Some(own))
+            ]
+        );
+        assert_eq!(
+            inode_of(Path::new("/proc/thread-self/ns/net")),
+            Some(own),
+            "the caller did not move"
+        );
+    }
+
+    #[test]
+    fn enumerate_on_an_empty_tree_is_empty() {
+        let dir = std::env::temp_dir().join(format!("trc-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(enumerate(&dir, &dir.join("nope")).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

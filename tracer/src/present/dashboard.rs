@@ -1,0 +1,342 @@
+//! What the live dashboard shows, as plain data: the rolling verdict, per-layer loss history,
+//! top drops and flows, per-CPU NET_RX share and the counter changes that matter.
+//! Built from window results (live or replayed) by [`Dashboard::from_window`]; rendered by `tui`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    judge::document::VerdictDocument,
+    judge::layers::{classify, DropClass, Layer},
+    verdict::Tick,
+};
+
+/// One drop row: a reason at a location.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DropRow {
+    pub reason: String,
+    pub location: String,
+    /// `netfilter / NetworkPolicy`, `noise: duplicate segment`, `no listener`, …
+    pub class: String,
+    pub layer: Option<Layer>,
+    /// Namespace inodes with their labels where known (`pod NS/NAME`, `netns NAME`,
+    /// `pid 12 (coredns)`).
+    pub namespaces: Vec<String>,
+    pub count: u64,
+    pub per_second: f64,
+}
+
+/// One retransmitting flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowRow {
+    pub namespace: String,
+    pub source: String,
+    pub destination: String,
+    pub state: String,
+    pub retransmitted_segments: u64,
+    pub per_second: f64,
+}
+
+/// One destination of the `flows` section: what its connections saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DestRow {
+    pub namespace: String,
+    /// `ADDR:PORT` (`[ADDR]:PORT` for IPv6).
+    pub destination: String,
+    pub retransmits: u64,
+    /// Resets sent plus received.
+    pub resets: u64,
+    pub failed_connects: u64,
+    pub connects: u64,
+    pub rtt_p50_us: Option<f64>,
+    pub rtt_p99_us: Option<f64>,
+    /// `ETIMEDOUT×3 ECONNREFUSED×1`.
+    pub errors: String,
+}
+
+/// A counter change worth a line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CounterRow {
+    pub name: String,
+    pub change: String,
+}
+
+/// Everything one screen shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dashboard {
+    /// `live`, or `replay FILE`.
+    pub source: String,
+    /// Seconds the rolling window covers.
+    pub window_s: f64,
+    /// Seconds since the dashboard started (live) or into the recording (replay).
+    pub elapsed_s: f64,
+    pub root_cause: String,
+    pub failure_layer: String,
+    pub severity: String,
+    pub confidence: f64,
+    /// Onset as text (`3 s into the window`, `before the window`), empty when healthy.
+    pub onset: String,
+    pub mitigation: String,
+    /// Loss per layer per second, oldest first (for sparklines).
+    pub layer_history: BTreeMap<Layer, Vec<u64>>,
+    /// Loss per layer in the last second.
+    pub layer_now: BTreeMap<Layer, u64>,
+    pub drops: Vec<DropRow>,
+    pub flows: Vec<FlowRow>,
+    /// Destinations, the most troubled first (the report's `flows` section).
+    pub destinations: Vec<DestRow>,
+    /// Share of the window each CPU spent in NET_RX (0..1), by CPU.
+    pub net_rx: Vec<(u32, f64)>,
+    pub counters: Vec<CounterRow>,
+    /// Cross references, escalations and notes, one line each.
+    pub alerts: Vec<String>,
+    /// The full document behind the screen (what `s` saves).
+    #[serde(skip)]
+    pub document: Option<VerdictDocument>,
+}
+
+/// The tracer's own cost in one line: runs and ns/run per program, and what it lost.
+pub fn tracer_cost_line(o: &crate::judge::report::Report) -> String {
+    let seconds = o.window.duration_s.max(0.001);
+    let programs: Vec<String> = o
+        .tracer_cost
+        .programs
+        .iter()
+        .filter(|p| p.runs > 0)
+        .map(|p| match p.ns_per_run {
+            Some(ns) => format!(
+                "{} {:.0}/s × {ns:.0} ns",
+                p.program,
+                p.runs as f64 / seconds
+            ),
+            None => format!("{} {:.0}/s", p.program, p.runs as f64 / seconds),
+        })
+        .collect();
+    let lost: u64 = ["drops_map_full", "flows_insert_failed", "read_errors"]
+        .iter()
+        .filter_map(|k| o.tracer_counters.get(k))
+        .sum();
+    format!(
+        "tracer cost: {}{}; lost events {lost}",
+        if programs.is_empty() {
+            "no program ran".to_owned()
+        } else {
+            programs.join(", ")
+        },
+        if o.tracer_cost.bpf_stats_enabled {
+            ""
+        } else {
+            " (ns/run needs sysctl kernel.bpf_stats_enabled=1)"
+        }
+    )
+}
+
+impl Dashboard {
+    /// Builds the screen's data from a judged window and the per-second loss history.
+    pub fn from_window(
+        source: &str,
+        elapsed_s: f64,
+        document: &VerdictDocument,
+        history: &[Tick],
+        netns_labels: &BTreeMap<u32, String>,
+    ) -> Dashboard {
+        let o = &document.observations;
+        let seconds = o.window.duration_s.max(0.001);
+        // The pod the document names first (`pod NS/NAME`), then the caller's labels.
+        let label = |inode: u32, pod: Option<&str>| {
+            pod.map(|p| format!("pod {p}"))
+                .or_else(|| netns_labels.get(&inode).cloned())
+                .unwrap_or_else(|| format!("netns {inode}"))
+        };
+        let mut drops = Vec::new();
+        for reason in &o.drops.by_reason {
+            let namespaces: Vec<String> = reason
+                .netns
+                .iter()
+                .map(|n| label(n.inode, n.pod.as_deref()))
+                .collect();
+            for location in &reason.locations {
+                let (class, layer) = match classify(&reason.reason, &location.location) {
+                    DropClass::Loss { layer, .. } => (layer.title().to_owned(), Some(layer)),
+                    DropClass::Noise { tag } => (format!("noise: {tag}"), None),
+                    DropClass::NoListener => ("no listener".to_owned(), None),
+                    DropClass::Other { tag } => (format!("other: {tag}"), None),
+                };
+                drops.push(DropRow {
+                    reason: reason.reason.clone(),
+                    location: location.location.clone(),
+                    class,
+                    layer,
+                    namespaces: namespaces.clone(),
+                    count: location.count,
+                    per_second: location.count as f64 / seconds,
+                });
+            }
+        }
+        drops.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+        let flows = o
+            .retransmits
+            .flows
+            .iter()
+            .map(|f| FlowRow {
+                namespace: label(f.netns, f.pod.as_deref()),
+                source: format!("{}:{}", f.saddr, f.sport),
+                destination: format!("{}:{}", f.daddr, f.dport),
+                state: f.state.clone(),
+                retransmitted_segments: f.retransmitted_segments + f.synack_retransmits,
+                per_second: (f.retransmitted_segments + f.synack_retransmits) as f64 / seconds,
+            })
+            .collect();
+        let destinations = o
+            .flows
+            .destinations
+            .iter()
+            .map(|d| DestRow {
+                namespace: label(d.netns, d.pod.as_deref()),
+                destination: if d.family == "ipv6" {
+                    format!("[{}]:{}", d.daddr, d.dport)
+                } else {
+                    format!("{}:{}", d.daddr, d.dport)
+                },
+                retransmits: d.retransmits,
+                resets: d.resets_sent + d.resets_received,
+                failed_connects: d.failed_connects,
+                connects: d.connects,
+                rtt_p50_us: d.rtt.as_ref().map(|r| r.p50_us),
+                rtt_p99_us: d.rtt.as_ref().map(|r| r.p99_us),
+                errors: d
+                    .errors
+                    .iter()
+                    .map(|e| format!("{}×{}", e.error, e.count))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            })
+            .collect();
+        let net_rx = o
+            .softirq
+            .iter()
+            .map(|c| {
+                let share = c
+                    .vectors
+                    .iter()
+                    .filter(|v| v.vector == "NET_RX")
+                    .map(|v| v.share_of_window)
+                    .sum();
+                (c.cpu, share)
+            })
+            .collect();
+        let mut layer_history: BTreeMap<Layer, Vec<u64>> = BTreeMap::new();
+        for layer in Layer::ALL {
+            layer_history.insert(
+                layer,
+                history
+                    .iter()
+                    .map(|t| t.loss.get(&layer).copied().unwrap_or(0))
+                    .collect(),
+            );
+        }
+        let layer_now = history.last().map(|t| t.loss.clone()).unwrap_or_default();
+        let counters = document
+            .layer_scores
+            .values()
+            .flat_map(|s| s.signals.iter())
+            .filter(|s| s.contains('→') || s.contains("softnet"))
+            .map(|s| CounterRow {
+                name: s.split(':').next().unwrap_or(s).to_owned(),
+                change: s.clone(),
+            })
+            .collect();
+        let onset = document
+            .timeline
+            .iter()
+            .find(|t| t.event.starts_with("onset") || t.event.contains("already present"))
+            .map(|t| {
+                if t.event.contains("already present") {
+                    "before the window".to_owned()
+                } else {
+                    format!("{:.0} s into the window", t.at_s)
+                }
+            })
+            .unwrap_or_default();
+        let mut alerts: Vec<String> = document
+            .escalation
+            .iter()
+            .map(|e| format!("ESCALATE {e}"))
+            .collect();
+        alerts.push(tracer_cost_line(o));
+        alerts.extend(document.cross_reference.iter().map(|c| format!("see {c}")));
+        alerts.extend(o.notes.iter().map(|n| format!("note: {n}")));
+        Dashboard {
+            source: source.to_owned(),
+            window_s: seconds,
+            elapsed_s,
+            root_cause: document.root_cause.clone(),
+            failure_layer: document.failure_layer.clone(),
+            severity: document.severity.clone(),
+            confidence: document.confidence,
+            onset,
+            mitigation: document.mitigation.immediate.clone(),
+            layer_history,
+            layer_now,
+            drops,
+            flows,
+            destinations,
+            net_rx,
+            counters,
+            alerts,
+            document: Some(document.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::report::{ProgramCost, Report, TracerCost, WindowInfo};
+
+    #[test]
+    fn cost_line_shows_rates_ns_per_run_and_losses() {
+        let mut report = Report {
+            tracer_version: "t",
+            kernel: String::new(),
+            window: WindowInfo {
+                duration_s: 10.0,
+                startup_ms: 1.0,
+                netns: None,
+            },
+            probes: vec![],
+            drops: Default::default(),
+            retransmits: Default::default(),
+            softirq: vec![],
+            flows: Default::default(),
+            tracer_counters: [("drops_map_full", 3), ("read_errors", 1)]
+                .into_iter()
+                .collect(),
+            tracer_cost: TracerCost {
+                bpf_stats_enabled: true,
+                programs: vec![
+                    ProgramCost {
+                        program: "kfree_skb".to_owned(),
+                        runs: 100_000,
+                        run_time_ns: 16_000_000,
+                        ns_per_run: Some(160.0),
+                    },
+                    ProgramCost {
+                        program: "tcp_retransmit_skb".to_owned(),
+                        runs: 0,
+                        run_time_ns: 0,
+                        ns_per_run: None,
+                    },
+                ],
+            },
+            notes: vec![],
+        };
+        assert_eq!(
+            tracer_cost_line(&report),
+            "tracer cost: kfree_skb 10000/s × 160 ns; lost events 4"
+        );
+        report.tracer_cost.bpf_stats_enabled = false;
+        assert!(tracer_cost_line(&report).contains("bpf_stats_enabled=1"));
+    }
+}

@@ -1,0 +1,6 @@
+//! Test-only helpers shared by unit tests: input mutations for parser property tests, network
+//! namespaces, and the tables recorded from real kernels.
+
+pub mod mutations;
+pub mod netns;
+pub mod recorded_kernels;
