@@ -1,0 +1,358 @@
+//! Destinations: per remote address and port, RTT (`tcp:tcp_probe`), connection outcomes and
+//! connect time (`sock:inet_sock_set_state`) and socket errors (`sock:inet_sk_error_report`).
+//! Owns `DESTS` and its zero template `DEST_ZERO`, `SOCK_ERRORS`, `CONNECT_START`, the
+//! socket-namespace cache `SK_NETNS_CACHE` and `LAST_CLOSE` (which gives an error report the
+//! namespace of the socket just closed).
+//!
+//! May use `shared` (configuration, record reads, namespaces, counters, atomic adds); no other
+//! family.
+
+use core::ptr::addr_of_mut;
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::bpf_ktime_get_ns,
+    macros::{map, tracepoint},
+    maps::{LruHashMap, PerCpuArray},
+    programs::TracePointContext,
+};
+use tracer_common::{
+    counter, lat_bucket, DestKey, DestStats, ErrorKey, ABSENT, CONNECT_START_MAX_ENTRIES,
+    DESTS_MAX_ENTRIES, FAMILY_INET, FAMILY_INET6, SOCK_ERRORS_MAX_ENTRIES,
+};
+
+use crate::shared::{
+    atomic_add32, atomic_add64, bump, config,
+    netns::{sock_netns, DEV_CACHE_REVALIDATE},
+    record::{ctx_addr4, ctx_addr6, ctx_sockaddr, ctx_u16, ctx_u32, ctx_u64},
+};
+
+#[map(name = "DESTS")]
+static DESTS: LruHashMap<DestKey, DestStats> = LruHashMap::with_max_entries(DESTS_MAX_ENTRIES, 0);
+
+/// One all-zero [`DestStats`], never written: the value a new destination is inserted with
+/// (1 KiB does not fit the 512-byte BPF stack).
+#[map(name = "DEST_ZERO")]
+static DEST_ZERO: PerCpuArray<DestStats> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "SOCK_ERRORS")]
+static SOCK_ERRORS: LruHashMap<ErrorKey, u64> =
+    LruHashMap::with_max_entries(SOCK_ERRORS_MAX_ENTRIES, 0);
+
+/// Socket address → `bpf_ktime_get_ns` when it entered SYN_SENT.
+#[map(name = "CONNECT_START")]
+static CONNECT_START: LruHashMap<u64, u64> =
+    LruHashMap::with_max_entries(CONNECT_START_MAX_ENTRIES, 0);
+
+/// Per CPU: four recently seen sockets of `tcp_probe` and their namespaces (slot chosen by the
+/// socket's address), each re-read every [`DEV_CACHE_REVALIDATE`] uses: both ends of a busy
+/// connection, or a few busy sockets, cost no kernel read per segment.
+#[repr(C)]
+struct SkNetns {
+    sk: u64,
+    inum: u32,
+    uses: u32,
+}
+
+/// Slots of [`SK_NETNS_CACHE`] (a power of two).
+const SK_CACHE_SLOTS: u32 = 4;
+
+#[map(name = "SK_NETNS_CACHE")]
+static SK_NETNS_CACHE: PerCpuArray<SkNetns> = PerCpuArray::with_max_entries(SK_CACHE_SLOTS, 0);
+
+/// Per CPU: the last TCP socket that moved to CLOSE. `inet_sk_error_report` has no socket
+/// address in its record; the kernel reports the error right after closing the socket
+/// (`tcp_done_with_error`) on the same CPU, so a matching flow gives the error its namespace.
+#[repr(C)]
+struct LastClose {
+    netns: u32,
+    family: u16,
+    sport: u16,
+    dport: u16,
+    _pad: u16,
+    daddr: [u32; 4],
+}
+
+#[map(name = "LAST_CLOSE")]
+static LAST_CLOSE: PerCpuArray<LastClose> = PerCpuArray::with_max_entries(1, 0);
+
+/// Namespace of a socket through the per-CPU cache.
+#[inline(always)]
+fn sock_netns_cached(sk: u64) -> Option<u32> {
+    // Sockets are slab objects of ~2 KiB: bits above 11 tell them apart.
+    let slot = ((sk >> 11) ^ (sk >> 13)) as u32 & (SK_CACHE_SLOTS - 1);
+    let cache = SK_NETNS_CACHE.get_ptr_mut(slot)?;
+    unsafe {
+        if (*cache).sk == sk && (*cache).uses < DEV_CACHE_REVALIDATE {
+            (*cache).uses += 1;
+            return Some((*cache).inum);
+        }
+    }
+    let inum = sock_netns(sk)?;
+    unsafe {
+        (*cache).sk = sk;
+        (*cache).inum = inum;
+        (*cache).uses = 0;
+    }
+    Some(inum)
+}
+
+/// The destination's entry, created (all zero) when new. Counts new keys for the eviction
+/// accounting, and what could not be kept.
+#[inline(always)]
+fn dest_entry(key: &DestKey) -> Option<*mut DestStats> {
+    if let Some(p) = DESTS.get_ptr_mut(key) {
+        return Some(p);
+    }
+    let zero = DEST_ZERO.get_ptr(0)?;
+    // BPF_NOEXIST: when another CPU created it in between, use that one (not a new key).
+    #[allow(
+        clippy::needless_borrows_for_generic_args,
+        reason = "the value is the map's zero template, passed by pointer, never copied"
+    )]
+    if DESTS
+        .insert(key, unsafe { &*zero }, BPF_NOEXIST as u64)
+        .is_ok()
+    {
+        bump(counter::DEST_INSERTS);
+    }
+    let p = DESTS.get_ptr_mut(key);
+    if p.is_none() {
+        bump(counter::DESTS_INSERT_FAILED);
+    }
+    p
+}
+
+/// A destination from separate family / port / address fields (family absent: IPv6 field
+/// holding a v4-mapped address means IPv4).
+#[inline(always)]
+fn dest_key(
+    ctx: &TracePointContext,
+    netns: u32,
+    family_off: u32,
+    dport_off: u32,
+    daddr_off: u32,
+    daddr6_off: u32,
+) -> Option<DestKey> {
+    let dport = ctx_u16(ctx, dport_off)?;
+    let family = match family_off {
+        ABSENT => FAMILY_INET6,
+        offset => ctx_u16(ctx, offset)?,
+    };
+    let daddr = if family == FAMILY_INET {
+        [ctx_addr4(ctx, daddr_off)?, 0, 0, 0]
+    } else {
+        ctx_addr6(ctx, daddr6_off)?
+    };
+    Some(DestKey {
+        netns,
+        family,
+        dport,
+        daddr,
+    })
+}
+
+/// Smoothed RTT per received segment, into the destination's histogram. The hot path: one
+/// cached namespace, one hash lookup, two atomic adds (the sample count is the histogram's
+/// sum, added up in user space).
+#[tracepoint]
+pub fn tcp_probe(ctx: TracePointContext) -> u32 {
+    bump(counter::TCP_PROBE_EVENTS);
+    let Some(srtt) = ctx_u32(&ctx, config!(probe_srtt)) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    // No RTT measured yet on this socket.
+    if srtt == 0 {
+        return 0;
+    }
+    let Some((family, dport, daddr)) = ctx_sockaddr(&ctx, config!(probe_daddr_sa)) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    let sk = ctx_u64(&ctx, config!(probe_skaddr)).unwrap_or(0);
+    let netns = if sk == 0 { None } else { sock_netns_cached(sk) }.unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    });
+    let key = DestKey {
+        netns,
+        family,
+        dport,
+        daddr,
+    };
+    let Some(stats) = dest_entry(&key) else {
+        return 0;
+    };
+    let bucket = lat_bucket(u64::from(srtt));
+    unsafe {
+        atomic_add64(addr_of_mut!((*stats).rtt_sum_us), u64::from(srtt));
+        if let Some(slot) = (*stats).rtt_hist.get_mut(bucket) {
+            atomic_add32(slot, 1);
+        }
+    }
+    0
+}
+
+/// Connection outcomes per destination and connect time (SYN_SENT → ESTABLISHED).
+#[tracepoint]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    let tcp = config!(ipproto_tcp);
+    if tcp != 0 {
+        match ctx_u16(&ctx, config!(ss_protocol)) {
+            Some(p) if u32::from(p) == tcp => {}
+            _ => return 0,
+        }
+    }
+    bump(counter::STATE_EVENTS);
+    let (Some(old), Some(new)) = (
+        ctx_u32(&ctx, config!(ss_oldstate)),
+        ctx_u32(&ctx, config!(ss_newstate)),
+    ) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    let (syn_sent, close) = (config!(tcp_syn_sent), config!(tcp_close));
+    if new != syn_sent && old != syn_sent && new != close {
+        return 0;
+    }
+    if old == config!(tcp_listen) {
+        return 0;
+    }
+    let sk = ctx_u64(&ctx, config!(ss_skaddr)).unwrap_or(0);
+    let netns = sock_netns(sk).unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    });
+    let Some(key) = dest_key(
+        &ctx,
+        netns,
+        config!(ss_family),
+        config!(ss_dport),
+        config!(ss_daddr),
+        config!(ss_daddr_v6),
+    ) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    if new == close {
+        if let Some(last) = LAST_CLOSE.get_ptr_mut(0) {
+            let sport = ctx_u16(&ctx, config!(ss_sport)).unwrap_or(0);
+            unsafe {
+                (*last).netns = netns;
+                (*last).family = key.family;
+                (*last).sport = sport;
+                (*last).dport = key.dport;
+                (*last).daddr = key.daddr;
+            }
+        }
+    }
+    // A connection that had been set up and is now gone: counted only for a destination
+    // already tracked (a busy server's clients would otherwise churn the map one ephemeral
+    // port at a time).
+    if new == close && old != syn_sent {
+        if let Some(stats) = DESTS.get_ptr_mut(key) {
+            unsafe { atomic_add64(addr_of_mut!((*stats).closed), 1) };
+        }
+        return 0;
+    }
+    let Some(stats) = dest_entry(&key) else {
+        return 0;
+    };
+    if new == syn_sent {
+        let now = unsafe { bpf_ktime_get_ns() };
+        let _ = CONNECT_START.insert(sk, now, 0);
+        unsafe { atomic_add64(addr_of_mut!((*stats).connects), 1) };
+        return 0;
+    }
+    if old == syn_sent {
+        let started = unsafe { CONNECT_START.get(sk) }.copied();
+        let _ = CONNECT_START.remove(sk);
+        if new == config!(tcp_established) {
+            unsafe { atomic_add64(addr_of_mut!((*stats).established), 1) };
+            match started {
+                Some(t0) => {
+                    let us = unsafe { bpf_ktime_get_ns() }.saturating_sub(t0) / 1000;
+                    let bucket = lat_bucket(us);
+                    unsafe {
+                        atomic_add64(addr_of_mut!((*stats).connect_timed), 1);
+                        atomic_add64(addr_of_mut!((*stats).connect_sum_us), us);
+                        if let Some(slot) = (*stats).connect_hist.get_mut(bucket) {
+                            atomic_add32(slot, 1);
+                        }
+                    }
+                }
+                None => bump(counter::CONNECT_START_MISSING),
+            }
+        } else if new == close {
+            unsafe { atomic_add64(addr_of_mut!((*stats).failed), 1) };
+        }
+    }
+    0
+}
+
+/// A socket error (ETIMEDOUT, EHOSTUNREACH, ECONNREFUSED, …) per destination.
+#[tracepoint]
+pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
+    let tcp = config!(ipproto_tcp);
+    if tcp != 0 {
+        match ctx_u16(&ctx, config!(err_protocol)) {
+            Some(p) if u32::from(p) == tcp => {}
+            _ => return 0,
+        }
+    }
+    bump(counter::ERROR_REPORT_EVENTS);
+    let Some(error) = ctx_u32(&ctx, config!(err_error)) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    // `tcp_disconnect` (after a failed connect) reports with no error set: not an error.
+    if error == 0 {
+        return 0;
+    }
+    let Some(mut dest) = dest_key(
+        &ctx,
+        0,
+        config!(err_family),
+        config!(err_dport),
+        config!(err_daddr),
+        config!(err_daddr_v6),
+    ) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    let sport = ctx_u16(&ctx, config!(err_sport)).unwrap_or(0);
+    let mut matched = false;
+    if let Some(last) = LAST_CLOSE.get_ptr(0) {
+        unsafe {
+            if (*last).family == dest.family
+                && (*last).sport == sport
+                && (*last).dport == dest.dport
+                && (*last).daddr[0] == dest.daddr[0]
+                && (*last).daddr[1] == dest.daddr[1]
+                && (*last).daddr[2] == dest.daddr[2]
+                && (*last).daddr[3] == dest.daddr[3]
+            {
+                dest.netns = (*last).netns;
+                matched = true;
+            }
+        }
+    }
+    if !matched {
+        bump(counter::ERROR_NETNS_UNMATCHED);
+    }
+    let key = ErrorKey {
+        dest,
+        error,
+        _pad: 0,
+    };
+    if let Some(count) = SOCK_ERRORS.get_ptr_mut(key) {
+        atomic_add64(count, 1);
+    } else if SOCK_ERRORS.insert(key, 1, BPF_NOEXIST as u64).is_err() {
+        match SOCK_ERRORS.get_ptr_mut(key) {
+            Some(count) => atomic_add64(count, 1),
+            None => bump(counter::RESETS_INSERT_FAILED),
+        }
+    }
+    0
+}

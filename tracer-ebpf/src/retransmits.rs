@@ -1,0 +1,147 @@
+//! Retransmits: `tcp:tcp_retransmit_skb` (retransmissions, segments, failed attempts) and
+//! `tcp:tcp_retransmit_synack` per flow, into `RETRANS_FLOWS` (a bounded LRU hash), which this
+//! module owns.
+//!
+//! May use `shared` (configuration, record reads, namespaces, counters); no other family.
+
+use core::{
+    mem::MaybeUninit,
+    ptr::{addr_of_mut, write_volatile},
+};
+
+use aya_ebpf::{
+    helpers::bpf_probe_read_kernel,
+    macros::{map, tracepoint},
+    maps::LruHashMap,
+    programs::TracePointContext,
+};
+use tracer_common::{counter, FlowKey, FlowStats, ABSENT, RETRANS_FLOWS_MAX_ENTRIES};
+
+use crate::shared::{
+    bump, config,
+    netns::sock_netns,
+    record::{ctx_u32, ctx_u64, flow_key},
+};
+
+#[map(name = "RETRANS_FLOWS")]
+static RETRANS_FLOWS: LruHashMap<FlowKey, FlowStats> =
+    LruHashMap::with_max_entries(RETRANS_FLOWS_MAX_ENTRIES, 0);
+
+/// Adds to a flow's counters, inserting the flow when it is new.
+///
+/// Plain (non-atomic) adds are enough: every retransmission of one socket runs under that
+/// socket's lock, so two CPUs never update the same flow at once.
+#[inline(always)]
+fn flow_add(key: &FlowKey, retransmits: u64, segments: u64, synacks: u64, failed: u64, state: u32) {
+    if let Some(stats) = RETRANS_FLOWS.get_ptr_mut(key) {
+        unsafe {
+            (*stats).retransmits += retransmits;
+            (*stats).retransmitted_segments += segments;
+            (*stats).synack_retransmits += synacks;
+            (*stats).failed_attempts += failed;
+            if state != 0 {
+                (*stats).last_state = state;
+            }
+        }
+        return;
+    }
+    // Field-by-field volatile writes: a struct literal of mostly-constant fields becomes a
+    // `memset` call, which BPF does not have.
+    let mut stats = MaybeUninit::<FlowStats>::uninit();
+    let p = stats.as_mut_ptr();
+    unsafe {
+        write_volatile(addr_of_mut!((*p).retransmits), retransmits);
+        write_volatile(addr_of_mut!((*p).retransmitted_segments), segments);
+        write_volatile(addr_of_mut!((*p).synack_retransmits), synacks);
+        write_volatile(addr_of_mut!((*p).failed_attempts), failed);
+        write_volatile(addr_of_mut!((*p).last_state), state);
+        write_volatile(addr_of_mut!((*p)._pad), 0);
+    }
+    // Insert from that slot itself: copying it out (`assume_init`) brings the memset back.
+    #[allow(
+        clippy::needless_borrows_for_generic_args,
+        reason = "a by-value copy of the slot brings the memset back"
+    )]
+    if RETRANS_FLOWS
+        .insert(key, unsafe { &*stats.as_ptr() }, 0)
+        .is_err()
+    {
+        bump(counter::FLOWS_INSERT_FAILED);
+    } else {
+        bump(counter::FLOW_INSERTS);
+    }
+}
+
+#[tracepoint]
+pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+    bump(counter::RETRANSMIT_EVENTS);
+    let failed = match config!(rtx_err) {
+        ABSENT => false,
+        offset => ctx_u32(&ctx, offset).is_some_and(|err| err != 0),
+    };
+    if failed {
+        bump(counter::RETRANSMIT_FAILED);
+    }
+    let sk = ctx_u64(&ctx, config!(rtx_skaddr)).unwrap_or(0);
+    let netns = sock_netns(sk).unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    });
+    let state = ctx_u32(&ctx, config!(rtx_state)).unwrap_or(0);
+    let Some(key) = flow_key(
+        &ctx,
+        netns,
+        config!(rtx_family),
+        config!(rtx_sport),
+        config!(rtx_dport),
+        config!(rtx_saddr),
+        config!(rtx_daddr),
+        config!(rtx_saddr_v6),
+        config!(rtx_daddr_v6),
+    ) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    if failed {
+        flow_add(&key, 0, 0, 0, 1, state);
+    } else {
+        // Segments in this skb (TCP_SKB_CB(skb)->tcp_gso_segs); 1 when unknown.
+        let skb = ctx_u64(&ctx, config!(rtx_skbaddr)).unwrap_or(0);
+        let segs_off = config!(skb_tcp_segs);
+        let segs = if skb != 0 && segs_off != ABSENT {
+            unsafe { bpf_probe_read_kernel((skb + segs_off as u64) as *const u16) }
+                .map_or(1, |s| u64::from(s).max(1))
+        } else {
+            1
+        };
+        flow_add(&key, 1, segs, 0, 0, state);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
+    bump(counter::SYNACK_EVENTS);
+    let sk = ctx_u64(&ctx, config!(synack_skaddr)).unwrap_or(0);
+    let netns = sock_netns(sk).unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    });
+    let Some(key) = flow_key(
+        &ctx,
+        netns,
+        config!(synack_family),
+        config!(synack_sport),
+        config!(synack_dport),
+        config!(synack_saddr),
+        config!(synack_daddr),
+        config!(synack_saddr_v6),
+        config!(synack_daddr_v6),
+    ) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    // State 0: the listener's state says nothing about this half-open connection.
+    flow_add(&key, 0, 0, 1, 0, 0);
+    0
+}

@@ -1,0 +1,65 @@
+//! Softirq time: `irq:softirq_entry` stamps the start per CPU and vector (`SOFTIRQ_START`),
+//! `irq:softirq_exit` adds the run time and its log2 bucket (`SOFTIRQ_STATS`). Only the vectors
+//! in the configured mask (networking) are timed. This module owns both maps.
+//!
+//! May use `shared` (configuration, record reads, counters); no other family.
+
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::{map, tracepoint},
+    maps::PerCpuArray,
+    programs::TracePointContext,
+};
+use tracer_common::{counter, log2_bucket, SoftirqStats, SOFTIRQ_VECTORS};
+
+use crate::shared::{bump, config, record::ctx_u32};
+
+#[map(name = "SOFTIRQ_START")]
+static SOFTIRQ_START: PerCpuArray<u64> = PerCpuArray::with_max_entries(SOFTIRQ_VECTORS, 0);
+
+#[map(name = "SOFTIRQ_STATS")]
+static SOFTIRQ_STATS: PerCpuArray<SoftirqStats> = PerCpuArray::with_max_entries(SOFTIRQ_VECTORS, 0);
+
+#[tracepoint]
+pub fn softirq_entry(ctx: TracePointContext) -> u32 {
+    let Some(vec) = ctx_u32(&ctx, config!(softirq_entry_vec)) else {
+        return 0;
+    };
+    // Only the vectors user space asked for (networking): no clock read for the others.
+    let mask = config!(softirq_vec_mask);
+    if mask != 0 && (vec >= 32 || mask & (1 << vec) == 0) {
+        return 0;
+    }
+    if let Some(start) = SOFTIRQ_START.get_ptr_mut(vec) {
+        unsafe { *start = bpf_ktime_get_ns() };
+    }
+    0
+}
+
+#[tracepoint]
+pub fn softirq_exit(ctx: TracePointContext) -> u32 {
+    let Some(vec) = ctx_u32(&ctx, config!(softirq_exit_vec)) else {
+        return 0;
+    };
+    let Some(start) = SOFTIRQ_START.get_ptr_mut(vec) else {
+        return 0;
+    };
+    let started = unsafe { *start };
+    if started == 0 {
+        bump(counter::SOFTIRQ_UNPAIRED);
+        return 0;
+    }
+    unsafe { *start = 0 };
+    let elapsed = unsafe { bpf_ktime_get_ns() }.saturating_sub(started);
+    if let Some(stats) = SOFTIRQ_STATS.get_ptr_mut(vec) {
+        let bucket = log2_bucket(elapsed);
+        unsafe {
+            (*stats).runs += 1;
+            (*stats).total_ns += elapsed;
+            if let Some(slot) = (*stats).hist.get_mut(bucket) {
+                *slot += 1;
+            }
+        }
+    }
+    0
+}
