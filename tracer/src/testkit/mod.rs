@@ -4,3 +4,5 @@
 pub mod mutations;
 pub mod netns;
 pub mod recorded_kernels;
+#[cfg(test)]
+mod layout;
