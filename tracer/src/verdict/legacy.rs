@@ -1,111 +1,19 @@
-//! The D7 verdict: which layer lost the packets, from the probes' drops and retransmits, the
-//! node's counters (every namespace) and its facts (routes, rules). Pure: everything, time
-//! included, is passed in, so the same window always gives the same verdict (live or replayed).
+//! TEMPORARY: the verdict as it was before the rules were split (a copy of the old `decide`
+//! and its private helpers), to check the new one gives the same `Verdict` for every window.
+//! Test-only; deleted once the rules are in place.
+#![allow(dead_code, clippy::all)]
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
+use super::{
+    CrossReference, EvidenceItem, LayerScore, Mitigation, NoiseSummary, RuledOut, Tick,
+    TimelineEntry, Verdict, WindowEvidence, MIN_LOSS, MIN_RETRANS_RATIO, SATURATED_SHARE,
+};
 use crate::{
     evidence::{CounterSample, NodeFacts},
     layers::{classify, DropClass, Layer},
     report::Report,
 };
-
-/// Fewest packets a layer must lose in a window before it can be the root cause.
-pub const MIN_LOSS: u64 = 10;
-/// Retransmitted/sent segment ratio above which unexplained retransmits point upstream.
-pub const MIN_RETRANS_RATIO: f64 = 0.002;
-/// A CPU whose NET_RX time is at least this share of the window is saturated.
-pub const SATURATED_SHARE: f64 = 0.5;
-
-/// One second of the window: loss per layer seen in it (probes and counters).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Tick {
-    /// Milliseconds since the window started, at the end of this interval.
-    pub at_ms: u64,
-    pub loss: BTreeMap<Layer, u64>,
-}
-
-/// Everything the verdict is decided from.
-#[derive(Debug, Clone)]
-pub struct WindowEvidence {
-    /// The probes' evidence for the whole window.
-    pub observed: Report,
-    pub counters_start: CounterSample,
-    pub counters_end: CounterSample,
-    pub facts_start: NodeFacts,
-    pub facts_end: NodeFacts,
-    /// Per-second loss by layer (see [`tick_loss`]).
-    pub ticks: Vec<Tick>,
-}
-
-/// `{type, content}`, as the runbook's evidence list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvidenceItem {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub content: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Mitigation {
-    pub immediate: String,
-    pub long_term: String,
-}
-
-/// A runbook whose trigger was observed, and what triggered it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CrossReference {
-    pub runbook: String,
-    pub evidence: String,
-}
-
-/// A check that was made and found nothing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RuledOut {
-    pub check: String,
-    pub result: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TimelineEntry {
-    pub at_s: f64,
-    pub event: String,
-}
-
-/// Why a layer scored what it did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LayerScore {
-    /// Packets this layer lost in the window (the larger of the probes' count and the
-    /// counters' when both see the same loss).
-    pub lost_packets: u64,
-    pub signals: Vec<String>,
-}
-
-/// Drops that do not decide the verdict, by why.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NoiseSummary {
-    pub total: u64,
-    pub by_kind: BTreeMap<String, u64>,
-}
-
-/// The verdict document's decision part.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
-    pub root_cause: String,
-    pub failure_layer: Option<String>,
-    pub evidence: Vec<EvidenceItem>,
-    pub severity: String,
-    pub mitigation: Mitigation,
-    pub cross_reference: Vec<CrossReference>,
-    pub ruled_out: Vec<RuledOut>,
-    pub escalation: Vec<String>,
-    pub confidence: f64,
-    pub timeline: Vec<TimelineEntry>,
-    pub layer_scores: BTreeMap<Layer, LayerScore>,
-    pub noise: NoiseSummary,
-}
 
 // ---------------------------------------------------------------------------------------------
 // Counter signals
@@ -1588,11 +1496,15 @@ fn mitigation_for(
     }
 }
 
-#[cfg(test)]
-#[path = "verdict_tests.rs"]
-mod tests;
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-#[path = "verdict_counter_tests.rs"]
-mod counter_tests;
+/// Decides `w` with the new rules and with the old function, asserts both give the same JSON,
+/// and returns the new verdict.
+pub fn same_as_before(w: &WindowEvidence) -> Verdict {
+    let new = super::decide(w);
+    let old = decide(w);
+    let (a, b) = (
+        serde_json::to_value(&old).expect("old verdict serializes"),
+        serde_json::to_value(&new).expect("new verdict serializes"),
+    );
+    assert_eq!(a, b, "old and new verdicts differ");
+    new
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::*;
+use super::{change::delta_i, *};
 use crate::{
     evidence::{Conntrack, IfaceCounters, NetnsCounters, QdiscCounters, SoftnetRow},
     report::KernelNames,
