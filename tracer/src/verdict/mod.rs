@@ -136,9 +136,3 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod counter_tests;
-
-#[cfg(test)]
-mod legacy;
-
-#[cfg(test)]
-mod equivalence_tests;

@@ -5,11 +5,6 @@ use std::collections::BTreeMap;
 use super::{fixtures::*, flow_signals::route_covers, *};
 use crate::evidence::{Conntrack, FirewallRule, RouteFact};
 
-/// TEMPORARY: every window these tests decide is decided by the old function too; both agree.
-fn decide(w: &WindowEvidence) -> Verdict {
-    super::legacy::same_as_before(w)
-}
-
 #[test]
 fn healthy_window_with_noise_gives_none() {
     let o = observed(
