@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     evidence::{CounterSample, IfaceCounters, NetnsCounters, NodeFacts, RouteFact, SoftnetRow},
+    flows::Destination,
     probes::{ProbeState, ProbeStatus},
     report::{
         CpuSoftirq, DropLocation, DropReason, Drops, FlowReport, Report, Retransmits, VectorTime,
@@ -162,8 +163,8 @@ pub fn window(observed: Report, start: CounterSample, end: CounterSample) -> Win
     }
 }
 
-pub fn destination(daddr: &str, dport: u16) -> crate::flows::Destination {
-    crate::flows::Destination {
+pub fn destination(daddr: &str, dport: u16) -> Destination {
+    Destination {
         netns: 4_026_532_999,
         pod: None,
         family: "ipv4".to_owned(),

@@ -41,6 +41,7 @@ pub(super) fn assess(ctx: &Context, _earlier: &[Finding]) -> Finding {
 mod tests {
     use super::super::fixtures::{observed, quiet, window};
     use super::*;
+    use crate::evidence::FirewallRule;
 
     fn assess_flows(flows: &[(u16, u64)]) -> Finding {
         let w = window(observed(&[], flows, &[]), quiet(), quiet());
@@ -68,7 +69,7 @@ mod tests {
     #[test]
     fn a_firing_rule_on_port_53_refers_to_d5() {
         let mut w = window(observed(&[], &[], &[]), quiet(), quiet());
-        let rule = |packets| crate::evidence::FirewallRule {
+        let rule = |packets| FirewallRule {
             netns: 1,
             netns_label: "host".to_owned(),
             source: "iptables-legacy".to_owned(),
