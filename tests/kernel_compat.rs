@@ -12,9 +12,9 @@ use lab::{privileged, send_udp, Link, Netns};
 use tracer::{
     judge::layers::Layer,
     judge::report::Report,
+    judge::verdict::probe_loss,
     kernel::probes::Plan,
     modes::live::{netns_scope, LiveTracer},
-    verdict::probe_loss,
 };
 use tracer_common::ABSENT;
 

@@ -17,12 +17,12 @@ use lab::{privileged, udp_stream, Link, Netns, Routed, TunWire};
 use tracer::{
     judge::document::VerdictDocument,
     judge::report::{Report, WindowInfo},
+    judge::verdict::{decide, WindowEvidence},
     modes::live::{netns_scope, LiveTracer},
     modes::watch::Watch,
     node::counters::CounterSource,
     node::evidence::NodeFacts,
     node::facts::FactsSource,
-    verdict::{decide, WindowEvidence},
 };
 
 /// Watches `scope` for `seconds` while `fault` runs on its own thread; returns the verdict.

@@ -7,7 +7,7 @@
 //! kernel/   probes into the running kernel: formats, BTF, kallsyms, the loader (only aya user), snapshots
 //! node/     the node's own state: counters, facts, pods, namespaces
 //! judge/    pure judging: layers, the probes' report, flows, windows, the verdict document
-//! verdict/  the D7 rules, one per root cause and cross-reference (part of judging)
+//! judge/verdict/  the D7 rules, one per root cause and cross-reference
 //! present/  rendering: text summary, OpenMetrics, the terminal dashboard
 //! modes/    the commands: live, watch, serve, cluster, diff, record, check
 //! ```
@@ -19,4 +19,3 @@ pub mod node;
 pub mod present;
 #[cfg(test)]
 mod testkit;
-pub mod verdict;

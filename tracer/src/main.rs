@@ -12,13 +12,13 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use tracer::{
     judge::document::{VerdictDocument, EXIT_ERROR},
-    judge::report::NetnsScope,
     judge::window::{judge, Frame},
     modes::live::{netns_scope, LiveTracer},
     modes::recording::Recording,
     modes::watch::Watch,
     node::counters::CounterSource,
     node::facts::FactsSource,
+    node::netns::NetnsScope,
     present::dashboard::Dashboard,
 };
 
@@ -588,12 +588,12 @@ fn replay_report(file: &Path, format: Option<Format>, pod: Option<&str>) -> Resu
 /// The per-second loss the sparklines draw: the last few minutes, longer than the rolling
 /// window the verdict is judged on.
 #[derive(Default)]
-struct History(Vec<tracer::verdict::Tick>);
+struct History(Vec<tracer::judge::verdict::Tick>);
 
 impl History {
     const SECONDS: usize = 180;
 
-    fn push(&mut self, tick: Option<&tracer::verdict::Tick>) {
+    fn push(&mut self, tick: Option<&tracer::judge::verdict::Tick>) {
         if let Some(t) = tick {
             if self.0.last().is_none_or(|last| last.at_ms < t.at_ms) {
                 self.0.push(t.clone());
@@ -605,7 +605,7 @@ impl History {
         }
     }
 
-    fn ticks(&self) -> &[tracer::verdict::Tick] {
+    fn ticks(&self) -> &[tracer::judge::verdict::Tick] {
         &self.0
     }
 }

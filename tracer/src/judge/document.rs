@@ -9,10 +9,10 @@ use serde::Serialize;
 use crate::{
     judge::layers::Layer,
     judge::report::Report,
-    node::evidence::NodeFacts,
-    verdict::{
+    judge::verdict::{
         EvidenceItem, LayerScore, Mitigation, NoiseSummary, RuledOut, TimelineEntry, Verdict,
     },
+    node::evidence::NodeFacts,
 };
 
 /// Exit status: no degradation found.
@@ -207,7 +207,7 @@ impl VerdictDocument {
         let _ = writeln!(
             out,
             "\n{}",
-            crate::present::dashboard::tracer_cost_line(&self.observations)
+            crate::judge::report::tracer_cost_line(&self.observations)
         );
         for n in self
             .observations
@@ -226,7 +226,7 @@ mod tests {
     use super::*;
     use crate::{
         judge::report::WindowInfo,
-        verdict::{CrossReference, Verdict},
+        judge::verdict::{CrossReference, Verdict},
     };
 
     fn document(root_cause: &str) -> VerdictDocument {

@@ -11,7 +11,7 @@ use tracer_common::{
     RESET_SENT,
 };
 
-use crate::{judge::report::flow_addresses, kernel::snapshot::Snapshot};
+use crate::kernel::snapshot::{flow_addresses, Snapshot};
 
 /// Destinations listed in the report (the most troubled first); `tracer flows` lists more.
 pub const REPORT_DESTINATIONS: usize = 25;

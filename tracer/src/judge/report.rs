@@ -2,33 +2,18 @@
 //! flow, softirq time per CPU, and what each probe did. Pure: built from a [`Snapshot`] delta and
 //! the names read from the running kernel; rendering to JSON/YAML is serde's.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    net::{Ipv4Addr, Ipv6Addr},
-};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use tracer_common::{FlowKey, ABSENT, FAMILY_INET, FAMILY_INET6, HIST_BUCKETS};
+use tracer_common::{ABSENT, HIST_BUCKETS};
 
 use crate::{
     kernel::kallsyms::Kallsyms,
+    kernel::names::KernelNames,
     kernel::probes::ProbeStatus,
-    kernel::snapshot::{counter_names, Snapshot},
+    kernel::snapshot::{counter_names, flow_addresses, Snapshot},
+    node::netns::NetnsScope,
 };
-
-/// Names that give the kernel's numbers meaning, all read from the running kernel.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
-pub struct KernelNames {
-    /// `skb_drop_reason` value → name.
-    pub drop_reasons: BTreeMap<u32, String>,
-    /// Where `drop_reasons` came from ("btf", "tracefs format", or "none").
-    pub drop_reasons_source: String,
-    /// Softirq vector number → name (`NET_RX`, …), from the softirq_entry format.
-    pub softirq_vectors: BTreeMap<u32, String>,
-    /// `sk_rst_reason` value → name (`NO_SOCKET`, …): BTF, else the tcp_send_reset format.
-    #[serde(default)]
-    pub reset_reasons: BTreeMap<u32, String>,
-}
 
 /// Scope and timing of the window.
 #[derive(Debug, Clone, Serialize)]
@@ -38,15 +23,6 @@ pub struct WindowInfo {
     pub startup_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<NetnsScope>,
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct NetnsScope {
-    pub path: String,
-    pub inode: u32,
-    /// `NAMESPACE/NAME` when the scope was given as `--pod`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -210,32 +186,6 @@ pub fn tcp_state_name(state: u32) -> String {
     NAMES
         .get(state as usize)
         .map_or_else(|| format!("STATE_{state}"), |n| (*n).to_owned())
-}
-
-fn addr_bytes(words: &[u32; 4]) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    for (i, w) in words.iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
-    }
-    out
-}
-
-/// Decodes a flow key's addresses.
-pub fn flow_addresses(key: &FlowKey) -> (&'static str, String, String) {
-    let (s, d) = (addr_bytes(&key.saddr), addr_bytes(&key.daddr));
-    match key.family {
-        FAMILY_INET => (
-            "ipv4",
-            Ipv4Addr::new(s[0], s[1], s[2], s[3]).to_string(),
-            Ipv4Addr::new(d[0], d[1], d[2], d[3]).to_string(),
-        ),
-        FAMILY_INET6 => (
-            "ipv6",
-            Ipv6Addr::from(s).to_string(),
-            Ipv6Addr::from(d).to_string(),
-        ),
-        _ => ("unknown", String::new(), String::new()),
-    }
 }
 
 /// A reason's name on this kernel (and its value, when it has one).
@@ -525,11 +475,47 @@ impl Report {
     }
 }
 
+/// The tracer's own cost in one line: runs and ns/run per program, and what it lost.
+pub fn tracer_cost_line(o: &Report) -> String {
+    let seconds = o.window.duration_s.max(0.001);
+    let programs: Vec<String> = o
+        .tracer_cost
+        .programs
+        .iter()
+        .filter(|p| p.runs > 0)
+        .map(|p| match p.ns_per_run {
+            Some(ns) => format!(
+                "{} {:.0}/s × {ns:.0} ns",
+                p.program,
+                p.runs as f64 / seconds
+            ),
+            None => format!("{} {:.0}/s", p.program, p.runs as f64 / seconds),
+        })
+        .collect();
+    let lost: u64 = ["drops_map_full", "flows_insert_failed", "read_errors"]
+        .iter()
+        .filter_map(|k| o.tracer_counters.get(k))
+        .sum();
+    format!(
+        "tracer cost: {}{}; lost events {lost}",
+        if programs.is_empty() {
+            "no program ran".to_owned()
+        } else {
+            programs.join(", ")
+        },
+        if o.tracer_cost.bpf_stats_enabled {
+            ""
+        } else {
+            " (ns/run needs sysctl kernel.bpf_stats_enabled=1)"
+        }
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use tracer_common::{DropKey, FlowStats, SoftirqStats};
+    use tracer_common::{DropKey, FlowKey, FlowStats, SoftirqStats, FAMILY_INET, FAMILY_INET6};
 
     fn names() -> KernelNames {
         KernelNames {
@@ -777,5 +763,55 @@ mod overflow_tests {
         );
         let quiet: BTreeMap<&'static str, u64> = BTreeMap::new();
         assert!(overflow_notes(&quiet).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod cost_line_tests {
+    use super::*;
+
+    #[test]
+    fn cost_line_shows_rates_ns_per_run_and_losses() {
+        let mut report = Report {
+            tracer_version: "t",
+            kernel: String::new(),
+            window: WindowInfo {
+                duration_s: 10.0,
+                startup_ms: 1.0,
+                netns: None,
+            },
+            probes: vec![],
+            drops: Default::default(),
+            retransmits: Default::default(),
+            softirq: vec![],
+            flows: Default::default(),
+            tracer_counters: [("drops_map_full", 3), ("read_errors", 1)]
+                .into_iter()
+                .collect(),
+            tracer_cost: TracerCost {
+                bpf_stats_enabled: true,
+                programs: vec![
+                    ProgramCost {
+                        program: "kfree_skb".to_owned(),
+                        runs: 100_000,
+                        run_time_ns: 16_000_000,
+                        ns_per_run: Some(160.0),
+                    },
+                    ProgramCost {
+                        program: "tcp_retransmit_skb".to_owned(),
+                        runs: 0,
+                        run_time_ns: 0,
+                        ns_per_run: None,
+                    },
+                ],
+            },
+            notes: vec![],
+        };
+        assert_eq!(
+            tracer_cost_line(&report),
+            "tracer cost: kfree_skb 10000/s × 160 ns; lost events 4"
+        );
+        report.tracer_cost.bpf_stats_enabled = false;
+        assert!(tracer_cost_line(&report).contains("bpf_stats_enabled=1"));
     }
 }

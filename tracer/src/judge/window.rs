@@ -9,11 +9,13 @@ use serde::{Deserialize, Serialize};
 use crate::{
     judge::document::VerdictDocument,
     judge::layers::{classify, DropClass, Layer},
-    judge::report::{self, reason_label, KernelNames, NetnsScope, Report, Symbolize, WindowInfo},
+    judge::report::{self, reason_label, Report, Symbolize, WindowInfo},
+    judge::verdict::{counter_break_notes, decide, tick_loss, Tick, WindowEvidence},
+    kernel::names::KernelNames,
     kernel::probes::ProbeStatus,
     kernel::snapshot::Snapshot,
     node::evidence::{CounterSample, NodeFacts},
-    verdict::{counter_break_notes, decide, tick_loss, Tick, WindowEvidence},
+    node::netns::NetnsScope,
 };
 
 /// One instant: the probe maps and every counter.

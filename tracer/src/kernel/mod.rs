@@ -6,6 +6,7 @@ pub mod btf;
 pub mod format;
 pub mod kallsyms;
 pub mod loader;
+pub mod names;
 pub mod probes;
 pub mod snapshot;
 pub mod startup;

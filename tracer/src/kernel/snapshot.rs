@@ -251,6 +251,33 @@ pub fn counter_names() -> [(&'static str, u32); counter::COUNT as usize] {
     ]
 }
 
+/// A flow key's address words as bytes, in the order the kernel stored them.
+fn addr_bytes(words: &[u32; 4]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, w) in words.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    out
+}
+
+/// Decodes a flow key's addresses.
+pub fn flow_addresses(key: &tracer_common::FlowKey) -> (&'static str, String, String) {
+    let (s, d) = (addr_bytes(&key.saddr), addr_bytes(&key.daddr));
+    match key.family {
+        tracer_common::FAMILY_INET => (
+            "ipv4",
+            std::net::Ipv4Addr::new(s[0], s[1], s[2], s[3]).to_string(),
+            std::net::Ipv4Addr::new(d[0], d[1], d[2], d[3]).to_string(),
+        ),
+        tracer_common::FAMILY_INET6 => (
+            "ipv6",
+            std::net::Ipv6Addr::from(s).to_string(),
+            std::net::Ipv6Addr::from(d).to_string(),
+        ),
+        _ => ("unknown", String::new(), String::new()),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -6,12 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::{
-    judge::report::KernelNames,
     kernel::btf::{KernelBtf, NetnsOffsets, VMLINUX_BTF},
     kernel::kallsyms::Kallsyms,
+    kernel::names::{kernel_names, FormatResults, KernelNames},
     kernel::probes::{self, Plan, ProbeSpec},
     kernel::tracefs::Tracefs,
-    modes::live::{kernel_names, FormatResults},
 };
 
 /// Where one kernel's facts are read from.

@@ -412,7 +412,7 @@ fn the_same_faults_give_the_same_layers_on_every_kernel() {
             version.to_owned(),
             vec![],
         );
-        let (loss, signals, _noise, no_listener) = crate::verdict::probe_loss(&r);
+        let (loss, signals, _noise, no_listener) = crate::judge::verdict::probe_loss(&r);
         assert_eq!(loss, want, "{version}: {signals:?}");
         assert_eq!(no_listener, 3, "{version}");
         // On 5.10 the evidence names the drop site, since there is no reason.

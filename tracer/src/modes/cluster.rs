@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     judge::document::{EXIT_DEGRADED, EXIT_ERROR, EXIT_HEALTHY},
+    judge::verdict::MIN_LOSS,
     modes::diff::DocumentView,
-    verdict::MIN_LOSS,
 };
 
 /// The sidecar's default port (`tracer serve`).

@@ -1297,9 +1297,9 @@ mod tests {
     use super::*;
     use crate::{
         judge::report::{Report, WindowInfo},
+        judge::verdict::{decide, WindowEvidence},
         node::counters::CounterSource,
         node::facts::FactsSource,
-        verdict::{decide, WindowEvidence},
     };
 
     const NETFILTER: &str = include_str!("../../../tests/fixtures/reports/netfilter-drops.json");

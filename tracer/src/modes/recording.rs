@@ -29,10 +29,10 @@ use tracer_common::{
 };
 
 use crate::{
-    judge::report::NetnsScope,
     judge::window::{Frame, TracerMeta},
     kernel::snapshot::Snapshot,
     node::evidence::{CounterSample, NodeFacts},
+    node::netns::NetnsScope,
 };
 
 pub const FORMAT: &str = "tracer-recording";

@@ -32,11 +32,11 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    judge::report::NetnsScope,
     modes::live::LiveTracer,
     modes::watch::{Thinning, Watch},
     node::counters::CounterSource,
     node::facts::FactsSource,
+    node::netns::NetnsScope,
     present::metrics::{self, Exposition, Limits, PodName, Totals},
 };
 

@@ -7,13 +7,14 @@ use std::collections::{BTreeSet, VecDeque};
 use anyhow::Result;
 
 use crate::{
-    judge::report::{NetnsScope, Symbolize},
+    judge::report::Symbolize,
     judge::window::{judge, Frame, Judged},
     modes::live::LiveTracer,
     modes::recording::{RecFrame, RecSnapshot, Recording, FORMAT, VERSION},
     node::counters::CounterSource,
     node::evidence::NodeFacts,
     node::facts::FactsSource,
+    node::netns::NetnsScope,
 };
 
 /// A window in progress.

@@ -252,6 +252,16 @@ where
         .map_err(|_| anyhow!("the namespace reader thread panicked"))
 }
 
+/// The one network namespace a run is scoped to (`--netns` or `--pod`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct NetnsScope {
+    pub path: String,
+    pub inode: u32,
+    /// `NAMESPACE/NAME` when the scope was given as `--pod`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -25,7 +25,7 @@ use std::{
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::judge::report::NetnsScope;
+use super::netns::NetnsScope;
 
 /// Environment variable that moves the `/var/log/pods` root (a DaemonSet that mounts the
 /// host's directory elsewhere, or tests).

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     judge::document::VerdictDocument,
     judge::layers::{classify, DropClass, Layer},
-    verdict::Tick,
+    judge::verdict::Tick,
 };
 
 /// One drop row: a reason at a location.
@@ -94,42 +94,6 @@ pub struct Dashboard {
     /// The full document behind the screen (what `s` saves).
     #[serde(skip)]
     pub document: Option<VerdictDocument>,
-}
-
-/// The tracer's own cost in one line: runs and ns/run per program, and what it lost.
-pub fn tracer_cost_line(o: &crate::judge::report::Report) -> String {
-    let seconds = o.window.duration_s.max(0.001);
-    let programs: Vec<String> = o
-        .tracer_cost
-        .programs
-        .iter()
-        .filter(|p| p.runs > 0)
-        .map(|p| match p.ns_per_run {
-            Some(ns) => format!(
-                "{} {:.0}/s × {ns:.0} ns",
-                p.program,
-                p.runs as f64 / seconds
-            ),
-            None => format!("{} {:.0}/s", p.program, p.runs as f64 / seconds),
-        })
-        .collect();
-    let lost: u64 = ["drops_map_full", "flows_insert_failed", "read_errors"]
-        .iter()
-        .filter_map(|k| o.tracer_counters.get(k))
-        .sum();
-    format!(
-        "tracer cost: {}{}; lost events {lost}",
-        if programs.is_empty() {
-            "no program ran".to_owned()
-        } else {
-            programs.join(", ")
-        },
-        if o.tracer_cost.bpf_stats_enabled {
-            ""
-        } else {
-            " (ns/run needs sysctl kernel.bpf_stats_enabled=1)"
-        }
-    )
 }
 
 impl Dashboard {
@@ -264,7 +228,7 @@ impl Dashboard {
             .iter()
             .map(|e| format!("ESCALATE {e}"))
             .collect();
-        alerts.push(tracer_cost_line(o));
+        alerts.push(crate::judge::report::tracer_cost_line(o));
         alerts.extend(document.cross_reference.iter().map(|c| format!("see {c}")));
         alerts.extend(o.notes.iter().map(|n| format!("note: {n}")));
         Dashboard {
@@ -287,56 +251,5 @@ impl Dashboard {
             alerts,
             document: Some(document.clone()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::judge::report::{ProgramCost, Report, TracerCost, WindowInfo};
-
-    #[test]
-    fn cost_line_shows_rates_ns_per_run_and_losses() {
-        let mut report = Report {
-            tracer_version: "t",
-            kernel: String::new(),
-            window: WindowInfo {
-                duration_s: 10.0,
-                startup_ms: 1.0,
-                netns: None,
-            },
-            probes: vec![],
-            drops: Default::default(),
-            retransmits: Default::default(),
-            softirq: vec![],
-            flows: Default::default(),
-            tracer_counters: [("drops_map_full", 3), ("read_errors", 1)]
-                .into_iter()
-                .collect(),
-            tracer_cost: TracerCost {
-                bpf_stats_enabled: true,
-                programs: vec![
-                    ProgramCost {
-                        program: "kfree_skb".to_owned(),
-                        runs: 100_000,
-                        run_time_ns: 16_000_000,
-                        ns_per_run: Some(160.0),
-                    },
-                    ProgramCost {
-                        program: "tcp_retransmit_skb".to_owned(),
-                        runs: 0,
-                        run_time_ns: 0,
-                        ns_per_run: None,
-                    },
-                ],
-            },
-            notes: vec![],
-        };
-        assert_eq!(
-            tracer_cost_line(&report),
-            "tracer cost: kfree_skb 10000/s × 160 ns; lost events 4"
-        );
-        report.tracer_cost.bpf_stats_enabled = false;
-        assert!(tracer_cost_line(&report).contains("bpf_stats_enabled=1"));
     }
 }

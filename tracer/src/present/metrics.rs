@@ -27,7 +27,8 @@ use tracer_common::{lat_bucket_bounds, DestKey, LAT_BUCKETS};
 use crate::{
     judge::document::VerdictDocument,
     judge::layers::{classify, DropClass},
-    judge::report::{reason_label, KernelNames, Symbolize},
+    judge::report::{reason_label, Symbolize},
+    kernel::names::KernelNames,
     kernel::probes::{ProbeState, ProbeStatus},
     kernel::snapshot::{counter_names, Snapshot},
 };
@@ -670,8 +671,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        judge::document::VerdictDocument, judge::report::Report, node::evidence::NodeFacts,
-        verdict::Verdict,
+        judge::document::VerdictDocument, judge::report::Report, judge::verdict::Verdict,
+        node::evidence::NodeFacts,
     };
 
     fn names() -> KernelNames {
@@ -769,7 +770,7 @@ mod tests {
             failure_layer: Some("iptables_netpolicy".to_owned()),
             evidence: Vec::new(),
             severity: "high".to_owned(),
-            mitigation: crate::verdict::Mitigation {
+            mitigation: crate::judge::verdict::Mitigation {
                 immediate: String::new(),
                 long_term: String::new(),
             },
@@ -779,7 +780,7 @@ mod tests {
             confidence: 0.9,
             timeline: Vec::new(),
             layer_scores: BTreeMap::new(),
-            noise: crate::verdict::NoiseSummary::default(),
+            noise: crate::judge::verdict::NoiseSummary::default(),
         };
         let report: Report = crate::judge::report::build(
             &delta(7, 1, 1),
@@ -1010,12 +1011,12 @@ mod histogram_tests {
             tracer_cost: Default::default(),
             notes: vec![],
         };
-        let verdict = crate::verdict::Verdict {
+        let verdict = crate::judge::verdict::Verdict {
             root_cause: "none".to_owned(),
             failure_layer: None,
             evidence: Vec::new(),
             severity: "NONE".to_owned(),
-            mitigation: crate::verdict::Mitigation {
+            mitigation: crate::judge::verdict::Mitigation {
                 immediate: String::new(),
                 long_term: String::new(),
             },

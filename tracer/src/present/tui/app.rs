@@ -7,6 +7,15 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::present::dashboard::{Dashboard, DestRow, DropRow, FlowRow};
 
+/// Below this size only the banner and a request for a larger terminal are drawn.
+pub(super) const COMPACT_WIDTH: u16 = 60;
+pub(super) const COMPACT_HEIGHT: u16 = 16;
+
+/// Whether the counters pane fits (wide screens: beside the tables; tall ones: below them).
+pub fn shows_counters(width: u16, height: u16) -> bool {
+    width >= COMPACT_WIDTH && height >= COMPACT_HEIGHT && (width >= 120 || height >= 34)
+}
+
 /// How many ticks (4 per second) a status message stays in the footer.
 const STATUS_TICKS: u32 = 16;
 
@@ -276,7 +285,7 @@ impl App {
 
     fn pane_visible(&self, pane: Pane) -> bool {
         match (pane, self.size) {
-            (Pane::Counters, Some((width, height))) => super::render::shows_counters(width, height),
+            (Pane::Counters, Some((width, height))) => shows_counters(width, height),
             _ => true,
         }
     }

@@ -28,8 +28,9 @@ use signal_hook::{
     iterator::Signals,
 };
 
+pub use app::shows_counters;
 pub use app::{App, Command, Drill, Event, Pane};
-pub use render::{render, shows_counters};
+pub use render::render;
 pub use terminal::TerminalGuard;
 
 use crate::present::dashboard::Dashboard;

@@ -12,22 +12,14 @@ use ratatui::{
     Frame,
 };
 
-use super::app::{App, Drill, Pane};
+use super::app::{shows_counters, App, Drill, Pane, COMPACT_HEIGHT, COMPACT_WIDTH};
 use crate::{
     judge::layers::Layer,
     present::dashboard::{Dashboard, DropRow},
 };
 
-/// Below this size only the banner and a request for a larger terminal are drawn.
-const COMPACT_WIDTH: u16 = 60;
-const COMPACT_HEIGHT: u16 = 16;
 /// Height of the scoreboard / CPU row: six layers and two borders.
 const TOP_ROW_HEIGHT: u16 = 8;
-
-/// Whether the counters pane fits (wide screens: beside the tables; tall ones: below them).
-pub fn shows_counters(width: u16, height: u16) -> bool {
-    width >= COMPACT_WIDTH && height >= COMPACT_HEIGHT && (width >= 120 || height >= 34)
-}
 
 /// Draws the whole screen for the app's state.
 pub fn render(app: &App, frame: &mut Frame) {

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::*;
+use super::{change::delta_i, *};
 use crate::{
-    judge::report::KernelNames,
     judge::window::{judge, Frame, TracerMeta},
+    kernel::names::KernelNames,
     kernel::snapshot::Snapshot,
     node::evidence::{Conntrack, IfaceCounters, NetnsCounters, QdiscCounters, SoftnetRow},
 };

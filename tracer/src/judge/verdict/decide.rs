@@ -1,0 +1,261 @@
+//! `decide`: builds the window's context, runs every rule, ranks the findings and assembles the
+//! `Verdict` (evidence, timeline, confidence). It knows no layer's signals or texts: those are
+//! the rules'.
+
+use std::collections::BTreeMap;
+
+use crate::{judge::layers::Layer, kernel::probes::ProbeState};
+
+use super::{
+    context::Context,
+    rules::{Finding, RULES},
+    EvidenceItem, LayerScore, Mitigation, Tick, TimelineEntry, Verdict, WindowEvidence, MIN_LOSS,
+};
+
+/// Decides the verdict.
+pub fn decide(w: &WindowEvidence) -> Verdict {
+    let ctx = Context::new(w);
+    let mut findings: Vec<Finding> = Vec::with_capacity(RULES.len());
+    for rule in RULES {
+        let finding = rule(&ctx, &findings);
+        findings.push(finding);
+    }
+    let layer_scores: BTreeMap<Layer, LayerScore> = findings
+        .iter()
+        .filter_map(|f| f.layer.map(|l| (l, f.score.clone())))
+        .collect();
+    let decided = root_cause(&findings);
+    let chosen = decided.and_then(|l| findings.iter().find(|f| f.layer == Some(l)));
+    let seconds = ctx.seconds;
+
+    let mut evidence = Vec::new();
+    if let Some(f) = chosen {
+        evidence.extend(headline(f, seconds));
+    }
+    let mut escalation = Vec::new();
+    for f in &findings {
+        evidence.extend(f.evidence.iter().cloned());
+        escalation.extend(f.escalation.iter().cloned());
+        if chosen.is_some_and(|c| std::ptr::eq(c, f)) {
+            evidence.extend(f.if_root_cause.evidence.iter().cloned());
+            escalation.extend(f.if_root_cause.escalation.iter().cloned());
+        }
+    }
+    evidence.extend(observations(&ctx));
+    let timeline = timeline(w, decided, seconds, &mut evidence);
+
+    let total_score: u64 = layer_scores.values().map(|s| s.lost_packets).sum();
+    let (severity, confidence) = match decided {
+        None => ("NONE".to_owned(), if total_score == 0 { 0.9 } else { 0.6 }),
+        Some(layer) => {
+            let lost = layer_scores[&layer].lost_packets;
+            let severity = if lost as f64 / seconds >= 1.0 || !escalation.is_empty() {
+                "HIGH"
+            } else {
+                "MEDIUM"
+            };
+            (severity.to_owned(), confidence(w, layer, lost, total_score))
+        }
+    };
+
+    Verdict {
+        root_cause: decided.map_or("none", Layer::root_cause).to_owned(),
+        failure_layer: decided.map(|l| l.as_str().to_owned()),
+        evidence,
+        severity,
+        mitigation: Mitigation {
+            immediate: chosen.map_or_else(
+                || "No action: no packet loss attributable to this node in the window".to_owned(),
+                |f| f.if_root_cause.mitigation.clone(),
+            ),
+            long_term:
+                "Monitor NIC errors and TCP retransmissions, tune TCP stack, review NetworkPolicies"
+                    .to_owned(),
+        },
+        cross_reference: findings
+            .iter()
+            .filter_map(|f| f.cross_reference.clone())
+            .collect(),
+        ruled_out: findings
+            .iter()
+            .flat_map(|f| f.ruled_out.iter().cloned())
+            .collect(),
+        escalation,
+        confidence,
+        timeline,
+        layer_scores,
+        noise: ctx.noise,
+    }
+}
+
+/// The root cause: the layer that lost the most, if it lost at least [`MIN_LOSS`] (ties: the
+/// runbook's first layer); else a layer whose rule decides alone (NET_RX saturation).
+fn root_cause(findings: &[Finding]) -> Option<Layer> {
+    let best = findings
+        .iter()
+        .filter_map(|f| f.layer.map(|l| (l, f.score.lost_packets)))
+        .filter(|(_, lost)| *lost >= MIN_LOSS)
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|(l, _)| l);
+    best.or_else(|| {
+        findings
+            .iter()
+            .find(|f| f.decides_alone)
+            .and_then(|f| f.layer)
+    })
+}
+
+/// The root cause's loss and its first six signals.
+fn headline(f: &Finding, seconds: f64) -> Vec<EvidenceItem> {
+    let Some(layer) = f.layer else {
+        return Vec::new();
+    };
+    let mut out = vec![EvidenceItem {
+        kind: "kernel_probe".to_owned(),
+        content: format!(
+            "{} lost {} in {seconds:.0} s on this node",
+            layer.title(),
+            fmt_rate(f.score.lost_packets, seconds)
+        ),
+    }];
+    for signal in f.score.signals.iter().take(6) {
+        let probe = signal.contains("drops at")
+            || signal.contains("retransmitted")
+            || signal.contains("NET_RX");
+        out.push(EvidenceItem {
+            kind: if probe { "kernel_probe" } else { "counters" }.to_owned(),
+            content: signal.clone(),
+        });
+    }
+    out
+}
+
+/// What the probes saw whatever the verdict: the retransmissions' top flow, failed connects.
+fn observations(ctx: &Context) -> Vec<EvidenceItem> {
+    let mut out = Vec::new();
+    let r = &ctx.w.observed.retransmits;
+    if let Some(flow) = r.flows.first() {
+        out.push(EvidenceItem {
+            kind: "kernel_probe".to_owned(),
+            content: format!(
+                "retransmissions: {} segments in {} skbs across {} flows; top flow {}:{} → {}:{} ({}) with {} segments",
+                r.segments_total,
+                r.total,
+                r.flows.len(),
+                flow.saddr,
+                flow.sport,
+                flow.daddr,
+                flow.dport,
+                flow.state,
+                flow.retransmitted_segments + flow.synack_retransmits
+            ),
+        });
+    }
+    for text in ctx.flows.evidence.iter().take(3) {
+        out.push(EvidenceItem {
+            kind: "kernel_probe".to_owned(),
+            content: text.clone(),
+        });
+    }
+    out
+}
+
+/// The window's timeline, with the root cause's onset (also said as `correlate` evidence).
+fn timeline(
+    w: &WindowEvidence,
+    decided: Option<Layer>,
+    seconds: f64,
+    evidence: &mut Vec<EvidenceItem>,
+) -> Vec<TimelineEntry> {
+    let mut timeline = vec![TimelineEntry {
+        at_s: 0.0,
+        event: "window start: probes attached, counters sampled".to_owned(),
+    }];
+    if let Some(layer) = decided {
+        let (event, content) = match onset(&w.ticks, layer) {
+            Some((at, base, rate)) => (
+                TimelineEntry {
+                    at_s: at,
+                    event: format!(
+                        "onset: {} loss rose to {rate}/s from a baseline of {base}/s",
+                        layer.title()
+                    ),
+                },
+                format!(
+                    "{} loss began {at:.0} s into the window ({base}/s → {rate}/s)",
+                    layer.title()
+                ),
+            ),
+            None => (
+                TimelineEntry {
+                    at_s: 0.0,
+                    event: format!(
+                        "{} loss already present when the window started",
+                        layer.title()
+                    ),
+                },
+                format!(
+                    "{} loss present throughout the window (no onset inside it)",
+                    layer.title()
+                ),
+            ),
+        };
+        timeline.push(event);
+        evidence.push(EvidenceItem {
+            kind: "correlate".to_owned(),
+            content,
+        });
+    }
+    timeline.push(TimelineEntry {
+        at_s: seconds,
+        event: "window end".to_owned(),
+    });
+    timeline
+}
+
+/// Onset of a layer's loss: the first second its rate rose above the window's baseline.
+fn onset(ticks: &[Tick], layer: Layer) -> Option<(f64, u64, u64)> {
+    let rates: Vec<u64> = ticks
+        .iter()
+        .map(|t| t.loss.get(&layer).copied().unwrap_or(0))
+        .collect();
+    let base = rates.iter().copied().min()?;
+    let peak = rates.iter().copied().max()?;
+    if peak <= base {
+        return None;
+    }
+    let threshold = base + ((peak - base) / 2).max(1);
+    let i = rates.iter().position(|r| *r >= threshold)?;
+    // The interval ending at tick i began at the previous tick (or the window start).
+    let began_ms = if i == 0 { 0 } else { ticks[i - 1].at_ms };
+    Some((began_ms as f64 / 1000.0, base, rates[i]))
+}
+
+/// Confidence in a root cause: its share of all the loss, times the share of probes attached,
+/// scaled by volume; capped (upstream loss is inferred from the absence of local loss: never
+/// certain). Two decimals.
+fn confidence(w: &WindowEvidence, layer: Layer, lost: u64, total_score: u64) -> f64 {
+    let share = if total_score > 0 {
+        lost as f64 / total_score as f64
+    } else {
+        0.5
+    };
+    let attached = w
+        .observed
+        .probes
+        .iter()
+        .filter(|p| p.state == ProbeState::Attached)
+        .count() as f64
+        / w.observed.probes.len().max(1) as f64;
+    let cap = if layer == Layer::Upstream { 0.8 } else { 0.95 };
+    let volume = (lost as f64 / (MIN_LOSS as f64 * 5.0)).min(1.0);
+    let c = (share * attached * (0.6 + 0.4 * volume)).min(cap);
+    (c * 100.0).round() / 100.0
+}
+
+fn fmt_rate(count: u64, seconds: f64) -> String {
+    format!(
+        "{count} packets ({:.1}/s)",
+        count as f64 / seconds.max(0.001)
+    )
+}

@@ -1,0 +1,133 @@
+//! Root cause `upstream_loss` (layer upstream): retransmissions the node's own layers do not
+//! explain (spurious ones discounted), with where they went. Reads the local layers' findings,
+//! so it runs after them; scores, escalates and says to escalate; does not rank.
+
+use crate::judge::layers::Layer;
+
+use super::{Context, Finding, LayerScore, MIN_RETRANS_RATIO};
+
+pub(super) fn assess(ctx: &Context, earlier: &[Finding]) -> Finding {
+    let s = &ctx.signals;
+    let retrans_segments = ctx.retrans_segments;
+    let local_loss: u64 = earlier
+        .iter()
+        .filter(|f| f.layer.is_some_and(|l| l != Layer::Upstream))
+        .map(|f| f.score.lost_packets)
+        .sum();
+    // Retransmissions the receivers reported as duplicates were not losses.
+    let genuine = retrans_segments.saturating_sub(s.dsack_segs);
+    let unexplained = genuine.saturating_sub(local_loss);
+    let retrans_ratio = if s.out_segs > 0 {
+        s.retrans_segs.saturating_sub(s.dsack_segs) as f64 / s.out_segs as f64
+    } else {
+        0.0
+    };
+    let mut score = LayerScore::default();
+    if retrans_segments > 0 {
+        score.signals.push(format!(
+            "{retrans_segments} retransmitted segments traced ({} skbs), {local_loss} packets lost on the node",
+            ctx.w.observed.retransmits.total
+        ));
+        if s.dsack_segs > 0 {
+            score.signals.push(format!(
+                "TcpExt TCPDSACKRecvSegs +{}: that many were spurious (the receiver already had them)",
+                s.dsack_segs
+            ));
+        }
+        if s.out_segs > 0 {
+            score.signals.push(format!(
+                "Tcp RetransSegs +{} of OutSegs +{}: {:.2} % lost after discounting spurious ones",
+                s.retrans_segs,
+                s.out_segs,
+                retrans_ratio * 100.0
+            ));
+        }
+        if s.lost_retransmit > 0 || s.timeouts > 0 {
+            score.signals.push(format!(
+                "TcpExt TCPLostRetransmit +{}, TCPTimeouts +{}",
+                s.lost_retransmit, s.timeouts
+            ));
+        }
+        score.signals.extend(ctx.flows.upstream.iter().cloned());
+    }
+    if retrans_ratio >= MIN_RETRANS_RATIO || s.out_segs == 0 {
+        score.lost_packets = unexplained;
+    }
+    let mut f = Finding::layer(Layer::Upstream, score);
+    f.if_root_cause.escalation = vec![
+        format!(
+            "Retransmissions but no local drops — loss is in the network path, not on the node ({retrans_segments} retransmitted segments, {local_loss} packets lost on the node)"
+        ),
+        "Issue persists after all node-level checks — may be VPC, TGW, or peering issue".to_owned(),
+    ];
+    f.if_root_cause.mitigation = "Escalate: loss is in the network path, not on this node — check VPC peering, TGW, NAT gateway or internet gateway health; node-level fixes will not help".to_owned();
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{host, observed, window};
+    use super::*;
+
+    fn retransmits(retrans: i64, out: i64, dsack: i64, traced: u64, local: u64) -> Finding {
+        let start = host(
+            &[
+                ("Tcp", "OutSegs", 0),
+                ("Tcp", "RetransSegs", 0),
+                ("TcpExt", "TCPDSACKRecvSegs", 0),
+            ],
+            &[],
+            &[],
+        );
+        let end = host(
+            &[
+                ("Tcp", "OutSegs", out),
+                ("Tcp", "RetransSegs", retrans),
+                ("TcpExt", "TCPDSACKRecvSegs", dsack),
+            ],
+            &[],
+            &[],
+        );
+        let w = window(observed(&[], &[(443, traced)], &[]), start, end);
+        let nic = Finding::layer(
+            Layer::NicDriver,
+            LayerScore {
+                lost_packets: local,
+                signals: vec![],
+            },
+        );
+        assess(&Context::new(&w), &[nic])
+    }
+
+    #[test]
+    fn retransmits_the_local_layers_do_not_explain_are_upstream() {
+        let f = retransmits(150, 10_000, 0, 150, 40);
+        assert_eq!(f.score.lost_packets, 110);
+        assert_eq!(
+            f.score.signals[0],
+            "150 retransmitted segments traced (150 skbs), 40 packets lost on the node"
+        );
+        assert_eq!(
+            f.score.signals[1],
+            "Tcp RetransSegs +150 of OutSegs +10000: 1.50 % lost after discounting spurious ones"
+        );
+        assert_eq!(f.if_root_cause.escalation.len(), 2);
+        assert!(f.if_root_cause.escalation[0]
+            .ends_with("(150 retransmitted segments, 40 packets lost on the node)"));
+        assert!(f.if_root_cause.mitigation.starts_with("Escalate:"));
+    }
+
+    #[test]
+    fn spurious_retransmits_and_a_low_ratio_are_not_upstream_loss() {
+        // 36726 of 3.3 M retransmitted, 34657 DSACKed: 0.06 % genuine, under the 0.2 % floor.
+        let f = retransmits(36_726, 3_317_619, 34_657, 36_726, 0);
+        assert_eq!(f.score.lost_packets, 0);
+        assert!(f.score.signals[1].contains("TCPDSACKRecvSegs +34657"));
+    }
+
+    #[test]
+    fn no_retransmits_no_signals() {
+        let f = retransmits(0, 1000, 0, 0, 0);
+        assert_eq!(f.score, LayerScore::default());
+    }
+}
