@@ -112,7 +112,7 @@ fn no_tracefs_as_root_is_mounted_privately_and_noted() {
         "report ran: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON document");
+    let doc = lab::document::parse(&out.stdout);
     let notes: Vec<&str> = doc["observations"]["notes"]
         .as_array()
         .expect("notes")

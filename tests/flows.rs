@@ -52,7 +52,8 @@ fn watch_scopes<T: Send + 'static>(
     let reports = scopes
         .into_iter()
         .map(|scope| tracer.report(&start, &end, seconds, scope, &[]))
-        .collect();
+        .collect::<Vec<_>>();
+    reports.iter().for_each(lab::document::check_observations);
     (reports, value)
 }
 
@@ -443,7 +444,7 @@ fn a_million_destinations_keep_memory_bounded_and_are_said_to_be_evicted() {
         .expect("body");
     let _ = child.kill();
     let _ = child.wait();
-    let doc: serde_json::Value = serde_json::from_str(&body).expect("JSON document");
+    let doc = lab::document::parse(&body);
     let tracking = &doc["observations"]["flows"]["tracking"];
     eprintln!(
         "{refused} refused connects; serve RSS {rss_before} KiB, peak {rss_peak} KiB, \

@@ -270,7 +270,7 @@ fn report_with_pod_counts_exactly_the_drops_sent_inside_it() {
     send_udp(&other, closed, NOISE);
     let out = child.wait_with_output().expect("tracer output");
     assert_eq!(out.status.code(), Some(0), "healthy: exit 0");
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON document");
+    let doc = lab::document::parse(&out.stdout);
     let window = &doc["observations"]["window"]["netns"];
     assert_eq!(window["pod"], spec.as_str());
     assert_eq!(window["inode"].as_u64(), Some(u64::from(pod.inode())));
@@ -324,7 +324,7 @@ fn record_with_pod_then_replay_names_the_pod_without_the_node() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).expect("JSON document")
+        lab::document::parse(&out.stdout)
     };
     let doc = replay(&[]);
     let drops = no_socket_by_netns(&doc);

@@ -278,7 +278,7 @@ fn report_command_prints_json_with_the_namespaces_drops() {
     send_udp(&ns, "127.0.0.1:9".parse().expect("addr"), N);
     let out = child.wait_with_output().expect("tracer output");
     assert_eq!(out.status.code(), Some(0), "healthy: exit 0");
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON document");
+    let doc = lab::document::parse(&out.stdout);
     assert_eq!(
         doc["root_cause"], "none",
         "closed-port traffic is not a network loss"
@@ -424,7 +424,7 @@ fn two_tracers_at_once_both_count_every_drop() {
     send_udp(&ns, "127.0.0.1:9".parse().expect("addr"), N);
     for child in [a, b] {
         let out = child.wait_with_output().expect("tracer output");
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON document");
+        let doc = lab::document::parse(&out.stdout);
         assert_eq!(no_socket_drops(&doc), u64::from(N));
     }
 }
@@ -545,7 +545,7 @@ fn interface_recreated_mid_window_is_noted_and_no_change_is_absurd() {
     let after_slow = tx_packets();
     let out = child.wait_with_output().expect("tracer output");
     assert_ne!(out.status.code(), Some(2), "the tracer did its job");
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON document");
+    let doc = lab::document::parse(&out.stdout);
     let notes: Vec<String> = doc["observations"]["notes"]
         .as_array()
         .expect("notes")

@@ -244,6 +244,7 @@ fn report_record_check_and_serve_change_nothing_on_the_node() {
         "report ran: {}",
         String::from_utf8_lossy(&report.stderr)
     );
+    lab::document::parse(&report.stdout);
     let recording = std::env::temp_dir().join(format!("tracer-ro-{}.json", std::process::id()));
     let record = tracer(&[
         "record",

@@ -56,6 +56,7 @@ fn judge<T: Send + 'static>(
         .finish(&tracer, started.elapsed().as_millis() as u64, &[])
         .expect("window end");
     eprintln!("{}", result.document.text());
+    lab::document::check_built(&result.document);
     (result.document, value)
 }
 
@@ -479,7 +480,9 @@ fn recorded_verdict(start: &str, end: &str) -> VerdictDocument {
         ticks: vec![],
     };
     let verdict = decide(&evidence);
-    VerdictDocument::new(verdict, evidence.observed, &facts, vec![])
+    let doc = VerdictDocument::new(verdict, evidence.observed, &facts, vec![]);
+    lab::document::check_built(&doc);
+    doc
 }
 
 #[test]

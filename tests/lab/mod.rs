@@ -20,6 +20,8 @@ use std::{
 
 use nix::sched::{setns, CloneFlags};
 
+pub mod document;
+
 /// Returns false (after saying why) when the privileged tests cannot run here.
 pub fn privileged(test: &str) -> bool {
     if !nix::unistd::geteuid().is_root() {

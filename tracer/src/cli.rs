@@ -162,6 +162,10 @@ pub enum Command {
         #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
         pod: Option<String>,
     },
+    /// Print the verdict document's JSON Schema (draft 2020-12), e.g. `tracer schema >
+    /// verdict.schema.json`, to validate documents from `report --format json` or /report.
+    /// Needs no root.
+    Schema,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

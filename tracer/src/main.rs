@@ -117,6 +117,12 @@ fn main() -> ExitCode {
             timeout,
             format,
         ),
+        Command::Schema => serde_json::to_string_pretty(&tracer::judge::document::schema())
+            .map(|json| {
+                println!("{json}");
+                0
+            })
+            .context("printing the schema"),
         Command::Check => {
             let lines = tracer::modes::check::evaluate(&tracer::modes::check::NodeFacts::gather());
             print!("{}", tracer::modes::check::render(&lines));

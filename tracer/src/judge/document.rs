@@ -1,9 +1,11 @@
 //! The verdict document as printed: the runbook's Output Format keys first, in its order and
 //! shape (extras after them), as YAML, JSON, or a short text summary for people.
 //! Pure rendering of a [`Verdict`] and the window's observations; decides nothing.
+//! [`schema`] is the document's JSON Schema, generated from these types (`tracer schema`).
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
+use schemars::{generate::SchemaSettings, transform::RecursiveTransform, Schema};
 use serde::Serialize;
 
 use crate::{
@@ -22,8 +24,53 @@ pub const EXIT_DEGRADED: u8 = 1;
 /// Exit status: the tracer could not do its job (not root, no probes, bad arguments).
 pub const EXIT_ERROR: u8 = 2;
 
+/// The document's JSON Schema (draft 2020-12), generated from its types as they serialize:
+/// properties in output order (the runbook's keys first) and every object closed
+/// (`additionalProperties: false`), so it describes exactly the keys this version prints.
+pub fn schema() -> serde_json::Value {
+    let mut schema = SchemaSettings::draft2020_12()
+        .for_serialize()
+        .with_transform(RecursiveTransform(close_object))
+        .into_generator()
+        .into_root_schema_for::<VerdictDocument>();
+    schema.insert("title".to_owned(), "tracer verdict document".into());
+    schema.insert(
+        "description".to_owned(),
+        "What `tracer report` prints (JSON; YAML has the same shape) and `tracer serve` answers \
+         on /report: the runbook D7 Output Format keys first, in its order, then extras."
+            .into(),
+    );
+    // The usual reading order at the top: what it is, then its keys, then the definitions.
+    let mut top = schema.to_value();
+    let mut ordered = serde_json::Map::new();
+    if let Some(map) = top.as_object_mut() {
+        for key in [
+            "$schema",
+            "title",
+            "description",
+            "type",
+            "properties",
+            "required",
+            "additionalProperties",
+        ] {
+            if let Some(value) = map.remove(key) {
+                ordered.insert(key.to_owned(), value);
+            }
+        }
+        ordered.append(map);
+    }
+    ordered.into()
+}
+
+/// `additionalProperties: false` on a struct's schema (one with `properties`); maps keep theirs.
+fn close_object(schema: &mut Schema) {
+    if schema.get("properties").is_some() && schema.get("additionalProperties").is_none() {
+        schema.insert("additionalProperties".to_owned(), false.into());
+    }
+}
+
 /// Node facts worth showing next to the verdict.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct NodeSummary {
     pub policy_engines: Vec<String>,
     pub irqbalance_running: bool,
@@ -35,7 +82,7 @@ pub struct NodeSummary {
 }
 
 /// The document. Field order is the output order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct VerdictDocument {
     // The runbook's keys, in its order and shape.
     pub root_cause: String,
@@ -229,7 +276,7 @@ mod tests {
         judge::verdict::{CrossReference, Verdict},
     };
 
-    fn document(root_cause: &str) -> VerdictDocument {
+    pub(super) fn document(root_cause: &str) -> VerdictDocument {
         let verdict = Verdict {
             root_cause: root_cause.to_owned(),
             failure_layer: (root_cause != "none").then(|| "iptables_netpolicy".to_owned()),
@@ -321,3 +368,8 @@ mod tests {
             .contains("security_rule_drops in layer iptables_netpolicy"));
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+#[path = "document_schema_tests.rs"]
+mod schema_tests;

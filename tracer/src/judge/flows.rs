@@ -19,7 +19,7 @@ pub const REPORT_DESTINATIONS: usize = 25;
 pub const REPORT_RESET_FLOWS: usize = 25;
 
 /// A latency distribution read from one kernel histogram (µs).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Latency {
     pub samples: u64,
     pub sum_us: u64,
@@ -34,7 +34,7 @@ pub struct Latency {
     pub buckets: Vec<LatencyBucket>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LatencyBucket {
     /// Exclusive upper bound in µs (`u64::MAX`: the overflow bucket).
     pub le_us: u64,
@@ -141,7 +141,7 @@ impl Latency {
 }
 
 /// One socket error and how often it was reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorCount {
     /// `ETIMEDOUT`, `EHOSTUNREACH`, … (`errno N` for others).
     pub error: String,
@@ -150,7 +150,7 @@ pub struct ErrorCount {
 }
 
 /// What happened to one destination in the window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Destination {
     /// Inode of the network namespace the sockets live in (0: unknown); pod names are keyed
     /// by it.
@@ -202,7 +202,7 @@ impl Destination {
 }
 
 /// Resets of one flow in one direction with one reason.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ResetFlow {
     pub netns: u32,
     /// The pod whose network namespace it is.
@@ -224,7 +224,7 @@ pub struct ResetFlow {
 }
 
 /// How much of the destinations the bounded kernel map kept.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DestTracking {
     /// Destinations the kernel map holds at most (least recently used evicted beyond).
     pub capacity: u64,
@@ -237,7 +237,7 @@ pub struct DestTracking {
 }
 
 /// Totals over every destination in scope (not only the listed ones).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FlowTotals {
     pub destinations: u64,
     pub retransmits: u64,
@@ -250,7 +250,7 @@ pub struct FlowTotals {
 }
 
 /// The `flows` section.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Flows {
     pub totals: FlowTotals,
     /// The most troubled destinations first (failures, resets, errors, retransmits), then the

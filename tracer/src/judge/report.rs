@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// Scope and timing of the window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct WindowInfo {
     pub duration_s: f64,
     /// Milliseconds from start to every probe attached.
@@ -25,7 +25,7 @@ pub struct WindowInfo {
     pub netns: Option<NetnsScope>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub tracer_version: &'static str,
     pub kernel: String,
@@ -45,7 +45,7 @@ pub struct Report {
 }
 
 /// The kernel programs' own cost, from the kernel's BPF statistics.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct TracerCost {
     /// `kernel.bpf_stats_enabled`: run times are only kept while it is 1 (the tracer never
     /// turns it on; `sysctl kernel.bpf_stats_enabled=1` does).
@@ -53,7 +53,7 @@ pub struct TracerCost {
     pub programs: Vec<ProgramCost>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ProgramCost {
     pub program: String,
     pub runs: u64,
@@ -62,13 +62,13 @@ pub struct ProgramCost {
     pub ns_per_run: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct Drops {
     pub total: u64,
     pub by_reason: Vec<DropReason>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DropReason {
     /// Name from the running kernel; `UNKNOWN(<value>)` when it has none for the value, and
     /// `NO_REASON_FIELD` on kernels whose tracepoint carries no reason.
@@ -80,14 +80,14 @@ pub struct DropReason {
     pub netns: Vec<NetnsCount>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DropLocation {
     /// `function+0xoff [module]`, or the raw address when it cannot be symbolised.
     pub location: String,
     pub count: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct NetnsCount {
     /// Inode of the network namespace (0: unknown).
     pub inode: u32,
@@ -98,7 +98,7 @@ pub struct NetnsCount {
     pub pod: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct Retransmits {
     /// Retransmitted skbs.
     pub total: u64,
@@ -117,7 +117,7 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct FlowReport {
     pub netns: u32,
     /// The pod whose network namespace the socket is in (`NAMESPACE/NAME`, or `uid UID`).
@@ -138,13 +138,13 @@ pub struct FlowReport {
     pub failed_attempts: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CpuSoftirq {
     pub cpu: u32,
     pub vectors: Vec<VectorTime>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct VectorTime {
     pub vector: String,
     pub time_ns: u64,
@@ -155,7 +155,7 @@ pub struct VectorTime {
     pub histogram: Vec<HistBucket>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HistBucket {
     pub lower_ns: u64,
     pub count: u64,

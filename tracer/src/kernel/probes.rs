@@ -96,7 +96,9 @@ fn symbol_value(format: &EventFormat, field: &str, name: &str, abi: u32) -> u32 
 }
 
 /// What became of one probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ProbeState {
     /// Attached and counting.
@@ -109,7 +111,7 @@ pub enum ProbeState {
 }
 
 /// A probe's outcome, as shown in every report.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ProbeStatus {
     pub tracepoint: String,
     pub program: String,

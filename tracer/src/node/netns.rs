@@ -253,7 +253,7 @@ where
 }
 
 /// The one network namespace a run is scoped to (`--netns` or `--pod`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct NetnsScope {
     pub path: String,
     pub inode: u32,

@@ -61,14 +61,14 @@ pub struct WindowEvidence {
 }
 
 /// `{type, content}`, as the runbook's evidence list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EvidenceItem {
     #[serde(rename = "type")]
     pub kind: String,
     pub content: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Mitigation {
     pub immediate: String,
     pub long_term: String,
@@ -82,20 +82,20 @@ pub struct CrossReference {
 }
 
 /// A check that was made and found nothing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuledOut {
     pub check: String,
     pub result: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TimelineEntry {
     pub at_s: f64,
     pub event: String,
 }
 
 /// Why a layer scored what it did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LayerScore {
     /// Packets this layer lost in the window (the larger of the probes' count and the
     /// counters' when both see the same loss).
@@ -104,7 +104,7 @@ pub struct LayerScore {
 }
 
 /// Drops that do not decide the verdict, by why.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NoiseSummary {
     pub total: u64,
     pub by_kind: BTreeMap<String, u64>,
@@ -128,7 +128,7 @@ pub struct Verdict {
 }
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 #[cfg(test)]
 mod tests;
