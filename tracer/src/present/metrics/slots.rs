@@ -37,21 +37,24 @@ pub struct OwnListener {
 }
 
 impl OwnListener {
-    /// Whether a destination is this listener: its port, and its address (or, when listening
-    /// on every address, any address in the tracer's own namespace; namespace 0 is unknown).
+    /// Whether a destination is this listener: its port at its address, in any namespace (the
+    /// kernel's per-CPU socket-namespace cache can give a new socket the namespace of a freed
+    /// one at the same address, so the namespace is not trusted for this); when listening on
+    /// every address, its port at any loopback address, or at any address in the tracer's own
+    /// namespace (namespace 0 is unknown).
     pub fn is(&self, key: &DestKey) -> bool {
         if key.dport != self.addr.port() {
             return false;
         }
-        let daddr = crate::judge::flows::dest_address(key)
+        let Ok(daddr) = crate::judge::flows::dest_address(key)
             .parse::<IpAddr>()
-            .map(|ip| ip.to_canonical());
-        let same_netns = self.netns.is_none_or(|n| key.netns == n || key.netns == 0);
+            .map(|ip| ip.to_canonical())
+        else {
+            return false;
+        };
         let ip = self.addr.ip().to_canonical();
-        match daddr {
-            Ok(d) if d == ip => !ip.is_loopback() || same_netns,
-            _ => ip.is_unspecified() && same_netns && self.netns.is_some(),
-        }
+        let own_netns = self.netns.is_some_and(|n| key.netns == n || key.netns == 0);
+        daddr == ip || (ip.is_unspecified() && (daddr.is_loopback() || own_netns))
     }
 }
 
@@ -171,14 +174,16 @@ mod tests {
             netns: Some(7),
         };
         assert!(loopback.is(&key(7, [127, 0, 0, 1], 9100)));
-        // Another namespace's loopback is another listener.
-        assert!(!loopback.is(&key(8, [127, 0, 0, 1], 9100)));
+        // The namespace is not trusted (a reused socket address can carry a stale one).
+        assert!(loopback.is(&key(8, [127, 0, 0, 1], 9100)));
         assert!(!loopback.is(&key(7, [127, 0, 0, 1], 9101)));
+        assert!(!loopback.is(&key(7, [127, 0, 0, 2], 9100)));
         let any = OwnListener {
             addr: "0.0.0.0:9100".parse().unwrap_or_else(|_| unreachable!()),
             netns: Some(7),
         };
         assert!(any.is(&key(7, [10, 0, 0, 5], 9100)));
+        assert!(any.is(&key(8, [127, 0, 0, 1], 9100)));
         assert!(!any.is(&key(8, [10, 0, 0, 5], 9100)));
         let node = OwnListener {
             addr: "10.0.0.5:9100".parse().unwrap_or_else(|_| unreachable!()),
