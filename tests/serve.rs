@@ -41,7 +41,11 @@ fn agent() -> ureq::Agent {
 impl Server {
     /// Starts the server and waits (at most 15 s) until /readyz says ready.
     fn start(extra: &[&str]) -> Server {
-        let port = lab::free_port();
+        Server::start_on(lab::free_port(), extra)
+    }
+
+    /// [`Server::start`] on a given port.
+    fn start_on(port: u16, extra: &[&str]) -> Server {
         let listen = format!("127.0.0.1:{port}");
         let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
             .args(["serve", "--listen", &listen])
@@ -349,4 +353,113 @@ fn sigterm_finishes_requests_and_detaches_within_two_seconds() {
         still.is_empty() && still_links.is_empty(),
         "programs {still:?} and links {still_links:?} outlived the server"
     );
+}
+
+/// A free port on 127.0.0.1 below the ephemeral range (where listeners usually are; a port from
+/// `bind(:0)` is itself ephemeral).
+fn free_listening_port(seed: u16) -> u16 {
+    (0..2000u16)
+        .map(|i| 20_000 + (seed.wrapping_mul(7) + i) % 12_000)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port in 20000..32000")
+}
+
+/// Issue 14 item 12: 60 scrapes of the server and 60 connections to an application listener in
+/// a lab namespace: the application's clients are one RTT series under its listening port, no
+/// series has a scraper's ephemeral port, and the tracer's own port has none at all.
+#[test]
+fn destinations_are_listeners_and_never_the_tracers_own_port() {
+    if !privileged("serve_destinations") {
+        return;
+    }
+    let ns = Netns::new("srvdst");
+    let inode = std::fs::metadata(ns.path())
+        .expect("netns")
+        .ino()
+        .to_string();
+    let own_port = free_listening_port(std::process::id() as u16);
+    let server = Server::start_on(own_port, &["--window", "20s"]);
+
+    // The application: a listener on a non-ephemeral port in the lab, 60 clients of it.
+    const APP_PORT: u16 = 8080;
+    let clients = ns.run_in(|| {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", APP_PORT)).expect("app listen");
+        let echo = std::thread::spawn(move || {
+            for stream in listener.incoming().take(60) {
+                let mut stream = stream.expect("accept");
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut ports = Vec::new();
+        for _ in 0..60 {
+            let mut c = TcpStream::connect(("127.0.0.1", APP_PORT)).expect("app connect");
+            c.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            ports.push(c.local_addr().expect("local").port());
+            for _ in 0..5 {
+                c.write_all(&[7u8; 2048]).expect("write");
+                let mut back = [0u8; 2048];
+                c.read_exact(&mut back).expect("echo");
+            }
+        }
+        echo.join().expect("echo thread");
+        ports
+    });
+    // 60 scrapes, each on its own connection.
+    let mut scrapers = Vec::new();
+    for _ in 0..60 {
+        let mut c = TcpStream::connect(("127.0.0.1", own_port)).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        scrapers.push(c.local_addr().expect("local").port());
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut body = Vec::new();
+        let _ = c.read_to_end(&mut body);
+        assert!(body.starts_with(b"HTTP/1.1 200"), "scrape answered");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let (status, text) = server.get("/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    let scrape = parse_metrics(&text);
+    let rtt: Vec<&prometheus_parse::Sample> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "tracer_tcp_rtt_seconds")
+        .collect();
+    let port_of = |s: &prometheus_parse::Sample| {
+        s.labels
+            .get("dport")
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(0)
+    };
+    let lab: Vec<u16> = rtt
+        .iter()
+        .filter(|s| s.labels.get("netns") == Some(inode.as_str()))
+        .map(|s| port_of(s))
+        .collect();
+    // Exactly one of the lab's series is ours: the listener's (the loop below checks that no
+    // client port has one; a series of another test's traffic may show up beside it).
+    assert_eq!(
+        lab.iter().filter(|p| **p == APP_PORT).count(),
+        1,
+        "the lab's RTT series: {text}"
+    );
+    for s in &rtt {
+        let port = port_of(s);
+        assert_ne!(
+            port, own_port,
+            "the tracer's own listener has a series: {text}"
+        );
+        assert!(
+            !scrapers.contains(&port) && !clients.contains(&port),
+            "a client's ephemeral port {port} has a series: {text}"
+        );
+    }
 }

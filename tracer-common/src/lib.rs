@@ -145,6 +145,7 @@ pub struct TracerConfig {
     pub skb_tcp_segs: u32,
     // tcp:tcp_probe (addresses are `struct sockaddr_in`/`sockaddr_in6` in 28-byte fields)
     pub probe_daddr_sa: u32,
+    pub probe_saddr_sa: u32,
     pub probe_srtt: u32,
     pub probe_skaddr: u32,
     // sock:inet_sock_set_state
@@ -197,9 +198,12 @@ pub struct TracerConfig {
     /// Bit `v` set: time softirq vector `v` (the loader sets NET_RX and NET_TX, numbered from
     /// the softirq format's own table). 0 times every vector.
     pub softirq_vec_mask: u32,
+    /// The host's `ip_local_port_range` as [`pack_port_range`] makes it (0: unknown): which
+    /// ports are a client's ephemeral ones, for [`keyed_by_local_end`].
+    pub ephemeral_ports: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<TracerConfig>() == 76 * 4);
+const _: () = assert!(core::mem::size_of::<TracerConfig>() == 78 * 4);
 
 impl TracerConfig {
     /// A configuration with every field absent; the loader fills in what the kernel has.
@@ -237,6 +241,7 @@ impl TracerConfig {
             net_inum: ABSENT,
             skb_tcp_segs: ABSENT,
             probe_daddr_sa: ABSENT,
+            probe_saddr_sa: ABSENT,
             probe_srtt: ABSENT,
             probe_skaddr: ABSENT,
             ss_skaddr: ABSENT,
@@ -281,8 +286,32 @@ impl TracerConfig {
             err_daddr_v6: ABSENT,
             ipproto_tcp: 0,
             softirq_vec_mask: 0,
+            ephemeral_ports: 0,
         }
     }
+}
+
+/// A port range (`ip_local_port_range`) in one word: low port in the low 16 bits, high port in
+/// the high 16. 0 means unknown.
+pub const fn pack_port_range(low: u16, high: u16) -> u32 {
+    (low as u32) | ((high as u32) << 16)
+}
+
+/// Whether `port` is in a range packed by [`pack_port_range`] (never, when it is 0).
+#[inline(always)]
+pub const fn in_port_range(port: u16, packed: u32) -> bool {
+    let (low, high) = ((packed & 0xffff) as u16, (packed >> 16) as u16);
+    packed != 0 && port >= low && port <= high
+}
+
+/// Which end of a TCP socket keys its destination: the remote end, unless the remote port is
+/// ephemeral (in the local port range) and the local one is not. Then the socket is the
+/// server's side of a connection a client opened, and the destination is the local
+/// (listening) end: every client of one listener counts under one key, not one key per client
+/// port. (A server listening inside the ephemeral range still sees its clients one by one.)
+#[inline(always)]
+pub const fn keyed_by_local_end(local_port: u16, remote_port: u16, ephemeral: u32) -> bool {
+    in_port_range(remote_port, ephemeral) && !in_port_range(local_port, ephemeral)
 }
 
 /// Key of [`MAP_DROPS`]: one drop reason at one kernel location in one network namespace.
@@ -560,6 +589,33 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 14 item 12: 60 scrapes from ephemeral client ports to one listener are one
+    /// destination on the server's side; the client's own sockets keep the listener as theirs.
+    #[test]
+    fn a_servers_sockets_are_keyed_by_the_listening_end() {
+        let range = pack_port_range(32768, 60999);
+        for client_port in 35000..35060u16 {
+            // The server's socket: local 9100, remote the client's port.
+            let server = if keyed_by_local_end(9100, client_port, range) {
+                9100
+            } else {
+                client_port
+            };
+            // The client's socket: local the ephemeral port, remote 9100.
+            let client = if keyed_by_local_end(client_port, 9100, range) {
+                client_port
+            } else {
+                9100
+            };
+            assert_eq!((server, client), (9100, 9100), "client port {client_port}");
+        }
+        // Unknown range: the remote end, as before.
+        assert!(!keyed_by_local_end(9100, 35000, 0));
+        // Both ends ephemeral (a server inside the range): the remote end.
+        assert!(!keyed_by_local_end(50051, 35000, range));
+        assert!(in_port_range(60999, range) && !in_port_range(61000, range));
+    }
 
     #[test]
     fn log2_bucket_edges() {

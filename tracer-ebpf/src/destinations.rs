@@ -17,8 +17,9 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    counter, lat_bucket, DestKey, DestStats, ErrorKey, ABSENT, CONNECT_START_MAX_ENTRIES,
-    DESTS_MAX_ENTRIES, FAMILY_INET, FAMILY_INET6, SOCK_ERRORS_MAX_ENTRIES,
+    counter, keyed_by_local_end, lat_bucket, DestKey, DestStats, ErrorKey, ABSENT,
+    CONNECT_START_MAX_ENTRIES, DESTS_MAX_ENTRIES, FAMILY_INET, FAMILY_INET6,
+    SOCK_ERRORS_MAX_ENTRIES,
 };
 
 use crate::shared::{
@@ -169,6 +170,14 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     let Some((family, dport, daddr)) = ctx_sockaddr(&ctx, config!(probe_daddr_sa)) else {
         bump(counter::READ_ERRORS);
         return 0;
+    };
+    // The server's side of a client's connection counts under its own (listening) end, not
+    // under each client's ephemeral port.
+    let (dport, daddr) = match ctx_sockaddr(&ctx, config!(probe_saddr_sa)) {
+        Some((_, sport, saddr)) if keyed_by_local_end(sport, dport, config!(ephemeral_ports)) => {
+            (sport, saddr)
+        }
+        _ => (dport, daddr),
     };
     let sk = ctx_u64(&ctx, config!(probe_skaddr)).unwrap_or(0);
     let netns = if sk == 0 { None } else { sock_netns_cached(sk) }.unwrap_or_else(|| {

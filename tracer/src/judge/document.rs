@@ -269,14 +269,15 @@ impl VerdictDocument {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{
         judge::report::WindowInfo,
         judge::verdict::{CrossReference, Verdict},
     };
 
-    pub(super) fn document(root_cause: &str) -> VerdictDocument {
+    /// A small judged document (a rule drop, or `none`) for tests here and in `present`.
+    pub(crate) fn document(root_cause: &str) -> VerdictDocument {
         let verdict = Verdict {
             root_cause: root_cause.to_owned(),
             failure_layer: (root_cause != "none").then(|| "iptables_netpolicy".to_owned()),
@@ -366,6 +367,22 @@ mod tests {
         assert!(doc
             .text()
             .contains("security_rule_drops in layer iptables_netpolicy"));
+    }
+
+    #[test]
+    fn with_bpf_stats_off_the_text_says_the_cost_is_unknown_not_that_no_program_ran() {
+        let mut doc = document("none");
+        doc.observations.tracer_cost.bpf_stats_enabled = false;
+        doc.observations.tracer_counters = BTreeMap::from([("kfree_skb_events", 3_000)]);
+        let text = doc.text();
+        assert!(!text.contains("no program ran"), "{text}");
+        assert!(
+            text.contains(
+                "tracer cost: unknown (kernel.bpf_stats_enabled=0); the programs counted 3000 \
+                 events (kfree_skb 300/s)"
+            ),
+            "{text}"
+        );
     }
 }
 

@@ -476,6 +476,10 @@ impl Report {
 }
 
 /// The tracer's own cost in one line: runs and ns/run per program, and what it lost.
+///
+/// The kernel counts runs and run time only while `kernel.bpf_stats_enabled=1` (the tracer never
+/// sets it). Without them the cost is said to be unknown, never "no program ran": the events the
+/// programs counted themselves (`tracer_counters`) are shown instead.
 pub fn tracer_cost_line(o: &Report) -> String {
     let seconds = o.window.duration_s.max(0.001);
     let programs: Vec<String> = o
@@ -496,19 +500,36 @@ pub fn tracer_cost_line(o: &Report) -> String {
         .iter()
         .filter_map(|k| o.tracer_counters.get(k))
         .sum();
-    format!(
-        "tracer cost: {}{}; lost events {lost}",
-        if programs.is_empty() {
-            "no program ran".to_owned()
-        } else {
-            programs.join(", ")
-        },
-        if o.tracer_cost.bpf_stats_enabled {
-            ""
-        } else {
-            " (ns/run needs sysctl kernel.bpf_stats_enabled=1)"
-        }
-    )
+    let mut events: Vec<(&str, u64)> = o
+        .tracer_counters
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_suffix("_events")?, *v)))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    events.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let total: u64 = events.iter().map(|(_, v)| v).sum();
+    let counted = if events.is_empty() {
+        "; the programs counted 0 events".to_owned()
+    } else {
+        let each: Vec<String> = events
+            .iter()
+            .map(|(name, n)| format!("{name} {:.0}/s", *n as f64 / seconds))
+            .collect();
+        format!(
+            "; the programs counted {total} events ({})",
+            each.join(", ")
+        )
+    };
+    let cost = if !o.tracer_cost.bpf_stats_enabled {
+        format!("unknown (kernel.bpf_stats_enabled=0){counted}")
+    } else if !programs.is_empty() {
+        programs.join(", ")
+    } else if total > 0 {
+        format!("unknown (no run counts were read){counted}")
+    } else {
+        "no program ran".to_owned()
+    };
+    format!("tracer cost: {cost}; lost events {lost}")
 }
 
 #[cfg(test)]
@@ -811,7 +832,71 @@ mod cost_line_tests {
             tracer_cost_line(&report),
             "tracer cost: kfree_skb 10000/s × 160 ns; lost events 4"
         );
+        // Stats turned off before the window ended: the run counts are partial, so unknown.
         report.tracer_cost.bpf_stats_enabled = false;
-        assert!(tracer_cost_line(&report).contains("bpf_stats_enabled=1"));
+        assert_eq!(
+            tracer_cost_line(&report),
+            "tracer cost: unknown (kernel.bpf_stats_enabled=0); the programs counted 0 events; \
+             lost events 4"
+        );
+    }
+
+    /// With `kernel.bpf_stats_enabled=0` the kernel counts no runs: the line must say the cost
+    /// is unknown (never "no program ran") and still show what the programs counted themselves.
+    #[test]
+    fn stats_off_says_cost_unknown_and_shows_the_events_the_programs_counted() {
+        let mut report = Report {
+            tracer_version: "t",
+            kernel: String::new(),
+            window: WindowInfo {
+                duration_s: 10.0,
+                startup_ms: 1.0,
+                netns: None,
+            },
+            probes: vec![],
+            drops: Default::default(),
+            retransmits: Default::default(),
+            softirq: vec![],
+            flows: Default::default(),
+            tracer_counters: [
+                ("kfree_skb_events", 4_000),
+                ("sock_state_events", 1_200),
+                ("tcp_probe_events", 0),
+                ("drops_map_full", 0),
+                ("read_errors", 2),
+            ]
+            .into_iter()
+            .collect(),
+            tracer_cost: TracerCost {
+                bpf_stats_enabled: false,
+                programs: vec![ProgramCost {
+                    program: "kfree_skb".to_owned(),
+                    runs: 0,
+                    run_time_ns: 0,
+                    ns_per_run: None,
+                }],
+            },
+            notes: vec![],
+        };
+        assert_eq!(
+            tracer_cost_line(&report),
+            "tracer cost: unknown (kernel.bpf_stats_enabled=0); the programs counted 5200 events \
+             (kfree_skb 400/s, sock_state 120/s); lost events 2"
+        );
+        // Stats on, yet no run counted while the programs counted events (a replay without
+        // run counts): not "no program ran" either.
+        report.tracer_cost.bpf_stats_enabled = true;
+        let line = tracer_cost_line(&report);
+        assert!(!line.contains("no program ran"), "{line}");
+        assert!(
+            line.contains("unknown") && line.contains("5200 events"),
+            "{line}"
+        );
+        // Stats on and truly nothing ran: that was measured, so it may be said.
+        report.tracer_counters.clear();
+        assert_eq!(
+            tracer_cost_line(&report),
+            "tracer cost: no program ran; lost events 0"
+        );
     }
 }

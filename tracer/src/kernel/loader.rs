@@ -70,8 +70,12 @@ impl Session {
     /// when nothing could be loaded at all; a probe that cannot attach is reported, not fatal.
     pub fn start(plan: &Plan) -> Result<Session> {
         raise_memlock();
+        let mut config = plan.config;
+        config.ephemeral_ports = crate::kernel::probes::ephemeral_ports(
+            &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default(),
+        );
         let mut ebpf = EbpfLoader::new()
-            .override_global(GLOBAL_CONFIG, &plan.config, true)
+            .override_global(GLOBAL_CONFIG, &config, true)
             .load(EBPF_OBJECT)
             .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))
             .context("loading the tracer's eBPF object")?;

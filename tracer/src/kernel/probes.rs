@@ -212,6 +212,10 @@ fn offsets_for(
         }
         PROG_TCP_PROBE => {
             config.probe_daddr_sa = format.require("daddr", &[SOCKADDR_FIELD])?;
+            // The local end: a server's sockets count under their listening port.
+            config.probe_saddr_sa = format
+                .optional("saddr", &[SOCKADDR_FIELD])?
+                .unwrap_or(ABSENT);
             config.probe_srtt = format.require("srtt", &[4])?;
             // `skaddr` came in 6.10: before it there is no socket to find the namespace from.
             let skaddr = format.optional("skaddr", &[8])?;
@@ -296,6 +300,19 @@ fn offsets_for(
             Ok("socket errors per destination (namespace from the close just before)".to_owned())
         }
         _ => Ok(String::new()),
+    }
+}
+
+/// `/proc/sys/net/ipv4/ip_local_port_range` (`32768\t60999`) packed for the kernel programs
+/// ([`tracer_common::pack_port_range`]); 0 (unknown: every socket keyed by its remote end) when
+/// unreadable or odd.
+pub fn ephemeral_ports(text: &str) -> u32 {
+    let mut ports = text.split_whitespace().map(str::parse::<u16>);
+    match (ports.next(), ports.next(), ports.next()) {
+        (Some(Ok(low)), Some(Ok(high)), None) if 0 < low && low <= high => {
+            tracer_common::pack_port_range(low, high)
+        }
+        _ => 0,
     }
 }
 
@@ -501,6 +518,17 @@ mod tests {
     }
 
     #[test]
+    fn the_local_port_range_is_packed_or_unknown() {
+        assert_eq!(
+            ephemeral_ports("32768\t60999\n"),
+            tracer_common::pack_port_range(32768, 60999)
+        );
+        for odd in ["", "60999 32768", "0 10", "1 2 3", "x y"] {
+            assert_eq!(ephemeral_ports(odd), 0, "{odd:?}");
+        }
+    }
+
+    #[test]
     fn plan_reads_the_flow_probes_of_6_18() {
         let c = plan(|s| Ok(fixture(s.name)), None).config;
         // tcp_probe: daddr is a sockaddr at 36, srtt at 100, skaddr at 128.
@@ -508,6 +536,8 @@ mod tests {
             (c.probe_daddr_sa, c.probe_srtt, c.probe_skaddr),
             (36, 100, 128)
         );
+        // saddr, the local end, is the sockaddr before daddr.
+        assert_eq!(c.probe_saddr_sa, 8);
         assert_eq!(
             (
                 c.ss_oldstate,

@@ -422,9 +422,10 @@ pub fn evaluate(facts: &NodeFacts) -> Vec<CheckLine> {
         Ok,
         "bpf stats",
         if facts.bpf_stats_enabled {
-            "kernel.bpf_stats_enabled=1: reports show ns/run per program"
+            "kernel.bpf_stats_enabled=1: reports show runs and ns/run per program"
         } else {
-            "off: reports show run counts; sysctl kernel.bpf_stats_enabled=1 adds ns/run"
+            "kernel.bpf_stats_enabled=0: the programs' runs and ns/run are unknown (reports show \
+             the events the programs counted); sysctl kernel.bpf_stats_enabled=1 measures them"
         },
         "",
     ));
@@ -546,6 +547,31 @@ mod tests {
             .detail
             .contains("missing CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, CAP_NET_ADMIN"));
         assert!(p.fix.contains("root"));
+    }
+
+    #[test]
+    fn bpf_stats_off_says_run_counts_and_times_are_unknown_never_that_reports_show_them() {
+        let mut facts = healthy();
+        facts.bpf_stats_enabled = false;
+        let off = evaluate(&facts);
+        let line = off.iter().find(|l| l.item == "bpf stats").expect("line");
+        assert_eq!(line.status, Status::Ok);
+        assert!(
+            !line.detail.contains("reports show run counts"),
+            "{}",
+            line.detail
+        );
+        assert!(
+            line.detail.contains("kernel.bpf_stats_enabled=0")
+                && line.detail.contains("unknown")
+                && line.detail.contains("events"),
+            "{}",
+            line.detail
+        );
+        facts.bpf_stats_enabled = true;
+        let on = evaluate(&facts);
+        let line = on.iter().find(|l| l.item == "bpf stats").expect("line");
+        assert!(line.detail.contains("runs and ns/run"), "{}", line.detail);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::{
     node::counters::CounterSource,
     node::facts::FactsSource,
     node::netns::NetnsScope,
-    present::metrics::{self, Exposition, Limits, PodName, Totals},
+    present::metrics::{self, Exposition, Limits, OwnListener, PodName, Totals},
 };
 
 /// Longest wait for in-flight requests after a stop signal.
@@ -296,7 +296,18 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
         max_age_ms: options.max_window.as_millis() as u64 + 1000,
     });
     let started = Instant::now();
-    let mut totals = Totals::new(options.limits);
+    // The tracer's own listener is no destination of the node's: its scrapes and probes would
+    // otherwise take the per-destination series.
+    let own_netns = std::fs::metadata("/proc/self/ns/net")
+        .ok()
+        .and_then(|m| u32::try_from(std::os::unix::fs::MetadataExt::ino(&m)).ok());
+    let mut totals = Totals::excluding(
+        options.limits,
+        OwnListener {
+            addr: options.listen,
+            netns: own_netns,
+        },
+    );
     let meta = tracer.meta();
     let mut pods = pod_names(watch.facts());
     let mut cache: HashMap<u64, Bytes> = HashMap::new();

@@ -253,3 +253,29 @@ impl Dashboard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_bpf_stats_off_the_cost_alert_says_unknown_and_the_counted_events() {
+        let mut doc = crate::judge::document::tests::document("none");
+        doc.observations.tracer_cost.bpf_stats_enabled = false;
+        doc.observations.tracer_counters =
+            BTreeMap::from([("kfree_skb_events", 3_000), ("sock_state_events", 500)]);
+        let dash = Dashboard::from_window("t", 1.0, &doc, &[], &BTreeMap::new());
+        let cost: Vec<&String> = dash
+            .alerts
+            .iter()
+            .filter(|a| a.starts_with("tracer cost"))
+            .collect();
+        assert_eq!(
+            cost,
+            vec![
+                "tracer cost: unknown (kernel.bpf_stats_enabled=0); the programs counted 3500 \
+                 events (kfree_skb 300/s, sock_state 50/s); lost events 0"
+            ]
+        );
+    }
+}

@@ -37,7 +37,8 @@ pub(super) fn histogram_families(x: &Exposition) -> Vec<HistogramFamily> {
         HistogramFamily {
             name: "tracer_tcp_rtt",
             help: "Smoothed TCP round-trip time (srtt) of the sockets to each destination, one \
-                   observation per received segment (tcp:tcp_probe).",
+                   observation per received segment (tcp:tcp_probe); a server's sockets count \
+                   under its listening address and port.",
             unit: Some(Unit::Seconds),
             series: series(&x.totals.rtt),
         },

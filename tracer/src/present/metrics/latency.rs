@@ -53,6 +53,18 @@ impl LatencyTotals {
         self.sum_us += sum_us;
     }
 
+    /// Adds another series' totals (a destination folded into `other`).
+    pub(super) fn merge(&mut self, other: &LatencyTotals) {
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            *mine += theirs;
+        }
+        self.sum_us += other.sum_us;
+        self.count += other.count;
+    }
+
     pub(super) fn histogram(&self) -> ConstHistogram {
         let bounds = crate::judge::flows::prometheus_bounds_us();
         ConstHistogram {
@@ -90,7 +102,7 @@ impl EncodeMetric for ConstHistogram {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeMap;
 
     use tracer_common::{lat_bucket, DestKey, DestStats, FAMILY_INET};
@@ -111,7 +123,10 @@ mod tests {
         }
     }
 
-    fn stats(rtt_us: &[(u64, u32)], connect_us: &[(u64, u32)]) -> DestStats {
+    pub(in crate::present::metrics) fn stats(
+        rtt_us: &[(u64, u32)],
+        connect_us: &[(u64, u32)],
+    ) -> DestStats {
         let mut s = DestStats::default();
         for (v, n) in rtt_us {
             s.rtt_hist[lat_bucket(*v)] += n;
@@ -126,7 +141,10 @@ mod tests {
         s
     }
 
-    fn exposition(totals: &Totals, pods: &BTreeMap<u32, PodName>) -> String {
+    pub(in crate::present::metrics) fn exposition(
+        totals: &Totals,
+        pods: &BTreeMap<u32, PodName>,
+    ) -> String {
         let report = Report {
             tracer_version: "t",
             kernel: "6.18".to_owned(),
@@ -178,7 +196,7 @@ mod tests {
         })
     }
 
-    pub(super) fn histogram(
+    pub(in crate::present::metrics) fn histogram(
         text: &str,
         metric: &str,
         want: &[(&str, &str)],

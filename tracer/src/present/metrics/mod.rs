@@ -10,17 +10,19 @@
 //! their own (first come, kept for the server's life so counters stay monotonic; the rest are
 //! summed under `netns="other"`), and at most [`Limits::flows`] flows are shown, the top ones of
 //! the rolling window. RTT and connect-time histograms are kept for at most
-//! [`Limits::destinations`] destinations (first come, busiest first, sticky; the rest summed
-//! under `daddr="other"`), on fixed power-of-two bounds that are edges of the kernel's buckets,
-//! so the cumulative counts are exact.
+//! [`Limits::destinations`] destinations (the busiest of the last minute or so, never the
+//! tracer's own listener; the rest, and any that lost its slot, summed under `daddr="other"`:
+//! see `slots`), on fixed power-of-two bounds that are edges of the kernel's buckets, so the
+//! cumulative counts are exact.
 //!
-//! Parts: `totals` (absorbing frames, folding labels past the limits), `latency` (per-destination
-//! histograms), `families` (every metric's name, help and series) and `encoding` (the
+//! Parts: `totals` (absorbing frames, folding labels past the limits), `slots` (which
+//! destinations have series of their own), `latency` (per-destination histograms), `families` (every metric's name, help and series) and `encoding` (the
 //! `prometheus-client` text). This module holds the shared types and [`render`].
 
 mod encoding;
 mod families;
 mod latency;
+mod slots;
 #[cfg(test)]
 mod tests;
 mod totals;
@@ -32,6 +34,7 @@ use prometheus_client::registry::Registry;
 use crate::{judge::document::VerdictDocument, kernel::probes::ProbeStatus};
 use encoding::Families;
 use families::{families, histogram_families};
+pub use slots::OwnListener;
 pub use totals::Totals;
 
 /// A network namespace's Kubernetes identity, when it is a pod's.

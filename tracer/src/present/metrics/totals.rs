@@ -1,6 +1,7 @@
 //! Monotonic totals since the server started, absorbed from frame-to-frame differences, with
 //! label cardinality bounded: namespaces and destinations past the limits fold into [`OTHER`].
-//! Uses the kernel's names, the judge's drop classification and `latency` for histograms.
+//! Uses the kernel's names, the judge's drop classification, `latency` for histograms and
+//! `slots` for which destinations have series of their own.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,6 +9,7 @@ use tracer_common::DestKey;
 
 use super::{
     latency::{DestSeries, LatencyTotals},
+    slots::{OwnListener, Slots},
     Limits, OTHER,
 };
 use crate::{
@@ -40,8 +42,8 @@ pub struct Totals {
     pub(super) softirq_ns: BTreeMap<(u32, String), u64>,
     pub(super) probe_counters: BTreeMap<&'static str, u64>,
     pub(super) intervals: u64,
-    /// Destinations given histograms of their own (sticky).
-    pub(super) kept_dests: BTreeSet<DestKey>,
+    /// Which destinations have histograms of their own (busiest recently; see `slots`).
+    pub(super) slots: Slots,
     pub(super) rtt: BTreeMap<DestSeries, LatencyTotals>,
     pub(super) connect_time: BTreeMap<DestSeries, LatencyTotals>,
 }
@@ -60,7 +62,17 @@ impl Totals {
     pub fn new(limits: Limits) -> Totals {
         Totals {
             limits,
+            slots: Slots::new(limits.destinations, None),
             ..Totals::default()
+        }
+    }
+
+    /// Totals that leave out the tracer's own listener (`serve --listen`): its scrapes and
+    /// probes are not a destination of the node's workloads.
+    pub fn excluding(limits: Limits, own: OwnListener) -> Totals {
+        Totals {
+            slots: Slots::new(limits.destinations, Some(own)),
+            ..Totals::new(limits)
         }
     }
 
@@ -76,21 +88,37 @@ impl Totals {
         OTHER.to_owned()
     }
 
-    fn dest_series(&mut self, key: &DestKey) -> DestSeries {
-        if !self.kept_dests.contains(key) && self.kept_dests.len() < self.limits.destinations {
-            self.kept_dests.insert(*key);
+    fn own_series(key: &DestKey) -> DestSeries {
+        DestSeries {
+            netns: key.netns.to_string(),
+            daddr: crate::judge::flows::dest_address(key),
+            dport: key.dport.to_string(),
         }
-        if self.kept_dests.contains(key) {
-            DestSeries {
-                netns: key.netns.to_string(),
-                daddr: crate::judge::flows::dest_address(key),
-                dport: key.dport.to_string(),
-            }
+    }
+
+    fn other_series() -> DestSeries {
+        DestSeries {
+            netns: OTHER.to_owned(),
+            daddr: OTHER.to_owned(),
+            dport: OTHER.to_owned(),
+        }
+    }
+
+    fn dest_series(&self, key: &DestKey) -> DestSeries {
+        if self.slots.kept(key) {
+            Self::own_series(key)
         } else {
-            DestSeries {
-                netns: OTHER.to_owned(),
-                daddr: OTHER.to_owned(),
-                dport: OTHER.to_owned(),
+            Self::other_series()
+        }
+    }
+
+    /// A destination lost its slot: its totals move into `other` (which only grows) and its
+    /// series goes.
+    fn fold_into_other(&mut self, key: &DestKey) {
+        let own = Self::own_series(key);
+        for map in [&mut self.rtt, &mut self.connect_time] {
+            if let Some(totals) = map.remove(&own) {
+                map.entry(Self::other_series()).or_default().merge(&totals);
             }
         }
     }
@@ -98,18 +126,19 @@ impl Totals {
     /// Adds what happened between two frames (`delta` = later.since(earlier)).
     pub fn absorb(&mut self, delta: &Snapshot, names: &KernelNames, symbols: &dyn Symbolize) {
         self.intervals += 1;
-        // Busiest destinations first, so the sticky slots go to them.
-        let mut dests: Vec<_> = delta
+        // The slots go to the recently busiest destinations; the ones that lost theirs fold.
+        let assignment = self.slots.update(delta.dests.iter());
+        for key in &assignment.evicted {
+            self.fold_into_other(key);
+        }
+        let dests = delta
             .dests
             .iter()
-            .filter(|(_, d)| d.rtt_samples > 0 || d.connect_timed > 0)
-            .collect();
-        dests.sort_by(|a, b| {
-            (b.1.rtt_samples + b.1.connect_timed)
-                .cmp(&(a.1.rtt_samples + a.1.connect_timed))
-                .then(a.0.cmp(b.0))
-        });
+            .filter(|(_, d)| d.rtt_samples > 0 || d.connect_timed > 0);
         for (key, stats) in dests {
+            if self.slots.excluded(key) {
+                continue;
+            }
             let series = self.dest_series(key);
             if stats.rtt_samples > 0 {
                 self.rtt

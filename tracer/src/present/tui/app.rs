@@ -50,15 +50,18 @@ pub enum Pane {
     Cpus,
     Drops,
     Flows,
+    /// Beside or under the flows; on small screens it takes the flows' place while focused.
+    Destinations,
     Counters,
 }
 
 impl Pane {
-    pub const ALL: [Pane; 5] = [
+    pub const ALL: [Pane; 6] = [
         Pane::Layers,
         Pane::Cpus,
         Pane::Drops,
         Pane::Flows,
+        Pane::Destinations,
         Pane::Counters,
     ];
 
@@ -68,7 +71,8 @@ impl Pane {
             Pane::Cpus => 1,
             Pane::Drops => 2,
             Pane::Flows => 3,
-            Pane::Counters => 4,
+            Pane::Destinations => 4,
+            Pane::Counters => 5,
         }
     }
 }
@@ -78,6 +82,7 @@ impl Pane {
 pub enum Drill {
     Drop(DropRow),
     Flow(FlowRow),
+    Destination(DestRow),
 }
 
 /// The dashboard's whole state.
@@ -91,7 +96,7 @@ pub struct App {
     pub(crate) pending: Option<Box<Dashboard>>,
     pub(crate) focus: Pane,
     /// Selected row per pane, indexed by [`Pane::ALL`] order, within the filtered rows.
-    pub(crate) selected: [usize; 5],
+    pub(crate) selected: [usize; Pane::ALL.len()],
     /// The applied filter (empty: none).
     pub(crate) filter: String,
     /// The filter being typed, `Some` while editing (applied live as a preview).
@@ -114,7 +119,7 @@ impl App {
             dashboard: None,
             pending: None,
             focus: Pane::Drops,
-            selected: [0; 5],
+            selected: [0; Pane::ALL.len()],
             filter: String::new(),
             filter_input: None,
             paused: false,
@@ -259,6 +264,14 @@ impl App {
                     .cloned()
                     .unwrap_or(old),
             )),
+            Some(Drill::Destination(old)) => Some(Drill::Destination(
+                dashboard
+                    .destinations
+                    .iter()
+                    .find(|r| r.namespace == old.namespace && r.destination == old.destination)
+                    .cloned()
+                    .unwrap_or(old),
+            )),
             None => None,
         };
         self.dashboard = Some(dashboard);
@@ -271,6 +284,7 @@ impl App {
             Pane::Cpus => self.dashboard.as_ref().map_or(0, |d| d.net_rx.len()),
             Pane::Drops => self.visible_drops().len(),
             Pane::Flows => self.visible_flows().len(),
+            Pane::Destinations => self.visible_destinations().len(),
             Pane::Counters => self.dashboard.as_ref().map_or(0, |d| d.counters.len()),
         }
     }
@@ -280,6 +294,13 @@ impl App {
             let rows = self.rows(pane);
             let selected = &mut self.selected[pane.index()];
             *selected = (*selected).min(rows.saturating_sub(1));
+        }
+    }
+
+    /// The filter changed: the filtered panes start again at their first row.
+    fn reset_filtered_selection(&mut self) {
+        for pane in [Pane::Drops, Pane::Flows, Pane::Destinations] {
+            self.selected[pane.index()] = 0;
         }
     }
 
@@ -330,6 +351,10 @@ impl App {
                 .visible_flows()
                 .get(selected)
                 .map(|r| Drill::Flow((*r).clone())),
+            Pane::Destinations => self
+                .visible_destinations()
+                .get(selected)
+                .map(|r| Drill::Destination((*r).clone())),
             _ => None,
         }
     }
@@ -348,7 +373,7 @@ impl App {
                 KeyCode::Enter => {
                     self.filter = input.trim().to_owned();
                     self.filter_input = None;
-                    self.selected = [0; 5];
+                    self.selected = [0; Pane::ALL.len()];
                 }
                 KeyCode::Esc => {
                     self.filter_input = None;
@@ -356,13 +381,11 @@ impl App {
                 }
                 KeyCode::Backspace => {
                     input.pop();
-                    self.selected[Pane::Drops.index()] = 0;
-                    self.selected[Pane::Flows.index()] = 0;
+                    self.reset_filtered_selection();
                 }
                 KeyCode::Char(c) if !ctrl => {
                     input.push(c);
-                    self.selected[Pane::Drops.index()] = 0;
-                    self.selected[Pane::Flows.index()] = 0;
+                    self.reset_filtered_selection();
                 }
                 _ => {}
             }
@@ -402,7 +425,9 @@ impl App {
             }
             KeyCode::Enter => match self.drill_selected() {
                 Some(drill) => self.drill = Some(drill),
-                None => self.set_status("Enter opens a drop or a flow: Tab to one".to_owned()),
+                None => self.set_status(
+                    "Enter opens a drop, a flow or a destination: Tab to one".to_owned(),
+                ),
             },
             KeyCode::Esc if !self.filter.is_empty() => {
                 self.filter.clear();

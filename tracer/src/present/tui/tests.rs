@@ -457,11 +457,11 @@ fn arrows_move_between_panes_and_rows() {
     assert!(app.status.is_some());
     // On a small terminal the hidden counters pane is skipped.
     app.handle(Event::Resize(80, 24));
-    app.focus = Pane::Flows;
+    app.focus = Pane::Destinations;
     app.handle(key(KeyCode::Tab));
     assert_eq!(app.focus, Pane::Layers);
     app.handle(Event::Resize(200, 50));
-    app.focus = Pane::Flows;
+    app.focus = Pane::Destinations;
     app.handle(key(KeyCode::Tab));
     assert_eq!(app.focus, Pane::Counters);
 }
@@ -650,4 +650,129 @@ fn destinations_show_failures_errors_and_rtt_and_follow_the_filter() {
     }
     type_text(&mut app, "10.96");
     assert!(app.visible_destinations().is_empty());
+}
+
+/// Issue 14 item 15: Tab visits the Destinations pane (on small screens it takes the flows'
+/// place while it has the focus), Enter opens a destination, and Esc never moves the focus.
+#[test]
+fn tab_reaches_the_destinations_pane_and_esc_keeps_the_focus() {
+    let mut app = app_with(degraded());
+    app.handle(Event::Resize(80, 24));
+    assert_eq!(app.focus, Pane::Drops);
+    app.handle(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Flows);
+    app.handle(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Destinations);
+    let screen = text(&draw(&app, 80, 24));
+    assert!(screen.contains("Destinations"), "{screen}");
+    assert!(screen.contains("198.18.7.9:443"), "{screen}");
+    // Esc with nothing to close keeps the focus where it is.
+    app.handle(key(KeyCode::Esc));
+    assert_eq!(app.focus, Pane::Destinations);
+    // Enter opens the destination; Esc closes it and the focus stays.
+    app.handle(key(KeyCode::Enter));
+    let screen = text(&draw(&app, 80, 24));
+    assert!(screen.contains("Destination: 198.18.7.9:443"), "{screen}");
+    assert!(screen.contains("ETIMEDOUT×3"), "{screen}");
+    app.handle(key(KeyCode::Esc));
+    assert!(app.drill.is_none());
+    assert_eq!(app.focus, Pane::Destinations);
+    // A filter cleared by Esc keeps it too, and so does the help closed by Esc.
+    app.handle(key(KeyCode::Char('/')));
+    type_text(&mut app, "443");
+    app.handle(key(KeyCode::Enter));
+    app.handle(key(KeyCode::Esc));
+    assert!(app.filter.is_empty());
+    assert_eq!(app.focus, Pane::Destinations);
+    app.handle(key(KeyCode::Char('?')));
+    app.handle(key(KeyCode::Esc));
+    assert_eq!(app.focus, Pane::Destinations);
+    // On to the next visible pane (no counters pane at 80×24) and back.
+    app.handle(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Layers);
+    app.handle(Event::Key(KeyEvent::new(
+        KeyCode::BackTab,
+        KeyModifiers::SHIFT,
+    )));
+    assert_eq!(app.focus, Pane::Destinations);
+    // Wide: Destinations sits beside the flows and is framed as focused.
+    app.handle(Event::Resize(200, 50));
+    let screen = text(&draw(&app, 200, 50));
+    assert!(screen.contains("Top retransmitting flows"), "{screen}");
+    app.handle(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Counters);
+}
+
+/// Issue 14 item 15: the help's every line, the last one included, is on screen at 80 columns.
+#[test]
+fn the_help_popup_shows_its_whole_text_at_80_columns() {
+    let mut app = app_with(degraded());
+    app.handle(key(KeyCode::Char('?')));
+    let screen = text(&draw(&app, 80, 24));
+    assert!(
+        screen.contains("red HIGH, yellow MEDIUM, green none"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("filter the tables: address, port, reason, pod"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("quit (the terminal is restored)"),
+        "{screen}"
+    );
+}
+
+/// Issue 14 item 15: at 80 columns a namespace inode and a pod name are shown whole (never cut
+/// inside the number or the name); on a wide screen the full `pod NS/NAME` label is shown and the
+/// location column does not take the room the namespace needs.
+#[test]
+fn narrow_panes_keep_inodes_and_pod_names_whole() {
+    let pod = "pod kube-system/coredns-5d78c9869d-abcde";
+    let mut dashboard = degraded();
+    dashboard.drops[0].namespaces =
+        vec!["netns 4026532255".to_owned(), "netns 4026531840".to_owned()];
+    dashboard.drops[1].namespaces = vec![pod.to_owned()];
+    dashboard.flows[0].namespace = "netns 4026532255".to_owned();
+    dashboard.flows[1].namespace = pod.to_owned();
+    let app = app_with(dashboard);
+    let row_with = |screen: &str, needle: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let narrow = text(&draw(&app, 80, 24));
+    let drop_a = row_with(&narrow, "NETFILTER_DROP");
+    assert!(drop_a.contains("4026532255 +1"), "{drop_a}\n{narrow}");
+    let drop_b = row_with(&narrow, "TCP_OLD_DATA");
+    assert!(
+        drop_b.contains("coredns-5d78c9869d-abcde"),
+        "{drop_b}\n{narrow}"
+    );
+    let flow_a = row_with(&narrow, "198.18.1.2:5201");
+    assert!(flow_a.contains("4026532255"), "{flow_a}\n{narrow}");
+    assert!(flow_a.contains("812"), "{flow_a}");
+    let flow_b = row_with(&narrow, "10.96.0.10:53");
+    assert!(
+        flow_b.contains("coredns-5d78c9869d-abcde"),
+        "{flow_b}\n{narrow}"
+    );
+    // Wide: the whole label, and the location's width is what its text needs.
+    let wide = text(&draw(&app, 200, 50));
+    let drop_b = row_with(&wide, "TCP_OLD_DATA");
+    assert!(drop_b.contains(pod), "{drop_b}\n{wide}");
+    // The flows pane is half as wide there (destinations beside it): the pod name stays whole.
+    let flow_b = row_with(&wide, "10.96.0.10:53");
+    assert!(
+        flow_b.contains("coredns-5d78c9869d-abcde"),
+        "{flow_b}\n{wide}"
+    );
+    let location_end = drop_b.find("tcp_validate_incoming+0x1a2").unwrap_or(0) + 28;
+    let pod_start = drop_b.find(pod).unwrap_or(usize::MAX);
+    assert!(
+        pod_start.saturating_sub(location_end) < 40,
+        "the location column wastes the row: {drop_b}"
+    );
 }

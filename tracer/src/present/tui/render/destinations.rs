@@ -9,11 +9,14 @@ use ratatui::{
     Frame,
 };
 
-use super::shared::{column_width, format_count, header_row, pane_block};
-use crate::present::tui::app::App;
+use super::shared::{
+    column_width, format_count, header_row, namespace_cell, namespace_width, pane_block,
+    render_table,
+};
+use crate::present::tui::app::{App, Pane};
 
 /// Latency in at most 7 characters (`850µs`, `12.3ms`, `1.20s`), `-` when unknown.
-fn format_latency(us: Option<f64>) -> String {
+pub(super) fn format_latency(us: Option<f64>) -> String {
     match us {
         None => "-".to_owned(),
         Some(us) if us < 1_000.0 => format!("{us:.0}µs"),
@@ -23,7 +26,7 @@ fn format_latency(us: Option<f64>) -> String {
 }
 
 /// Destinations (the report's `flows` section): retransmits, resets, failed connects, RTT.
-/// Not focusable: the filter narrows it like the other tables.
+/// Focusable like the other tables (Enter opens a row); the filter narrows it.
 pub(super) fn render_destinations(app: &App, frame: &mut Frame, area: Rect) {
     let rows = app.visible_destinations();
     let total = app.dashboard().map_or(0, |d| d.destinations.len());
@@ -35,7 +38,7 @@ pub(super) fn render_destinations(app: &App, frame: &mut Frame, area: Rect) {
             rows.len()
         )
     };
-    let block = pane_block(title, false);
+    let block = pane_block(title, app.focus == Pane::Destinations);
     if rows.is_empty() {
         let message = match app.dashboard() {
             None => "",
@@ -51,17 +54,20 @@ pub(super) fn render_destinations(app: &App, frame: &mut Frame, area: Rect) {
         return;
     }
     let inner_width = area.width.saturating_sub(2);
-    let namespace_width = column_width(
-        rows.iter().map(|r| r.namespace.as_str()),
-        "namespace",
-        9,
-        if inner_width >= 110 { 32 } else { 14 },
-    );
     let dest_width = column_width(
         rows.iter().map(|r| r.destination.as_str()),
         "destination",
         11,
         47,
+    );
+    // Seven gaps between eight columns; the rest is the namespace's and the errors'.
+    let room = inner_width.saturating_sub(dest_width + 7 + 5 + 6 + 7 + 7 + 7);
+    let errors_want = column_width(rows.iter().map(|r| r.errors.as_str()), "errors", 6, 40);
+    let namespace_width = namespace_width(
+        rows.iter().map(|r| r.namespace.as_str()),
+        "namespace",
+        room,
+        errors_want,
     );
     let widths = vec![
         Constraint::Length(namespace_width),
@@ -88,7 +94,7 @@ pub(super) fn render_destinations(app: &App, frame: &mut Frame, area: Rect) {
         .map(|row| {
             let failed = Line::from(format_count(row.failed_connects)).right_aligned();
             Row::new(vec![
-                Cell::from(row.namespace.clone()),
+                Cell::from(namespace_cell(&row.namespace, namespace_width)),
                 Cell::from(row.destination.clone()),
                 Cell::from(Line::from(format_count(row.retransmits)).right_aligned()),
                 Cell::from(Line::from(format_count(row.resets)).right_aligned()),
@@ -105,7 +111,6 @@ pub(super) fn render_destinations(app: &App, frame: &mut Frame, area: Rect) {
         .collect();
     let table = Table::new(table_rows, widths)
         .header(header_row(header))
-        .block(block)
-        .column_spacing(1);
-    frame.render_widget(table, area);
+        .block(block);
+    render_table(app, frame, area, Pane::Destinations, table);
 }

@@ -22,7 +22,7 @@ use ratatui::{
 };
 
 use crate::judge::layers::Layer;
-use crate::present::tui::app::{shows_counters, App, COMPACT_HEIGHT, COMPACT_WIDTH};
+use crate::present::tui::app::{shows_counters, App, Pane, COMPACT_HEIGHT, COMPACT_WIDTH};
 use banner::render_banner;
 use counters::render_counters;
 use destinations::render_destinations;
@@ -82,7 +82,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     let [drops, flows] = Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(tables);
     render_drops(app, frame, drops);
     // Destinations beside the retransmitting flows on wide terminals, under them on tall
-    // ones; on small ones in their place when nothing retransmitted.
+    // ones; on small ones in their place while focused, or when nothing retransmitted.
     if flows.width >= 140 {
         let [f, d] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(flows);
         render_flows(app, frame, f);
@@ -91,7 +91,11 @@ pub fn render(app: &App, frame: &mut Frame) {
         let [f, d] = Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(flows);
         render_flows(app, frame, f);
         render_destinations(app, frame, d);
-    } else if app.visible_flows().is_empty() && !app.visible_destinations().is_empty() {
+    } else if app.focus == Pane::Destinations
+        || (app.focus != Pane::Flows
+            && app.visible_flows().is_empty()
+            && !app.visible_destinations().is_empty())
+    {
         render_destinations(app, frame, flows);
     } else {
         render_flows(app, frame, flows);

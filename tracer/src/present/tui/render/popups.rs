@@ -9,6 +9,7 @@ use ratatui::{
     Frame,
 };
 
+use super::destinations::format_latency;
 use super::shared::{format_rate, pane_block};
 use crate::present::tui::app::{App, Drill};
 
@@ -79,6 +80,38 @@ pub(super) fn render_drill(app: &App, drill: &Drill, frame: &mut Frame, area: Re
                 ),
             ],
         ),
+        Drill::Destination(row) => (
+            format!(" Destination: {} ", row.destination),
+            vec![
+                field("namespace", row.namespace.clone()),
+                field("destination", row.destination.clone()),
+                field(
+                    "connects",
+                    format!(
+                        "{} in the last {window:.0} s, {} failed",
+                        row.connects, row.failed_connects
+                    ),
+                ),
+                field("retransmits", row.retransmits.to_string()),
+                field("resets", row.resets.to_string()),
+                field(
+                    "rtt",
+                    format!(
+                        "p50 {} · p99 {}",
+                        format_latency(row.rtt_p50_us),
+                        format_latency(row.rtt_p99_us)
+                    ),
+                ),
+                field(
+                    "errors",
+                    if row.errors.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        row.errors.clone()
+                    },
+                ),
+            ],
+        ),
     };
     lines.push(Line::from(""));
     lines.push(Line::styled(
@@ -104,9 +137,12 @@ pub(super) fn render_help(frame: &mut Frame, area: Rect) {
         ("Tab, →", "next pane"),
         ("Shift-Tab, ←", "previous pane"),
         ("↑ ↓", "select a row"),
-        ("Enter", "details of the selected drop or flow"),
-        ("Esc", "close details or help; clear the filter"),
-        ("/", "filter drops and flows: address, port, reason, pod"),
+        ("Enter", "details of the selected drop, flow or destination"),
+        (
+            "Esc",
+            "close details or help; clear the filter (the focus stays)",
+        ),
+        ("/", "filter the tables: address, port, reason, pod"),
         ("p", "pause (new data is kept aside)"),
         ("s", "save the verdict document as JSON"),
         ("?", "this help"),
@@ -126,7 +162,13 @@ pub(super) fn render_help(frame: &mut Frame, area: Rect) {
         ),
     ])
     .collect();
-    let rect = centered(area, 72, lines.len() as u16 + 2);
+    // As wide as the longest line (and the borders) allows; on a narrower screen the lines wrap
+    // and the popup grows by the wrapped lines, so nothing is cut.
+    let longest = lines.iter().map(Line::width).max().unwrap_or(0) as u16;
+    let width = longest.saturating_add(2).min(area.width);
+    let inner = usize::from(width.saturating_sub(2).max(1));
+    let height: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+    let rect = centered(area, width, height as u16 + 2);
     frame.render_widget(Clear, rect);
     frame.render_widget(
         Paragraph::new(lines)

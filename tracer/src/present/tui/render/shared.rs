@@ -109,3 +109,60 @@ pub(super) fn format_rate(value: f64) -> String {
         format!("{:.0}k", value / 1e3)
     }
 }
+
+/// The ways to write a namespace label, longest first, each whole: `pod NS/NAME`, `NS/NAME`,
+/// `NAME`; `netns INODE`, `INODE`; anything else as it is. A `+N` suffix (more namespaces) is
+/// kept on each.
+fn namespace_forms(label: &str) -> Vec<String> {
+    let (base, suffix) = match label.rsplit_once(" +") {
+        Some((base, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
+            (base, format!(" +{n}"))
+        }
+        _ => (label, String::new()),
+    };
+    let mut forms = vec![base.to_owned()];
+    if let Some(pod) = base.strip_prefix("pod ") {
+        forms.push(pod.to_owned());
+        if let Some((_, name)) = pod.split_once('/') {
+            forms.push(name.to_owned());
+        }
+    } else if let Some(inode) = base.strip_prefix("netns ") {
+        forms.push(inode.to_owned());
+    }
+    forms.into_iter().map(|f| f + &suffix).collect()
+}
+
+/// A namespace label in `width` cells: its longest whole form that fits, else its shortest (the
+/// column is never made narrower than that by [`namespace_width`], so an inode or a pod name is
+/// not cut inside).
+pub(super) fn namespace_cell(label: &str, width: u16) -> String {
+    let forms = namespace_forms(label);
+    forms
+        .iter()
+        .find(|f| f.chars().count() <= usize::from(width))
+        .or(forms.last())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Width of a namespace column that shares `room` cells with a flexible column wanting `other`:
+/// the full labels when both fit; else what leaves the other column its want, but never less
+/// than the shortest whole form of every label (nor the header).
+pub(super) fn namespace_width<'a>(
+    labels: impl Iterator<Item = &'a str>,
+    header: &str,
+    room: u16,
+    other: u16,
+) -> u16 {
+    let (mut full, mut least) = (0usize, header.chars().count());
+    for label in labels {
+        let forms = namespace_forms(label);
+        full = full.max(forms.first().map_or(0, |f| f.chars().count()));
+        least = least.max(forms.last().map_or(0, |f| f.chars().count()));
+    }
+    let full = full.max(least) as u16;
+    if full.saturating_add(other) <= room {
+        return full;
+    }
+    room.saturating_sub(other).clamp(least as u16, full)
+}

@@ -10,7 +10,8 @@ use ratatui::{
 };
 
 use super::shared::{
-    column_width, failure_layer, format_count, format_rate, header_row, pane_block, render_table,
+    column_width, failure_layer, format_count, format_rate, header_row, namespace_cell,
+    namespace_width, pane_block, render_table,
 };
 use crate::present::tui::app::{App, Pane};
 use crate::{judge::layers::Layer, present::dashboard::DropRow};
@@ -43,32 +44,44 @@ pub(super) fn render_drops(app: &App, frame: &mut Frame, area: Rect) {
     let failing = failure_layer(app.dashboard());
     let with_class = inner.width >= 110;
     let reason_width = column_width(rows.iter().map(|r| r.reason.as_str()), "reason", 10, 24);
-    let namespace_width = column_width(
-        rows.iter()
-            .map(|r| namespaces_text(r))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str),
-        "namespace/pod",
-        13,
-        if with_class { 32 } else { 16 },
-    );
     let class_width = column_width(rows.iter().map(|r| r.class.as_str()), "class", 5, 28);
-    let mut widths = vec![Constraint::Length(reason_width), Constraint::Fill(1)];
+    let location_want = column_width(
+        rows.iter().map(|r| r.location.as_str()),
+        "location",
+        8,
+        u16::MAX,
+    );
+    let namespaces: Vec<String> = rows.iter().map(|r| namespaces_text(r)).collect();
+    // Room for location and namespace: the rest, less the gaps between the columns.
+    let gaps = if with_class { 5 } else { 4 };
+    let fixed = reason_width + if with_class { class_width } else { 0 } + 7 + 7 + gaps;
+    let room = inner.width.saturating_sub(fixed);
+    let namespace_width = namespace_width(
+        namespaces.iter().map(String::as_str),
+        "namespace/pod",
+        room,
+        location_want,
+    );
+    // The location takes what it needs and the namespace the rest; when short of room the
+    // location gives way (the namespace keeps whole inodes and pod names).
+    let (location, namespace) = if location_want + namespace_width <= room {
+        (Constraint::Length(location_want), Constraint::Fill(1))
+    } else {
+        (Constraint::Fill(1), Constraint::Length(namespace_width))
+    };
+    let mut widths = vec![Constraint::Length(reason_width), location];
     let mut header = vec!["reason", "location"];
     if with_class {
         widths.push(Constraint::Length(class_width));
         header.push("class");
     }
-    widths.extend([
-        Constraint::Length(namespace_width),
-        Constraint::Length(7),
-        Constraint::Length(7),
-    ]);
+    widths.extend([namespace, Constraint::Length(7), Constraint::Length(7)]);
     header.extend(["namespace/pod", "  count", "    /s"]);
+    let namespace_cells = room.saturating_sub(location_want).max(namespace_width);
     let table_rows: Vec<Row> = rows
         .iter()
-        .map(|row| {
+        .zip(&namespaces)
+        .map(|(row, namespaces)| {
             let mut cells = vec![
                 Cell::from(row.reason.clone()),
                 Cell::from(row.location.clone()),
@@ -77,7 +90,7 @@ pub(super) fn render_drops(app: &App, frame: &mut Frame, area: Rect) {
                 cells.push(Cell::from(row.class.clone()));
             }
             cells.extend([
-                Cell::from(namespaces_text(row)),
+                Cell::from(namespace_cell(namespaces, namespace_cells)),
                 Cell::from(Line::from(format_count(row.count)).right_aligned()),
                 Cell::from(Line::from(format_rate(row.per_second)).right_aligned()),
             ]);
@@ -132,15 +145,26 @@ pub(super) fn render_flows(app: &App, frame: &mut Frame, area: Rect) {
         return;
     }
     let inner_width = area.width.saturating_sub(2);
-    let namespace_width = column_width(
+    let state_width = column_width(rows.iter().map(|r| short_state(&r.state)), "state", 5, 12);
+    // Four gaps between five columns; the rest is the namespace's and the flow's.
+    let room = inner_width.saturating_sub(state_width + 8 + 7 + 4);
+    let flow_want = column_width(
+        rows.iter()
+            .map(|r| format!("{} → {}", r.source, r.destination))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+        "source → destination",
+        20,
+        u16::MAX,
+    );
+    let namespace_width = namespace_width(
         rows.iter().map(|r| r.namespace.as_str()),
         "namespace",
-        9,
-        if inner_width >= 110 { 32 } else { 14 },
+        room,
+        flow_want,
     );
-    let state_width = column_width(rows.iter().map(|r| short_state(&r.state)), "state", 5, 12);
-    // Four gaps between five columns; what is left is the flow's.
-    let flow_width = inner_width.saturating_sub(namespace_width + state_width + 8 + 7 + 4);
+    let flow_width = room.saturating_sub(namespace_width);
     let widths = vec![
         Constraint::Length(namespace_width),
         Constraint::Fill(1),
@@ -159,7 +183,7 @@ pub(super) fn render_flows(app: &App, frame: &mut Frame, area: Rect) {
         .iter()
         .map(|row| {
             Row::new(vec![
-                Cell::from(row.namespace.clone()),
+                Cell::from(namespace_cell(&row.namespace, namespace_width)),
                 Cell::from(flow_text(&row.source, &row.destination, flow_width)),
                 Cell::from(short_state(&row.state).to_owned()),
                 Cell::from(Line::from(format_count(row.retransmitted_segments)).right_aligned()),
