@@ -128,3 +128,70 @@ fn no_tracefs_as_root_is_mounted_privately_and_noted() {
     let probes = doc["observations"]["probes"].as_array().expect("probes");
     assert!(probes.iter().all(|p| p["state"] == "attached"));
 }
+
+/// Issue 14 item 3: `--netns` takes only a network namespace; a regular file is refused in one
+/// sentence with exit 2 before anything is watched (no root needed to be refused).
+#[test]
+fn netns_that_is_not_a_network_namespace_is_refused_in_one_sentence() {
+    for (args, expected) in [
+        (
+            &["report", "--duration", "1s", "--netns", "/etc/passwd"][..],
+            "/etc/passwd is not a network namespace",
+        ),
+        (
+            &["flows", "--duration", "1s", "--netns", "/proc/self/ns/mnt"][..],
+            "is a mount namespace, not a network namespace",
+        ),
+        (
+            &[
+                "record",
+                "--duration",
+                "1s",
+                "-o",
+                "/dev/null",
+                "--netns",
+                "trc-no-such-ns",
+            ][..],
+            "no network namespace named trc-no-such-ns in /run/netns",
+        ),
+    ] {
+        let out = Command::new(TRACER).args(args).output().expect("tracer");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let sentence = one_sentence(&out);
+        assert!(sentence.contains(expected), "{args:?}: {sentence}");
+        assert!(out.stdout.is_empty(), "no document for {args:?}");
+    }
+}
+
+/// `--netns NAME` is `ip netns`' NAME: the same namespace as `/run/netns/NAME` (root: it makes one).
+#[test]
+fn netns_by_bare_name_scopes_to_the_ip_netns_namespace() {
+    if !privileged("netns_by_name") {
+        return;
+    }
+    let ns = lab::Netns::new("byname");
+    let out = Command::new(TRACER)
+        .args([
+            "report",
+            "--duration",
+            "1s",
+            "--format",
+            "json",
+            "--netns",
+            &ns.name,
+        ])
+        .output()
+        .expect("tracer");
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON document");
+    let scope = &doc["observations"]["window"]["netns"];
+    let inode = std::fs::metadata(ns.path())
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .expect("namespace inode");
+    assert_eq!(scope["path"], ns.path().display().to_string(), "{scope}");
+    assert_eq!(scope["inode"], inode, "{scope}");
+}

@@ -31,8 +31,9 @@ pub enum Command {
         /// Output format; a text summary on a terminal, JSON otherwise.
         #[arg(long, value_enum)]
         format: Option<Format>,
-        /// Only what happened in this network namespace (/run/netns/NAME, /proc/PID/ns/net).
-        #[arg(long, value_name = "PATH")]
+        /// Only what happened in this network namespace: an `ip netns` NAME, /run/netns/NAME or
+        /// /proc/PID/ns/net (anything else is refused).
+        #[arg(long, value_name = "NAME|PATH")]
         netns: Option<PathBuf>,
         /// Only what happened in this pod's network namespace (NAMESPACE/NAME or pod UID),
         /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
@@ -47,8 +48,9 @@ pub enum Command {
         /// Length of the rolling window the verdict is judged on.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         window: Duration,
-        /// Only what happened in this network namespace.
-        #[arg(long, value_name = "PATH")]
+        /// Only what happened in this network namespace: an `ip netns` NAME, /run/netns/NAME or
+        /// /proc/PID/ns/net.
+        #[arg(long, value_name = "NAME|PATH")]
         netns: Option<PathBuf>,
         /// Only what happened in this pod's network namespace (NAMESPACE/NAME or pod UID),
         /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
@@ -70,8 +72,9 @@ pub enum Command {
         /// Only this destination port.
         #[arg(long, value_name = "N")]
         port: Option<u16>,
-        /// Only sockets of this network namespace (/run/netns/NAME, /proc/PID/ns/net).
-        #[arg(long, value_name = "PATH")]
+        /// Only sockets of this network namespace: an `ip netns` NAME, /run/netns/NAME or
+        /// /proc/PID/ns/net.
+        #[arg(long, value_name = "NAME|PATH")]
         netns: Option<PathBuf>,
         /// Only sockets of this pod's network namespace (NAMESPACE/NAME or pod UID), found
         /// from the node's own files (cgroups, /var/log/pods); no API server needed.
@@ -139,8 +142,9 @@ pub enum Command {
         /// Longest window /report?window= may ask for (one frame per second is kept).
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         max_window: Duration,
-        /// Only what happened in this network namespace.
-        #[arg(long, value_name = "PATH")]
+        /// Only what happened in this network namespace: an `ip netns` NAME, /run/netns/NAME or
+        /// /proc/PID/ns/net.
+        #[arg(long, value_name = "NAME|PATH")]
         netns: Option<PathBuf>,
         /// Only what happened in this pod's network namespace (NAMESPACE/NAME or pod UID),
         /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
@@ -154,8 +158,9 @@ pub enum Command {
         /// Where to write the recording.
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
-        /// Only what happened in this network namespace.
-        #[arg(long, value_name = "PATH")]
+        /// Only what happened in this network namespace: an `ip netns` NAME, /run/netns/NAME or
+        /// /proc/PID/ns/net.
+        #[arg(long, value_name = "NAME|PATH")]
         netns: Option<PathBuf>,
         /// Only what happened in this pod's network namespace (NAMESPACE/NAME or pod UID),
         /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
