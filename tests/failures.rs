@@ -195,3 +195,82 @@ fn netns_by_bare_name_scopes_to_the_ip_netns_namespace() {
     assert_eq!(scope["path"], ns.path().display().to_string(), "{scope}");
     assert_eq!(scope["inode"], inode, "{scope}");
 }
+
+/// Issue 14 item 4: every duration flag has a range; outside it (or negative, or not a duration)
+/// is one sentence naming the flag and the range, exit 2, before anything starts.
+#[test]
+fn durations_outside_their_range_are_one_sentence_and_exit_2() {
+    let dead = "127.0.0.1:1";
+    for (args, expected) in [
+        (
+            &["report", "--duration", "0s"][..],
+            "--duration 0s is shorter than 1s",
+        ),
+        (
+            &["report", "--duration", "10y"][..],
+            "--duration 10y is longer than 24h",
+        ),
+        (
+            &["report", "--duration", "-1"][..],
+            "--duration -1 is negative",
+        ),
+        (
+            &["report", "--duration", "banana"][..],
+            "--duration banana is not a duration",
+        ),
+        (
+            &["record", "--duration", "0", "-o", "/dev/null"][..],
+            "--duration 0 is shorter than 1s",
+        ),
+        (
+            &["flows", "--duration", "25h"][..],
+            "--duration 25h is longer than 24h",
+        ),
+        (
+            &["top", "--window", "0s"][..],
+            "--window 0s is shorter than 2s",
+        ),
+        (
+            &["serve", "--max-window", "10years"][..],
+            "--max-window 10years is longer than 1h",
+        ),
+        (
+            &["serve", "--window", "2h"][..],
+            "--window 2h is longer than 10m",
+        ),
+        (
+            &["cluster", "--endpoints", dead, "--timeout", "0s"][..],
+            "--timeout 0s is shorter than 1s",
+        ),
+        (
+            &["cluster", "--endpoints", dead, "--timeout", "1h"][..],
+            "--timeout 1h is longer than 5m",
+        ),
+    ] {
+        let out = Command::new(TRACER).args(args).output().expect("tracer");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let sentence = one_sentence(&out);
+        assert!(
+            sentence.starts_with("tracer: ") && sentence.contains(expected),
+            "{args:?}: {sentence}"
+        );
+        assert!(sentence.contains("give "), "says what to give: {sentence}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// A bare number is seconds, as `/report?window=30` already takes it: `--duration 30` passes
+/// the parser (the run then stops at the refused `--netns`, so nothing is watched).
+#[test]
+fn a_bare_number_of_seconds_is_a_duration() {
+    let out = Command::new(TRACER)
+        .args(["report", "--duration", "30", "--netns", "/etc/passwd"])
+        .output()
+        .expect("tracer");
+    assert_eq!(out.status.code(), Some(2));
+    let sentence = one_sentence(&out);
+    assert!(
+        sentence.contains("is not a network namespace"),
+        "the duration was accepted: {sentence}"
+    );
+}
