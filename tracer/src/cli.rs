@@ -106,8 +106,9 @@ pub enum Command {
     /// Ask every node's sidecar (`tracer serve`) for its verdict; say whether degradation is
     /// node-specific or cluster-wide.
     ///
-    /// Exit status: 0 every node answered and is healthy, 1 a node is degraded, 2 no node
-    /// answered, or every answer was healthy but some node did not answer.
+    /// Exit status: 0 every node answered and is healthy, 1 a node is degraded, 2 no node gave a
+    /// verdict, or every verdict was healthy but some node gave none (unreachable, or answered
+    /// without a verdict).
     Cluster {
         /// Sidecars as HOST:PORT (port 9595 when omitted), comma-separated or repeated.
         #[arg(long, value_name = "HOST:PORT,…", value_delimiter = ',')]
