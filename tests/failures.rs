@@ -274,3 +274,35 @@ fn a_bare_number_of_seconds_is_a_duration() {
         "the duration was accepted: {sentence}"
     );
 }
+
+/// Issue 14 item 14: `check` as an ordinary user says once that it must run as root and what it
+/// could not check, without claiming tracefs is not mounted. Skips where tracefs is readable by
+/// every user (then there is nothing to refuse).
+#[test]
+fn check_as_a_user_says_once_it_needs_root() {
+    if !privileged("check_as_user") || !tools_present("check_as_user") {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+            TRACER,
+            "check",
+        ])
+        .output()
+        .expect("setpriv");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("probe skb:kfree_skb") && !text.contains("not checked") {
+        eprintln!("skipped check_as_user: tracefs is readable by every user here");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(!text.contains("not mounted"), "{text}");
+    assert_eq!(text.matches("FAIL").count(), 1, "{text}");
+    assert_eq!(text.matches("not checked").count(), 1, "{text}");
+    assert!(text.contains("run tracer check as root"), "{text}");
+}
