@@ -362,17 +362,139 @@ fn cluster_with_no_answer_at_all_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.starts_with("CLUSTER  no node answered (2 endpoints)"),
+        text.starts_with("CLUSTER  no node gave a verdict (2 endpoints)"),
         "{text}"
     );
+    // The starting sidecar answered: what it said is quoted, and it is not "unreachable".
     assert!(
-        text.contains("HTTP 503 from http://") && text.contains("not ready: probes attaching"),
+        text.contains("NO VERDICT   answered but with HTTP 503 Service Unavailable: \"not ready: probes attaching\""),
         "{text}"
     );
-    assert!(text.contains("UNREACHABLE"), "{text}");
+    assert_eq!(text.matches("UNREACHABLE").count(), 1, "{text}");
     let none = tracer(&["cluster"]);
     assert_eq!(none.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&none.stderr).contains("no endpoint given"));
+}
+
+/// Issue 14 item 13: a node that answers with something other than a verdict (another HTTP
+/// server on the port, a 404) answered: it is "answered but …" with the status and the first
+/// bytes, never "UNREACHABLE".
+#[test]
+fn cluster_says_a_node_answered_but_not_with_a_verdict() {
+    let healthy = FakeSidecar::serve(read_fixture("healthy.json"), false);
+    let html = FakeSidecar::serve(
+        "<html><body>Welcome to nginx!</body></html>".to_owned(),
+        false,
+    );
+    let missing = FakeSidecar::answer("404 Not Found", "404 page not found\n".to_owned(), false);
+    let dead = dead_endpoint();
+    let endpoints = format!("{},{},{},{dead}", healthy.addr, html.addr, missing.addr);
+    let out = tracer(&[
+        "cluster",
+        "--endpoints",
+        &endpoints,
+        "--timeout",
+        "2s",
+        "--format",
+        "json",
+    ]);
+    // Healthy where a verdict came, but not every node checked: 2.
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["healthy"], serde_json::json!([healthy.addr.to_string()]));
+    assert_eq!(
+        v["no_verdict"],
+        serde_json::json!([html.addr.to_string(), missing.addr.to_string()])
+    );
+    assert_eq!(v["unreachable"], serde_json::json!([dead.to_string()]));
+    let node = |addr: SocketAddr| {
+        v["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["endpoint"] == addr.to_string())
+            .cloned()
+            .expect("node listed")
+    };
+    let html_node = node(html.addr);
+    assert_eq!(html_node["state"], "no_verdict");
+    let error = html_node["error"].as_str().expect("error");
+    assert!(
+        error.starts_with("answered but not with a verdict document (HTTP 200)")
+            && error.contains("<html><body>Welcome to nginx!"),
+        "{error}"
+    );
+    let error = node(missing.addr)["error"]
+        .as_str()
+        .expect("error")
+        .to_owned();
+    assert!(
+        error.starts_with("answered but with HTTP 404") && error.contains("404 page not found"),
+        "{error}"
+    );
+    assert!(
+        v["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains(&format!("2 answered without a verdict: {}", html.addr))),
+        "{}",
+        v["summary"]
+    );
+
+    let text = tracer(&[
+        "cluster",
+        "--endpoints",
+        &endpoints,
+        "--timeout",
+        "2s",
+        "--format",
+        "text",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    let html_line = text
+        .lines()
+        .find(|l| l.contains(&html.addr.to_string()) && !l.starts_with("CLUSTER"))
+        .expect("a line for the html node");
+    assert!(
+        html_line.contains("NO VERDICT") && html_line.contains("answered but"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("UNREACHABLE").count(),
+        1,
+        "only the dead port: {text}"
+    );
+}
+
+/// Issue 14 item 13: a window no sidecar can judge is refused before any node is asked, in one
+/// sentence, instead of every node answering 400 and being listed unreachable.
+#[test]
+fn cluster_refuses_a_window_no_sidecar_keeps_before_asking() {
+    let node = FakeSidecar::serve(read_fixture("healthy.json"), false);
+    let out = tracer(&[
+        "cluster",
+        "--endpoints",
+        &node.addr.to_string(),
+        "--window",
+        "99h",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("tracer: --window 99h is longer than 1h"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        node.requests.lock().expect("lock").is_empty(),
+        "no node was asked"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! Softirq time: `irq:softirq_entry` stamps the start per CPU and vector (`SOFTIRQ_START`),
 //! `irq:softirq_exit` adds the run time and its log2 bucket (`SOFTIRQ_STATS`). Only the vectors
-//! in the configured mask (networking) are timed. This module owns both maps.
+//! in the configured mask (networking) are timed, at entry and at exit alike (the exit of an
+//! untimed vector is not "unpaired"). This module owns both maps.
 //!
 //! May use `shared` (configuration, record reads, counters); no other family.
 
@@ -20,14 +21,20 @@ static SOFTIRQ_START: PerCpuArray<u64> = PerCpuArray::with_max_entries(SOFTIRQ_V
 #[map(name = "SOFTIRQ_STATS")]
 static SOFTIRQ_STATS: PerCpuArray<SoftirqStats> = PerCpuArray::with_max_entries(SOFTIRQ_VECTORS, 0);
 
+/// Whether `vec` is one of the vectors user space asked to time (all when the mask is 0).
+#[inline(always)]
+fn timed(vec: u32) -> bool {
+    let mask = config!(softirq_vec_mask);
+    mask == 0 || (vec < 32 && mask & (1 << vec) != 0)
+}
+
 #[tracepoint]
 pub fn softirq_entry(ctx: TracePointContext) -> u32 {
     let Some(vec) = ctx_u32(&ctx, config!(softirq_entry_vec)) else {
         return 0;
     };
     // Only the vectors user space asked for (networking): no clock read for the others.
-    let mask = config!(softirq_vec_mask);
-    if mask != 0 && (vec >= 32 || mask & (1 << vec) == 0) {
+    if !timed(vec) {
         return 0;
     }
     if let Some(start) = SOFTIRQ_START.get_ptr_mut(vec) {
@@ -41,6 +48,10 @@ pub fn softirq_exit(ctx: TracePointContext) -> u32 {
     let Some(vec) = ctx_u32(&ctx, config!(softirq_exit_vec)) else {
         return 0;
     };
+    // The same vectors as the entry: an exit of a vector never stamped is not "unpaired".
+    if !timed(vec) {
+        return 0;
+    }
     let Some(start) = SOFTIRQ_START.get_ptr_mut(vec) else {
         return 0;
     };

@@ -37,6 +37,10 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            if let Some(sentence) = cli::own_sentence(&e) {
+                eprintln!("tracer: {sentence}");
+                return ExitCode::from(EXIT_ERROR);
+            }
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { 0 });
         }

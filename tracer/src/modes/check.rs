@@ -93,6 +93,9 @@ impl NodeFacts {
             .iter()
             .map(|spec| {
                 let result = match &tracefs {
+                    None if tracefs_denied => {
+                        Err("tracefs is not readable by this user".to_owned())
+                    }
                     None => Err("tracefs is not mounted".to_owned()),
                     Some(root) => {
                         let path = Path::new(root)
@@ -255,7 +258,22 @@ pub fn evaluate(facts: &NodeFacts) -> Vec<CheckLine> {
                     missing.join(", ")
                 }
             ),
-            "run as root (sudo on the node, or a privileged pod / kubectl debug node/…)",
+            "run tracer check as root with CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), as the \
+             tracer itself runs: sudo on the node, or a privileged pod / kubectl debug node/…",
+        ));
+    }
+    // Without the right to read tracefs, the probes' formats and kprobes cannot be looked at:
+    // said once, here, rather than as ten "not checked" lines and a false "no kprobes".
+    if facts.tracefs_denied && facts.tracefs.is_none() {
+        out.push(line(
+            Warn,
+            "not checked",
+            format!(
+                "without root: tracefs (present, readable only by root), the {} probes' \
+                 formats, kprobes",
+                facts.formats.len()
+            ),
+            "run tracer check as root to check them",
         ));
     }
 
@@ -277,12 +295,8 @@ pub fn evaluate(facts: &NodeFacts) -> Vec<CheckLine> {
 
     match &facts.tracefs {
         Some(root) => out.push(line(Ok, "tracefs", format!("mounted at {root}"), "")),
-        None if facts.tracefs_denied => out.push(line(
-            Fail,
-            "tracefs",
-            "present but not readable by this user",
-            "run as root",
-        )),
+        // Said in the "not checked" line above.
+        None if facts.tracefs_denied => {}
         None => out.push(line(
             Warn,
             "tracefs",
@@ -306,7 +320,12 @@ pub fn evaluate(facts: &NodeFacts) -> Vec<CheckLine> {
         )),
     }
 
-    for (spec, format) in &facts.formats {
+    let formats: &[(ProbeSpec, Result<Option<EventFormat>, String>)] = if facts.tracefs_denied {
+        &[]
+    } else {
+        &facts.formats
+    };
+    for (spec, format) in formats {
         let item = format!("probe {}", spec.tracepoint());
         match format {
             Result::Ok(Some(f)) => {
@@ -408,7 +427,8 @@ pub fn evaluate(facts: &NodeFacts) -> Vec<CheckLine> {
         None => out.push(line(Ok, "memlock", "RLIMIT_MEMLOCK unlimited", "")),
     }
 
-    out.push(line(
+    if !facts.tracefs_denied {
+        out.push(line(
         Ok,
         "kprobes",
         if facts.kprobes {
@@ -418,6 +438,7 @@ pub fn evaluate(facts: &NodeFacts) -> Vec<CheckLine> {
         },
         "",
     ));
+    }
     out.push(line(
         Ok,
         "bpf stats",
@@ -547,6 +568,52 @@ mod tests {
             .detail
             .contains("missing CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, CAP_NET_ADMIN"));
         assert!(p.fix.contains("root"));
+    }
+
+    /// Issue 14 item 14: as a user who may not read tracefs, one failure says check must run as
+    /// root, one line names what could not be checked because of it; nothing claims tracefs
+    /// is not mounted or that kprobes are missing.
+    #[test]
+    fn not_root_says_once_what_it_could_not_check() {
+        let mut facts = healthy();
+        facts.euid_root = false;
+        facts.cap_eff = 0;
+        facts.tracefs = None;
+        facts.tracefs_denied = true;
+        facts.kprobes = false;
+        facts.lockdown = None;
+        for (_, format) in &mut facts.formats {
+            *format = Err("tracefs is not readable by this user".to_owned());
+        }
+        let lines = evaluate(&facts);
+        let text = render(&lines);
+        let failures: Vec<&CheckLine> = lines.iter().filter(|l| l.status == Status::Fail).collect();
+        assert_eq!(failures.len(), 1, "{text}");
+        assert_eq!(failures[0].item, "privileges");
+        assert!(
+            failures[0].fix.contains("run tracer check as root")
+                && failures[0].fix.contains("CAP_BPF and CAP_PERFMON"),
+            "{text}"
+        );
+        assert!(!text.contains("not mounted"), "{text}");
+        assert!(!text.contains("probe skb:kfree_skb"), "{text}");
+        assert!(!text.contains("kprobes  "), "{text}");
+        assert_eq!(text.matches("not checked").count(), 1, "{text}");
+        let unchecked = lines
+            .iter()
+            .find(|l| l.item == "not checked")
+            .expect("a not-checked line");
+        assert_eq!(unchecked.status, Status::Warn);
+        assert!(
+            unchecked.detail.contains("tracefs")
+                && unchecked.detail.contains("the 10 probes' formats")
+                && unchecked.detail.contains("kprobes"),
+            "{}",
+            unchecked.detail
+        );
+        // What needs no root is still said.
+        assert_eq!(status_of(&lines, "BTF"), Status::Ok);
+        assert_eq!(status_of(&lines, "kptr_restrict"), Status::Ok);
     }
 
     #[test]

@@ -89,27 +89,72 @@ pub fn report_url(endpoint: &str, window: Duration) -> String {
     )
 }
 
-/// What one endpoint gave: its document, or why there is none.
-pub type Fetched = (String, Result<DocumentView, String>);
+/// Why an endpoint gave no verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoVerdict {
+    /// Nothing answered (refused, no route, no answer in time).
+    Unreachable(String),
+    /// Something answered, but not with a verdict document (an error status, another server
+    /// on the port, a body cut short): `answered but …`, with the status and the first bytes.
+    Answered(String),
+}
 
-fn fetch_one(agent: &ureq::Agent, url: &str) -> Result<DocumentView, String> {
-    let mut response = agent.get(url).call().map_err(|e| match e {
-        ureq::Error::Timeout(_) => "no answer in time".to_owned(),
-        ureq::Error::Io(e) => format!("cannot reach it: {e}"),
-        other => other.to_string(),
+/// What one endpoint gave: its document, or why there is none.
+pub type Fetched = (String, Result<DocumentView, NoVerdict>);
+
+/// The most of an answer quoted when it is not a verdict.
+const QUOTED_BYTES: usize = 80;
+
+/// The first bytes of a body, on one line, for people: `"<html>…"`, or `no body`.
+fn first_bytes(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.is_empty() {
+        return "no body".to_owned();
+    }
+    let mut quoted: String = flat.chars().take(QUOTED_BYTES).collect();
+    if quoted.len() < flat.len() {
+        quoted.push('…');
+    }
+    format!("{quoted:?}")
+}
+
+fn fetch_one(agent: &ureq::Agent, url: &str) -> Result<DocumentView, NoVerdict> {
+    let mut response = agent.get(url).call().map_err(|e| {
+        NoVerdict::Unreachable(match e {
+            ureq::Error::Timeout(_) => "no answer in time".to_owned(),
+            ureq::Error::Io(e) => format!("cannot reach it: {e}"),
+            other => other.to_string(),
+        })
     })?;
-    let status = response.status().as_u16();
+    let status = response.status();
     let body = response
         .body_mut()
         .with_config()
         .limit(MAX_BODY_BYTES)
-        .read_to_string()
-        .map_err(|e| format!("reading the answer: {e}"))?;
-    if status != 200 {
-        let first = body.lines().next().unwrap_or("").trim();
-        return Err(format!("HTTP {status} from {url}: {first}"));
+        .read_to_vec()
+        .map_err(|e| {
+            NoVerdict::Answered(format!("answered but its body could not be read: {e}"))
+        })?;
+    if status.as_u16() != 200 {
+        return Err(NoVerdict::Answered(format!(
+            "answered but with HTTP {}{}: {}",
+            status.as_u16(),
+            status
+                .canonical_reason()
+                .map_or_else(String::new, |r| format!(" {r}")),
+            first_bytes(&body)
+        )));
     }
-    DocumentView::parse(&body).map_err(|e| format!("the answer is not a verdict document: {e:#}"))
+    std::str::from_utf8(&body)
+        .ok()
+        .and_then(|text| DocumentView::parse(text).ok())
+        .ok_or_else(|| {
+            NoVerdict::Answered(format!(
+                "answered but not with a verdict document (HTTP 200): {}",
+                first_bytes(&body)
+            ))
+        })
 }
 
 /// Fetches every endpoint's `/report` at once (one thread each); returns within `timeout`
@@ -132,7 +177,7 @@ pub fn fetch_all(endpoints: &[String], window: Duration, timeout: Duration) -> V
     }
     drop(tx);
     let deadline = Instant::now() + timeout + Duration::from_millis(500);
-    let mut results: Vec<Option<Result<DocumentView, String>>> = vec![None; endpoints.len()];
+    let mut results: Vec<Option<Result<DocumentView, NoVerdict>>> = vec![None; endpoints.len()];
     while results.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
@@ -146,10 +191,10 @@ pub fn fetch_all(endpoints: &[String], window: Duration, timeout: Duration) -> V
         .zip(results)
         .map(|(e, r)| {
             let r = r.unwrap_or_else(|| {
-                Err(format!(
+                Err(NoVerdict::Unreachable(format!(
                     "no answer within {}",
                     humantime::format_duration(timeout)
-                ))
+                )))
             });
             (e, r)
         })
@@ -169,7 +214,7 @@ pub enum Scope {
     ClusterWide,
     /// Only one node answered, and it is degraded: nothing to compare with.
     Undetermined,
-    /// No node answered.
+    /// No node gave a verdict (none answered, or none with a verdict document).
     NoData,
 }
 
@@ -177,7 +222,8 @@ pub enum Scope {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub endpoint: String,
-    /// `degraded`, `healthy` or `unreachable`.
+    /// `degraded`, `healthy`, `unreachable`, or `no_verdict` (it answered, but not with a
+    /// verdict document: `error` says what it answered).
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root_cause: Option<String>,
@@ -195,7 +241,7 @@ pub struct NodeStatus {
     pub top_evidence: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub escalation: Vec<String>,
-    /// Why the node could not be read.
+    /// Why the node gave no verdict (`answered but …` when it answered).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -208,6 +254,9 @@ pub struct ClusterVerdict {
     pub degraded: Vec<String>,
     pub healthy: Vec<String>,
     pub unreachable: Vec<String>,
+    /// Nodes that answered, but not with a verdict document.
+    #[serde(default)]
+    pub no_verdict: Vec<String>,
     /// Degraded nodes by failure layer.
     pub failure_layers: BTreeMap<String, Vec<String>>,
     /// The runbook's guardrails that hold across nodes.
@@ -219,7 +268,7 @@ pub struct ClusterVerdict {
 pub const MULTI_NODE_ESCALATION: &str =
     "Packet loss on multiple nodes simultaneously — possible upstream network issue";
 
-fn status(endpoint: &str, fetched: &Result<DocumentView, String>) -> NodeStatus {
+fn status(endpoint: &str, fetched: &Result<DocumentView, NoVerdict>) -> NodeStatus {
     match fetched {
         Ok(doc) => NodeStatus {
             endpoint: endpoint.to_owned(),
@@ -243,7 +292,11 @@ fn status(endpoint: &str, fetched: &Result<DocumentView, String>) -> NodeStatus 
         },
         Err(e) => NodeStatus {
             endpoint: endpoint.to_owned(),
-            state: "unreachable".to_owned(),
+            state: match e {
+                NoVerdict::Unreachable(_) => "unreachable",
+                NoVerdict::Answered(_) => "no_verdict",
+            }
+            .to_owned(),
             root_cause: None,
             failure_layer: None,
             severity: None,
@@ -251,7 +304,9 @@ fn status(endpoint: &str, fetched: &Result<DocumentView, String>) -> NodeStatus 
             lost_packets: None,
             top_evidence: None,
             escalation: Vec::new(),
-            error: Some(e.clone()),
+            error: Some(match e {
+                NoVerdict::Unreachable(why) | NoVerdict::Answered(why) => why.clone(),
+            }),
         },
     }
 }
@@ -270,7 +325,12 @@ pub fn judge_cluster(fetched: &[Fetched]) -> ClusterVerdict {
             .map(|n| n.endpoint.clone())
             .collect()
     };
-    let (degraded, healthy, unreachable) = (pick("degraded"), pick("healthy"), pick("unreachable"));
+    let (degraded, healthy, unreachable, no_verdict) = (
+        pick("degraded"),
+        pick("healthy"),
+        pick("unreachable"),
+        pick("no_verdict"),
+    );
     let reachable = degraded.len() + healthy.len();
     let mut failure_layers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for n in nodes.iter().filter(|n| n.state == "degraded") {
@@ -314,8 +374,13 @@ pub fn judge_cluster(fetched: &[Fetched]) -> ClusterVerdict {
         .collect::<Vec<_>>()
         .join(", ");
     let mut summary = match scope {
-        Scope::NoData => format!(
+        Scope::NoData if no_verdict.is_empty() => format!(
             "no node answered ({} endpoint{})",
+            nodes.len(),
+            if nodes.len() == 1 { "" } else { "s" }
+        ),
+        Scope::NoData => format!(
+            "no node gave a verdict ({} endpoint{})",
             nodes.len(),
             if nodes.len() == 1 { "" } else { "s" }
         ),
@@ -348,6 +413,14 @@ pub fn judge_cluster(fetched: &[Fetched]) -> ClusterVerdict {
             unreachable.join(", ")
         );
     }
+    if !no_verdict.is_empty() {
+        let _ = write!(
+            summary,
+            "; {} answered without a verdict: {}",
+            no_verdict.len(),
+            no_verdict.join(", ")
+        );
+    }
 
     let mut escalation = Vec::new();
     if with_loss.len() >= 2 {
@@ -373,6 +446,7 @@ pub fn judge_cluster(fetched: &[Fetched]) -> ClusterVerdict {
         degraded,
         healthy,
         unreachable,
+        no_verdict,
         failure_layers,
         escalation,
         nodes,
@@ -380,14 +454,14 @@ pub fn judge_cluster(fetched: &[Fetched]) -> ClusterVerdict {
 }
 
 impl ClusterVerdict {
-    /// 1 when a node is degraded; 2 when no node answered, or when every node that answered is
-    /// healthy but some did not answer (the cluster could not be checked whole); 0 otherwise.
+    /// 1 when a node is degraded; 2 when no node gave a verdict, or when every verdict is healthy
+    /// but some node gave none (the cluster could not be checked whole); 0 otherwise.
     pub fn exit_code(&self) -> u8 {
         if self.scope == Scope::NoData {
             EXIT_ERROR
         } else if !self.degraded.is_empty() {
             EXIT_DEGRADED
-        } else if !self.unreachable.is_empty() {
+        } else if !self.unreachable.is_empty() || !self.no_verdict.is_empty() {
             EXIT_ERROR
         } else {
             EXIT_HEALTHY
@@ -401,11 +475,12 @@ impl ClusterVerdict {
         let _ = writeln!(out);
         for n in &self.nodes {
             match n.state.as_str() {
-                "unreachable" => {
+                "unreachable" | "no_verdict" => {
                     let _ = writeln!(
                         out,
-                        "  {:<28} UNREACHABLE  {}",
+                        "  {:<28} {:<12} {}",
                         n.endpoint,
+                        n.state.replace('_', " ").to_uppercase(),
                         n.error.as_deref().unwrap_or("")
                     );
                 }
@@ -465,7 +540,55 @@ mod tests {
     }
 
     fn dead(name: &str) -> Fetched {
-        (name.to_owned(), Err("connection refused".to_owned()))
+        (
+            name.to_owned(),
+            Err(NoVerdict::Unreachable("connection refused".to_owned())),
+        )
+    }
+
+    fn not_a_verdict(name: &str) -> Fetched {
+        (
+            name.to_owned(),
+            Err(NoVerdict::Answered(
+                "answered but with HTTP 404 Not Found: \"404 page not found\"".to_owned(),
+            )),
+        )
+    }
+
+    #[test]
+    fn an_answer_that_is_not_a_verdict_is_told_apart_from_no_answer() {
+        let v = judge_cluster(&[node("a:1", doc(HEALTHY)), not_a_verdict("b:1"), dead("c:1")]);
+        assert_eq!(v.scope, Scope::Healthy);
+        assert_eq!(v.no_verdict, ["b:1"]);
+        assert_eq!(v.unreachable, ["c:1"]);
+        assert_eq!(v.exit_code(), EXIT_ERROR, "b:1 was not checked");
+        assert_eq!(
+            v.summary,
+            "no degradation on the 1 node that answered; 1 unreachable: c:1; \
+             1 answered without a verdict: b:1"
+        );
+        let text = v.text();
+        let b = text.lines().find(|l| l.contains("b:1 ")).expect("b:1 line");
+        assert!(
+            b.contains("NO VERDICT   answered but with HTTP 404 Not Found"),
+            "{text}"
+        );
+        let none = judge_cluster(&[not_a_verdict("b:1"), dead("c:1")]);
+        assert_eq!(none.scope, Scope::NoData);
+        assert_eq!(none.summary, "no node gave a verdict (2 endpoints); 1 unreachable: c:1; 1 answered without a verdict: b:1");
+        assert_eq!(none.exit_code(), EXIT_ERROR);
+    }
+
+    #[test]
+    fn first_bytes_are_quoted_on_one_line_and_cut() {
+        assert_eq!(first_bytes(b""), "no body");
+        assert_eq!(
+            first_bytes(b"404 page\nnot found\n"),
+            "\"404 page not found\""
+        );
+        let long = first_bytes(&[b'x'; 500]);
+        assert!(long.ends_with("…\""), "{long}");
+        assert_eq!(long.chars().filter(|c| *c == 'x').count(), QUOTED_BYTES);
     }
 
     #[test]

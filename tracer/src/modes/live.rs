@@ -2,9 +2,9 @@
 //! attaches the probes, and turns two snapshots into a report. Used by every mode and the tests.
 //! Reads only; the one exception is mounting tracefs when nothing has (reported in the notes).
 
-use std::{os::unix::fs::MetadataExt as _, path::Path, time::Instant};
+use std::{path::Path, time::Instant};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 
 use crate::{
     judge::report::{self, Report, WindowInfo},
@@ -28,12 +28,11 @@ pub struct LiveTracer {
     notes: Vec<String>,
 }
 
-/// The network namespace a path names (`/run/netns/NAME`, `/proc/PID/ns/net`).
-pub fn netns_scope(path: &Path) -> Result<NetnsScope> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("--netns {}: cannot open it", path.display()))?;
-    let inode = u32::try_from(meta.ino())
-        .with_context(|| format!("--netns {}: inode does not fit 32 bits", path.display()))?;
+/// The network namespace `--netns ARG` names: an `ip netns` name (`/run/netns/NAME`) or a
+/// path (`/run/netns/NAME`, `/proc/PID/ns/net`). Anything but a network namespace is refused.
+pub fn netns_scope(arg: &Path) -> Result<NetnsScope> {
+    let path = crate::node::netns::netns_arg_path(arg, Path::new("/run/netns"));
+    let inode = crate::node::netns::network_namespace_inode(arg, &path)?;
     Ok(NetnsScope {
         path: path.display().to_string(),
         inode,
@@ -172,5 +171,64 @@ impl LiveTracer {
             std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
                 .is_ok_and(|s| s.trim() == "1");
         report
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use super::*;
+
+    fn refusal(arg: &str) -> String {
+        let e = netns_scope(Path::new(arg)).expect_err(arg);
+        let text = format!("{e:#}");
+        assert!(!text.contains('\n'), "one sentence: {text}");
+        text
+    }
+
+    #[test]
+    fn netns_accepts_only_network_namespace_files() {
+        // A regular file is not a namespace, whatever its inode.
+        let text = refusal("/etc/passwd");
+        assert!(
+            text.contains("/etc/passwd is not a network namespace"),
+            "{text}"
+        );
+        assert!(text.contains("ip netns list"), "{text}");
+        // Another kind of namespace file is named as what it is.
+        let text = refusal("/proc/self/ns/mnt");
+        assert!(
+            text.contains("is a mount namespace, not a network namespace"),
+            "{text}"
+        );
+        // A directory, a missing path, a missing name.
+        assert!(refusal("/proc").contains("is not a network namespace"));
+        assert!(refusal("/nonexistent/netns").contains("no such file"));
+        let missing = refusal("trc-no-such-netns-name");
+        assert!(
+            missing.contains("no network namespace named trc-no-such-netns-name in /run/netns"),
+            "{missing}"
+        );
+        // The tracer's own network namespace is one.
+        let own = netns_scope(Path::new("/proc/self/ns/net")).unwrap();
+        let inode = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        assert_eq!(u64::from(own.inode), inode);
+        assert_eq!(own.path, "/proc/self/ns/net");
+    }
+
+    #[test]
+    fn a_bare_name_is_an_ip_netns_name() {
+        assert_eq!(
+            crate::node::netns::netns_arg_path(Path::new("blue"), Path::new("/run/netns")),
+            Path::new("/run/netns/blue")
+        );
+        for path in ["./blue", "/proc/1/ns/net", "/run/netns/blue"] {
+            assert_eq!(
+                crate::node::netns::netns_arg_path(Path::new(path), Path::new("/run/netns")),
+                Path::new(path)
+            );
+        }
     }
 }

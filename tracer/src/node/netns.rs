@@ -252,6 +252,82 @@ where
         .map_err(|_| anyhow!("the namespace reader thread panicked"))
 }
 
+/// The file `--netns ARG` names: a bare name (no `/`) is an `ip netns` name, `RUN_NETNS/NAME`;
+/// anything else is a path as given (`./NAME` for a file in the working directory).
+pub fn netns_arg_path(arg: &Path, run_netns: &Path) -> PathBuf {
+    let bare = arg
+        .to_str()
+        .is_some_and(|s| !s.is_empty() && !s.contains('/') && s != "." && s != "..");
+    if bare {
+        run_netns.join(arg)
+    } else {
+        arg.to_path_buf()
+    }
+}
+
+// NS_GET_NSTYPE (linux/nsfs.h): the CLONE_NEW* type of a namespace file.
+nix::ioctl_none!(ns_get_nstype, 0xb7, 0x3);
+
+/// The kind of namespace a `CLONE_NEW*` type names, for people.
+fn namespace_kind(nstype: libc::c_int) -> &'static str {
+    match nstype {
+        libc::CLONE_NEWNS => "mount",
+        libc::CLONE_NEWUTS => "UTS",
+        libc::CLONE_NEWIPC => "IPC",
+        libc::CLONE_NEWUSER => "user",
+        libc::CLONE_NEWPID => "PID",
+        libc::CLONE_NEWCGROUP => "cgroup",
+        0x80 => "time",
+        _ => "non-network",
+    }
+}
+
+/// What `--netns` accepts, for the end of every refusal.
+const NETNS_FORMS: &str = "give a name from `ip netns list`, /run/netns/NAME or /proc/PID/ns/net";
+
+/// Opens `path` and returns its inode if it is a network namespace: a file of the namespace
+/// filesystem (nsfs) whose type is `CLONE_NEWNET`. Anything else (a regular file, a directory,
+/// another kind of namespace) is refused in one sentence naming `arg` as the user gave it.
+pub fn network_namespace_inode(arg: &Path, path: &Path) -> Result<u32> {
+    let shown = arg.display();
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if path != arg {
+                anyhow::bail!(
+                    "--netns {shown}: no network namespace named {shown} in {} ({NETNS_FORMS})",
+                    path.parent()
+                        .map_or_else(String::new, |p| p.display().to_string())
+                );
+            }
+            anyhow::bail!("--netns {shown}: no such file ({NETNS_FORMS})");
+        }
+        Err(e) => anyhow::bail!("--netns {shown}: cannot open it ({e}); run as root"),
+    };
+    let nsfs = nix::sys::statfs::fstatfs(&file)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::NSFS_MAGIC);
+    if !nsfs {
+        anyhow::bail!("--netns {shown} is not a network namespace ({NETNS_FORMS})");
+    }
+    // SAFETY: an ioctl without argument on a file this function owns.
+    let nstype = unsafe { ns_get_nstype(std::os::fd::AsRawFd::as_raw_fd(&file)) };
+    match nstype {
+        Ok(libc::CLONE_NEWNET) => {}
+        Ok(other) => anyhow::bail!(
+            "--netns {shown} is a {} namespace, not a network namespace ({NETNS_FORMS})",
+            namespace_kind(other)
+        ),
+        Err(e) => anyhow::bail!(
+            "--netns {shown}: cannot tell which kind of namespace it is ({e}); {NETNS_FORMS}"
+        ),
+    }
+    let meta = file
+        .metadata()
+        .with_context(|| format!("--netns {shown}: cannot read it"))?;
+    u32::try_from(meta.ino())
+        .with_context(|| format!("--netns {shown}: its inode does not fit 32 bits"))
+}
+
 /// The one network namespace a run is scoped to (`--netns` or `--pod`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct NetnsScope {
