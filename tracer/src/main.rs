@@ -151,7 +151,8 @@ fn unix_now() -> u64 {
 }
 
 /// Watches for `duration`, taking a frame every second and showing progress on stderr; ends
-/// early on Ctrl-C, SIGTERM or SIGHUP (see `modes::stop`). Returns the milliseconds watched and whether it was cut short.
+/// early on Ctrl-C, SIGTERM or SIGHUP (see `modes::stop`). Returns the milliseconds watched and
+/// whether it was cut short.
 fn run_window(tracer: &LiveTracer, watch: &mut Watch, duration: Duration) -> Result<(u64, bool)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -10,8 +10,9 @@
 //! One producer thread owns the kernel side (the [`LiveTracer`] and its [`Watch`]): it takes a
 //! frame every second, updates the metric totals, judges the default window and publishes the
 //! results; `/report` requests for other windows are handed to it over a channel. The HTTP side
-//! (axum on tokio) never touches the kernel. On SIGTERM, SIGINT or SIGHUP the server stops accepting,
-//! lets in-flight requests finish (at most [`DRAIN`]), then the producer detaches the probes.
+//! (axum on tokio) never touches the kernel. On SIGTERM, SIGINT or SIGHUP the server stops
+//! accepting, lets in-flight requests finish (at most [`DRAIN`]), then the producer detaches the
+//! probes.
 
 use std::{
     collections::HashMap,
