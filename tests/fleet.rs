@@ -163,6 +163,120 @@ fn diff_of_something_else_fails_in_one_sentence_with_exit_2() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
+/// Runs tracer with `stdin` as its standard input.
+fn tracer_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(TRACER)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running tracer");
+    let mut input = child.stdin.take().expect("stdin");
+    let bytes = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&bytes);
+    });
+    let out = child.wait_with_output().expect("tracer output");
+    writer.join().expect("writer");
+    out
+}
+
+#[test]
+fn dash_is_stdin_for_diff_and_for_replay() {
+    let a = fixture("netfilter-drops.json");
+    let healthy = read_fixture("healthy.json");
+    let from_file = tracer(&[
+        "diff",
+        a.to_str().expect("path"),
+        fixture("healthy.json").to_str().expect("path"),
+        "--format",
+        "json",
+    ]);
+    let from_stdin = tracer_with_stdin(
+        &["diff", a.to_str().expect("path"), "-", "--format", "json"],
+        healthy.as_bytes(),
+    );
+    assert_eq!(
+        from_stdin.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&from_stdin.stderr)
+    );
+    let (f, s) = (json(&from_file), json(&from_stdin));
+    assert_eq!(s["differences"], f["differences"]);
+    assert_eq!(s["healthy"]["root_cause"], "none");
+    // A recording on stdin, as the affected side.
+    let recording = read_fixture("netfilter-drops.rec.json");
+    let out = tracer_with_stdin(
+        &[
+            "diff",
+            "-",
+            fixture("healthy.rec.json").to_str().expect("path"),
+            "--format",
+            "json",
+        ],
+        recording.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["affected"]["input"], "recording");
+    // Both sides cannot be stdin.
+    let out = tracer_with_stdin(&["diff", "-", "-"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only one of the two inputs can be -"), "{err}");
+    // report --replay -: the recording's verdict.
+    let out = tracer_with_stdin(
+        &["report", "--replay", "-", "--format", "json"],
+        recording.as_bytes(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["root_cause"], "security_rule_drops");
+}
+
+#[test]
+fn truncated_and_foreign_inputs_are_named_for_what_they_are() {
+    let whole = read_fixture("netfilter-drops.rec.json");
+    let cut = std::env::temp_dir().join(format!("trc-cut-{}.json", std::process::id()));
+    std::fs::write(&cut, &whole[..whole.len() / 2]).expect("write");
+    let yaml = std::env::temp_dir().join(format!("trc-notdoc-{}.yaml", std::process::id()));
+    std::fs::write(&yaml, "hello: [1, 2\n").expect("write");
+    let cut_arg = cut.to_str().expect("path");
+    let healthy = fixture("healthy.json");
+    let replay = tracer(&["report", "--replay", cut_arg]);
+    let diff_cut = tracer(&["diff", cut_arg, healthy.to_str().expect("path")]);
+    let diff_yaml = tracer(&[
+        "diff",
+        yaml.to_str().expect("path"),
+        healthy.to_str().expect("path"),
+    ]);
+    let _ = std::fs::remove_file(&cut);
+    let _ = std::fs::remove_file(&yaml);
+    for (what, out) in [("replay", &replay), ("diff", &diff_cut)] {
+        assert_eq!(out.status.code(), Some(2), "{what}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{what}: {err}");
+        assert!(
+            err.contains("truncated or incomplete")
+                && err.contains("line 1 column")
+                && !err.contains("no format/version"),
+            "{what}: {err}"
+        );
+    }
+    assert_eq!(diff_yaml.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&diff_yaml.stderr);
+    assert!(
+        err.contains("it is not a verdict document, neither as JSON")
+            && !err.contains("is written in"),
+        "{err}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // tracer cluster against fake sidecars
 

@@ -39,7 +39,8 @@ pub enum Command {
         /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
         #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
         pod: Option<String>,
-        /// Judge a recording (`tracer record`) instead of the live kernel; needs no root.
+        /// Judge a recording (`tracer record`; `-` reads stdin) instead of the live kernel;
+        /// needs no root.
         #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "netns"])]
         replay: Option<PathBuf>,
     },
@@ -93,10 +94,10 @@ pub enum Command {
     /// recordings (`record`; these add driver versions, each rule and raw counters). Needs no
     /// root. Exit status: 0 the affected node has no root cause, 1 it has one, 2 unreadable input.
     Diff {
-        /// The degraded node's document or recording.
+        /// The degraded node's document or recording (`-` reads stdin).
         #[arg(value_name = "AFFECTED")]
         affected: PathBuf,
-        /// A healthy node's document or recording, to compare with.
+        /// A healthy node's document or recording, to compare with (`-` reads stdin).
         #[arg(value_name = "HEALTHY")]
         healthy: PathBuf,
         /// Output format; a text table on a terminal, JSON otherwise.
@@ -156,13 +157,19 @@ pub enum Command {
         pod: Option<String>,
     },
     /// Record a window's evidence to a file (versioned JSON) for `--replay` anywhere.
+    ///
+    /// Exit status: 0 the recording was written (whatever the verdict; it is printed on
+    /// stderr), 2 it was not (not root, bad arguments, FILE exists without --force).
     Record {
         /// How long to watch (1s to 24h, e.g. 10s, 1m, or 30 for seconds).
         #[arg(long, default_value = "60s", value_parser = WATCH_WINDOW, allow_hyphen_values = true)]
         duration: Duration,
-        /// Where to write the recording.
+        /// Where to write the recording (`-` for stdout). It appears only once complete.
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
+        /// Replace FILE when it exists (it is kept until the new recording is complete).
+        #[arg(long)]
+        force: bool,
         /// Only what happened in this network namespace: an `ip netns` NAME, /run/netns/NAME or
         /// /proc/PID/ns/net.
         #[arg(long, value_name = "NAME|PATH")]

@@ -24,6 +24,13 @@ use tracer::{
 
 mod cli;
 
+/// One line on stderr that never panics: after a hang-up the terminal is gone.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        tracer::modes::stop::say(format_args!($($arg)*))
+    };
+}
+
 use cli::{Cli, Command, Format};
 
 fn main() -> ExitCode {
@@ -74,9 +81,10 @@ fn main() -> ExitCode {
         Command::Record {
             duration,
             output,
+            force,
             netns,
             pod,
-        } => record(duration, &output, netns, pod),
+        } => record(duration, &output, force, netns, pod),
         Command::Flows {
             duration,
             dst,
@@ -140,7 +148,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("tracer: {e:#}");
+            say!("tracer: {e:#}");
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -153,14 +161,15 @@ fn unix_now() -> u64 {
 }
 
 /// Watches for `duration`, taking a frame every second and showing progress on stderr; ends
-/// early on Ctrl-C or SIGTERM. Returns the milliseconds watched and whether it was cut short.
+/// early on Ctrl-C, SIGTERM or SIGHUP (see `modes::stop`). Returns the milliseconds watched and
+/// whether it was cut short.
 fn run_window(tracer: &LiveTracer, watch: &mut Watch, duration: Duration) -> Result<(u64, bool)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     let tty = std::io::stderr().is_terminal();
-    eprintln!(
+    say!(
         "tracer: {} probes attached in {:.0} ms; watching for {}",
         tracer.attached_count(),
         tracer.startup_ms,
@@ -173,15 +182,15 @@ fn run_window(tracer: &LiveTracer, watch: &mut Watch, duration: Duration) -> Res
         let mut next_tick = Duration::from_secs(1);
         loop {
             let elapsed = started.elapsed();
-            // A signal that came while the probes attached or the facts were read, before the
-            // handlers below existed.
-            if tracer::modes::stop::requested() {
-                eprintln!("\ntracer: interrupted; judging the window so far");
+            // SIGHUP, or a signal that came while the probes attached or the facts were read,
+            // before the handlers below existed.
+            if let Some(reason) = tracer::modes::stop::reason() {
+                say!("\ntracer: {reason}; judging the window so far");
                 return Ok((elapsed.as_millis() as u64, true));
             }
             if elapsed >= duration {
                 if tty {
-                    eprintln!();
+                    say!("");
                 }
                 return Ok((elapsed.as_millis() as u64, false));
             }
@@ -191,8 +200,13 @@ fn run_window(tracer: &LiveTracer, watch: &mut Watch, duration: Duration) -> Res
             }
             if tty {
                 let left = duration - elapsed;
-                eprint!("\rtracer: collecting… {:>4}s left ", left.as_secs() + 1);
-                let _ = std::io::stderr().flush();
+                let mut err = std::io::stderr();
+                let _ = write!(
+                    err,
+                    "\rtracer: collecting… {:>4}s left ",
+                    left.as_secs() + 1
+                );
+                let _ = err.flush();
             }
             let wait = (duration.min(next_tick))
                 .saturating_sub(started.elapsed())
@@ -200,11 +214,11 @@ fn run_window(tracer: &LiveTracer, watch: &mut Watch, duration: Duration) -> Res
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = tokio::signal::ctrl_c() => {
-                    eprintln!("\ntracer: interrupted; judging the window so far");
+                    say!("\ntracer: interrupted; judging the window so far");
                     return Ok((started.elapsed().as_millis() as u64, true));
                 }
                 _ = sigterm.recv() => {
-                    eprintln!("\ntracer: terminated; judging the window so far");
+                    say!("\ntracer: terminated; judging the window so far");
                     return Ok((started.elapsed().as_millis() as u64, true));
                 }
             }
@@ -237,9 +251,23 @@ fn print_as<T: serde::Serialize>(
     Ok(())
 }
 
+/// One side of `diff`: a file, or stdin for `-`.
+fn diff_input(path: &Path) -> Result<tracer::modes::diff::NodeInput> {
+    if !tracer::modes::files::is_dash(path) {
+        return tracer::modes::diff::NodeInput::load(path);
+    }
+    let (name, text) = tracer::modes::files::read_input(path)?;
+    tracer::modes::diff::NodeInput::parse(&name, &text)
+        .with_context(|| format!("{name} cannot be compared"))
+}
+
 fn diff(affected: &Path, healthy: &Path, format: Option<Format>) -> Result<u8> {
-    let a = tracer::modes::diff::NodeInput::load(affected)?;
-    let h = tracer::modes::diff::NodeInput::load(healthy)?;
+    anyhow::ensure!(
+        !(tracer::modes::files::is_dash(affected) && tracer::modes::files::is_dash(healthy)),
+        "only one of the two inputs can be - (stdin); give the other as a file"
+    );
+    let a = diff_input(affected)?;
+    let h = diff_input(healthy)?;
     let result = tracer::modes::diff::compare(&a, &h);
     print_as(&result, || result.text(), format)?;
     Ok(result.exit_code())
@@ -259,7 +287,7 @@ fn cluster(
         })
         .transpose()?;
     let endpoints = tracer::modes::cluster::parse_endpoints(endpoints, file_text.as_deref())?;
-    eprintln!(
+    say!(
         "tracer: asking {} sidecars for their last {} (at most {})",
         endpoints.len(),
         humantime::format_duration(window),
@@ -296,9 +324,15 @@ fn live_scope(netns: Option<PathBuf>, pod: Option<String>) -> Result<Option<Netn
     }
 }
 
-/// A recording narrowed to `--pod NAMESPACE/NAME` as the recording's facts knew the pod.
+/// A recording (a file, or stdin for `-`) narrowed to `--pod NAMESPACE/NAME` as the
+/// recording's facts knew the pod.
 fn load_recording(file: &Path, pod: Option<&str>) -> Result<Recording> {
-    let mut recording = Recording::load(file)?;
+    let mut recording = if tracer::modes::files::is_dash(file) {
+        let (name, text) = tracer::modes::files::read_input(file)?;
+        Recording::parse(&text).with_context(|| format!("{name} is not a usable recording"))?
+    } else {
+        Recording::load(file)?
+    };
     if let Some(spec) = pod {
         recording.scope = Some(tracer::node::pods::recorded_scope(
             &recording.facts_start.pods,
@@ -326,7 +360,7 @@ fn report(
     let notes = cut_short_note(interrupted, elapsed_ms, duration);
     let judged = watch.finish(&tracer, elapsed_ms.max(1), &notes)?;
     print_document(&judged.document, format)?;
-    eprintln!(
+    say!(
         "tracer: verdict written {:.0} ms after the window closed",
         closed.elapsed().as_secs_f64() * 1000.0
     );
@@ -382,16 +416,19 @@ fn flows(
     Ok(0)
 }
 
+/// `tracer record`: exit status 0 once the recording is written, whatever its verdict (so
+/// `record -o ev.json && upload ev.json` uploads the evidence of a fault); 2 when it is not.
 fn record(
     duration: Duration,
     output: &Path,
+    force: bool,
     netns: Option<PathBuf>,
     pod: Option<String>,
 ) -> Result<u8> {
+    // Refuse an existing file or an unwritable place before watching for a minute; the target
+    // itself is not touched until the whole recording is there to replace it.
+    let output = tracer::modes::files::Output::prepare(output, force)?;
     let scope = live_scope(netns, pod)?;
-    // Fail on an unwritable path before watching for a minute.
-    std::fs::write(output, b"")
-        .with_context(|| format!("cannot write the recording to {}", output.display()))?;
     tracer::modes::stop::install()?;
     let tracer = LiveTracer::start()?;
     let mut watch = Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?;
@@ -399,15 +436,15 @@ fn record(
     let notes = cut_short_note(interrupted, elapsed_ms, duration);
     let judged = watch.finish(&tracer, elapsed_ms.max(1), &notes)?;
     let recording = watch.recording(&tracer, &judged, unix_now());
-    recording.save(output)?;
-    eprintln!(
+    output.write(&recording.to_json()?)?;
+    say!(
         "tracer: recorded {} frames to {}; live verdict: {} ({})",
         recording.frames.len(),
-        output.display(),
+        output.name(),
         judged.document.root_cause,
         judged.document.failure_layer
     );
-    Ok(judged.document.exit_code())
+    Ok(0)
 }
 
 /// Judges a recording exactly as the live run judged its window.
@@ -471,7 +508,11 @@ fn top(
     pod: Option<String>,
     replay: Option<PathBuf>,
 ) -> Result<()> {
-    let save_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let save_dirs = tracer::present::tui::save_dirs(
+        std::env::var_os("TRACER_SAVE_DIR"),
+        std::env::current_dir().ok(),
+        std::env::temp_dir(),
+    );
     let window_frames = window.as_secs().max(2) as usize + 1;
     if let Some(file) = replay {
         let recording = load_recording(&file, pod.as_deref())?;
@@ -504,7 +545,7 @@ fn top(
                 &labels,
             ))
         };
-        return tracer::present::tui::run(producer, Duration::from_secs(1), save_dir, &source);
+        return tracer::present::tui::run(producer, Duration::from_secs(1), save_dirs, &source);
     }
     let scope = live_scope(netns, pod)?;
     tracer::modes::stop::install()?;
@@ -531,7 +572,7 @@ fn top(
             &netns_labels(),
         ))
     };
-    tracer::present::tui::run(producer, Duration::from_secs(1), save_dir, "live")
+    tracer::present::tui::run(producer, Duration::from_secs(1), save_dirs, "live")
 }
 
 fn serve(

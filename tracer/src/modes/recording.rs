@@ -409,6 +409,26 @@ pub struct Recording {
     pub live_verdict: Option<serde_json::Value>,
 }
 
+/// Why text did not even give a recording's header, in one sentence: cut off (a recording
+/// killed while written, a partial download), not JSON, or JSON of something else.
+fn unreadable(e: &serde_json::Error) -> anyhow::Error {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof => anyhow::anyhow!(
+            "the JSON ends early, at line {} column {}: the recording is truncated or incomplete \
+             (cut off while written or copied); record it again or copy the whole file",
+            e.line(),
+            e.column()
+        ),
+        Category::Syntax | Category::Io => anyhow::anyhow!(
+            "not JSON, so not a tracer recording ({e}); give a file `tracer record` wrote"
+        ),
+        Category::Data => anyhow::anyhow!(
+            "not a tracer recording: JSON without its \"format\" and \"version\" ({e})"
+        ),
+    }
+}
+
 impl Recording {
     /// The frames as the judge takes them.
     pub fn frames(&self) -> Vec<Frame> {
@@ -436,8 +456,7 @@ impl Recording {
             format: String,
             version: u32,
         }
-        let header: Header =
-            serde_json::from_str(text).context("not a tracer recording (no format/version)")?;
+        let header: Header = serde_json::from_str(text).map_err(|e| unreadable(&e))?;
         if header.format != FORMAT {
             bail!("format is {:?}, expected {FORMAT:?}", header.format);
         }
@@ -447,12 +466,18 @@ impl Recording {
                 header.version
             );
         }
-        serde_json::from_str(text).context("the recording is damaged")
+        serde_json::from_str(text).map_err(|e| {
+            if e.is_eof() {
+                unreadable(&e)
+            } else {
+                anyhow::anyhow!("the recording is damaged ({e})")
+            }
+        })
     }
 
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string(self).context("encoding the recording")?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    /// The file's text (written whole by `modes::files::Output`).
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).context("encoding the recording")
     }
 }
 
@@ -568,5 +593,28 @@ mod tests {
         let err =
             Recording::parse(r#"{"format":"tracer-recording","version":1}"#).expect_err("refused");
         assert!(format!("{err:#}").contains("damaged"), "{err:#}");
+    }
+
+    #[test]
+    fn a_truncated_recording_says_it_is_truncated_and_where() {
+        let whole = include_str!("../../../tests/fixtures/reports/healthy.rec.json");
+        // Cut in the header and in the frames: both say truncated, with the place.
+        for cut in [20, whole.len() / 2] {
+            let err = Recording::parse(&whole[..cut]).expect_err("truncated");
+            let message = format!("{err:#}");
+            assert!(
+                message.contains("truncated or incomplete")
+                    && message.contains("line 1 column")
+                    && !message.contains("no format/version"),
+                "{message}"
+            );
+        }
+        let err = Recording::parse("hello").expect_err("not JSON");
+        assert!(format!("{err:#}").starts_with("not JSON"), "{err:#}");
+        let err = Recording::parse(r#"{"hello":1}"#).expect_err("other JSON");
+        assert!(
+            format!("{err:#}").contains("without its \"format\""),
+            "{err:#}"
+        );
     }
 }

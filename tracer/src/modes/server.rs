@@ -10,8 +10,9 @@
 //! One producer thread owns the kernel side (the [`LiveTracer`] and its [`Watch`]): it takes a
 //! frame every second, updates the metric totals, judges the default window and publishes the
 //! results; `/report` requests for other windows are handed to it over a channel. The HTTP side
-//! (axum on tokio) never touches the kernel. On SIGTERM or SIGINT the server stops accepting,
-//! lets in-flight requests finish (at most [`DRAIN`]), then the producer detaches the probes.
+//! (axum on tokio) never touches the kernel. On SIGTERM, SIGINT or SIGHUP the server stops
+//! accepting, lets in-flight requests finish (at most [`DRAIN`]), then the producer detaches the
+//! probes.
 
 use std::{
     collections::HashMap,
@@ -396,7 +397,7 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
     Ok(())
 }
 
-/// Runs the server until SIGTERM/SIGINT; returns the exit status.
+/// Runs the server until SIGTERM, SIGINT or SIGHUP; returns the exit status.
 pub fn run(options: ServeOptions) -> Result<u8> {
     // glibc gives every thread that allocates an arena of its own; the producer's per-second
     // copies of the kernel maps (megabytes with a full destination map) then stay spread over
@@ -467,16 +468,20 @@ async fn serve(options: ServeOptions) -> Result<u8> {
     });
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    let early_stop = async {
-        // A signal that came before the handlers above existed.
-        while !crate::modes::stop::requested() {
+    let stop_requested = async {
+        // SIGHUP, or a signal that came before the handlers above existed.
+        loop {
+            if let Some(reason) = crate::modes::stop::reason() {
+                break reason;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
+    let say = crate::modes::stop::say;
     let outcome: Result<u8> = tokio::select! {
-        _ = tokio::signal::ctrl_c() => { eprintln!("tracer: interrupted; stopping"); Ok(0) }
-        _ = early_stop => { eprintln!("tracer: stopped by a signal"); Ok(0) }
-        _ = sigterm.recv() => { eprintln!("tracer: terminated; stopping"); Ok(0) }
+        _ = tokio::signal::ctrl_c() => { say(format_args!("tracer: interrupted; stopping")); Ok(0) }
+        reason = stop_requested => { say(format_args!("tracer: {reason}; stopping")); Ok(0) }
+        _ = sigterm.recv() => { say(format_args!("tracer: terminated; stopping")); Ok(0) }
         failed = failed_rx => match failed {
             Ok(message) => Err(anyhow!(message)),
             Err(_) => Err(anyhow!("the producer thread ended unexpectedly")),
@@ -498,10 +503,10 @@ async fn serve(options: ServeOptions) -> Result<u8> {
     }
     drop(tx);
     let _ = tokio::task::spawn_blocking(move || producer.join()).await;
-    eprintln!(
+    say(format_args!(
         "tracer: probes detached; stopped in {:.0} ms",
         stopping.elapsed().as_secs_f64() * 1000.0
-    );
+    ));
     outcome
 }
 

@@ -389,16 +389,31 @@ impl PodIndex {
         PodIndex { pods }
     }
 
-    /// The pod `spec` names: `NAMESPACE/NAME`, or a UID (either dash form).
-    pub fn find(&self, spec: &str) -> Result<&PodRef> {
+    /// The pod `spec` names (`NAMESPACE/NAME`, or a UID in either dash form), if any.
+    fn lookup(&self, spec: &str) -> Option<&PodRef> {
         let wanted = spec.trim();
-        let found = match wanted.split_once('/') {
+        match wanted.split_once('/') {
             Some((namespace, name)) => self.pods.iter().find(|p| {
                 p.namespace.as_deref() == Some(namespace) && p.name.as_deref() == Some(name)
             }),
             None => normalize_uid(wanted).and_then(|uid| self.pods.iter().find(|p| p.uid == uid)),
-        };
-        if let Some(pod) = found {
+        }
+    }
+
+    /// The first few pods' labels, for an error that lists them.
+    fn listed(&self) -> String {
+        const SHOWN: usize = 5;
+        let mut known: Vec<String> = self.pods.iter().take(SHOWN).map(PodRef::label).collect();
+        if self.pods.len() > SHOWN {
+            known.push(format!("and {} more", self.pods.len() - SHOWN));
+        }
+        known.join(", ")
+    }
+
+    /// The pod `spec` names: `NAMESPACE/NAME`, or a UID (either dash form).
+    pub fn find(&self, spec: &str) -> Result<&PodRef> {
+        let wanted = spec.trim();
+        if let Some(pod) = self.lookup(wanted) {
             return Ok(pod);
         }
         if self.pods.is_empty() {
@@ -407,15 +422,10 @@ impl PodIndex {
                  (no process has a kubepods cgroup in /proc/*/cgroup)"
             );
         }
-        const SHOWN: usize = 5;
-        let mut known: Vec<String> = self.pods.iter().take(SHOWN).map(PodRef::label).collect();
-        if self.pods.len() > SHOWN {
-            known.push(format!("and {} more", self.pods.len() - SHOWN));
-        }
         bail!(
             "--pod {wanted}: no such pod runs on this node (expected NAMESPACE/NAME or a pod UID; \
              pods here: {})",
-            known.join(", ")
+            self.listed()
         )
     }
 
@@ -475,6 +485,14 @@ pub fn recorded_scope(
     let index = start.merged(end);
     if index.is_empty() {
         bail!("--pod {spec}: the recording holds no pods (it was made on a node without pods, or by a tracer that did not read them)");
+    }
+    if index.lookup(spec).is_none() {
+        bail!(
+            "--pod {}: the recording has no such pod (expected NAMESPACE/NAME or a pod UID; \
+             pods in it: {})",
+            spec.trim(),
+            index.listed()
+        );
     }
     let scope = index.scope(spec, Path::new("/proc"))?;
     if let Some(r) = recorded {

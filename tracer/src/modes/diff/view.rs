@@ -131,9 +131,18 @@ impl DocumentView {
         let view: DocumentView = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(json_err) => serde_yaml::from_str(text).map_err(|_| {
-                anyhow::anyhow!(
-                    "neither JSON nor YAML a verdict document is written in ({json_err})"
-                )
+                if json_err.is_eof() {
+                    anyhow::anyhow!(
+                        "the JSON ends early, at line {} column {}: the file is truncated or \
+                         incomplete",
+                        json_err.line(),
+                        json_err.column()
+                    )
+                } else {
+                    anyhow::anyhow!(
+                        "it is not a verdict document, neither as JSON ({json_err}) nor as YAML"
+                    )
+                }
             })?,
         };
         view.checked()

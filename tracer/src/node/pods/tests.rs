@@ -495,4 +495,15 @@ fn judged_documents_name_the_pod_of_each_namespace() {
         .unwrap_err()
         .to_string();
     assert!(none.contains("the recording holds no pods"), "{none}");
+    // A pod the recording does not hold: said of the recording (not "this node"), with its pods.
+    let missing = recorded_scope(&facts.pods, &facts.pods, None, "default/nope")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        missing,
+        format!(
+            "--pod default/nope: the recording has no such pod (expected NAMESPACE/NAME or a pod \
+             UID; pods in it: default/web-0, {coredns}, kube-system/kube-proxy-x7k2p, uid {U3})"
+        )
+    );
 }

@@ -42,11 +42,12 @@ const INPUT_POLL: Duration = Duration::from_millis(100);
 
 /// Runs the dashboard until `q`, Ctrl-C, SIGTERM, SIGHUP or SIGINT; the terminal is restored on
 /// every way out. `producer` is called every `interval` on a thread of its own (it may block for
-/// its second of data); `s` saves the shown verdict document in `save_dir`.
+/// its second of data); `s` saves the shown verdict document in the first of `save_dirs` that
+/// takes a new file (see [`save_dirs`]).
 pub fn run(
     producer: impl FnMut() -> anyhow::Result<Dashboard> + Send + 'static,
     interval: Duration,
-    save_dir: PathBuf,
+    save_dirs: Vec<PathBuf>,
     source: &str,
 ) -> anyhow::Result<()> {
     let (sender, events) = mpsc::channel::<Event>();
@@ -80,7 +81,7 @@ pub fn run(
     let producer_thread = spawn_producer(producer, interval, sender, Arc::clone(&stop));
 
     let mut app = App::new(source);
-    let outcome = event_loop(&mut app, &mut guard, &events, &save_dir);
+    let outcome = event_loop(&mut app, &mut guard, &events, &save_dirs);
 
     stop.store(true, Ordering::SeqCst);
     signals_handle.close();
@@ -105,7 +106,7 @@ fn event_loop(
     app: &mut App,
     guard: &mut TerminalGuard,
     events: &mpsc::Receiver<Event>,
-    save_dir: &Path,
+    save_dirs: &[PathBuf],
 ) -> anyhow::Result<()> {
     if let Ok(size) = guard.terminal().size() {
         app.handle(Event::Resize(size.width, size.height));
@@ -137,7 +138,7 @@ fn event_loop(
             }
         };
         if let Some(Command::Save) = app.handle(event) {
-            let result = save_document(save_dir, app.dashboard(), unix_seconds());
+            let result = save_document(save_dirs, app.dashboard(), unix_seconds());
             app.saved(result);
         }
         if app.should_quit() {
@@ -217,10 +218,30 @@ fn unix_seconds() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Where `s` saves, in order: `$TRACER_SAVE_DIR` when set, the working directory, the system's
+/// temporary directory (the DaemonSet's root file system is read-only).
+pub fn save_dirs(
+    env: Option<std::ffi::OsString>,
+    cwd: Option<PathBuf>,
+    tmp: PathBuf,
+) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = env
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(cwd)
+        .collect();
+    if !dirs.contains(&tmp) {
+        dirs.push(tmp);
+    }
+    dirs
+}
+
 /// Writes the shown snapshot's verdict document as pretty JSON to
-/// `dir/tracer-verdict-<unix secs>.json` (never overwriting: `-1`, `-2`… when taken).
+/// `DIR/tracer-verdict-<unix secs>.json` (never overwriting: `-1`, `-2`… when taken) in the
+/// first of `dirs` that takes a new file; the path says where it went.
 fn save_document(
-    dir: &Path,
+    dirs: &[PathBuf],
     dashboard: Option<&Dashboard>,
     unix_secs: u64,
 ) -> anyhow::Result<PathBuf> {
@@ -228,7 +249,26 @@ fn save_document(
         .and_then(|d| d.document.as_ref())
         .context("this snapshot carries no verdict document")?;
     let json = serde_json::to_string_pretty(document).context("serialising the verdict")?;
-    write_new_file(dir, unix_secs, &json)
+    write_in_first_writable(dirs, unix_secs, &json)
+}
+
+/// [`write_new_file`] in the first of `dirs` where it succeeds.
+fn write_in_first_writable(
+    dirs: &[PathBuf],
+    unix_secs: u64,
+    json: &str,
+) -> anyhow::Result<PathBuf> {
+    let mut failures = Vec::new();
+    for dir in dirs {
+        match write_new_file(dir, unix_secs, json) {
+            Ok(path) => return Ok(path),
+            Err(error) => failures.push(format!("{error:#}")),
+        }
+    }
+    bail!(
+        "no directory takes the file ({}); set TRACER_SAVE_DIR to a writable one",
+        failures.join("; ")
+    )
 }
 
 fn write_new_file(dir: &Path, unix_secs: u64, contents: &str) -> anyhow::Result<PathBuf> {

@@ -11,7 +11,9 @@ use ratatui::{
     Terminal,
 };
 
-use super::{render, write_new_file, App, Command, Drill, Event, Pane};
+use super::{
+    render, save_dirs, write_in_first_writable, write_new_file, App, Command, Drill, Event, Pane,
+};
 use crate::{
     judge::layers::Layer,
     present::dashboard::{CounterRow, Dashboard, DestRow, DropRow, FlowRow},
@@ -530,8 +532,42 @@ fn saving_never_overwrites() {
     let _ = std::fs::remove_dir_all(&dir);
     // A snapshot without a document says so.
     let dashboard = degraded();
-    let error = super::save_document(&dir, Some(&dashboard), 1).expect_err("no document");
+    let error = super::save_document(&[dir], Some(&dashboard), 1).expect_err("no document");
     assert!(error.to_string().contains("no verdict document"), "{error}");
+}
+
+#[test]
+fn saving_goes_to_tracer_save_dir_else_the_working_directory_else_tmp() {
+    let tmp = std::path::PathBuf::from("/tmp");
+    assert_eq!(
+        save_dirs(Some("/data".into()), Some("/".into()), tmp.clone()),
+        [std::path::PathBuf::from("/data"), "/".into(), "/tmp".into()]
+    );
+    assert_eq!(
+        save_dirs(Some("".into()), None, tmp.clone()),
+        [std::path::PathBuf::from("/tmp")]
+    );
+    assert_eq!(
+        save_dirs(None, Some("/tmp".into()), tmp),
+        [std::path::PathBuf::from("/tmp")]
+    );
+    // A working directory that takes no file (the DaemonSet's read-only root; here a path
+    // under a regular file, unwritable even for root): the next directory gets it.
+    let base = std::env::temp_dir().join(format!("tracer-tui-save-{}", std::process::id()));
+    std::fs::create_dir_all(&base).expect("temp dir");
+    let not_a_dir = base.join("file");
+    std::fs::write(&not_a_dir, "").expect("file");
+    let fallback = base.join("fallback");
+    std::fs::create_dir_all(&fallback).expect("fallback dir");
+    let saved = write_in_first_writable(&[not_a_dir.clone(), fallback.clone()], 7, "{}")
+        .expect("saved in the fallback");
+    assert_eq!(saved, fallback.join("tracer-verdict-7.json"));
+    let error = write_in_first_writable(&[not_a_dir], 7, "{}").expect_err("nowhere");
+    assert!(
+        error.to_string().contains("set TRACER_SAVE_DIR"),
+        "{error:#}"
+    );
+    let _ = std::fs::remove_dir_all(&base);
 }
 
 #[test]
