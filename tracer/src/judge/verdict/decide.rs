@@ -213,22 +213,57 @@ fn timeline(
     timeline
 }
 
-/// Onset of a layer's loss: the first second its rate rose above the window's baseline.
+/// Intervals shorter than this are left out of the onset search: too few packets in them for a
+/// rate (the window's last interval is often a few milliseconds).
+const ONSET_MIN_INTERVAL_MS: u64 = 500;
+
+/// Onset of a layer's loss: the start of the first interval whose rate rose well above the
+/// rate before it, as `(seconds into the window, baseline /s, rate /s)`. None when the loss was
+/// already there in the first interval or never rose above the noise: the rates after the
+/// onset must average at least twice those before it, the rise must exceed three standard
+/// deviations of a Poisson count at the baseline (3·√base per second), and the extra packets
+/// since the onset must reach [`MIN_LOSS`]. A steady flood whose seconds differ by a few
+/// packets has no onset: it is present throughout the window.
 fn onset(ticks: &[Tick], layer: Layer) -> Option<(f64, u64, u64)> {
-    let rates: Vec<u64> = ticks
-        .iter()
-        .map(|t| t.loss.get(&layer).copied().unwrap_or(0))
-        .collect();
-    let base = rates.iter().copied().min()?;
-    let peak = rates.iter().copied().max()?;
+    // (interval start ms, interval length ms, packets per second), normalised because the
+    // intervals are only about a second each.
+    let mut rates: Vec<(u64, u64, f64)> = Vec::with_capacity(ticks.len());
+    let mut previous = 0u64;
+    for t in ticks {
+        let len = t.at_ms.saturating_sub(previous);
+        if len >= ONSET_MIN_INTERVAL_MS {
+            let count = t.loss.get(&layer).copied().unwrap_or(0);
+            rates.push((previous, len, count as f64 * 1000.0 / len as f64));
+        }
+        previous = t.at_ms;
+    }
+    let base = rates.iter().map(|r| r.2).reduce(f64::min)?;
+    let peak = rates.iter().map(|r| r.2).reduce(f64::max)?;
     if peak <= base {
         return None;
     }
-    let threshold = base + ((peak - base) / 2).max(1);
-    let i = rates.iter().position(|r| *r >= threshold)?;
-    // The interval ending at tick i began at the previous tick (or the window start).
-    let began_ms = if i == 0 { 0 } else { ticks[i - 1].at_ms };
-    Some((began_ms as f64 / 1000.0, base, rates[i]))
+    let threshold = base + (peak - base) / 2.0;
+    let i = rates.iter().position(|r| r.2 >= threshold)?;
+    if i == 0 {
+        // At the threshold from the first interval: the rise, if any, came before the window.
+        return None;
+    }
+    let mean = |rs: &[(u64, u64, f64)]| {
+        let ms: u64 = rs.iter().map(|r| r.1).sum();
+        rs.iter().map(|r| r.2 * r.1 as f64).sum::<f64>() / ms.max(1) as f64
+    };
+    let (before, after) = (mean(&rates[..i]), mean(&rates[i..]));
+    let after_s = rates[i..].iter().map(|r| r.1).sum::<u64>() as f64 / 1000.0;
+    let rise = after - before;
+    if after < 2.0 * before || rise < 3.0 * before.sqrt() || rise * after_s < MIN_LOSS as f64 {
+        return None;
+    }
+    let (began_ms, _, rate) = rates[i];
+    Some((
+        began_ms as f64 / 1000.0,
+        before.round() as u64,
+        rate.round() as u64,
+    ))
 }
 
 /// Confidence in a root cause: its share of all the loss, times the share of probes attached,

@@ -495,3 +495,72 @@ fn refused_connects_are_ruled_out_as_an_application_matter() {
         .iter()
         .any(|r| r.check.contains("ECONNREFUSED") && r.result.starts_with("3 connects")));
 }
+
+/// Ticks of `layer` losing `rates[i]` packets in second `i + 1`.
+fn ticks_of(layer: Layer, rates: &[u64]) -> Vec<Tick> {
+    rates
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Tick {
+            at_ms: (i as u64 + 1) * 1000,
+            loss: [(layer, *r)].into_iter().collect(),
+        })
+        .collect()
+}
+
+#[test]
+fn steady_loss_has_no_onset_and_is_present_throughout_the_window() {
+    // A constant ~500/s flood: the seconds differ by counting noise only.
+    let rates = [500, 502, 499, 501, 500, 502, 498, 500, 501, 500];
+    let o = observed(
+        &[("NETFILTER_DROP", "nft_do_chain+0x1", rates.iter().sum())],
+        &[],
+        &[],
+    );
+    let mut w = window(o, quiet(), quiet());
+    w.ticks = ticks_of(Layer::IptablesNetpolicy, &rates);
+    let v = decide(&w);
+    assert_eq!(v.root_cause, "security_rule_drops");
+    assert!(
+        !v.timeline.iter().any(|t| t.event.starts_with("onset")),
+        "{:?}",
+        v.timeline
+    );
+    assert!(
+        v.evidence.iter().any(|e| e.kind == "correlate"
+            && e.content
+                == "netfilter / NetworkPolicy loss present throughout the window (no onset inside it)"),
+        "{:?}",
+        v.evidence
+    );
+    // A low second (a short interval, a scheduling hiccup) is not a rise either, nor is Poisson
+    // noise at a low rate.
+    for rates in [
+        &[500, 500, 250, 500, 500, 500, 500, 500, 500, 500][..],
+        &[3, 6, 0, 9, 4, 5, 1, 8, 5, 4][..],
+    ] {
+        w.ticks = ticks_of(Layer::IptablesNetpolicy, rates);
+        let v = decide(&w);
+        assert!(
+            !v.timeline.iter().any(|t| t.event.starts_with("onset")),
+            "{rates:?}: {:?}",
+            v.timeline
+        );
+    }
+    // A real rise still has its onset: 20/s, then 400/s from the interval that began at 5 s.
+    w.ticks = ticks_of(
+        Layer::IptablesNetpolicy,
+        &[20, 22, 19, 21, 20, 400, 410, 395, 405, 400],
+    );
+    let v = decide(&w);
+    let onset = v
+        .timeline
+        .iter()
+        .find(|t| t.event.starts_with("onset"))
+        .expect("onset");
+    assert!((onset.at_s - 5.0).abs() < 1e-9, "{onset:?}");
+    assert_eq!(
+        onset.event,
+        "onset: netfilter / NetworkPolicy loss rose to 400/s from a baseline of 20/s"
+    );
+}
