@@ -40,6 +40,10 @@ pub(super) struct FlowSignals {
     pub routing: Vec<String>,
     /// Where the retransmits went: share outside the node's own subnets, top destinations.
     pub upstream: Vec<String>,
+    /// Retransmitted segments of the listed destinations, and those of them that went outside
+    /// the node's subnets (through a gateway).
+    pub retrans_listed: u64,
+    pub retrans_outside: u64,
     /// Failed connects and refusals worth showing whatever the verdict.
     pub evidence: Vec<String>,
     /// Connects refused by the peer (a reset in SYN_SENT: nobody listening).
@@ -111,6 +115,8 @@ pub(super) fn flow_signals(observed: &Report, facts: &NodeFacts) -> FlowSignals 
             }
         }
         let listed: u64 = top.iter().map(|d| d.retransmits).sum();
+        out.retrans_listed = listed;
+        out.retrans_outside = outside;
         if listed > 0 {
             out.upstream.push(format!(
                 "{:.0} % of retransmitted segments went to destinations outside the node's subnets",
