@@ -130,27 +130,10 @@ fn headline(f: &Finding, seconds: f64) -> Vec<EvidenceItem> {
     out
 }
 
-/// What the probes saw whatever the verdict: the retransmissions' top flow, failed connects.
+/// What the probes saw whatever the verdict: failed connects (the retransmissions are the
+/// upstream rule's evidence: it explains them).
 fn observations(ctx: &Context) -> Vec<EvidenceItem> {
     let mut out = Vec::new();
-    let r = &ctx.w.observed.retransmits;
-    if let Some(flow) = r.flows.first() {
-        out.push(EvidenceItem {
-            kind: "kernel_probe".to_owned(),
-            content: format!(
-                "retransmissions: {} segments in {} skbs across {} flows; top flow {}:{} → {}:{} ({}) with {} segments",
-                r.segments_total,
-                r.total,
-                r.flows.len(),
-                flow.saddr,
-                flow.sport,
-                flow.daddr,
-                flow.dport,
-                flow.state,
-                flow.retransmitted_segments + flow.synack_retransmits
-            ),
-        });
-    }
     for text in ctx.flows.evidence.iter().take(3) {
         out.push(EvidenceItem {
             kind: "kernel_probe".to_owned(),

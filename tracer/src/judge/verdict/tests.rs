@@ -564,3 +564,55 @@ fn steady_loss_has_no_onset_and_is_present_throughout_the_window() {
         "onset: netfilter / NetworkPolicy loss rose to 400/s from a baseline of 20/s"
     );
 }
+
+#[test]
+fn explained_retransmits_say_why_in_the_text_and_rule_upstream_out() {
+    // A clean transfer: 49421 retransmitted segments, 47000 of them DSACKed, 3.3 M sent.
+    let o = observed(&[], &[(5201, 49_421)], &[]);
+    let counters = |out, retrans, dsack| {
+        host(
+            &[
+                ("Tcp", "OutSegs", out),
+                ("Tcp", "RetransSegs", retrans),
+                ("TcpExt", "TCPDSACKRecvSegs", dsack),
+            ],
+            &[],
+            &[],
+        )
+    };
+    let w = window(o, counters(0, 0, 0), counters(3_317_619, 49_421, 47_000));
+    let v = decide(&w);
+    assert_eq!(v.root_cause, "none");
+    let line = v
+        .evidence
+        .iter()
+        .find(|e| e.content.starts_with("retransmissions: 49421 segments"))
+        .expect("retransmissions line");
+    assert!(
+        line.content.ends_with(
+            " — not packet loss: 47000 were spurious (DSACK: the receiver already had them) and the rest are 0.07 % of the segments sent, under the 0.20 % counted as loss"
+        ),
+        "{}",
+        line.content
+    );
+    let upstream = v
+        .ruled_out
+        .iter()
+        .find(|r| r.check == "upstream loss (network path)")
+        .expect("upstream ruled out");
+    assert_eq!(
+        upstream.result,
+        "49421 retransmitted segments: 47000 spurious (DSACK), the rest 0.07 % of the segments sent, under the 0.20 % counted as loss"
+    );
+    let doc =
+        crate::judge::document::VerdictDocument::new(v, w.observed.clone(), &w.facts_end, vec![]);
+    let text = doc.text();
+    assert!(
+        text.contains("not packet loss: 47000 were spurious"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nRuled out\n") && text.contains("  upstream loss (network path): 49421"),
+        "{text}"
+    );
+}

@@ -58,6 +58,75 @@ pub(super) fn assess(ctx: &Context, earlier: &[Finding]) -> Finding {
         score.lost_packets = unexplained;
     }
     let mut f = Finding::layer(Layer::Upstream, score);
+    // Why retransmissions are not loss, when they are not: said beside them and ruled out.
+    let floor = MIN_RETRANS_RATIO * 100.0;
+    let pct = retrans_ratio * 100.0;
+    let why_not = if retrans_segments == 0 {
+        Some((String::new(), "no retransmitted segments traced".to_owned()))
+    } else if s.out_segs > 0 && genuine == 0 {
+        Some((
+            format!(
+                " — not packet loss: all {} were spurious (DSACK: the receiver already had them)",
+                s.dsack_segs
+            ),
+            format!(
+                "{retrans_segments} retransmitted segments, all spurious (DSACK: the receiver already had them)"
+            ),
+        ))
+    } else if s.out_segs > 0 && retrans_ratio < MIN_RETRANS_RATIO {
+        Some(if s.dsack_segs > 0 {
+            (
+                format!(
+                    " — not packet loss: {} were spurious (DSACK: the receiver already had them) and the rest are {pct:.2} % of the segments sent, under the {floor:.2} % counted as loss",
+                    s.dsack_segs
+                ),
+                format!(
+                    "{retrans_segments} retransmitted segments: {} spurious (DSACK), the rest {pct:.2} % of the segments sent, under the {floor:.2} % counted as loss",
+                    s.dsack_segs
+                ),
+            )
+        } else {
+            (
+                format!(
+                    " — not packet loss: {pct:.2} % of the segments sent, under the {floor:.2} % counted as loss"
+                ),
+                format!(
+                    "{retrans_segments} retransmitted segments: {pct:.2} % of the segments sent, under the {floor:.2} % counted as loss"
+                ),
+            )
+        })
+    } else if unexplained == 0 {
+        Some((
+            format!(" — explained by the {local_loss} packets lost on the node"),
+            format!(
+                "{retrans_segments} retransmitted segments, explained by the {local_loss} packets lost on the node"
+            ),
+        ))
+    } else {
+        None
+    };
+    let r = &ctx.w.observed.retransmits;
+    if let Some(flow) = r.flows.first() {
+        f.evidence.push(super::item(
+            "kernel_probe",
+            format!(
+                "retransmissions: {} segments in {} skbs across {} flows; top flow {}:{} → {}:{} ({}) with {} segments{}",
+                r.segments_total,
+                r.total,
+                r.flows.len(),
+                flow.saddr,
+                flow.sport,
+                flow.daddr,
+                flow.dport,
+                flow.state,
+                flow.retransmitted_segments + flow.synack_retransmits,
+                why_not.as_ref().map_or("", |w| w.0.as_str())
+            ),
+        ));
+    }
+    if let Some((_, result)) = why_not {
+        f.rule_out("upstream loss (network path)", result);
+    }
     // Where the retransmitted segments went: mostly inside the node's own subnets is a peer
     // (another node, a pod), not the VPC's gateways.
     let (listed, outside) = (ctx.flows.retrans_listed, ctx.flows.retrans_outside);
