@@ -10,7 +10,8 @@ use crate::{
     judge::layers::Layer,
     judge::report::Report,
     judge::verdict::{
-        EvidenceItem, LayerScore, Mitigation, NoiseSummary, RuledOut, TimelineEntry, Verdict,
+        EvidenceItem, LayerScore, Mitigation, NoiseSummary, OtherFinding, RuledOut, TimelineEntry,
+        Verdict,
     },
     node::evidence::NodeFacts,
 };
@@ -45,6 +46,8 @@ pub struct VerdictDocument {
     pub mitigation: Mitigation,
     pub cross_reference: Vec<String>,
     // Extras.
+    /// Every other layer that lost packets enough to be a root cause, with its evidence.
+    pub other_findings: Vec<OtherFinding>,
     pub escalation: Vec<String>,
     pub confidence: f64,
     pub ruled_out: Vec<RuledOut>,
@@ -81,6 +84,7 @@ impl VerdictDocument {
                 .into_iter()
                 .map(|c| format!("{}: {}", c.runbook, c.evidence))
                 .collect(),
+            other_findings: verdict.other_findings,
             escalation: verdict.escalation,
             confidence: verdict.confidence,
             ruled_out: verdict.ruled_out,
@@ -106,6 +110,22 @@ impl VerdictDocument {
         } else {
             EXIT_DEGRADED
         }
+    }
+
+    /// One line per other layer that lost packets enough to be a root cause:
+    /// `also: TCP stack lost 262 packets — listen queue overflow`.
+    pub fn also_lines(&self) -> Vec<String> {
+        self.other_findings
+            .iter()
+            .map(|o| {
+                format!(
+                    "also: {} lost {} packets — {}",
+                    o.failure_layer.title(),
+                    o.lost_packets,
+                    o.summary
+                )
+            })
+            .collect()
     }
 
     /// A short summary for a person at a terminal.
@@ -138,9 +158,23 @@ impl VerdictDocument {
                 self.root_cause, self.failure_layer, self.severity, self.confidence
             );
         }
+        for line in self.also_lines() {
+            let _ = writeln!(out, "{line}");
+        }
         if !self.evidence.is_empty() {
             let _ = writeln!(out, "\nEvidence");
             for e in &self.evidence {
+                let _ = writeln!(out, "  [{}] {}", e.kind, e.content);
+            }
+        }
+        for o in &self.other_findings {
+            let _ = writeln!(
+                out,
+                "\nEvidence for {} ({})",
+                o.failure_layer.title(),
+                o.root_cause
+            );
+            for e in &o.evidence {
                 let _ = writeln!(out, "  [{}] {}", e.kind, e.content);
             }
         }
@@ -252,6 +286,7 @@ mod tests {
             timeline: vec![],
             layer_scores: BTreeMap::new(),
             noise: NoiseSummary::default(),
+            other_findings: vec![],
         };
         let observed = Report {
             tracer_version: "test",

@@ -781,6 +781,7 @@ mod tests {
             timeline: Vec::new(),
             layer_scores: BTreeMap::new(),
             noise: crate::judge::verdict::NoiseSummary::default(),
+            other_findings: Vec::new(),
         };
         let report: Report = crate::judge::report::build(
             &delta(7, 1, 1),
@@ -1027,6 +1028,7 @@ mod histogram_tests {
             timeline: Vec::new(),
             layer_scores: BTreeMap::new(),
             noise: Default::default(),
+            other_findings: Vec::new(),
         };
         let doc = VerdictDocument::new(
             verdict,

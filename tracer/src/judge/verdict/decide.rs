@@ -9,7 +9,8 @@ use crate::{judge::layers::Layer, kernel::probes::ProbeState};
 use super::{
     context::Context,
     rules::{Finding, RULES},
-    EvidenceItem, LayerScore, Mitigation, Tick, TimelineEntry, Verdict, WindowEvidence, MIN_LOSS,
+    EvidenceItem, LayerScore, Mitigation, OtherFinding, Tick, TimelineEntry, Verdict,
+    WindowEvidence, MIN_LOSS,
 };
 
 /// Decides the verdict.
@@ -28,20 +29,73 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
     let chosen = decided.and_then(|l| findings.iter().find(|f| f.layer == Some(l)));
     let seconds = ctx.seconds;
 
+    // Every other layer that lost enough is a finding of its own: its evidence goes with it,
+    // not under the root cause.
+    let mut secondary: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.layer.is_some_and(|l| Some(l) != decided) && f.score.lost_packets >= MIN_LOSS)
+        .collect();
+    secondary.sort_by_key(|f| std::cmp::Reverse(f.score.lost_packets));
+    let is_secondary =
+        |layer: Option<Layer>| layer.is_some() && secondary.iter().any(|s| s.layer == layer);
+    let failures: Vec<(Option<Layer>, &str)> = ctx
+        .flows
+        .failures
+        .iter()
+        .map(|f| (ctx.failure_layer(f), f.text.as_str()))
+        .collect();
+
     let mut evidence = Vec::new();
     if let Some(f) = chosen {
         evidence.extend(headline(f, seconds));
     }
     let mut escalation = Vec::new();
     for f in &findings {
-        evidence.extend(f.evidence.iter().cloned());
+        if !is_secondary(f.layer) {
+            evidence.extend(f.evidence.iter().cloned());
+        }
         escalation.extend(f.escalation.iter().cloned());
         if chosen.is_some_and(|c| std::ptr::eq(c, f)) {
             evidence.extend(f.if_root_cause.evidence.iter().cloned());
             escalation.extend(f.if_root_cause.escalation.iter().cloned());
         }
     }
-    evidence.extend(observations(&ctx));
+    // Failed connects the root cause's layer explains, or no layer does.
+    evidence.extend(
+        failures
+            .iter()
+            .filter(|(layer, _)| !is_secondary(*layer))
+            .take(3)
+            .map(|(_, text)| probe_item(text)),
+    );
+    let other_findings = secondary
+        .iter()
+        .map(|f| {
+            let layer = f.layer.unwrap_or(Layer::Upstream);
+            let mut evidence: Vec<EvidenceItem> = f
+                .score
+                .signals
+                .iter()
+                .take(4)
+                .map(|s| signal_item(s))
+                .collect();
+            evidence.extend(f.evidence.iter().cloned());
+            evidence.extend(
+                failures
+                    .iter()
+                    .filter(|(l, _)| *l == f.layer)
+                    .take(3)
+                    .map(|(_, text)| probe_item(text)),
+            );
+            OtherFinding {
+                root_cause: layer.root_cause().to_owned(),
+                failure_layer: layer,
+                lost_packets: f.score.lost_packets,
+                summary: f.summary.clone(),
+                evidence,
+            }
+        })
+        .collect();
     let timeline = timeline(w, decided, seconds, &mut evidence);
 
     let total_score: u64 = layer_scores.values().map(|s| s.lost_packets).sum();
@@ -85,6 +139,7 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
         timeline,
         layer_scores,
         noise: ctx.noise,
+        other_findings,
     }
 }
 
@@ -118,29 +173,26 @@ fn headline(f: &Finding, seconds: f64) -> Vec<EvidenceItem> {
             fmt_rate(f.score.lost_packets, seconds)
         ),
     }];
-    for signal in f.score.signals.iter().take(6) {
-        let probe = signal.contains("drops at")
-            || signal.contains("retransmitted")
-            || signal.contains("NET_RX");
-        out.push(EvidenceItem {
-            kind: if probe { "kernel_probe" } else { "counters" }.to_owned(),
-            content: signal.clone(),
-        });
-    }
+    out.extend(f.score.signals.iter().take(6).map(|s| signal_item(s)));
     out
 }
 
-/// What the probes saw whatever the verdict: failed connects (the retransmissions are the
-/// upstream rule's evidence: it explains them).
-fn observations(ctx: &Context) -> Vec<EvidenceItem> {
-    let mut out = Vec::new();
-    for text in ctx.flows.evidence.iter().take(3) {
-        out.push(EvidenceItem {
-            kind: "kernel_probe".to_owned(),
-            content: text.clone(),
-        });
+/// A layer's signal as evidence: the probes' (drops, retransmits, NET_RX time) or a counter's.
+fn signal_item(signal: &str) -> EvidenceItem {
+    let probe = signal.contains("drops at")
+        || signal.contains("retransmitted")
+        || signal.contains("NET_RX");
+    EvidenceItem {
+        kind: if probe { "kernel_probe" } else { "counters" }.to_owned(),
+        content: signal.to_owned(),
     }
-    out
+}
+
+fn probe_item(text: &str) -> EvidenceItem {
+    EvidenceItem {
+        kind: "kernel_probe".to_owned(),
+        content: text.to_owned(),
+    }
 }
 
 /// The window's timeline, with the root cause's onset (also said as `correlate` evidence).

@@ -103,6 +103,18 @@ pub struct LayerScore {
     pub signals: Vec<String>,
 }
 
+/// A layer that lost at least [`MIN_LOSS`] packets but is not the root cause: a second fault,
+/// with the evidence it explains (its signals, the failed connects it explains).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OtherFinding {
+    pub root_cause: String,
+    pub failure_layer: Layer,
+    pub lost_packets: u64,
+    /// What the loss is, in a few words (`listen queue overflow`).
+    pub summary: String,
+    pub evidence: Vec<EvidenceItem>,
+}
+
 /// Drops that do not decide the verdict, by why.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NoiseSummary {
@@ -125,6 +137,9 @@ pub struct Verdict {
     pub timeline: Vec<TimelineEntry>,
     pub layer_scores: BTreeMap<Layer, LayerScore>,
     pub noise: NoiseSummary,
+    /// Every other layer that lost at least [`MIN_LOSS`] packets, the most first.
+    #[serde(default)]
+    pub other_findings: Vec<OtherFinding>,
 }
 
 #[cfg(test)]

@@ -616,3 +616,105 @@ fn explained_retransmits_say_why_in_the_text_and_rule_upstream_out() {
         "{text}"
     );
 }
+
+#[test]
+fn a_second_fault_gets_its_own_finding_with_its_evidence() {
+    // A DNS drop rule (500 NETFILTER_DROP) and a listen queue overflowing (262) at once; 60
+    // connects to a local :8080 fail in SYN_SENT, 5 to a dropped subnet.
+    let o = {
+        let mut o = observed(&[("NETFILTER_DROP", "nft_do_chain+0x46f", 500)], &[], &[]);
+        o.flows.destinations = vec![
+            crate::judge::flows::Destination {
+                connects: 60,
+                failed_connects: 60,
+                ..destination("198.18.0.2", 8080)
+            },
+            crate::judge::flows::Destination {
+                connects: 5,
+                failed_connects: 5,
+                ..destination("198.18.5.5", 443)
+            },
+        ];
+        o.flows.totals.connects = 65;
+        o.flows.totals.failed_connects = 65;
+        o
+    };
+    let listen = |n| {
+        host(
+            &[
+                ("Tcp", "OutSegs", 1000),
+                ("TcpExt", "ListenOverflows", n),
+                ("TcpExt", "ListenDrops", n),
+            ],
+            &[],
+            &[],
+        )
+    };
+    let mut w = window(o, listen(0), listen(262));
+    let rule = |rule: &str, source: &str, packets| FirewallRule {
+        netns: 1,
+        netns_label: "host".to_owned(),
+        source: source.to_owned(),
+        table: "filter".to_owned(),
+        chain: "OUTPUT".to_owned(),
+        rule: rule.to_owned(),
+        verdict: "drop".to_owned(),
+        packets: Some(packets),
+        ..Default::default()
+    };
+    w.facts_start.firewall_rules = vec![
+        rule("-p udp -m udp --dport 53 -j DROP", "iptables-legacy", 0),
+        rule("ip daddr 198.18.5.0/24 counter", "nftables", 0),
+    ];
+    w.facts_end.firewall_rules = vec![
+        rule("-p udp -m udp --dport 53 -j DROP", "iptables-legacy", 495),
+        rule("ip daddr 198.18.5.0/24 counter", "nftables", 5),
+    ];
+    w.facts_end.routes = vec![route("198.18.0.0/24", "unicast", None)];
+    let v = decide(&w);
+    assert_eq!(v.root_cause, "security_rule_drops");
+    // The failed connects to :8080 are the listen queue's, not the firewall's.
+    assert!(
+        !v.evidence.iter().any(|e| e.content.contains(":8080")),
+        "{:#?}",
+        v.evidence
+    );
+    // Those into the dropped subnet are the firewall's and stay.
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.content.starts_with("5 of 5 connects to 198.18.5.5:443")),
+        "{:#?}",
+        v.evidence
+    );
+    let doc =
+        crate::judge::document::VerdictDocument::new(v, w.observed.clone(), &w.facts_end, vec![]);
+    let json = serde_json::to_value(&doc).expect("json");
+    let other = &json["other_findings"];
+    assert_eq!(other.as_array().map(Vec::len), Some(1), "{other}");
+    assert_eq!(other[0]["failure_layer"], "tcp_stack");
+    assert_eq!(other[0]["root_cause"], "tcp_retransmissions");
+    assert_eq!(other[0]["lost_packets"], 262);
+    assert_eq!(other[0]["summary"], "listen queue overflow");
+    let evidence: Vec<&str> = other[0]["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .filter_map(|e| e["content"].as_str())
+        .collect();
+    assert!(
+        evidence.contains(
+            &"60 of 60 connects to 198.18.0.2:8080 (netns 4026532999) failed in SYN_SENT"
+        ),
+        "{evidence:?}"
+    );
+    assert!(
+        evidence.iter().any(|e| e.contains("ListenOverflows")),
+        "{evidence:?}"
+    );
+    let text = doc.text();
+    assert!(
+        text.contains("\nalso: TCP stack lost 262 packets — listen queue overflow\n"),
+        "{text}"
+    );
+}

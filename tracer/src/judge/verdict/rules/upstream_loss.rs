@@ -58,6 +58,7 @@ pub(super) fn assess(ctx: &Context, earlier: &[Finding]) -> Finding {
         score.lost_packets = unexplained;
     }
     let mut f = Finding::layer(Layer::Upstream, score);
+    f.summary = "retransmissions the node's own loss does not explain".to_owned();
     // Why retransmissions are not loss, when they are not: said beside them and ruled out.
     let floor = MIN_RETRANS_RATIO * 100.0;
     let pct = retrans_ratio * 100.0;
