@@ -477,6 +477,7 @@ fn recorded_verdict(start: &str, end: &str) -> VerdictDocument {
         facts_start: NodeFacts::default(),
         facts_end: facts.clone(),
         ticks: vec![],
+        started_unix_ms: None,
     };
     let verdict = decide(&evidence);
     VerdictDocument::new(verdict, evidence.observed, &facts, vec![])

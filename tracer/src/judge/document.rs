@@ -35,6 +35,19 @@ pub struct NodeSummary {
     pub collection_errors: Vec<String>,
 }
 
+/// Where and when the window was watched, to match the document with logs and tickets.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WindowClock {
+    /// The node's name (`NODE_NAME`, else the host name); null when not known (recordings
+    /// made before documents carried it).
+    pub node_name: Option<String>,
+    /// The window's start and end in UTC, RFC 3339 (null without a wall clock: older
+    /// recordings); the timeline's `at_s` count from `start`.
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub duration_s: f64,
+}
+
 /// The document. Field order is the output order.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerdictDocument {
@@ -46,6 +59,7 @@ pub struct VerdictDocument {
     pub mitigation: Mitigation,
     pub cross_reference: Vec<String>,
     // Extras.
+    pub window: WindowClock,
     /// Every other layer that lost packets enough to be a root cause, with its evidence.
     pub other_findings: Vec<OtherFinding>,
     pub escalation: Vec<String>,
@@ -79,6 +93,10 @@ impl VerdictDocument {
             evidence: verdict.evidence,
             severity: verdict.severity,
             mitigation: verdict.mitigation,
+            window: WindowClock {
+                duration_s: observations.window.duration_s,
+                ..Default::default()
+            },
             cross_reference: verdict
                 .cross_reference
                 .into_iter()
@@ -132,11 +150,20 @@ impl VerdictDocument {
     pub fn text(&self) -> String {
         let mut out = String::new();
         let w = &self.observations.window;
+        let c = &self.window;
         let _ = writeln!(
             out,
-            "tracer: {:.0} s watched on {}{}",
+            "tracer: {:.0} s watched on {}{}{}{}",
             w.duration_s,
+            c.node_name
+                .as_deref()
+                .map(|n| format!("node {n}, kernel "))
+                .unwrap_or_default(),
             self.observations.kernel,
+            match (&c.start, &c.end) {
+                (Some(s), Some(e)) => format!(", {s} → {e}"),
+                _ => String::new(),
+            },
             w.netns
                 .as_ref()
                 .map(|n| match &n.pod {

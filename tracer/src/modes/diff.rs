@@ -1348,6 +1348,7 @@ mod tests {
             facts_start: facts.clone(),
             facts_end: facts.clone(),
             ticks: vec![],
+            started_unix_ms: None,
         };
         let document = VerdictDocument::new(decide(&evidence), evidence.observed, &facts, vec![]);
         NodeInput {

@@ -8,6 +8,7 @@ use crate::{judge::layers::Layer, kernel::probes::ProbeState};
 
 use super::{
     context::Context,
+    rfc3339_utc,
     rules::{Finding, RULES},
     EvidenceItem, LayerScore, Mitigation, OtherFinding, Tick, TimelineEntry, Verdict,
     WindowEvidence, MIN_LOSS,
@@ -195,40 +196,54 @@ fn probe_item(text: &str) -> EvidenceItem {
     }
 }
 
-/// The window's timeline, with the root cause's onset (also said as `correlate` evidence).
+/// The window's timeline, with the root cause's onset (also said as `correlate` evidence);
+/// each entry in UTC too when the window's wall-clock start is known.
 fn timeline(
     w: &WindowEvidence,
     decided: Option<Layer>,
     seconds: f64,
     evidence: &mut Vec<EvidenceItem>,
 ) -> Vec<TimelineEntry> {
-    let mut timeline = vec![TimelineEntry {
-        at_s: 0.0,
-        event: "window start: probes attached, counters sampled".to_owned(),
-    }];
+    let entry = |at_s: f64, event: String| TimelineEntry {
+        at_s,
+        at: w
+            .started_unix_ms
+            .map(|start| rfc3339_utc(start + (at_s * 1000.0).round() as u64)),
+        event,
+    };
+    let mut timeline = vec![entry(
+        0.0,
+        "window start: probes attached, counters sampled".to_owned(),
+    )];
     if let Some(layer) = decided {
         let (event, content) = match onset(&w.ticks, layer) {
-            Some((at, base, rate)) => (
-                TimelineEntry {
-                    at_s: at,
-                    event: format!(
+            Some((at, base, rate)) => {
+                let event = entry(
+                    at,
+                    format!(
                         "onset: {} loss rose to {rate}/s from a baseline of {base}/s",
                         layer.title()
                     ),
-                },
-                format!(
-                    "{} loss began {at:.0} s into the window ({base}/s → {rate}/s)",
+                );
+                let when = event
+                    .at
+                    .as_ref()
+                    .map(|t| format!(", at {t}"))
+                    .unwrap_or_default();
+                let content = format!(
+                    "{} loss began {at:.0} s into the window{when} ({base}/s → {rate}/s)",
                     layer.title()
-                ),
-            ),
+                );
+                (event, content)
+            }
             None => (
-                TimelineEntry {
-                    at_s: 0.0,
-                    event: format!(
+                entry(
+                    0.0,
+                    format!(
                         "{} loss already present when the window started",
                         layer.title()
                     ),
-                },
+                ),
                 format!(
                     "{} loss present throughout the window (no onset inside it)",
                     layer.title()
@@ -241,10 +256,7 @@ fn timeline(
             content,
         });
     }
-    timeline.push(TimelineEntry {
-        at_s: seconds,
-        event: "window end".to_owned(),
-    });
+    timeline.push(entry(seconds, "window end".to_owned()));
     timeline
 }
 

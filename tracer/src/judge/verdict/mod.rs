@@ -58,6 +58,17 @@ pub struct WindowEvidence {
     pub facts_end: NodeFacts,
     /// Per-second loss by layer (see [`tick_loss`]).
     pub ticks: Vec<Tick>,
+    /// Wall-clock time of the window's start, ms since the UNIX epoch, when known: the
+    /// timeline's entries then say their time in UTC too.
+    pub started_unix_ms: Option<u64>,
+}
+
+/// A UNIX time in ms as RFC 3339 in UTC with milliseconds (`2026-01-01T00:00:05.000Z`).
+pub fn rfc3339_utc(unix_ms: u64) -> String {
+    humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms),
+    )
+    .to_string()
 }
 
 /// `{type, content}`, as the runbook's evidence list.
@@ -90,7 +101,11 @@ pub struct RuledOut {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEntry {
+    /// Seconds into the window.
     pub at_s: f64,
+    /// The same instant in UTC (RFC 3339), when the window's wall-clock start is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
     pub event: String,
 }
 

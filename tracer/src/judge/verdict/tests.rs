@@ -718,3 +718,29 @@ fn a_second_fault_gets_its_own_finding_with_its_evidence() {
         "{text}"
     );
 }
+
+#[test]
+fn the_onset_is_said_in_utc_when_the_window_start_is_known() {
+    let o = observed(&[("NETFILTER_DROP", "nft_do_chain+0x1", 2_000)], &[], &[]);
+    let mut w = window(o, quiet(), quiet());
+    w.ticks = ticks_of(
+        Layer::IptablesNetpolicy,
+        &[20, 22, 19, 21, 20, 400, 410, 395, 405, 400],
+    );
+    // 2026-01-01T00:00:00Z.
+    w.started_unix_ms = Some(1_767_225_600_000);
+    let v = decide(&w);
+    let onset = v
+        .timeline
+        .iter()
+        .find(|t| t.event.starts_with("onset"))
+        .expect("onset");
+    assert_eq!(onset.at.as_deref(), Some("2026-01-01T00:00:05.000Z"));
+    assert!(
+        v.evidence.iter().any(|e| e.kind == "correlate"
+            && e.content
+                == "netfilter / NetworkPolicy loss began 5 s into the window, at 2026-01-01T00:00:05.000Z (20/s → 400/s)"),
+        "{:?}",
+        v.evidence
+    );
+}
