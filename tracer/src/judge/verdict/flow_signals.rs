@@ -75,11 +75,12 @@ pub(super) fn flow_signals(observed: &Report, facts: &NodeFacts) -> FlowSignals 
     let flows = &observed.flows;
     let addr = |d: &Destination| d.daddr.parse::<IpAddr>().ok();
     let on_node = |ip: IpAddr| {
-        facts.routes.iter().any(|r| {
-            (r.kind == "local"
-                || (r.kind == "unicast" && r.gateway.is_none() && r.dst != "default"))
-                && route_covers(&r.dst, ip)
-        })
+        ip.is_loopback()
+            || facts.routes.iter().any(|r| {
+                (r.kind == "local"
+                    || (r.kind == "unicast" && r.gateway.is_none() && r.dst != "default"))
+                    && route_covers(&r.dst, ip)
+            })
     };
     for d in &flows.destinations {
         let Some(ip) = addr(d) else { continue };
