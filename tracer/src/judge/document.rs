@@ -12,7 +12,8 @@ use crate::{
     judge::layers::Layer,
     judge::report::Report,
     judge::verdict::{
-        EvidenceItem, LayerScore, Mitigation, NoiseSummary, RuledOut, TimelineEntry, Verdict,
+        EvidenceItem, LayerScore, Mitigation, NoiseSummary, OtherFinding, RuledOut, TimelineEntry,
+        Verdict,
     },
     node::evidence::NodeFacts,
 };
@@ -81,6 +82,19 @@ pub struct NodeSummary {
     pub collection_errors: Vec<String>,
 }
 
+/// Where and when the window was watched, to match the document with logs and tickets.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+pub struct WindowClock {
+    /// The node's name (`NODE_NAME`, else the host name); null when not known (recordings
+    /// made before documents carried it).
+    pub node_name: Option<String>,
+    /// The window's start and end in UTC, RFC 3339 (null without a wall clock: older
+    /// recordings); the timeline's `at_s` count from `start`.
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub duration_s: f64,
+}
+
 /// The document. Field order is the output order.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct VerdictDocument {
@@ -92,6 +106,9 @@ pub struct VerdictDocument {
     pub mitigation: Mitigation,
     pub cross_reference: Vec<String>,
     // Extras.
+    pub window: WindowClock,
+    /// Every other layer that lost packets enough to be a root cause, with its evidence.
+    pub other_findings: Vec<OtherFinding>,
     pub escalation: Vec<String>,
     pub confidence: f64,
     pub ruled_out: Vec<RuledOut>,
@@ -123,11 +140,16 @@ impl VerdictDocument {
             evidence: verdict.evidence,
             severity: verdict.severity,
             mitigation: verdict.mitigation,
+            window: WindowClock {
+                duration_s: observations.window.duration_s,
+                ..Default::default()
+            },
             cross_reference: verdict
                 .cross_reference
                 .into_iter()
                 .map(|c| format!("{}: {}", c.runbook, c.evidence))
                 .collect(),
+            other_findings: verdict.other_findings,
             escalation: verdict.escalation,
             confidence: verdict.confidence,
             ruled_out: verdict.ruled_out,
@@ -155,15 +177,40 @@ impl VerdictDocument {
         }
     }
 
+    /// One line per other layer that lost packets enough to be a root cause:
+    /// `also: TCP stack lost 262 packets — listen queue overflow`.
+    pub fn also_lines(&self) -> Vec<String> {
+        self.other_findings
+            .iter()
+            .map(|o| {
+                format!(
+                    "also: {} lost {} packets — {}",
+                    o.failure_layer.title(),
+                    o.lost_packets,
+                    o.summary
+                )
+            })
+            .collect()
+    }
+
     /// A short summary for a person at a terminal.
     pub fn text(&self) -> String {
         let mut out = String::new();
         let w = &self.observations.window;
+        let c = &self.window;
         let _ = writeln!(
             out,
-            "tracer: {:.0} s watched on {}{}",
+            "tracer: {:.0} s watched on {}{}{}{}",
             w.duration_s,
+            c.node_name
+                .as_deref()
+                .map(|n| format!("node {n}, kernel "))
+                .unwrap_or_default(),
             self.observations.kernel,
+            match (&c.start, &c.end) {
+                (Some(s), Some(e)) => format!(", {s} → {e}"),
+                _ => String::new(),
+            },
             w.netns
                 .as_ref()
                 .map(|n| match &n.pod {
@@ -185,9 +232,23 @@ impl VerdictDocument {
                 self.root_cause, self.failure_layer, self.severity, self.confidence
             );
         }
+        for line in self.also_lines() {
+            let _ = writeln!(out, "{line}");
+        }
         if !self.evidence.is_empty() {
             let _ = writeln!(out, "\nEvidence");
             for e in &self.evidence {
+                let _ = writeln!(out, "  [{}] {}", e.kind, e.content);
+            }
+        }
+        for o in &self.other_findings {
+            let _ = writeln!(
+                out,
+                "\nEvidence for {} ({})",
+                o.failure_layer.title(),
+                o.root_cause
+            );
+            for e in &o.evidence {
                 let _ = writeln!(out, "  [{}] {}", e.kind, e.content);
             }
         }
@@ -300,6 +361,7 @@ pub(crate) mod tests {
             timeline: vec![],
             layer_scores: BTreeMap::new(),
             noise: NoiseSummary::default(),
+            other_findings: vec![],
         };
         let observed = Report {
             tracer_version: "test",

@@ -165,7 +165,9 @@ pub struct Destination {
     pub retransmits: u64,
     pub resets_sent: u64,
     pub resets_received: u64,
-    /// Active opens (SYN sent).
+    /// Connect attempts of the window: active opens (SYN sent) in it, or, when more attempts
+    /// ended in it (established + failed) than began (some began before the window), those
+    /// that ended; so `failed_connects` and `established` are always among `connects`.
     pub connects: u64,
     pub established: u64,
     /// Connections that left SYN_SENT without being established.
@@ -384,7 +386,9 @@ pub fn build(
                 retransmits: a.retransmits,
                 resets_sent: a.resets_sent,
                 resets_received: a.resets_received,
-                connects: s.connects,
+                // The kernel counts an attempt's SYN when it is sent and its outcome when it
+                // leaves SYN_SENT: one begun before the window has an outcome but no SYN in it.
+                connects: s.connects.max(s.established.saturating_add(s.failed)),
                 established: s.established,
                 failed_connects: s.failed,
                 closed: s.closed,
@@ -808,6 +812,49 @@ mod tests {
         // The limit keeps the most troubled.
         let one = build(&d, &names, &DestFilter::default(), 1);
         assert_eq!(one.destinations[0].dport, 443);
+    }
+
+    #[test]
+    fn connects_and_failures_count_the_same_attempts() {
+        // 3 SYNs sent in the window, 4 attempts failed in it: one began before the window. It
+        // is an attempt of this window too: 4 of 4 failed, never "4 of 3".
+        let key = DestKey {
+            netns: 7,
+            family: FAMILY_INET,
+            dport: 8080,
+            daddr: v4([198, 18, 0, 2]),
+        };
+        let mut d = Snapshot::default();
+        d.dests.insert(
+            key,
+            DestStats {
+                connects: 3,
+                failed: 4,
+                ..Default::default()
+            },
+        );
+        // 5 begun, 2 established, 1 failed, 2 still in SYN_SENT at the end: 5 attempts.
+        d.dests.insert(
+            DestKey { dport: 80, ..key },
+            DestStats {
+                connects: 5,
+                established: 2,
+                failed: 1,
+                ..Default::default()
+            },
+        );
+        let f = build(&d, &BTreeMap::new(), &DestFilter::default(), 10);
+        let by_port = |p: u16| f.destinations.iter().find(|d| d.dport == p).unwrap();
+        assert_eq!(
+            (by_port(8080).failed_connects, by_port(8080).connects),
+            (4, 4)
+        );
+        assert_eq!((by_port(80).failed_connects, by_port(80).connects), (1, 5));
+        assert_eq!((f.totals.failed_connects, f.totals.connects), (5, 9));
+        assert!(f
+            .destinations
+            .iter()
+            .all(|d| d.failed_connects <= d.connects));
     }
 
     #[test]

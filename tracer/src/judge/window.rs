@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    judge::document::VerdictDocument,
+    judge::document::{VerdictDocument, WindowClock},
     judge::layers::{classify, DropClass, Layer},
     judge::report::{self, reason_label, Report, Symbolize, WindowInfo},
-    judge::verdict::{counter_break_notes, decide, tick_loss, Tick, WindowEvidence},
+    judge::verdict::{counter_break_notes, decide, rfc3339_utc, tick_loss, Tick, WindowEvidence},
     kernel::names::KernelNames,
     kernel::probes::ProbeStatus,
     kernel::snapshot::Snapshot,
@@ -23,6 +23,9 @@ use crate::{
 pub struct Frame {
     /// Milliseconds since the tracer's first frame.
     pub at_ms: u64,
+    /// Wall-clock time the frame was taken, ms since the UNIX epoch (None: not known, e.g. a
+    /// recording made before frames carried it). Read by the caller; the judge reads no clock.
+    pub unix_ms: Option<u64>,
     pub snapshot: Snapshot,
     pub counters: CounterSample,
     /// `kernel.bpf_stats_enabled` at that instant.
@@ -39,6 +42,9 @@ pub struct TracerMeta {
     /// Limits of what the tracer could see (no BTF, hidden symbols, tracefs mounted…).
     pub notes: Vec<String>,
     pub names: KernelNames,
+    /// The node's name (`NODE_NAME`, else the host name); absent in older recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
 }
 
 /// A judged window.
@@ -226,8 +232,92 @@ pub fn judge(
         facts_start,
         facts_end: facts_end.clone(),
         ticks,
+        started_unix_ms: frames.first().and_then(|f| f.unix_ms),
     };
     let verdict = decide(&evidence);
-    let document = VerdictDocument::new(verdict, observed, &facts_end, collection_errors);
+    let duration_s = observed.window.duration_s;
+    let mut document = VerdictDocument::new(verdict, observed, &facts_end, collection_errors);
+    document.window = WindowClock {
+        node_name: meta.node_name.clone(),
+        start: frames.first().and_then(|f| f.unix_ms).map(rfc3339_utc),
+        end: frames.last().and_then(|f| f.unix_ms).map(rfc3339_utc),
+        duration_s,
+    };
     Judged { evidence, document }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-01-01T00:00:00Z.
+    const NEW_YEAR_MS: u64 = 1_767_225_600_000;
+
+    fn frames(unix: bool) -> Vec<Frame> {
+        [0u64, 1000, 15_000]
+            .iter()
+            .map(|at| Frame {
+                at_ms: *at,
+                unix_ms: unix.then_some(NEW_YEAR_MS + at),
+                ..Frame::default()
+            })
+            .collect()
+    }
+
+    fn document(frames: &[Frame], node: Option<&str>) -> serde_json::Value {
+        let meta = TracerMeta {
+            node_name: node.map(str::to_owned),
+            ..TracerMeta::default()
+        };
+        let symbols: BTreeMap<u64, String> = BTreeMap::new();
+        let facts = NodeFacts::default();
+        let judged = judge(frames, &meta, &symbols, None, &facts, &facts, &[]);
+        serde_json::to_value(&judged.document).expect("json")
+    }
+
+    #[test]
+    fn documents_carry_the_node_and_the_windows_wall_clock_in_utc() {
+        let doc = document(&frames(true), Some("ip-10-0-1-5.ec2.internal"));
+        let w = &doc["window"];
+        assert_eq!(w["node_name"], "ip-10-0-1-5.ec2.internal");
+        assert_eq!(w["start"], "2026-01-01T00:00:00.000Z");
+        assert_eq!(w["end"], "2026-01-01T00:00:15.000Z");
+        assert_eq!(w["duration_s"], 15.0);
+        let timeline = doc["timeline"].as_array().expect("timeline");
+        assert_eq!(timeline[0]["at_s"], 0.0);
+        assert_eq!(timeline[0]["at"], "2026-01-01T00:00:00.000Z");
+        let end = timeline.last().expect("end");
+        assert_eq!(
+            (end["at_s"].as_f64(), end["at"].as_str()),
+            (Some(15.0), Some("2026-01-01T00:00:15.000Z"))
+        );
+        // After the runbook's keys, before the other extras.
+        let meta = TracerMeta {
+            kernel: "6.18".to_owned(),
+            node_name: Some("node-a".to_owned()),
+            ..TracerMeta::default()
+        };
+        let symbols: BTreeMap<u64, String> = BTreeMap::new();
+        let facts = NodeFacts::default();
+        let judged = judge(&frames(true), &meta, &symbols, None, &facts, &facts, &[]);
+        assert!(judged.document.text().starts_with(
+            "tracer: 15 s watched on node node-a, kernel 6.18, 2026-01-01T00:00:00.000Z → 2026-01-01T00:00:15.000Z\n"
+        ), "{}", judged.document.text());
+        let text = serde_json::to_string(&judged.document).expect("json");
+        let at = |key: &str| text.find(&format!("\"{key}\":")).expect(key);
+        assert!(at("cross_reference") < at("window") && at("window") < at("other_findings"));
+        assert!(at("other_findings") < at("escalation"));
+    }
+
+    #[test]
+    fn frames_without_a_wall_clock_say_nothing_invented() {
+        let doc = document(&frames(false), None);
+        assert!(doc["window"]["node_name"].is_null());
+        assert!(doc["window"]["start"].is_null() && doc["window"]["end"].is_null());
+        assert!(
+            doc["timeline"][0].get("at").is_none(),
+            "{}",
+            doc["timeline"]
+        );
+    }
 }

@@ -40,6 +40,16 @@ pub fn netns_scope(arg: &Path) -> Result<NetnsScope> {
     })
 }
 
+/// The node's name: `NODE_NAME` (the DaemonSet sets it from `spec.nodeName`), else the host
+/// name.
+pub fn node_name() -> Option<String> {
+    std::env::var("NODE_NAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+}
+
 /// One sentence for the person who is not root.
 pub fn require_root() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
@@ -111,6 +121,7 @@ impl LiveTracer {
             probes: self.session.probes.clone(),
             notes: self.notes.clone(),
             names: self.names.clone(),
+            node_name: node_name(),
         }
     }
 

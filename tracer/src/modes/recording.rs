@@ -4,10 +4,11 @@
 //!
 //! Format `tracer-recording`, version 1 (JSON object):
 //! `format`, `version`, `recorded_at_unix`, `meta` (kernel, tracer_version, startup_ms, probes,
-//! notes, names{drop_reasons, drop_reasons_source, softirq_vectors}), `scope` (null or
+//! notes, names{drop_reasons, drop_reasons_source, softirq_vectors}, node_name (absent in older
+//! files)), `scope` (null or
 //! {path, inode, pod?}), `symbols` (address as decimal string → `function+0xoff`), `facts_start`,
 //! `facts_end` (node facts; `pods{pods[{uid, namespace?, name?, netns?, host_network,
-//! containers[], pid, kubelet_dir}]}` when the node had pods, absent in older files), `frames[]` ({at_ms, bpf_stats_enabled, snapshot{drops[{reason,
+//! containers[], pid, kubelet_dir}]}` when the node had pods, absent in older files), `frames[]` ({at_ms, unix_ms (wall clock, absent in older files), bpf_stats_enabled, snapshot{drops[{reason,
 //! netns, location, count}], flows[{netns, family, sport, dport, saddr[4], daddr[4],
 //! retransmits, retransmitted_segments, synack_retransmits, failed_attempts, last_state}],
 //! softirq[{cpu, vec, runs, total_ns, hist[32]}], counters[], program_costs[[name, runs, ns]],
@@ -387,6 +388,9 @@ impl From<&RecSnapshot> for Snapshot {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecFrame {
     pub at_ms: u64,
+    /// Wall-clock time of the frame (ms since the UNIX epoch); absent in older recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix_ms: Option<u64>,
     pub bpf_stats_enabled: bool,
     pub snapshot: RecSnapshot,
     pub counters: CounterSample,
@@ -436,6 +440,7 @@ impl Recording {
             .iter()
             .map(|f| Frame {
                 at_ms: f.at_ms,
+                unix_ms: f.unix_ms,
                 snapshot: Snapshot::from(&f.snapshot),
                 counters: f.counters.clone(),
                 bpf_stats_enabled: f.bpf_stats_enabled,
@@ -574,6 +579,35 @@ mod tests {
         }
         let back: RecSnapshot = serde_json::from_value(old).expect("old recording");
         assert!(Snapshot::from(&back).dests.is_empty());
+    }
+
+    #[test]
+    fn recordings_without_a_wall_clock_or_node_name_still_replay() {
+        let frame = RecFrame {
+            at_ms: 1000,
+            unix_ms: Some(1_767_225_601_000),
+            bpf_stats_enabled: false,
+            snapshot: RecSnapshot::from(&Snapshot::default()),
+            counters: CounterSample::default(),
+        };
+        let mut json = serde_json::to_value(&frame).expect("json");
+        assert_eq!(json["unix_ms"], 1_767_225_601_000u64);
+        json.as_object_mut().expect("object").remove("unix_ms");
+        let old: RecFrame = serde_json::from_value(json).expect("older frame");
+        assert_eq!(old.unix_ms, None);
+        let meta = serde_json::to_value(TracerMeta {
+            node_name: Some("node-a".to_owned()),
+            ..TracerMeta::default()
+        })
+        .expect("json");
+        assert_eq!(meta["node_name"], "node-a");
+        let mut old_meta = meta.clone();
+        old_meta
+            .as_object_mut()
+            .expect("object")
+            .remove("node_name");
+        let old_meta: TracerMeta = serde_json::from_value(old_meta).expect("older meta");
+        assert_eq!(old_meta.node_name, None);
     }
 
     #[test]

@@ -152,6 +152,11 @@ impl Watch {
     fn tick_with(&mut self, tracer: &LiveTracer, at_ms: u64, flow_maps: bool) -> Result<()> {
         let frame = Frame {
             at_ms,
+            // The wall clock, so documents say when the window was (UTC) beside `at_s`.
+            unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_millis() as u64),
             snapshot: tracer.snapshot_with(flow_maps)?,
             counters: self.counters.sample(at_ms),
             bpf_stats_enabled: bpf_stats_enabled(),
@@ -316,6 +321,7 @@ impl Watch {
                 .iter()
                 .map(|f| RecFrame {
                     at_ms: f.at_ms,
+                    unix_ms: f.unix_ms,
                     bpf_stats_enabled: f.bpf_stats_enabled,
                     snapshot: RecSnapshot::from(&f.snapshot),
                     counters: f.counters.clone(),

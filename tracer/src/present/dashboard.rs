@@ -89,7 +89,8 @@ pub struct Dashboard {
     /// Share of the window each CPU spent in NET_RX (0..1), by CPU.
     pub net_rx: Vec<(u32, f64)>,
     pub counters: Vec<CounterRow>,
-    /// Cross references, escalations and notes, one line each.
+    /// Escalations, other layers that lost packets (`also: …`), the tracer's cost, cross
+    /// references and notes, one line each.
     pub alerts: Vec<String>,
     /// The full document behind the screen (what `s` saves).
     #[serde(skip)]
@@ -228,6 +229,8 @@ impl Dashboard {
             .iter()
             .map(|e| format!("ESCALATE {e}"))
             .collect();
+        // A second fault is never hidden behind the root cause.
+        alerts.extend(document.also_lines());
         alerts.push(crate::judge::report::tracer_cost_line(o));
         alerts.extend(document.cross_reference.iter().map(|c| format!("see {c}")));
         alerts.extend(o.notes.iter().map(|n| format!("note: {n}")));
@@ -257,6 +260,11 @@ impl Dashboard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        judge::report::{Report, WindowInfo},
+        judge::verdict::{EvidenceItem, Mitigation, NoiseSummary, OtherFinding, Verdict},
+        node::evidence::NodeFacts,
+    };
 
     #[test]
     fn with_bpf_stats_off_the_cost_alert_says_unknown_and_the_counted_events() {
@@ -276,6 +284,68 @@ mod tests {
                 "tracer cost: unknown (kernel.bpf_stats_enabled=0); the programs counted 3500 \
                  events (kfree_skb 300/s, sock_state 50/s); lost events 0"
             ]
+        );
+    }
+
+    #[test]
+    fn a_second_fault_has_its_own_alert_line() {
+        let verdict = Verdict {
+            root_cause: "security_rule_drops".to_owned(),
+            failure_layer: Some("iptables_netpolicy".to_owned()),
+            evidence: vec![],
+            severity: "HIGH".to_owned(),
+            mitigation: Mitigation {
+                immediate: "Operator: review the rule".to_owned(),
+                long_term: "Monitor".to_owned(),
+            },
+            cross_reference: vec![],
+            ruled_out: vec![],
+            escalation: vec![],
+            confidence: 0.6,
+            timeline: vec![],
+            layer_scores: BTreeMap::new(),
+            noise: NoiseSummary::default(),
+            other_findings: vec![OtherFinding {
+                root_cause: "tcp_retransmissions".to_owned(),
+                failure_layer: Layer::TcpStack,
+                lost_packets: 262,
+                summary: "listen queue overflow".to_owned(),
+                evidence: vec![EvidenceItem {
+                    kind: "kernel_probe".to_owned(),
+                    content: "60 of 60 connects to 198.18.0.2:8080 (netns 1) failed in SYN_SENT"
+                        .to_owned(),
+                }],
+            }],
+        };
+        let observed = Report {
+            tracer_version: "test",
+            kernel: "6.18".to_owned(),
+            window: WindowInfo {
+                duration_s: 15.0,
+                startup_ms: 1.0,
+                netns: None,
+            },
+            probes: vec![],
+            drops: Default::default(),
+            retransmits: Default::default(),
+            softirq: vec![],
+            flows: Default::default(),
+            tracer_counters: BTreeMap::new(),
+            tracer_cost: Default::default(),
+            notes: vec![],
+        };
+        let doc = VerdictDocument::new(verdict, observed, &NodeFacts::default(), vec![]);
+        let d = Dashboard::from_window("live", 15.0, &doc, &[], &BTreeMap::new());
+        assert_eq!(
+            d.alerts.first().map(String::as_str),
+            Some("also: TCP stack lost 262 packets — listen queue overflow"),
+            "{:?}",
+            d.alerts
+        );
+        let text = doc.text();
+        assert!(
+            text.contains("\nEvidence for TCP stack (tcp_retransmissions)\n  [kernel_probe] 60 of 60 connects to 198.18.0.2:8080"),
+            "{text}"
         );
     }
 }

@@ -8,10 +8,10 @@ use crate::judge::layers::Layer;
 
 use super::{
     counters::{counter_signals, CounterSignals},
-    facts::{bad_routes, firing_rules},
-    flow_signals::{flow_signals, FlowSignals},
+    facts::{bad_routes, firing_rule_covers, firing_rules},
+    flow_signals::{flow_signals, FailedConnects, FlowSignals},
     loss::{counter_loss, probe_loss},
-    LayerScore, NoiseSummary, WindowEvidence, SATURATED_SHARE,
+    LayerScore, NoiseSummary, WindowEvidence, MIN_LOSS, SATURATED_SHARE,
 };
 
 /// The window and what was computed from it for the rules.
@@ -99,6 +99,27 @@ impl<'a> Context<'a> {
             rules: firing_rules(&w.facts_start, &w.facts_end),
             routes: bad_routes(&w.facts_end),
             net_rx: NetRx::of(&w.observed.net_rx_ns_by_cpu(), seconds),
+        }
+    }
+
+    /// The layer that explains connects failing to one destination, if one does: a bad route
+    /// covering it (routing), a drop/reject rule that fired and matches it (netfilter), or a
+    /// listen queue that overflowed on the node it lives on (TCP stack). Refusals are the
+    /// application's; anything else is not explained by a layer of this node.
+    pub fn failure_layer(&self, f: &FailedConnects) -> Option<Layer> {
+        if f.refused {
+            None
+        } else if f.routed {
+            Some(Layer::Routing)
+        } else if firing_rule_covers(&self.w.facts_start, &self.w.facts_end, f.addr, f.dport) {
+            Some(Layer::IptablesNetpolicy)
+        } else if f.on_node
+            && !self.signals.listen.is_empty()
+            && self.counters.get(&Layer::TcpStack).copied().unwrap_or(0) >= MIN_LOSS
+        {
+            Some(Layer::TcpStack)
+        } else {
+            None
         }
     }
 

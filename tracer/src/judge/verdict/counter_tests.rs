@@ -415,6 +415,7 @@ fn judged_window_names_the_break_and_shows_nothing_absurd() {
         .iter()
         .map(|c| Frame {
             at_ms: c.at_ms,
+            unix_ms: None,
             snapshot: Snapshot::default(),
             counters: c.clone(),
             bpf_stats_enabled: false,

@@ -8,8 +8,10 @@ use crate::{judge::layers::Layer, kernel::probes::ProbeState};
 
 use super::{
     context::Context,
+    rfc3339_utc,
     rules::{Finding, RULES},
-    EvidenceItem, LayerScore, Mitigation, Tick, TimelineEntry, Verdict, WindowEvidence, MIN_LOSS,
+    EvidenceItem, LayerScore, Mitigation, OtherFinding, Tick, TimelineEntry, Verdict,
+    WindowEvidence, MIN_LOSS,
 };
 
 /// Decides the verdict.
@@ -28,20 +30,73 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
     let chosen = decided.and_then(|l| findings.iter().find(|f| f.layer == Some(l)));
     let seconds = ctx.seconds;
 
+    // Every other layer that lost enough is a finding of its own: its evidence goes with it,
+    // not under the root cause.
+    let mut secondary: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.layer.is_some_and(|l| Some(l) != decided) && f.score.lost_packets >= MIN_LOSS)
+        .collect();
+    secondary.sort_by_key(|f| std::cmp::Reverse(f.score.lost_packets));
+    let is_secondary =
+        |layer: Option<Layer>| layer.is_some() && secondary.iter().any(|s| s.layer == layer);
+    let failures: Vec<(Option<Layer>, &str)> = ctx
+        .flows
+        .failures
+        .iter()
+        .map(|f| (ctx.failure_layer(f), f.text.as_str()))
+        .collect();
+
     let mut evidence = Vec::new();
     if let Some(f) = chosen {
         evidence.extend(headline(f, seconds));
     }
     let mut escalation = Vec::new();
     for f in &findings {
-        evidence.extend(f.evidence.iter().cloned());
+        if !is_secondary(f.layer) {
+            evidence.extend(f.evidence.iter().cloned());
+        }
         escalation.extend(f.escalation.iter().cloned());
         if chosen.is_some_and(|c| std::ptr::eq(c, f)) {
             evidence.extend(f.if_root_cause.evidence.iter().cloned());
             escalation.extend(f.if_root_cause.escalation.iter().cloned());
         }
     }
-    evidence.extend(observations(&ctx));
+    // Failed connects the root cause's layer explains, or no layer does.
+    evidence.extend(
+        failures
+            .iter()
+            .filter(|(layer, _)| !is_secondary(*layer))
+            .take(3)
+            .map(|(_, text)| probe_item(text)),
+    );
+    let other_findings = secondary
+        .iter()
+        .map(|f| {
+            let layer = f.layer.unwrap_or(Layer::Upstream);
+            let mut evidence: Vec<EvidenceItem> = f
+                .score
+                .signals
+                .iter()
+                .take(4)
+                .map(|s| signal_item(s))
+                .collect();
+            evidence.extend(f.evidence.iter().cloned());
+            evidence.extend(
+                failures
+                    .iter()
+                    .filter(|(l, _)| *l == f.layer)
+                    .take(3)
+                    .map(|(_, text)| probe_item(text)),
+            );
+            OtherFinding {
+                root_cause: layer.root_cause().to_owned(),
+                failure_layer: layer,
+                lost_packets: f.score.lost_packets,
+                summary: f.summary.clone(),
+                evidence,
+            }
+        })
+        .collect();
     let timeline = timeline(w, decided, seconds, &mut evidence);
 
     let total_score: u64 = layer_scores.values().map(|s| s.lost_packets).sum();
@@ -85,6 +140,7 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
         timeline,
         layer_scores,
         noise: ctx.noise,
+        other_findings,
     }
 }
 
@@ -118,82 +174,76 @@ fn headline(f: &Finding, seconds: f64) -> Vec<EvidenceItem> {
             fmt_rate(f.score.lost_packets, seconds)
         ),
     }];
-    for signal in f.score.signals.iter().take(6) {
-        let probe = signal.contains("drops at")
-            || signal.contains("retransmitted")
-            || signal.contains("NET_RX");
-        out.push(EvidenceItem {
-            kind: if probe { "kernel_probe" } else { "counters" }.to_owned(),
-            content: signal.clone(),
-        });
-    }
+    out.extend(f.score.signals.iter().take(6).map(|s| signal_item(s)));
     out
 }
 
-/// What the probes saw whatever the verdict: the retransmissions' top flow, failed connects.
-fn observations(ctx: &Context) -> Vec<EvidenceItem> {
-    let mut out = Vec::new();
-    let r = &ctx.w.observed.retransmits;
-    if let Some(flow) = r.flows.first() {
-        out.push(EvidenceItem {
-            kind: "kernel_probe".to_owned(),
-            content: format!(
-                "retransmissions: {} segments in {} skbs across {} flows; top flow {}:{} → {}:{} ({}) with {} segments",
-                r.segments_total,
-                r.total,
-                r.flows.len(),
-                flow.saddr,
-                flow.sport,
-                flow.daddr,
-                flow.dport,
-                flow.state,
-                flow.retransmitted_segments + flow.synack_retransmits
-            ),
-        });
+/// A layer's signal as evidence: the probes' (drops, retransmits, NET_RX time) or a counter's.
+fn signal_item(signal: &str) -> EvidenceItem {
+    let probe = signal.contains("drops at")
+        || signal.contains("retransmitted")
+        || signal.contains("NET_RX");
+    EvidenceItem {
+        kind: if probe { "kernel_probe" } else { "counters" }.to_owned(),
+        content: signal.to_owned(),
     }
-    for text in ctx.flows.evidence.iter().take(3) {
-        out.push(EvidenceItem {
-            kind: "kernel_probe".to_owned(),
-            content: text.clone(),
-        });
-    }
-    out
 }
 
-/// The window's timeline, with the root cause's onset (also said as `correlate` evidence).
+fn probe_item(text: &str) -> EvidenceItem {
+    EvidenceItem {
+        kind: "kernel_probe".to_owned(),
+        content: text.to_owned(),
+    }
+}
+
+/// The window's timeline, with the root cause's onset (also said as `correlate` evidence);
+/// each entry in UTC too when the window's wall-clock start is known.
 fn timeline(
     w: &WindowEvidence,
     decided: Option<Layer>,
     seconds: f64,
     evidence: &mut Vec<EvidenceItem>,
 ) -> Vec<TimelineEntry> {
-    let mut timeline = vec![TimelineEntry {
-        at_s: 0.0,
-        event: "window start: probes attached, counters sampled".to_owned(),
-    }];
+    let entry = |at_s: f64, event: String| TimelineEntry {
+        at_s,
+        at: w
+            .started_unix_ms
+            .map(|start| rfc3339_utc(start + (at_s * 1000.0).round() as u64)),
+        event,
+    };
+    let mut timeline = vec![entry(
+        0.0,
+        "window start: probes attached, counters sampled".to_owned(),
+    )];
     if let Some(layer) = decided {
         let (event, content) = match onset(&w.ticks, layer) {
-            Some((at, base, rate)) => (
-                TimelineEntry {
-                    at_s: at,
-                    event: format!(
+            Some((at, base, rate)) => {
+                let event = entry(
+                    at,
+                    format!(
                         "onset: {} loss rose to {rate}/s from a baseline of {base}/s",
                         layer.title()
                     ),
-                },
-                format!(
-                    "{} loss began {at:.0} s into the window ({base}/s → {rate}/s)",
+                );
+                let when = event
+                    .at
+                    .as_ref()
+                    .map(|t| format!(", at {t}"))
+                    .unwrap_or_default();
+                let content = format!(
+                    "{} loss began {at:.0} s into the window{when} ({base}/s → {rate}/s)",
                     layer.title()
-                ),
-            ),
+                );
+                (event, content)
+            }
             None => (
-                TimelineEntry {
-                    at_s: 0.0,
-                    event: format!(
+                entry(
+                    0.0,
+                    format!(
                         "{} loss already present when the window started",
                         layer.title()
                     ),
-                },
+                ),
                 format!(
                     "{} loss present throughout the window (no onset inside it)",
                     layer.title()
@@ -206,29 +256,61 @@ fn timeline(
             content,
         });
     }
-    timeline.push(TimelineEntry {
-        at_s: seconds,
-        event: "window end".to_owned(),
-    });
+    timeline.push(entry(seconds, "window end".to_owned()));
     timeline
 }
 
-/// Onset of a layer's loss: the first second its rate rose above the window's baseline.
+/// Intervals shorter than this are left out of the onset search: too few packets in them for a
+/// rate (the window's last interval is often a few milliseconds).
+const ONSET_MIN_INTERVAL_MS: u64 = 500;
+
+/// Onset of a layer's loss: the start of the first interval whose rate rose well above the
+/// rate before it, as `(seconds into the window, baseline /s, rate /s)`. None when the loss was
+/// already there in the first interval or never rose above the noise: the rates after the
+/// onset must average at least twice those before it, the rise must exceed three standard
+/// deviations of a Poisson count at the baseline (3·√base per second), and the extra packets
+/// since the onset must reach [`MIN_LOSS`]. A steady flood whose seconds differ by a few
+/// packets has no onset: it is present throughout the window.
 fn onset(ticks: &[Tick], layer: Layer) -> Option<(f64, u64, u64)> {
-    let rates: Vec<u64> = ticks
-        .iter()
-        .map(|t| t.loss.get(&layer).copied().unwrap_or(0))
-        .collect();
-    let base = rates.iter().copied().min()?;
-    let peak = rates.iter().copied().max()?;
+    // (interval start ms, interval length ms, packets per second), normalised because the
+    // intervals are only about a second each.
+    let mut rates: Vec<(u64, u64, f64)> = Vec::with_capacity(ticks.len());
+    let mut previous = 0u64;
+    for t in ticks {
+        let len = t.at_ms.saturating_sub(previous);
+        if len >= ONSET_MIN_INTERVAL_MS {
+            let count = t.loss.get(&layer).copied().unwrap_or(0);
+            rates.push((previous, len, count as f64 * 1000.0 / len as f64));
+        }
+        previous = t.at_ms;
+    }
+    let base = rates.iter().map(|r| r.2).reduce(f64::min)?;
+    let peak = rates.iter().map(|r| r.2).reduce(f64::max)?;
     if peak <= base {
         return None;
     }
-    let threshold = base + ((peak - base) / 2).max(1);
-    let i = rates.iter().position(|r| *r >= threshold)?;
-    // The interval ending at tick i began at the previous tick (or the window start).
-    let began_ms = if i == 0 { 0 } else { ticks[i - 1].at_ms };
-    Some((began_ms as f64 / 1000.0, base, rates[i]))
+    let threshold = base + (peak - base) / 2.0;
+    let i = rates.iter().position(|r| r.2 >= threshold)?;
+    if i == 0 {
+        // At the threshold from the first interval: the rise, if any, came before the window.
+        return None;
+    }
+    let mean = |rs: &[(u64, u64, f64)]| {
+        let ms: u64 = rs.iter().map(|r| r.1).sum();
+        rs.iter().map(|r| r.2 * r.1 as f64).sum::<f64>() / ms.max(1) as f64
+    };
+    let (before, after) = (mean(&rates[..i]), mean(&rates[i..]));
+    let after_s = rates[i..].iter().map(|r| r.1).sum::<u64>() as f64 / 1000.0;
+    let rise = after - before;
+    if after < 2.0 * before || rise < 3.0 * before.sqrt() || rise * after_s < MIN_LOSS as f64 {
+        return None;
+    }
+    let (began_ms, _, rate) = rates[i];
+    Some((
+        began_ms as f64 / 1000.0,
+        before.round() as u64,
+        rate.round() as u64,
+    ))
 }
 
 /// Confidence in a root cause: its share of all the loss, times the share of probes attached,

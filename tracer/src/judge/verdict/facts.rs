@@ -1,9 +1,11 @@
 //! The node facts the rules read: drop/reject rules whose counters rose in the window, bad
 //! (blackhole/unreachable/prohibit) routes, host sysctls. Reads; does not decide.
 
-use crate::node::evidence::NodeFacts;
+use std::net::IpAddr;
 
-use super::change::delta;
+use crate::node::evidence::{FirewallRule, NodeFacts};
+
+use super::{change::delta, flow_signals::route_covers};
 
 /// Blackhole/unreachable/prohibit routes, and namespaces without a default route that route
 /// elsewhere (a missing route).
@@ -21,25 +23,103 @@ pub(super) fn bad_routes(facts: &NodeFacts) -> Vec<String> {
         .collect()
 }
 
+/// How much a rule's packet counter rose in the window (None: no counter at the end).
+fn rise(start: &NodeFacts, r: &FirewallRule) -> Option<u64> {
+    let after = r.packets?;
+    let before = start
+        .firewall_rules
+        .iter()
+        .find(|s| {
+            s.netns == r.netns && s.table == r.table && s.chain == r.chain && s.rule == r.rule
+        })
+        .and_then(|s| s.packets)
+        .unwrap_or(0);
+    Some(delta(before, after))
+}
+
+/// Whether a drop/reject rule that fired in the window can be what stopped TCP connects to
+/// `addr:dport`: read from the rule's text (`--dport`/`dport` ports and ranges, `-d`/`daddr`
+/// prefixes, `!`/`!=` negations, `udp`/`icmp`-only rules, `invalid`-state rules). A rule it
+/// cannot read a restriction from covers every destination.
+pub(super) fn firing_rule_covers(
+    start: &NodeFacts,
+    end: &NodeFacts,
+    addr: IpAddr,
+    dport: u16,
+) -> bool {
+    end.firewall_rules
+        .iter()
+        .filter(|r| rise(start, r).is_some_and(|d| d > 0))
+        .any(|r| rule_covers(&r.rule, addr, dport))
+}
+
+fn rule_covers(rule: &str, addr: IpAddr, dport: u16) -> bool {
+    let tokens: Vec<&str> = rule
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '{' | '}'))
+        .filter(|t| !t.is_empty())
+        .collect();
+    let has = |name: &str| tokens.iter().any(|t| t.eq_ignore_ascii_case(name));
+    if !has("tcp") && (has("udp") || has("icmp") || has("icmpv6")) {
+        return false;
+    }
+    if tokens
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case("invalid") || t.contains("INVALID"))
+    {
+        return false;
+    }
+    let mut ports: Vec<(bool, u16, u16)> = Vec::new();
+    let mut prefixes: Vec<(bool, &str)> = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let negated = |at: usize| {
+            // `! --dport 53` (iptables) or `dport != 53` (nft).
+            (at >= 1 && tokens[at - 1] == "!")
+                || tokens.get(i + 1).is_some_and(|n| *n == "!=" || *n == "!")
+        };
+        match *t {
+            "dport" | "--dport" | "--dports" | "--destination-port" => {
+                let neg = negated(i);
+                for v in tokens[i + 1..]
+                    .iter()
+                    .skip_while(|v| matches!(**v, "!=" | "!" | "=="))
+                    .take_while(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit()))
+                {
+                    let (lo, hi) = v.split_once(['-', ':']).unwrap_or((v, v));
+                    if let (Ok(lo), Ok(hi)) = (lo.parse(), hi.parse()) {
+                        ports.push((neg, lo, hi));
+                    }
+                }
+            }
+            "daddr" | "-d" | "--destination" | "--dst" => {
+                let neg = negated(i);
+                if let Some(v) = tokens[i + 1..]
+                    .iter()
+                    .find(|v| !matches!(**v, "!=" | "!" | "=="))
+                {
+                    prefixes.push((neg, v));
+                }
+            }
+            _ => {}
+        }
+    }
+    let port_ok = ports.is_empty()
+        || ports
+            .iter()
+            .any(|(neg, lo, hi)| (*lo..=*hi).contains(&dport) != *neg);
+    let addr_ok = prefixes.is_empty()
+        || prefixes
+            .iter()
+            .any(|(neg, p)| route_covers(p, addr) != *neg);
+    port_ok && addr_ok
+}
+
 /// Drop/reject rules whose counters rose in the window, with the rise.
 pub(super) fn firing_rules(start: &NodeFacts, end: &NodeFacts) -> Vec<(u64, String)> {
     let mut out: Vec<(u64, String)> = end
         .firewall_rules
         .iter()
         .filter_map(|r| {
-            let after = r.packets?;
-            let before = start
-                .firewall_rules
-                .iter()
-                .find(|s| {
-                    s.netns == r.netns
-                        && s.table == r.table
-                        && s.chain == r.chain
-                        && s.rule == r.rule
-                })
-                .and_then(|s| s.packets)
-                .unwrap_or(0);
-            let d = delta(before, after);
+            let d = rise(start, r)?;
             (d > 0).then(|| {
                 (
                     d,
@@ -66,4 +146,27 @@ pub(super) fn firing_rules(start: &NodeFacts, end: &NodeFacts) -> Vec<(u64, Stri
 
 pub(super) fn host_sysctl<'a>(facts: &'a NodeFacts, name: &str) -> &'a str {
     facts.sysctls.get(name).map_or("unknown", String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_covers_the_connects_its_text_matches() {
+        let a: IpAddr = "198.18.0.2".parse().expect("addr");
+        let covers = |rule| rule_covers(rule, a, 8080);
+        assert!(!covers("-p udp -m udp --dport 53 -j DROP"));
+        assert!(!covers("udp dport 53 drop"));
+        assert!(covers("-p tcp -m tcp --dport 8080 -j DROP"));
+        assert!(covers("tcp dport { 80, 8000-8090 } drop"));
+        assert!(!covers("tcp dport 443 drop"));
+        assert!(covers("tcp dport != 443 drop"));
+        assert!(covers("ip daddr 198.18.0.0/24 counter"));
+        assert!(!covers("ip daddr 198.18.5.0/24 counter"));
+        assert!(!covers("-d 198.18.5.0/24 -j REJECT"));
+        assert!(!covers("ct state invalid drop"));
+        assert!(!covers("-m conntrack --ctstate INVALID -j DROP"));
+        assert!(covers("-j DROP"));
+    }
 }

@@ -162,6 +162,7 @@ pub fn window(observed: Report, start: CounterSample, end: CounterSample) -> Win
         facts_start: NodeFacts::default(),
         facts_end: NodeFacts::default(),
         ticks: vec![],
+        started_unix_ms: None,
     }
 }
 

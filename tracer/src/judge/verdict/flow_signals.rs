@@ -31,6 +31,22 @@ pub(super) fn route_covers(dst: &str, addr: IpAddr) -> bool {
     (a >> shift) == (n >> shift)
 }
 
+/// Connects to one destination that never got established.
+#[derive(Debug)]
+pub(super) struct FailedConnects {
+    /// `N of M connects to ADDR:PORT (netns I) failed in SYN_SENT (errors)`.
+    pub text: String,
+    pub addr: IpAddr,
+    pub dport: u16,
+    /// A `local` or directly connected route covers the address (a listener on this node or
+    /// next to it).
+    pub on_node: bool,
+    /// A blackhole/unreachable/prohibit route covers the address.
+    pub routed: bool,
+    /// Every failure was a refusal (a reset: nobody listening), an application matter.
+    pub refused: bool,
+}
+
 /// What the per-destination evidence (`flows`) says, for the layer scores and the evidence.
 #[derive(Debug, Default)]
 pub(super) struct FlowSignals {
@@ -40,8 +56,13 @@ pub(super) struct FlowSignals {
     pub routing: Vec<String>,
     /// Where the retransmits went: share outside the node's own subnets, top destinations.
     pub upstream: Vec<String>,
-    /// Failed connects and refusals worth showing whatever the verdict.
-    pub evidence: Vec<String>,
+    /// Retransmitted segments of the listed destinations, and those of them that went outside
+    /// the node's subnets (through a gateway).
+    pub retrans_listed: u64,
+    pub retrans_outside: u64,
+    /// Destinations with failed connects, the most troubled first: shown with the finding
+    /// whose layer explains them (see `Context::failure_layer`).
+    pub failures: Vec<FailedConnects>,
     /// Connects refused by the peer (a reset in SYN_SENT: nobody listening).
     pub refused: u64,
 }
@@ -54,11 +75,12 @@ pub(super) fn flow_signals(observed: &Report, facts: &NodeFacts) -> FlowSignals 
     let flows = &observed.flows;
     let addr = |d: &Destination| d.daddr.parse::<IpAddr>().ok();
     let on_node = |ip: IpAddr| {
-        facts.routes.iter().any(|r| {
-            (r.kind == "local"
-                || (r.kind == "unicast" && r.gateway.is_none() && r.dst != "default"))
-                && route_covers(&r.dst, ip)
-        })
+        ip.is_loopback()
+            || facts.routes.iter().any(|r| {
+                (r.kind == "local"
+                    || (r.kind == "unicast" && r.gateway.is_none() && r.dst != "default"))
+                    && route_covers(&r.dst, ip)
+            })
     };
     for d in &flows.destinations {
         let Some(ip) = addr(d) else { continue };
@@ -81,6 +103,7 @@ pub(super) fn flow_signals(observed: &Report, facts: &NodeFacts) -> FlowSignals 
                         && route_covers(&r.dst, ip)
                 })
                 .collect();
+            let routed = !bad.is_empty();
             if let Some(r) = bad.first() {
                 out.routed_failures += d.failed_connects;
                 out.routing.push(format!(
@@ -88,10 +111,17 @@ pub(super) fn flow_signals(observed: &Report, facts: &NodeFacts) -> FlowSignals 
                     d.failed_connects, d.daddr, d.dport, r.kind, r.dst, r.netns_label
                 ));
             }
-            out.evidence.push(format!(
-                "{} of {} connects to {}:{} (netns {}) failed in SYN_SENT{errors}",
-                d.failed_connects, d.connects, d.daddr, d.dport, d.netns
-            ));
+            out.failures.push(FailedConnects {
+                text: format!(
+                    "{} of {} connects to {}:{} (netns {}) failed in SYN_SENT{errors}",
+                    d.failed_connects, d.connects, d.daddr, d.dport, d.netns
+                ),
+                addr: ip,
+                dport: d.dport,
+                on_node: on_node(ip),
+                routed,
+                refused: d.error_count("ECONNREFUSED") >= d.failed_connects,
+            });
         }
         let refused = d.error_count("ECONNREFUSED");
         out.refused += refused;
@@ -111,6 +141,8 @@ pub(super) fn flow_signals(observed: &Report, facts: &NodeFacts) -> FlowSignals 
             }
         }
         let listed: u64 = top.iter().map(|d| d.retransmits).sum();
+        out.retrans_listed = listed;
+        out.retrans_outside = outside;
         if listed > 0 {
             out.upstream.push(format!(
                 "{:.0} % of retransmitted segments went to destinations outside the node's subnets",

@@ -58,6 +58,17 @@ pub struct WindowEvidence {
     pub facts_end: NodeFacts,
     /// Per-second loss by layer (see [`tick_loss`]).
     pub ticks: Vec<Tick>,
+    /// Wall-clock time of the window's start, ms since the UNIX epoch, when known: the
+    /// timeline's entries then say their time in UTC too.
+    pub started_unix_ms: Option<u64>,
+}
+
+/// A UNIX time in ms as RFC 3339 in UTC with milliseconds (`2026-01-01T00:00:05.000Z`).
+pub fn rfc3339_utc(unix_ms: u64) -> String {
+    humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms),
+    )
+    .to_string()
 }
 
 /// `{type, content}`, as the runbook's evidence list.
@@ -90,7 +101,11 @@ pub struct RuledOut {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TimelineEntry {
+    /// Seconds into the window.
     pub at_s: f64,
+    /// The same instant in UTC (RFC 3339), when the window's wall-clock start is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
     pub event: String,
 }
 
@@ -101,6 +116,18 @@ pub struct LayerScore {
     /// counters' when both see the same loss).
     pub lost_packets: u64,
     pub signals: Vec<String>,
+}
+
+/// A layer that lost at least [`MIN_LOSS`] packets but is not the root cause: a second fault,
+/// with the evidence it explains (its signals, the failed connects it explains).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct OtherFinding {
+    pub root_cause: String,
+    pub failure_layer: Layer,
+    pub lost_packets: u64,
+    /// What the loss is, in a few words (`listen queue overflow`).
+    pub summary: String,
+    pub evidence: Vec<EvidenceItem>,
 }
 
 /// Drops that do not decide the verdict, by why.
@@ -125,6 +152,9 @@ pub struct Verdict {
     pub timeline: Vec<TimelineEntry>,
     pub layer_scores: BTreeMap<Layer, LayerScore>,
     pub noise: NoiseSummary,
+    /// Every other layer that lost at least [`MIN_LOSS`] packets, the most first.
+    #[serde(default)]
+    pub other_findings: Vec<OtherFinding>,
 }
 
 #[cfg(test)]

@@ -495,3 +495,252 @@ fn refused_connects_are_ruled_out_as_an_application_matter() {
         .iter()
         .any(|r| r.check.contains("ECONNREFUSED") && r.result.starts_with("3 connects")));
 }
+
+/// Ticks of `layer` losing `rates[i]` packets in second `i + 1`.
+fn ticks_of(layer: Layer, rates: &[u64]) -> Vec<Tick> {
+    rates
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Tick {
+            at_ms: (i as u64 + 1) * 1000,
+            loss: [(layer, *r)].into_iter().collect(),
+        })
+        .collect()
+}
+
+#[test]
+fn steady_loss_has_no_onset_and_is_present_throughout_the_window() {
+    // A constant ~500/s flood: the seconds differ by counting noise only.
+    let rates = [500, 502, 499, 501, 500, 502, 498, 500, 501, 500];
+    let o = observed(
+        &[("NETFILTER_DROP", "nft_do_chain+0x1", rates.iter().sum())],
+        &[],
+        &[],
+    );
+    let mut w = window(o, quiet(), quiet());
+    w.ticks = ticks_of(Layer::IptablesNetpolicy, &rates);
+    let v = decide(&w);
+    assert_eq!(v.root_cause, "security_rule_drops");
+    assert!(
+        !v.timeline.iter().any(|t| t.event.starts_with("onset")),
+        "{:?}",
+        v.timeline
+    );
+    assert!(
+        v.evidence.iter().any(|e| e.kind == "correlate"
+            && e.content
+                == "netfilter / NetworkPolicy loss present throughout the window (no onset inside it)"),
+        "{:?}",
+        v.evidence
+    );
+    // A low second (a short interval, a scheduling hiccup) is not a rise either, nor is Poisson
+    // noise at a low rate.
+    for rates in [
+        &[500, 500, 250, 500, 500, 500, 500, 500, 500, 500][..],
+        &[3, 6, 0, 9, 4, 5, 1, 8, 5, 4][..],
+    ] {
+        w.ticks = ticks_of(Layer::IptablesNetpolicy, rates);
+        let v = decide(&w);
+        assert!(
+            !v.timeline.iter().any(|t| t.event.starts_with("onset")),
+            "{rates:?}: {:?}",
+            v.timeline
+        );
+    }
+    // A real rise still has its onset: 20/s, then 400/s from the interval that began at 5 s.
+    w.ticks = ticks_of(
+        Layer::IptablesNetpolicy,
+        &[20, 22, 19, 21, 20, 400, 410, 395, 405, 400],
+    );
+    let v = decide(&w);
+    let onset = v
+        .timeline
+        .iter()
+        .find(|t| t.event.starts_with("onset"))
+        .expect("onset");
+    assert!((onset.at_s - 5.0).abs() < 1e-9, "{onset:?}");
+    assert_eq!(
+        onset.event,
+        "onset: netfilter / NetworkPolicy loss rose to 400/s from a baseline of 20/s"
+    );
+}
+
+#[test]
+fn explained_retransmits_say_why_in_the_text_and_rule_upstream_out() {
+    // A clean transfer: 49421 retransmitted segments, 47000 of them DSACKed, 3.3 M sent.
+    let o = observed(&[], &[(5201, 49_421)], &[]);
+    let counters = |out, retrans, dsack| {
+        host(
+            &[
+                ("Tcp", "OutSegs", out),
+                ("Tcp", "RetransSegs", retrans),
+                ("TcpExt", "TCPDSACKRecvSegs", dsack),
+            ],
+            &[],
+            &[],
+        )
+    };
+    let w = window(o, counters(0, 0, 0), counters(3_317_619, 49_421, 47_000));
+    let v = decide(&w);
+    assert_eq!(v.root_cause, "none");
+    let line = v
+        .evidence
+        .iter()
+        .find(|e| e.content.starts_with("retransmissions: 49421 segments"))
+        .expect("retransmissions line");
+    assert!(
+        line.content.ends_with(
+            " — not packet loss: 47000 were spurious (DSACK: the receiver already had them) and the rest are 0.07 % of the segments sent, under the 0.20 % counted as loss"
+        ),
+        "{}",
+        line.content
+    );
+    let upstream = v
+        .ruled_out
+        .iter()
+        .find(|r| r.check == "upstream loss (network path)")
+        .expect("upstream ruled out");
+    assert_eq!(
+        upstream.result,
+        "49421 retransmitted segments: 47000 spurious (DSACK), the rest 0.07 % of the segments sent, under the 0.20 % counted as loss"
+    );
+    let doc =
+        crate::judge::document::VerdictDocument::new(v, w.observed.clone(), &w.facts_end, vec![]);
+    let text = doc.text();
+    assert!(
+        text.contains("not packet loss: 47000 were spurious"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nRuled out\n") && text.contains("  upstream loss (network path): 49421"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_second_fault_gets_its_own_finding_with_its_evidence() {
+    // A DNS drop rule (500 NETFILTER_DROP) and a listen queue overflowing (262) at once; 60
+    // connects to a local :8080 fail in SYN_SENT, 5 to a dropped subnet.
+    let o = {
+        let mut o = observed(&[("NETFILTER_DROP", "nft_do_chain+0x46f", 500)], &[], &[]);
+        o.flows.destinations = vec![
+            crate::judge::flows::Destination {
+                connects: 60,
+                failed_connects: 60,
+                ..destination("198.18.0.2", 8080)
+            },
+            crate::judge::flows::Destination {
+                connects: 5,
+                failed_connects: 5,
+                ..destination("198.18.5.5", 443)
+            },
+        ];
+        o.flows.totals.connects = 65;
+        o.flows.totals.failed_connects = 65;
+        o
+    };
+    let listen = |n| {
+        host(
+            &[
+                ("Tcp", "OutSegs", 1000),
+                ("TcpExt", "ListenOverflows", n),
+                ("TcpExt", "ListenDrops", n),
+            ],
+            &[],
+            &[],
+        )
+    };
+    let mut w = window(o, listen(0), listen(262));
+    let rule = |rule: &str, source: &str, packets| FirewallRule {
+        netns: 1,
+        netns_label: "host".to_owned(),
+        source: source.to_owned(),
+        table: "filter".to_owned(),
+        chain: "OUTPUT".to_owned(),
+        rule: rule.to_owned(),
+        verdict: "drop".to_owned(),
+        packets: Some(packets),
+        ..Default::default()
+    };
+    w.facts_start.firewall_rules = vec![
+        rule("-p udp -m udp --dport 53 -j DROP", "iptables-legacy", 0),
+        rule("ip daddr 198.18.5.0/24 counter", "nftables", 0),
+    ];
+    w.facts_end.firewall_rules = vec![
+        rule("-p udp -m udp --dport 53 -j DROP", "iptables-legacy", 495),
+        rule("ip daddr 198.18.5.0/24 counter", "nftables", 5),
+    ];
+    w.facts_end.routes = vec![route("198.18.0.0/24", "unicast", None)];
+    let v = decide(&w);
+    assert_eq!(v.root_cause, "security_rule_drops");
+    // The failed connects to :8080 are the listen queue's, not the firewall's.
+    assert!(
+        !v.evidence.iter().any(|e| e.content.contains(":8080")),
+        "{:#?}",
+        v.evidence
+    );
+    // Those into the dropped subnet are the firewall's and stay.
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.content.starts_with("5 of 5 connects to 198.18.5.5:443")),
+        "{:#?}",
+        v.evidence
+    );
+    let doc =
+        crate::judge::document::VerdictDocument::new(v, w.observed.clone(), &w.facts_end, vec![]);
+    let json = serde_json::to_value(&doc).expect("json");
+    let other = &json["other_findings"];
+    assert_eq!(other.as_array().map(Vec::len), Some(1), "{other}");
+    assert_eq!(other[0]["failure_layer"], "tcp_stack");
+    assert_eq!(other[0]["root_cause"], "tcp_retransmissions");
+    assert_eq!(other[0]["lost_packets"], 262);
+    assert_eq!(other[0]["summary"], "listen queue overflow");
+    let evidence: Vec<&str> = other[0]["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .filter_map(|e| e["content"].as_str())
+        .collect();
+    assert!(
+        evidence.contains(
+            &"60 of 60 connects to 198.18.0.2:8080 (netns 4026532999) failed in SYN_SENT"
+        ),
+        "{evidence:?}"
+    );
+    assert!(
+        evidence.iter().any(|e| e.contains("ListenOverflows")),
+        "{evidence:?}"
+    );
+    let text = doc.text();
+    assert!(
+        text.contains("\nalso: TCP stack lost 262 packets — listen queue overflow\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_onset_is_said_in_utc_when_the_window_start_is_known() {
+    let o = observed(&[("NETFILTER_DROP", "nft_do_chain+0x1", 2_000)], &[], &[]);
+    let mut w = window(o, quiet(), quiet());
+    w.ticks = ticks_of(
+        Layer::IptablesNetpolicy,
+        &[20, 22, 19, 21, 20, 400, 410, 395, 405, 400],
+    );
+    // 2026-01-01T00:00:00Z.
+    w.started_unix_ms = Some(1_767_225_600_000);
+    let v = decide(&w);
+    let onset = v
+        .timeline
+        .iter()
+        .find(|t| t.event.starts_with("onset"))
+        .expect("onset");
+    assert_eq!(onset.at.as_deref(), Some("2026-01-01T00:00:05.000Z"));
+    assert!(
+        v.evidence.iter().any(|e| e.kind == "correlate"
+            && e.content
+                == "netfilter / NetworkPolicy loss began 5 s into the window, at 2026-01-01T00:00:05.000Z (20/s → 400/s)"),
+        "{:?}",
+        v.evidence
+    );
+}

@@ -62,6 +62,7 @@ fn tree_input(name: &str, start: &str, end: &str) -> NodeInput {
         facts_start: facts.clone(),
         facts_end: facts.clone(),
         ticks: vec![],
+        started_unix_ms: None,
     };
     let document = VerdictDocument::new(decide(&evidence), evidence.observed, &facts, vec![]);
     NodeInput {

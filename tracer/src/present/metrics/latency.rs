@@ -178,6 +178,7 @@ pub(super) mod tests {
             timeline: Vec::new(),
             layer_scores: BTreeMap::new(),
             noise: Default::default(),
+            other_findings: Vec::new(),
         };
         let doc = VerdictDocument::new(
             verdict,

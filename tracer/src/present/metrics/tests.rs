@@ -118,6 +118,7 @@ fn document() -> VerdictDocument {
         timeline: Vec::new(),
         layer_scores: BTreeMap::new(),
         noise: crate::judge::verdict::NoiseSummary::default(),
+        other_findings: Vec::new(),
     };
     let report: Report = crate::judge::report::build(
         &delta(7, 1, 1),

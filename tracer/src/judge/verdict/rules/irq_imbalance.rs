@@ -30,6 +30,11 @@ pub(super) fn assess(ctx: &Context, _earlier: &[Finding]) -> Finding {
         ));
     }
     let mut f = Finding::layer(Layer::IrqCpu, score);
+    f.summary = if rx.saturated {
+        format!("NET_RX saturating CPU {}, backlog drops", rx.hot_cpu)
+    } else {
+        "softnet backlog drops".to_owned()
+    };
     // NET_RX saturation on one CPU is an IRQ/CPU problem of its own, loss or not.
     f.decides_alone = rx.saturated && rx.imbalanced;
     if f.score.lost_packets == 0 && !rx.saturated {

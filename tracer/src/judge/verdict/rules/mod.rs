@@ -31,6 +31,9 @@ pub(super) struct Finding {
     pub layer: Option<Layer>,
     /// Packets the layer lost and why.
     pub score: LayerScore,
+    /// What the layer's loss is, in a few words (`listen queue overflow`): said when the
+    /// layer lost packets but is not the root cause.
+    pub summary: String,
     /// Decides the verdict for its layer when no layer lost [`super::MIN_LOSS`] packets.
     pub decides_alone: bool,
     /// Evidence shown whatever the verdict.

@@ -17,6 +17,21 @@ pub(super) fn assess(ctx: &Context, _earlier: &[Finding]) -> Finding {
         score.signals.extend(deltas.iter().map(CounterDelta::text));
     }
     let mut f = Finding::layer(Layer::NicDriver, score);
+    let kinds: Vec<&str> = [
+        (&s.nic_errors, "interface errors"),
+        (&s.crc_errors, "CRC errors"),
+        (&s.allowance_exceeded, "ENA allowance exceeded"),
+        (&s.qdisc_drops, "qdisc drops"),
+    ]
+    .iter()
+    .filter(|(d, _)| !d.is_empty())
+    .map(|(_, k)| *k)
+    .collect();
+    f.summary = if kinds.is_empty() {
+        "driver drops".to_owned()
+    } else {
+        kinds.join(", ")
+    };
     if f.score.lost_packets == 0 {
         let checked = ctx
             .w

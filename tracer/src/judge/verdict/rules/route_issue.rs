@@ -20,6 +20,12 @@ pub(super) fn assess(ctx: &Context, _earlier: &[Finding]) -> Finding {
         score.signals.extend(ctx.flows.routing.iter().cloned());
     }
     let mut f = Finding::layer(Layer::Routing, score);
+    f.summary = if ctx.flows.routed_failures > 0 || !ctx.routes.is_empty() {
+        "blackhole/unreachable/prohibit route"
+    } else {
+        "no route or MTU drops"
+    }
+    .to_owned();
     if f.score.lost_packets == 0 {
         f.rule_out(
             "routing",

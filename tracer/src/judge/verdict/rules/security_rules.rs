@@ -13,6 +13,11 @@ pub(super) fn assess(ctx: &Context, _earlier: &[Finding]) -> Finding {
         .signals
         .extend(ctx.signals.conntrack_drops.iter().map(CounterDelta::text));
     let mut f = Finding::layer(Layer::IptablesNetpolicy, score);
+    f.summary = match ctx.rules.len() {
+        0 => "firewall / NetworkPolicy drops".to_owned(),
+        1 => "dropped by 1 DROP/REJECT rule".to_owned(),
+        n => format!("dropped by {n} DROP/REJECT rules"),
+    };
     for (_, text) in ctx.rules.iter().take(5) {
         f.evidence.push(item(
             "network_diagnostics",

@@ -16,6 +16,12 @@ pub(super) fn assess(ctx: &Context, _earlier: &[Finding]) -> Finding {
         .signals
         .extend(s.tcp_other.iter().map(CounterDelta::text));
     let mut f = Finding::layer(Layer::TcpStack, score);
+    f.summary = if s.listen.is_empty() {
+        "receive buffer, backlog or TCP validation drops"
+    } else {
+        "listen queue overflow"
+    }
+    .to_owned();
     if f.score.lost_packets == 0 {
         f.rule_out(
             "TCP stack (listen queues, receive buffers)",

@@ -6,6 +6,10 @@ use crate::judge::layers::Layer;
 
 use super::{Context, Finding, LayerScore, MIN_RETRANS_RATIO};
 
+/// Shortest window over which upstream loss "persists after all node-level checks" (the
+/// runbook's escalation): five minutes.
+pub(super) const PERSISTS_AFTER_S: f64 = 300.0;
+
 pub(super) fn assess(ctx: &Context, earlier: &[Finding]) -> Finding {
     let s = &ctx.signals;
     let retrans_segments = ctx.retrans_segments;
@@ -54,20 +58,112 @@ pub(super) fn assess(ctx: &Context, earlier: &[Finding]) -> Finding {
         score.lost_packets = unexplained;
     }
     let mut f = Finding::layer(Layer::Upstream, score);
-    f.if_root_cause.escalation = vec![
+    f.summary = "retransmissions the node's own loss does not explain".to_owned();
+    // Why retransmissions are not loss, when they are not: said beside them and ruled out.
+    let floor = MIN_RETRANS_RATIO * 100.0;
+    let pct = retrans_ratio * 100.0;
+    let why_not = if retrans_segments == 0 {
+        Some((String::new(), "no retransmitted segments traced".to_owned()))
+    } else if s.out_segs > 0 && genuine == 0 {
+        Some((
+            format!(
+                " — not packet loss: all {} were spurious (DSACK: the receiver already had them)",
+                s.dsack_segs
+            ),
+            format!(
+                "{retrans_segments} retransmitted segments, all spurious (DSACK: the receiver already had them)"
+            ),
+        ))
+    } else if s.out_segs > 0 && retrans_ratio < MIN_RETRANS_RATIO {
+        Some(if s.dsack_segs > 0 {
+            (
+                format!(
+                    " — not packet loss: {} were spurious (DSACK: the receiver already had them) and the rest are {pct:.2} % of the segments sent, under the {floor:.2} % counted as loss",
+                    s.dsack_segs
+                ),
+                format!(
+                    "{retrans_segments} retransmitted segments: {} spurious (DSACK), the rest {pct:.2} % of the segments sent, under the {floor:.2} % counted as loss",
+                    s.dsack_segs
+                ),
+            )
+        } else {
+            (
+                format!(
+                    " — not packet loss: {pct:.2} % of the segments sent, under the {floor:.2} % counted as loss"
+                ),
+                format!(
+                    "{retrans_segments} retransmitted segments: {pct:.2} % of the segments sent, under the {floor:.2} % counted as loss"
+                ),
+            )
+        })
+    } else if unexplained == 0 {
+        Some((
+            format!(" — explained by the {local_loss} packets lost on the node"),
+            format!(
+                "{retrans_segments} retransmitted segments, explained by the {local_loss} packets lost on the node"
+            ),
+        ))
+    } else {
+        None
+    };
+    let r = &ctx.w.observed.retransmits;
+    if let Some(flow) = r.flows.first() {
+        f.evidence.push(super::item(
+            "kernel_probe",
+            format!(
+                "retransmissions: {} segments in {} skbs across {} flows; top flow {}:{} → {}:{} ({}) with {} segments{}",
+                r.segments_total,
+                r.total,
+                r.flows.len(),
+                flow.saddr,
+                flow.sport,
+                flow.daddr,
+                flow.dport,
+                flow.state,
+                flow.retransmitted_segments + flow.synack_retransmits,
+                why_not.as_ref().map_or("", |w| w.0.as_str())
+            ),
+        ));
+    }
+    if let Some((_, result)) = why_not {
+        f.rule_out("upstream loss (network path)", result);
+    }
+    // Where the retransmitted segments went: mostly inside the node's own subnets is a peer
+    // (another node, a pod), not the VPC's gateways.
+    let (listed, outside) = (ctx.flows.retrans_listed, ctx.flows.retrans_outside);
+    let inside = listed > 0 && outside * 2 < listed;
+    f.if_root_cause.escalation = vec![if inside {
+        format!(
+            "Retransmissions but no local drops — loss is between this node and peers inside its own subnets (another node or pod), not on this node ({retrans_segments} retransmitted segments, {local_loss} packets lost on the node)"
+        )
+    } else {
         format!(
             "Retransmissions but no local drops — loss is in the network path, not on the node ({retrans_segments} retransmitted segments, {local_loss} packets lost on the node)"
-        ),
-        "Issue persists after all node-level checks — may be VPC, TGW, or peering issue".to_owned(),
-    ];
-    f.if_root_cause.mitigation = "Escalate: loss is in the network path, not on this node — check VPC peering, TGW, NAT gateway or internet gateway health; node-level fixes will not help".to_owned();
+        )
+    }];
+    // The runbook's "persists after all node-level checks" needs a span that shows persisting.
+    if !inside && ctx.seconds >= PERSISTS_AFTER_S {
+        f.if_root_cause.escalation.push(
+            "Issue persists after all node-level checks — may be VPC, TGW, or peering issue"
+                .to_owned(),
+        );
+    }
+    f.if_root_cause.mitigation = if inside {
+        format!(
+            "Escalate: the retransmitted segments went to destinations inside the node's subnets (pod-to-pod or node-to-node path), {:.0} % outside them — check the peers they went to (their drops, NIC and CNI) and the path between the nodes (security groups, overlay); node-level fixes here will not help",
+            outside as f64 * 100.0 / listed as f64
+        )
+    } else {
+        "Escalate: loss is in the network path, not on this node — check VPC peering, TGW, NAT gateway or internet gateway health; node-level fixes will not help".to_owned()
+    };
     f
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{host, observed, window};
+    use super::super::fixtures::{destination, host, observed, route, window};
     use super::*;
+    use crate::judge::flows::Destination;
 
     fn retransmits(retrans: i64, out: i64, dsack: i64, traced: u64, local: u64) -> Finding {
         let start = host(
@@ -111,7 +207,8 @@ mod tests {
             f.score.signals[1],
             "Tcp RetransSegs +150 of OutSegs +10000: 1.50 % lost after discounting spurious ones"
         );
-        assert_eq!(f.if_root_cause.escalation.len(), 2);
+        // A 10 s window: the network path, but not yet "persists after all node-level checks".
+        assert_eq!(f.if_root_cause.escalation.len(), 1);
         assert!(f.if_root_cause.escalation[0]
             .ends_with("(150 retransmitted segments, 40 packets lost on the node)"));
         assert!(f.if_root_cause.mitigation.starts_with("Escalate:"));
@@ -123,6 +220,86 @@ mod tests {
         let f = retransmits(36_726, 3_317_619, 34_657, 36_726, 0);
         assert_eq!(f.score.lost_packets, 0);
         assert!(f.score.signals[1].contains("TCPDSACKRecvSegs +34657"));
+    }
+
+    /// 150 of 10 000 segments retransmitted, all to `daddr`, over a window of `seconds`; the
+    /// node's own subnet is 198.18.0.0/24 (a directly connected route).
+    fn retransmits_to(daddr: &str, seconds: f64) -> Finding {
+        let start = host(
+            &[("Tcp", "OutSegs", 0), ("Tcp", "RetransSegs", 0)],
+            &[],
+            &[],
+        );
+        let end = host(
+            &[("Tcp", "OutSegs", 10_000), ("Tcp", "RetransSegs", 150)],
+            &[],
+            &[],
+        );
+        let mut o = observed(&[], &[(443, 150)], &[]);
+        o.window.duration_s = seconds;
+        o.flows.destinations = vec![Destination {
+            retransmits: 150,
+            ..destination(daddr, 443)
+        }];
+        o.flows.totals.retransmits = 150;
+        let mut w = window(o, start, end);
+        w.facts_end.routes = vec![
+            route("198.18.0.0/24", "unicast", None),
+            route("default", "unicast", Some("198.18.0.254")),
+        ];
+        assess(&Context::new(&w), &[])
+    }
+
+    #[test]
+    fn loss_inside_the_nodes_subnets_points_at_the_peers_not_the_vpc() {
+        let f = retransmits_to("198.18.0.2", 15.0);
+        assert_eq!(f.score.lost_packets, 150);
+        assert!(f.score.signals.contains(
+            &"0 % of retransmitted segments went to destinations outside the node's subnets"
+                .to_owned()
+        ));
+        let m = &f.if_root_cause.mitigation;
+        assert!(!m.contains("VPC") && !m.contains("NAT"), "{m}");
+        assert!(
+            m.starts_with("Escalate: the retransmitted segments went to destinations inside the node's subnets (pod-to-pod or node-to-node path)"),
+            "{m}"
+        );
+        assert!(
+            f.if_root_cause
+                .escalation
+                .iter()
+                .all(|e| !e.contains("VPC") && !e.contains("persists")),
+            "{:?}",
+            f.if_root_cause.escalation
+        );
+    }
+
+    #[test]
+    fn persisting_is_said_only_over_a_window_that_shows_it() {
+        // Outside the node's subnets over 15 s: the VPC path, but nothing "persists" yet.
+        let f = retransmits_to("203.0.113.9", 15.0);
+        assert!(f
+            .if_root_cause
+            .mitigation
+            .contains("VPC peering, TGW, NAT gateway"));
+        assert!(
+            !f.if_root_cause
+                .escalation
+                .iter()
+                .any(|e| e.contains("persists")),
+            "{:?}",
+            f.if_root_cause.escalation
+        );
+        // Over ten minutes it does.
+        let f = retransmits_to("203.0.113.9", 600.0);
+        assert!(
+            f.if_root_cause.escalation.iter().any(|e| {
+                e
+                == "Issue persists after all node-level checks — may be VPC, TGW, or peering issue"
+            }),
+            "{:?}",
+            f.if_root_cause.escalation
+        );
     }
 
     #[test]
