@@ -229,6 +229,8 @@ fn the_schema_lists_the_runbooks_keys_first_in_its_order_and_requires_every_key(
             "severity",
             "mitigation",
             "cross_reference",
+            "window",
+            "other_findings",
             "escalation",
             "confidence",
             "ruled_out",
