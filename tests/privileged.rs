@@ -165,8 +165,19 @@ fn tcp_retransmits_through_random_loss_match_the_namespace_counters() {
         let received = lab::tcp_transfer(&link, 32 << 20, Duration::from_secs(8));
         assert!(received > 1 << 20, "transfer moved {received} bytes");
         // Let the connection's last timers run out inside the window, so a late
-        // retransmission is seen by both the tracer and the counters read below.
-        std::thread::sleep(Duration::from_millis(700));
+        // retransmission is seen by both the tracer and the counters read below: wait
+        // until RetransSegs holds still for 500 ms (at most 5 s; a loaded machine
+        // delays the last retransmissions).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut last = counters(&link).0;
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = counters(&link).0;
+            if now == last || Instant::now() > deadline {
+                break;
+            }
+            last = now;
+        }
     });
     let (segs_after, fail_after) = counters(&link);
     let (retrans_segs, retrans_fail) = (segs_after - segs_before, fail_after - fail_before);
