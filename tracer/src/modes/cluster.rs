@@ -3,15 +3,18 @@
 //! degradation is node-specific or cluster-wide, and the runbook's upstream escalation when
 //! several nodes lose packets at once (D7 guardrail "Packet loss on multiple nodes
 //! simultaneously"). Fetching is the only I/O ([`fetch_all`]); [`judge_cluster`] is pure.
+//! Sidecars that ask for a token get the one from [`Client`] (`--auth-token-file` or
+//! `TRACER_AUTH_TOKEN`); `https://` endpoints, or all with `--ca-cert`, are asked over TLS.
 
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    sync::mpsc,
+    path::Path,
+    sync::{mpsc, Arc},
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -51,12 +54,13 @@ pub fn parse_endpoints(listed: &[String], file_text: Option<&str>) -> Result<Vec
     Ok(out)
 }
 
-/// `http://h:p/` → `h:p`; `h` → `h:9595`; `[::1]` → `[::1]:9595`.
+/// `http://h:p/` → `h:p`; `h` → `h:9595`; `[::1]` → `[::1]:9595`; `https://h` →
+/// `https://h:9595` (the scheme kept: that one is asked over TLS).
 fn normalize(raw: &str) -> Result<String> {
-    let s = raw.strip_prefix("http://").unwrap_or(raw);
-    if raw.starts_with("https://") {
-        bail!("{raw}: the sidecar serves plain HTTP; give HOST:PORT");
+    if let Some(rest) = raw.strip_prefix("https://") {
+        return Ok(format!("https://{}", normalize(rest)?));
     }
+    let s = raw.strip_prefix("http://").unwrap_or(raw);
     let s = s.trim_end_matches('/');
     if s.is_empty() || s.contains('/') || s.contains(char::is_whitespace) {
         bail!("{raw:?} is not HOST:PORT");
@@ -81,12 +85,105 @@ fn normalize(raw: &str) -> Result<String> {
     }
 }
 
-/// The URL of an endpoint's report over `window`.
-pub fn report_url(endpoint: &str, window: Duration) -> String {
+/// The URL of an endpoint's report over `window`; HTTPS when the endpoint says so or `https`.
+pub fn report_url(endpoint: &str, window: Duration, https: bool) -> String {
+    let (scheme, host) = match endpoint.strip_prefix("https://") {
+        Some(host) => ("https", host),
+        None if https => ("https", endpoint),
+        None => ("http", endpoint),
+    };
     format!(
-        "http://{endpoint}/report?window={}s",
+        "{scheme}://{host}/report?window={}s",
         window.as_secs().max(1)
     )
+}
+
+/// How sidecars are asked: the bearer token to send, the CA certificates to trust.
+#[derive(Default)]
+pub struct Client {
+    token: Option<String>,
+    roots: Option<Vec<ureq::tls::Certificate<'static>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Client")
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .field("roots", &self.roots.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// The first token of a token file's text (one per line, `#` comments).
+pub fn first_token(text: &str) -> Option<&str> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
+impl Client {
+    /// The token from `token_file`, else from `env_token` (TRACER_AUTH_TOKEN); the CA
+    /// certificates from `ca_cert`. A file given but unusable is an error.
+    pub fn new(
+        token_file: Option<&Path>,
+        env_token: Option<String>,
+        ca_cert: Option<&Path>,
+    ) -> Result<Client> {
+        let token = match token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the token file {}", path.display()))?;
+                match first_token(&text) {
+                    Some(t) => Some(t.to_owned()),
+                    None => bail!(
+                        "the token file {} holds no token; write the sidecars' token on one line",
+                        path.display()
+                    ),
+                }
+            }
+            None => env_token
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty()),
+        };
+        let roots = match ca_cert {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("cannot read the CA file {}", path.display()))?;
+                let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+                    .filter_map(|item| match item {
+                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                        _ => None,
+                    })
+                    .collect();
+                if certs.is_empty() {
+                    bail!(
+                        "the CA file {} holds no PEM certificate; give the CA that signed the \
+                         sidecars' certificates",
+                        path.display()
+                    );
+                }
+                Some(certs)
+            }
+            None => None,
+        };
+        Ok(Client { token, roots })
+    }
+
+    fn agent(&self, timeout: Duration) -> ureq::Agent {
+        let mut config = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .proxy(None);
+        if let Some(roots) = &self.roots {
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots.clone())))
+                    .build(),
+            );
+        }
+        config.build().into()
+    }
 }
 
 /// Why an endpoint gave no verdict.
@@ -119,8 +216,16 @@ fn first_bytes(body: &[u8]) -> String {
     format!("{quoted:?}")
 }
 
-fn fetch_one(agent: &ureq::Agent, url: &str) -> Result<DocumentView, NoVerdict> {
-    let mut response = agent.get(url).call().map_err(|e| {
+fn fetch_one(
+    agent: &ureq::Agent,
+    url: &str,
+    token: Option<&str>,
+) -> Result<DocumentView, NoVerdict> {
+    let mut request = agent.get(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.call().map_err(|e| {
         NoVerdict::Unreachable(match e {
             ureq::Error::Timeout(_) => "no answer in time".to_owned(),
             ureq::Error::Io(e) => format!("cannot reach it: {e}"),
@@ -136,6 +241,16 @@ fn fetch_one(agent: &ureq::Agent, url: &str) -> Result<DocumentView, NoVerdict> 
         .map_err(|e| {
             NoVerdict::Answered(format!("answered but its body could not be read: {e}"))
         })?;
+    if status.as_u16() == 401 {
+        return Err(NoVerdict::Answered(match token {
+            None => "answered 401: the sidecar asks for a bearer token; pass \
+                     --auth-token-file FILE or set TRACER_AUTH_TOKEN"
+                .to_owned(),
+            Some(_) => "answered 401: the sidecar did not accept the token given; check it \
+                        against the sidecar's --auth-token-file"
+                .to_owned(),
+        }));
+    }
     if status.as_u16() != 200 {
         return Err(NoVerdict::Answered(format!(
             "answered but with HTTP {}{}: {}",
@@ -161,18 +276,20 @@ fn fetch_one(agent: &ureq::Agent, url: &str) -> Result<DocumentView, NoVerdict> 
 /// (plus a moment) whatever happens: an endpoint that has not answered by then is reported
 /// unreachable, never dropped. Direct connections (no proxy from the environment): sidecars
 /// sit on the nodes' own addresses.
-pub fn fetch_all(endpoints: &[String], window: Duration, timeout: Duration) -> Vec<Fetched> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into();
+pub fn fetch_all(
+    endpoints: &[String],
+    window: Duration,
+    timeout: Duration,
+    client: &Client,
+) -> Vec<Fetched> {
+    let agent = client.agent(timeout);
+    let https = client.roots.is_some();
     let (tx, rx) = mpsc::channel();
     for (i, endpoint) in endpoints.iter().enumerate() {
-        let (tx, agent, url) = (tx.clone(), agent.clone(), report_url(endpoint, window));
+        let (tx, agent) = (tx.clone(), agent.clone());
+        let (url, token) = (report_url(endpoint, window, https), client.token.clone());
         std::thread::spawn(move || {
-            let _ = tx.send((i, fetch_one(&agent, &url)));
+            let _ = tx.send((i, fetch_one(&agent, &url, token.as_deref())));
         });
     }
     drop(tx);
@@ -729,9 +846,60 @@ mod tests {
         );
         assert!(parse_endpoints(&[], Some("# nothing\n")).is_err());
         assert!(parse_endpoints(&["a:99999".to_owned()], None).is_err());
-        assert!(parse_endpoints(&["https://a:1".to_owned()], None).is_err());
         assert_eq!(
-            report_url("a:1", Duration::from_secs(60)),
+            parse_endpoints(
+                &["https://a".to_owned(), "https://[::1]:1/".to_owned()],
+                None
+            )
+            .expect("https endpoints"),
+            ["https://a:9595", "https://[::1]:1"]
+        );
+        assert!(parse_endpoints(&["https://a:99999".to_owned()], None).is_err());
+        let w = Duration::from_secs(30);
+        assert_eq!(report_url("a:1", w, false), "http://a:1/report?window=30s");
+        assert_eq!(report_url("a:1", w, true), "https://a:1/report?window=30s");
+        assert_eq!(
+            report_url("https://a:1", w, false),
+            "https://a:1/report?window=30s"
+        );
+    }
+
+    #[test]
+    fn the_client_token_comes_from_the_file_first_then_the_environment() {
+        let dir = std::env::temp_dir().join(format!("tracer-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("token");
+        std::fs::write(
+            &file,
+            "# the sidecars' token\n\n  from-the-file-0123  \nsecond\n",
+        )
+        .expect("write");
+        let c = Client::new(Some(&file), Some("from-env".to_owned()), None).expect("client");
+        assert_eq!(c.token.as_deref(), Some("from-the-file-0123"));
+        assert!(
+            !format!("{c:?}").contains("from-the-file"),
+            "Debug never shows it"
+        );
+        let c = Client::new(None, Some(" from-env \n".to_owned()), None).expect("client");
+        assert_eq!(c.token.as_deref(), Some("from-env"));
+        assert_eq!(
+            Client::new(None, Some("  ".to_owned()), None)
+                .expect("client")
+                .token,
+            None
+        );
+        std::fs::write(&file, "# nothing\n").expect("write");
+        let e = Client::new(Some(&file), None, None)
+            .expect_err("empty")
+            .to_string();
+        assert!(e.contains("holds no token"), "{e}");
+        let e = Client::new(None, None, Some(&file))
+            .expect_err("no CA")
+            .to_string();
+        assert!(e.contains("holds no PEM certificate"), "{e}");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        assert_eq!(
+            report_url("a:1", Duration::from_secs(60), false),
             "http://a:1/report?window=60s"
         );
     }

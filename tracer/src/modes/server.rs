@@ -13,10 +13,16 @@
 //! (axum on tokio) never touches the kernel. On SIGTERM, SIGINT or SIGHUP the server stops
 //! accepting, lets in-flight requests finish (at most [`DRAIN`]), then the producer detaches the
 //! probes.
+//!
+//! Who may ask is [`crate::modes::guard`]'s business (one middleware over the whole router: a
+//! bearer token on everything but health), TLS and slow clients are
+//! [`crate::modes::listener`]'s (with [`crate::modes::tls`]); the certificate, key and token
+//! files are re-read every [`reload::EVERY`] when they change.
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
+    path::PathBuf,
     sync::{mpsc, Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
@@ -33,7 +39,11 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
+    modes::guard::{self, Guard, TokenFile},
+    modes::listener::{self, ConnLimits},
     modes::live::LiveTracer,
+    modes::reload,
+    modes::tls::CertFiles,
     modes::watch::{Thinning, Watch},
     node::counters::CounterSource,
     node::facts::FactsSource,
@@ -64,6 +74,19 @@ pub struct ServeOptions {
     pub max_window: Duration,
     pub scope: Option<NetnsScope>,
     pub limits: Limits,
+    pub security: Security,
+}
+
+/// TLS, tokens and connection limits of `tracer serve`.
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// PEM certificate chain and key: HTTPS instead of HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Bearer tokens, one per line: every endpoint but health needs one.
+    pub token_file: Option<PathBuf>,
+    /// `/metrics` answers without a token.
+    pub metrics_open: bool,
+    pub conn: ConnLimits,
 }
 
 /// Frames needed to judge `window` (one more than its seconds: the first is the baseline).
@@ -383,9 +406,10 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
                     startup_ms: tracer.startup_ms,
                 };
                 eprintln!(
-                    "tracer: ready: {} probes attached in {:.0} ms; serving http://{}",
+                    "tracer: ready: {} probes attached in {:.0} ms; serving {}://{}",
                     tracer.attached_count(),
                     tracer.startup_ms,
+                    scheme(&options.security),
                     options.listen
                 );
             }
@@ -415,9 +439,68 @@ pub fn run(options: ServeOptions) -> Result<u8> {
     runtime.block_on(serve(options))
 }
 
+fn scheme(security: &Security) -> &'static str {
+    if security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// The guard, the TLS acceptor, and the task that re-reads their files; errors (unreadable or
+/// unusable files) before anything listens.
+fn secure(
+    security: &Security,
+) -> Result<(
+    Arc<Guard>,
+    Option<tokio_rustls::TlsAcceptor>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let (token_watch, tokens) = match &security.token_file {
+        Some(path) => {
+            let (w, t) = guard::read_token_file(path)?;
+            (Some(w), Some(t))
+        }
+        None => (None, None),
+    };
+    let guard = Arc::new(Guard::new(tokens, security.metrics_open));
+    let mut token_file = token_watch.map(|w| TokenFile::new(w, guard.clone()));
+    let mut certs = match &security.tls {
+        Some((cert, key)) => Some(CertFiles::open(cert, key)?),
+        None => None,
+    };
+    let acceptor = certs
+        .as_ref()
+        .map(|c| c.server_config().map(tokio_rustls::TlsAcceptor::from))
+        .transpose()?;
+    let reloader = tokio::spawn(async move {
+        let mut every = tokio::time::interval(reload::EVERY);
+        loop {
+            every.tick().await;
+            let lines = [
+                token_file.as_mut().and_then(TokenFile::reload),
+                certs.as_mut().and_then(CertFiles::reload),
+            ];
+            for line in lines.into_iter().flatten() {
+                eprintln!("{line}");
+            }
+        }
+    });
+    Ok((guard, acceptor, reloader))
+}
+
 async fn serve(options: ServeOptions) -> Result<u8> {
     crate::modes::live::require_root()?;
     crate::modes::stop::install()?;
+    let security = &options.security;
+    let (guard, acceptor, reloader) = secure(security)?;
+    if !options.listen.ip().is_loopback() && security.token_file.is_none() {
+        eprintln!(
+            "tracer: warning: listening on {} without --auth-token-file: anyone who reaches \
+             this port reads /report and /metrics (see docs/security.md)",
+            options.listen
+        );
+    }
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| {
@@ -437,8 +520,14 @@ async fn serve(options: ServeOptions) -> Result<u8> {
         options: options.clone(),
     });
     eprintln!(
-        "tracer: listening on http://{} (/metrics /report /healthz /readyz); attaching probes",
-        options.listen
+        "tracer: listening on {}://{} (/metrics /report /healthz /readyz; {}); attaching probes",
+        scheme(security),
+        options.listen,
+        match (&security.token_file, security.metrics_open) {
+            (None, _) => "no token asked",
+            (Some(_), false) => "a bearer token asked on all but /healthz and /readyz",
+            (Some(_), true) => "a bearer token asked on all but /healthz, /readyz and /metrics",
+        }
     );
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
     let producer = {
@@ -457,15 +546,15 @@ async fn serve(options: ServeOptions) -> Result<u8> {
             .context("starting the producer thread")?
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut server_stop = stop_rx.clone();
-    let app = router(shared.clone());
-    let mut server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let app =
+        router(shared.clone()).layer(axum::middleware::from_fn_with_state(guard, guard::guard));
+    let mut server = tokio::spawn(listener::serve(
+        listener,
+        app,
+        acceptor,
+        security.conn,
+        stop_rx,
+    ));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let stop_requested = async {
@@ -502,6 +591,7 @@ async fn serve(options: ServeOptions) -> Result<u8> {
         let _ = tx.send(Msg::Stop);
     }
     drop(tx);
+    reloader.abort();
     let _ = tokio::task::spawn_blocking(move || producer.join()).await;
     say(format_args!(
         "tracer: probes detached; stopped in {:.0} ms",

@@ -1,0 +1,316 @@
+//! `tracer serve`'s connection loop: plain TCP or TLS, HTTP/1.1 (hyper) under the axum router,
+//! with limits so that slow or idle clients cannot starve the scrapes:
+//!
+//! - the TLS handshake and each request's header must arrive within `header_timeout`, and an
+//!   idle keep-alive connection is closed after it too;
+//! - at most `max_connections` connections are open; when one more arrives, the oldest
+//!   connection that is not answering a request is closed to make room (one that never sent a
+//!   whole request first), so 200 clients holding half a request keep no more than the cap and
+//!   a scrape still gets in. Only when every connection is answering is the newcomer closed.
+//!
+//! Each request carries its client's address ([`ClientAddr`]) for the guard's log.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+    sync::{watch, Notify},
+    task::JoinSet,
+};
+use tower::ServiceExt as _;
+
+use crate::modes::guard::ClientAddr;
+
+/// Limits of the connection loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+}
+
+/// The most bytes of request line and headers read.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// One open connection, as the admission sees it.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Requests being answered on it now.
+    busy: AtomicUsize,
+    /// Whether it has had a whole request.
+    served: AtomicBool,
+    /// Closes it at once.
+    evict: Notify,
+}
+
+/// What the admission sees of a connection: (answering now, has had a whole request).
+pub type SlotState = (bool, bool);
+
+/// Which connection to close for a newcomer when `open` (oldest first) are at the cap: the
+/// oldest that never had a whole request and is not answering one, else the oldest idle one;
+/// `None` when every one is answering.
+pub fn victim(open: &[SlotState]) -> Option<usize> {
+    open.iter()
+        .position(|&(busy, served)| !busy && !served)
+        .or_else(|| open.iter().position(|&(busy, _)| !busy))
+}
+
+#[derive(Default)]
+struct Conns {
+    next: AtomicU64,
+    open: Mutex<BTreeMap<u64, Arc<Slot>>>,
+    /// Connections closed for newcomers, and newcomers closed, since start.
+    evicted: AtomicU64,
+    refused: AtomicU64,
+    last_log_ms: AtomicU64,
+}
+
+impl Conns {
+    /// Admits a connection (closing another when at the cap); `None`: closed, all are busy.
+    fn admit(&self, cap: usize) -> Option<(u64, Arc<Slot>)> {
+        let mut open = self.open.lock().ok()?;
+        if open.len() >= cap.max(1) {
+            let states: Vec<SlotState> = open
+                .values()
+                .map(|s| {
+                    (
+                        s.busy.load(Ordering::Relaxed) > 0,
+                        s.served.load(Ordering::Relaxed),
+                    )
+                })
+                .collect();
+            let Some(i) = victim(&states) else {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return None;
+            };
+            let id = *open.keys().nth(i)?;
+            if let Some(slot) = open.remove(&id) {
+                slot.evict.notify_one();
+            }
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot::default());
+        open.insert(id, slot.clone());
+        Some((id, slot))
+    }
+
+    fn leave(&self, id: u64) {
+        if let Ok(mut open) = self.open.lock() {
+            open.remove(&id);
+        }
+    }
+
+    /// A line about the cap, at most once a minute.
+    fn log_cap(&self, started: Instant, cap: usize) {
+        let now = started.elapsed().as_millis() as u64 + 60_000;
+        let last = self.last_log_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 60_000
+            && self
+                .last_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            eprintln!(
+                "tracer: {cap} connections open (--max-connections): closed the oldest idle \
+                 one for a newcomer ({} so far; {} newcomers closed while all were answering)",
+                self.evicted.load(Ordering::Relaxed),
+                self.refused.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `stop` turns true; then lets requests being answered
+/// finish (the caller bounds that wait) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: ConnLimits,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut stopped = stop.clone();
+    let conns = Arc::new(Conns::default());
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = stop_wanted(&mut stopped) => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(_) => {
+                        // Out of descriptors or a connection reset before accept: try again.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let before = conns.evicted.load(Ordering::Relaxed) + conns.refused.load(Ordering::Relaxed);
+                let admitted = conns.admit(limits.max_connections);
+                if conns.evicted.load(Ordering::Relaxed) + conns.refused.load(Ordering::Relaxed) != before {
+                    conns.log_cap(started, limits.max_connections);
+                }
+                let Some((id, slot)) = admitted else { continue };
+                let (app, tls, conns, stop) = (app.clone(), tls.clone(), conns.clone(), stop.clone());
+                tasks.spawn(async move {
+                    connection(stream, peer, app, tls, limits, slot, stop).await;
+                    conns.leave(id);
+                });
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Resolves once the stop flag is true (or its sender is gone).
+async fn stop_wanted(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// One connection: the TLS handshake (bounded), then HTTP until it ends, is evicted or the
+/// server stops.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: ConnLimits,
+    slot: Arc<Slot>,
+    stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => http(stream, peer, app, limits, slot, stop).await,
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(limits.header_timeout, acceptor.accept(stream));
+            let stream = tokio::select! {
+                done = handshake => match done {
+                    Ok(Ok(s)) => s,
+                    _ => return,
+                },
+                _ = slot.evict.notified() => return,
+            };
+            http(stream, peer, app, limits, slot, stop).await;
+        }
+    }
+}
+
+/// Decrements a slot's busy count when a request's answer is done or dropped.
+struct Busy(Arc<Slot>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.0.served.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn http<I>(
+    io: I,
+    peer: SocketAddr,
+    app: Router,
+    limits: ConnLimits,
+    slot: Arc<Slot>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = {
+        let slot = slot.clone();
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ClientAddr(peer));
+            slot.busy.fetch_add(1, Ordering::Relaxed);
+            let busy = Busy(slot.clone());
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request).await;
+                drop(busy);
+                response
+            }
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            _ = slot.evict.notified() => break,
+            () = stop_wanted(&mut stop), if !draining => {
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newcomer_displaces_a_half_request_first_then_an_idle_one_never_a_busy_one() {
+        // (busy, served), oldest first.
+        let prometheus_idle = (false, true);
+        let half_request = (false, false);
+        let answering = (true, true);
+        assert_eq!(
+            victim(&[prometheus_idle, answering, half_request, half_request]),
+            Some(2)
+        );
+        assert_eq!(
+            victim(&[answering, prometheus_idle, prometheus_idle]),
+            Some(1)
+        );
+        assert_eq!(victim(&[answering, answering]), None);
+        assert_eq!(victim(&[]), None);
+    }
+
+    #[test]
+    fn admission_holds_the_cap_and_refuses_only_when_all_are_answering() {
+        let conns = Conns::default();
+        let first: Vec<(u64, Arc<Slot>)> = (0..3).filter_map(|_| conns.admit(3)).collect();
+        assert_eq!(first.len(), 3);
+        first[1].1.busy.store(1, Ordering::Relaxed);
+        for _ in 0..10 {
+            assert!(conns.admit(3).is_some());
+        }
+        let open = conns.open.lock().map(|o| o.len()).unwrap_or(0);
+        assert_eq!(open, 3);
+        assert_eq!(conns.evicted.load(Ordering::Relaxed), 10);
+        assert!(conns
+            .open
+            .lock()
+            .map(|o| o.contains_key(&first[1].0))
+            .unwrap_or(false));
+        for slot in conns
+            .open
+            .lock()
+            .map(|o| o.values().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            slot.busy.store(1, Ordering::Relaxed);
+        }
+        assert!(conns.admit(3).is_none());
+        assert_eq!(conns.refused.load(Ordering::Relaxed), 1);
+    }
+}
