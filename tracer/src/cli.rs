@@ -217,8 +217,8 @@ pub struct ServeSecurity {
 }
 
 impl ServeSecurity {
-    pub fn security(self) -> tracer::modes::server::Security {
-        tracer::modes::server::Security {
+    pub fn security(self) -> tracer::modes::listener::Security {
+        tracer::modes::listener::Security {
             tls: self.tls_cert.zip(self.tls_key),
             token_file: self.auth_token_file,
             metrics_open: self.metrics_open,

@@ -284,9 +284,9 @@ fn cluster(
     format: Option<Format>,
     client: cli::ClusterClient,
 ) -> Result<u8> {
-    let client = tracer::modes::cluster::Client::new(
+    let client = tracer::modes::client::Client::new(
         client.auth_token_file.as_deref(),
-        std::env::var("TRACER_AUTH_TOKEN").ok(),
+        std::env::var(tracer::modes::client::TOKEN_ENV).ok(),
         client.ca_cert.as_deref(),
     )?;
     let file_text = endpoints_file
@@ -590,7 +590,7 @@ fn serve(
     max_window: Duration,
     netns: Option<PathBuf>,
     pod: Option<String>,
-    security: tracer::modes::server::Security,
+    security: tracer::modes::listener::Security,
 ) -> Result<u8> {
     anyhow::ensure!(
         window <= max_window,

@@ -9,17 +9,17 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    path::Path,
-    sync::{mpsc, Arc},
+    sync::mpsc,
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     judge::document::{EXIT_DEGRADED, EXIT_ERROR, EXIT_HEALTHY},
     judge::verdict::MIN_LOSS,
+    modes::client::Client,
     modes::diff::DocumentView,
 };
 
@@ -96,94 +96,6 @@ pub fn report_url(endpoint: &str, window: Duration, https: bool) -> String {
         "{scheme}://{host}/report?window={}s",
         window.as_secs().max(1)
     )
-}
-
-/// How sidecars are asked: the bearer token to send, the CA certificates to trust.
-#[derive(Default)]
-pub struct Client {
-    token: Option<String>,
-    roots: Option<Vec<ureq::tls::Certificate<'static>>>,
-}
-
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the token.
-        f.debug_struct("Client")
-            .field("token", &self.token.as_ref().map(|_| "…"))
-            .field("roots", &self.roots.as_ref().map(Vec::len))
-            .finish()
-    }
-}
-
-/// The first token of a token file's text (one per line, `#` comments).
-pub fn first_token(text: &str) -> Option<&str> {
-    text.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-}
-
-impl Client {
-    /// The token from `token_file`, else from `env_token` (TRACER_AUTH_TOKEN); the CA
-    /// certificates from `ca_cert`. A file given but unusable is an error.
-    pub fn new(
-        token_file: Option<&Path>,
-        env_token: Option<String>,
-        ca_cert: Option<&Path>,
-    ) -> Result<Client> {
-        let token = match token_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read the token file {}", path.display()))?;
-                match first_token(&text) {
-                    Some(t) => Some(t.to_owned()),
-                    None => bail!(
-                        "the token file {} holds no token; write the sidecars' token on one line",
-                        path.display()
-                    ),
-                }
-            }
-            None => env_token
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty()),
-        };
-        let roots = match ca_cert {
-            Some(path) => {
-                let pem = std::fs::read(path)
-                    .with_context(|| format!("cannot read the CA file {}", path.display()))?;
-                let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-                    .filter_map(|item| match item {
-                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                        _ => None,
-                    })
-                    .collect();
-                if certs.is_empty() {
-                    bail!(
-                        "the CA file {} holds no PEM certificate; give the CA that signed the \
-                         sidecars' certificates",
-                        path.display()
-                    );
-                }
-                Some(certs)
-            }
-            None => None,
-        };
-        Ok(Client { token, roots })
-    }
-
-    fn agent(&self, timeout: Duration) -> ureq::Agent {
-        let mut config = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .proxy(None);
-        if let Some(roots) = &self.roots {
-            config = config.tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots.clone())))
-                    .build(),
-            );
-        }
-        config.build().into()
-    }
 }
 
 /// Why an endpoint gave no verdict.
@@ -283,11 +195,14 @@ pub fn fetch_all(
     client: &Client,
 ) -> Vec<Fetched> {
     let agent = client.agent(timeout);
-    let https = client.roots.is_some();
+    let https = client.https();
     let (tx, rx) = mpsc::channel();
     for (i, endpoint) in endpoints.iter().enumerate() {
         let (tx, agent) = (tx.clone(), agent.clone());
-        let (url, token) = (report_url(endpoint, window, https), client.token.clone());
+        let (url, token) = (
+            report_url(endpoint, window, https),
+            client.token().map(str::to_owned),
+        );
         std::thread::spawn(move || {
             let _ = tx.send((i, fetch_one(&agent, &url, token.as_deref())));
         });
@@ -862,42 +777,6 @@ mod tests {
             report_url("https://a:1", w, false),
             "https://a:1/report?window=30s"
         );
-    }
-
-    #[test]
-    fn the_client_token_comes_from_the_file_first_then_the_environment() {
-        let dir = std::env::temp_dir().join(format!("tracer-client-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let file = dir.join("token");
-        std::fs::write(
-            &file,
-            "# the sidecars' token\n\n  from-the-file-0123  \nsecond\n",
-        )
-        .expect("write");
-        let c = Client::new(Some(&file), Some("from-env".to_owned()), None).expect("client");
-        assert_eq!(c.token.as_deref(), Some("from-the-file-0123"));
-        assert!(
-            !format!("{c:?}").contains("from-the-file"),
-            "Debug never shows it"
-        );
-        let c = Client::new(None, Some(" from-env \n".to_owned()), None).expect("client");
-        assert_eq!(c.token.as_deref(), Some("from-env"));
-        assert_eq!(
-            Client::new(None, Some("  ".to_owned()), None)
-                .expect("client")
-                .token,
-            None
-        );
-        std::fs::write(&file, "# nothing\n").expect("write");
-        let e = Client::new(Some(&file), None, None)
-            .expect_err("empty")
-            .to_string();
-        assert!(e.contains("holds no token"), "{e}");
-        let e = Client::new(None, None, Some(&file))
-            .expect_err("no CA")
-            .to_string();
-        assert!(e.contains("holds no PEM certificate"), "{e}");
-        std::fs::remove_dir_all(&dir).expect("cleanup");
         assert_eq!(
             report_url("a:1", Duration::from_secs(60), false),
             "http://a:1/report?window=60s"

@@ -8,11 +8,13 @@
 //!   whole request first), so 200 clients holding half a request keep no more than the cap and
 //!   a scrape still gets in. Only when every connection is answering is the newcomer closed.
 //!
-//! Each request carries its client's address ([`ClientAddr`]) for the guard's log.
+//! Each request carries its client's address ([`ClientAddr`]) for the guard's log. [`secure`]
+//! reads the token and TLS files before anything listens and starts the task re-reading them.
 
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
+    path::PathBuf,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
@@ -20,6 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::Result;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
@@ -30,13 +33,71 @@ use tokio::{
 };
 use tower::ServiceExt as _;
 
-use crate::modes::guard::ClientAddr;
+use crate::modes::{
+    guard::{self, ClientAddr, Guard, TokenFile},
+    reload,
+    tls::CertFiles,
+};
 
 /// Limits of the connection loop.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
     pub max_connections: usize,
     pub header_timeout: Duration,
+}
+
+/// TLS, tokens and connection limits of `tracer serve`.
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// PEM certificate chain and key: HTTPS instead of HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Bearer tokens, one per line: every endpoint but health needs one.
+    pub token_file: Option<PathBuf>,
+    /// `/metrics` answers without a token.
+    pub metrics_open: bool,
+    pub conn: ConnLimits,
+}
+
+/// The guard, the TLS acceptor, and the task that re-reads their files; errors (unreadable or
+/// unusable files) before anything listens.
+pub fn secure(
+    security: &Security,
+) -> Result<(
+    Arc<Guard>,
+    Option<tokio_rustls::TlsAcceptor>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let (token_watch, tokens) = match &security.token_file {
+        Some(path) => {
+            let (w, t) = guard::read_token_file(path)?;
+            (Some(w), Some(t))
+        }
+        None => (None, None),
+    };
+    let guard = Arc::new(Guard::new(tokens, security.metrics_open));
+    let mut token_file = token_watch.map(|w| TokenFile::new(w, guard.clone()));
+    let mut certs = match &security.tls {
+        Some((cert, key)) => Some(CertFiles::open(cert, key)?),
+        None => None,
+    };
+    let acceptor = certs
+        .as_ref()
+        .map(|c| c.server_config().map(tokio_rustls::TlsAcceptor::from))
+        .transpose()?;
+    let reloader = tokio::spawn(async move {
+        let mut every = tokio::time::interval(reload::EVERY);
+        loop {
+            every.tick().await;
+            let lines = [
+                token_file.as_mut().and_then(TokenFile::reload),
+                certs.as_mut().and_then(CertFiles::reload),
+            ];
+            for line in lines.into_iter().flatten() {
+                eprintln!("{line}");
+            }
+        }
+    });
+    Ok((guard, acceptor, reloader))
 }
 
 /// The most bytes of request line and headers read.

@@ -1,9 +1,11 @@
 //! The commands: a live window (live), rolling windows (watch), the sidecar (server, with its
-//! guard, listener, tls and reload: tokens, TLS, connection limits), the fleet (cluster, diff),
-//! recordings and the files modes read and write (`-`, whole-or-nothing recordings),
-//! `tracer check`, and the shared stop signal. The only stage that wires the others together.
+//! guard, listener, tls and reload: tokens, TLS, connection limits), the fleet (cluster with
+//! its client, diff), recordings and the files modes read and write (`-`, whole-or-nothing
+//! recordings), `tracer check`, and the shared stop signal. The only stage that wires the
+//! others together.
 
 pub mod check;
+pub mod client;
 pub mod cluster;
 pub mod diff;
 pub mod files;

@@ -17,12 +17,11 @@
 //! Who may ask is [`crate::modes::guard`]'s business (one middleware over the whole router: a
 //! bearer token on everything but health), TLS and slow clients are
 //! [`crate::modes::listener`]'s (with [`crate::modes::tls`]); the certificate, key and token
-//! files are re-read every [`reload::EVERY`] when they change.
+//! files are re-read every [`crate::modes::reload::EVERY`] when they change.
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    path::PathBuf,
     sync::{mpsc, Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
@@ -39,11 +38,9 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    modes::guard::{self, Guard, TokenFile},
-    modes::listener::{self, ConnLimits},
+    modes::guard,
+    modes::listener::{self, Security},
     modes::live::LiveTracer,
-    modes::reload,
-    modes::tls::CertFiles,
     modes::watch::{Thinning, Watch},
     node::counters::CounterSource,
     node::facts::FactsSource,
@@ -75,18 +72,6 @@ pub struct ServeOptions {
     pub scope: Option<NetnsScope>,
     pub limits: Limits,
     pub security: Security,
-}
-
-/// TLS, tokens and connection limits of `tracer serve`.
-#[derive(Debug, Clone)]
-pub struct Security {
-    /// PEM certificate chain and key: HTTPS instead of HTTP.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// Bearer tokens, one per line: every endpoint but health needs one.
-    pub token_file: Option<PathBuf>,
-    /// `/metrics` answers without a token.
-    pub metrics_open: bool,
-    pub conn: ConnLimits,
 }
 
 /// Frames needed to judge `window` (one more than its seconds: the first is the baseline).
@@ -447,53 +432,11 @@ fn scheme(security: &Security) -> &'static str {
     }
 }
 
-/// The guard, the TLS acceptor, and the task that re-reads their files; errors (unreadable or
-/// unusable files) before anything listens.
-fn secure(
-    security: &Security,
-) -> Result<(
-    Arc<Guard>,
-    Option<tokio_rustls::TlsAcceptor>,
-    tokio::task::JoinHandle<()>,
-)> {
-    let (token_watch, tokens) = match &security.token_file {
-        Some(path) => {
-            let (w, t) = guard::read_token_file(path)?;
-            (Some(w), Some(t))
-        }
-        None => (None, None),
-    };
-    let guard = Arc::new(Guard::new(tokens, security.metrics_open));
-    let mut token_file = token_watch.map(|w| TokenFile::new(w, guard.clone()));
-    let mut certs = match &security.tls {
-        Some((cert, key)) => Some(CertFiles::open(cert, key)?),
-        None => None,
-    };
-    let acceptor = certs
-        .as_ref()
-        .map(|c| c.server_config().map(tokio_rustls::TlsAcceptor::from))
-        .transpose()?;
-    let reloader = tokio::spawn(async move {
-        let mut every = tokio::time::interval(reload::EVERY);
-        loop {
-            every.tick().await;
-            let lines = [
-                token_file.as_mut().and_then(TokenFile::reload),
-                certs.as_mut().and_then(CertFiles::reload),
-            ];
-            for line in lines.into_iter().flatten() {
-                eprintln!("{line}");
-            }
-        }
-    });
-    Ok((guard, acceptor, reloader))
-}
-
 async fn serve(options: ServeOptions) -> Result<u8> {
     crate::modes::live::require_root()?;
     crate::modes::stop::install()?;
     let security = &options.security;
-    let (guard, acceptor, reloader) = secure(security)?;
+    let (guard, acceptor, reloader) = listener::secure(security)?;
     if !options.listen.ip().is_loopback() && security.token_file.is_none() {
         eprintln!(
             "tracer: warning: listening on {} without --auth-token-file: anyone who reaches \
