@@ -210,18 +210,42 @@ impl Server {
         format!("{scheme}://127.0.0.1:{}{path}", self.port)
     }
 
-    /// Connections the server holds established (its side), from `ss`.
+    /// Established connections the server process holds (accepted: its own descriptors),
+    /// from /proc/PID/fd and /proc/net/tcp; connections waiting in the kernel's backlog are
+    /// not held by it.
     fn established(&self) -> usize {
-        let out = Command::new("ss")
-            .args([
-                "-Htn",
-                "state",
-                "established",
-                &format!("( sport = :{} )", self.port),
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().count()
+        let pid = self.child.id();
+        let inodes: std::collections::BTreeSet<String> =
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.display().to_string();
+                    l.strip_prefix("socket:[")?
+                        .strip_suffix(']')
+                        .map(str::to_owned)
+                })
+                .collect();
+        let port = format!("{:04X}", self.port);
+        ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .skip(1)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                f.len() > 9
+                    && f[1].rsplit(':').next() == Some(port.as_str())
+                    && f[3] == "01"
+                    && inodes.contains(f[9])
+            })
+            .count()
     }
 }
 
@@ -697,9 +721,11 @@ fn tls_client(ca: &Path) -> Arc<rustls::ClientConfig> {
 
 #[test]
 fn two_hundred_slow_clients_hold_at_most_the_cap_and_scrapes_are_answered() {
-    if !ready_for("serve_auth_slow_clients", &["curl", "openssl", "ss"]) {
+    if !ready_for("serve_auth_slow_clients", &["curl", "openssl"]) {
         return;
     }
+    // Beyond the cap, a newcomer displaces the oldest half request once it is
+    // tracer::modes::listener::MIN_AGE old; the rest wait in the kernel's backlog.
     const CAP: usize = 32;
     const SLOW: usize = 200;
     const HEADER_TIMEOUT_S: u64 = 15;
@@ -723,6 +749,9 @@ fn two_hundred_slow_clients_hold_at_most_the_cap_and_scrapes_are_answered() {
     let mut slow: Vec<Slow> = (0..SLOW)
         .map(|i| {
             let mut tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            tcp.set_write_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             if i % 2 == 1 {
                 // A TLS record header announcing a ClientHello, and nothing after it.
                 tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
@@ -739,7 +768,8 @@ fn two_hundred_slow_clients_hold_at_most_the_cap_and_scrapes_are_answered() {
         })
         .collect();
     let setup = opened.elapsed();
-    std::thread::sleep(Duration::from_millis(300));
+    // The last ones (half a ClientHello) may still wait in the backlog for an old enough slot.
+    std::thread::sleep(Duration::from_millis(1500));
     let held_before = server.established();
 
     // Scrapes meanwhile: every one answered, none slow.

@@ -206,8 +206,9 @@ pub struct ServeSecurity {
     /// otherwise).
     #[arg(long, requires = "auth_token_file")]
     pub metrics_open: bool,
-    /// Most connections open at once; a newcomer beyond it displaces the oldest idle one.
-    #[arg(long, default_value_t = 64, value_name = "N",
+    /// Most connections open at once; a newcomer beyond it displaces the oldest idle one
+    /// (older than 0.5 s), or waits while all are answering.
+    #[arg(long, default_value_t = 256, value_name = "N",
           value_parser = clap::value_parser!(u16).range(2..=4096))]
     pub max_connections: u16,
     /// A TLS handshake or a request's header must arrive within this; idle connections close

@@ -4,9 +4,11 @@
 //! - the TLS handshake and each request's header must arrive within `header_timeout`, and an
 //!   idle keep-alive connection is closed after it too;
 //! - at most `max_connections` connections are open; when one more arrives, the oldest
-//!   connection that is not answering a request is closed to make room (one that never sent a
-//!   whole request first), so 200 clients holding half a request keep no more than the cap and
-//!   a scrape still gets in. Only when every connection is answering is the newcomer closed.
+//!   connection that is not answering a request and has had [`MIN_AGE`] to send one is closed
+//!   to make room (one that never sent a whole request first), so clients holding half a
+//!   request keep no more than the cap and a scrape still gets in. When every connection is
+//!   answering or that young, accepting pauses (newcomers wait in the kernel's backlog): a
+//!   burst of real clients is delayed, never reset.
 //!
 //! Each request carries its client's address ([`ClientAddr`]) for the guard's log. [`secure`]
 //! reads the token and TLS files before anything listens and starts the task re-reading them.
@@ -103,9 +105,15 @@ pub fn secure(
 /// The most bytes of request line and headers read.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// A connection younger than this is never closed for a newcomer: it has had no fair chance
+/// to send its request. When every connection is busy or this young, accepting pauses (the
+/// kernel's backlog holds newcomers) instead of resetting anyone.
+pub const MIN_AGE: Duration = Duration::from_millis(500);
+
 /// One open connection, as the admission sees it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Slot {
+    opened: Instant,
     /// Requests being answered on it now.
     busy: AtomicUsize,
     /// Whether it has had a whole request.
@@ -114,46 +122,61 @@ struct Slot {
     evict: Notify,
 }
 
-/// What the admission sees of a connection: (answering now, has had a whole request).
-pub type SlotState = (bool, bool);
+impl Slot {
+    fn new(opened: Instant) -> Slot {
+        Slot {
+            opened,
+            busy: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            evict: Notify::new(),
+        }
+    }
+}
 
-/// Which connection to close for a newcomer when `open` (oldest first) are at the cap: the
-/// oldest that never had a whole request and is not answering one, else the oldest idle one;
-/// `None` when every one is answering.
+/// What the admission sees of a connection: answering now, has had a whole request, age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotState {
+    pub busy: bool,
+    pub served: bool,
+    pub age: Duration,
+}
+
+/// Which connection to close for a newcomer when `open` (oldest first) are at the cap: among
+/// those not answering and at least [`MIN_AGE`] old, the oldest that never had a whole request,
+/// else the oldest idle one; `None` (wait) when there is none.
 pub fn victim(open: &[SlotState]) -> Option<usize> {
+    let fair = |s: &SlotState| !s.busy && s.age >= MIN_AGE;
     open.iter()
-        .position(|&(busy, served)| !busy && !served)
-        .or_else(|| open.iter().position(|&(busy, _)| !busy))
+        .position(|s| fair(s) && !s.served)
+        .or_else(|| open.iter().position(fair))
 }
 
 #[derive(Default)]
 struct Conns {
     next: AtomicU64,
     open: Mutex<BTreeMap<u64, Arc<Slot>>>,
-    /// Connections closed for newcomers, and newcomers closed, since start.
+    /// A connection ended (room for a waiting newcomer).
+    freed: Notify,
+    /// Connections closed for newcomers, and pauses of accepting at the cap, since start.
     evicted: AtomicU64,
-    refused: AtomicU64,
+    paused: AtomicU64,
     last_log_ms: AtomicU64,
 }
 
 impl Conns {
-    /// Admits a connection (closing another when at the cap); `None`: closed, all are busy.
-    fn admit(&self, cap: usize) -> Option<(u64, Arc<Slot>)> {
+    /// Admits a connection at `now`, closing an idle one when at the cap; `None`: wait.
+    fn admit(&self, cap: usize, now: Instant) -> Option<(u64, Arc<Slot>)> {
         let mut open = self.open.lock().ok()?;
         if open.len() >= cap.max(1) {
             let states: Vec<SlotState> = open
                 .values()
-                .map(|s| {
-                    (
-                        s.busy.load(Ordering::Relaxed) > 0,
-                        s.served.load(Ordering::Relaxed),
-                    )
+                .map(|s| SlotState {
+                    busy: s.busy.load(Ordering::Relaxed) > 0,
+                    served: s.served.load(Ordering::Relaxed),
+                    age: now.saturating_duration_since(s.opened),
                 })
                 .collect();
-            let Some(i) = victim(&states) else {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                return None;
-            };
+            let i = victim(&states)?;
             let id = *open.keys().nth(i)?;
             if let Some(slot) = open.remove(&id) {
                 slot.evict.notify_one();
@@ -161,7 +184,7 @@ impl Conns {
             self.evicted.fetch_add(1, Ordering::Relaxed);
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Slot::default());
+        let slot = Arc::new(Slot::new(now));
         open.insert(id, slot.clone());
         Some((id, slot))
     }
@@ -170,6 +193,7 @@ impl Conns {
         if let Ok(mut open) = self.open.lock() {
             open.remove(&id);
         }
+        self.freed.notify_one();
     }
 
     /// A line about the cap, at most once a minute.
@@ -183,11 +207,39 @@ impl Conns {
                 .is_ok()
         {
             eprintln!(
-                "tracer: {cap} connections open (--max-connections): closed the oldest idle \
-                 one for a newcomer ({} so far; {} newcomers closed while all were answering)",
+                "tracer: {cap} connections open (--max-connections): the oldest idle ones are \
+                 closed for newcomers ({} so far; accepting paused {} times while all were \
+                 answering or younger than {} ms)",
                 self.evicted.load(Ordering::Relaxed),
-                self.refused.load(Ordering::Relaxed)
+                self.paused.load(Ordering::Relaxed),
+                MIN_AGE.as_millis()
             );
+        }
+    }
+
+    /// Admits `now`'s newcomer, waiting while there is no room; `None` when the server stops
+    /// meanwhile.
+    async fn admit_or_wait(
+        &self,
+        cap: usize,
+        started: Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<(u64, Arc<Slot>)> {
+        let evicted = self.evicted.load(Ordering::Relaxed);
+        loop {
+            if let Some(admitted) = self.admit(cap, Instant::now()) {
+                if self.evicted.load(Ordering::Relaxed) != evicted {
+                    self.log_cap(started, cap);
+                }
+                return Some(admitted);
+            }
+            self.paused.fetch_add(1, Ordering::Relaxed);
+            self.log_cap(started, cap);
+            tokio::select! {
+                () = stop_wanted(stop) => return None,
+                () = self.freed.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
         }
     }
 }
@@ -218,12 +270,10 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let before = conns.evicted.load(Ordering::Relaxed) + conns.refused.load(Ordering::Relaxed);
-                let admitted = conns.admit(limits.max_connections);
-                if conns.evicted.load(Ordering::Relaxed) + conns.refused.load(Ordering::Relaxed) != before {
-                    conns.log_cap(started, limits.max_connections);
-                }
-                let Some((id, slot)) = admitted else { continue };
+                let admitted = conns
+                    .admit_or_wait(limits.max_connections, started, &mut stopped)
+                    .await;
+                let Some((id, slot)) = admitted else { break };
                 let (app, tls, conns, stop) = (app.clone(), tls.clone(), conns.clone(), stop.clone());
                 tasks.spawn(async move {
                     connection(stream, peer, app, tls, limits, slot, stop).await;
@@ -329,49 +379,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_newcomer_displaces_a_half_request_first_then_an_idle_one_never_a_busy_one() {
-        // (busy, served), oldest first.
-        let prometheus_idle = (false, true);
-        let half_request = (false, false);
-        let answering = (true, true);
+    fn the_newcomer_displaces_an_old_half_request_first_then_an_idle_one_never_a_busy_or_young_one()
+    {
+        let old = MIN_AGE * 4;
+        let state = |busy, served, age| SlotState { busy, served, age };
+        let prometheus_idle = state(false, true, old);
+        let half_request = state(false, false, old);
+        let just_connected = state(false, false, MIN_AGE / 2);
+        let answering = state(true, true, old);
         assert_eq!(
             victim(&[prometheus_idle, answering, half_request, half_request]),
             Some(2)
         );
         assert_eq!(
-            victim(&[answering, prometheus_idle, prometheus_idle]),
-            Some(1)
+            victim(&[just_connected, prometheus_idle, half_request]),
+            Some(2)
         );
-        assert_eq!(victim(&[answering, answering]), None);
+        assert_eq!(
+            victim(&[answering, just_connected, prometheus_idle]),
+            Some(2)
+        );
+        assert_eq!(victim(&[answering, just_connected]), None);
         assert_eq!(victim(&[]), None);
     }
 
     #[test]
-    fn admission_holds_the_cap_and_refuses_only_when_all_are_answering() {
+    fn admission_holds_the_cap_and_waits_while_all_are_answering_or_young() {
         let conns = Conns::default();
-        let first: Vec<(u64, Arc<Slot>)> = (0..3).filter_map(|_| conns.admit(3)).collect();
+        let t0 = Instant::now();
+        let first: Vec<(u64, Arc<Slot>)> = (0..3).filter_map(|_| conns.admit(3, t0)).collect();
         assert_eq!(first.len(), 3);
+        assert!(
+            conns.admit(3, t0 + MIN_AGE / 2).is_none(),
+            "all too young: wait"
+        );
         first[1].1.busy.store(1, Ordering::Relaxed);
-        for _ in 0..10 {
-            assert!(conns.admit(3).is_some());
-        }
+        let later = t0 + MIN_AGE * 2;
+        // Two displaced (the idle ones), then only newcomers younger than MIN_AGE are left
+        // besides the busy one: wait.
+        assert!(conns.admit(3, later).is_some());
+        assert!(conns.admit(3, later).is_some());
+        assert!(conns.admit(3, later).is_none());
         let open = conns.open.lock().map(|o| o.len()).unwrap_or(0);
         assert_eq!(open, 3);
-        assert_eq!(conns.evicted.load(Ordering::Relaxed), 10);
+        assert_eq!(conns.evicted.load(Ordering::Relaxed), 2);
         assert!(conns
             .open
             .lock()
             .map(|o| o.contains_key(&first[1].0))
             .unwrap_or(false));
-        for slot in conns
-            .open
-            .lock()
-            .map(|o| o.values().cloned().collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
-            slot.busy.store(1, Ordering::Relaxed);
-        }
-        assert!(conns.admit(3).is_none());
-        assert_eq!(conns.refused.load(Ordering::Relaxed), 1);
+        conns.leave(first[1].0);
+        assert!(conns.admit(3, later).is_some(), "room after one left");
     }
 }
