@@ -137,7 +137,9 @@ pub enum Command {
     /// The sidecar: HTTP endpoints over a rolling window, until SIGTERM. Read-only.
     ///
     /// GET /metrics (OpenMetrics text), /report[?window=60s] (the verdict document, JSON),
-    /// /healthz, /readyz (200 once the probes are attached).
+    /// /healthz, /readyz (200 once the probes are attached). Off loopback, serve HTTPS
+    /// (--tls-cert, --tls-key) with --auth-token-file: every endpoint but /healthz and /readyz
+    /// then needs `Authorization: Bearer TOKEN` (docs/security.md).
     Serve {
         /// Address to listen on; the default answers only on this node.
         #[arg(long, default_value = "127.0.0.1:9595", value_name = "ADDR:PORT")]
@@ -242,6 +244,17 @@ pub struct ClusterClient {
     /// a scheme are then asked over HTTPS.
     #[arg(long, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
+}
+
+impl ClusterClient {
+    /// The client these flags and `TRACER_AUTH_TOKEN` describe (reads the files they name).
+    pub fn client(&self) -> anyhow::Result<tracer::modes::client::Client> {
+        tracer::modes::client::Client::new(
+            self.auth_token_file.as_deref(),
+            std::env::var(tracer::modes::client::TOKEN_ENV).ok(),
+            self.ca_cert.as_deref(),
+        )
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -284,11 +284,7 @@ fn cluster(
     format: Option<Format>,
     client: cli::ClusterClient,
 ) -> Result<u8> {
-    let client = tracer::modes::client::Client::new(
-        client.auth_token_file.as_deref(),
-        std::env::var(tracer::modes::client::TOKEN_ENV).ok(),
-        client.ca_cert.as_deref(),
-    )?;
+    let client = client.client()?;
     let file_text = endpoints_file
         .map(|f| {
             std::fs::read_to_string(f)

@@ -226,6 +226,12 @@ impl Guard {
     }
 }
 
+/// `app` behind the guard: every route and the fallback, including routes `app` got from
+/// elsewhere (merged routers), pass through [`guard`].
+pub fn guarded(app: axum::Router, state: Arc<Guard>) -> axum::Router {
+    app.layer(axum::middleware::from_fn_with_state(state, guard))
+}
+
 /// The middleware: bounds first, then the token.
 pub async fn guard(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let target = request
@@ -400,6 +406,120 @@ mod tests {
             .note(IpAddr::from([198, 19, 1, 1]), 120_000, "x")
             .unwrap();
         assert!(next_minute.contains("(81 other refusals"), "{next_minute}");
+    }
+
+    /// A router as another branch might grow it (an MCP endpoint taking POSTs, merged from
+    /// elsewhere), behind the guard: covered without a line of its own.
+    fn app(metrics_open: bool) -> axum::Router {
+        use axum::routing::{get, post};
+        let mcp = axum::Router::new().route("/mcp", post(|body: String| async move { body }));
+        let app = axum::Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(|| async { "ready" }))
+            .route("/metrics", get(|| async { "# EOF" }))
+            .route("/report", get(|| async { "{}" }))
+            .merge(mcp);
+        let tokens = Tokens::parse(&format!("{A}\n")).unwrap();
+        guarded(app, Arc::new(Guard::new(Some(tokens), metrics_open)))
+    }
+
+    async fn status(app: axum::Router, request: axum::http::Request<Body>) -> u16 {
+        use tower::ServiceExt as _;
+        app.oneshot(request).await.unwrap().status().as_u16()
+    }
+
+    fn request(
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> axum::http::Request<Body> {
+        let mut r = axum::http::Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        r.header("content-length", body.len())
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_route_even_one_merged_later_needs_the_token_but_health() {
+        for uri in [
+            "/report",
+            "/metrics",
+            "/mcp",
+            "/",
+            "/nothing",
+            "/healthz/",
+            "/%68ealthz",
+        ] {
+            let method = if uri == "/mcp" { "POST" } else { "GET" };
+            assert_eq!(
+                status(app(false), request(method, uri, None, vec![])).await,
+                401,
+                "{uri}"
+            );
+            assert_eq!(
+                status(app(false), request(method, uri, Some(B), vec![])).await,
+                401,
+                "{uri} with a token not in the file"
+            );
+        }
+        for uri in ["/healthz", "/readyz"] {
+            assert_eq!(
+                status(app(false), request("GET", uri, None, vec![])).await,
+                200,
+                "{uri}"
+            );
+        }
+        assert_eq!(
+            status(app(false), request("GET", "/report", Some(A), vec![])).await,
+            200
+        );
+        assert_eq!(
+            status(app(false), request("POST", "/mcp", Some(A), b"{}".to_vec())).await,
+            200
+        );
+        assert_eq!(
+            status(app(true), request("GET", "/metrics", None, vec![])).await,
+            200
+        );
+        assert_eq!(
+            status(app(true), request("GET", "/report", None, vec![])).await,
+            401
+        );
+        assert_eq!(
+            status(app(true), request("POST", "/mcp", None, vec![])).await,
+            401
+        );
+    }
+
+    #[tokio::test]
+    async fn targets_and_bodies_are_bounded_before_anything_else() {
+        let long = format!("/report?window={}", "9".repeat(MAX_TARGET_BYTES));
+        assert_eq!(
+            status(app(false), request("GET", &long, Some(A), vec![])).await,
+            414
+        );
+        let big = vec![b'x'; MAX_BODY_BYTES + 1];
+        assert_eq!(
+            status(app(false), request("POST", "/mcp", Some(A), big)).await,
+            413
+        );
+        let fits = vec![b'x'; MAX_BODY_BYTES];
+        assert_eq!(
+            status(app(false), request("POST", "/mcp", Some(A), fits)).await,
+            200
+        );
+        // A body without a declared length is cut at the bound when read.
+        let r = axum::http::Request::builder()
+            .method("POST")
+            .uri("/mcp")
+            .header("authorization", format!("Bearer {A}"))
+            .body(Body::from(vec![b'y'; MAX_BODY_BYTES + 10]))
+            .unwrap();
+        assert_eq!(status(app(false), r).await, 413);
     }
 
     #[test]

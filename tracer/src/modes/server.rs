@@ -246,8 +246,8 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 const INDEX: &str = "tracer serve (read-only)\n\
     GET /metrics               OpenMetrics text\n\
     GET /report?window=60s     the verdict document (JSON) of the newest window\n\
-    GET /healthz               200 while the process answers\n\
-    GET /readyz                200 once the probes are attached\n";
+    GET /healthz               200 while the process answers (never needs a token)\n\
+    GET /readyz                200 once the probes are attached (never needs a token)\n";
 
 async fn index() -> &'static str {
     INDEX
@@ -437,12 +437,20 @@ async fn serve(options: ServeOptions) -> Result<u8> {
     crate::modes::stop::install()?;
     let security = &options.security;
     let (guard, acceptor, reloader) = listener::secure(security)?;
-    if !options.listen.ip().is_loopback() && security.token_file.is_none() {
-        eprintln!(
-            "tracer: warning: listening on {} without --auth-token-file: anyone who reaches \
-             this port reads /report and /metrics (see docs/security.md)",
-            options.listen
-        );
+    if !options.listen.ip().is_loopback() {
+        if security.token_file.is_none() {
+            eprintln!(
+                "tracer: warning: listening on {} without --auth-token-file: anyone who \
+                 reaches this port reads /report and /metrics (see docs/security.md)",
+                options.listen
+            );
+        } else if security.tls.is_none() {
+            eprintln!(
+                "tracer: warning: listening on {} with tokens but without --tls-cert: tokens \
+                 and answers cross the network in clear (see docs/security.md)",
+                options.listen
+            );
+        }
     }
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -489,8 +497,9 @@ async fn serve(options: ServeOptions) -> Result<u8> {
             .context("starting the producer thread")?
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app =
-        router(shared.clone()).layer(axum::middleware::from_fn_with_state(guard, guard::guard));
+    // The guard goes around everything the router has, added last: a route added to
+    // `router()` (or merged before this line) is covered without a line of its own.
+    let app = guard::guarded(router(shared.clone()), guard);
     let mut server = tokio::spawn(listener::serve(
         listener,
         app,

@@ -117,12 +117,6 @@ impl CertFiles {
             Err(_) => None,
         }
     }
-
-    /// The certificate in use (its first DER block), for tests.
-    pub fn current_leaf(&self) -> Option<Vec<u8>> {
-        let current = self.resolver.current.read().ok()?;
-        current.cert.first().map(|c| c.as_ref().to_vec())
-    }
 }
 
 #[cfg(test)]
