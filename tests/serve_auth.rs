@@ -416,12 +416,18 @@ fn tls_and_a_token_file_close_every_endpoint_but_health_to_curl() {
 
 #[test]
 fn metrics_open_leaves_only_metrics_readable_without_a_token() {
-    if !ready_for("serve_auth_metrics_open", &["curl"]) {
+    if !ready_for("serve_auth_metrics_open", &["curl", "openssl"]) {
         return;
     }
     let pki = Pki::new("open");
     std::fs::write(pki.path("tokens"), format!("{OLD}\n")).unwrap();
-    let server = Server::start(&["--auth-token-file", &pki.s("tokens"), "--metrics-open"]);
+    let server = Server::start(&[
+        "--auth-token-file",
+        &pki.s("tokens"),
+        "--metrics-open",
+        "--header-timeout",
+        "2s",
+    ]);
     let ca = pki.path("ca.pem");
     let get = |path: &str, headers: &[String]| curl(&server.url("http", path), &ca, headers);
     assert_eq!(get("/metrics", &[]), 200);
@@ -430,6 +436,31 @@ fn metrics_open_leaves_only_metrics_readable_without_a_token() {
         assert_eq!(get(path, &[]), 401, "{path}");
     }
     assert_eq!(get("/report", &bearer(OLD)), 200);
+
+    // An idle keep-alive connection is closed after --header-timeout (2 s here).
+    let mut tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut reply = [0u8; 256];
+    let n = tcp.read(&mut reply).unwrap();
+    assert!(
+        reply[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&reply[..n])
+    );
+    let idle = Instant::now();
+    let mut rest = Vec::new();
+    let _ = tcp.read_to_end(&mut rest);
+    let held = idle.elapsed();
+    eprintln!(
+        "idle keep-alive connection closed by the server after {} ms",
+        held.as_millis()
+    );
+    assert!(
+        held >= Duration::from_millis(1500) && held < Duration::from_secs(5),
+        "{held:?}"
+    );
 }
 
 /// A Prometheus started on loopback with a temporary config and storage; killed on drop.
