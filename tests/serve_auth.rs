@@ -463,6 +463,66 @@ fn metrics_open_leaves_only_metrics_readable_without_a_token() {
     );
 }
 
+#[test]
+fn unusable_token_or_certificate_files_stop_serve_in_one_sentence_before_it_listens() {
+    if !ready_for("serve_auth_bad_files", &["openssl"]) {
+        return;
+    }
+    let pki = Pki::new("bad");
+    std::fs::write(pki.path("tiny"), "tiny-tok\n").unwrap();
+    std::fs::write(pki.path("empty"), "# nothing yet\n").unwrap();
+    let serve = |args: &[&str]| {
+        let port = lab::free_port().to_string();
+        let out = Command::new(env!("CARGO_BIN_EXE_tracer"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr)
+    };
+    let (code, stderr) = serve(&["--auth-token-file", &pki.s("tiny")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("line 1 holds a token shorter than 16 characters"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("tiny-tok"),
+        "the token in the error: {stderr}"
+    );
+    let (code, stderr) = serve(&["--auth-token-file", &pki.s("empty")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("holds no token (one per line)"), "{stderr}");
+    let (code, stderr) = serve(&["--auth-token-file", &pki.s("absent")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot read the token file"), "{stderr}");
+    // The key where the certificate belongs, and a pair that does not match.
+    let (code, stderr) = serve(&[
+        "--tls-cert",
+        &pki.s("server.key"),
+        "--tls-key",
+        &pki.s("server.key"),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("holds no CERTIFICATE block"), "{stderr}");
+    let (code, stderr) = serve(&[
+        "--tls-cert",
+        &pki.s("ca.pem"),
+        "--tls-key",
+        &pki.s("server.key"),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("do not make a pair"), "{stderr}");
+    for (code, stderr) in [
+        serve(&["--tls-cert", &pki.s("server.pem")]),
+        serve(&["--metrics-open"]),
+    ] {
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("required"), "{stderr}");
+    }
+}
+
 /// A Prometheus started on loopback with a temporary config and storage; killed on drop.
 struct Prometheus {
     child: Child,
