@@ -83,6 +83,11 @@ impl Pki {
 
     /// `NAME.pem` and `NAME.key`: a certificate for 127.0.0.1 signed by the CA.
     fn issue(&self, name: &str, cn: &str) {
+        self.issue_for(name, cn, "IP:127.0.0.1,DNS:localhost");
+    }
+
+    /// [`Pki::issue`] with the subject alternative names `san`.
+    fn issue_for(&self, name: &str, cn: &str, san: &str) {
         let (key, csr, pem) = (
             format!("{name}.key"),
             format!("{name}.csr"),
@@ -103,11 +108,7 @@ impl Pki {
             "-subj",
             &subj,
         ]);
-        std::fs::write(
-            self.path("san.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .unwrap();
+        std::fs::write(self.path("san.ext"), format!("subjectAltName={san}\n")).unwrap();
         self.openssl(&[
             "x509",
             "-req",
@@ -753,6 +754,39 @@ fn cluster_gets_verdicts_with_the_token_and_a_clear_error_without() {
     let (code, v) = verdict(cluster(&["--endpoints", &https], Some(OLD)));
     assert_eq!(code, Some(2));
     assert_eq!(v["unreachable"], serde_json::json!([https]), "{v}");
+    drop(server);
+
+    // One certificate for every node, naming only the Service: reached at the node's address
+    // with --tls-server-name, refused without it.
+    pki.issue_for("svc", "tracer.tracer.svc", "DNS:tracer.tracer.svc");
+    let server = Server::start(&[
+        "--tls-cert",
+        &pki.s("svc.pem"),
+        "--tls-key",
+        &pki.s("svc.key"),
+        "--auth-token-file",
+        &pki.s("tokens"),
+    ]);
+    let endpoint = format!("127.0.0.1:{}", server.port);
+    let named = [
+        "--endpoints",
+        &endpoint,
+        "--ca-cert",
+        &ca,
+        "--tls-server-name",
+    ];
+    let (code, v) = verdict(cluster(
+        &[&named[..], &["tracer.tracer.svc"]].concat(),
+        Some(OLD),
+    ));
+    assert!(matches!(code, Some(0 | 1)), "exit {code:?}: {v}");
+    assert_eq!(v["unreachable"], serde_json::json!([]), "{v}");
+    let (code, v) = verdict(cluster(&named[..4], Some(OLD)));
+    assert_eq!(code, Some(2));
+    assert_eq!(v["unreachable"], serde_json::json!([endpoint]), "{v}");
+    let (code, v) = verdict(cluster(&[&named[..], &["other.name"]].concat(), Some(OLD)));
+    assert_eq!(code, Some(2));
+    assert_eq!(v["unreachable"], serde_json::json!([endpoint]), "{v}");
 }
 
 /// A client holding half a request: a finished TLS handshake and part of a request header, or

@@ -244,6 +244,10 @@ pub struct ClusterClient {
     /// a scheme are then asked over HTTPS.
     #[arg(long, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
+    /// The name the sidecars' certificate is checked for, when it is not the endpoint's (one
+    /// certificate for every node, e.g. tracer.tracer.svc); implies HTTPS.
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
 }
 
 impl ClusterClient {
@@ -253,6 +257,7 @@ impl ClusterClient {
             self.auth_token_file.as_deref(),
             std::env::var(tracer::modes::client::TOKEN_ENV).ok(),
             self.ca_cert.as_deref(),
+            self.tls_server_name.clone(),
         )
     }
 }

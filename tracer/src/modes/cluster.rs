@@ -85,19 +85,6 @@ fn normalize(raw: &str) -> Result<String> {
     }
 }
 
-/// The URL of an endpoint's report over `window`; HTTPS when the endpoint says so or `https`.
-pub fn report_url(endpoint: &str, window: Duration, https: bool) -> String {
-    let (scheme, host) = match endpoint.strip_prefix("https://") {
-        Some(host) => ("https", host),
-        None if https => ("https", endpoint),
-        None => ("http", endpoint),
-    };
-    format!(
-        "{scheme}://{host}/report?window={}s",
-        window.as_secs().max(1)
-    )
-}
-
 /// Why an endpoint gave no verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoVerdict {
@@ -194,15 +181,11 @@ pub fn fetch_all(
     timeout: Duration,
     client: &Client,
 ) -> Vec<Fetched> {
-    let agent = client.agent(timeout);
-    let https = client.https();
     let (tx, rx) = mpsc::channel();
+    let path = format!("/report?window={}s", window.as_secs().max(1));
     for (i, endpoint) in endpoints.iter().enumerate() {
-        let (tx, agent) = (tx.clone(), agent.clone());
-        let (url, token) = (
-            report_url(endpoint, window, https),
-            client.token().map(str::to_owned),
-        );
+        let (agent, url) = client.route(endpoint, &path, timeout);
+        let (tx, token) = (tx.clone(), client.token().map(str::to_owned));
         std::thread::spawn(move || {
             let _ = tx.send((i, fetch_one(&agent, &url, token.as_deref())));
         });
@@ -770,16 +753,5 @@ mod tests {
             ["https://a:9595", "https://[::1]:1"]
         );
         assert!(parse_endpoints(&["https://a:99999".to_owned()], None).is_err());
-        let w = Duration::from_secs(30);
-        assert_eq!(report_url("a:1", w, false), "http://a:1/report?window=30s");
-        assert_eq!(report_url("a:1", w, true), "https://a:1/report?window=30s");
-        assert_eq!(
-            report_url("https://a:1", w, false),
-            "https://a:1/report?window=30s"
-        );
-        assert_eq!(
-            report_url("a:1", Duration::from_secs(60), false),
-            "http://a:1/report?window=60s"
-        );
     }
 }
