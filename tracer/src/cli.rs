@@ -3,7 +3,7 @@
 
 use std::{ffi::OsStr, path::PathBuf, time::Duration};
 
-use clap::{builder::TypedValueParser, error::ErrorKind, Parser, Subcommand, ValueEnum};
+use clap::{builder::TypedValueParser, error::ErrorKind, Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -128,6 +128,8 @@ pub enum Command {
         /// Output format; a text summary on a terminal, JSON otherwise.
         #[arg(long, value_enum)]
         format: Option<Format>,
+        #[command(flatten)]
+        client: ClusterClient,
     },
     /// What will work on this node and why not: one line per item, with the fix.
     /// Exit status 1 when something the tracer needs is missing.
@@ -135,7 +137,9 @@ pub enum Command {
     /// The sidecar: HTTP endpoints over a rolling window, until SIGTERM. Read-only.
     ///
     /// GET /metrics (OpenMetrics text), /report[?window=60s] (the verdict document, JSON),
-    /// /healthz, /readyz (200 once the probes are attached).
+    /// /healthz, /readyz (200 once the probes are attached). Off loopback, serve HTTPS
+    /// (--tls-cert, --tls-key) with --auth-token-file: every endpoint but /healthz and /readyz
+    /// then needs `Authorization: Bearer TOKEN` (docs/security.md).
     Serve {
         /// Address to listen on; the default answers only on this node.
         #[arg(long, default_value = "127.0.0.1:9595", value_name = "ADDR:PORT")]
@@ -155,6 +159,8 @@ pub enum Command {
         /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
         #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
         pod: Option<String>,
+        #[command(flatten)]
+        security: ServeSecurity,
     },
     /// Record a window's evidence to a file (versioned JSON) for `--replay` anywhere.
     ///
@@ -183,6 +189,77 @@ pub enum Command {
     /// verdict.schema.json`, to validate documents from `report --format json` or /report.
     /// Needs no root.
     Schema,
+}
+
+/// `tracer serve`'s TLS, tokens and connection limits (docs/security.md).
+#[derive(Args, Debug, Clone)]
+pub struct ServeSecurity {
+    /// PEM certificate chain: serve HTTPS (with --tls-key). Re-read when the file changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert. Re-read when the file changes.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Bearer tokens, one per line (16+ visible characters): every endpoint but /healthz and
+    /// /readyz then answers 401 without `Authorization: Bearer TOKEN`. Re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// With --auth-token-file: leave /metrics readable without a token (scrapes protected
+    /// otherwise).
+    #[arg(long, requires = "auth_token_file")]
+    pub metrics_open: bool,
+    /// Most connections open at once; a newcomer beyond it displaces the oldest idle one
+    /// (older than 0.5 s), or waits while all are answering.
+    #[arg(long, default_value_t = 256, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(2..=4096))]
+    pub max_connections: u16,
+    /// A TLS handshake or a request's header must arrive within this; idle connections close
+    /// after it (1s to 5m).
+    #[arg(long, default_value = "10s", value_parser = HEADER_TIMEOUT, allow_hyphen_values = true)]
+    pub header_timeout: Duration,
+}
+
+impl ServeSecurity {
+    pub fn security(self) -> tracer::modes::listener::Security {
+        tracer::modes::listener::Security {
+            tls: self.tls_cert.zip(self.tls_key),
+            token_file: self.auth_token_file,
+            metrics_open: self.metrics_open,
+            conn: tracer::modes::listener::ConnLimits {
+                max_connections: usize::from(self.max_connections),
+                header_timeout: self.header_timeout,
+            },
+        }
+    }
+}
+
+/// How `tracer cluster` reaches sidecars that ask for a token or serve HTTPS.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterClient {
+    /// A file whose first token (one per line, `#` comments) is sent as `Authorization:
+    /// Bearer`; without it, the TRACER_AUTH_TOKEN environment variable, if set.
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// PEM CA certificate(s) the sidecars' certificates are checked against; endpoints without
+    /// a scheme are then asked over HTTPS.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// The name the sidecars' certificate is checked for, when it is not the endpoint's (one
+    /// certificate for every node, e.g. tracer.tracer.svc); implies HTTPS.
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+}
+
+impl ClusterClient {
+    /// The client these flags and `TRACER_AUTH_TOKEN` describe (reads the files they name).
+    pub fn client(&self) -> anyhow::Result<tracer::modes::client::Client> {
+        tracer::modes::client::Client::new(
+            self.auth_token_file.as_deref(),
+            std::env::var(tracer::modes::client::TOKEN_ENV).ok(),
+            self.ca_cert.as_deref(),
+            self.tls_server_name.clone(),
+        )
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -236,6 +313,13 @@ pub const CLUSTER_WINDOW: DurationRange = DurationRange {
 };
 /// `cluster --timeout`: long enough to reach a node, short enough for a person waiting.
 pub const CLUSTER_TIMEOUT: DurationRange = DurationRange {
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(300),
+    why: "",
+};
+
+/// `serve --header-timeout`: long enough for a slow link, short enough to shed idle clients.
+pub const HEADER_TIMEOUT: DurationRange = DurationRange {
     min: Duration::from_secs(1),
     max: Duration::from_secs(300),
     why: "",

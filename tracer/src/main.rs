@@ -110,7 +110,8 @@ fn main() -> ExitCode {
             max_window,
             netns,
             pod,
-        } => serve(listen, window, max_window, netns, pod),
+            security,
+        } => serve(listen, window, max_window, netns, pod, security.security()),
         Command::Diff {
             affected,
             healthy,
@@ -122,12 +123,14 @@ fn main() -> ExitCode {
             window,
             timeout,
             format,
+            client,
         } => cluster(
             &endpoints,
             endpoints_file.as_deref(),
             window,
             timeout,
             format,
+            client,
         ),
         Command::Schema => serde_json::to_string_pretty(&tracer::judge::document::schema())
             .map(|json| {
@@ -279,7 +282,9 @@ fn cluster(
     window: Duration,
     timeout: Duration,
     format: Option<Format>,
+    client: cli::ClusterClient,
 ) -> Result<u8> {
+    let client = client.client()?;
     let file_text = endpoints_file
         .map(|f| {
             std::fs::read_to_string(f)
@@ -293,7 +298,7 @@ fn cluster(
         humantime::format_duration(window),
         humantime::format_duration(timeout)
     );
-    let fetched = tracer::modes::cluster::fetch_all(&endpoints, window, timeout);
+    let fetched = tracer::modes::cluster::fetch_all(&endpoints, window, timeout, &client);
     let verdict = tracer::modes::cluster::judge_cluster(&fetched);
     print_as(&verdict, || verdict.text(), format)?;
     Ok(verdict.exit_code())
@@ -581,6 +586,7 @@ fn serve(
     max_window: Duration,
     netns: Option<PathBuf>,
     pod: Option<String>,
+    security: tracer::modes::listener::Security,
 ) -> Result<u8> {
     anyhow::ensure!(
         window <= max_window,
@@ -595,5 +601,6 @@ fn serve(
         max_window,
         scope,
         limits: tracer::present::metrics::Limits::default(),
+        security,
     })
 }

@@ -24,6 +24,11 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",
     "bpftrace",
     "tmux",
+    // tests/serve_auth.rs: real clients of the guarded sidecar (curl over TLS, a Prometheus
+    // scraping with a bearer token) and the throwaway CA it makes with the openssl CLI.
+    "curl",
+    "openssl",
+    "prometheus",
 ];
 const BPF_LINKER: &str = "bpf-linker";
 const BPF_LINKER_VERSION: &str = "0.13.0";

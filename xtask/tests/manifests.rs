@@ -304,7 +304,17 @@ fn the_daemonset_runs_serve_reachable_on_its_declared_port() {
     let c = container(&pod["spec"]);
     assert_eq!(
         c["args"],
-        json!(["serve", "--listen", format!("0.0.0.0:{PORT}")])
+        json!([
+            "serve",
+            "--listen",
+            format!("0.0.0.0:{PORT}"),
+            "--tls-cert",
+            "/etc/tracer/tls/tls.crt",
+            "--tls-key",
+            "/etc/tracer/tls/tls.key",
+            "--auth-token-file",
+            "/etc/tracer/auth/tokens"
+        ])
     );
     assert_eq!(
         c["ports"],
@@ -312,15 +322,16 @@ fn the_daemonset_runs_serve_reachable_on_its_declared_port() {
     );
     assert_eq!(
         c["readinessProbe"]["httpGet"],
-        json!({"path": "/readyz", "port": "metrics"})
+        json!({"path": "/readyz", "port": "metrics", "scheme": "HTTPS"})
     );
     assert_eq!(
         c["livenessProbe"]["httpGet"],
-        json!({"path": "/healthz", "port": "metrics"})
+        json!({"path": "/healthz", "port": "metrics", "scheme": "HTTPS"})
     );
     let annotations = &pod["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/port"], PORT.to_string());
     assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    assert_eq!(annotations["prometheus.io/scheme"], "https");
     assert_eq!(
         ds["spec"]["selector"]["matchLabels"],
         pod["metadata"]["labels"]
@@ -350,11 +361,42 @@ fn the_daemonset_runs_serve_reachable_on_its_declared_port() {
         service["metadata"]["namespace"],
         ds["metadata"]["namespace"]
     );
+    // Scrapes over TLS with the token from the Secrets the DaemonSet mounts.
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["scheme"], "https");
+    assert_eq!(
+        endpoint["authorization"],
+        json!({"type": "Bearer", "credentials": {"name": "tracer-auth", "key": "token"}})
+    );
+    assert_eq!(
+        endpoint["tlsConfig"],
+        json!({"serverName": "tracer.tracer.svc", "ca": {"secret": {"name": "tracer-tls", "key": "ca.crt"}}})
+    );
+    let secrets: Vec<&Value> = ds["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .filter_map(|v| {
+            v["secret"]["secretName"]
+                .as_str()
+                .map(|_| &v["secret"]["secretName"])
+        })
+        .collect();
+    assert_eq!(secrets, [&json!("tracer-tls"), &json!("tracer-auth")]);
 
     // The plain Prometheus job keeps the pods by the annotation and port name used here.
     let scrape = load_manifest("prometheus-scrape-config.yaml");
     assert_eq!(scrape.len(), 1);
     let job = &scrape[0]["scrape_configs"][0];
+    assert_eq!(job["scheme"], "https");
+    assert_eq!(
+        job["bearer_token_file"],
+        "/etc/prometheus/secrets/tracer-auth/token"
+    );
+    assert_eq!(
+        job["tls_config"],
+        json!({"ca_file": "/etc/prometheus/secrets/tracer-tls/ca.crt", "server_name": "tracer.tracer.svc"})
+    );
     assert_eq!(job["kubernetes_sd_configs"][0]["role"], "pod");
     assert_eq!(
         job["kubernetes_sd_configs"][0]["namespaces"]["names"],
@@ -428,7 +470,8 @@ fn the_daemonset_has_the_minimum_privileges_and_read_only_host_mounts() {
         json!({"cpu": "500m", "memory": "256Mi"})
     );
 
-    // Every hostPath is mounted, read-only, at the path the tracer reads on the node.
+    // Every hostPath is mounted, read-only, at the path the tracer reads on the node; the two
+    // Secrets (TLS, tokens) read-only where the args point.
     let mounts: BTreeMap<&str, &Value> = c["volumeMounts"]
         .as_array()
         .expect("volumeMounts")
@@ -439,14 +482,24 @@ fn the_daemonset_has_the_minimum_privileges_and_read_only_host_mounts() {
     assert_eq!(mounts.len(), volumes.len());
     for volume in volumes {
         let name = volume["name"].as_str().expect("volume name");
-        let host_path = volume["hostPath"]["path"]
-            .as_str()
-            .expect("only hostPath volumes");
         let mount = mounts
             .get(name)
             .unwrap_or_else(|| panic!("volume {name} is not mounted"));
-        assert_eq!(mount["mountPath"], host_path, "{name}");
         assert_eq!(mount["readOnly"], true, "{name}");
+        if let Some(secret) = volume["secret"]["secretName"].as_str() {
+            assert_eq!(volume["secret"]["defaultMode"], 0o400, "{name}");
+            let expected = match secret {
+                "tracer-tls" => "/etc/tracer/tls",
+                "tracer-auth" => "/etc/tracer/auth",
+                other => panic!("unexpected Secret {other}"),
+            };
+            assert_eq!(mount["mountPath"], expected, "{name}");
+            continue;
+        }
+        let host_path = volume["hostPath"]["path"]
+            .as_str()
+            .expect("only hostPath and Secret volumes");
+        assert_eq!(mount["mountPath"], host_path, "{name}");
     }
     let mut paths: Vec<&str> = mounts
         .values()
@@ -456,6 +509,8 @@ fn the_daemonset_has_the_minimum_privileges_and_read_only_host_mounts() {
     assert_eq!(
         paths,
         [
+            "/etc/tracer/auth",
+            "/etc/tracer/tls",
             "/lib/modules",
             "/sys/fs/bpf",
             "/sys/kernel/debug",
@@ -480,5 +535,20 @@ fn the_debug_pod_is_privileged_and_bounded_in_time() {
     assert_eq!(
         spec["nodeName"], "NODE_NAME",
         "the placeholder the README's sed replaces"
+    );
+    // The DaemonSet's Secrets, when they exist, for `tracer cluster` against guarded sidecars.
+    let optional: Vec<(&Value, &Value)> = spec["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .filter(|v| v.get("secret").is_some())
+        .map(|v| (&v["secret"]["secretName"], &v["secret"]["optional"]))
+        .collect();
+    assert_eq!(
+        optional,
+        [
+            (&json!("tracer-tls"), &json!(true)),
+            (&json!("tracer-auth"), &json!(true))
+        ]
     );
 }

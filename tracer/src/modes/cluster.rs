@@ -3,6 +3,8 @@
 //! degradation is node-specific or cluster-wide, and the runbook's upstream escalation when
 //! several nodes lose packets at once (D7 guardrail "Packet loss on multiple nodes
 //! simultaneously"). Fetching is the only I/O ([`fetch_all`]); [`judge_cluster`] is pure.
+//! Sidecars that ask for a token get the one from [`Client`] (`--auth-token-file` or
+//! `TRACER_AUTH_TOKEN`); `https://` endpoints, or all with `--ca-cert`, are asked over TLS.
 
 use std::{
     collections::BTreeMap,
@@ -17,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     judge::document::{EXIT_DEGRADED, EXIT_ERROR, EXIT_HEALTHY},
     judge::verdict::MIN_LOSS,
+    modes::client::Client,
     modes::diff::DocumentView,
 };
 
@@ -51,12 +54,13 @@ pub fn parse_endpoints(listed: &[String], file_text: Option<&str>) -> Result<Vec
     Ok(out)
 }
 
-/// `http://h:p/` → `h:p`; `h` → `h:9595`; `[::1]` → `[::1]:9595`.
+/// `http://h:p/` → `h:p`; `h` → `h:9595`; `[::1]` → `[::1]:9595`; `https://h` →
+/// `https://h:9595` (the scheme kept: that one is asked over TLS).
 fn normalize(raw: &str) -> Result<String> {
-    let s = raw.strip_prefix("http://").unwrap_or(raw);
-    if raw.starts_with("https://") {
-        bail!("{raw}: the sidecar serves plain HTTP; give HOST:PORT");
+    if let Some(rest) = raw.strip_prefix("https://") {
+        return Ok(format!("https://{}", normalize(rest)?));
     }
+    let s = raw.strip_prefix("http://").unwrap_or(raw);
     let s = s.trim_end_matches('/');
     if s.is_empty() || s.contains('/') || s.contains(char::is_whitespace) {
         bail!("{raw:?} is not HOST:PORT");
@@ -79,14 +83,6 @@ fn normalize(raw: &str) -> Result<String> {
     } else {
         Ok(format!("{s}:{DEFAULT_PORT}"))
     }
-}
-
-/// The URL of an endpoint's report over `window`.
-pub fn report_url(endpoint: &str, window: Duration) -> String {
-    format!(
-        "http://{endpoint}/report?window={}s",
-        window.as_secs().max(1)
-    )
 }
 
 /// Why an endpoint gave no verdict.
@@ -119,8 +115,16 @@ fn first_bytes(body: &[u8]) -> String {
     format!("{quoted:?}")
 }
 
-fn fetch_one(agent: &ureq::Agent, url: &str) -> Result<DocumentView, NoVerdict> {
-    let mut response = agent.get(url).call().map_err(|e| {
+fn fetch_one(
+    agent: &ureq::Agent,
+    url: &str,
+    token: Option<&str>,
+) -> Result<DocumentView, NoVerdict> {
+    let mut request = agent.get(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.call().map_err(|e| {
         NoVerdict::Unreachable(match e {
             ureq::Error::Timeout(_) => "no answer in time".to_owned(),
             ureq::Error::Io(e) => format!("cannot reach it: {e}"),
@@ -136,6 +140,16 @@ fn fetch_one(agent: &ureq::Agent, url: &str) -> Result<DocumentView, NoVerdict> 
         .map_err(|e| {
             NoVerdict::Answered(format!("answered but its body could not be read: {e}"))
         })?;
+    if status.as_u16() == 401 {
+        return Err(NoVerdict::Answered(match token {
+            None => "answered 401: the sidecar asks for a bearer token; pass \
+                     --auth-token-file FILE or set TRACER_AUTH_TOKEN"
+                .to_owned(),
+            Some(_) => "answered 401: the sidecar did not accept the token given; check it \
+                        against the sidecar's --auth-token-file"
+                .to_owned(),
+        }));
+    }
     if status.as_u16() != 200 {
         return Err(NoVerdict::Answered(format!(
             "answered but with HTTP {}{}: {}",
@@ -161,18 +175,19 @@ fn fetch_one(agent: &ureq::Agent, url: &str) -> Result<DocumentView, NoVerdict> 
 /// (plus a moment) whatever happens: an endpoint that has not answered by then is reported
 /// unreachable, never dropped. Direct connections (no proxy from the environment): sidecars
 /// sit on the nodes' own addresses.
-pub fn fetch_all(endpoints: &[String], window: Duration, timeout: Duration) -> Vec<Fetched> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into();
+pub fn fetch_all(
+    endpoints: &[String],
+    window: Duration,
+    timeout: Duration,
+    client: &Client,
+) -> Vec<Fetched> {
     let (tx, rx) = mpsc::channel();
+    let path = format!("/report?window={}s", window.as_secs().max(1));
     for (i, endpoint) in endpoints.iter().enumerate() {
-        let (tx, agent, url) = (tx.clone(), agent.clone(), report_url(endpoint, window));
+        let (agent, url) = client.route(endpoint, &path, timeout);
+        let (tx, token) = (tx.clone(), client.token().map(str::to_owned));
         std::thread::spawn(move || {
-            let _ = tx.send((i, fetch_one(&agent, &url)));
+            let _ = tx.send((i, fetch_one(&agent, &url, token.as_deref())));
         });
     }
     drop(tx);
@@ -729,10 +744,14 @@ mod tests {
         );
         assert!(parse_endpoints(&[], Some("# nothing\n")).is_err());
         assert!(parse_endpoints(&["a:99999".to_owned()], None).is_err());
-        assert!(parse_endpoints(&["https://a:1".to_owned()], None).is_err());
         assert_eq!(
-            report_url("a:1", Duration::from_secs(60)),
-            "http://a:1/report?window=60s"
+            parse_endpoints(
+                &["https://a".to_owned(), "https://[::1]:1/".to_owned()],
+                None
+            )
+            .expect("https endpoints"),
+            ["https://a:9595", "https://[::1]:1"]
         );
+        assert!(parse_endpoints(&["https://a:99999".to_owned()], None).is_err());
     }
 }

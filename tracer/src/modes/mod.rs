@@ -1,14 +1,20 @@
-//! The commands: a live window (live), rolling windows (watch), the sidecar (server), the fleet
-//! (cluster, diff), recordings and the files modes read and write (`-`, whole-or-nothing
-//! recordings), `tracer check`, and the shared stop signal. The only stage that
-//! wires the others together.
+//! The commands: a live window (live), rolling windows (watch), the sidecar (server, with its
+//! guard, listener, tls and reload: tokens, TLS, connection limits), the fleet (cluster with
+//! its client, diff), recordings and the files modes read and write (`-`, whole-or-nothing
+//! recordings), `tracer check`, and the shared stop signal. The only stage that wires the
+//! others together.
 
 pub mod check;
+pub mod client;
 pub mod cluster;
 pub mod diff;
 pub mod files;
+pub mod guard;
+pub mod listener;
 pub mod live;
 pub mod recording;
+pub mod reload;
 pub mod server;
 pub mod stop;
+pub mod tls;
 pub mod watch;

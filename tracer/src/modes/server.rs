@@ -13,6 +13,11 @@
 //! (axum on tokio) never touches the kernel. On SIGTERM, SIGINT or SIGHUP the server stops
 //! accepting, lets in-flight requests finish (at most [`DRAIN`]), then the producer detaches the
 //! probes.
+//!
+//! Who may ask is [`crate::modes::guard`]'s business (one middleware over the whole router: a
+//! bearer token on everything but health), TLS and slow clients are
+//! [`crate::modes::listener`]'s (with [`crate::modes::tls`]); the certificate, key and token
+//! files are re-read every [`crate::modes::reload::EVERY`] when they change.
 
 use std::{
     collections::HashMap,
@@ -33,6 +38,8 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
+    modes::guard,
+    modes::listener::{self, Security},
     modes::live::LiveTracer,
     modes::watch::{Thinning, Watch},
     node::counters::CounterSource,
@@ -64,6 +71,7 @@ pub struct ServeOptions {
     pub max_window: Duration,
     pub scope: Option<NetnsScope>,
     pub limits: Limits,
+    pub security: Security,
 }
 
 /// Frames needed to judge `window` (one more than its seconds: the first is the baseline).
@@ -238,8 +246,8 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 const INDEX: &str = "tracer serve (read-only)\n\
     GET /metrics               OpenMetrics text\n\
     GET /report?window=60s     the verdict document (JSON) of the newest window\n\
-    GET /healthz               200 while the process answers\n\
-    GET /readyz                200 once the probes are attached\n";
+    GET /healthz               200 while the process answers (never needs a token)\n\
+    GET /readyz                200 once the probes are attached (never needs a token)\n";
 
 async fn index() -> &'static str {
     INDEX
@@ -383,9 +391,10 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
                     startup_ms: tracer.startup_ms,
                 };
                 eprintln!(
-                    "tracer: ready: {} probes attached in {:.0} ms; serving http://{}",
+                    "tracer: ready: {} probes attached in {:.0} ms; serving {}://{}",
                     tracer.attached_count(),
                     tracer.startup_ms,
+                    scheme(&options.security),
                     options.listen
                 );
             }
@@ -415,9 +424,34 @@ pub fn run(options: ServeOptions) -> Result<u8> {
     runtime.block_on(serve(options))
 }
 
+fn scheme(security: &Security) -> &'static str {
+    if security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 async fn serve(options: ServeOptions) -> Result<u8> {
     crate::modes::live::require_root()?;
     crate::modes::stop::install()?;
+    let security = &options.security;
+    let (guard, acceptor, reloader) = listener::secure(security)?;
+    if !options.listen.ip().is_loopback() {
+        if security.token_file.is_none() {
+            eprintln!(
+                "tracer: warning: listening on {} without --auth-token-file: anyone who \
+                 reaches this port reads /report and /metrics (see docs/security.md)",
+                options.listen
+            );
+        } else if security.tls.is_none() {
+            eprintln!(
+                "tracer: warning: listening on {} with tokens but without --tls-cert: tokens \
+                 and answers cross the network in clear (see docs/security.md)",
+                options.listen
+            );
+        }
+    }
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| {
@@ -437,8 +471,14 @@ async fn serve(options: ServeOptions) -> Result<u8> {
         options: options.clone(),
     });
     eprintln!(
-        "tracer: listening on http://{} (/metrics /report /healthz /readyz); attaching probes",
-        options.listen
+        "tracer: listening on {}://{} (/metrics /report /healthz /readyz; {}); attaching probes",
+        scheme(security),
+        options.listen,
+        match (&security.token_file, security.metrics_open) {
+            (None, _) => "no token asked",
+            (Some(_), false) => "a bearer token asked on all but /healthz and /readyz",
+            (Some(_), true) => "a bearer token asked on all but /healthz, /readyz and /metrics",
+        }
     );
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
     let producer = {
@@ -457,15 +497,16 @@ async fn serve(options: ServeOptions) -> Result<u8> {
             .context("starting the producer thread")?
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut server_stop = stop_rx.clone();
-    let app = router(shared.clone());
-    let mut server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    // The guard goes around everything the router has, added last: a route added to
+    // `router()` (or merged before this line) is covered without a line of its own.
+    let app = guard::guarded(router(shared.clone()), guard);
+    let mut server = tokio::spawn(listener::serve(
+        listener,
+        app,
+        acceptor,
+        security.conn,
+        stop_rx,
+    ));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let stop_requested = async {
@@ -502,6 +543,7 @@ async fn serve(options: ServeOptions) -> Result<u8> {
         let _ = tx.send(Msg::Stop);
     }
     drop(tx);
+    reloader.abort();
     let _ = tokio::task::spawn_blocking(move || producer.join()).await;
     say(format_args!(
         "tracer: probes detached; stopped in {:.0} ms",
