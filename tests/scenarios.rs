@@ -13,70 +13,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lab::{privileged, udp_stream, Link, Netns, Routed, TunWire};
+use lab::{
+    privileged, udp_stream,
+    window::{assert_verdict, evidence_text, judge},
+    Link, Netns, Routed, TunWire,
+};
 use tracer::{
     judge::document::VerdictDocument,
     judge::report::{Report, WindowInfo},
     judge::verdict::{decide, WindowEvidence},
-    modes::live::{netns_scope, LiveTracer},
-    modes::watch::Watch,
     node::counters::CounterSource,
     node::evidence::NodeFacts,
     node::facts::FactsSource,
 };
-
-/// Watches `scope` for `seconds` while `fault` runs on its own thread; returns the verdict.
-fn judge<T: Send + 'static>(
-    scope: &Netns,
-    seconds: u64,
-    fault: impl FnOnce() -> T + Send + 'static,
-) -> (VerdictDocument, T) {
-    let tracer = LiveTracer::start().expect("starting the tracer");
-    let scope = netns_scope(&scope.path()).expect("scope");
-    let mut watch = Watch::begin(
-        &tracer,
-        CounterSource::live(),
-        FactsSource::live(),
-        Some(scope),
-    )
-    .expect("window start");
-    let started = Instant::now();
-    let fault = std::thread::spawn(fault);
-    for second in 1..=seconds {
-        let at = Duration::from_secs(second);
-        if let Some(wait) = at.checked_sub(started.elapsed()) {
-            std::thread::sleep(wait);
-        }
-        watch
-            .tick(&tracer, started.elapsed().as_millis() as u64)
-            .expect("tick");
-    }
-    let value = fault.join().expect("fault thread");
-    let result = watch
-        .finish(&tracer, started.elapsed().as_millis() as u64, &[])
-        .expect("window end");
-    eprintln!("{}", result.document.text());
-    lab::document::check_built(&result.document);
-    (result.document, value)
-}
-
-fn evidence_text(doc: &VerdictDocument) -> String {
-    doc.evidence
-        .iter()
-        .map(|e| format!("[{}] {}", e.kind, e.content))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn assert_verdict(doc: &VerdictDocument, root_cause: &str, layer: &str) {
-    assert_eq!(
-        (doc.root_cause.as_str(), doc.failure_layer.as_str()),
-        (root_cause, layer),
-        "evidence:\n{}\nscores: {:?}",
-        evidence_text(doc),
-        doc.layer_scores
-    );
-}
 
 #[test]
 fn security_rule_drop_on_the_forward_path() {
@@ -523,7 +472,7 @@ fn a_dns_drop_rule_and_a_listen_queue_overflow_are_two_findings() {
         .chain(
             doc.other_findings
                 .iter()
-                .map(|o| o.failure_layer.as_str().to_owned()),
+                .filter_map(|o| o.failure_layer.map(|l| l.as_str().to_owned())),
         )
         .collect::<Vec<_>>();
     assert!(
@@ -537,7 +486,7 @@ fn a_dns_drop_rule_and_a_listen_queue_overflow_are_two_findings() {
     assert!(
         text.contains(&format!(
             "\nalso: {} lost {} packets — ",
-            other.failure_layer.title(),
+            other.failure_layer.expect("a layer's finding").title(),
             other.lost_packets
         )),
         "{text}"
