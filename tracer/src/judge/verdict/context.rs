@@ -8,7 +8,7 @@ use crate::judge::layers::Layer;
 
 use super::{
     counters::{counter_signals, CounterSignals},
-    facts::{bad_routes, firing_rule_covers, firing_rules},
+    facts::{bad_routes, firing_rule_covers, firing_rules, route_drops, RouteDrops},
     flow_signals::{flow_signals, FailedConnects, FlowSignals},
     loss::{counter_loss, probe_loss, unplaced_drops, UnplacedDrops},
     LayerScore, NoiseSummary, WindowEvidence, MIN_LOSS, SATURATED_SHARE,
@@ -38,6 +38,9 @@ pub(super) struct Context<'a> {
     pub rules: Vec<(u64, String)>,
     /// Blackhole/unreachable/prohibit routes at the window's end.
     pub routes: Vec<String>,
+    /// Drops at route-discard sites per namespace, with that namespace's routes that explain
+    /// them, the most first.
+    pub route_drops: Vec<RouteDrops>,
     pub net_rx: NetRx,
 }
 
@@ -112,6 +115,7 @@ impl<'a> Context<'a> {
             flows: flow_signals(&w.observed, &w.facts_end),
             rules: firing_rules(&w.facts_start, &w.facts_end),
             routes: bad_routes(&w.facts_end),
+            route_drops: route_drops(&w.observed, &w.facts_end),
             net_rx: NetRx::of(&w.observed.net_rx_ns_by_cpu(), seconds),
         }
     }
