@@ -140,9 +140,13 @@ fn tcp_connects(from: &Path, to: SocketAddr, count: usize, timeout: Duration) ->
 
 /// Every fault × UDP-only and TCP for one family on one lab, with one tracer; returns the
 /// verdict lines (printed) and the failures.
-fn fault_matrix(v6: bool, net: u8) -> (Vec<String>, Vec<String>) {
+fn fault_matrix(v6: bool, net: u8, as_kernel: Option<&str>) -> (Vec<String>, Vec<String>) {
     let lab = Routed::dual_stack(if v6 { "m6" } else { "m4" }, net);
-    let tracer = LiveTracer::start().expect("starting the tracer");
+    let tracer = match as_kernel {
+        Some(version) => LiveTracer::start_as(Some(version)),
+        None => LiveTracer::start(),
+    }
+    .expect("starting the tracer");
     // The server for the route and nft faults; an address no route of the router covers for
     // the missing route (the router has no default route).
     let (server, nowhere) = if v6 {
@@ -189,7 +193,8 @@ fn fault_matrix(v6: bool, net: u8) -> (Vec<String>, Vec<String>) {
             undo();
             let text = evidence_text(&doc);
             let line = format!(
-                "{} {:?} {}: {} / {} (confidence {:.2}; {sent} {})",
+                "kernel {} {} {:?} {}: {} / {} (confidence {:.2}; {sent} {})",
+                doc.observations.kernel,
                 if v6 { "IPv6" } else { "IPv4" },
                 fault,
                 if tcp { "TCP" } else { "UDP-only" },
@@ -224,7 +229,7 @@ fn ipv6_faults_each_give_their_layer_and_name_the_route_or_rule() {
     if !privileged("ipv6_fault_matrix") {
         return;
     }
-    let (lines, failures) = fault_matrix(true, 60);
+    let (lines, failures) = fault_matrix(true, 60, None);
     eprintln!("{}", lines.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
@@ -234,7 +239,37 @@ fn ipv4_faults_each_give_their_layer_and_name_the_route_or_rule() {
     if !privileged("ipv4_fault_matrix") {
         return;
     }
-    let (lines, failures) = fault_matrix(false, 62);
+    let (lines, failures) = fault_matrix(false, 62, None);
     eprintln!("{}", lines.join("\n"));
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The same faults with the programs reading only what 5.10 has (`TRACER_AS_KERNEL=5.10`): no
+/// drop reason at all, so every drop goes by its site; each must give the same layer.
+#[test]
+fn ipv6_faults_read_as_5_10_give_the_same_layers() {
+    if !privileged("ipv6_fault_matrix_5_10") {
+        return;
+    }
+    let (lines, failures) = fault_matrix(true, 64, Some("5.10"));
+    eprintln!("{}", lines.join("\n"));
+    assert!(
+        lines.iter().all(|l| l.contains("read as 5.10")),
+        "{lines:?}"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn ipv4_faults_read_as_5_10_give_the_same_layers() {
+    if !privileged("ipv4_fault_matrix_5_10") {
+        return;
+    }
+    let (lines, failures) = fault_matrix(false, 66, Some("5.10"));
+    eprintln!("{}", lines.join("\n"));
+    assert!(
+        lines.iter().all(|l| l.contains("read as 5.10")),
+        "{lines:?}"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
