@@ -206,30 +206,6 @@ pub struct TracerConfig {
 const _: () = assert!(core::mem::size_of::<TracerConfig>() == 78 * 4);
 
 impl TracerConfig {
-    /// Every field in declaration order: the struct is `repr(C)` and all 78 fields are `u32`
-    /// (the size assertion above), so it is exactly 78 `u32`s without padding.
-    pub fn words_mut(&mut self) -> &mut [u32] {
-        // SAFETY: see above; the slice borrows `self` mutably for its whole life, and a u32
-        // pointer into a 4-aligned repr(C) struct of u32s is aligned and in bounds.
-        unsafe {
-            core::slice::from_raw_parts_mut(
-                (self as *mut Self).cast::<u32>(),
-                core::mem::size_of::<Self>() / 4,
-            )
-        }
-    }
-
-    /// [`TracerConfig::words_mut`], read-only.
-    pub fn words(&self) -> &[u32] {
-        // SAFETY: as in `words_mut`.
-        unsafe {
-            core::slice::from_raw_parts(
-                (self as *const Self).cast::<u32>(),
-                core::mem::size_of::<Self>() / 4,
-            )
-        }
-    }
-
     /// A configuration with every field absent; the loader fills in what the kernel has.
     pub const fn absent() -> Self {
         Self {

@@ -9,7 +9,7 @@
 use std::{collections::BTreeSet, path::PathBuf};
 
 use anyhow::{bail, Result};
-use tracer_common::ABSENT;
+use tracer_common::{TracerConfig, ABSENT};
 
 use crate::kernel::{
     probes::{ProbeState, ProbeStatus},
@@ -61,6 +61,23 @@ pub fn emulate(host: &mut Startup, version: &str) -> Result<()> {
     Ok(())
 }
 
+/// Every field of the configuration in declaration order. It is `repr(C)` with 78 `u32`
+/// fields, which tracer-common asserts by its size; the alignment is checked here.
+const _: () = assert!(
+    std::mem::size_of::<TracerConfig>() == 78 * 4 && std::mem::align_of::<TracerConfig>() == 4
+);
+
+fn words(c: &TracerConfig) -> &[u32] {
+    // SAFETY: a repr(C) struct of 78 u32s (asserted above) is 78 aligned u32s without padding;
+    // the slice borrows `c` for its whole life.
+    unsafe { std::slice::from_raw_parts((c as *const TracerConfig).cast::<u32>(), 78) }
+}
+
+fn words_mut(c: &mut TracerConfig) -> &mut [u32] {
+    // SAFETY: as in `words`; the mutable borrow of `c` is exclusive for the slice's life.
+    unsafe { std::slice::from_raw_parts_mut((c as *mut TracerConfig).cast::<u32>(), 78) }
+}
+
 /// The pure part of [`emulate`]: `host` keeps only what `old` has.
 pub(crate) fn narrow(host: &mut Startup, old: &Startup, version: &str) {
     // BTF offsets are this kernel's and stay: the recordings have no BTF, the real kernels do.
@@ -75,8 +92,8 @@ pub(crate) fn narrow(host: &mut Startup, old: &Startup, version: &str) {
             c.skb_tcp_segs,
         ]
     };
-    let old_words = old.plan.config.words().to_vec();
-    for (word, was) in host.plan.config.words_mut().iter_mut().zip(old_words) {
+    let old_words = words(&old.plan.config).to_vec();
+    for (word, was) in words_mut(&mut host.plan.config).iter_mut().zip(old_words) {
         if was == ABSENT {
             *word = ABSENT;
         }
