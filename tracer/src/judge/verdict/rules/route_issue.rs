@@ -5,6 +5,7 @@
 use crate::judge::layers::Layer;
 
 use super::{item, Context, CounterDelta, Finding};
+use crate::judge::verdict::MIN_LOSS;
 
 pub(super) fn assess(ctx: &Context, _earlier: &[Finding]) -> Finding {
     let s = &ctx.signals;
@@ -46,7 +47,9 @@ pub(super) fn assess(ctx: &Context, _earlier: &[Finding]) -> Finding {
         "no route or MTU drops"
     }
     .to_owned();
-    if f.score.lost_packets == 0 {
+    // Drops no layer takes, beside a route that discards: routing is not ruled out.
+    let unplaced: u64 = ctx.unplaced.iter().map(|u| u.count).sum();
+    if f.score.lost_packets == 0 && !(unplaced >= MIN_LOSS && !ctx.routes.is_empty()) {
         f.rule_out(
             "routing",
             format!(
@@ -204,5 +207,15 @@ mod tests {
             f.score.signals[1],
             "300 drops at ip6_pkt_drop+0x99 in netns router, which has no ipv6 default route (missing route)"
         );
+    }
+
+    #[test]
+    fn unplaced_drops_beside_a_bad_route_do_not_rule_routing_out() {
+        let o = drops_in_router(&[("NOT_SPECIFIED", "frobnicate_skb+0x14", 2000)]);
+        let mut w = window(o, quiet(), quiet());
+        w.facts_end.routes = vec![in_router(route("2001:2::/64", "blackhole", None), "ipv6")];
+        let f = assess(&Context::new(&w), &[]);
+        assert_eq!(f.score.lost_packets, 0);
+        assert!(f.ruled_out.is_empty(), "{:?}", f.ruled_out);
     }
 }
