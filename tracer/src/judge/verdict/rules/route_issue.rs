@@ -49,7 +49,7 @@ pub(super) fn assess(ctx: &Context, _earlier: &[Finding]) -> Finding {
     .to_owned();
     // Drops no layer takes, beside a route that discards: routing is not ruled out.
     let unplaced: u64 = ctx.unplaced.iter().map(|u| u.count).sum();
-    if f.score.lost_packets == 0 && !(unplaced >= MIN_LOSS && !ctx.routes.is_empty()) {
+    if f.score.lost_packets == 0 && (unplaced < MIN_LOSS || ctx.routes.is_empty()) {
         f.rule_out(
             "routing",
             format!(
