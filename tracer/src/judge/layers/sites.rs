@@ -123,6 +123,9 @@ const EXCEPTIONS: &[(&str, Option<DropClass>)] = &[
     ("udp6_unicast_rcv_skb", Some(NoListener)),
     ("__udp4_lib_mcast_deliver", Some(NoListener)),
     ("__udp6_lib_mcast_deliver", Some(NoListener)),
+    // Multicast for a group this host has not joined (MLD, ND to other nodes' groups): the
+    // IPv6 input path's `ip6_*` name would say routing.
+    ("ip6_mc_input", Some(Noise { tag: "not for this host" })),
     // ARP and ICMP receive: replies, probes and errors nobody asked for.
     ("arp_rcv", Some(HOUSEKEEPING)),
     ("arp_process", Some(HOUSEKEEPING)),
@@ -174,7 +177,6 @@ const FAMILIES: &[(&str, DropClass)] = &[
     ("ip6_input", IP_INPUT),
     ("ip_protocol_deliver", IP_INPUT),
     ("ip6_protocol_deliver", IP_INPUT),
-    ("ip6_mc_input", IP_INPUT),
     ("ip_call_ra_chain", IP_INPUT),
     ("ip6_call_ra_chain", IP_INPUT),
     ("ipv6_parse_hopopts", IP_INPUT),

@@ -190,6 +190,8 @@ fn families_modules_and_exceptions() {
             "arp_rcv+0x1",
             "Noise { tag: \"ARP/ICMP/IGMP housekeeping\" }",
         ),
+        // Seen on 6.18 in every IPv6 lab: multicast for groups not joined.
+        ("ip6_mc_input+0xd4", "Noise { tag: \"not for this host\" }"),
         ("kfree_skb_list_reason+0x1", "unplaced"),
         ("sk_skb_reason_drop+0x1", "unplaced"),
         ("some_new_function+0x1", "unplaced"),
