@@ -8,7 +8,10 @@ use crate::judge::layers::Layer;
 
 use super::{
     counters::{counter_signals, CounterSignals},
-    facts::{bad_routes, firing_rule_covers, firing_rules, route_drops, RouteDrops},
+    facts::{
+        bad_routes, firing_rule_covers, firing_rules, route_drops, rule_drops, RouteDrops,
+        RuleDrops,
+    },
     flow_signals::{flow_signals, FailedConnects, FlowSignals},
     loss::{counter_loss, probe_loss, unplaced_drops, UnplacedDrops},
     LayerScore, NoiseSummary, WindowEvidence, MIN_LOSS, SATURATED_SHARE,
@@ -41,6 +44,8 @@ pub(super) struct Context<'a> {
     /// Drops at route-discard sites per namespace, with that namespace's routes that explain
     /// them, the most first.
     pub route_drops: Vec<RouteDrops>,
+    /// Netfilter/policy drops per namespace, with that namespace's rules that rose.
+    pub rule_drops: Vec<RuleDrops>,
     pub net_rx: NetRx,
 }
 
@@ -116,6 +121,7 @@ impl<'a> Context<'a> {
             rules: firing_rules(&w.facts_start, &w.facts_end),
             routes: bad_routes(&w.facts_end),
             route_drops: route_drops(&w.observed, &w.facts_end),
+            rule_drops: rule_drops(&w.observed, &w.facts_start, &w.facts_end),
             net_rx: NetRx::of(&w.observed.net_rx_ns_by_cpu(), seconds),
         }
     }

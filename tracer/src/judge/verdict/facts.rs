@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::{
-    judge::layers::{is_route_discard, location_function},
+    judge::layers::{classify, is_route_discard, location_function, DropClass, Layer},
     judge::report::Report,
     node::evidence::{FirewallRule, NodeFacts, RouteFact},
 };
@@ -199,6 +199,58 @@ fn rule_covers(rule: &str, addr: IpAddr, dport: u16) -> bool {
             .iter()
             .any(|(neg, p)| route_covers(p, addr) != *neg);
     port_ok && addr_ok
+}
+
+/// Netfilter/policy drops at one site in one namespace, tied to the drop/reject rules of that
+/// namespace whose counters rose in the window (`` `rule` (chain forward) +N ``), most first.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct RuleDrops {
+    pub inode: u32,
+    pub pod: Option<String>,
+    pub location: String,
+    pub count: u64,
+    pub rules: Vec<String>,
+}
+
+/// Every netfilter drop site of the window per namespace, with the rules that rose there.
+pub(super) fn rule_drops(observed: &Report, start: &NodeFacts, end: &NodeFacts) -> Vec<RuleDrops> {
+    let mut out = Vec::new();
+    for reason in &observed.drops.by_reason {
+        for location in reason.locations.iter().filter(|l| {
+            matches!(
+                classify(&reason.reason, &l.location),
+                DropClass::Loss {
+                    layer: Layer::IptablesNetpolicy,
+                    ..
+                }
+            )
+        }) {
+            for ns in &reason.netns {
+                let mut rules: Vec<(u64, String)> = end
+                    .firewall_rules
+                    .iter()
+                    .filter(|r| r.netns == ns.inode)
+                    .filter_map(|r| {
+                        let d = rise(start, r).filter(|d| *d > 0)?;
+                        Some((d, format!("`{}` (chain {}) +{d}", r.rule, r.chain)))
+                    })
+                    .collect();
+                if rules.is_empty() {
+                    continue;
+                }
+                rules.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                out.push(RuleDrops {
+                    inode: ns.inode,
+                    pod: ns.pod.clone(),
+                    location: location.location.clone(),
+                    count: location.count.min(ns.count),
+                    rules: rules.into_iter().map(|(_, t)| t).collect(),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| b.count.cmp(&a.count).then(a.location.cmp(&b.location)));
+    out
 }
 
 /// Drop/reject rules whose counters rose in the window, with the rise.
