@@ -21,6 +21,7 @@ use std::{
 use nix::sched::{setns, CloneFlags};
 
 pub mod document;
+pub mod window;
 
 /// Returns false (after saying why) when the privileged tests cannot run here.
 pub fn privileged(test: &str) -> bool {
@@ -265,6 +266,9 @@ pub struct Routed {
     pub server: Netns,
     pub client_addr: String,
     pub server_addr: String,
+    /// IPv6 addresses, empty unless made with [`Routed::dual_stack`].
+    pub client_addr6: String,
+    pub server_addr6: String,
 }
 
 impl Routed {
@@ -302,7 +306,47 @@ impl Routed {
             server,
             client_addr: format!("198.18.{n1}.1"),
             server_addr: format!("198.18.{n2}.2"),
+            client_addr6: String::new(),
+            server_addr6: String::new(),
         }
+    }
+
+    /// The same line with IPv6 as well, from the benchmarking prefix 2001:2::/48 (RFC 5180, the
+    /// IPv6 twin of 198.18.0.0/15): client 2001:2:0:<n>::1 ↔ router ::2, router 2001:2:0:<n+1>::1
+    /// ↔ server ::2, no duplicate address detection, IPv6 forwarding on in the router.
+    pub fn dual_stack(tag: &str, net: u8) -> Routed {
+        let mut lab = Routed::new(tag, net);
+        let (n1, n2) = (net, net + 1);
+        let addr = |ns: &Netns, dev: &str, a: String| {
+            ns.ip(&["-6", "addr", "add", &a, "dev", dev, "nodad"]);
+        };
+        addr(&lab.client, "veth-c", format!("2001:2:0:{n1}::1/64"));
+        addr(&lab.router, "veth-rc", format!("2001:2:0:{n1}::2/64"));
+        addr(&lab.router, "veth-rs", format!("2001:2:0:{n2}::1/64"));
+        addr(&lab.server, "veth-s", format!("2001:2:0:{n2}::2/64"));
+        lab.client.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("2001:2:0:{n1}::2"),
+        ]);
+        lab.server.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("2001:2:0:{n2}::1"),
+        ]);
+        lab.router.run_in(|| {
+            std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+                .expect("IPv6 forwarding in the router namespace");
+        });
+        lab.client_addr6 = format!("2001:2:0:{n1}::1");
+        lab.server_addr6 = format!("2001:2:0:{n2}::2");
+        lab
     }
 }
 
@@ -318,7 +362,8 @@ pub fn udp_stream(
     dont_fragment: bool,
 ) -> std::thread::JoinHandle<u64> {
     spawn_in_path(ns, move || {
-        let sock = UdpSocket::bind("0.0.0.0:0").expect("binding a UDP socket");
+        let any = if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+        let sock = UdpSocket::bind(any).expect("binding a UDP socket");
         if dont_fragment {
             let v: libc::c_int = libc::IP_PMTUDISC_PROBE;
             // SAFETY: valid fd and option pointer/length.

@@ -63,6 +63,12 @@ pub fn schema() -> serde_json::Value {
     ordered.into()
 }
 
+/// For people: the layer of a finding, or what an unattributed one is.
+fn finding_title(o: &OtherFinding) -> &'static str {
+    o.failure_layer
+        .map_or("no known layer (unplaced drops)", |l| l.title())
+}
+
 /// `additionalProperties: false` on a struct's schema (one with `properties`); maps keep theirs.
 fn close_object(schema: &mut Schema) {
     if schema.get("properties").is_some() && schema.get("additionalProperties").is_none() {
@@ -185,7 +191,7 @@ impl VerdictDocument {
             .map(|o| {
                 format!(
                     "also: {} lost {} packets — {}",
-                    o.failure_layer.title(),
+                    finding_title(o),
                     o.lost_packets,
                     o.summary
                 )
@@ -245,7 +251,7 @@ impl VerdictDocument {
             let _ = writeln!(
                 out,
                 "\nEvidence for {} ({})",
-                o.failure_layer.title(),
+                finding_title(o),
                 o.root_cause
             );
             for e in &o.evidence {

@@ -88,6 +88,9 @@ pub enum DropClass {
     NoListener,
     /// Real but outside the runbook's layers (malformed packets, tunnels, AF_UNIX…).
     Other { tag: &'static str },
+    /// Neither the reason nor the drop site says where: the tracer cannot place it in a layer.
+    /// Never noise: enough of it is a finding of its own (unattributed loss).
+    Unplaced,
 }
 
 #[rustfmt::skip]
@@ -238,79 +241,9 @@ const TABLE: &[(&str, DropClass)] = &{
     ]
 };
 
-/// Drop sites by function name (prefix match on the symbol, before `+0x…`): how a drop with no
-/// telling reason (NOT_SPECIFIED, or a kernel without reasons) is attributed.
-#[rustfmt::skip]
-const SITES: &[(&str, DropClass)] = &{
-    use DropClass::*;
-    use Layer::*;
-    [
-        ("enqueue_to_backlog", Loss { layer: IrqCpu, tag: "backlog" }),
-        ("nf_hook_slow", Loss { layer: IptablesNetpolicy, tag: "netfilter" }),
-        ("nft_do_chain", Loss { layer: IptablesNetpolicy, tag: "netfilter" }),
-        ("br_nf_", Loss { layer: IptablesNetpolicy, tag: "netfilter" }),
-        ("nf_queue", Loss { layer: IptablesNetpolicy, tag: "netfilter" }),
-        ("nf_reinject", Loss { layer: IptablesNetpolicy, tag: "netfilter" }),
-        ("ip_error", Loss { layer: Routing, tag: "route-lookup" }),
-        ("ip6_pkt_drop", Loss { layer: Routing, tag: "route-lookup" }),
-        ("ip_rcv_finish", Loss { layer: Routing, tag: "route-lookup" }),
-        ("ip_sublist_rcv", Loss { layer: Routing, tag: "route-lookup" }),
-        ("ip_rcv_core", Loss { layer: Routing, tag: "ip-input" }),
-        ("ip_list_rcv", Loss { layer: Routing, tag: "ip-input" }),
-        ("ipv6_rcv", Loss { layer: Routing, tag: "ip-input" }),
-        ("ip_forward", Loss { layer: Routing, tag: "forwarding" }),
-        ("ip6_forward", Loss { layer: Routing, tag: "forwarding" }),
-        ("ip_fragment", Loss { layer: Routing, tag: "mtu/frag" }),
-        ("ip_do_fragment", Loss { layer: Routing, tag: "mtu/frag" }),
-        ("ip6_fragment", Loss { layer: Routing, tag: "mtu/frag" }),
-        ("ip_frag_queue", Loss { layer: Routing, tag: "mtu/frag" }),
-        ("ip_expire", Loss { layer: Routing, tag: "mtu/frag" }),
-        ("ip_finish_output2", Loss { layer: Routing, tag: "neighbour" }),
-        ("__neigh_event_send", Loss { layer: Routing, tag: "neighbour" }),
-        ("neigh_invalidate", Loss { layer: Routing, tag: "neighbour" }),
-        ("arp_error_report", Loss { layer: Routing, tag: "neighbour" }),
-        ("validate_xmit_skb", Loss { layer: NicDriver, tag: "tx-path" }),
-        ("net_tx_action", Loss { layer: NicDriver, tag: "device" }),
-        ("__dev_xmit_skb", Loss { layer: NicDriver, tag: "qdisc" }),
-        ("sch_", Loss { layer: NicDriver, tag: "qdisc" }),
-        ("qdisc_", Loss { layer: NicDriver, tag: "qdisc" }),
-        ("veth_xmit", Loss { layer: NicDriver, tag: "device" }),
-        ("__dev_forward_skb", Loss { layer: NicDriver, tag: "device" }),
-        ("tcp_v4_rcv", Loss { layer: TcpStack, tag: "tcp-validation" }),
-        ("tcp_v6_rcv", Loss { layer: TcpStack, tag: "tcp-validation" }),
-        ("tcp_v4_do_rcv", Loss { layer: TcpStack, tag: "tcp-validation" }),
-        ("tcp_v6_do_rcv", Loss { layer: TcpStack, tag: "tcp-validation" }),
-        ("__udp4_lib_rcv", NoListener),
-        ("__udp6_lib_rcv", NoListener),
-        ("udp_queue_rcv_one_skb", Loss { layer: TcpStack, tag: "app-too-slow" }),
-        ("__udp_queue_rcv_skb", Loss { layer: TcpStack, tag: "app-too-slow" }),
-        ("udpv6_queue_rcv_one_skb", Loss { layer: TcpStack, tag: "app-too-slow" }),
-        ("skb_queue_purge", Noise { tag: "socket close/purge" }),
-        ("sk_stream_kill_queues", Noise { tag: "socket close/purge" }),
-        ("inet_sock_destruct", Noise { tag: "socket close/purge" }),
-        ("unix_", Noise { tag: "AF_UNIX" }),
-        ("netlink_", Noise { tag: "netlink" }),
-        ("arp_rcv", Noise { tag: "ARP/ICMP/IGMP housekeeping" }),
-        ("arp_process", Noise { tag: "ARP/ICMP/IGMP housekeeping" }),
-        ("icmp_rcv", Noise { tag: "ARP/ICMP/IGMP housekeeping" }),
-        ("igmp_rcv", Noise { tag: "ARP/ICMP/IGMP housekeeping" }),
-        ("__netif_receive_skb_core", Other { tag: "no protocol handler" }),
-    ]
-};
+mod sites;
 
-/// Function name of a symbolised location (`tcp_v4_rcv+0x99 [mod]` → `tcp_v4_rcv`).
-pub fn location_function(location: &str) -> &str {
-    location.split(['+', ' ']).next().unwrap_or(location)
-}
-
-/// Attribution by drop site alone.
-pub fn classify_location(location: &str) -> Option<DropClass> {
-    let function = location_function(location);
-    SITES
-        .iter()
-        .find(|(prefix, _)| function.starts_with(prefix))
-        .map(|(_, class)| class.clone())
-}
+pub use sites::{classify_location, is_route_discard, location_function, location_module};
 
 /// Whether the table files this reason name (`NOT_SPECIFIED` is filed by its location).
 pub fn is_filed(reason: &str) -> bool {
@@ -324,18 +257,14 @@ pub fn is_filed(reason: &str) -> bool {
 pub fn classify(reason: &str, location: &str) -> DropClass {
     let reason = reason.strip_prefix("SKB_DROP_REASON_").unwrap_or(reason);
     if reason == "NOT_SPECIFIED" || reason == "NO_REASON_FIELD" || reason.starts_with("UNKNOWN(") {
-        return classify_location(location).unwrap_or(DropClass::Noise {
-            tag: "unspecified, location not telling",
-        });
+        return classify_location(location).unwrap_or(DropClass::Unplaced);
     }
     if let Some((_, class)) = TABLE.iter().find(|(name, _)| *name == reason) {
         return class.clone();
     }
     // A reason this table does not know (a newer kernel): try the location, else keep it
-    // visible as "other" rather than hide it.
-    classify_location(location).unwrap_or(DropClass::Other {
-        tag: "reason unknown to this tracer",
-    })
+    // visible as unplaced rather than hide it.
+    classify_location(location).unwrap_or(DropClass::Unplaced)
 }
 
 #[cfg(test)]
@@ -402,16 +331,18 @@ mod tests {
                 // The reference lists it under routing/neighbour but also as "usually not a
                 // real loss" (a neighbour solicitation for another host): noise here.
                 ("routing", DropClass::Noise { .. }) => name == "IPV6_NDISC_NS_OTHERHOST",
+                // "unknown → use location": at a site nobody knows, it stays unplaced.
+                ("other", DropClass::Unplaced) => name == "NOT_SPECIFIED",
                 _ => false,
             };
             assert!(ok, "{name}: reference says {layer}, classified {class:?}");
-            assert_ne!(
-                class,
-                DropClass::Other {
-                    tag: "reason unknown to this tracer"
-                },
-                "{name} is missing from the table"
-            );
+            if name != "NOT_SPECIFIED" {
+                assert_ne!(
+                    class,
+                    DropClass::Unplaced,
+                    "{name} is missing from the table"
+                );
+            }
         }
     }
 
@@ -421,7 +352,14 @@ mod tests {
             classify("NOT_SPECIFIED", "ip_error+0x5c"),
             DropClass::Loss {
                 layer: Layer::Routing,
-                tag: "route-lookup"
+                tag: "route-discard"
+            }
+        );
+        assert_eq!(
+            classify("NOT_SPECIFIED", "dst_discard_out+0x14"),
+            DropClass::Loss {
+                layer: Layer::Routing,
+                tag: "route-discard"
             }
         );
         assert_eq!(
@@ -431,10 +369,10 @@ mod tests {
                 tag: "netfilter"
             }
         );
-        assert!(matches!(
+        assert_eq!(
             classify("NOT_SPECIFIED", "0xffffffff81000000"),
-            DropClass::Noise { .. }
-        ));
+            DropClass::Unplaced
+        );
         assert!(matches!(
             classify("NOT_SPECIFIED", "icmp_rcv+0x20"),
             DropClass::Noise { .. }
@@ -476,10 +414,7 @@ mod tests {
             classify("TCP_OLD_SEQUENCE", "tcp_validate_incoming+0x1"),
             DropClass::Noise { .. }
         ));
-        assert!(matches!(
-            classify("SOME_FUTURE_REASON", "x+0x1"),
-            DropClass::Other { .. }
-        ));
+        assert_eq!(classify("SOME_FUTURE_REASON", "x+0x1"), DropClass::Unplaced);
         assert_eq!(
             location_function("nft_do_chain+0x46f [nf_tables]"),
             "nft_do_chain"

@@ -3,6 +3,7 @@
 //! their maps (snapshot). Uses nothing else of this crate.
 
 pub mod btf;
+pub mod emulate;
 pub mod format;
 pub mod kallsyms;
 pub mod loader;

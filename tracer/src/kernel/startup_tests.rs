@@ -424,7 +424,7 @@ fn the_same_faults_give_the_same_layers_on_every_kernel() {
             );
             assert_eq!(
                 signals[&Layer::Routing][0],
-                "7 NO_REASON_FIELD drops at ip_error+0x41 (route-lookup)"
+                "7 NO_REASON_FIELD drops at ip_error+0x41 (route-discard)"
             );
         }
     }

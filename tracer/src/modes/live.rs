@@ -67,13 +67,27 @@ pub fn require_root() -> Result<()> {
 }
 
 impl LiveTracer {
+    /// Starts on this kernel, or read as the kernel `TRACER_AS_KERNEL` names (hidden switch for
+    /// tests and support, see [`crate::kernel::emulate`]).
     pub fn start() -> Result<LiveTracer> {
-        Self::start_with(|_| {})
+        Self::start_as(crate::kernel::emulate::requested().as_deref())
+    }
+
+    /// [`LiveTracer::start`] reading this kernel as `version` (`5.10`, `5.15`, `6.1`) when given.
+    pub fn start_as(version: Option<&str>) -> Result<LiveTracer> {
+        Self::start_inner(version, |_| {})
     }
 
     /// [`LiveTracer::start`], with the plan changed before loading: the privileged tests use it
     /// to read this kernel the way an older one is read (fields marked absent).
     pub fn start_with(adjust: impl FnOnce(&mut crate::kernel::probes::Plan)) -> Result<LiveTracer> {
+        Self::start_inner(None, adjust)
+    }
+
+    fn start_inner(
+        as_kernel: Option<&str>,
+        adjust: impl FnOnce(&mut crate::kernel::probes::Plan),
+    ) -> Result<LiveTracer> {
         let started = Instant::now();
         require_root()?;
         let mut notes = Vec::new();
@@ -89,7 +103,10 @@ impl LiveTracer {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "tracefs located"
         );
-        let startup = crate::kernel::startup::prepare(&KernelSources::host(&tracefs.root));
+        let mut startup = crate::kernel::startup::prepare(&KernelSources::host(&tracefs.root));
+        if let Some(version) = as_kernel {
+            crate::kernel::emulate::emulate(&mut startup, version)?;
+        }
         notes.extend(startup.notes);
         let (mut plan, names, symbols) = (startup.plan, startup.names, startup.symbols);
         adjust(&mut plan);
@@ -99,9 +116,12 @@ impl LiveTracer {
         );
         let session = Session::start(&plan)?;
         let startup_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        let mut kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_default();
+        if let Some(version) = as_kernel {
+            kernel = format!("{kernel} read as {version}");
+        }
         Ok(LiveTracer {
             session,
             names,

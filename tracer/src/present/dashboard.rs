@@ -127,6 +127,7 @@ impl Dashboard {
                     DropClass::Noise { tag } => (format!("noise: {tag}"), None),
                     DropClass::NoListener => ("no listener".to_owned(), None),
                     DropClass::Other { tag } => (format!("other: {tag}"), None),
+                    DropClass::Unplaced => ("unplaced: no layer known".to_owned(), None),
                 };
                 drops.push(DropRow {
                     reason: reason.reason.clone(),
@@ -307,7 +308,7 @@ mod tests {
             noise: NoiseSummary::default(),
             other_findings: vec![OtherFinding {
                 root_cause: "tcp_retransmissions".to_owned(),
-                failure_layer: Layer::TcpStack,
+                failure_layer: Some(Layer::TcpStack),
                 lost_packets: 262,
                 summary: "listen queue overflow".to_owned(),
                 evidence: vec![EvidenceItem {

@@ -8,9 +8,12 @@ use crate::judge::layers::Layer;
 
 use super::{
     counters::{counter_signals, CounterSignals},
-    facts::{bad_routes, firing_rule_covers, firing_rules},
+    facts::{
+        bad_routes, firing_rule_covers, firing_rules, route_drops, rule_drops, RouteDrops,
+        RuleDrops,
+    },
     flow_signals::{flow_signals, FailedConnects, FlowSignals},
-    loss::{counter_loss, probe_loss},
+    loss::{counter_loss, probe_loss, unplaced_drops, UnplacedDrops},
     LayerScore, NoiseSummary, WindowEvidence, MIN_LOSS, SATURATED_SHARE,
 };
 
@@ -26,6 +29,9 @@ pub(super) struct Context<'a> {
     pub probe: BTreeMap<Layer, u64>,
     pub probe_signals: BTreeMap<Layer, Vec<String>>,
     pub noise: NoiseSummary,
+    /// Drops neither their reason nor their site places in a layer, the most first. Fewer than
+    /// [`MIN_LOSS`] in all are counted in `noise` as well.
+    pub unplaced: Vec<UnplacedDrops>,
     /// Packets that reached ports nobody listens on (NO_SOCKET).
     pub no_listener: u64,
     /// Retransmitted segments and SYN-ACK retransmits traced.
@@ -35,6 +41,11 @@ pub(super) struct Context<'a> {
     pub rules: Vec<(u64, String)>,
     /// Blackhole/unreachable/prohibit routes at the window's end.
     pub routes: Vec<String>,
+    /// Drops at route-discard sites per namespace, with that namespace's routes that explain
+    /// them, the most first.
+    pub route_drops: Vec<RouteDrops>,
+    /// Netfilter/policy drops per namespace, with that namespace's rules that rose.
+    pub rule_drops: Vec<RuleDrops>,
     pub net_rx: NetRx,
 }
 
@@ -83,7 +94,17 @@ impl<'a> Context<'a> {
         let seconds = w.observed.window.duration_s.max(0.001);
         let signals = counter_signals(&w.counters_start, &w.counters_end);
         let counters = counter_loss(&signals);
-        let (probe, probe_signals, noise, no_listener) = probe_loss(&w.observed);
+        let (probe, probe_signals, mut noise, no_listener) = probe_loss(&w.observed);
+        let unplaced = unplaced_drops(&w.observed);
+        if unplaced.iter().map(|u| u.count).sum::<u64>() < MIN_LOSS {
+            for u in &unplaced {
+                noise.total += u.count;
+                *noise
+                    .by_kind
+                    .entry(format!("too few to place: {}", u.reason))
+                    .or_insert(0) += u.count;
+            }
+        }
         Context {
             w,
             seconds,
@@ -92,12 +113,15 @@ impl<'a> Context<'a> {
             probe,
             probe_signals,
             noise,
+            unplaced,
             no_listener,
             retrans_segments: w.observed.retransmits.segments_total
                 + w.observed.retransmits.synack_total,
             flows: flow_signals(&w.observed, &w.facts_end),
             rules: firing_rules(&w.facts_start, &w.facts_end),
             routes: bad_routes(&w.facts_end),
+            route_drops: route_drops(&w.observed, &w.facts_end),
+            rule_drops: rule_drops(&w.observed, &w.facts_start, &w.facts_end),
             net_rx: NetRx::of(&w.observed.net_rx_ns_by_cpu(), seconds),
         }
     }
@@ -121,6 +145,27 @@ impl<'a> Context<'a> {
         } else {
             None
         }
+    }
+
+    /// For people: the namespace with this inode (`netns NAME`, `pid PID (COMM)`, `host`, the
+    /// pod), as the counters or facts name it, else its inode.
+    pub fn netns_label(&self, inode: u32, pod: Option<&str>) -> String {
+        if let Some(pod) = pod {
+            return format!("pod {pod}");
+        }
+        self.w
+            .counters_end
+            .netns(inode)
+            .map(|n| n.label.clone())
+            .or_else(|| {
+                self.w
+                    .facts_end
+                    .routes
+                    .iter()
+                    .find(|r| r.netns == inode)
+                    .map(|r| r.netns_label.clone())
+            })
+            .unwrap_or_else(|| format!("netns {inode}"))
     }
 
     /// A local layer's score before its rule adds its counters: the larger of the probes' and

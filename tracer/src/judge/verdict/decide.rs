@@ -11,7 +11,7 @@ use super::{
     rfc3339_utc,
     rules::{Finding, RULES},
     EvidenceItem, LayerScore, Mitigation, OtherFinding, Tick, TimelineEntry, Verdict,
-    WindowEvidence, MIN_LOSS,
+    WindowEvidence, MIN_LOSS, UNATTRIBUTED, UNKNOWN_LAYER,
 };
 
 /// Decides the verdict.
@@ -27,7 +27,15 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
         .filter_map(|f| f.layer.map(|l| (l, f.score.clone())))
         .collect();
     let decided = root_cause(&findings);
-    let chosen = decided.and_then(|l| findings.iter().find(|f| f.layer == Some(l)));
+    // Drops no layer takes: the root cause when no layer lost enough, else a finding beside it.
+    let unattributed = findings
+        .iter()
+        .find(|f| f.unattributed && f.score.lost_packets >= MIN_LOSS);
+    let chosen = match decided {
+        Some(l) => findings.iter().find(|f| f.layer == Some(l)),
+        None => unattributed,
+    };
+    let unattributed_aside = unattributed.filter(|_| decided.is_some());
     let seconds = ctx.seconds;
 
     // Every other layer that lost enough is a finding of its own: its evidence goes with it,
@@ -69,7 +77,7 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
             .take(3)
             .map(|(_, text)| probe_item(text)),
     );
-    let other_findings = secondary
+    let mut other_findings: Vec<OtherFinding> = secondary
         .iter()
         .map(|f| {
             let layer = f.layer.unwrap_or(Layer::Upstream);
@@ -90,17 +98,44 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
             );
             OtherFinding {
                 root_cause: layer.root_cause().to_owned(),
-                failure_layer: layer,
+                failure_layer: Some(layer),
                 lost_packets: f.score.lost_packets,
                 summary: f.summary.clone(),
                 evidence,
             }
         })
         .collect();
+    if let Some(f) = unattributed_aside {
+        let mut evidence: Vec<EvidenceItem> = f
+            .score
+            .signals
+            .iter()
+            .take(4)
+            .map(|s| signal_item(s))
+            .collect();
+        evidence.extend(f.if_root_cause.evidence.iter().cloned());
+        other_findings.push(OtherFinding {
+            root_cause: UNATTRIBUTED.to_owned(),
+            failure_layer: None,
+            lost_packets: f.score.lost_packets,
+            summary: f.summary.clone(),
+            evidence,
+        });
+        other_findings.sort_by_key(|o| std::cmp::Reverse(o.lost_packets));
+    }
     let timeline = timeline(w, decided, seconds, &mut evidence);
 
-    let total_score: u64 = layer_scores.values().map(|s| s.lost_packets).sum();
+    let unplaced = unattributed.map_or(0, |f| f.score.lost_packets);
+    let total_score: u64 = layer_scores.values().map(|s| s.lost_packets).sum::<u64>() + unplaced;
     let (severity, confidence) = match decided {
+        None if unplaced > 0 => {
+            let severity = if unplaced as f64 / seconds >= 1.0 {
+                "HIGH"
+            } else {
+                "MEDIUM"
+            };
+            (severity.to_owned(), unattributed_confidence(w, unplaced))
+        }
         None => ("NONE".to_owned(), if total_score == 0 { 0.9 } else { 0.6 }),
         Some(layer) => {
             let lost = layer_scores[&layer].lost_packets;
@@ -113,9 +148,14 @@ pub fn decide(w: &WindowEvidence) -> Verdict {
         }
     };
 
+    let (root_cause, failure_layer) = match (decided, unplaced > 0) {
+        (Some(l), _) => (l.root_cause(), Some(l.as_str().to_owned())),
+        (None, true) => (UNATTRIBUTED, Some(UNKNOWN_LAYER.to_owned())),
+        (None, false) => ("none", None),
+    };
     Verdict {
-        root_cause: decided.map_or("none", Layer::root_cause).to_owned(),
-        failure_layer: decided.map(|l| l.as_str().to_owned()),
+        root_cause: root_cause.to_owned(),
+        failure_layer,
         evidence,
         severity,
         mitigation: Mitigation {
@@ -163,16 +203,22 @@ fn root_cause(findings: &[Finding]) -> Option<Layer> {
 
 /// The root cause's loss and its first six signals.
 fn headline(f: &Finding, seconds: f64) -> Vec<EvidenceItem> {
-    let Some(layer) = f.layer else {
-        return Vec::new();
-    };
-    let mut out = vec![EvidenceItem {
-        kind: "kernel_probe".to_owned(),
-        content: format!(
+    let content = match f.layer {
+        Some(layer) => format!(
             "{} lost {} in {seconds:.0} s on this node",
             layer.title(),
             fmt_rate(f.score.lost_packets, seconds)
         ),
+        None if f.unattributed => format!(
+            "{} dropped in {seconds:.0} s on this node that no layer of the tracer takes: {}",
+            fmt_rate(f.score.lost_packets, seconds),
+            f.summary
+        ),
+        None => return Vec::new(),
+    };
+    let mut out = vec![EvidenceItem {
+        kind: "kernel_probe".to_owned(),
+        content,
     }];
     out.extend(f.score.signals.iter().take(6).map(|s| signal_item(s)));
     out
@@ -332,6 +378,21 @@ fn confidence(w: &WindowEvidence, layer: Layer, lost: u64, total_score: u64) -> 
     let cap = if layer == Layer::Upstream { 0.8 } else { 0.95 };
     let volume = (lost as f64 / (MIN_LOSS as f64 * 5.0)).min(1.0);
     let c = (share * attached * (0.6 + 0.4 * volume)).min(cap);
+    (c * 100.0).round() / 100.0
+}
+
+/// Confidence in an unattributed loss: the drops are real but their layer is unknown, so never
+/// above 0.5; scaled by the probes attached and by volume, like a layer's. Two decimals.
+fn unattributed_confidence(w: &WindowEvidence, lost: u64) -> f64 {
+    let attached = w
+        .observed
+        .probes
+        .iter()
+        .filter(|p| p.state == ProbeState::Attached)
+        .count() as f64
+        / w.observed.probes.len().max(1) as f64;
+    let volume = (lost as f64 / (MIN_LOSS as f64 * 5.0)).min(1.0);
+    let c = 0.5 * attached * (0.6 + 0.4 * volume);
     (c * 100.0).round() / 100.0
 }
 

@@ -3,7 +3,11 @@
 
 use std::net::IpAddr;
 
-use crate::node::evidence::{FirewallRule, NodeFacts};
+use crate::{
+    judge::layers::{classify, is_route_discard, location_function, DropClass, Layer},
+    judge::report::Report,
+    node::evidence::{FirewallRule, NodeFacts, RouteFact},
+};
 
 use super::{change::delta, flow_signals::route_covers};
 
@@ -13,7 +17,7 @@ pub(super) fn bad_routes(facts: &NodeFacts) -> Vec<String> {
     facts
         .routes
         .iter()
-        .filter(|r| matches!(r.kind.as_str(), "blackhole" | "unreachable" | "prohibit"))
+        .filter(|r| discards(r))
         .map(|r| {
             format!(
                 "{} {} {} (table {}) in {}",
@@ -21,6 +25,90 @@ pub(super) fn bad_routes(facts: &NodeFacts) -> Vec<String> {
             )
         })
         .collect()
+}
+
+fn discards(r: &RouteFact) -> bool {
+    matches!(r.kind.as_str(), "blackhole" | "unreachable" | "prohibit")
+}
+
+/// Drops at a route-discard site (`ip_error`, `dst_discard*`, `ip6_pkt_discard*`,
+/// `ip6_pkt_prohibit*`, `ip6_pkt_drop`) in one namespace, tied to that namespace's routes.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct RouteDrops {
+    pub inode: u32,
+    pub pod: Option<String>,
+    pub location: String,
+    pub count: u64,
+    /// The namespace's blackhole/unreachable/prohibit routes of the site's family
+    /// (`ipv6 blackhole 2001:2::2/128 (table 254)`).
+    pub routes: Vec<String>,
+    /// Families (of the site's) for which the namespace has no default route, when it holds no
+    /// route that discards: a missing route.
+    pub no_default: Vec<&'static str>,
+}
+
+/// The address family a drop site serves, when its name says (`ip6_*` / `ipv6_*`: IPv6;
+/// `ip_*`: IPv4); `dst_discard*` serves both.
+fn site_families(function: &str) -> &'static [&'static str] {
+    if function.starts_with("ip6") || function.starts_with("ipv6") {
+        &["ipv6"]
+    } else if function.starts_with("ip_") {
+        &["ipv4"]
+    } else {
+        &["ipv4", "ipv6"]
+    }
+}
+
+/// Every route-discard drop site of the window per namespace, with the routes that explain it.
+/// A namespace whose routes were not read is left out (nothing to tie to).
+pub(super) fn route_drops(observed: &Report, facts: &NodeFacts) -> Vec<RouteDrops> {
+    let mut out = Vec::new();
+    for reason in &observed.drops.by_reason {
+        for location in reason
+            .locations
+            .iter()
+            .filter(|l| is_route_discard(&l.location))
+        {
+            let families = site_families(location_function(&location.location));
+            for ns in &reason.netns {
+                let own: Vec<&RouteFact> = facts
+                    .routes
+                    .iter()
+                    .filter(|r| r.netns == ns.inode)
+                    .collect();
+                if own.is_empty() {
+                    continue;
+                }
+                let routes: Vec<String> = own
+                    .iter()
+                    .filter(|r| discards(r) && families.contains(&r.family.as_str()))
+                    .map(|r| format!("{} {} {} (table {})", r.family, r.kind, r.dst, r.table))
+                    .collect();
+                let no_default = if routes.is_empty() {
+                    families
+                        .iter()
+                        .copied()
+                        .filter(|f| {
+                            !own.iter()
+                                .any(|r| r.family == *f && r.dst == "default" && !discards(r))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                out.push(RouteDrops {
+                    inode: ns.inode,
+                    pod: ns.pod.clone(),
+                    location: location.location.clone(),
+                    count: location.count.min(ns.count),
+                    routes,
+                    no_default,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| b.count.cmp(&a.count).then(a.location.cmp(&b.location)));
+    out
 }
 
 /// How much a rule's packet counter rose in the window (None: no counter at the end).
@@ -111,6 +199,58 @@ fn rule_covers(rule: &str, addr: IpAddr, dport: u16) -> bool {
             .iter()
             .any(|(neg, p)| route_covers(p, addr) != *neg);
     port_ok && addr_ok
+}
+
+/// Netfilter/policy drops at one site in one namespace, tied to the drop/reject rules of that
+/// namespace whose counters rose in the window (`` `rule` (chain forward) +N ``), most first.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct RuleDrops {
+    pub inode: u32,
+    pub pod: Option<String>,
+    pub location: String,
+    pub count: u64,
+    pub rules: Vec<String>,
+}
+
+/// Every netfilter drop site of the window per namespace, with the rules that rose there.
+pub(super) fn rule_drops(observed: &Report, start: &NodeFacts, end: &NodeFacts) -> Vec<RuleDrops> {
+    let mut out = Vec::new();
+    for reason in &observed.drops.by_reason {
+        for location in reason.locations.iter().filter(|l| {
+            matches!(
+                classify(&reason.reason, &l.location),
+                DropClass::Loss {
+                    layer: Layer::IptablesNetpolicy,
+                    ..
+                }
+            )
+        }) {
+            for ns in &reason.netns {
+                let mut rules: Vec<(u64, String)> = end
+                    .firewall_rules
+                    .iter()
+                    .filter(|r| r.netns == ns.inode)
+                    .filter_map(|r| {
+                        let d = rise(start, r).filter(|d| *d > 0)?;
+                        Some((d, format!("`{}` (chain {}) +{d}", r.rule, r.chain)))
+                    })
+                    .collect();
+                if rules.is_empty() {
+                    continue;
+                }
+                rules.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                out.push(RuleDrops {
+                    inode: ns.inode,
+                    pod: ns.pod.clone(),
+                    location: location.location.clone(),
+                    count: location.count.min(ns.count),
+                    rules: rules.into_iter().map(|(_, t)| t).collect(),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| b.count.cmp(&a.count).then(a.location.cmp(&b.location)));
+    out
 }
 
 /// Drop/reject rules whose counters rose in the window, with the rise.

@@ -109,8 +109,44 @@ pub fn probe_loss(
                         .entry(format!("{tag}: {}", reason.reason))
                         .or_insert(0) += location.count;
                 }
+                // Neither loss of a layer nor noise: see `unplaced_drops`.
+                DropClass::Unplaced => {}
             }
         }
     }
     (loss, signals, noise, no_listener)
+}
+
+/// Drops at one site that neither their reason nor their location places in a layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnplacedDrops {
+    pub reason: String,
+    /// Symbolised location (`dst_discard_out+0x14`).
+    pub location: String,
+    pub count: u64,
+    /// Namespaces of the drops with this reason, the most first (inode, pod).
+    pub netns: Vec<(u32, Option<String>)>,
+}
+
+/// The window's drops that no layer takes (class [`DropClass::Unplaced`]), the most first.
+pub fn unplaced_drops(observed: &Report) -> Vec<UnplacedDrops> {
+    let mut out = Vec::new();
+    for reason in &observed.drops.by_reason {
+        for location in &reason.locations {
+            if classify(&reason.reason, &location.location) == DropClass::Unplaced {
+                out.push(UnplacedDrops {
+                    reason: reason.reason.clone(),
+                    location: location.location.clone(),
+                    count: location.count,
+                    netns: reason
+                        .netns
+                        .iter()
+                        .map(|n| (n.inode, n.pod.clone()))
+                        .collect(),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| b.count.cmp(&a.count).then(a.location.cmp(&b.location)));
+    out
 }

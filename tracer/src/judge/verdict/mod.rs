@@ -29,11 +29,16 @@ pub use self::{
     change::{CounterChange, CounterDelta, MAX_PLAUSIBLE_CHANGE, WRAP32_MARGIN},
     counters::{counter_signals, CounterSignals},
     decide::decide,
-    loss::{counter_loss, probe_loss, tick_loss},
+    loss::{counter_loss, probe_loss, tick_loss, unplaced_drops, UnplacedDrops},
 };
 
-/// Fewest packets a layer must lose in a window before it can be the root cause.
+/// Fewest packets a layer must lose in a window before it can be the root cause (the same for
+/// drops no layer takes: at least this many are an `unattributed_loss` finding).
 pub const MIN_LOSS: u64 = 10;
+/// `root_cause` of drops the tracer could not place in a layer.
+pub const UNATTRIBUTED: &str = "unattributed_loss";
+/// `failure_layer` when the root cause is [`UNATTRIBUTED`].
+pub const UNKNOWN_LAYER: &str = "unknown";
 /// Retransmitted/sent segment ratio above which unexplained retransmits point upstream.
 pub const MIN_RETRANS_RATIO: f64 = 0.002;
 /// A CPU whose NET_RX time is at least this share of the window is saturated.
@@ -119,11 +124,13 @@ pub struct LayerScore {
 }
 
 /// A layer that lost at least [`MIN_LOSS`] packets but is not the root cause: a second fault,
-/// with the evidence it explains (its signals, the failed connects it explains).
+/// with the evidence it explains (its signals, the failed connects it explains). Drops no layer
+/// takes (`unattributed_loss`) are a finding too, without a layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OtherFinding {
     pub root_cause: String,
-    pub failure_layer: Layer,
+    /// None for `unattributed_loss`: drops the tracer could not place in a layer.
+    pub failure_layer: Option<Layer>,
     pub lost_packets: u64,
     /// What the loss is, in a few words (`listen queue overflow`).
     pub summary: String,

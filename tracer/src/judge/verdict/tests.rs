@@ -744,3 +744,60 @@ fn the_onset_is_said_in_utc_when_the_window_start_is_known() {
         v.evidence
     );
 }
+
+/// Issue 13: 2,000 drops at a site no layer takes are a finding, never `none`; beside a layer's
+/// loss they are a finding of their own, never under ruled_out.
+#[test]
+fn two_thousand_unplaced_drops_are_unattributed_loss_not_none() {
+    let mut o = observed(&[("NOT_SPECIFIED", "frobnicate_skb+0x14", 2000)], &[], &[]);
+    o.drops.by_reason[0].netns = vec![crate::judge::report::NetnsCount {
+        inode: 7,
+        count: 2000,
+        pod: None,
+    }];
+    let v = decide(&window(o.clone(), quiet(), quiet()));
+    assert_eq!(v.root_cause, UNATTRIBUTED);
+    assert_eq!(v.failure_layer.as_deref(), Some(UNKNOWN_LAYER));
+    assert_eq!(v.severity, "HIGH");
+    assert!(v.confidence <= 0.5, "{}", v.confidence);
+    assert!(
+        v.evidence[0]
+            .content
+            .contains("2,000 drops the tracer could not place, at frobnicate_skb in netns 7"),
+        "{:?}",
+        v.evidence
+    );
+    assert!(v.mitigation.immediate.contains("frobnicate_skb"));
+    assert!(!v
+        .ruled_out
+        .iter()
+        .any(|r| r.result.contains("frobnicate_skb")));
+
+    // Beside 120 netfilter drops: netfilter is the root cause, the unplaced drops a finding.
+    o.drops.by_reason.push(
+        observed(&[("NETFILTER_DROP", "nft_do_chain+0x46f", 120)], &[], &[])
+            .drops
+            .by_reason[0]
+            .clone(),
+    );
+    let v = decide(&window(o, quiet(), quiet()));
+    assert_eq!(v.root_cause, "security_rule_drops");
+    assert_eq!(v.other_findings.len(), 1);
+    let other = &v.other_findings[0];
+    assert_eq!(
+        (
+            other.root_cause.as_str(),
+            other.failure_layer,
+            other.lost_packets
+        ),
+        (UNATTRIBUTED, None, 2000)
+    );
+    // Its share of the loss lowers the root cause's confidence.
+    assert!(v.confidence < 0.1, "{}", v.confidence);
+
+    // Nine are noise ("too few to place"), and the verdict is none.
+    let few = observed(&[("NOT_SPECIFIED", "frobnicate_skb+0x14", 9)], &[], &[]);
+    let v = decide(&window(few, quiet(), quiet()));
+    assert_eq!(v.root_cause, "none");
+    assert_eq!(v.noise.by_kind["too few to place: NOT_SPECIFIED"], 9);
+}

@@ -55,6 +55,7 @@ fn layer_label(class: DropClass) -> &'static str {
         DropClass::Noise { .. } => "noise",
         DropClass::NoListener => "no_listener",
         DropClass::Other { .. } => "other",
+        DropClass::Unplaced => "unplaced",
     }
 }
 

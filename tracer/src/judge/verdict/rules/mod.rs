@@ -19,6 +19,7 @@ mod nic_errors;
 mod route_issue;
 mod security_rules;
 mod tcp_stack;
+mod unattributed;
 mod upstream_loss;
 
 #[cfg(test)]
@@ -36,6 +37,9 @@ pub(super) struct Finding {
     pub summary: String,
     /// Decides the verdict for its layer when no layer lost [`super::MIN_LOSS`] packets.
     pub decides_alone: bool,
+    /// Scores drops no layer takes (`layer` is None): the root cause `unattributed_loss` when no
+    /// layer lost [`super::MIN_LOSS`] packets, else a finding beside the root cause.
+    pub unattributed: bool,
     /// Evidence shown whatever the verdict.
     pub evidence: Vec<EvidenceItem>,
     pub ruled_out: Vec<RuledOut>,
@@ -91,6 +95,7 @@ pub(super) const RULES: &[Rule] = &[
     cross_d5::assess,
     upstream_loss::assess,
     application::assess,
+    unattributed::assess,
 ];
 
 /// One evidence item.
@@ -123,6 +128,6 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, Layer::ALL.to_vec());
         assert_eq!(layers.last(), Some(&Layer::Upstream));
-        assert_eq!(RULES.len(), 11);
+        assert_eq!(RULES.len(), 12);
     }
 }

@@ -12,6 +12,21 @@ pub(super) fn assess(ctx: &Context, _earlier: &[Finding]) -> Finding {
     score
         .signals
         .extend(ctx.signals.conntrack_drops.iter().map(CounterDelta::text));
+    // Drops tied to the rules of their own namespace that rose.
+    for d in ctx.rule_drops.iter().take(3) {
+        score.signals.push(format!(
+            "{} drops at {} in {}, where {}",
+            d.count,
+            d.location,
+            ctx.netns_label(d.inode, d.pod.as_deref()),
+            d.rules
+                .iter()
+                .take(2)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
     let mut f = Finding::layer(Layer::IptablesNetpolicy, score);
     f.summary = match ctx.rules.len() {
         0 => "firewall / NetworkPolicy drops".to_owned(),
@@ -117,6 +132,25 @@ mod tests {
         assert_eq!(
             f.ruled_out[0].result,
             "no NETFILTER_DROP or policy drops; 1 DROP/REJECT rules present, none matched in the window"
+        );
+    }
+
+    #[test]
+    fn netfilter_drops_name_the_rule_that_rose_in_their_own_namespace() {
+        let mut o = observed(&[("NOT_SPECIFIED", "nft_do_chain+0x46f", 500)], &[], &[]);
+        o.drops.by_reason[0].netns = vec![crate::judge::report::NetnsCount {
+            inode: 7,
+            count: 500,
+            pod: None,
+        }];
+        let mut w = window(o, quiet(), quiet());
+        let mut elsewhere = rule("ip6 daddr 2001:2::/64", 900);
+        elsewhere.netns = 8;
+        w.facts_end.firewall_rules = vec![rule("ip6 daddr 2001:2:0:61::2", 500), elsewhere];
+        let f = assess(&Context::new(&w), &[]);
+        assert_eq!(
+            f.score.signals[1],
+            "500 drops at nft_do_chain+0x46f in netns 7, where `ip6 daddr 2001:2:0:61::2` (chain forward) +500"
         );
     }
 }
