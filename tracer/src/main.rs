@@ -110,7 +110,9 @@ fn main() -> ExitCode {
             max_window,
             netns,
             pod,
-        } => serve(listen, window, max_window, netns, pod),
+            mcp,
+        } => serve(listen, window, max_window, netns, pod, mcp),
+        Command::Mcp { max_window } => tracer::modes::mcp::run_stdio(max_window),
         Command::Diff {
             affected,
             healthy,
@@ -581,6 +583,7 @@ fn serve(
     max_window: Duration,
     netns: Option<PathBuf>,
     pod: Option<String>,
+    mcp: bool,
 ) -> Result<u8> {
     anyhow::ensure!(
         window <= max_window,
@@ -595,5 +598,6 @@ fn serve(
         max_window,
         scope,
         limits: tracer::present::metrics::Limits::default(),
+        mount: mcp.then_some(tracer::modes::mcp::mount as tracer::modes::server::Mount),
     })
 }

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod diff;
 pub mod files;
 pub mod live;
+pub mod mcp;
 pub mod recording;
 pub mod server;
 pub mod stop;

@@ -6,6 +6,9 @@
 //!   most `--max-window`); judged at most once per second per window length.
 //! - `GET /healthz`: the process answers. `GET /readyz`: 200 once the probes are attached and a
 //!   first window is judged, 503 before.
+//! - `/mcp` (with `--mcp`): routes mounted by the caller ([`ServeOptions::mount`]; the binary
+//!   mounts the MCP tools); they run their work on the producer through a [`Frames`] handle,
+//!   so they add no probes.
 //!
 //! One producer thread owns the kernel side (the [`LiveTracer`] and its [`Watch`]): it takes a
 //! frame every second, updates the metric totals, judges the default window and publishes the
@@ -64,7 +67,12 @@ pub struct ServeOptions {
     pub max_window: Duration,
     pub scope: Option<NetnsScope>,
     pub limits: Limits,
+    /// More routes on the listener, given a handle on the producer (`--mcp` mounts `/mcp`).
+    pub mount: Option<Mount>,
 }
+
+/// Adds routes that reach the producer through [`Frames`].
+pub type Mount = fn(Frames) -> Router;
 
 /// Frames needed to judge `window` (one more than its seconds: the first is the baseline).
 fn frames_for(window: Duration) -> usize {
@@ -84,11 +92,23 @@ struct Published {
     report: Bytes,
 }
 
+/// What a job handed to the producer sees: the kernel side, between two frames.
+pub struct Sidecar<'a> {
+    pub tracer: &'a LiveTracer,
+    pub watch: &'a mut Watch,
+    pub options: &'a ServeOptions,
+    /// Since the producer started.
+    pub uptime: Duration,
+}
+
+type Job = Box<dyn FnOnce(Sidecar<'_>) + Send>;
+
 enum Msg {
     Judge {
         window: Duration,
         reply: tokio::sync::oneshot::Sender<Result<Bytes, String>>,
     },
+    Run(Job),
     Stop,
 }
 
@@ -239,7 +259,8 @@ const INDEX: &str = "tracer serve (read-only)\n\
     GET /metrics               OpenMetrics text\n\
     GET /report?window=60s     the verdict document (JSON) of the newest window\n\
     GET /healthz               200 while the process answers\n\
-    GET /readyz                200 once the probes are attached\n";
+    GET /readyz                200 once the probes are attached\n\
+    POST /mcp                  MCP tools (streamable HTTP; with --mcp)\n";
 
 async fn index() -> &'static str {
     INDEX
@@ -250,14 +271,23 @@ async fn not_found() -> Response {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let mounted = shared.options.mount.map(|mount| {
+        mount(Frames {
+            shared: shared.clone(),
+        })
+    });
+    let routes = Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics_handler))
         .route("/report", get(report_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
-        .with_state(shared)
+        .with_state(shared);
+    match mounted {
+        Some(more) => routes.merge(more),
+        None => routes,
+    }
 }
 
 /// Pods by network-namespace inode, for the metrics' `namespace` and `pod` labels
@@ -334,6 +364,15 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
                 let _ = reply.send(Ok(body));
                 continue;
             }
+            Ok(Msg::Run(job)) => {
+                job(Sidecar {
+                    tracer: &tracer,
+                    watch: &mut watch,
+                    options,
+                    uptime: started.elapsed(),
+                });
+                continue;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         let at_ms = started.elapsed().as_millis() as u64;
@@ -382,11 +421,15 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
                     probes: tracer.attached_count(),
                     startup_ms: tracer.startup_ms,
                 };
+                let serving = if options.listen.port() == 0 {
+                    String::new()
+                } else {
+                    format!("; serving http://{}", options.listen)
+                };
                 eprintln!(
-                    "tracer: ready: {} probes attached in {:.0} ms; serving http://{}",
+                    "tracer: ready: {} probes attached in {:.0} ms{serving}",
                     tracer.attached_count(),
                     tracer.startup_ms,
-                    options.listen
                 );
             }
         }
@@ -415,6 +458,135 @@ pub fn run(options: ServeOptions) -> Result<u8> {
     runtime.block_on(serve(options))
 }
 
+/// A handle on the producer for other front ends (the MCP tools): runs jobs on its thread.
+#[derive(Clone)]
+pub struct Frames {
+    shared: Arc<Shared>,
+}
+
+/// Longest a job waits for the probes to attach.
+const READY_WAIT: Duration = Duration::from_secs(30);
+
+impl Frames {
+    /// What the sidecar was asked to do.
+    pub fn options(&self) -> &ServeOptions {
+        &self.shared.options
+    }
+
+    /// Waits (at most [`READY_WAIT`]) until the first window is judged; one sentence if the
+    /// tracer could not start.
+    async fn ready(&self) -> Result<(), String> {
+        let waited = Instant::now();
+        loop {
+            let state = self
+                .shared
+                .published
+                .read()
+                .map(|p| match &p.phase {
+                    Phase::Ready { .. } => Ok(true),
+                    Phase::Starting => Ok(false),
+                    Phase::Failed(e) => Err(format!("the tracer could not start: {e}")),
+                })
+                .map_err(|_| ());
+            match state {
+                Ok(Ok(true)) => return Ok(()),
+                Ok(Ok(false)) if waited.elapsed() < READY_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(Ok(false)) => {
+                    return Err("the probes are still attaching; try again in a few seconds".into())
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err("the tracer's state is unreadable (a thread panicked)".into()),
+            }
+        }
+    }
+
+    /// Runs `job` on the producer thread between two frames and returns what it returns.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(Sidecar<'_>) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        self.ready().await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |sidecar| {
+            let _ = reply.send(job(sidecar));
+        });
+        let sent = self
+            .shared
+            .requests
+            .lock()
+            .map(|tx| tx.send(Msg::Run(job)).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            return Err("the tracer is shutting down".into());
+        }
+        match tokio::time::timeout(JUDGE_TIMEOUT, answer).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err("the tracer is shutting down".into()),
+            Err(_) => Err("the tracer took longer than 10 s to answer".into()),
+        }
+    }
+}
+
+/// The producer thread and the ways to reach it.
+pub struct Producer {
+    pub frames: Frames,
+    thread: std::thread::JoinHandle<()>,
+    tx: mpsc::Sender<Msg>,
+    /// Says why the producer failed, once.
+    pub failed: tokio::sync::oneshot::Receiver<String>,
+}
+
+impl Producer {
+    /// Starts the producer thread (it attaches the probes; [`Frames::run`] waits for that).
+    pub fn start(options: ServeOptions) -> Result<Producer> {
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            published: RwLock::new(Published {
+                phase: Phase::Starting,
+                metrics: Bytes::new(),
+                report: Bytes::new(),
+            }),
+            requests: Mutex::new(tx.clone()),
+            options,
+        });
+        let (failed_tx, failed) = tokio::sync::oneshot::channel::<String>();
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("tracer-producer".to_owned())
+                .spawn(move || {
+                    if let Err(e) = produce(&shared, &rx) {
+                        let message = format!("{e:#}");
+                        if let Ok(mut p) = shared.published.write() {
+                            p.phase = Phase::Failed(message.clone());
+                        }
+                        let _ = failed_tx.send(message);
+                    }
+                })
+                .context("starting the producer thread")?
+        };
+        Ok(Producer {
+            frames: Frames { shared },
+            thread,
+            tx,
+            failed,
+        })
+    }
+
+    /// Tells the producer to stop and waits until it has detached the probes.
+    pub async fn stop(self) {
+        if let Ok(tx) = self.frames.shared.requests.lock() {
+            let _ = tx.send(Msg::Stop);
+        }
+        let _ = self.tx.send(Msg::Stop);
+        drop(self.tx);
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
 async fn serve(options: ServeOptions) -> Result<u8> {
     crate::modes::live::require_root()?;
     crate::modes::stop::install()?;
@@ -426,36 +598,18 @@ async fn serve(options: ServeOptions) -> Result<u8> {
                 options.listen
             )
         })?;
-    let (tx, rx) = mpsc::channel();
-    let shared = Arc::new(Shared {
-        published: RwLock::new(Published {
-            phase: Phase::Starting,
-            metrics: Bytes::new(),
-            report: Bytes::new(),
-        }),
-        requests: Mutex::new(tx.clone()),
-        options: options.clone(),
-    });
     eprintln!(
-        "tracer: listening on http://{} (/metrics /report /healthz /readyz); attaching probes",
-        options.listen
+        "tracer: listening on http://{} (/metrics /report /healthz /readyz{}); attaching probes",
+        options.listen,
+        if options.mount.is_some() { " /mcp" } else { "" }
     );
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
-    let producer = {
-        let shared = shared.clone();
-        std::thread::Builder::new()
-            .name("tracer-producer".to_owned())
-            .spawn(move || {
-                if let Err(e) = produce(&shared, &rx) {
-                    let message = format!("{e:#}");
-                    if let Ok(mut p) = shared.published.write() {
-                        p.phase = Phase::Failed(message.clone());
-                    }
-                    let _ = failed_tx.send(message);
-                }
-            })
-            .context("starting the producer thread")?
-    };
+    let Producer {
+        frames,
+        thread: producer,
+        tx,
+        failed: failed_rx,
+    } = Producer::start(options)?;
+    let shared = frames.shared.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let app = router(shared.clone());

@@ -1,0 +1,113 @@
+//! `tracer mcp` and `tracer serve --mcp`: the D7 verdict as MCP tools for an AI agent, with the
+//! official SDK (rmcp). Two transports over one server: stdio (the agent spawns `tracer mcp`;
+//! it runs the same producer as the sidecar, without the HTTP listener) and streamable HTTP at
+//! `/mcp` on the sidecar's listener (loopback hosts only unless it listens elsewhere; the SDK's
+//! Host check stays on). Every tool is read-only and reads the producer's frames.
+//!
+//! - [`args`]: arguments, schemas, bounds; [`output`]: the answers and their caps;
+//! - [`tools`]: the seven tools; [`handler`]: server info, prompt, runbook resource;
+//! - [`guide`]: the prompt's text and the embedded runbook.
+
+pub mod args;
+pub mod guide;
+mod handler;
+pub mod output;
+pub mod tools;
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use rmcp::{
+    transport::streamable_http_server::{
+        session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
+    },
+    ServiceExt as _,
+};
+
+use crate::modes::server::{Frames, Producer, ServeOptions};
+use output::NodeIdentity;
+pub use tools::TracerMcp;
+
+/// Hosts the HTTP transport answers for: loopback, and the address it listens on when that is
+/// a specific one (a DaemonSet on the node's address).
+pub fn allowed_hosts(listen: std::net::SocketAddr) -> Vec<String> {
+    let mut hosts = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let ip = listen.ip();
+    if !ip.is_unspecified() && !ip.is_loopback() {
+        hosts.push(ip.to_string());
+    }
+    hosts
+}
+
+/// The `/mcp` service of `tracer serve --mcp`: one MCP session per client, all on the
+/// sidecar's producer.
+pub fn http_service(frames: Frames) -> StreamableHttpService<TracerMcp, LocalSessionManager> {
+    let hosts = allowed_hosts(frames.options().listen);
+    let server = TracerMcp::new(frames, NodeIdentity::here());
+    StreamableHttpService::new(
+        move || Ok(server.clone()),
+        LocalSessionManager::default().into(),
+        StreamableHttpServerConfig::default().with_allowed_hosts(hosts),
+    )
+}
+
+/// `tracer serve --mcp`'s routes: the tools at `/mcp`.
+pub fn mount(frames: Frames) -> axum::Router {
+    axum::Router::new().nest_service("/mcp", http_service(frames))
+}
+
+/// `tracer mcp`: the tools over stdin/stdout until stdin closes or a stop signal; returns the
+/// exit status.
+pub fn run_stdio(max_window: Duration) -> Result<u8> {
+    crate::modes::live::require_root()?;
+    crate::modes::stop::install()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let producer = Producer::start(ServeOptions {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            window: Duration::from_secs(60).min(max_window),
+            max_window,
+            scope: None,
+            limits: crate::present::metrics::Limits::default(),
+            mount: None,
+        })?;
+        crate::modes::stop::say(format_args!(
+            "tracer: MCP on stdio; attaching probes (read-only; ends when stdin closes)"
+        ));
+        let server = TracerMcp::new(producer.frames.clone(), NodeIdentity::here());
+        let outcome = async {
+            let running = server
+                .serve(rmcp::transport::stdio())
+                .await
+                .context("the MCP client did not initialize")?;
+            let mut sigterm =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .context("installing the SIGTERM handler")?;
+            let cancel = running.cancellation_token();
+            tokio::select! {
+                quit = running.waiting() => { quit.context("the MCP session failed")?; }
+                _ = tokio::signal::ctrl_c() => cancel.cancel(),
+                _ = sigterm.recv() => cancel.cancel(),
+            }
+            anyhow::Ok(0u8)
+        };
+        let mut producer = producer;
+        let result = tokio::select! {
+            r = outcome => r,
+            failed = &mut producer.failed => Err(anyhow::anyhow!(
+                failed.unwrap_or_else(|_| "the producer thread ended unexpectedly".to_owned())
+            )),
+        };
+        producer.stop().await;
+        crate::modes::stop::say(format_args!("tracer: probes detached; MCP session ended"));
+        result
+    })
+}
