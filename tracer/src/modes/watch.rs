@@ -219,6 +219,25 @@ impl Watch {
         scope: Option<&NetnsScope>,
         notes: &[String],
     ) -> Judged {
+        self.judge_window_with(
+            tracer,
+            window,
+            scope,
+            (&self.facts_start, &self.facts_latest),
+            notes,
+        )
+    }
+
+    /// [`Watch::judge_window_in`] with the facts read at the window's ends by the caller (a
+    /// forward window reads them when it starts and ends, so the rules' counters rise in it).
+    pub fn judge_window_with(
+        &self,
+        tracer: &LiveTracer,
+        window: std::time::Duration,
+        scope: Option<&NetnsScope>,
+        (facts_start, facts_end): (&NodeFacts, &NodeFacts),
+        notes: &[String],
+    ) -> Judged {
         let (all, rest) = self.frames.as_slices();
         let owned: Vec<Frame>;
         let all = if rest.is_empty() {
@@ -241,8 +260,8 @@ impl Watch {
             &tracer.meta(),
             tracer.symbols(),
             scope,
-            &self.facts_start,
-            &self.facts_latest,
+            facts_start,
+            facts_end,
             notes,
         )
     }

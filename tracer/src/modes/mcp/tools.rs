@@ -42,8 +42,6 @@ pub struct TracerMcp {
     pub(super) tool_router: ToolRouter<TracerMcp>,
 }
 
-type Answer<T> = Result<Json<T>, String>;
-
 /// `live_tcp_flows`' answer.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct FlowsAnswer {
@@ -171,7 +169,7 @@ impl TracerMcp {
     async fn live_network_verdict(
         &self,
         Parameters(a): Parameters<VerdictArgs>,
-    ) -> Answer<Verdict> {
+    ) -> Result<Json<Verdict>, String> {
         if a.last_report == Some(true) {
             return self
                 .last_report
@@ -211,9 +209,12 @@ impl TracerMcp {
         &self,
         Parameters(a): Parameters<ReportArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> Answer<Verdict> {
+    ) -> Result<Json<Verdict>, String> {
         let duration = args::report_duration(a.duration_seconds)?;
         let scope = self.scope(a.pod.as_deref()).await?;
+        // The facts at both ends, read off the producer's thread: the rules whose counters
+        // rose in this window are the evidence of a rule drop.
+        let facts_start = Arc::new(read_facts().await?);
         let pin = self
             .frames
             .run(|s| s.watch.pin_newest())
@@ -248,19 +249,25 @@ impl TracerMcp {
         } else {
             Vec::new()
         };
+        let facts_end = Arc::new(read_facts().await?);
         // Judge from the pinned frame to the newest; wait for one more frame if none came yet.
         let mut document = None;
         for _ in 0..20 {
             let (scope, notes) = (scope.clone(), notes.clone());
+            let (start, end) = (facts_start.clone(), facts_end.clone());
             let judged = self
                 .frames
                 .run(move |s| {
                     let newest = s.watch.newest_at_ms().unwrap_or(pin);
                     (newest > pin).then(|| {
                         let window = Duration::from_millis(newest - pin);
-                        let judged =
-                            s.watch
-                                .judge_window_in(s.tracer, window, scope.as_ref(), &notes);
+                        let judged = s.watch.judge_window_with(
+                            s.tracer,
+                            window,
+                            scope.as_ref(),
+                            (&start, &end),
+                            &notes,
+                        );
                         s.watch.unpin(pin);
                         judged.document
                     })
@@ -293,7 +300,10 @@ impl TracerMcp {
             open_world_hint = false
         )
     )]
-    async fn live_tcp_flows(&self, Parameters(a): Parameters<FlowsArgs>) -> Answer<FlowsAnswer> {
+    async fn live_tcp_flows(
+        &self,
+        Parameters(a): Parameters<FlowsArgs>,
+    ) -> Result<Json<FlowsAnswer>, String> {
         let window = args::rolling_window(a.window_seconds, self.frames.options().max_window)?;
         let address = args::address(a.address.as_deref())?;
         let port = args::port(a.port)?;
@@ -350,7 +360,10 @@ impl TracerMcp {
             open_world_hint = false
         )
     )]
-    async fn live_node_facts(&self, Parameters(a): Parameters<FactsArgs>) -> Answer<FactsAnswer> {
+    async fn live_node_facts(
+        &self,
+        Parameters(a): Parameters<FactsArgs>,
+    ) -> Result<Json<FactsAnswer>, String> {
         let rows = args::max_rows(a.max_rows, 50)?;
         let check = tokio::task::spawn_blocking(|| {
             let lines = crate::modes::check::evaluate(&crate::modes::check::NodeFacts::gather());
@@ -394,7 +407,7 @@ impl TracerMcp {
     async fn live_compare_nodes(
         &self,
         Parameters(a): Parameters<CompareArgs>,
-    ) -> Answer<FleetAnswer> {
+    ) -> Result<Json<FleetAnswer>, String> {
         let window = args::rolling_window(a.window_seconds, Duration::from_secs(300))?;
         let timeout = args::fetch_timeout(a.timeout_seconds)?;
         let endpoints = crate::modes::cluster::parse_endpoints(&[a.affected, a.healthy], None)
@@ -441,7 +454,7 @@ impl TracerMcp {
     async fn live_cluster_health(
         &self,
         Parameters(a): Parameters<ClusterArgs>,
-    ) -> Answer<FleetAnswer> {
+    ) -> Result<Json<FleetAnswer>, String> {
         let window = args::rolling_window(a.window_seconds, Duration::from_secs(300))?;
         let timeout = args::fetch_timeout(a.timeout_seconds)?;
         if a.endpoints.is_empty() || a.endpoints.len() > MAX_ENDPOINTS {
@@ -474,7 +487,10 @@ impl TracerMcp {
             open_world_hint = false
         )
     )]
-    async fn live_tracer_status(&self, Parameters(_): Parameters<NoArgs>) -> Answer<StatusAnswer> {
+    async fn live_tracer_status(
+        &self,
+        Parameters(_): Parameters<NoArgs>,
+    ) -> Result<Json<StatusAnswer>, String> {
         let node = self.node.clone();
         self.frames
             .run(move |s| {
@@ -507,8 +523,15 @@ impl TracerMcp {
     }
 }
 
+/// The node's facts now (every namespace's rules, routes, sysctls), read on a blocking thread.
+async fn read_facts() -> Result<crate::node::evidence::NodeFacts, String> {
+    tokio::task::spawn_blocking(|| crate::node::facts::FactsSource::live().collect())
+        .await
+        .map_err(|e| format!("reading the node's facts failed: {e}"))
+}
+
 /// A fleet answer, capped.
-fn fleet(window: Duration, mut result: serde_json::Value) -> Answer<FleetAnswer> {
+fn fleet(window: Duration, mut result: serde_json::Value) -> Result<Json<FleetAnswer>, String> {
     let truncated = cap_value(&mut result, MAX_RESPONSE_BYTES);
     Ok(Json(FleetAnswer {
         window_seconds: window.as_secs(),
