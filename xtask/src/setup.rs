@@ -61,7 +61,14 @@ fn mcp_client() -> Result<()> {
     }
     run(&mut command(
         &python,
-        ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", MCP_CLIENT],
+        [
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            MCP_CLIENT,
+        ],
     ))
 }
 
