@@ -1,4 +1,5 @@
-//! The commands: a live window (live), rolling windows (watch), the sidecar (server), the fleet
+//! The commands: a live window (live), rolling windows (watch), the sidecar (server), the MCP
+//! tools over stdio and the sidecar's HTTP (mcp), the fleet
 //! (cluster, diff), recordings and the files modes read and write (`-`, whole-or-nothing
 //! recordings), `tracer check`, and the shared stop signal. The only stage that
 //! wires the others together.
