@@ -123,10 +123,10 @@ impl Drop for Fault {
 }
 
 /// Runs the client script; returns its JSON summary.
-fn run_client(python: &PathBuf, mode: &str, target: &str) -> serde_json::Value {
+fn run_client(python: &PathBuf, args: &[&str]) -> serde_json::Value {
     let out = Command::new(python)
         .arg(client_script())
-        .args([mode, target])
+        .args(args)
         .output()
         .expect("running the MCP client");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -276,7 +276,7 @@ fn stdio_client_diagnoses_a_rule_drop_with_progress_and_cancel() {
     };
     let before = root_ruleset();
     let fault = Fault::new("mcps", 171);
-    let v = run_client(&python, "stdio", TRACER);
+    let v = run_client(&python, &["stdio", TRACER]);
     assert_diagnosis(&v);
     assert!(fault.sent.load(Ordering::Relaxed) > 500);
     drop(fault);
@@ -310,7 +310,7 @@ fn http_client_over_serve_mcp_while_metrics_are_scraped() {
             (ok, failed)
         })
     };
-    let v = run_client(&python, "http", &format!("http://{listen}/mcp"));
+    let v = run_client(&python, &["http", &format!("http://{listen}/mcp"), &listen]);
     stop.store(true, Ordering::Relaxed);
     let (ok, failed) = scraper.join().expect("scraper");
     // The SDK's Host check: a foreign Host is refused.
@@ -332,4 +332,28 @@ fn http_client_over_serve_mcp_while_metrics_are_scraped() {
         Err(e) => panic!("a foreign Host: {e}"),
     }
     assert!(exited.success(), "serve exited with {exited}");
+    // The fleet tools over the sidecar itself (named twice for diff): its /report judged by
+    // diff and cluster.
+    let compare = &v["compare"];
+    assert_eq!(compare["is_error"], false, "{compare}");
+    assert_eq!(
+        compare["structured"]["result"]["affected"]["root_cause"], "security_rule_drops",
+        "{compare}"
+    );
+    assert_eq!(
+        v["compare_same"]["text"],
+        "give two different sidecars: affected and healthy"
+    );
+    let cluster = &v["cluster"];
+    assert_eq!(cluster["is_error"], false, "{cluster}");
+    assert_eq!(
+        cluster["structured"]["result"]["degraded"],
+        serde_json::json!([listen])
+    );
+    assert_eq!(
+        cluster["structured"]["result"]["nodes"][0]["root_cause"],
+        "security_rule_drops"
+    );
+    assert_eq!(v["cluster_empty"]["is_error"], true);
+    assert!(text(&v["cluster_empty"]["text"]).contains("endpoints must list 1 to 64 sidecars"));
 }

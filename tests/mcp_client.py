@@ -2,7 +2,9 @@
 `tracer serve --mcp` over streamable HTTP, for tests/mcp.rs.
 
     mcp_client.py stdio TRACER_BINARY      # spawns `TRACER_BINARY mcp`
-    mcp_client.py http http://127.0.0.1:PORT/mcp
+    mcp_client.py http http://127.0.0.1:PORT/mcp [SIDECAR_HOST:PORT]
+
+With a sidecar, live_compare_nodes and live_cluster_health are also asked about it.
 
 Prints one JSON object on stdout with what each step returned (the Rust test asserts on it) and
 a short human transcript under "transcript". Never exits non-zero for a tool's answer: the test
@@ -31,7 +33,7 @@ def structured(result):
     }
 
 
-async def scenario(target):
+async def scenario(target, sidecar=None):
     out = {"transcript": []}
     say = out["transcript"].append
     async with Client(target, read_timeout_seconds=120) as client:
@@ -126,6 +128,18 @@ async def scenario(target):
 
         out["flows"] = structured(await client.call_tool("live_tcp_flows", {"maxRows": 5}))
         out["facts"] = structured(await client.call_tool("live_node_facts", {"maxRows": 5}))
+        if sidecar:
+            out["compare"] = structured(await client.call_tool(
+                "live_compare_nodes",
+                {"affected": sidecar, "healthy": sidecar.replace("127.0.0.1", "localhost"), "windowSeconds": 10}))
+            out["compare_same"] = structured(await client.call_tool(
+                "live_compare_nodes", {"affected": sidecar, "healthy": sidecar}))
+            out["cluster"] = structured(await client.call_tool(
+                "live_cluster_health", {"endpoints": [sidecar], "windowSeconds": 10}))
+            out["cluster_empty"] = structured(await client.call_tool(
+                "live_cluster_health", {"endpoints": []}))
+            say(f"tools/call live_cluster_health {{endpoints: [{sidecar}]}} -> "
+                f"{(out['cluster']['structured'] or {}).get('result', {}).get('scope')}")
     return out
 
 
@@ -135,7 +149,7 @@ def main():
         target = StdioServerParameters(command=where, args=["mcp"])
     else:
         target = where
-    out = anyio.run(scenario, target)
+    out = anyio.run(scenario, target, sys.argv[3] if len(sys.argv) > 3 else None)
     print(json.dumps(out))
 
 
