@@ -70,7 +70,7 @@ pub fn run_stdio(max_window: Duration) -> Result<u8> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let producer = Producer::start(ServeOptions {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             window: Duration::from_secs(60).min(max_window),
@@ -83,25 +83,34 @@ pub fn run_stdio(max_window: Duration) -> Result<u8> {
             "tracer: MCP on stdio; attaching probes (read-only; ends when stdin closes)"
         ));
         let server = TracerMcp::new(producer.frames.clone(), NodeIdentity::here());
+        // Ends when the client goes (stdin closed) or fails; the signals are watched from the
+        // start, also while waiting for the client's initialize.
         let outcome = async {
             let running = server
                 .serve(rmcp::transport::stdio())
                 .await
                 .context("the MCP client did not initialize")?;
-            let mut sigterm =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .context("installing the SIGTERM handler")?;
-            let cancel = running.cancellation_token();
-            tokio::select! {
-                quit = running.waiting() => { quit.context("the MCP session failed")?; }
-                _ = tokio::signal::ctrl_c() => cancel.cancel(),
-                _ = sigterm.recv() => cancel.cancel(),
-            }
+            running.waiting().await.context("the MCP session failed")?;
             anyhow::Ok(0u8)
         };
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        let stop_requested = async {
+            // SIGHUP, or a signal that came before the handlers above existed.
+            loop {
+                if let Some(reason) = crate::modes::stop::reason() {
+                    break reason;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let say = crate::modes::stop::say;
         let mut producer = producer;
         let result = tokio::select! {
             r = outcome => r,
+            _ = tokio::signal::ctrl_c() => { say(format_args!("tracer: interrupted; stopping")); Ok(0) }
+            _ = sigterm.recv() => { say(format_args!("tracer: terminated; stopping")); Ok(0) }
+            reason = stop_requested => { say(format_args!("tracer: {reason}; stopping")); Ok(0) }
             failed = &mut producer.failed => Err(anyhow::anyhow!(
                 failed.unwrap_or_else(|_| "the producer thread ended unexpectedly".to_owned())
             )),
@@ -109,5 +118,8 @@ pub fn run_stdio(max_window: Duration) -> Result<u8> {
         producer.stop().await;
         crate::modes::stop::say(format_args!("tracer: probes detached; MCP session ended"));
         result
-    })
+    });
+    // The stdin reader may still sit in a blocking read: do not wait for it.
+    runtime.shutdown_background();
+    result
 }
