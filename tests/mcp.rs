@@ -64,8 +64,8 @@ fn ready(test: &str) -> Option<PathBuf> {
 
 /// A namespace whose nftables rule drops UDP to port 7777, and a sender into it until dropped.
 struct Fault {
-    /// Held for its Drop: the namespace (and its rule) goes with the fault.
-    _ns: Netns,
+    /// The lab namespace (and its rule), deleted with the fault.
+    ns: Netns,
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
     sender: Option<std::thread::JoinHandle<()>>,
@@ -105,7 +105,7 @@ impl Fault {
             })
         };
         Fault {
-            _ns: ns,
+            ns,
             stop,
             sent,
             sender: Some(sender),
@@ -276,7 +276,12 @@ fn stdio_client_diagnoses_a_rule_drop_with_progress_and_cancel() {
     };
     let before = root_ruleset();
     let fault = Fault::new("mcps", 171);
-    let v = run_client(&python, &["stdio", TRACER]);
+    // Scoped to the lab namespace: other tests may cause other faults on the node meanwhile.
+    let netns = fault.ns.path();
+    let v = run_client(
+        &python,
+        &["stdio", TRACER, "--netns", netns.to_str().expect("path")],
+    );
     assert_diagnosis(&v);
     assert!(fault.sent.load(Ordering::Relaxed) > 500);
     drop(fault);
@@ -293,7 +298,17 @@ fn http_client_over_serve_mcp_while_metrics_are_scraped() {
         return;
     };
     let fault = Fault::new("mcph", 172);
-    let (mut child, listen) = spawn_serve(&["--mcp", "--window", "10s"], &[]);
+    let netns = fault.ns.path();
+    let (mut child, listen) = spawn_serve(
+        &[
+            "--mcp",
+            "--window",
+            "10s",
+            "--netns",
+            netns.to_str().expect("path"),
+        ],
+        &[],
+    );
     // A scraper keeps reading /metrics all along.
     let stop = Arc::new(AtomicBool::new(false));
     let scraper = {

@@ -1,7 +1,7 @@
 """A real MCP client (the Python `mcp` SDK, not written here) driving `tracer mcp` over stdio or
 `tracer serve --mcp` over streamable HTTP, for tests/mcp.rs.
 
-    mcp_client.py stdio TRACER_BINARY      # spawns `TRACER_BINARY mcp`
+    mcp_client.py stdio TRACER_BINARY [ARGS…]    # spawns `TRACER_BINARY mcp ARGS…`
     mcp_client.py http http://127.0.0.1:PORT/mcp [SIDECAR_HOST:PORT]
 
 With a sidecar, live_compare_nodes and live_cluster_health are also asked about it.
@@ -146,10 +146,11 @@ async def scenario(target, sidecar=None):
 def main():
     mode, where = sys.argv[1], sys.argv[2]
     if mode == "stdio":
-        target = StdioServerParameters(command=where, args=["mcp"])
+        target = StdioServerParameters(command=where, args=["mcp", *sys.argv[3:]])
     else:
         target = where
-    out = anyio.run(scenario, target, sys.argv[3] if len(sys.argv) > 3 else None)
+    sidecar = sys.argv[3] if mode == "http" and len(sys.argv) > 3 else None
+    out = anyio.run(scenario, target, sidecar)
     print(json.dumps(out))
 
 

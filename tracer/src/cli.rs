@@ -170,6 +170,14 @@ pub enum Command {
         /// kept one per 10 s).
         #[arg(long, default_value = "5m", value_parser = SERVE_MAX_WINDOW, allow_hyphen_values = true)]
         max_window: Duration,
+        /// Only what happened in this network namespace (the tools' default scope): an
+        /// `ip netns` NAME, /run/netns/NAME or /proc/PID/ns/net.
+        #[arg(long, value_name = "NAME|PATH")]
+        netns: Option<PathBuf>,
+        /// Only what happened in this pod's network namespace (NAMESPACE/NAME or pod UID); a
+        /// tool's own `pod` argument still narrows to another pod.
+        #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
+        pod: Option<String>,
     },
     /// Record a window's evidence to a file (versioned JSON) for `--replay` anywhere.
     ///

@@ -112,7 +112,12 @@ fn main() -> ExitCode {
             pod,
             mcp,
         } => serve(listen, window, max_window, netns, pod, mcp),
-        Command::Mcp { max_window } => tracer::modes::mcp::run_stdio(max_window),
+        Command::Mcp {
+            max_window,
+            netns,
+            pod,
+        } => live_scope(netns, pod)
+            .and_then(|scope| tracer::modes::mcp::run_stdio(max_window, scope)),
         Command::Diff {
             affected,
             healthy,

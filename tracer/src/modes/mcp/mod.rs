@@ -62,7 +62,10 @@ pub fn mount(frames: Frames) -> axum::Router {
 
 /// `tracer mcp`: the tools over stdin/stdout until stdin closes or a stop signal; returns the
 /// exit status.
-pub fn run_stdio(max_window: Duration) -> Result<u8> {
+pub fn run_stdio(
+    max_window: Duration,
+    scope: Option<crate::node::netns::NetnsScope>,
+) -> Result<u8> {
     crate::modes::live::require_root()?;
     crate::modes::stop::install()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -75,7 +78,7 @@ pub fn run_stdio(max_window: Duration) -> Result<u8> {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             window: Duration::from_secs(60).min(max_window),
             max_window,
-            scope: None,
+            scope,
             limits: crate::present::metrics::Limits::default(),
             mount: None,
         })?;
