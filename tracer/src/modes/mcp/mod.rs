@@ -43,15 +43,33 @@ pub fn allowed_hosts(listen: std::net::SocketAddr) -> Vec<String> {
     hosts
 }
 
+/// Browser origins the HTTP transport answers (a request without `Origin`, as agents send,
+/// always passes): pages served from loopback or from the listen address.
+pub fn allowed_origins(listen: std::net::SocketAddr) -> Vec<String> {
+    allowed_hosts(listen)
+        .into_iter()
+        .map(|h| {
+            if h.contains(':') {
+                format!("http://[{h}]:*")
+            } else {
+                format!("http://{h}:*")
+            }
+        })
+        .collect()
+}
+
 /// The `/mcp` service of `tracer serve --mcp`: one MCP session per client, all on the
 /// sidecar's producer.
 pub fn http_service(frames: Frames) -> StreamableHttpService<TracerMcp, LocalSessionManager> {
-    let hosts = allowed_hosts(frames.options().listen);
+    let frames_listen = frames.options().listen;
+    let hosts = allowed_hosts(frames_listen);
     let server = TracerMcp::new(frames, NodeIdentity::here());
     StreamableHttpService::new(
         move || Ok(server.clone()),
         LocalSessionManager::default().into(),
-        StreamableHttpServerConfig::default().with_allowed_hosts(hosts),
+        StreamableHttpServerConfig::default()
+            .with_allowed_hosts(hosts)
+            .with_allowed_origins(allowed_origins(frames_listen)),
     )
 }
 
@@ -125,4 +143,29 @@ pub fn run_stdio(
     // The stdin reader may still sit in a blocking read: do not wait for it.
     runtime.shutdown_background();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_the_listen_address_are_the_allowed_hosts_and_origins() {
+        let any: std::net::SocketAddr = "0.0.0.0:9595".parse().expect("addr");
+        assert_eq!(allowed_hosts(any), ["localhost", "127.0.0.1", "::1"]);
+        let node: std::net::SocketAddr = "10.0.1.5:9595".parse().expect("addr");
+        assert_eq!(
+            allowed_hosts(node),
+            ["localhost", "127.0.0.1", "::1", "10.0.1.5"]
+        );
+        assert_eq!(
+            allowed_origins(node),
+            [
+                "http://localhost:*",
+                "http://127.0.0.1:*",
+                "http://[::1]:*",
+                "http://10.0.1.5:*"
+            ]
+        );
+    }
 }
