@@ -166,7 +166,7 @@ pub enum Command {
     /// Tools: live_network_verdict, live_network_report, live_tcp_flows, live_node_facts,
     /// live_compare_nodes, live_cluster_health, live_tracer_status. See docs/mcp.md.
     Mcp {
-        /// Longest window live_network_verdict may ask for (5s to 1h; frames older than 60s are
+        /// Longest window live_network_verdict may ask for (1s to 1h; frames older than 60s are
         /// kept one per 10 s).
         #[arg(long, default_value = "5m", value_parser = SERVE_MAX_WINDOW, allow_hyphen_values = true)]
         max_window: Duration,
