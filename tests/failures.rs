@@ -63,6 +63,7 @@ fn without_capabilities_every_live_mode_says_which_are_missing() {
         &["report", "--duration", "1s"][..],
         &["record", "--duration", "1s", "-o", "/dev/null"][..],
         &["serve", "--listen", "127.0.0.1:0"][..],
+        &["mcp"][..],
     ] {
         let out = Command::new("setpriv")
             .args(drop_all)

@@ -308,6 +308,7 @@ fn tls_and_a_token_file_close_every_endpoint_but_health_to_curl() {
         &pki.s("server.key"),
         "--auth-token-file",
         &pki.s("tokens"),
+        "--mcp",
     ]);
     let ca = pki.path("ca.pem");
     let get = |path: &str, headers: &[String]| curl(&server.url("https", path), &ca, headers);
@@ -327,6 +328,10 @@ fn tls_and_a_token_file_close_every_endpoint_but_health_to_curl() {
     }
     assert_eq!(get("/report", &bearer(OLD)), 200);
     assert_eq!(get("/metrics", &bearer(OLD)), 200);
+    // /mcp (mounted by --mcp) is behind the same guard: with the token the request reaches
+    // the MCP handler, which wants a POST or an event stream, not a bare GET.
+    let mcp = get("/mcp", &bearer(OLD));
+    assert!(![200, 401, 404].contains(&mcp), "GET /mcp with the token: {mcp}");
     assert_eq!(get("/report", &bearer("wrong-token-0000000000000000")), 401);
     assert_eq!(
         get("/report", &bearer(&OLD[..OLD.len() - 1])),

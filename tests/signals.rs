@@ -1,4 +1,5 @@
-//! SIGINT, SIGTERM, SIGHUP and SIGKILL in every mode (`report`, `record`, `serve`, `top` in a terminal):
+//! SIGINT, SIGTERM, SIGHUP and SIGKILL in every mode (`report`, `record`, `serve`, `mcp` waiting
+//! for its client, `top` in a terminal):
 //! no program and no link of the tracer is left in the kernel afterwards (bpftool's program and
 //! link lists before, during and after), and the catchable signals end it cleanly (exit 0 or 1,
 //! never a crash, within a few seconds). Skips with a printed reason when not root or without
@@ -22,6 +23,7 @@ enum Mode {
     Report,
     Record,
     Serve,
+    Mcp,
     Top,
 }
 
@@ -111,6 +113,16 @@ fn start(mode: Mode, tag: &str) -> Running {
             scratch.to_str().expect("path"),
         ]),
         Mode::Serve => spawn(&["serve", "--listen", &format!("127.0.0.1:{port}")]),
+        // stdin stays open (held by the child value) and silent: a client that never speaks.
+        Mode::Mcp => Running::Child(
+            Command::new(TRACER)
+                .arg("mcp")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("tracer"),
+        ),
         Mode::Top => {
             let socket = format!("trc-sig-{tag}-{}", std::process::id());
             // A unique window length tells this dashboard's process apart.
@@ -199,7 +211,13 @@ fn every_signal_in_every_mode_leaves_nothing_attached() {
         }
     }
     let mut failures = Vec::new();
-    for mode in [Mode::Report, Mode::Record, Mode::Serve, Mode::Top] {
+    for mode in [
+        Mode::Report,
+        Mode::Record,
+        Mode::Serve,
+        Mode::Mcp,
+        Mode::Top,
+    ] {
         for sig in ["INT", "TERM", "HUP", "KILL"] {
             let tag = format!("{mode:?}-{sig}").to_lowercase();
             let mut running = start(mode, &tag);

@@ -161,6 +161,29 @@ pub enum Command {
         pod: Option<String>,
         #[command(flatten)]
         security: ServeSecurity,
+        /// Also answer MCP (streamable HTTP) at /mcp: the D7 verdict as tools for an agent,
+        /// read from the sidecar's own frames (no extra probes).
+        #[arg(long)]
+        mcp: bool,
+    },
+    /// The D7 verdict as MCP tools over stdio, for an agent that spawns the tracer (`kubectl
+    /// debug`, ssh). Read-only; ends when stdin closes or on SIGTERM.
+    ///
+    /// Tools: live_network_verdict, live_network_report, live_tcp_flows, live_node_facts,
+    /// live_compare_nodes, live_cluster_health, live_tracer_status. See docs/mcp.md.
+    Mcp {
+        /// Longest window live_network_verdict may ask for (1s to 1h; frames older than 60s are
+        /// kept one per 10 s).
+        #[arg(long, default_value = "5m", value_parser = SERVE_MAX_WINDOW, allow_hyphen_values = true)]
+        max_window: Duration,
+        /// Only what happened in this network namespace (the tools' default scope): an
+        /// `ip netns` NAME, /run/netns/NAME or /proc/PID/ns/net.
+        #[arg(long, value_name = "NAME|PATH")]
+        netns: Option<PathBuf>,
+        /// Only what happened in this pod's network namespace (NAMESPACE/NAME or pod UID); a
+        /// tool's own `pod` argument still narrows to another pod.
+        #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
+        pod: Option<String>,
     },
     /// Record a window's evidence to a file (versioned JSON) for `--replay` anywhere.
     ///

@@ -111,7 +111,22 @@ fn main() -> ExitCode {
             netns,
             pod,
             security,
-        } => serve(listen, window, max_window, netns, pod, security.security()),
+            mcp,
+        } => serve(
+            listen,
+            window,
+            max_window,
+            netns,
+            pod,
+            security.security(),
+            mcp,
+        ),
+        Command::Mcp {
+            max_window,
+            netns,
+            pod,
+        } => live_scope(netns, pod)
+            .and_then(|scope| tracer::modes::mcp::run_stdio(max_window, scope)),
         Command::Diff {
             affected,
             healthy,
@@ -587,6 +602,7 @@ fn serve(
     netns: Option<PathBuf>,
     pod: Option<String>,
     security: tracer::modes::listener::Security,
+    mcp: bool,
 ) -> Result<u8> {
     anyhow::ensure!(
         window <= max_window,
@@ -602,5 +618,6 @@ fn serve(
         scope,
         limits: tracer::present::metrics::Limits::default(),
         security,
+        mount: mcp.then_some(tracer::modes::mcp::mount as tracer::modes::server::Mount),
     })
 }

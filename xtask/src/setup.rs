@@ -29,17 +29,52 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "curl",
     "openssl",
     "prometheus",
+    // The MCP tests' client (tests/mcp_client.py) runs in a virtual environment.
+    "python3-venv",
 ];
 const BPF_LINKER: &str = "bpf-linker";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+/// The Python MCP SDK that tests/mcp.rs drives the tracer with (a client this project did not
+/// write), in its own virtual environment at a fixed place (tests/mcp.rs looks there).
+pub const MCP_VENV: &str = "/opt/tracer-test/mcp-venv";
+const MCP_CLIENT: &str = "mcp==2.3.0";
 
 /// Installs whatever is missing.
 pub fn setup() -> Result<()> {
     nightly_toolchain().context("setting up the nightly toolchain")?;
     debian_packages().context("installing Debian packages")?;
     bpf_linker().context("installing bpf-linker")?;
+    mcp_client().context("installing the Python MCP client")?;
     Ok(())
+}
+
+/// The MCP tests' client: `python3 -m venv MCP_VENV` and `pip install MCP_CLIENT`, unless its
+/// Python already imports the pinned version.
+fn mcp_client() -> Result<()> {
+    let python = format!("{MCP_VENV}/bin/python");
+    let (name, version) = MCP_CLIENT.split_once("==").unwrap_or((MCP_CLIENT, ""));
+    let check = format!(
+        "import importlib.metadata as m, jsonschema; assert m.version({name:?}) == {version:?}"
+    );
+    if capture(&mut command(&python, ["-c", &check])).is_ok_and(|o| o.status.success()) {
+        println!("ok: Python {MCP_CLIENT} already present in {MCP_VENV}");
+        return Ok(());
+    }
+    if !std::path::Path::new(&python).exists() {
+        run(&mut command("/usr/bin/python3", ["-m", "venv", MCP_VENV]))?;
+    }
+    run(&mut command(
+        &python,
+        [
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            MCP_CLIENT,
+        ],
+    ))
 }
 
 fn nightly_toolchain() -> Result<()> {

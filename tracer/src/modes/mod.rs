@@ -1,5 +1,6 @@
 //! The commands: a live window (live), rolling windows (watch), the sidecar (server, with its
-//! guard, listener, tls and reload: tokens, TLS, connection limits), the fleet (cluster with
+//! guard, listener, tls and reload: tokens, TLS, connection limits), the MCP tools over stdio
+//! and the sidecar's HTTP (mcp), the fleet (cluster with
 //! its client, diff), recordings and the files modes read and write (`-`, whole-or-nothing
 //! recordings), `tracer check`, and the shared stop signal. The only stage that wires the
 //! others together.
@@ -12,6 +13,7 @@ pub mod files;
 pub mod guard;
 pub mod listener;
 pub mod live;
+pub mod mcp;
 pub mod recording;
 pub mod reload;
 pub mod server;

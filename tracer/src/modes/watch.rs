@@ -33,6 +33,9 @@ pub struct Watch {
     /// Read the per-destination maps at the window's ends only (report, flows); rolling
     /// windows and recordings read them every frame.
     lean: bool,
+    /// Frames (by `at_ms`) that thinning keeps whole: the starts of forward windows in
+    /// progress (`tracer mcp`'s `live_network_report`).
+    pins: BTreeSet<u64>,
 }
 
 /// How a long rolling window keeps its older frames.
@@ -53,7 +56,7 @@ pub struct Thinning {
 /// Applies `t` after a frame was pushed: drops frames past the age limit, and the frame that
 /// just left the dense part unless it opens a new stride. Called every frame, so at most one
 /// frame is thinned at a time.
-fn thin(frames: &mut VecDeque<Frame>, t: Thinning) {
+fn thin(frames: &mut VecDeque<Frame>, t: Thinning, pins: &BTreeSet<u64>) {
     let newest = frames.back().map_or(0, |f| f.at_ms);
     while frames.len() > 2
         && frames
@@ -66,7 +69,9 @@ fn thin(frames: &mut VecDeque<Frame>, t: Thinning) {
     if n > t.dense + 1 {
         let i = n - 1 - t.dense;
         let stride = t.stride_ms.max(1);
-        if frames[i].at_ms / stride == frames[i - 1].at_ms / stride {
+        if frames[i].at_ms / stride == frames[i - 1].at_ms / stride
+            && !pins.contains(&frames[i].at_ms)
+        {
             frames.remove(i);
         }
     }
@@ -75,14 +80,14 @@ fn thin(frames: &mut VecDeque<Frame>, t: Thinning) {
 /// Drops the per-destination maps from the third-newest frame unless it opens a new
 /// `stride_ms` (the newest two stay whole: the next interval's metrics need them). Called
 /// every frame, so every older frame has been decided once.
-fn strip_flow_maps(frames: &mut VecDeque<Frame>, stride_ms: u64) {
+fn strip_flow_maps(frames: &mut VecDeque<Frame>, stride_ms: u64, pins: &BTreeSet<u64>) {
     let n = frames.len();
     if n < 4 {
         return;
     }
     let stride = stride_ms.max(1);
     let (before, this) = (frames[n - 4].at_ms / stride, frames[n - 3].at_ms / stride);
-    if before == this {
+    if before == this && !pins.contains(&frames[n - 3].at_ms) {
         let snap = &mut frames[n - 3].snapshot;
         snap.dests = Default::default();
         snap.resets = Default::default();
@@ -117,6 +122,7 @@ impl Watch {
             facts_latest: facts_start.clone(),
             facts_start,
             lean: false,
+            pins: BTreeSet::new(),
         };
         watch.tick(tracer, 0)?;
         Ok(watch)
@@ -168,8 +174,8 @@ impl Watch {
             }
         }
         if let Some(t) = self.thin {
-            thin(&mut self.frames, t);
-            strip_flow_maps(&mut self.frames, t.flow_maps_stride_ms);
+            thin(&mut self.frames, t, &self.pins);
+            strip_flow_maps(&mut self.frames, t.flow_maps_stride_ms, &self.pins);
         }
         // One slice, so judging a rolling window needs no copy of its frames.
         self.frames.make_contiguous();
@@ -201,6 +207,37 @@ impl Watch {
         window: std::time::Duration,
         notes: &[String],
     ) -> Judged {
+        self.judge_window_in(tracer, window, self.scope.as_ref(), notes)
+    }
+
+    /// [`Watch::judge_window`] narrowed to `scope` instead of the watch's own (a pod asked
+    /// for by `tracer mcp`).
+    pub fn judge_window_in(
+        &self,
+        tracer: &LiveTracer,
+        window: std::time::Duration,
+        scope: Option<&NetnsScope>,
+        notes: &[String],
+    ) -> Judged {
+        self.judge_window_with(
+            tracer,
+            window,
+            scope,
+            (&self.facts_start, &self.facts_latest),
+            notes,
+        )
+    }
+
+    /// [`Watch::judge_window_in`] with the facts read at the window's ends by the caller (a
+    /// forward window reads them when it starts and ends, so the rules' counters rise in it).
+    pub fn judge_window_with(
+        &self,
+        tracer: &LiveTracer,
+        window: std::time::Duration,
+        scope: Option<&NetnsScope>,
+        (facts_start, facts_end): (&NodeFacts, &NodeFacts),
+        notes: &[String],
+    ) -> Judged {
         let (all, rest) = self.frames.as_slices();
         let owned: Vec<Frame>;
         let all = if rest.is_empty() {
@@ -222,11 +259,29 @@ impl Watch {
             &all[start..],
             &tracer.meta(),
             tracer.symbols(),
-            self.scope.as_ref(),
-            &self.facts_start,
-            &self.facts_latest,
+            scope,
+            facts_start,
+            facts_end,
             notes,
         )
+    }
+
+    /// Keeps the newest frame whole until [`Watch::unpin`] (a forward window starts at it);
+    /// returns its `at_ms`.
+    pub fn pin_newest(&mut self) -> Option<u64> {
+        let at = self.frames.back()?.at_ms;
+        self.pins.insert(at);
+        Some(at)
+    }
+
+    /// Lets thinning treat the frame at `at_ms` like any other again.
+    pub fn unpin(&mut self, at_ms: u64) {
+        self.pins.remove(&at_ms);
+    }
+
+    /// `at_ms` of the newest frame.
+    pub fn newest_at_ms(&self) -> Option<u64> {
+        self.frames.back().map(|f| f.at_ms)
     }
 
     /// The latest facts read.
@@ -351,7 +406,7 @@ mod tests {
                 at_ms: s * 1000,
                 ..Frame::default()
             });
-            thin(&mut frames, t);
+            thin(&mut frames, t, &BTreeSet::new());
         }
         let at: Vec<u64> = frames.iter().map(|f| f.at_ms / 1000).collect();
         let newest = 1199;
@@ -373,6 +428,38 @@ mod tests {
     }
 
     #[test]
+    fn a_pinned_frame_stays_whole_through_thinning() {
+        let t = Thinning {
+            flow_maps_stride_ms: 30_000,
+            dense: 5,
+            stride_ms: 10_000,
+            max_age_ms: 301_000,
+        };
+        let pins = BTreeSet::from([13_000u64]);
+        let mut frames = VecDeque::new();
+        for s in 0..60u64 {
+            frames.push_back(Frame {
+                at_ms: s * 1000,
+                snapshot: crate::kernel::snapshot::Snapshot {
+                    has_flow_maps: true,
+                    ..Default::default()
+                },
+                ..Frame::default()
+            });
+            thin(&mut frames, t, &pins);
+            strip_flow_maps(&mut frames, t.flow_maps_stride_ms, &pins);
+        }
+        let pinned = frames.iter().find(|f| f.at_ms == 13_000);
+        assert!(pinned.is_some_and(|f| f.snapshot.has_flow_maps));
+        // Its unpinned neighbours went as usual.
+        assert!(frames.iter().all(|f| f.at_ms != 14_000));
+        assert!(frames
+            .iter()
+            .find(|f| f.at_ms == 10_000)
+            .is_some_and(|f| !f.snapshot.has_flow_maps));
+    }
+
+    #[test]
     fn flow_maps_stay_in_the_newest_two_frames_and_one_per_stride() {
         let mut frames = VecDeque::new();
         for s in 0..200u64 {
@@ -384,7 +471,7 @@ mod tests {
                 },
                 ..Frame::default()
             });
-            strip_flow_maps(&mut frames, 30_000);
+            strip_flow_maps(&mut frames, 30_000, &BTreeSet::new());
         }
         let with: Vec<u64> = frames
             .iter()

@@ -6,6 +6,9 @@
 //!   most `--max-window`); judged at most once per second per window length.
 //! - `GET /healthz`: the process answers. `GET /readyz`: 200 once the probes are attached and a
 //!   first window is judged, 503 before.
+//! - `/mcp` (with `--mcp`): routes mounted by the caller ([`ServeOptions::mount`]; the binary
+//!   mounts the MCP tools); they run their work on the producer through a [`Frames`] handle,
+//!   so they add no probes.
 //!
 //! One producer thread owns the kernel side (the [`LiveTracer`] and its [`Watch`]): it takes a
 //! frame every second, updates the metric totals, judges the default window and publishes the
@@ -36,6 +39,11 @@ use axum::{
     Router,
 };
 use serde::Deserialize;
+
+mod frames;
+
+use frames::Job;
+pub use frames::{Frames, Producer, Sidecar};
 
 use crate::{
     modes::guard,
@@ -72,7 +80,12 @@ pub struct ServeOptions {
     pub scope: Option<NetnsScope>,
     pub limits: Limits,
     pub security: Security,
+    /// More routes on the listener, given a handle on the producer (`--mcp` mounts `/mcp`).
+    pub mount: Option<Mount>,
 }
+
+/// Adds routes that reach the producer through [`Frames`].
+pub type Mount = fn(Frames) -> Router;
 
 /// Frames needed to judge `window` (one more than its seconds: the first is the baseline).
 fn frames_for(window: Duration) -> usize {
@@ -97,6 +110,7 @@ enum Msg {
         window: Duration,
         reply: tokio::sync::oneshot::Sender<Result<Bytes, String>>,
     },
+    Run(Job),
     Stop,
 }
 
@@ -247,7 +261,8 @@ const INDEX: &str = "tracer serve (read-only)\n\
     GET /metrics               OpenMetrics text\n\
     GET /report?window=60s     the verdict document (JSON) of the newest window\n\
     GET /healthz               200 while the process answers (never needs a token)\n\
-    GET /readyz                200 once the probes are attached (never needs a token)\n";
+    GET /readyz                200 once the probes are attached (never needs a token)\n\
+    POST /mcp                  MCP tools (streamable HTTP; with --mcp)\n";
 
 async fn index() -> &'static str {
     INDEX
@@ -258,14 +273,23 @@ async fn not_found() -> Response {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let mounted = shared.options.mount.map(|mount| {
+        mount(Frames {
+            shared: shared.clone(),
+        })
+    });
+    let routes = Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics_handler))
         .route("/report", get(report_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
-        .with_state(shared)
+        .with_state(shared);
+    match mounted {
+        Some(more) => routes.merge(more),
+        None => routes,
+    }
 }
 
 /// Pods by network-namespace inode, for the metrics' `namespace` and `pod` labels
@@ -342,6 +366,15 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
                 let _ = reply.send(Ok(body));
                 continue;
             }
+            Ok(Msg::Run(job)) => {
+                job(Sidecar {
+                    tracer: &tracer,
+                    watch: &mut watch,
+                    options,
+                    uptime: started.elapsed(),
+                });
+                continue;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         let at_ms = started.elapsed().as_millis() as u64;
@@ -390,12 +423,19 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
                     probes: tracer.attached_count(),
                     startup_ms: tracer.startup_ms,
                 };
+                let serving = if options.listen.port() == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        "; serving {}://{}",
+                        scheme(&options.security),
+                        options.listen
+                    )
+                };
                 eprintln!(
-                    "tracer: ready: {} probes attached in {:.0} ms; serving {}://{}",
+                    "tracer: ready: {} probes attached in {:.0} ms{serving}",
                     tracer.attached_count(),
                     tracer.startup_ms,
-                    scheme(&options.security),
-                    options.listen
                 );
             }
         }
@@ -435,7 +475,7 @@ fn scheme(security: &Security) -> &'static str {
 async fn serve(options: ServeOptions) -> Result<u8> {
     crate::modes::live::require_root()?;
     crate::modes::stop::install()?;
-    let security = &options.security;
+    let security = &options.security.clone();
     let (guard, acceptor, reloader) = listener::secure(security)?;
     if !options.listen.ip().is_loopback() {
         if security.token_file.is_none() {
@@ -460,42 +500,24 @@ async fn serve(options: ServeOptions) -> Result<u8> {
                 options.listen
             )
         })?;
-    let (tx, rx) = mpsc::channel();
-    let shared = Arc::new(Shared {
-        published: RwLock::new(Published {
-            phase: Phase::Starting,
-            metrics: Bytes::new(),
-            report: Bytes::new(),
-        }),
-        requests: Mutex::new(tx.clone()),
-        options: options.clone(),
-    });
     eprintln!(
-        "tracer: listening on {}://{} (/metrics /report /healthz /readyz; {}); attaching probes",
+        "tracer: listening on {}://{} (/metrics /report /healthz /readyz{}; {}); attaching probes",
         scheme(security),
         options.listen,
+        if options.mount.is_some() { " /mcp" } else { "" },
         match (&security.token_file, security.metrics_open) {
             (None, _) => "no token asked",
             (Some(_), false) => "a bearer token asked on all but /healthz and /readyz",
             (Some(_), true) => "a bearer token asked on all but /healthz, /readyz and /metrics",
         }
     );
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
-    let producer = {
-        let shared = shared.clone();
-        std::thread::Builder::new()
-            .name("tracer-producer".to_owned())
-            .spawn(move || {
-                if let Err(e) = produce(&shared, &rx) {
-                    let message = format!("{e:#}");
-                    if let Ok(mut p) = shared.published.write() {
-                        p.phase = Phase::Failed(message.clone());
-                    }
-                    let _ = failed_tx.send(message);
-                }
-            })
-            .context("starting the producer thread")?
-    };
+    let Producer {
+        frames,
+        thread: producer,
+        tx,
+        failed: failed_rx,
+    } = Producer::start(options)?;
+    let shared = frames.shared.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // The guard goes around everything the router has, added last: a route added to
     // `router()` (or merged before this line) is covered without a line of its own.
