@@ -331,7 +331,10 @@ fn tls_and_a_token_file_close_every_endpoint_but_health_to_curl() {
     // /mcp (mounted by --mcp) is behind the same guard: with the token the request reaches
     // the MCP handler, which wants a POST or an event stream, not a bare GET.
     let mcp = get("/mcp", &bearer(OLD));
-    assert!(![200, 401, 404].contains(&mcp), "GET /mcp with the token: {mcp}");
+    assert!(
+        ![200, 401, 404].contains(&mcp),
+        "GET /mcp with the token: {mcp}"
+    );
     assert_eq!(get("/report", &bearer("wrong-token-0000000000000000")), 401);
     assert_eq!(
         get("/report", &bearer(&OLD[..OLD.len() - 1])),
