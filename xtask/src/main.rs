@@ -1,7 +1,8 @@
 //! `cargo xtask`: developer tasks for the tracer workspace.
 //!
 //! Subcommands:
-//! - `setup`: install the nightly toolchain (+ `rust-src`, `clippy`), the Debian packages and `bpf-linker`;
+//! - `setup`: install the toolchains pinned in `rust-toolchain.toml` (stable; the dated nightly
+//!   with `rust-src`, `clippy`), the Debian packages and `bpf-linker`;
 //! - `build`: setup, then `cargo build --release -p tracer`;
 //! - `run -- <args>`: build, then run `target/release/tracer <args>`;
 //! - `test [--no-ebpf-clippy] [-- <test args>]`: setup, fmt check, clippy, eBPF clippy, tests;
@@ -11,6 +12,7 @@ mod bench;
 mod cmd;
 mod setup;
 mod tasks;
+mod toolchain;
 
 use std::process::ExitCode;
 
@@ -26,7 +28,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Install missing prerequisites (nightly + rust-src + clippy, Debian packages, bpf-linker).
+    /// Install missing prerequisites (the pinned stable and nightly toolchains, Debian packages,
+    /// bpf-linker).
     Setup,
     /// Setup, then build the tracer in release mode (embeds the eBPF object).
     Build,
@@ -64,7 +67,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     cmd::add_cargo_bin_to_path();
     let root = cmd::workspace_root()?;
     match command {
-        Command::Setup => setup::setup().map(|()| ExitCode::SUCCESS),
+        Command::Setup => setup::setup(&root).map(|_| ExitCode::SUCCESS),
         Command::Build => tasks::build(&root).map(|()| ExitCode::SUCCESS),
         Command::Run { args } => tasks::run(&root, &args),
         Command::Test {
