@@ -1,7 +1,9 @@
 //! `cargo xtask setup`: idempotent installation of everything the build and tests need.
 //!
 //! Each step checks first and prints a single `ok: … already present` line when nothing has to
-//! be done; otherwise it prints the commands it runs.
+//! be done; otherwise it prints the commands it runs. All of it goes to stderr (the commands'
+//! output too, see `cmd::run`): stdout is left to the tracer, so that
+//! `cargo xtask run -- report | jq` reads the document alone.
 
 use std::fs;
 use std::path::Path;
@@ -39,7 +41,7 @@ fn toolchain(name: &str, components: &[String]) -> Result<()> {
     }
     let toolchains = stdout_of(&mut command("rustup", ["toolchain", "list"]))?;
     if has_toolchain(&toolchains, name) {
-        println!("ok: {name} toolchain already present");
+        eprintln!("ok: {name} toolchain already present");
     } else {
         run(&mut command(
             "rustup",
@@ -52,7 +54,7 @@ fn toolchain(name: &str, components: &[String]) -> Result<()> {
     ))?;
     for component in components {
         if has_component(&installed, component) {
-            println!("ok: {component} ({name}) already present");
+            eprintln!("ok: {component} ({name}) already present");
         } else {
             run(&mut command(
                 "rustup",
@@ -69,7 +71,7 @@ fn nightly_llvm_matches(pinned: &Toolchains) -> Result<()> {
     let version = stdout_of(&mut command("rustc", [toolchain.as_str(), "-vV"]))?;
     match llvm_major(&version) {
         Some(major) if major == pinned.llvm => {
-            println!("ok: {} is on LLVM {major}, as bpf-linker", pinned.nightly);
+            eprintln!("ok: {} is on LLVM {major}, as bpf-linker", pinned.nightly);
             Ok(())
         }
         found => bail!(
@@ -146,7 +148,7 @@ fn debian_packages(pinned: &Toolchains) -> Result<()> {
         .filter(|package| !dpkg_installed(package))
         .collect();
     if missing.is_empty() {
-        println!("ok: Debian packages already present: {}", wanted.join(" "));
+        eprintln!("ok: Debian packages already present: {}", wanted.join(" "));
         return Ok(());
     }
     let list = missing.join(" ");
@@ -156,7 +158,7 @@ fn debian_packages(pinned: &Toolchains) -> Result<()> {
              `apt-get install -y --no-install-recommends {list}`, then re-run `cargo xtask setup`"
         );
     }
-    println!("installing missing Debian packages: {list}");
+    eprintln!("installing missing Debian packages: {list}");
     let mut update = command("apt-get", ["update"]);
     update.env("DEBIAN_FRONTEND", "noninteractive");
     run(&mut update)?;
@@ -208,10 +210,10 @@ fn bpf_linker(pinned: &Toolchains) -> Result<()> {
     // `PATH` already includes `$CARGO_HOME/bin` (see `cmd::add_cargo_bin_to_path`).
     match installed_bpf_linker(version) {
         Ok(found) => {
-            println!("ok: {BPF_LINKER} {version} already present ({found})");
+            eprintln!("ok: {BPF_LINKER} {version} already present ({found})");
             return Ok(());
         }
-        Err(why) => println!("{why}: installing {BPF_LINKER} {version} (takes a while)"),
+        Err(why) => eprintln!("{why}: installing {BPF_LINKER} {version} (takes a while)"),
     }
     let mut install = command(
         "cargo",
@@ -219,7 +221,7 @@ fn bpf_linker(pinned: &Toolchains) -> Result<()> {
     );
     install.env("LLVM_PREFIX", &llvm_prefix);
     if let Err(err) = run(&mut install) {
-        println!("{err:#}; retrying without --locked");
+        eprintln!("{err:#}; retrying without --locked");
         let mut install = command("cargo", ["install", BPF_LINKER, "--version", version]);
         install.env("LLVM_PREFIX", &llvm_prefix);
         run(&mut install)?;
@@ -227,7 +229,7 @@ fn bpf_linker(pinned: &Toolchains) -> Result<()> {
     let found = installed_bpf_linker(version).map_err(|why| {
         anyhow::anyhow!("after `cargo install`: {why} (is another {BPF_LINKER} earlier in PATH?)")
     })?;
-    println!("installed {BPF_LINKER} {version} ({found})");
+    eprintln!("installed {BPF_LINKER} {version} ({found})");
     Ok(())
 }
 

@@ -31,7 +31,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<ExitCode> {
     let binary = target_dir(root).join("release").join(TRACER);
     let mut cmd = Command::new(&binary);
     cmd.args(args);
-    println!("$ {}", display(&cmd));
+    eprintln!("$ {}", display(&cmd));
     let status = cmd
         .status()
         .with_context(|| format!("failed to start {}", binary.display()))?;
@@ -63,13 +63,13 @@ pub fn test(root: &Path, ebpf_clippy: bool, extra: &[String]) -> Result<()> {
     let pinned = setup::setup(root)?;
     let ebpf = ebpf_clippy.then(|| EbpfClippy::for_crate(&root.join(EBPF_CRATE)));
     if !ebpf_clippy {
-        println!("==> ebpf-clippy skipped (--no-ebpf-clippy)");
+        eprintln!("==> ebpf-clippy skipped (--no-ebpf-clippy)");
     }
     for Step { name, mut cmd } in test_steps(root, &pinned.nightly, ebpf, extra) {
-        println!("==> {name}");
+        eprintln!("==> {name}");
         run_cmd(&mut cmd).with_context(|| format!("test step `{name}` failed"))?;
     }
-    println!("==> all test steps passed");
+    eprintln!("==> all test steps passed");
     Ok(())
 }
 
