@@ -243,7 +243,7 @@ fn print_as<T: serde::Serialize>(
             serde_json::to_writer_pretty(&mut out, value).context("writing JSON")?;
             writeln!(out).context("writing JSON")?;
         }
-        Format::Yaml => serde_yaml::to_writer(&mut out, value).context("writing YAML")?,
+        Format::Yaml => yaml_serde::to_writer(&mut out, value).context("writing YAML")?,
         Format::Text => out
             .write_all(text().as_bytes())
             .context("writing the summary")?,
@@ -401,7 +401,7 @@ fn flows(
             serde_json::to_writer_pretty(&mut out, &table).context("writing JSON")?;
             writeln!(out).context("writing JSON")?;
         }
-        Format::Yaml => serde_yaml::to_writer(&mut out, &table).context("writing YAML")?,
+        Format::Yaml => yaml_serde::to_writer(&mut out, &table).context("writing YAML")?,
         Format::Text => {
             let labels = netns_labels();
             let label = |inode: u32| {

@@ -47,7 +47,7 @@ fn read_json(path: &Path) -> Value {
 
 /// Every document of a multi-document YAML file, as JSON values.
 fn documents(text: &str) -> Result<Vec<Value>, String> {
-    serde_yaml::Deserializer::from_str(text)
+    yaml_serde::Deserializer::from_str(text)
         .map(|doc| Value::deserialize(doc).map_err(|e| e.to_string()))
         .collect()
 }
