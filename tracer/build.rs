@@ -15,6 +15,9 @@ fn main() -> anyhow::Result<()> {
     let nightly = ebpf_nightly(&text).with_context(|| {
         format!("{TOOLCHAIN_FILE} has no `nightly = \"nightly-YYYY-MM-DD\"` under [ebpf]")
     })?;
+    // `tracer --version`: the revision built from, and the nightly that built the kernel programs.
+    println!("cargo:rustc-env=TRACER_GIT_REV={}", git_revision());
+    println!("cargo:rustc-env=TRACER_EBPF_TOOLCHAIN={nightly}");
     aya_build::build_ebpf(
         [Package {
             name: "tracer-ebpf",
@@ -23,6 +26,25 @@ fn main() -> anyhow::Result<()> {
         }],
         Toolchain::Custom(nightly),
     )
+}
+
+/// `git rev-parse --short=10 HEAD`; `unknown` outside a git checkout (a source tarball).
+/// Reruns when HEAD moves (commit, checkout).
+fn git_revision() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        for file in ["HEAD", "logs/HEAD"] {
+            println!("cargo:rerun-if-changed={dir}/{file}");
+        }
+    }
+    git(&["rev-parse", "--short=10", "HEAD"]).unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// The value of `nightly = "…"` in the `[ebpf]` table (as xtask/src/toolchain.rs reads it).

@@ -9,7 +9,6 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use clap::Parser as _;
 use tracer::{
     judge::document::{VerdictDocument, EXIT_ERROR},
     judge::window::{judge, Frame},
@@ -31,7 +30,7 @@ macro_rules! say {
     };
 }
 
-use cli::{Cli, Command, Format};
+use cli::{Command, Format};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -41,7 +40,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = match Cli::try_parse() {
+    let cli = match cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             if let Some(sentence) = cli::own_sentence(&e) {
@@ -135,15 +134,13 @@ fn main() -> ExitCode {
                 0
             })
             .context("printing the schema"),
-        Command::Check => {
-            let lines = tracer::modes::check::evaluate(&tracer::modes::check::NodeFacts::gather());
-            print!("{}", tracer::modes::check::render(&lines));
-            Ok(u8::from(
-                lines
-                    .iter()
-                    .any(|l| l.status == tracer::modes::check::Status::Fail),
-            ))
+        Command::Check { format } => check(format),
+        Command::Completions { shell } => {
+            print_bytes(&cli::completions(shell)).context("printing the completion script")
         }
+        Command::Man => cli::man_page()
+            .and_then(|page| print_bytes(&page))
+            .context("printing the man page"),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -152,6 +149,38 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// Writes `bytes` to stdout; a reader that went away (`| head`) is not an error.
+fn print_bytes(bytes: &[u8]) -> std::io::Result<u8> {
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(0),
+    }
+}
+
+/// `tracer check`: the lines as text (also when piped, as always), or
+/// `{ "ready": bool, "lines": [...] }` with `--format json|yaml`.
+fn check(format: Option<Format>) -> Result<u8> {
+    use tracer::modes::check::{evaluate, render, NodeFacts, Status};
+    let lines = evaluate(&NodeFacts::gather());
+    let ready = !lines.iter().any(|l| l.status == Status::Fail);
+    #[derive(serde::Serialize)]
+    struct CheckDocument<'a> {
+        /// Everything the tracer needs is there (exit status 0).
+        ready: bool,
+        lines: &'a [tracer::modes::check::CheckLine],
+    }
+    let document = CheckDocument {
+        ready,
+        lines: &lines,
+    };
+    print_as(
+        &document,
+        || render(&lines),
+        Some(format.unwrap_or(Format::Text)),
+    )?;
+    Ok(u8::from(!ready))
 }
 
 fn unix_now() -> u64 {

@@ -265,15 +265,75 @@ pub struct Flows {
 /// Which destinations to keep (`tracer flows --dst/--port`).
 #[derive(Debug, Clone, Default)]
 pub struct DestFilter {
-    pub daddr: Option<std::net::IpAddr>,
+    pub daddr: Option<Network>,
     pub dport: Option<u16>,
 }
 
 impl DestFilter {
     fn keeps(&self, daddr: &str, dport: u16) -> bool {
-        self.daddr
-            .is_none_or(|a| daddr.parse::<std::net::IpAddr>().is_ok_and(|d| d == a))
-            && self.dport.is_none_or(|p| p == dport)
+        self.daddr.is_none_or(|net| {
+            daddr
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|d| net.contains(d))
+        }) && self.dport.is_none_or(|p| p == dport)
+    }
+}
+
+/// An address (`198.18.0.2`, a /32 or /128) or a network in CIDR notation (`10.0.0.0/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Network {
+    /// Whether `ip` is in the network (never across families).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let keep = |bits: u32| -> u128 {
+            match u32::from(self.prefix).min(bits) {
+                0 => 0,
+                n => u128::MAX << (128 - n),
+            }
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = keep(32) >> 96;
+                (u128::from(u32::from(net)) & mask) == (u128::from(u32::from(ip)) & mask)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = keep(128);
+                (u128::from(net) & mask) == (u128::from(ip) & mask)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let refused = || {
+            format!(
+                "{text} is not an address or a network: give 198.18.0.2, 10.0.0.0/8 or fd00::/8"
+            )
+        };
+        let (addr, len) = match text.trim().split_once('/') {
+            Some((addr, len)) => (addr, Some(len)),
+            None => (text.trim(), None),
+        };
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| refused())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match len {
+            None => max,
+            Some(len) => len
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(refused)?,
+        };
+        Ok(Self { addr, prefix })
     }
 }
 
@@ -812,6 +872,32 @@ mod tests {
         // The limit keeps the most troubled.
         let one = build(&d, &names, &DestFilter::default(), 1);
         assert_eq!(one.destinations[0].dport, 443);
+    }
+
+    #[test]
+    fn dst_networks_contain_their_addresses_only() {
+        let net = |t: &str| t.parse::<Network>().unwrap();
+        let ip = |t: &str| t.parse::<std::net::IpAddr>().unwrap();
+        assert!(net("10.0.0.0/8").contains(ip("10.255.1.2")));
+        assert!(!net("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(net("198.18.0.0/15").contains(ip("198.19.255.255")));
+        assert!(!net("198.18.0.0/15").contains(ip("198.20.0.0")));
+        assert!(net("198.18.0.2").contains(ip("198.18.0.2")));
+        assert!(!net("198.18.0.2").contains(ip("198.18.0.3")));
+        assert!(net("0.0.0.0/0").contains(ip("1.2.3.4")));
+        assert!(!net("0.0.0.0/0").contains(ip("::1")));
+        assert!(net("fd00::/8").contains(ip("fdab::1")));
+        assert!(!net("fd00::/8").contains(ip("fe80::1")));
+        assert!(net("::/0").contains(ip("2001:db8::1")));
+        assert!("10.0.0.0/33".parse::<Network>().is_err());
+        assert!("x/8".parse::<Network>().is_err());
+        let filter = DestFilter {
+            daddr: Some(net("198.18.0.0/24")),
+            dport: Some(443),
+        };
+        assert!(filter.keeps("198.18.0.7", 443));
+        assert!(!filter.keeps("198.18.1.7", 443));
+        assert!(!filter.keeps("198.18.0.7", 80));
     }
 
     #[test]
