@@ -97,6 +97,11 @@ fn main() -> ExitCode {
             tracer::judge::flows::DestFilter {
                 daddr: dst,
                 dport: port,
+                // A listener's clients fold into one row per listening port.
+                ephemeral_ports: tracer::kernel::probes::ephemeral_ports(
+                    &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+                        .unwrap_or_default(),
+                ),
             },
             netns,
             pod,
