@@ -6,10 +6,12 @@
 //! - `build`: setup, then `cargo build --release -p tracer`;
 //! - `run -- <args>`: build, then run `target/release/tracer <args>`;
 //! - `test [--no-ebpf-clippy] [-- <test args>]`: setup, fmt check, clippy, eBPF clippy, tests;
+//! - `dist [--arch ARCH] [--no-setup]`: the static (musl) binary, its checksum and a tarball;
 //! - `bench [--quick] [--rounds N] [--seconds N]`: the tracer's cost side by side with bpftrace.
 
 mod bench;
 mod cmd;
+mod dist;
 mod setup;
 mod tasks;
 mod toolchain;
@@ -48,6 +50,16 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Setup, then a static (musl) tracer with the eBPF object embedded, its SHA-256 and a
+    /// tarball (README, deploy manifests, completions, man page) in target/dist/.
+    Dist {
+        /// The architecture to build for (the host's by default; another needs a cross linker).
+        #[arg(long, default_value = std::env::consts::ARCH)]
+        arch: String,
+        /// Skip `cargo xtask setup` (the toolchains are installed already, e.g. in the image).
+        #[arg(long)]
+        no_setup: bool,
+    },
     /// Setup, build, then measure the tracer's cost side by side with bpftrace (root).
     Bench(bench::Options),
 }
@@ -74,6 +86,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             no_ebpf_clippy,
             args,
         } => tasks::test(&root, !no_ebpf_clippy, &args).map(|()| ExitCode::SUCCESS),
+        Command::Dist { arch, no_setup } => {
+            dist::dist(&root, &arch, !no_setup).map(|()| ExitCode::SUCCESS)
+        }
         Command::Bench(options) => bench::bench(&root, &options).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -44,7 +44,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<ExitCode> {
 }
 
 /// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to the workspace) or `target`.
-fn target_dir(root: &Path) -> PathBuf {
+pub fn target_dir(root: &Path) -> PathBuf {
     match env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => root.join(dir),
         _ => root.join("target"),
