@@ -94,3 +94,84 @@ fn check_format_json_agrees_with_the_exit_status() {
     let out = tracer().arg("check").output().expect("tracer runs");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok  ") || !ready);
 }
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// `serve --log-format json`: one JSON object per stderr line, levelled, with the event's
+/// fields: start, ready (probes attached), stop (the signal), stopped.
+#[test]
+fn serve_logs_json_events_from_start_to_stop() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    if !is_root() {
+        eprintln!("skipped: serve needs root");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = tracer()
+        .args([
+            "serve",
+            "--listen",
+            &format!("localhost:{port}"),
+            "--log-format",
+            "JSON",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tracer serve starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut signalled = false;
+    while Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            continue;
+        };
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        if event["event"] == "ready" && !signalled {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            signalled = true;
+        }
+        let stopped = event["event"] == "stopped";
+        events.push(event);
+        if stopped {
+            break;
+        }
+    }
+    let status = child.wait().expect("tracer serve ends");
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(names, ["start", "ready", "stop", "stopped"], "{events:#?}");
+    assert!(events.iter().all(|e| e["level"] == "INFO"), "{events:#?}");
+    assert_eq!(events[0]["listen"], format!("127.0.0.1:{port}"));
+    assert_eq!(events[1]["probes"], 10, "{:#}", events[1]);
+    assert_eq!(events[2]["reason"], "terminated");
+    assert!(events[3]["stop_ms"].as_f64().is_some(), "{:#}", events[3]);
+    assert!(events.iter().all(|e| e["timestamp"].is_string()));
+    assert_eq!(status.code(), Some(0));
+}

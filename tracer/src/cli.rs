@@ -214,6 +214,7 @@ pub enum Command {
          tracer serve                           127.0.0.1:9595, this node only\n  \
          tracer serve --listen :9595            every address (the DaemonSet)\n  \
          tracer serve --listen localhost:9595 --window 2m\n  \
+         tracer serve --listen :9595 --log-format json   the DaemonSet's logs, one JSON line each\n  \
          curl -s 'localhost:9595/report?window=2m' | jq .root_cause\n\n\
          Exit status: 0 stopped by SIGTERM/SIGHUP/Ctrl-C, 2 could not start (not root, no probe \
          attached, address in use, bad arguments).")]
@@ -237,6 +238,11 @@ pub enum Command {
         /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
         #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
         pod: Option<String>,
+        /// How the sidecar logs its events (start, ready, stop, failures) on stderr: levelled
+        /// text lines, or one JSON object per line for a log collector. `TRACER_LOG` sets the
+        /// level (default info).
+        #[arg(long, value_enum, ignore_case = true, default_value = "text")]
+        log_format: LogFormat,
     },
     /// Record a window's evidence to a file (versioned JSON) for `--replay` anywhere; the
     /// verdict is printed on stderr.
@@ -365,6 +371,13 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .or_else(|| addrs.first())
         .copied()
         .ok_or_else(|| refused("the name has no address"))
+}
+
+/// `serve --log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

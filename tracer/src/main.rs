@@ -32,15 +32,36 @@ macro_rules! say {
 
 use cli::{Command, Format};
 
+/// Logs on stderr: `serve` logs its events at info (text or JSON lines, `--log-format`); the
+/// other commands only warnings, their messages being one sentence each. `TRACER_LOG` (an
+/// EnvFilter, e.g. `debug`) overrides the level.
+fn init_logging(command: Option<&Command>) {
+    let (default, json) = match command {
+        Some(Command::Serve { log_format, .. }) => {
+            ("warn,tracer=info", *log_format == cli::LogFormat::Json)
+        }
+        _ => ("warn", false),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRACER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        logs.with_target(false).init();
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TRACER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = match cli::try_parse() {
+    let parsed = cli::try_parse();
+    init_logging(parsed.as_ref().ok().and_then(|cli| cli.command.as_ref()));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             if let Some(sentence) = cli::own_sentence(&e) {
@@ -114,6 +135,7 @@ fn main() -> ExitCode {
             max_window,
             netns,
             pod,
+            log_format: _,
         } => serve(listen, window, max_window, netns, pod),
         Command::Diff {
             affected,

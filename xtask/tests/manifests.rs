@@ -304,7 +304,13 @@ fn the_daemonset_runs_serve_reachable_on_its_declared_port() {
     let c = container(&pod["spec"]);
     assert_eq!(
         c["args"],
-        json!(["serve", "--listen", format!("0.0.0.0:{PORT}")])
+        json!([
+            "serve",
+            "--listen",
+            format!("0.0.0.0:{PORT}"),
+            "--log-format",
+            "json"
+        ])
     );
     assert_eq!(
         c["ports"],

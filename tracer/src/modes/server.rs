@@ -382,8 +382,12 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
                     probes: tracer.attached_count(),
                     startup_ms: tracer.startup_ms,
                 };
-                eprintln!(
-                    "tracer: ready: {} probes attached in {:.0} ms; serving http://{}",
+                tracing::info!(
+                    event = "ready",
+                    probes = tracer.attached_count(),
+                    startup_ms = tracer.startup_ms,
+                    listen = %options.listen,
+                    "ready: {} probes attached in {:.0} ms; serving http://{}",
                     tracer.attached_count(),
                     tracer.startup_ms,
                     options.listen
@@ -436,8 +440,13 @@ async fn serve(options: ServeOptions) -> Result<u8> {
         requests: Mutex::new(tx.clone()),
         options: options.clone(),
     });
-    eprintln!(
-        "tracer: listening on http://{} (/metrics /report /healthz /readyz); attaching probes",
+    tracing::info!(
+        event = "start",
+        listen = %options.listen,
+        window_s = options.window.as_secs(),
+        max_window_s = options.max_window.as_secs(),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening on http://{} (/metrics /report /healthz /readyz); attaching probes",
         options.listen
     );
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
@@ -448,6 +457,7 @@ async fn serve(options: ServeOptions) -> Result<u8> {
             .spawn(move || {
                 if let Err(e) = produce(&shared, &rx) {
                     let message = format!("{e:#}");
+                    tracing::error!(event = "failed", error = %message, "the producer stopped: {message}");
                     if let Ok(mut p) = shared.published.write() {
                         p.phase = Phase::Failed(message.clone());
                     }
@@ -477,11 +487,11 @@ async fn serve(options: ServeOptions) -> Result<u8> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    let say = crate::modes::stop::say;
+    let stopping_for = |reason: &str| tracing::info!(event = "stop", reason, "{reason}; stopping");
     let outcome: Result<u8> = tokio::select! {
-        _ = tokio::signal::ctrl_c() => { say(format_args!("tracer: interrupted; stopping")); Ok(0) }
-        reason = stop_requested => { say(format_args!("tracer: {reason}; stopping")); Ok(0) }
-        _ = sigterm.recv() => { say(format_args!("tracer: terminated; stopping")); Ok(0) }
+        _ = tokio::signal::ctrl_c() => { stopping_for("interrupted"); Ok(0) }
+        reason = stop_requested => { stopping_for(reason); Ok(0) }
+        _ = sigterm.recv() => { stopping_for("terminated"); Ok(0) }
         failed = failed_rx => match failed {
             Ok(message) => Err(anyhow!(message)),
             Err(_) => Err(anyhow!("the producer thread ended unexpectedly")),
@@ -503,10 +513,12 @@ async fn serve(options: ServeOptions) -> Result<u8> {
     }
     drop(tx);
     let _ = tokio::task::spawn_blocking(move || producer.join()).await;
-    say(format_args!(
-        "tracer: probes detached; stopped in {:.0} ms",
-        stopping.elapsed().as_secs_f64() * 1000.0
-    ));
+    let stop_ms = stopping.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        event = "stopped",
+        stop_ms,
+        "probes detached; stopped in {stop_ms:.0} ms"
+    );
     outcome
 }
 
