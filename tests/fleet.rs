@@ -93,7 +93,7 @@ fn diff_of_recorded_reports_names_the_netfilter_drops_first_and_exits_1() {
         "--format",
         "yaml",
     ]);
-    let y: serde_yaml::Value = serde_yaml::from_slice(&yaml.stdout).expect("yaml");
+    let y: yaml_serde::Value = yaml_serde::from_slice(&yaml.stdout).expect("yaml");
     assert_eq!(
         y["differences"][0]["subject"].as_str(),
         Some("NETFILTER_DROP at nft_do_chain")

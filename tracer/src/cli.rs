@@ -1,17 +1,43 @@
-//! The command line's shape: every subcommand, its flags and their help (clap). Parsing only;
-//! `main.rs` runs what was asked.
+//! The command line's shape: every subcommand, its flags and their help (clap), with examples
+//! and exit codes in each `--help`; the version line; shell completions and the man page are
+//! generated from the same definition. Parsing only; `main.rs` runs what was asked.
 
-use std::{ffi::OsStr, path::PathBuf, time::Duration};
+use std::{
+    ffi::OsStr,
+    net::{SocketAddr, ToSocketAddrs as _},
+    path::PathBuf,
+    time::Duration,
+};
 
-use clap::{builder::TypedValueParser, error::ErrorKind, Args, Parser, Subcommand, ValueEnum};
+use clap::{
+    builder::TypedValueParser, error::ErrorKind, Args, CommandFactory as _, FromArgMatches as _,
+    Parser, Subcommand, ValueEnum,
+};
+
+/// `0.1.0 (git 1a2b3c4)`: the crate version and the source revision it was built from
+/// (tracer/build.rs; `unknown` outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("TRACER_GIT_REV"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(
     name = "tracer",
-    version,
+    version = VERSION,
     about = "Live eBPF network tracer: which layer is losing the packets",
     long_about = "Live eBPF network tracer: which layer is losing the packets.\n\n\
-                  With no command it opens the live dashboard (`tracer top`)."
+                  With no command it opens the live dashboard (`tracer top`).",
+    after_help = "Examples:\n  \
+                  tracer                                  the live dashboard (= tracer top)\n  \
+                  tracer report -d 30s -f json | jq .root_cause\n  \
+                  tracer check                            what will work on this node\n  \
+                  tracer serve --listen :9595             the sidecar, on every address\n  \
+                  tracer COMMAND --help                   each command's options, examples, exit codes\n\n\
+                  Exit status: see each command's --help; 2 always means the tracer could not do \
+                  its job (one sentence on stderr says why)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -21,19 +47,26 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Watch for a window, then print the verdict document and exit.
-    ///
-    /// Exit status: 0 no degradation found, 1 a root cause was found, 2 the tracer could not
-    /// do its job (not root, no probe attached, bad arguments, unreadable recording).
+    #[command(after_help = concat!(
+        "Examples:\n  \
+         tracer report                          30 s, text on a terminal, JSON when piped\n  \
+         tracer report -d 10s -f json | jq .root_cause\n  \
+         tracer report -n blue -f yaml          only the `ip netns` namespace blue\n  \
+         tracer report --pod shop/cart-0        only that pod's namespace\n  \
+         tracer report --replay node.rec.json   judge a recording, no root needed\n\n",
+        "Exit status: 0 no degradation found, 1 a root cause was found, 2 the tracer could not \
+         do its job (not root, no probe attached, bad arguments, unreadable recording)."
+    ))]
     Report {
         /// How long to watch (1s to 24h, e.g. 10s, 1m, or 30 for seconds).
-        #[arg(long, default_value = "30s", value_parser = WATCH_WINDOW, allow_hyphen_values = true)]
+        #[arg(short, long, default_value = "30s", value_parser = WATCH_WINDOW, allow_hyphen_values = true)]
         duration: Duration,
-        /// Output format; a text summary on a terminal, JSON otherwise.
-        #[arg(long, value_enum)]
+        /// Output format; a text summary on a terminal, JSON otherwise (any case: JSON, json).
+        #[arg(short, long, value_enum, ignore_case = true)]
         format: Option<Format>,
         /// Only what happened in this network namespace: an `ip netns` NAME, /run/netns/NAME or
         /// /proc/PID/ns/net (anything else is refused).
-        #[arg(long, value_name = "NAME|PATH")]
+        #[arg(short, long, value_name = "NAME|PATH")]
         netns: Option<PathBuf>,
         /// Only what happened in this pod's network namespace (NAMESPACE/NAME or pod UID),
         /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
@@ -45,13 +78,30 @@ pub enum Command {
         replay: Option<PathBuf>,
     },
     /// The live dashboard (the default): rolling verdict, layers, drops, flows, CPUs.
+    #[command(after_help = concat!(
+        "Keys:\n  \
+         q, Ctrl-C        quit\n  \
+         ?                this list of keys\n  \
+         Tab, →           next pane (Shift-Tab, ← the previous one)\n  \
+         ↑ ↓ Home End     move in the pane\n  \
+         Enter            open the selected drop, flow or destination; Esc or Enter closes it\n  \
+         /                filter rows (Enter keeps it, Esc clears it)\n  \
+         p                pause / resume\n  \
+         s                save the verdict document to a file\n\n",
+        "Examples:\n  \
+         tracer top                             a rolling 30 s window\n  \
+         tracer top --window 2m -n blue         2 minutes, only namespace blue\n  \
+         tracer top --replay node.rec.json      show a recording, no root needed\n\n",
+        "Exit status: 0 finished (quit, SIGTERM/SIGHUP/Ctrl-C), 2 could not start (not root, no \
+         probe attached, no terminal, bad arguments)."
+    ))]
     Top {
         /// Length of the rolling window the verdict is judged on (2s to 10m).
-        #[arg(long, default_value = "30s", value_parser = TOP_WINDOW, allow_hyphen_values = true)]
+        #[arg(short, long, default_value = "30s", value_parser = TOP_WINDOW, allow_hyphen_values = true)]
         window: Duration,
         /// Only what happened in this network namespace: an `ip netns` NAME, /run/netns/NAME or
         /// /proc/PID/ns/net.
-        #[arg(long, value_name = "NAME|PATH")]
+        #[arg(short, long, value_name = "NAME|PATH")]
         netns: Option<PathBuf>,
         /// Only what happened in this pod's network namespace (NAMESPACE/NAME or pod UID),
         /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
@@ -63,19 +113,28 @@ pub enum Command {
     },
     /// Per destination: retransmits, resets, failed connects, socket errors and RTT
     /// percentiles, watched live for a window (the capture-like view, without a capture).
+    #[command(after_help = concat!(
+        "Examples:\n  \
+         tracer flows -d 30s                    every destination, most troubled first\n  \
+         tracer flows --dst 10.0.0.0/8 --port 443\n  \
+         tracer flows --dst 198.18.0.2 -f json\n  \
+         tracer flows --pod shop/cart-0 --top 10\n\n",
+        "Exit status: 0 finished (window over, SIGTERM/SIGHUP/Ctrl-C), 2 could not start (not \
+         root, no probe attached, bad arguments)."
+    ))]
     Flows {
         /// How long to watch (1s to 24h, e.g. 10s, 1m, or 30 for seconds).
-        #[arg(long, default_value = "30s", value_parser = WATCH_WINDOW, allow_hyphen_values = true)]
+        #[arg(short, long, default_value = "30s", value_parser = WATCH_WINDOW, allow_hyphen_values = true)]
         duration: Duration,
-        /// Only this destination address.
-        #[arg(long, value_name = "ADDR")]
-        dst: Option<std::net::IpAddr>,
+        /// Only this destination: an address (198.18.0.2) or a network (10.0.0.0/8, fd00::/8).
+        #[arg(long, value_name = "ADDR[/LEN]")]
+        dst: Option<tracer::judge::flows::Network>,
         /// Only this destination port.
         #[arg(long, value_name = "N")]
         port: Option<u16>,
         /// Only sockets of this network namespace: an `ip netns` NAME, /run/netns/NAME or
         /// /proc/PID/ns/net.
-        #[arg(long, value_name = "NAME|PATH")]
+        #[arg(short, long, value_name = "NAME|PATH")]
         netns: Option<PathBuf>,
         /// Only sockets of this pod's network namespace (NAMESPACE/NAME or pod UID), found
         /// from the node's own files (cgroups, /var/log/pods); no API server needed.
@@ -84,15 +143,20 @@ pub enum Command {
         /// Rows to print (the most troubled destinations first).
         #[arg(long, default_value_t = 50)]
         top: usize,
-        /// Output format; a table on a terminal, JSON otherwise (YAML on request).
-        #[arg(long, value_enum)]
+        /// Output format; a table on a terminal, JSON otherwise (YAML on request; any case).
+        #[arg(short, long, value_enum, ignore_case = true)]
         format: Option<Format>,
     },
     /// Compare an affected node with a healthy one: what differs, most explaining first.
     ///
     /// Takes verdict documents (`report --format json|yaml`, a sidecar's /report) or
     /// recordings (`record`; these add driver versions, each rule and raw counters). Needs no
-    /// root. Exit status: 0 the affected node has no root cause, 1 it has one, 2 unreadable input.
+    /// root.
+    #[command(after_help = "Examples:\n  \
+         tracer diff bad.json good.json         two `report -f json` documents\n  \
+         tracer diff bad.rec.json good.rec.json recordings: drivers, rules, raw counters too\n  \
+         ssh node-a tracer report -f json | tracer diff - good.json\n\n\
+         Exit status: 0 the affected node has no root cause, 1 it has one, 2 unreadable input.")]
     Diff {
         /// The degraded node's document or recording (`-` reads stdin).
         #[arg(value_name = "AFFECTED")]
@@ -100,16 +164,18 @@ pub enum Command {
         /// A healthy node's document or recording, to compare with (`-` reads stdin).
         #[arg(value_name = "HEALTHY")]
         healthy: PathBuf,
-        /// Output format; a text table on a terminal, JSON otherwise.
-        #[arg(long, value_enum)]
+        /// Output format; a text table on a terminal, JSON otherwise (any case).
+        #[arg(short, long, value_enum, ignore_case = true)]
         format: Option<Format>,
     },
     /// Ask every node's sidecar (`tracer serve`) for its verdict; say whether degradation is
     /// node-specific or cluster-wide.
-    ///
-    /// Exit status: 0 every node answered and is healthy, 1 a node is degraded, 2 no node gave a
-    /// verdict, or every verdict was healthy but some node gave none (unreachable, or answered
-    /// without a verdict).
+    #[command(after_help = "Examples:\n  \
+         tracer cluster --endpoints node-a:9595,node-b,node-c\n  \
+         tracer cluster --endpoints-file nodes.txt --window 5m -f json\n\n\
+         Exit status: 0 every node answered and is healthy, 1 a node is degraded, 2 no node \
+         gave a verdict, or every verdict was healthy but some node gave none (unreachable, or \
+         answered without a verdict), or bad arguments.")]
     Cluster {
         /// Sidecars as HOST:PORT (port 9595 when omitted), comma-separated or repeated.
         #[arg(long, value_name = "HOST:PORT,…", value_delimiter = ',')]
@@ -125,25 +191,42 @@ pub enum Command {
         /// unreachable.
         #[arg(long, default_value = "10s", value_parser = CLUSTER_TIMEOUT, allow_hyphen_values = true)]
         timeout: Duration,
-        /// Output format; a text summary on a terminal, JSON otherwise.
-        #[arg(long, value_enum)]
+        /// Output format; a text summary on a terminal, JSON otherwise (any case).
+        #[arg(short, long, value_enum, ignore_case = true)]
         format: Option<Format>,
         #[command(flatten)]
         client: ClusterClient,
     },
-    /// What will work on this node and why not: one line per item, with the fix.
-    /// Exit status 1 when something the tracer needs is missing.
-    Check,
+    /// What will work on this node and why not: one line per item, with the fix. Reads only.
+    #[command(after_help = "Examples:\n  \
+         tracer check                           one line per item: ok, warn or FAIL, with the fix\n  \
+         tracer check -f json                   the same as JSON, for collecting across a fleet\n\n\
+         Exit status: 0 everything the tracer needs is there, 1 something it needs is missing, \
+         2 bad arguments.")]
+    Check {
+        /// Output format; text on a terminal, JSON otherwise (YAML on request; any case).
+        #[arg(short, long, value_enum, ignore_case = true)]
+        format: Option<Format>,
+    },
     /// The sidecar: HTTP endpoints over a rolling window, until SIGTERM. Read-only.
     ///
     /// GET /metrics (OpenMetrics text), /report[?window=60s] (the verdict document, JSON),
     /// /healthz, /readyz (200 once the probes are attached). Off loopback, serve HTTPS
     /// (--tls-cert, --tls-key) with --auth-token-file: every endpoint but /healthz and /readyz
     /// then needs `Authorization: Bearer TOKEN` (docs/security.md).
+    #[command(after_help = "Examples:\n  \
+         tracer serve                           127.0.0.1:9595, this node only\n  \
+         tracer serve --listen :9595            every address (the DaemonSet)\n  \
+         tracer serve --listen localhost:9595 --window 2m\n  \
+         tracer serve --listen :9595 --log-format json   the DaemonSet's logs, one JSON line each\n  \
+         curl -s 'localhost:9595/report?window=2m' | jq .root_cause\n\n\
+         Exit status: 0 stopped by SIGTERM/SIGHUP/Ctrl-C, 2 could not start (not root, no probe \
+         attached, address in use, bad arguments).")]
     Serve {
-        /// Address to listen on; the default answers only on this node.
-        #[arg(long, default_value = "127.0.0.1:9595", value_name = "ADDR:PORT")]
-        listen: std::net::SocketAddr,
+        /// Address to listen on: ADDR:PORT, HOST:PORT (localhost:9595) or :PORT for every
+        /// address; the default answers only on this node.
+        #[arg(long, default_value = "127.0.0.1:9595", value_name = "ADDR:PORT", value_parser = parse_listen)]
+        listen: SocketAddr,
         /// Window of /metrics' verdict and of /report without ?window= (1s to 10m).
         #[arg(long, default_value = "60s", value_parser = SERVE_WINDOW, allow_hyphen_values = true)]
         window: Duration,
@@ -153,7 +236,7 @@ pub enum Command {
         max_window: Duration,
         /// Only what happened in this network namespace: an `ip netns` NAME, /run/netns/NAME or
         /// /proc/PID/ns/net.
-        #[arg(long, value_name = "NAME|PATH")]
+        #[arg(short, long, value_name = "NAME|PATH")]
         netns: Option<PathBuf>,
         /// Only what happened in this pod's network namespace (NAMESPACE/NAME or pod UID),
         /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
@@ -165,6 +248,11 @@ pub enum Command {
         /// read from the sidecar's own frames (no extra probes).
         #[arg(long)]
         mcp: bool,
+        /// How the sidecar logs its events (start, ready, stop, failures) on stderr: levelled
+        /// text lines, or one JSON object per line for a log collector. `TRACER_LOG` sets the
+        /// level (default info).
+        #[arg(long, value_enum, ignore_case = true, default_value = "text")]
+        log_format: LogFormat,
     },
     /// The D7 verdict as MCP tools over stdio, for an agent that spawns the tracer (`kubectl
     /// debug`, ssh). Read-only; ends when stdin closes or on SIGTERM.
@@ -185,13 +273,17 @@ pub enum Command {
         #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
         pod: Option<String>,
     },
-    /// Record a window's evidence to a file (versioned JSON) for `--replay` anywhere.
-    ///
-    /// Exit status: 0 the recording was written (whatever the verdict; it is printed on
-    /// stderr), 2 it was not (not root, bad arguments, FILE exists without --force).
+    /// Record a window's evidence to a file (versioned JSON) for `--replay` anywhere; the
+    /// verdict is printed on stderr.
+    #[command(after_help = "Examples:\n  \
+         tracer record -d 60s -o node-a.rec.json\n  \
+         tracer record -d 5m -n blue -o - | gzip > blue.rec.json.gz\n  \
+         tracer report --replay node-a.rec.json   judge it anywhere, no root needed\n\n\
+         Exit status: 0 the recording was written (whatever the verdict), 2 it was not (not root, \
+         no probe attached, bad arguments, FILE exists without --force).")]
     Record {
         /// How long to watch (1s to 24h, e.g. 10s, 1m, or 30 for seconds).
-        #[arg(long, default_value = "60s", value_parser = WATCH_WINDOW, allow_hyphen_values = true)]
+        #[arg(short, long, default_value = "60s", value_parser = WATCH_WINDOW, allow_hyphen_values = true)]
         duration: Duration,
         /// Where to write the recording (`-` for stdout). It appears only once complete.
         #[arg(short, long, value_name = "FILE")]
@@ -201,7 +293,7 @@ pub enum Command {
         force: bool,
         /// Only what happened in this network namespace: an `ip netns` NAME, /run/netns/NAME or
         /// /proc/PID/ns/net.
-        #[arg(long, value_name = "NAME|PATH")]
+        #[arg(short, long, value_name = "NAME|PATH")]
         netns: Option<PathBuf>,
         /// Only what happened in this pod's network namespace (NAMESPACE/NAME or pod UID),
         /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
@@ -211,7 +303,110 @@ pub enum Command {
     /// Print the verdict document's JSON Schema (draft 2020-12), e.g. `tracer schema >
     /// verdict.schema.json`, to validate documents from `report --format json` or /report.
     /// Needs no root.
+    #[command(after_help = "Examples:\n  \
+         tracer schema > verdict.schema.json\n\n\
+         Exit status: 0 printed.")]
     Schema,
+    /// Print a shell completion script: `source <(tracer completions bash)`, or install it
+    /// where the shell loads completions from.
+    #[command(after_help = "Examples:\n  \
+         source <(tracer completions bash)\n  \
+         tracer completions bash > /etc/bash_completion.d/tracer\n  \
+         tracer completions zsh > \"${fpath[1]}/_tracer\"\n  \
+         tracer completions fish > ~/.config/fish/completions/tracer.fish\n\n\
+         Exit status: 0 printed, 2 unknown shell.")]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum, ignore_case = true)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `tracer man > /usr/local/share/man/man1/tracer.1`.
+    #[command(after_help = "Examples:\n  \
+         tracer man | man -l -\n  \
+         tracer man > /usr/local/share/man/man1/tracer.1\n\n\
+         Exit status: 0 printed.")]
+    Man,
+}
+
+/// The parsed command line, with the long version (`--version`: revision and kernel programs).
+pub fn try_parse() -> Result<Cli, clap::Error> {
+    let matches = command().try_get_matches()?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// The command definition as the binary uses it (also for completions and the man page).
+pub fn command() -> clap::Command {
+    // Built once per run; clap keeps a 'static string.
+    Cli::command().long_version(&*long_version().leak())
+}
+
+/// `--version`'s long form: the version line, then what the embedded kernel programs are.
+fn long_version() -> String {
+    let probes: Vec<String> = crate_probes();
+    format!(
+        "{VERSION}\nkernel programs: {} tracepoint programs, embedded (eBPF object built with \
+         {}): {}\nkprobe fallbacks: planned and named by `tracer check`, not built",
+        probes.len(),
+        env!("TRACER_EBPF_TOOLCHAIN"),
+        probes.join(", ")
+    )
+}
+
+fn crate_probes() -> Vec<String> {
+    tracer::kernel::probes::PROBES
+        .iter()
+        .map(tracer::kernel::probes::ProbeSpec::tracepoint)
+        .collect()
+}
+
+/// `tracer completions SHELL`: the script.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command(), "tracer", &mut script);
+    script
+}
+
+/// `tracer man`: the page, in roff.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command()).render(&mut page)?;
+    Ok(page)
+}
+
+/// `--listen`: `ADDR:PORT`, `HOST:PORT` (resolved, IPv4 first: `localhost:9595`) or `:PORT` for
+/// every address (`0.0.0.0:PORT`).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let refused = |why: &str| {
+        format!(
+            "{why}: give ADDR:PORT (0.0.0.0:9595), HOST:PORT (localhost:9595) or :PORT (every \
+             address)"
+        )
+    };
+    if let Some(port) = text.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| refused("not a port"))?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|_| refused("not an address with a port"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| refused("the name has no address"))
+}
+
+/// `serve --log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// `tracer serve`'s TLS, tokens and connection limits (docs/security.md).
@@ -486,7 +681,158 @@ mod tests {
 
     #[test]
     fn the_command_line_parses() {
-        use clap::CommandFactory as _;
         Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("tracer").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+            .unwrap_or_else(|| panic!("{args:?}: no command"))
+    }
+
+    #[test]
+    fn short_flags_and_any_case_formats() {
+        match parse(&["report", "-d", "10s", "-f", "JSON", "-n", "blue"]) {
+            Command::Report {
+                duration,
+                format,
+                netns,
+                ..
+            } => {
+                assert_eq!(duration, Duration::from_secs(10));
+                assert!(matches!(format, Some(Format::Json)));
+                assert_eq!(netns, Some(PathBuf::from("blue")));
+            }
+            _ => panic!("not report"),
+        }
+        match parse(&["flows", "-d", "5", "-f", "Yaml", "-n", "/run/netns/x"]) {
+            Command::Flows {
+                duration, format, ..
+            } => {
+                assert_eq!(duration, Duration::from_secs(5));
+                assert!(matches!(format, Some(Format::Yaml)));
+            }
+            _ => panic!("not flows"),
+        }
+        // -o keeps meaning the output file.
+        match parse(&["record", "-d", "1m", "-o", "x.json", "-n", "blue"]) {
+            Command::Record {
+                duration, output, ..
+            } => {
+                assert_eq!(duration, Duration::from_secs(60));
+                assert_eq!(output, PathBuf::from("x.json"));
+            }
+            _ => panic!("not record"),
+        }
+        for text in ["json", "JSON", "Json"] {
+            assert!(matches!(
+                parse(&["check", "--format", text]),
+                Command::Check {
+                    format: Some(Format::Json)
+                }
+            ));
+        }
+        assert!(matches!(parse(&["check"]), Command::Check { format: None }));
+        assert!(matches!(
+            parse(&["diff", "a", "b", "-f", "TEXT"]),
+            Command::Diff {
+                format: Some(Format::Text),
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["tracer", "report", "-f", "xml"]).is_err());
+    }
+
+    #[test]
+    fn listen_takes_port_only_and_host_names() {
+        let listen = |args: &[&str]| match parse(args) {
+            Command::Serve { listen, .. } => listen.to_string(),
+            _ => panic!("not serve"),
+        };
+        assert_eq!(listen(&["serve"]), "127.0.0.1:9595");
+        assert_eq!(listen(&["serve", "--listen", ":9595"]), "0.0.0.0:9595");
+        assert_eq!(
+            listen(&["serve", "--listen", "localhost:9595"]),
+            "127.0.0.1:9595"
+        );
+        assert_eq!(listen(&["serve", "--listen", "[::1]:80"]), "[::1]:80");
+        assert_eq!(listen(&["serve", "--listen", "0.0.0.0:1"]), "0.0.0.0:1");
+        assert!(parse_listen(":").is_err());
+        assert!(parse_listen(":99999").is_err());
+        assert!(parse_listen("localhost").is_err());
+        assert!(Cli::try_parse_from(["tracer", "serve", "--listen", "9595"]).is_err());
+    }
+
+    #[test]
+    fn flows_dst_takes_an_address_or_a_network() {
+        let dst = |text: &str| match parse(&["flows", "--dst", text]) {
+            Command::Flows { dst, .. } => dst.map(|n| (n.addr.to_string(), n.prefix)),
+            _ => panic!("not flows"),
+        };
+        assert_eq!(dst("10.0.0.0/8"), Some(("10.0.0.0".to_owned(), 8)));
+        assert_eq!(dst("198.18.0.2"), Some(("198.18.0.2".to_owned(), 32)));
+        assert_eq!(dst("fd00::/8"), Some(("fd00::".to_owned(), 8)));
+        for bad in ["10.0.0.0/33", "fd00::/129", "host", "10.0.0.0/"] {
+            assert!(
+                Cli::try_parse_from(["tracer", "flows", "--dst", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_subcommand_help_has_examples_and_exit_codes_and_top_lists_keys() {
+        let mut cmd = command();
+        cmd.build();
+        let mut checked = 0;
+        for sub in cmd.get_subcommands_mut().filter(|s| s.get_name() != "help") {
+            let help = sub.render_long_help().to_string();
+            let name = sub.get_name().to_owned();
+            assert!(help.contains("Examples:\n"), "{name}: {help}");
+            assert!(help.contains("Exit status: 0 "), "{name}: {help}");
+            assert!(help.contains(&format!("tracer {name}")), "{name}: {help}");
+            checked += 1;
+        }
+        assert_eq!(checked, 11, "every subcommand");
+        let top = cmd
+            .find_subcommand_mut("top")
+            .map(|t| t.render_long_help().to_string())
+            .unwrap_or_default();
+        for key in ["q, Ctrl-C", "Tab", "Enter", "/ ", "p ", "s ", "?"] {
+            assert!(top.contains(&format!("\n  {key}")), "{key}: {top}");
+        }
+    }
+
+    #[test]
+    fn version_names_the_revision_and_the_kernel_programs() {
+        assert!(VERSION.starts_with(concat!(env!("CARGO_PKG_VERSION"), " (git ")));
+        let long = long_version();
+        assert!(long.starts_with(VERSION), "{long}");
+        assert!(
+            long.contains(&format!(
+                "{} tracepoint programs",
+                tracer::kernel::probes::PROBES.len()
+            )),
+            "{long}"
+        );
+        assert!(long.contains("skb:kfree_skb"), "{long}");
+        assert!(long.contains(env!("TRACER_EBPF_TOOLCHAIN")), "{long}");
+    }
+
+    #[test]
+    fn completions_and_the_man_page_come_from_the_same_definition() {
+        let bash = String::from_utf8(completions(clap_complete::Shell::Bash)).unwrap_or_default();
+        assert!(bash.contains("complete -F _tracer"), "{bash}");
+        for sub in ["report", "flows", "completions", "man"] {
+            assert!(bash.contains(sub), "{sub}");
+        }
+        let zsh = String::from_utf8(completions(clap_complete::Shell::Zsh)).unwrap_or_default();
+        assert!(zsh.starts_with("#compdef tracer"), "{zsh}");
+        let fish = String::from_utf8(completions(clap_complete::Shell::Fish)).unwrap_or_default();
+        assert!(fish.contains("complete -c tracer"), "{fish}");
+        let man = String::from_utf8(man_page().unwrap_or_default()).unwrap_or_default();
+        assert!(man.contains(".TH tracer 1"), "{man}");
+        assert!(man.contains("tracer\\-report"), "{man}");
     }
 }

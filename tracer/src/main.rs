@@ -9,7 +9,6 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use clap::Parser as _;
 use tracer::{
     judge::document::{VerdictDocument, EXIT_ERROR},
     judge::window::{judge, Frame},
@@ -31,17 +30,41 @@ macro_rules! say {
     };
 }
 
-use cli::{Cli, Command, Format};
+use cli::{Command, Format};
+
+/// Logs on stderr: `serve` logs its events at info (text or JSON lines, `--log-format`); the
+/// other commands only warnings, their messages being one sentence each. `TRACER_LOG` (an
+/// EnvFilter, e.g. `debug`) overrides the level.
+fn init_logging(command: Option<&Command>) {
+    let (default, json) = match command {
+        Some(Command::Serve { log_format, .. }) => {
+            ("warn,tracer=info", *log_format == cli::LogFormat::Json)
+        }
+        // The MCP server's producer says when it is ready, as serve's does (stderr; stdout
+        // carries the protocol).
+        Some(Command::Mcp { .. }) => ("warn,tracer=info", false),
+        _ => ("warn", false),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRACER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        logs.with_target(false).init();
+    }
+}
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TRACER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = match Cli::try_parse() {
+    let parsed = cli::try_parse();
+    init_logging(parsed.as_ref().ok().and_then(|cli| cli.command.as_ref()));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             if let Some(sentence) = cli::own_sentence(&e) {
@@ -98,6 +121,11 @@ fn main() -> ExitCode {
             tracer::judge::flows::DestFilter {
                 daddr: dst,
                 dport: port,
+                // A listener's clients fold into one row per listening port.
+                ephemeral_ports: tracer::kernel::probes::ephemeral_ports(
+                    &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+                        .unwrap_or_default(),
+                ),
             },
             netns,
             pod,
@@ -112,6 +140,7 @@ fn main() -> ExitCode {
             pod,
             security,
             mcp,
+            log_format: _,
         } => serve(
             listen,
             window,
@@ -153,15 +182,13 @@ fn main() -> ExitCode {
                 0
             })
             .context("printing the schema"),
-        Command::Check => {
-            let lines = tracer::modes::check::evaluate(&tracer::modes::check::NodeFacts::gather());
-            print!("{}", tracer::modes::check::render(&lines));
-            Ok(u8::from(
-                lines
-                    .iter()
-                    .any(|l| l.status == tracer::modes::check::Status::Fail),
-            ))
+        Command::Check { format } => check(format),
+        Command::Completions { shell } => {
+            print_bytes(&cli::completions(shell)).context("printing the completion script")
         }
+        Command::Man => cli::man_page()
+            .and_then(|page| print_bytes(&page))
+            .context("printing the man page"),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -170,6 +197,38 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// Writes `bytes` to stdout; a reader that went away (`| head`) is not an error.
+fn print_bytes(bytes: &[u8]) -> std::io::Result<u8> {
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(0),
+    }
+}
+
+/// `tracer check`: the lines as text (also when piped, as always), or
+/// `{ "ready": bool, "lines": [...] }` with `--format json|yaml`.
+fn check(format: Option<Format>) -> Result<u8> {
+    use tracer::modes::check::{evaluate, render, NodeFacts, Status};
+    let lines = evaluate(&NodeFacts::gather());
+    let ready = !lines.iter().any(|l| l.status == Status::Fail);
+    #[derive(serde::Serialize)]
+    struct CheckDocument<'a> {
+        /// Everything the tracer needs is there (exit status 0).
+        ready: bool,
+        lines: &'a [tracer::modes::check::CheckLine],
+    }
+    let document = CheckDocument {
+        ready,
+        lines: &lines,
+    };
+    print_as(
+        &document,
+        || render(&lines),
+        Some(format.unwrap_or(Format::Text)),
+    )?;
+    Ok(u8::from(!ready))
 }
 
 fn unix_now() -> u64 {
@@ -261,7 +320,7 @@ fn print_as<T: serde::Serialize>(
             serde_json::to_writer_pretty(&mut out, value).context("writing JSON")?;
             writeln!(out).context("writing JSON")?;
         }
-        Format::Yaml => serde_yaml::to_writer(&mut out, value).context("writing YAML")?,
+        Format::Yaml => yaml_serde::to_writer(&mut out, value).context("writing YAML")?,
         Format::Text => out
             .write_all(text().as_bytes())
             .context("writing the summary")?,
@@ -421,7 +480,7 @@ fn flows(
             serde_json::to_writer_pretty(&mut out, &table).context("writing JSON")?;
             writeln!(out).context("writing JSON")?;
         }
-        Format::Yaml => serde_yaml::to_writer(&mut out, &table).context("writing YAML")?,
+        Format::Yaml => yaml_serde::to_writer(&mut out, &table).context("writing YAML")?,
         Format::Text => {
             let labels = netns_labels();
             let label = |inode: u32| {

@@ -87,10 +87,12 @@ fn quote(arg: &OsStr) -> String {
     }
 }
 
-/// Prints `cmd`, runs it with inherited stdio and fails if it does not exit successfully.
+/// Prints `cmd` on stderr, runs it with its stdout sent to this process's stderr (stdout stays
+/// free for the tracer's output in `cargo xtask run`) and fails if it does not exit successfully.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let line = display(cmd);
-    println!("$ {line}");
+    eprintln!("$ {line}");
+    cmd.stdout(std::io::stderr());
     let status = cmd
         .status()
         .with_context(|| format!("failed to start `{line}`"))?;

@@ -1,16 +1,20 @@
 //! `cargo xtask`: developer tasks for the tracer workspace.
 //!
 //! Subcommands:
-//! - `setup`: install the nightly toolchain (+ `rust-src`, `clippy`), the Debian packages and `bpf-linker`;
+//! - `setup`: install the toolchains pinned in `rust-toolchain.toml` (stable; the dated nightly
+//!   with `rust-src`, `clippy`), the Debian packages and `bpf-linker`;
 //! - `build`: setup, then `cargo build --release -p tracer`;
 //! - `run -- <args>`: build, then run `target/release/tracer <args>`;
 //! - `test [--no-ebpf-clippy] [-- <test args>]`: setup, fmt check, clippy, eBPF clippy, tests;
+//! - `dist [--arch ARCH] [--no-setup]`: the static (musl) binary, its checksum and a tarball;
 //! - `bench [--quick] [--rounds N] [--seconds N]`: the tracer's cost side by side with bpftrace.
 
 mod bench;
 mod cmd;
+mod dist;
 mod setup;
 mod tasks;
+mod toolchain;
 
 use std::process::ExitCode;
 
@@ -26,7 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Install missing prerequisites (nightly + rust-src + clippy, Debian packages, bpf-linker).
+    /// Install missing prerequisites (the pinned stable and nightly toolchains, Debian packages,
+    /// bpf-linker).
     Setup,
     /// Setup, then build the tracer in release mode (embeds the eBPF object).
     Build,
@@ -44,6 +49,16 @@ enum Command {
         /// Extra arguments for the final `cargo test` run, after its `--` (e.g. a test filter).
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// Setup, then a static (musl) tracer with the eBPF object embedded, its SHA-256 and a
+    /// tarball (README, deploy manifests, completions, man page) in target/dist/.
+    Dist {
+        /// The architecture to build for (the host's by default; another needs a cross linker).
+        #[arg(long, default_value = std::env::consts::ARCH)]
+        arch: String,
+        /// Skip `cargo xtask setup` (the toolchains are installed already, e.g. in the image).
+        #[arg(long)]
+        no_setup: bool,
     },
     /// Setup, build, then measure the tracer's cost side by side with bpftrace (root).
     Bench(bench::Options),
@@ -64,13 +79,16 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     cmd::add_cargo_bin_to_path();
     let root = cmd::workspace_root()?;
     match command {
-        Command::Setup => setup::setup().map(|()| ExitCode::SUCCESS),
+        Command::Setup => setup::setup(&root).map(|_| ExitCode::SUCCESS),
         Command::Build => tasks::build(&root).map(|()| ExitCode::SUCCESS),
         Command::Run { args } => tasks::run(&root, &args),
         Command::Test {
             no_ebpf_clippy,
             args,
         } => tasks::test(&root, !no_ebpf_clippy, &args).map(|()| ExitCode::SUCCESS),
+        Command::Dist { arch, no_setup } => {
+            dist::dist(&root, &arch, !no_setup).map(|()| ExitCode::SUCCESS)
+        }
         Command::Bench(options) => bench::bench(&root, &options).map(|()| ExitCode::SUCCESS),
     }
 }

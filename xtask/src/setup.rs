@@ -1,23 +1,21 @@
 //! `cargo xtask setup`: idempotent installation of everything the build and tests need.
 //!
 //! Each step checks first and prints a single `ok: … already present` line when nothing has to
-//! be done; otherwise it prints the commands it runs.
+//! be done; otherwise it prints the commands it runs. All of it goes to stderr (the commands'
+//! output too, see `cmd::run`): stdout is left to the tracer, so that
+//! `cargo xtask run -- report | jq` reads the document alone.
 
 use std::fs;
+use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
 
 use crate::cmd::{self, capture, command, find_in_path, run, stdout_of};
+use crate::toolchain::Toolchains;
 
-/// The rustup toolchain used for the eBPF crate (`-Z build-std`).
-pub const NIGHTLY: &str = "nightly";
-/// Components of the nightly toolchain: `rust-src` for `-Z build-std=core`, `clippy` for the
-/// eBPF clippy pass of `cargo xtask test` (the `minimal` profile does not include it).
-const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "clippy"];
-/// Debian packages: LLVM to build bpf-linker, then the tools the tests and the tracer use.
-const DEBIAN_PACKAGES: &[&str] = &[
-    "llvm-22-dev",
-    "libpolly-22-dev",
+/// Debian packages besides LLVM (`llvm-N-dev`, `libpolly-N-dev` to build bpf-linker, N from
+/// `rust-toolchain.toml`): the tools the tests and the tracer use.
+const DEBIAN_TOOLS: &[&str] = &[
     "nftables",
     "iptables",
     "iproute2",
@@ -31,84 +29,91 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "prometheus",
     // The MCP tests' client (tests/mcp_client.py) runs in a virtual environment.
     "python3-venv",
+    // `cargo xtask dist`: musl-gcc compiles ring's C for the static binary.
+    "musl-tools",
 ];
 const BPF_LINKER: &str = "bpf-linker";
-const BPF_LINKER_VERSION: &str = "0.13.0";
-const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// The Python MCP SDK that tests/mcp.rs drives the tracer with (a client this project did not
 /// write), in its own virtual environment at a fixed place (tests/mcp.rs looks there).
 pub const MCP_VENV: &str = "/opt/tracer-test/mcp-venv";
 const MCP_CLIENT: &str = "mcp==2.3.0";
 
-/// Installs whatever is missing.
-pub fn setup() -> Result<()> {
-    nightly_toolchain().context("setting up the nightly toolchain")?;
-    debian_packages().context("installing Debian packages")?;
-    bpf_linker().context("installing bpf-linker")?;
+/// Installs whatever is missing, exactly the versions pinned in `rust-toolchain.toml`, and
+/// returns them.
+pub fn setup(root: &Path) -> Result<Toolchains> {
+    let pinned = Toolchains::load(root)?;
+    toolchain(&pinned.stable, &pinned.stable_components)
+        .context("setting up the stable toolchain")?;
+    toolchain(&pinned.nightly, &pinned.nightly_components)
+        .context("setting up the nightly toolchain")?;
+    nightly_llvm_matches(&pinned)?;
+    debian_packages(&pinned).context("installing Debian packages")?;
+    bpf_linker(&pinned).context("installing bpf-linker")?;
     mcp_client().context("installing the Python MCP client")?;
-    Ok(())
+    Ok(pinned)
 }
 
-/// The MCP tests' client: `python3 -m venv MCP_VENV` and `pip install MCP_CLIENT`, unless its
-/// Python already imports the pinned version.
-fn mcp_client() -> Result<()> {
-    let python = format!("{MCP_VENV}/bin/python");
-    let (name, version) = MCP_CLIENT.split_once("==").unwrap_or((MCP_CLIENT, ""));
-    let check = format!(
-        "import importlib.metadata as m, jsonschema; assert m.version({name:?}) == {version:?}"
-    );
-    if capture(&mut command(&python, ["-c", &check])).is_ok_and(|o| o.status.success()) {
-        println!("ok: Python {MCP_CLIENT} already present in {MCP_VENV}");
-        return Ok(());
-    }
-    if !std::path::Path::new(&python).exists() {
-        run(&mut command("/usr/bin/python3", ["-m", "venv", MCP_VENV]))?;
-    }
-    run(&mut command(
-        &python,
-        [
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            MCP_CLIENT,
-        ],
-    ))
-}
-
-fn nightly_toolchain() -> Result<()> {
+/// Installs the rustup toolchain `name` and its `components` when missing.
+fn toolchain(name: &str, components: &[String]) -> Result<()> {
     if find_in_path("rustup").is_none() {
         bail!("rustup is not installed: install it from https://rustup.rs, then re-run `cargo xtask setup`");
     }
     let toolchains = stdout_of(&mut command("rustup", ["toolchain", "list"]))?;
-    if has_toolchain(&toolchains, NIGHTLY) {
-        println!("ok: {NIGHTLY} toolchain already present");
+    if has_toolchain(&toolchains, name) {
+        eprintln!("ok: {name} toolchain already present");
     } else {
         run(&mut command(
             "rustup",
-            ["toolchain", "install", NIGHTLY, "--profile", "minimal"],
+            ["toolchain", "install", name, "--profile", "minimal"],
         ))?;
     }
     let installed = stdout_of(&mut command(
         "rustup",
-        ["component", "list", "--toolchain", NIGHTLY, "--installed"],
+        ["component", "list", "--toolchain", name, "--installed"],
     ))?;
-    for component in NIGHTLY_COMPONENTS {
+    for component in components {
         if has_component(&installed, component) {
-            println!("ok: {component} ({NIGHTLY}) already present");
+            eprintln!("ok: {component} ({name}) already present");
         } else {
             run(&mut command(
                 "rustup",
-                ["component", "add", component, "--toolchain", NIGHTLY],
+                ["component", "add", component, "--toolchain", name],
             ))?;
         }
     }
     Ok(())
 }
 
-/// Whether `rustup toolchain list` output lists the plain channel `name` (e.g. `nightly` or
-/// `nightly-x86_64-unknown-linux-gnu (default)`, but not the dated `nightly-2024-05-01-…`).
+/// Fails unless the nightly's LLVM has the major version bpf-linker is built against.
+fn nightly_llvm_matches(pinned: &Toolchains) -> Result<()> {
+    let toolchain = format!("+{}", pinned.nightly);
+    let version = stdout_of(&mut command("rustc", [toolchain.as_str(), "-vV"]))?;
+    match llvm_major(&version) {
+        Some(major) if major == pinned.llvm => {
+            eprintln!("ok: {} is on LLVM {major}, as bpf-linker", pinned.nightly);
+            Ok(())
+        }
+        found => bail!(
+            "{} is on LLVM {}, but bpf-linker {} is built on LLVM {}: pin a nightly of the same \
+             LLVM major version in rust-toolchain.toml",
+            pinned.nightly,
+            found.map_or_else(|| "?".to_owned(), |m| m.to_string()),
+            pinned.bpf_linker,
+            pinned.llvm
+        ),
+    }
+}
+
+/// The LLVM major version in `rustc -vV` output (`LLVM version: 22.1.4`).
+fn llvm_major(rustc_vv: &str) -> Option<u32> {
+    let version = rustc_vv
+        .lines()
+        .find_map(|line| line.strip_prefix("LLVM version:"))?;
+    version.trim().split('.').next()?.parse().ok()
+}
+
+/// Whether `rustup toolchain list` output lists the toolchain `name` (e.g. `nightly-2026-05-20`
+/// as `nightly-2026-05-20-x86_64-unknown-linux-gnu`; the plain `nightly` is not a dated one).
 fn has_toolchain(list: &str, name: &str) -> bool {
     list.lines().any(|line| {
         let Some(first) = line.split_whitespace().next() else {
@@ -143,17 +148,26 @@ fn has_component(list: &str, component: &str) -> bool {
     })
 }
 
-fn debian_packages() -> Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+/// The Debian packages setup installs: LLVM of the pinned major version, then the tools.
+fn debian_packages_for(pinned: &Toolchains) -> Vec<String> {
+    let llvm = [
+        format!("llvm-{}-dev", pinned.llvm),
+        format!("libpolly-{}-dev", pinned.llvm),
+    ];
+    llvm.into_iter()
+        .chain(DEBIAN_TOOLS.iter().map(|tool| (*tool).to_owned()))
+        .collect()
+}
+
+fn debian_packages(pinned: &Toolchains) -> Result<()> {
+    let wanted = debian_packages_for(pinned);
+    let missing: Vec<&str> = wanted
         .iter()
-        .copied()
+        .map(String::as_str)
         .filter(|package| !dpkg_installed(package))
         .collect();
     if missing.is_empty() {
-        println!(
-            "ok: Debian packages already present: {}",
-            DEBIAN_PACKAGES.join(" ")
-        );
+        eprintln!("ok: Debian packages already present: {}", wanted.join(" "));
         return Ok(());
     }
     let list = missing.join(" ");
@@ -163,7 +177,7 @@ fn debian_packages() -> Result<()> {
              `apt-get install -y --no-install-recommends {list}`, then re-run `cargo xtask setup`"
         );
     }
-    println!("installing missing Debian packages: {list}");
+    eprintln!("installing missing Debian packages: {list}");
     let mut update = command("apt-get", ["update"]);
     update.env("DEBIAN_FRONTEND", "noninteractive");
     run(&mut update)?;
@@ -209,44 +223,37 @@ fn effective_uid(status: &str) -> Option<u32> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn bpf_linker() -> Result<()> {
+fn bpf_linker(pinned: &Toolchains) -> Result<()> {
+    let version = pinned.bpf_linker.as_str();
+    let llvm_prefix = pinned.llvm_prefix();
     // `PATH` already includes `$CARGO_HOME/bin` (see `cmd::add_cargo_bin_to_path`).
-    match installed_bpf_linker() {
+    match installed_bpf_linker(version) {
         Ok(found) => {
-            println!("ok: {BPF_LINKER} {BPF_LINKER_VERSION} already present ({found})");
+            eprintln!("ok: {BPF_LINKER} {version} already present ({found})");
             return Ok(());
         }
-        Err(why) => println!("{why}: installing {BPF_LINKER} {BPF_LINKER_VERSION} (takes a while)"),
+        Err(why) => eprintln!("{why}: installing {BPF_LINKER} {version} (takes a while)"),
     }
     let mut install = command(
         "cargo",
-        [
-            "install",
-            BPF_LINKER,
-            "--version",
-            BPF_LINKER_VERSION,
-            "--locked",
-        ],
+        ["install", BPF_LINKER, "--version", version, "--locked"],
     );
-    install.env("LLVM_PREFIX", LLVM_PREFIX);
+    install.env("LLVM_PREFIX", &llvm_prefix);
     if let Err(err) = run(&mut install) {
-        println!("{err:#}; retrying without --locked");
-        let mut install = command(
-            "cargo",
-            ["install", BPF_LINKER, "--version", BPF_LINKER_VERSION],
-        );
-        install.env("LLVM_PREFIX", LLVM_PREFIX);
+        eprintln!("{err:#}; retrying without --locked");
+        let mut install = command("cargo", ["install", BPF_LINKER, "--version", version]);
+        install.env("LLVM_PREFIX", &llvm_prefix);
         run(&mut install)?;
     }
-    let found = installed_bpf_linker().map_err(|why| {
+    let found = installed_bpf_linker(version).map_err(|why| {
         anyhow::anyhow!("after `cargo install`: {why} (is another {BPF_LINKER} earlier in PATH?)")
     })?;
-    println!("installed {BPF_LINKER} {BPF_LINKER_VERSION} ({found})");
+    eprintln!("installed {BPF_LINKER} {version} ({found})");
     Ok(())
 }
 
 /// The path of the wanted bpf-linker, or why it is not usable.
-fn installed_bpf_linker() -> Result<String, String> {
+fn installed_bpf_linker(wanted: &str) -> Result<String, String> {
     let Some(path) = find_in_path(BPF_LINKER) else {
         let where_ = cmd::cargo_bin_dir()
             .map(|bin| format!(" nor in {}", bin.display()))
@@ -256,13 +263,10 @@ fn installed_bpf_linker() -> Result<String, String> {
     let shown = path.display().to_string();
     let version = stdout_of(&mut command(&shown, ["--version"]))
         .map_err(|err| format!("{shown} --version failed: {err:#}"))?;
-    if version_matches(&version, BPF_LINKER_VERSION) {
+    if version_matches(&version, wanted) {
         Ok(shown)
     } else {
-        Err(format!(
-            "{shown} is `{}`, not {BPF_LINKER_VERSION}",
-            version.trim()
-        ))
+        Err(format!("{shown} is `{}`, not {wanted}", version.trim()))
     }
 }
 
@@ -272,6 +276,34 @@ fn version_matches(output: &str, wanted: &str) -> bool {
         let token = token.trim_matches(|c: char| matches!(c, '(' | ')' | ',' | ';'));
         token.strip_prefix('v').unwrap_or(token) == wanted
     })
+}
+
+/// The MCP tests' client: `python3 -m venv MCP_VENV` and `pip install MCP_CLIENT`, unless its
+/// Python already imports the pinned version.
+fn mcp_client() -> Result<()> {
+    let python = format!("{MCP_VENV}/bin/python");
+    let (name, version) = MCP_CLIENT.split_once("==").unwrap_or((MCP_CLIENT, ""));
+    let check = format!(
+        "import importlib.metadata as m, jsonschema; assert m.version({name:?}) == {version:?}"
+    );
+    if capture(&mut command(&python, ["-c", &check])).is_ok_and(|o| o.status.success()) {
+        eprintln!("ok: Python {MCP_CLIENT} already present in {MCP_VENV}");
+        return Ok(());
+    }
+    if !std::path::Path::new(&python).exists() {
+        run(&mut command("/usr/bin/python3", ["-m", "venv", MCP_VENV]))?;
+    }
+    run(&mut command(
+        &python,
+        [
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            MCP_CLIENT,
+        ],
+    ))
 }
 
 #[cfg(test)]
@@ -294,6 +326,14 @@ mod tests {
             "nightly-2024-05-01-x86_64-unknown-linux-gnu\n",
             "nightly"
         ));
+        // The pinned, dated toolchains.
+        let pinned = "1.98.0-x86_64-unknown-linux-gnu\n\
+                      nightly-2026-05-20-x86_64-unknown-linux-gnu\n";
+        assert!(has_toolchain(pinned, "nightly-2026-05-20"));
+        assert!(has_toolchain(pinned, "1.98.0"));
+        assert!(!has_toolchain(pinned, "nightly-2026-05-21"));
+        assert!(!has_toolchain(pinned, "1.98.1"));
+        assert!(!has_toolchain(pinned, "nightly"));
         assert!(!has_toolchain("no installed toolchains\n", "nightly"));
         assert!(!has_toolchain("", "nightly"));
     }
@@ -321,6 +361,31 @@ mod tests {
             "rust-std-x86_64-unknown-linux-gnu\n",
             "rust-src"
         ));
+    }
+
+    #[test]
+    fn llvm_major_parsing() {
+        let vv = "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)\nbinary: rustc\n\
+                  release: 1.97.0-nightly\nLLVM version: 22.1.4\n";
+        assert_eq!(llvm_major(vv), Some(22));
+        assert_eq!(llvm_major("LLVM version: 23.0.0\n"), Some(23));
+        assert_eq!(llvm_major("rustc 1.97.0\n"), None);
+    }
+
+    #[test]
+    fn debian_llvm_packages_follow_the_pin() {
+        let pinned = Toolchains {
+            stable: "1.98.0".into(),
+            stable_components: vec![],
+            nightly: "nightly-2026-05-20".into(),
+            nightly_components: vec![],
+            bpf_linker: "0.13.0".into(),
+            llvm: 22,
+        };
+        let packages = debian_packages_for(&pinned);
+        assert_eq!(packages[..2], ["llvm-22-dev", "libpolly-22-dev"]);
+        assert_eq!(packages.len(), 2 + DEBIAN_TOOLS.len());
+        assert_eq!(pinned.llvm_prefix(), "/usr/lib/llvm-22");
     }
 
     #[test]

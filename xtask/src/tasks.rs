@@ -9,7 +9,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context as _, Result};
 
 use crate::cmd::{command, display, run as run_cmd};
-use crate::setup::{self, NIGHTLY};
+use crate::setup;
 
 /// The user-space package (its build script builds and embeds the eBPF object).
 const TRACER: &str = "tracer";
@@ -19,7 +19,7 @@ const BPF_TARGET: &str = "bpfel-unknown-none";
 
 /// Setup, then `cargo build --release -p tracer`.
 pub fn build(root: &Path) -> Result<()> {
-    setup::setup()?;
+    setup::setup(root)?;
     let mut cmd = command("cargo", ["build", "--release", "-p", TRACER]);
     cmd.current_dir(root);
     run_cmd(&mut cmd).context("building the tracer")
@@ -31,7 +31,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<ExitCode> {
     let binary = target_dir(root).join("release").join(TRACER);
     let mut cmd = Command::new(&binary);
     cmd.args(args);
-    println!("$ {}", display(&cmd));
+    eprintln!("$ {}", display(&cmd));
     let status = cmd
         .status()
         .with_context(|| format!("failed to start {}", binary.display()))?;
@@ -44,7 +44,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<ExitCode> {
 }
 
 /// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to the workspace) or `target`.
-fn target_dir(root: &Path) -> PathBuf {
+pub fn target_dir(root: &Path) -> PathBuf {
     match env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => root.join(dir),
         _ => root.join("target"),
@@ -60,23 +60,23 @@ struct Step {
 /// Setup, then fmt check, clippy, eBPF clippy (unless disabled) and the tests, stopping at the
 /// first failing step.
 pub fn test(root: &Path, ebpf_clippy: bool, extra: &[String]) -> Result<()> {
-    setup::setup()?;
+    let pinned = setup::setup(root)?;
     let ebpf = ebpf_clippy.then(|| EbpfClippy::for_crate(&root.join(EBPF_CRATE)));
     if !ebpf_clippy {
-        println!("==> ebpf-clippy skipped (--no-ebpf-clippy)");
+        eprintln!("==> ebpf-clippy skipped (--no-ebpf-clippy)");
     }
-    for Step { name, mut cmd } in test_steps(root, ebpf, extra) {
-        println!("==> {name}");
+    for Step { name, mut cmd } in test_steps(root, &pinned.nightly, ebpf, extra) {
+        eprintln!("==> {name}");
         run_cmd(&mut cmd).with_context(|| format!("test step `{name}` failed"))?;
     }
-    println!("==> all test steps passed");
+    eprintln!("==> all test steps passed");
     Ok(())
 }
 
 /// How to run clippy over the eBPF crate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum EbpfClippy {
-    /// Plain `cargo +nightly clippy --target bpfel-unknown-none -Z build-std=core`.
+    /// Plain `cargo +NIGHTLY clippy --target bpfel-unknown-none -Z build-std=core`.
     Plain,
     /// As the real build (aya-build) compiles it: `--release` and `--cfg bpf_target_arch=…`,
     /// needed once the crate's own code uses `cfg(bpf_target_arch)`.
@@ -110,7 +110,7 @@ fn mentions(dir: &Path, needle: &str) -> bool {
 }
 
 /// The commands of `cargo xtask test`, in order.
-fn test_steps(root: &Path, ebpf: Option<EbpfClippy>, extra: &[String]) -> Vec<Step> {
+fn test_steps(root: &Path, nightly: &str, ebpf: Option<EbpfClippy>, extra: &[String]) -> Vec<Step> {
     let mut steps = Vec::new();
 
     let mut fmt = command("cargo", ["fmt", "--all", "--", "--check"]);
@@ -142,7 +142,7 @@ fn test_steps(root: &Path, ebpf: Option<EbpfClippy>, extra: &[String]) -> Vec<St
     if let Some(variant) = ebpf {
         steps.push(Step {
             name: "ebpf-clippy",
-            cmd: ebpf_clippy_command(root, variant),
+            cmd: ebpf_clippy_command(root, nightly, variant),
         });
     }
 
@@ -169,8 +169,8 @@ fn test_steps(root: &Path, ebpf: Option<EbpfClippy>, extra: &[String]) -> Vec<St
     steps
 }
 
-fn ebpf_clippy_command(root: &Path, variant: EbpfClippy) -> Command {
-    let toolchain = format!("+{NIGHTLY}");
+fn ebpf_clippy_command(root: &Path, nightly: &str, variant: EbpfClippy) -> Command {
+    let toolchain = format!("+{nightly}");
     let mut cmd = command("cargo", [toolchain.as_str(), "clippy", "-p", EBPF_CRATE]);
     if variant == EbpfClippy::WithArchCfg {
         cmd.arg("--release");
@@ -206,13 +206,18 @@ mod tests {
 
     #[test]
     fn default_steps() {
-        let steps = test_steps(Path::new("/w"), Some(EbpfClippy::Plain), &[]);
+        let steps = test_steps(
+            Path::new("/w"),
+            "nightly-2026-05-20",
+            Some(EbpfClippy::Plain),
+            &[],
+        );
         assert_eq!(
             lines(&steps),
             [
                 "fmt: (cd /w && cargo fmt --all -- --check)",
                 "clippy: (cd /w && cargo clippy --workspace --exclude tracer-ebpf --all-targets -- -D warnings)",
-                "ebpf-clippy: (cd /w/tracer-ebpf && cargo +nightly clippy -p tracer-ebpf \
+                "ebpf-clippy: (cd /w/tracer-ebpf && cargo +nightly-2026-05-20 clippy -p tracer-ebpf \
                  --target bpfel-unknown-none -Z build-std=core -- -D warnings)",
                 "test: (cd /w && cargo test --workspace --exclude tracer-ebpf --all-targets -- --test-threads=1)",
             ]
@@ -222,7 +227,7 @@ mod tests {
     #[test]
     fn no_ebpf_clippy_and_extra_test_args() {
         let extra = ["drops".to_owned(), "--nocapture".to_owned()];
-        let steps = test_steps(Path::new("/w"), None, &extra);
+        let steps = test_steps(Path::new("/w"), "nightly-2026-05-20", None, &extra);
         let names: Vec<_> = steps.iter().map(|step| step.name).collect();
         assert_eq!(names, ["fmt", "clippy", "test"]);
         assert_eq!(
@@ -236,13 +241,17 @@ mod tests {
 
     #[test]
     fn ebpf_clippy_with_arch_cfg() {
-        let cmd = ebpf_clippy_command(Path::new("/w"), EbpfClippy::WithArchCfg);
+        let cmd = ebpf_clippy_command(
+            Path::new("/w"),
+            "nightly-2026-05-20",
+            EbpfClippy::WithArchCfg,
+        );
         let arch = env::consts::ARCH;
         assert_eq!(
             display(&cmd),
             format!(
                 "(cd /w/tracer-ebpf && CARGO_CFG_BPF_TARGET_ARCH={arch} \
-                 RUSTFLAGS='--cfg bpf_target_arch=\"{arch}\"' cargo +nightly clippy \
+                 RUSTFLAGS='--cfg bpf_target_arch=\"{arch}\"' cargo +nightly-2026-05-20 clippy \
                  -p tracer-ebpf --release --target bpfel-unknown-none -Z build-std=core \
                  -- -D warnings)"
             )

@@ -47,7 +47,7 @@ fn read_json(path: &Path) -> Value {
 
 /// Every document of a multi-document YAML file, as JSON values.
 fn documents(text: &str) -> Result<Vec<Value>, String> {
-    serde_yaml::Deserializer::from_str(text)
+    yaml_serde::Deserializer::from_str(text)
         .map(|doc| Value::deserialize(doc).map_err(|e| e.to_string()))
         .collect()
 }
@@ -313,7 +313,9 @@ fn the_daemonset_runs_serve_reachable_on_its_declared_port() {
             "--tls-key",
             "/etc/tracer/tls/tls.key",
             "--auth-token-file",
-            "/etc/tracer/auth/tokens"
+            "/etc/tracer/auth/tokens",
+            "--log-format",
+            "json"
         ])
     );
     assert_eq!(

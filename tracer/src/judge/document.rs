@@ -391,7 +391,7 @@ pub(crate) mod tests {
 
     #[test]
     fn yaml_starts_with_the_runbooks_keys_in_its_order_and_shape() {
-        let yaml = serde_yaml::to_string(&document("security_rule_drops")).expect("yaml");
+        let yaml = yaml_serde::to_string(&document("security_rule_drops")).expect("yaml");
         let top_keys: Vec<&str> = yaml
             .lines()
             .filter(|l| !l.starts_with(' ') && !l.starts_with('-') && l.contains(':'))
@@ -408,7 +408,7 @@ pub(crate) mod tests {
                 "cross_reference"
             ]
         );
-        let value: serde_yaml::Value = serde_yaml::from_str(&yaml).expect("parse back");
+        let value: yaml_serde::Value = yaml_serde::from_str(&yaml).expect("parse back");
         assert_eq!(value["evidence"][0]["type"].as_str(), Some("kernel_probe"));
         assert!(value["mitigation"]["immediate"]
             .as_str()

@@ -203,7 +203,11 @@ impl Destination {
     }
 }
 
-/// Resets of one flow in one direction with one reason.
+/// The peer of a listener's folded reset row: its clients, whatever their ports.
+pub const CLIENTS: &str = "clients";
+
+/// Resets of one flow in one direction with one reason; a listener's resets with its clients
+/// are one row per listening port (`daddr` [`CLIENTS`], `dport` 0).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ResetFlow {
     pub netns: u32,
@@ -262,18 +266,84 @@ pub struct Flows {
     pub tracking: DestTracking,
 }
 
-/// Which destinations to keep (`tracer flows --dst/--port`).
+/// Which destinations to keep (`tracer flows --dst/--port`), and how to key a server's flows.
 #[derive(Debug, Clone, Default)]
 pub struct DestFilter {
-    pub daddr: Option<std::net::IpAddr>,
+    pub daddr: Option<Network>,
     pub dport: Option<u16>,
+    /// The host's ephemeral port range, packed as the kernel programs get it
+    /// ([`crate::kernel::probes::ephemeral_ports`]). When set, a server's side of its clients'
+    /// flows (retransmits, resets) counts under its listening end, one row per listening port,
+    /// as the kernel already keys RTT and connects ([`tracer_common::keyed_by_local_end`]);
+    /// 0: every flow under its peer.
+    pub ephemeral_ports: u32,
 }
 
 impl DestFilter {
     fn keeps(&self, daddr: &str, dport: u16) -> bool {
-        self.daddr
-            .is_none_or(|a| daddr.parse::<std::net::IpAddr>().is_ok_and(|d| d == a))
-            && self.dport.is_none_or(|p| p == dport)
+        self.daddr.is_none_or(|net| {
+            daddr
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|d| net.contains(d))
+        }) && self.dport.is_none_or(|p| p == dport)
+    }
+}
+
+/// An address (`198.18.0.2`, a /32 or /128) or a network in CIDR notation (`10.0.0.0/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Network {
+    /// Whether `ip` is in the network (never across families).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let keep = |bits: u32| -> u128 {
+            match u32::from(self.prefix).min(bits) {
+                0 => 0,
+                n => u128::MAX << (128 - n),
+            }
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = keep(32) >> 96;
+                (u128::from(u32::from(net)) & mask) == (u128::from(u32::from(ip)) & mask)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = keep(128);
+                (u128::from(net) & mask) == (u128::from(ip) & mask)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let refused = || {
+            format!(
+                "{text} is not an address or a network: give 198.18.0.2, 10.0.0.0/8 or fd00::/8"
+            )
+        };
+        let (addr, len) = match text.trim().split_once('/') {
+            Some((addr, len)) => (addr, Some(len)),
+            None => (text.trim(), None),
+        };
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| refused())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match len {
+            None => max,
+            Some(len) => len
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(refused)?,
+        };
+        Ok(Self { addr, prefix })
     }
 }
 
@@ -299,12 +369,20 @@ pub fn errno_name(errno: u32) -> String {
         .map_or_else(|| format!("errno {errno}"), |(_, n)| (*n).to_owned())
 }
 
-fn dest_of(flow: &FlowKey) -> DestKey {
+/// The destination a flow counts under: its peer, or for a server's side of a client's flow
+/// (peer port ephemeral, own port not, `ephemeral` set) its own listening end.
+fn dest_of(flow: &FlowKey, ephemeral: u32) -> DestKey {
+    let (dport, daddr) =
+        if ephemeral != 0 && tracer_common::keyed_by_local_end(flow.sport, flow.dport, ephemeral) {
+            (flow.sport, flow.saddr)
+        } else {
+            (flow.dport, flow.daddr)
+        };
     DestKey {
         netns: flow.netns,
         family: flow.family,
-        dport: flow.dport,
-        daddr: flow.daddr,
+        dport,
+        daddr,
     }
 }
 
@@ -325,6 +403,9 @@ fn dest_addr(key: &DestKey) -> (&'static str, String) {
     });
     (family, daddr)
 }
+
+/// A listener's folded reset row: namespace, family, address, port, direction, reason.
+type ListenerResets = (u32, String, String, u16, &'static str, Option<String>);
 
 /// Builds the section from a window's delta: every destination passing `filter`, the most
 /// troubled first, at most `limit` of them (and of the reset flows).
@@ -349,11 +430,15 @@ pub fn build(
     for (key, stats) in &delta.flows {
         let n = stats.retransmitted_segments + stats.synack_retransmits;
         if n > 0 {
-            acc.entry(dest_of(key)).or_default().retransmits += n;
+            acc.entry(dest_of(key, filter.ephemeral_ports))
+                .or_default()
+                .retransmits += n;
         }
     }
     for (key, count) in &delta.resets {
-        let a = acc.entry(dest_of(&key.flow)).or_default();
+        let a = acc
+            .entry(dest_of(&key.flow, filter.ephemeral_ports))
+            .or_default();
         if key.direction == RESET_SENT {
             a.resets_sent += count;
         } else {
@@ -429,12 +514,49 @@ pub fn build(
     });
     destinations.truncate(limit);
 
+    // A listener's resets to its clients fold into one row per listening port and reason.
+    let mut folded: BTreeMap<ListenerResets, u64> = BTreeMap::new();
     let mut resets: Vec<ResetFlow> = delta
         .resets
         .iter()
         .filter_map(|(key, count)| {
             let (family, saddr, daddr) = flow_addresses(&key.flow);
-            if !filter.keeps(&daddr, key.flow.dport) {
+            let listener = filter.ephemeral_ports != 0
+                && tracer_common::keyed_by_local_end(
+                    key.flow.sport,
+                    key.flow.dport,
+                    filter.ephemeral_ports,
+                );
+            let (kept_addr, kept_port) = if listener {
+                (&saddr, key.flow.sport)
+            } else {
+                (&daddr, key.flow.dport)
+            };
+            if !filter.keeps(kept_addr, kept_port) {
+                return None;
+            }
+            let direction = if key.direction == RESET_SENT {
+                "sent"
+            } else {
+                "received"
+            };
+            let reason = (key.reason != ABSENT).then(|| {
+                reset_reasons
+                    .get(&key.reason)
+                    .cloned()
+                    .unwrap_or_else(|| format!("UNKNOWN({})", key.reason))
+            });
+            if listener {
+                *folded
+                    .entry((
+                        key.flow.netns,
+                        family.to_owned(),
+                        saddr,
+                        key.flow.sport,
+                        direction,
+                        reason,
+                    ))
+                    .or_insert(0) += count;
                 return None;
             }
             Some(ResetFlow {
@@ -445,22 +567,26 @@ pub fn build(
                 sport: key.flow.sport,
                 daddr,
                 dport: key.flow.dport,
-                direction: if key.direction == RESET_SENT {
-                    "sent"
-                } else {
-                    "received"
-                }
-                .to_owned(),
-                reason: (key.reason != ABSENT).then(|| {
-                    reset_reasons
-                        .get(&key.reason)
-                        .cloned()
-                        .unwrap_or_else(|| format!("UNKNOWN({})", key.reason))
-                }),
+                direction: direction.to_owned(),
+                reason,
                 count: *count,
             })
         })
         .collect();
+    resets.extend(folded.into_iter().map(
+        |((netns, family, saddr, sport, direction, reason), count)| ResetFlow {
+            netns,
+            pod: None,
+            family,
+            saddr,
+            sport,
+            daddr: CLIENTS.to_owned(),
+            dport: 0,
+            direction: direction.to_owned(),
+            reason,
+            count,
+        },
+    ));
     resets.sort_by(|a, b| {
         b.count.cmp(&a.count).then_with(|| {
             (a.netns, &a.daddr, a.dport, a.sport).cmp(&(b.netns, &b.daddr, b.dport, b.sport))
@@ -518,14 +644,14 @@ impl Flows {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<18} {:<28} {:>7} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9}  errors",
-            "NAMESPACE",
-            "DESTINATION",
-            "RETRANS",
-            "RST>",
-            "RST<",
-            "FAILED",
-            "CONNECTS",
+            "{:<18} {:<28} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9}  socket errors",
+            "namespace",
+            "destination",
+            "retransmits",
+            "resets sent",
+            "resets rcvd",
+            "failed conn",
+            "connects",
             "RTT p50",
             "RTT p90",
             "RTT p99"
@@ -544,7 +670,7 @@ impl Flows {
                 .map(|e| format!("{}×{}", e.error, e.count))
                 .collect();
             let line = format!(
-                "{:<18} {:<28} {:>7} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9}  {}",
+                "{:<18} {:<28} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9}  {}",
                 d.pod
                     .as_ref()
                     .map_or_else(|| netns_label(d.netns), |p| format!("pod {p}")),
@@ -565,23 +691,26 @@ impl Flows {
             let _ = writeln!(out, "(no TCP destination seen)");
         }
         if !self.resets.is_empty() {
-            let _ = writeln!(out, "\nresets (RST> sent by this host, RST< received):");
+            let _ = writeln!(
+                out,
+                "\nresets (this host's end → the peer; sent: this host reset the connection):"
+            );
             for r in &self.resets {
+                let peer = if r.daddr == CLIENTS && r.dport == 0 {
+                    "its clients".to_owned()
+                } else {
+                    format!("{}:{}", r.daddr, r.dport)
+                };
                 let _ = writeln!(
                     out,
-                    "  {:<18} {}:{} {} {}:{}  ×{}{}",
+                    "  {:<18} {}:{} → {}  {} ×{}{}",
                     r.pod
                         .as_ref()
                         .map_or_else(|| netns_label(r.netns), |p| format!("pod {p}")),
                     r.saddr,
                     r.sport,
-                    if r.direction == "sent" {
-                        "RST>"
-                    } else {
-                        "RST<"
-                    },
-                    r.daddr,
-                    r.dport,
+                    peer,
+                    r.direction,
                     r.count,
                     r.reason
                         .as_ref()
@@ -812,6 +941,110 @@ mod tests {
         // The limit keeps the most troubled.
         let one = build(&d, &names, &DestFilter::default(), 1);
         assert_eq!(one.destinations[0].dport, 443);
+    }
+
+    /// A listener (198.18.0.1:8080) resetting and retransmitting to 30 clients on ephemeral
+    /// ports: one destination row and one reset row per reason under the listening end, and
+    /// `--top` caps the reset rows too.
+    #[test]
+    fn a_listeners_clients_fold_into_one_row_per_listening_port() {
+        let mut d = Snapshot::default();
+        for i in 0..30u16 {
+            let flow = FlowKey {
+                netns: 7,
+                family: FAMILY_INET,
+                sport: 8080,
+                dport: 40_000 + i,
+                _pad: 0,
+                saddr: v4([198, 18, 0, 1]),
+                daddr: v4([198, 18, 0, 2 + (i % 3) as u8]),
+            };
+            d.flows.insert(
+                flow,
+                FlowStats {
+                    retransmitted_segments: 2,
+                    ..Default::default()
+                },
+            );
+            d.resets.insert(
+                ResetKey {
+                    flow,
+                    reason: 1,
+                    direction: RESET_SENT,
+                },
+                1,
+            );
+        }
+        let names: BTreeMap<u32, String> = [(1, "NO_SOCKET".to_owned())].into_iter().collect();
+        let folded = DestFilter {
+            ephemeral_ports: tracer_common::pack_port_range(32768, 60999),
+            ..Default::default()
+        };
+        let f = build(&d, &names, &folded, 50);
+        assert_eq!(f.destinations.len(), 1, "{:#?}", f.destinations);
+        let row = &f.destinations[0];
+        assert_eq!((row.daddr.as_str(), row.dport), ("198.18.0.1", 8080));
+        assert_eq!((row.retransmits, row.resets_sent), (60, 30));
+        assert_eq!(f.resets.len(), 1, "{:#?}", f.resets);
+        let reset = &f.resets[0];
+        assert_eq!(
+            (
+                reset.saddr.as_str(),
+                reset.sport,
+                reset.daddr.as_str(),
+                reset.dport
+            ),
+            ("198.18.0.1", 8080, CLIENTS, 0)
+        );
+        assert_eq!(
+            (reset.count, reset.reason.as_deref()),
+            (30, Some("NO_SOCKET"))
+        );
+        let table = f.table(&|n| n.to_string());
+        assert!(
+            table.contains("198.18.0.1:8080 → its clients  sent ×30"),
+            "{table}"
+        );
+        assert!(table.starts_with("namespace"), "{table}");
+        assert!(table.contains("resets sent"), "{table}");
+        // --dst on the listener's address keeps the folded rows.
+        let only = DestFilter {
+            daddr: Some("198.18.0.1".parse().unwrap()),
+            ..folded.clone()
+        };
+        assert_eq!(build(&d, &names, &only, 50).resets.len(), 1);
+        // Without the range (a report), each client is its own row; --top caps resets too.
+        let per_client = build(&d, &names, &DestFilter::default(), 5);
+        assert_eq!(per_client.destinations.len(), 5);
+        assert_eq!(per_client.resets.len(), 5);
+        assert_eq!(per_client.totals.destinations, 30);
+    }
+
+    #[test]
+    fn dst_networks_contain_their_addresses_only() {
+        let net = |t: &str| t.parse::<Network>().unwrap();
+        let ip = |t: &str| t.parse::<std::net::IpAddr>().unwrap();
+        assert!(net("10.0.0.0/8").contains(ip("10.255.1.2")));
+        assert!(!net("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(net("198.18.0.0/15").contains(ip("198.19.255.255")));
+        assert!(!net("198.18.0.0/15").contains(ip("198.20.0.0")));
+        assert!(net("198.18.0.2").contains(ip("198.18.0.2")));
+        assert!(!net("198.18.0.2").contains(ip("198.18.0.3")));
+        assert!(net("0.0.0.0/0").contains(ip("1.2.3.4")));
+        assert!(!net("0.0.0.0/0").contains(ip("::1")));
+        assert!(net("fd00::/8").contains(ip("fdab::1")));
+        assert!(!net("fd00::/8").contains(ip("fe80::1")));
+        assert!(net("::/0").contains(ip("2001:db8::1")));
+        assert!("10.0.0.0/33".parse::<Network>().is_err());
+        assert!("x/8".parse::<Network>().is_err());
+        let filter = DestFilter {
+            daddr: Some(net("198.18.0.0/24")),
+            dport: Some(443),
+            ..Default::default()
+        };
+        assert!(filter.keeps("198.18.0.7", 443));
+        assert!(!filter.keeps("198.18.1.7", 443));
+        assert!(!filter.keeps("198.18.0.7", 80));
     }
 
     #[test]

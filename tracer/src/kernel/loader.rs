@@ -54,14 +54,9 @@ fn privilege_hint(e: &anyhow::Error) -> String {
 
 fn raise_memlock() {
     // Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raising it is harmless elsewhere.
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: plain syscall with a valid pointer.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
-    if rc != 0 {
-        tracing::debug!("could not raise RLIMIT_MEMLOCK; continuing");
+    use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+    if let Err(err) = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY) {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK ({err}); continuing");
     }
 }
 

@@ -127,16 +127,10 @@ impl NodeFacts {
         } else {
             crate::kernel::kallsyms::Kallsyms::default()
         };
-        let mut rlimit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit with a valid out pointer.
-        let memlock = if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut rlimit) } == 0 {
-            (rlimit.rlim_cur != libc::RLIM_INFINITY).then_some(rlimit.rlim_cur)
-        } else {
-            None
-        };
+        use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+        let memlock = getrlimit(Resource::RLIMIT_MEMLOCK)
+            .ok()
+            .and_then(|(soft, _hard)| (soft != RLIM_INFINITY).then_some(soft));
         NodeFacts {
             kernel: read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default(),
             euid_root: nix::unistd::geteuid().is_root(),

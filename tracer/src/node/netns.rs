@@ -26,7 +26,9 @@ pub struct NetnsHandle {
     pub is_host: bool,
 }
 
-fn inode_of(path: &Path) -> Option<u32> {
+/// The inode of the file `path` opens (a namespace's inode for `/proc/PID/ns/net` and
+/// `/run/netns/NAME`): the one helper the node stage uses for it.
+pub(crate) fn inode_of(path: &Path) -> Option<u32> {
     std::fs::metadata(path)
         .ok()
         .and_then(|m| u32::try_from(m.ino()).ok())

@@ -18,7 +18,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
@@ -237,9 +236,7 @@ pub fn netns_inode(path: &Path) -> Option<u32> {
             return Some(inode);
         }
     }
-    std::fs::metadata(path)
-        .ok()
-        .and_then(|m| u32::try_from(m.ino()).ok())
+    crate::node::netns::inode_of(path)
 }
 
 /// What the processes of one pod showed.

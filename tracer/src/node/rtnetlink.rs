@@ -1,8 +1,6 @@
 //! A synchronous rtnetlink socket that only sends dump requests (links, routes, qdiscs) and
 //! returns the answers; shared by `facts` and `counters`. It never sends anything that changes.
 
-use std::{io, os::fd::AsRawFd as _};
-
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_DUMP_INTR,
     NLM_F_REQUEST,
@@ -35,27 +33,9 @@ impl Dumper {
         socket
             .connect(&SocketAddr::new(0, 0))
             .map_err(|e| format!("connecting the netlink socket: {e}"))?;
-        let timeout = libc::timeval {
-            tv_sec: 5,
-            tv_usec: 0,
-        };
-        // SAFETY: the fd is the socket's own, open for the call; the option value is a valid
-        // `timeval` of the size passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                std::ptr::from_ref(&timeout).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(format!(
-                "setting the netlink receive timeout: {}",
-                io::Error::last_os_error()
-            ));
-        }
+        let timeout = nix::sys::time::TimeVal::new(5, 0);
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)
+            .map_err(|e| format!("setting the netlink receive timeout: {e}"))?;
         Ok(Self { socket, seq: 0 })
     }
 

@@ -130,7 +130,7 @@ impl DocumentView {
     pub fn parse(text: &str) -> Result<DocumentView> {
         let view: DocumentView = match serde_json::from_str(text) {
             Ok(v) => v,
-            Err(json_err) => serde_yaml::from_str(text).map_err(|_| {
+            Err(json_err) => yaml_serde::from_str(text).map_err(|_| {
                 if json_err.is_eof() {
                     anyhow::anyhow!(
                         "the JSON ends early, at line {} column {}: the file is truncated or \
@@ -205,7 +205,7 @@ mod tests {
     fn documents_read_back_tolerantly_and_non_documents_are_refused() {
         let json = DocumentView::parse(NETFILTER).expect("json");
         let value: serde_json::Value = serde_json::from_str(NETFILTER).expect("value");
-        let yaml = serde_yaml::to_string(&value).expect("yaml");
+        let yaml = yaml_serde::to_string(&value).expect("yaml");
         assert_eq!(DocumentView::parse(&yaml).expect("yaml"), json);
         assert_eq!(json.failure_layer_loss(), 1460);
         // Another version's document with fields this one does not know, and few it does.

@@ -125,6 +125,7 @@ impl Producer {
                 .spawn(move || {
                     if let Err(e) = produce(&shared, &rx) {
                         let message = format!("{e:#}");
+                        tracing::error!(event = "failed", error = %message, "the producer stopped: {message}");
                         if let Ok(mut p) = shared.published.write() {
                             p.phase = Phase::Failed(message.clone());
                         }

@@ -432,8 +432,12 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
                         options.listen
                     )
                 };
-                eprintln!(
-                    "tracer: ready: {} probes attached in {:.0} ms{serving}",
+                tracing::info!(
+                    event = "ready",
+                    probes = tracer.attached_count(),
+                    startup_ms = tracer.startup_ms,
+                    listen = %options.listen,
+                    "ready: {} probes attached in {:.0} ms{serving}",
                     tracer.attached_count(),
                     tracer.startup_ms,
                 );
@@ -500,8 +504,13 @@ async fn serve(options: ServeOptions) -> Result<u8> {
                 options.listen
             )
         })?;
-    eprintln!(
-        "tracer: listening on {}://{} (/metrics /report /healthz /readyz{}; {}); attaching probes",
+    tracing::info!(
+        event = "start",
+        listen = %options.listen,
+        window_s = options.window.as_secs(),
+        max_window_s = options.max_window.as_secs(),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening on {}://{} (/metrics /report /healthz /readyz{}; {}); attaching probes",
         scheme(security),
         options.listen,
         if options.mount.is_some() { " /mcp" } else { "" },
@@ -540,11 +549,11 @@ async fn serve(options: ServeOptions) -> Result<u8> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    let say = crate::modes::stop::say;
+    let stopping_for = |reason: &str| tracing::info!(event = "stop", reason, "{reason}; stopping");
     let outcome: Result<u8> = tokio::select! {
-        _ = tokio::signal::ctrl_c() => { say(format_args!("tracer: interrupted; stopping")); Ok(0) }
-        reason = stop_requested => { say(format_args!("tracer: {reason}; stopping")); Ok(0) }
-        _ = sigterm.recv() => { say(format_args!("tracer: terminated; stopping")); Ok(0) }
+        _ = tokio::signal::ctrl_c() => { stopping_for("interrupted"); Ok(0) }
+        reason = stop_requested => { stopping_for(reason); Ok(0) }
+        _ = sigterm.recv() => { stopping_for("terminated"); Ok(0) }
         failed = failed_rx => match failed {
             Ok(message) => Err(anyhow!(message)),
             Err(_) => Err(anyhow!("the producer thread ended unexpectedly")),
@@ -567,10 +576,12 @@ async fn serve(options: ServeOptions) -> Result<u8> {
     drop(tx);
     reloader.abort();
     let _ = tokio::task::spawn_blocking(move || producer.join()).await;
-    say(format_args!(
-        "tracer: probes detached; stopped in {:.0} ms",
-        stopping.elapsed().as_secs_f64() * 1000.0
-    ));
+    let stop_ms = stopping.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        event = "stopped",
+        stop_ms,
+        "probes detached; stopped in {stop_ms:.0} ms"
+    );
     outcome
 }
 

@@ -5,7 +5,7 @@ use std::{
     collections::BTreeMap,
     ffi::c_void,
     io,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, OwnedFd},
 };
 
 const SIOCETHTOOL: u64 = 0x8946;
@@ -110,13 +110,15 @@ pub struct EthtoolSocket(OwnedFd);
 impl EthtoolSocket {
     /// Opens the socket in the current thread's network namespace.
     pub fn open() -> io::Result<Self> {
-        // SAFETY: plain socket(2) call with constant arguments; the result is checked below.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
+        use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+        socket(
+            AddressFamily::Inet,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map(Self)
+        .map_err(io::Error::from)
     }
 
     /// `ioctl(fd, SIOCETHTOOL, ifreq{ifname, data})`.

@@ -279,12 +279,6 @@ fn mark_init_net_as_host(handles: &mut [netns::NetnsHandle]) {
     }
 }
 
-fn inode_of(path: &Path) -> Option<u32> {
-    std::fs::metadata(path)
-        .ok()
-        .and_then(|m| u32::try_from(m.ino()).ok())
-}
-
 impl CounterSource {
     /// The real node: `/proc`, `/sys`, `/run/netns`, namespaces entered with setns.
     pub fn live() -> Self {
@@ -396,7 +390,7 @@ impl CounterSource {
                 self.proc_root.join("1/ns/net").display()
             ));
         }
-        let own = inode_of(&self.proc_root.join("thread-self/ns/net"));
+        let own = netns::inode_of(&self.proc_root.join("thread-self/ns/net"));
         let mut jobs = Vec::with_capacity(handles.len());
         let mut unopened = Vec::new();
         let mut moved = false;

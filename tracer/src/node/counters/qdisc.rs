@@ -283,15 +283,9 @@ fn aggregate(rows: &[QdiscRow]) -> BTreeMap<u32, QdiscCounters> {
 
 /// `if_indextoname` in the calling thread's namespace.
 fn index_to_name(index: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: `buf` has the IF_NAMESIZE bytes the call may write, NUL included.
-    let ptr = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if ptr.is_null() {
-        return None;
-    }
-    // SAFETY: on success the call wrote a NUL-terminated name into `buf`.
-    let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
-    Some(name.to_string_lossy().into_owned())
+    nix::net::if_::if_indextoname(index)
+        .ok()
+        .map(|name| name.to_string_lossy().into_owned())
 }
 
 /// Every qdisc of the calling thread's namespace, and how many messages could not be read.

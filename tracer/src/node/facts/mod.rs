@@ -12,10 +12,7 @@ mod tools;
 #[cfg(test)]
 mod tests;
 
-use std::{
-    os::unix::fs::MetadataExt as _,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use crate::{
     node::evidence::{FirewallRule, NodeFacts, RouteFact},
@@ -125,12 +122,6 @@ fn nf_tables_absent(proc_root: &Path, sys_root: &Path) -> bool {
         Ok(builtin) => !builtin.lines().any(|l| l.ends_with("/nf_tables.ko")),
         Err(_) => false,
     }
-}
-
-fn inode_of(path: &Path) -> Option<u32> {
-    std::fs::metadata(path)
-        .ok()
-        .and_then(|m| u32::try_from(m.ino()).ok())
 }
 
 /// `host (netns 4026531840)`: how sentences name a namespace.
@@ -296,7 +287,7 @@ impl FactsSource {
         let tools = Tools::find(&self.proc_root, &self.sys_root);
         let handles = netns::enumerate(&self.proc_root, &self.run_netns);
         if handles.is_empty() {
-            let inode = inode_of(&self.proc_root.join("thread-self/ns/net")).unwrap_or(0);
+            let inode = netns::inode_of(&self.proc_root.join("thread-self/ns/net")).unwrap_or(0);
             let mut only = read_namespace(inode, "self", &tools, &self.proc_root);
             only.errors.insert(
                 0,
@@ -309,7 +300,7 @@ impl FactsSource {
             return vec![only];
         }
         // The namespace this thread is in needs no setns (which needs CAP_SYS_ADMIN even there).
-        let own = inode_of(&self.proc_root.join("thread-self/ns/net"));
+        let own = netns::inode_of(&self.proc_root.join("thread-self/ns/net"));
         let mut all = Vec::with_capacity(handles.len());
         for handle in handles {
             let (inode, label) = (handle.inode, handle.label.clone());

@@ -73,7 +73,7 @@ impl LatencyTotals {
             buckets: bounds
                 .iter()
                 .map(|b| *b as f64 / 1e6)
-                .chain([f64::MAX])
+                .chain([f64::INFINITY])
                 .zip(self.buckets.iter().copied().chain(std::iter::repeat(0)))
                 .collect(),
         }
@@ -86,7 +86,8 @@ impl LatencyTotals {
 pub(super) struct ConstHistogram {
     sum: f64,
     count: u64,
-    /// (upper bound, count in that bucket alone); the last bound `f64::MAX` is `+Inf`.
+    /// (upper bound, count in that bucket alone); the last bound `f64::INFINITY` is `+Inf`
+    /// (prometheus-client writes `+Inf` for that value only).
     buckets: Vec<(f64, u64)>,
 }
 
@@ -269,6 +270,41 @@ pub(super) mod tests {
         assert!(sum_line.ends_with(" 0.098"), "{sum_line}");
         let connect = histogram(&text, "tracer_tcp_connect_duration_seconds", &labels);
         assert_eq!(connect.last().map(|b| b.count), Some(1.0));
+    }
+
+    /// The exposition's last bucket is `le="+Inf"` holding the total count, and no bucket bound
+    /// is a huge number standing in for it (prometheus-client 0.26 writes `+Inf` only for
+    /// `f64::INFINITY`); a pod name with a quote and a backslash comes out escaped.
+    #[test]
+    fn last_bucket_is_plus_inf_in_the_exposition_text() {
+        let mut totals = Totals::new(Limits::default());
+        let mut d = Snapshot::default();
+        d.dests
+            .insert(dest(7, 2, 443), stats(&[(1_000, 3), (40_000, 2)], &[]));
+        totals.absorb(&d, &KernelNames::default(), &BTreeMap::new());
+        let pods = [(
+            7,
+            PodName {
+                namespace: "shop".to_owned(),
+                pod: r#"a"b\c"#.to_owned(),
+            },
+        )]
+        .into_iter()
+        .collect();
+        let text = exposition(&totals, &pods);
+        let rtt_buckets: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("tracer_tcp_rtt_seconds_bucket{"))
+            .collect();
+        let last = rtt_buckets.last().copied().unwrap_or_default();
+        assert!(last.contains(r#"le="+Inf""#), "{last}");
+        assert!(last.ends_with(" 5"), "{last}");
+        assert!(
+            !rtt_buckets.iter().any(|l| l.contains("e308")),
+            "{rtt_buckets:#?}"
+        );
+        assert_eq!(rtt_buckets.iter().filter(|l| l.contains("+Inf")).count(), 1);
+        assert!(last.contains(r#"pod="a\"b\\c""#), "{last}");
     }
 
     /// Past the destination limit, histograms fold into `daddr="other"`; the kept ones stay.
