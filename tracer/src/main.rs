@@ -129,6 +129,37 @@ fn main() -> ExitCode {
             timeout,
             format,
         ),
+        Command::Capture {
+            duration,
+            output,
+            reason,
+            layer,
+            netns,
+            pod,
+            host,
+            port,
+            proto,
+            max_packets,
+            snaplen,
+            rate,
+            max_bytes,
+        } => {
+            tracer::modes::capture::command::run(tracer::modes::capture::command::CaptureCommand {
+                duration,
+                output,
+                reason,
+                layer,
+                netns,
+                pod,
+                host,
+                port,
+                proto,
+                max_packets,
+                snaplen,
+                rate,
+                max_bytes,
+            })
+        }
         Command::Schema => serde_json::to_string_pretty(&tracer::judge::document::schema())
             .map(|json| {
                 println!("{json}");

@@ -22,7 +22,8 @@ use crate::{
 };
 
 /// The kernel programs, built by `build.rs`.
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+pub(crate) static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
 
 /// Loaded programs and their maps. Programs stay attached while this lives.
 pub struct Session {
@@ -39,7 +40,7 @@ pub struct Session {
 }
 
 /// Says in one sentence why the tracer cannot load programs, when that is the reason.
-fn privilege_hint(e: &anyhow::Error) -> String {
+pub(crate) fn privilege_hint(e: &anyhow::Error) -> String {
     // `{:#}`: the whole chain, so the kernel's own error (EPERM, EINVAL…) is in the sentence.
     let text = format!("{e:#}");
     if text.contains("Operation not permitted") || text.contains("EPERM") {
@@ -52,7 +53,7 @@ fn privilege_hint(e: &anyhow::Error) -> String {
     }
 }
 
-fn raise_memlock() {
+pub(crate) fn raise_memlock() {
     // Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raising it is harmless elsewhere.
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
