@@ -161,6 +161,11 @@ pub fn capture(
             .collect();
 
     let mut session = CaptureSession::start(&kernel.tracer_config, &config)?;
+    eprintln!(
+        "tracer: capturing drops for {} into {file_name} (at most {} packets)",
+        humantime::format_duration(args.duration),
+        args.max_packets
+    );
     let started = Instant::now();
     let unix_minus_mono =
         clock_ns(libc::CLOCK_REALTIME).wrapping_sub(clock_ns(libc::CLOCK_MONOTONIC));
