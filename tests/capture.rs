@@ -305,3 +305,60 @@ fn max_packets_and_the_rate_limit_hold_under_a_flood() {
     assert!(rate_limited > 1000, "{summary}");
     let _ = std::fs::remove_file(&file);
 }
+
+#[test]
+fn report_capture_writes_the_winning_layers_drops_and_names_the_file() {
+    if !privileged("report_capture") || !tools_present("report_capture") {
+        return;
+    }
+    let link = Link::new("cpr", 46);
+    drop_udp_to_port(&link.b, 9);
+    let file = out_file("report");
+    let to: SocketAddr = format!("{}:9", link.addr_b).parse().unwrap();
+    let netns = link.b.path().display().to_string();
+    let child = Command::new(TRACER)
+        .args([
+            "report",
+            "--duration",
+            "5s",
+            "--format",
+            "json",
+            "--netns",
+            &netns,
+        ])
+        .arg("--capture")
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The window and the capture start within a few seconds; send for most of the window.
+    let client = link.a.path();
+    udp_stream(&client, to, Duration::from_secs(4), 200, 20, false)
+        .join()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "a root cause: {stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["failure_layer"], "iptables_netpolicy", "{stderr}");
+    let evidence = doc["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "packet_capture")
+        .unwrap_or_else(|| panic!("no packet_capture evidence: {}", doc["evidence"]));
+    let content = evidence["content"].as_str().unwrap();
+    let rows = tshark(&file, "udp");
+    assert!(rows.len() > 50, "{} packets: {content}", rows.len());
+    assert!(
+        content.starts_with(&format!(
+            "{}: {} packets of the iptables_netpolicy layer's drops",
+            file.display(),
+            rows.len()
+        )),
+        "{content}"
+    );
+    assert!(rows.iter().all(|r| r[4].contains("reason=NETFILTER_DROP")));
+    let _ = std::fs::remove_file(&file);
+}

@@ -90,6 +90,10 @@ pub enum Command {
         /// needs no root.
         #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "netns"])]
         replay: Option<PathBuf>,
+        /// Also capture the window's drops and write the winning layer's packets to FILE
+        /// (pcapng, reason on each packet; named in the evidence). Packet contents are sensitive.
+        #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+        capture: Option<PathBuf>,
     },
     /// The live dashboard (the default): rolling verdict, layers, drops, flows, CPUs.
     Top {

@@ -71,7 +71,8 @@ fn main() -> ExitCode {
             netns,
             pod,
             replay: None,
-        } => report(duration, format, netns, pod),
+            capture,
+        } => report(duration, format, netns, pod, capture),
         Command::Top {
             window,
             netns,
@@ -380,16 +381,23 @@ fn report(
     format: Option<Format>,
     netns: Option<PathBuf>,
     pod: Option<String>,
+    capture: Option<PathBuf>,
 ) -> Result<u8> {
     let scope = live_scope(netns, pod)?;
     tracer::modes::stop::install()?;
     let tracer = LiveTracer::start()?;
+    let armed = capture
+        .map(|file| tracer::modes::capture::armed::arm(file, scope.as_ref().map(|s| s.inode)))
+        .transpose()?;
     let mut watch =
         Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?.lean();
     let (elapsed_ms, interrupted) = run_window(&tracer, &mut watch, duration)?;
     let closed = Instant::now();
     let notes = cut_short_note(interrupted, elapsed_ms, duration);
-    let judged = watch.finish(&tracer, elapsed_ms.max(1), &notes)?;
+    let mut judged = watch.finish(&tracer, elapsed_ms.max(1), &notes)?;
+    if let Some(armed) = armed {
+        say!("{}", armed.finish(&mut judged.document)?.trim_end());
+    }
     print_document(&judged.document, format)?;
     say!(
         "tracer: verdict written {:.0} ms after the window closed",

@@ -5,6 +5,7 @@
 //! summary. `filter` turns the command line into the kernel's filter, `pcapng` writes the file,
 //! `summary` counts, `run` drives a capture.
 
+pub mod armed;
 pub mod command;
 pub mod filter;
 pub mod pcapng;

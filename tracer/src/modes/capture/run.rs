@@ -22,7 +22,7 @@ use crate::{
     judge::layers::{classify, DropClass, Layer},
     kernel::{
         btf::{KernelBtf, VMLINUX_BTF},
-        capture::{CaptureOffsets, CaptureSession},
+        capture::{CaptureCounters, CaptureOffsets, CaptureSession},
         kallsyms::Kallsyms,
         startup::KernelSources,
         tracefs::Tracefs,
@@ -113,15 +113,157 @@ fn ifname(event: &CaptureEvent) -> String {
     String::from_utf8_lossy(&event.ifname[..end]).into_owned()
 }
 
-/// Runs a capture until `args.duration` passes, `max_packets` are written, or `stop()` says so.
-pub fn capture(
+/// Writes captured events as pcapng packets with their comments, counting them in a
+/// [`Summary`]; events outside `layer` (when set) are skipped, past `max_packets` counted.
+pub struct PacketSink<'a> {
+    kernel: &'a CaptureKernel,
+    writer: PcapngWriter<Box<dyn Write + 'a>>,
+    labels: BTreeMap<u32, String>,
+    pods: &'a BTreeMap<u32, String>,
+    layer: Option<Layer>,
+    max_packets: u64,
+    unix_minus_mono: u64,
+    start_mono: u64,
+    pub summary: Summary,
+    pub file: String,
+}
+
+impl<'a> PacketSink<'a> {
+    /// Opens `output` (`-`: stdout) and writes the section header.
+    pub fn open(
+        kernel: &'a CaptureKernel,
+        output: &Path,
+        snaplen: u32,
+        max_bytes: u64,
+        pods: &'a BTreeMap<u32, String>,
+        layer: Option<Layer>,
+        max_packets: u64,
+    ) -> Result<PacketSink<'a>> {
+        let to_stdout = output == Path::new("-");
+        let file = if to_stdout {
+            "stdout".to_owned()
+        } else {
+            output.display().to_string()
+        };
+        let out: Box<dyn Write + 'a> = if to_stdout {
+            Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+        } else {
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(output)
+                    .with_context(|| format!("creating {file}: choose a writable path"))?,
+            ))
+        };
+        let writer = PcapngWriter::new(out, snaplen, max_bytes)
+            .with_context(|| format!("writing {file}"))?;
+        let labels = crate::node::netns::enumerate(Path::new("/proc"), Path::new("/run/netns"))
+            .into_iter()
+            .map(|n| (n.inode, n.label))
+            .collect();
+        let start_mono = clock_ns(libc::CLOCK_MONOTONIC);
+        Ok(PacketSink {
+            kernel,
+            writer,
+            labels,
+            pods,
+            layer,
+            max_packets,
+            unix_minus_mono: clock_ns(libc::CLOCK_REALTIME).wrapping_sub(start_mono),
+            start_mono,
+            summary: Summary::default(),
+            file,
+        })
+    }
+
+    /// Writes one event (or counts why not).
+    pub fn add(&mut self, event: &CaptureEvent) -> std::io::Result<()> {
+        let reason = self.kernel.reason_name(event.reason);
+        let location = self
+            .kernel
+            .symbols
+            .resolve(event.location)
+            .map_or_else(|| format!("{:#x}", event.location), |s| s.display());
+        let class = classify(&reason, &location);
+        if let Some(layer) = self.layer {
+            if !matches!(class, DropClass::Loss { layer: l, .. } if l == layer) {
+                return Ok(());
+            }
+        }
+        if self.summary.packets >= self.max_packets {
+            self.summary.over_max_packets += 1;
+            return Ok(());
+        }
+        let layer = match &class {
+            DropClass::Loss { layer, .. } => layer.as_str(),
+            DropClass::Noise { .. } => "noise",
+            DropClass::NoListener => "no_listener",
+            DropClass::Other { .. } => "other",
+        };
+        let mut comment = format!(
+            "reason={reason} location={location} layer={layer} netns={}",
+            event.netns
+        );
+        if let Some(pod) = self.pods.get(&event.netns) {
+            comment.push_str(&format!(" pod={pod}"));
+        }
+        let dev = ifname(event);
+        let dev = if dev.is_empty() { "no device" } else { &dev };
+        let if_label = match self.labels.get(&event.netns) {
+            Some(label) => format!("{dev} ({label})"),
+            None => format!("{dev} (netns {})", event.netns),
+        };
+        let len = (event.cap_len as usize).min(event.data.len());
+        let data = &event.data[..len];
+        let written = self.writer.packet(
+            event.netns,
+            event.ifindex,
+            &if_label,
+            event.ts_ns.wrapping_add(self.unix_minus_mono),
+            data,
+            event.pkt_len,
+            &comment,
+        )?;
+        if written {
+            self.summary.add(
+                &reason,
+                &location,
+                data,
+                event.ts_ns.saturating_sub(self.start_mono) / 1_000_000_000,
+            );
+        } else {
+            self.summary.over_file_size += 1;
+        }
+        Ok(())
+    }
+
+    /// Flushes the file and returns what was written.
+    pub fn finish(self, kernel_counters: CaptureCounters) -> Result<CaptureOutcome> {
+        let bytes = self.writer.written();
+        let file = self.file;
+        self.writer
+            .finish()
+            .with_context(|| format!("writing {file}"))?;
+        let mut summary = self.summary;
+        summary.kernel = kernel_counters;
+        Ok(CaptureOutcome {
+            summary,
+            file,
+            bytes,
+        })
+    }
+}
+
+/// The kernel configuration of a capture: offsets, filter (with the reasons of `layer` when
+/// no reason is named), snaplen and the rate limit.
+pub fn kernel_config(
     kernel: &CaptureKernel,
-    args: &CaptureArgs,
-    stop: &dyn Fn() -> bool,
-) -> Result<CaptureOutcome> {
-    let mut config = kernel.offsets.config(filter::bounded_snaplen(args.snaplen));
-    let mut wanted = args.filter.clone();
-    if let Some(layer) = args.layer {
+    filter: &CaptureFilter,
+    layer: Option<Layer>,
+    snaplen: u32,
+    rate: u64,
+) -> tracer_common::capture::CaptureConfig {
+    let mut config = kernel.offsets.config(filter::bounded_snaplen(snaplen));
+    let mut wanted = filter.clone();
+    if let Some(layer) = layer {
         if wanted.reasons.is_empty() {
             wanted.reasons = filter::reasons_of_layer(layer, &kernel.names);
             // Reasons the tracer files by location (NOT_SPECIFIED) are checked in user space.
@@ -136,118 +278,44 @@ pub fn capture(
     }
     wanted.apply(&mut config);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
-    (config.rate_per_cpu, config.burst) = filter::bucket(args.rate, cpus);
+    (config.rate_per_cpu, config.burst) = filter::bucket(rate, cpus);
+    config
+}
 
-    let to_stdout = args.output == Path::new("-");
-    let file_name = if to_stdout {
-        "stdout".to_owned()
-    } else {
-        args.output.display().to_string()
-    };
-    let out: Box<dyn Write> = if to_stdout {
-        Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
-    } else {
-        Box::new(std::io::BufWriter::new(
-            std::fs::File::create(&args.output)
-                .with_context(|| format!("creating {file_name}: choose a writable path"))?,
-        ))
-    };
-    let mut writer = PcapngWriter::new(out, config.snaplen, args.max_bytes)
-        .with_context(|| format!("writing {file_name}"))?;
-    let labels: BTreeMap<u32, String> =
-        crate::node::netns::enumerate(Path::new("/proc"), Path::new("/run/netns"))
-            .into_iter()
-            .map(|n| (n.inode, n.label))
-            .collect();
-
+/// Runs a capture until `args.duration` passes, `max_packets` are written, or `stop()` says so.
+pub fn capture(
+    kernel: &CaptureKernel,
+    args: &CaptureArgs,
+    stop: &dyn Fn() -> bool,
+) -> Result<CaptureOutcome> {
+    let config = kernel_config(kernel, &args.filter, args.layer, args.snaplen, args.rate);
+    let mut sink = PacketSink::open(
+        kernel,
+        &args.output,
+        config.snaplen,
+        args.max_bytes,
+        &args.pods,
+        args.layer,
+        args.max_packets,
+    )?;
     let mut session = CaptureSession::start(&kernel.tracer_config, &config)?;
     eprintln!(
-        "tracer: capturing drops for {} into {file_name} (at most {} packets)",
+        "tracer: capturing drops for {} into {} (at most {} packets)",
         humantime::format_duration(args.duration),
+        sink.file,
         args.max_packets
     );
     let started = Instant::now();
-    let unix_minus_mono =
-        clock_ns(libc::CLOCK_REALTIME).wrapping_sub(clock_ns(libc::CLOCK_MONOTONIC));
-    let start_mono = clock_ns(libc::CLOCK_MONOTONIC);
-    let mut summary = Summary::default();
     let mut failure: Option<std::io::Error> = None;
-    let handle = |event: &CaptureEvent,
-                  summary: &mut Summary,
-                  writer: &mut PcapngWriter<Box<dyn Write>>|
-     -> std::io::Result<()> {
-        let reason = kernel.reason_name(event.reason);
-        let location = kernel
-            .symbols
-            .resolve(event.location)
-            .map_or_else(|| format!("{:#x}", event.location), |s| s.display());
-        let class = classify(&reason, &location);
-        if let Some(layer) = args.layer {
-            if !matches!(class, DropClass::Loss { layer: l, .. } if l == layer) {
-                return Ok(());
-            }
-        }
-        if summary.packets >= args.max_packets {
-            summary.over_max_packets += 1;
-            return Ok(());
-        }
-        let layer = match &class {
-            DropClass::Loss { layer, .. } => layer.as_str().to_owned(),
-            DropClass::Noise { .. } => "noise".to_owned(),
-            DropClass::NoListener => "no_listener".to_owned(),
-            DropClass::Other { .. } => "other".to_owned(),
-        };
-        let mut comment = format!(
-            "reason={reason} location={location} layer={layer} netns={}",
-            event.netns
-        );
-        if let Some(pod) = args.pods.get(&event.netns) {
-            comment.push_str(&format!(" pod={pod}"));
-        }
-        let dev = ifname(event);
-        let if_label = match labels.get(&event.netns) {
-            Some(label) => format!(
-                "{} ({label})",
-                if dev.is_empty() { "no device" } else { &dev }
-            ),
-            None => format!(
-                "{} (netns {})",
-                if dev.is_empty() { "no device" } else { &dev },
-                event.netns
-            ),
-        };
-        let len = (event.cap_len as usize).min(event.data.len());
-        let data = &event.data[..len];
-        let written = writer.packet(
-            event.netns,
-            event.ifindex,
-            &if_label,
-            event.ts_ns.wrapping_add(unix_minus_mono),
-            data,
-            event.pkt_len,
-            &comment,
-        )?;
-        if written {
-            summary.add(
-                &reason,
-                &location,
-                data,
-                event.ts_ns.saturating_sub(start_mono) / 1_000_000_000,
-            );
-        } else {
-            summary.over_file_size += 1;
-        }
-        Ok(())
-    };
     loop {
         session.drain(|e| {
-            if let Err(err) = handle(e, &mut summary, &mut writer) {
+            if let Err(err) = sink.add(e) {
                 failure.get_or_insert(err);
             }
         });
         if failure.is_some()
             || started.elapsed() >= args.duration
-            || summary.packets >= args.max_packets
+            || sink.summary.packets >= args.max_packets
             || stop()
         {
             break;
@@ -256,22 +324,14 @@ pub fn capture(
     }
     // What is still in the ring buffer was dropped during the window: take it, then detach.
     session.drain(|e| {
-        if let Err(err) = handle(e, &mut summary, &mut writer) {
+        if let Err(err) = sink.add(e) {
             failure.get_or_insert(err);
         }
     });
-    summary.kernel = session.counters();
+    let counters = session.counters();
     drop(session);
     if let Some(e) = failure {
-        return Err(e).with_context(|| format!("writing {file_name}"));
+        return Err(e).with_context(|| format!("writing {}", sink.file));
     }
-    let bytes = writer.written();
-    writer
-        .finish()
-        .with_context(|| format!("writing {file_name}"))?;
-    Ok(CaptureOutcome {
-        summary,
-        file: file_name,
-        bytes,
-    })
+    sink.finish(counters)
 }
