@@ -362,3 +362,67 @@ fn report_capture_writes_the_winning_layers_drops_and_names_the_file() {
     assert!(rows.iter().all(|r| r[4].contains("reason=NETFILTER_DROP")));
     let _ = std::fs::remove_file(&file);
 }
+
+fn http_get(url: &str) -> (u16, Vec<u8>, Option<String>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut response = agent.get(url).call().unwrap();
+    let status = response.status().as_u16();
+    let packets = response
+        .headers()
+        .get("x-tracer-packets")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_vec()
+        .unwrap();
+    (status, body, packets)
+}
+
+#[test]
+fn serve_capture_is_off_by_default_and_bounded_when_allowed() {
+    if !privileged("serve_capture") || !tools_present("serve_capture") {
+        return;
+    }
+    let link = Link::new("cps", 48);
+    drop_udp_to_port(&link.b, 9);
+    let netns = link.b.path().display().to_string();
+    let to: SocketAddr = format!("{}:9", link.addr_b).parse().unwrap();
+
+    let (mut off, listen) = lab::spawn_serve(&["--netns", &netns], &[]);
+    let (status, body, _) = http_get(&format!("http://{listen}/capture?seconds=1"));
+    let _ = off.kill();
+    let _ = off.wait();
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("--allow-capture"));
+
+    let (mut on, listen) = lab::spawn_serve(&["--netns", &netns, "--allow-capture"], &[]);
+    let (status, body, _) = http_get(&format!("http://{listen}/capture?seconds=600"));
+    assert_eq!(
+        status,
+        400,
+        "over the bound: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let client = link.a.path();
+    let sender = udp_stream(&client, to, Duration::from_secs(4), 100, 20, false);
+    let (status, body, packets) = http_get(&format!(
+        "http://{listen}/capture?seconds=3&reason=NETFILTER_DROP&max_packets=50"
+    ));
+    sender.join().unwrap();
+    let _ = on.kill();
+    let _ = on.wait();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let file = out_file("serve");
+    std::fs::write(&file, &body).unwrap();
+    let rows = tshark(&file, "udp");
+    assert_eq!(rows.len(), 50, "max_packets bounds the download");
+    assert_eq!(packets.as_deref(), Some("50"));
+    assert!(rows.iter().all(|r| r[4].contains("reason=NETFILTER_DROP")));
+    let _ = std::fs::remove_file(&file);
+}

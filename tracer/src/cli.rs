@@ -206,6 +206,10 @@ pub enum Command {
         /// found from the node's own files (cgroups, /var/log/pods); no API server needed.
         #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
         pod: Option<String>,
+        /// Serve GET /capture?seconds=N&reason=NAME,… (pcapng of dropped packets, at most 60 s
+        /// and 1,000 packets). Off by default: packet contents are sensitive.
+        #[arg(long)]
+        allow_capture: bool,
     },
     /// Record a window's evidence to a file (versioned JSON) for `--replay` anywhere.
     ///

@@ -111,7 +111,8 @@ fn main() -> ExitCode {
             max_window,
             netns,
             pod,
-        } => serve(listen, window, max_window, netns, pod),
+            allow_capture,
+        } => serve(listen, window, max_window, netns, pod, allow_capture),
         Command::Diff {
             affected,
             healthy,
@@ -620,6 +621,7 @@ fn serve(
     max_window: Duration,
     netns: Option<PathBuf>,
     pod: Option<String>,
+    allow_capture: bool,
 ) -> Result<u8> {
     anyhow::ensure!(
         window <= max_window,
@@ -634,5 +636,6 @@ fn serve(
         max_window,
         scope,
         limits: tracer::present::metrics::Limits::default(),
+        allow_capture,
     })
 }

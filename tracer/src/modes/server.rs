@@ -64,6 +64,8 @@ pub struct ServeOptions {
     pub max_window: Duration,
     pub scope: Option<NetnsScope>,
     pub limits: Limits,
+    /// Serve `/capture` (packet contents; off by default).
+    pub allow_capture: bool,
 }
 
 /// Frames needed to judge `window` (one more than its seconds: the first is the baseline).
@@ -216,6 +218,21 @@ async fn report_handler(
     }
 }
 
+async fn capture_handler(
+    State(shared): State<Arc<Shared>>,
+    query: Result<
+        Query<crate::modes::capture::http::CaptureQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    crate::modes::capture::http::respond(
+        shared.options.allow_capture,
+        shared.options.scope.as_ref().map(|s| s.inode),
+        query.ok().map(|Query(q)| q),
+    )
+    .await
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -256,6 +273,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/report", get(report_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/capture", get(capture_handler))
         .fallback(not_found)
         .with_state(shared)
 }

@@ -8,6 +8,7 @@
 pub mod armed;
 pub mod command;
 pub mod filter;
+pub mod http;
 pub mod pcapng;
 pub mod run;
 pub mod summary;
