@@ -29,43 +29,8 @@ pub enum Command {
         /// How long to capture (1s to 24h).
         #[arg(long, default_value = "30s", value_parser = WATCH_WINDOW, allow_hyphen_values = true)]
         duration: Duration,
-        /// The pcapng file to write; `-` writes to stdout.
-        #[arg(short = 'w', long = "write", value_name = "FILE")]
-        output: PathBuf,
-        /// Only these drop reasons (comma-separated kernel names, e.g. NETFILTER_DROP,NO_SOCKET).
-        #[arg(long, value_name = "NAME,…")]
-        reason: Option<String>,
-        /// Only drops the tracer files under this layer (netfilter, routing, tcp_stack,
-        /// nic_driver, irq_cpu).
-        #[arg(long, value_name = "LAYER")]
-        layer: Option<String>,
-        /// Only drops in this network namespace (`ip netns` NAME or path).
-        #[arg(long, value_name = "NAME|PATH")]
-        netns: Option<PathBuf>,
-        /// Only drops in this pod's network namespace (NAMESPACE/NAME or pod UID).
-        #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
-        pod: Option<String>,
-        /// Only packets from or to this address or CIDR.
-        #[arg(long, value_name = "ADDR|CIDR")]
-        host: Option<String>,
-        /// Only TCP/UDP packets with this source or destination port.
-        #[arg(long)]
-        port: Option<u16>,
-        /// Only this IP protocol (tcp, udp, icmp, icmp6 or a number).
-        #[arg(long, value_name = "PROTO")]
-        proto: Option<String>,
-        /// Stop after this many packets.
-        #[arg(long, default_value_t = 1000)]
-        max_packets: u64,
-        /// Bytes kept of each packet, from the IP header on (20 to 256).
-        #[arg(long, default_value_t = 128)]
-        snaplen: u32,
-        /// Packets per second the kernel lets through at most (the rest are counted as lost).
-        #[arg(long, default_value_t = 10_000)]
-        rate: u64,
-        /// Largest file written, in bytes.
-        #[arg(long, default_value_t = 64 << 20)]
-        max_bytes: u64,
+        #[command(flatten)]
+        options: tracer::modes::capture::command::CaptureOptions,
     },
     /// Watch for a window, then print the verdict document and exit.
     ///

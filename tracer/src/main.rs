@@ -131,36 +131,8 @@ fn main() -> ExitCode {
             timeout,
             format,
         ),
-        Command::Capture {
-            duration,
-            output,
-            reason,
-            layer,
-            netns,
-            pod,
-            host,
-            port,
-            proto,
-            max_packets,
-            snaplen,
-            rate,
-            max_bytes,
-        } => {
-            tracer::modes::capture::command::run(tracer::modes::capture::command::CaptureCommand {
-                duration,
-                output,
-                reason,
-                layer,
-                netns,
-                pod,
-                host,
-                port,
-                proto,
-                max_packets,
-                snaplen,
-                rate,
-                max_bytes,
-            })
+        Command::Capture { duration, options } => {
+            tracer::modes::capture::command::run(duration, options)
         }
         Command::Schema => serde_json::to_string_pretty(&tracer::judge::document::schema())
             .map(|json| {

@@ -77,6 +77,9 @@ impl Session {
         );
         let mut ebpf = EbpfLoader::new()
             .override_global(GLOBAL_CONFIG, &config, true)
+            // The capture ring buffer is used only by `tracer capture`'s own session: keep the
+            // always-on session's copy at one page instead of 4 MiB of kernel memory.
+            .map_max_entries(tracer_common::capture::MAP_CAPTURE_RING, 4096)
             .load(EBPF_OBJECT)
             .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))
             .context("loading the tracer's eBPF object")?;

@@ -11,26 +11,51 @@ use super::{
     run::{capture, CaptureArgs, CaptureKernel},
 };
 
-/// The command line's values, as parsed.
-#[derive(Debug, Clone)]
-pub struct CaptureCommand {
-    pub duration: Duration,
+/// The flags of `tracer capture` (besides `--duration`, which `cli.rs` parses as every
+/// window), flattened into the command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CaptureOptions {
+    /// The pcapng file to write; `-` writes to stdout.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub output: PathBuf,
+    /// Only these drop reasons (comma-separated kernel names, e.g. NETFILTER_DROP,NO_SOCKET).
+    #[arg(long, value_name = "NAME,…")]
     pub reason: Option<String>,
+    /// Only drops the tracer files under this layer (netfilter, routing, tcp_stack,
+    /// nic_driver, irq_cpu).
+    #[arg(long, value_name = "LAYER")]
     pub layer: Option<String>,
+    /// Only drops in this network namespace (`ip netns` NAME or path).
+    #[arg(long, value_name = "NAME|PATH")]
     pub netns: Option<PathBuf>,
+    /// Only drops in this pod's network namespace (NAMESPACE/NAME or pod UID).
+    #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "netns")]
     pub pod: Option<String>,
+    /// Only packets from or to this address or CIDR.
+    #[arg(long, value_name = "ADDR|CIDR")]
     pub host: Option<String>,
+    /// Only TCP/UDP packets with this source or destination port.
+    #[arg(long)]
     pub port: Option<u16>,
+    /// Only this IP protocol (tcp, udp, icmp, icmp6 or a number).
+    #[arg(long, value_name = "PROTO")]
     pub proto: Option<String>,
+    /// Stop after this many packets.
+    #[arg(long, default_value_t = 1000)]
     pub max_packets: u64,
+    /// Bytes kept of each packet, from the IP header on (20 to 256).
+    #[arg(long, default_value_t = 128)]
     pub snaplen: u32,
+    /// Packets per second the kernel lets through at most (the rest are counted as lost).
+    #[arg(long, default_value_t = 10_000)]
     pub rate: u64,
+    /// Largest file written, in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
     pub max_bytes: u64,
 }
 
 /// Runs `tracer capture`.
-pub fn run(cmd: CaptureCommand) -> Result<u8> {
+pub fn run(duration: Duration, cmd: CaptureOptions) -> Result<u8> {
     crate::modes::stop::install()?;
     let kernel = CaptureKernel::read()?;
     let netns = match (&cmd.pod, &cmd.netns) {
@@ -55,7 +80,7 @@ pub fn run(cmd: CaptureCommand) -> Result<u8> {
     let layer = cmd.layer.as_deref().map(filter::parse_layer).transpose()?;
     let (index, _) = crate::node::pods::PodIndex::scan(&crate::node::pods::PodRoots::live());
     let args = CaptureArgs {
-        duration: cmd.duration,
+        duration,
         output: cmd.output,
         filter,
         layer,
