@@ -195,6 +195,8 @@ fn a_blackhole_route_is_the_routing_reason_and_the_port_filter_keeps_one_flow() 
     let wanted: SocketAddr = format!("{}:9100", lab.server_addr).parse().unwrap();
     let other: SocketAddr = format!("{}:9200", lab.server_addr).parse().unwrap();
     let client = lab.client.path();
+    // The server's /24: the host filter (source or destination in the prefix) keeps it.
+    let host = format!("{}/24", lab.server_addr);
     let summary = capture(
         &[
             "--duration",
@@ -205,6 +207,8 @@ fn a_blackhole_route_is_the_routing_reason_and_the_port_filter_keeps_one_flow() 
             &netns,
             "--port",
             "9100",
+            "--host",
+            &host,
         ],
         || {
             let a = udp_stream(&client, wanted, Duration::from_secs(2), 100, 50, false);
@@ -224,6 +228,28 @@ fn a_blackhole_route_is_the_routing_reason_and_the_port_filter_keeps_one_flow() 
         assert!(row[4].contains("location=ip_error+0x"), "{row:?}");
         assert!(row[4].contains("layer=routing"), "{row:?}");
     }
+
+    // A prefix neither end is in keeps nothing, and says the kernel matched nothing.
+    let summary = capture(
+        &[
+            "--duration",
+            "3s",
+            "-w",
+            file.to_str().unwrap(),
+            "--netns",
+            &netns,
+            "--host",
+            "198.18.200.0/24",
+        ],
+        || {
+            udp_stream(&client, wanted, Duration::from_secs(1), 100, 50, false)
+                .join()
+                .unwrap();
+        },
+    );
+    assert!(summary.contains("0 packets written"), "{summary}");
+    assert!(summary.contains(" 0 matched the filter"), "{summary}");
+    assert_eq!(tshark(&file, "udp").len(), 0);
     let _ = std::fs::remove_file(&file);
 }
 
