@@ -5,6 +5,8 @@
 /// Value of an offset field in [`TracerConfig`] when the running kernel does not have that field.
 pub const ABSENT: u32 = u32::MAX;
 
+pub mod capture;
+
 /// Name of the global the loader overrides with a [`TracerConfig`].
 pub const GLOBAL_CONFIG: &str = "CONFIG";
 

@@ -11,6 +11,7 @@
 
 mod shared;
 
+mod capture;
 mod destinations;
 mod drops;
 mod resets;

@@ -46,6 +46,18 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Capture the dropped packets themselves to pcapng, each with its drop reason, kernel
+    /// location, namespace and pod as a packet comment (open with Wireshark or `tshark -r`).
+    ///
+    /// Packet contents are sensitive: the file holds headers (up to --snaplen bytes) of other
+    /// people's traffic.
+    Capture {
+        /// How long to capture (1s to 24h).
+        #[arg(long, default_value = "30s", value_parser = WATCH_WINDOW, allow_hyphen_values = true)]
+        duration: Duration,
+        #[command(flatten)]
+        options: tracer::modes::capture::command::CaptureOptions,
+    },
     /// Watch for a window, then print the verdict document and exit.
     #[command(after_help = concat!(
         "Examples:\n  \
@@ -76,6 +88,10 @@ pub enum Command {
         /// needs no root.
         #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "netns"])]
         replay: Option<PathBuf>,
+        /// Also capture the window's drops and write the winning layer's packets to FILE
+        /// (pcapng, reason on each packet; named in the evidence). Packet contents are sensitive.
+        #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+        capture: Option<PathBuf>,
     },
     /// The live dashboard (the default): rolling verdict, layers, drops, flows, CPUs.
     #[command(after_help = concat!(
@@ -253,6 +269,10 @@ pub enum Command {
         /// level (default info).
         #[arg(long, value_enum, ignore_case = true, default_value = "text")]
         log_format: LogFormat,
+        /// Serve GET /capture?seconds=N&reason=NAME,… (pcapng of dropped packets, at most 60 s
+        /// and 1,000 packets). Off by default: packet contents are sensitive.
+        #[arg(long)]
+        allow_capture: bool,
     },
     /// The D7 verdict as MCP tools over stdio, for an agent that spawns the tracer (`kubectl
     /// debug`, ssh). Read-only; ends when stdin closes or on SIGTERM.

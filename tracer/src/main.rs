@@ -94,7 +94,8 @@ fn main() -> ExitCode {
             netns,
             pod,
             replay: None,
-        } => report(duration, format, netns, pod),
+            capture,
+        } => report(duration, format, netns, pod, capture),
         Command::Top {
             window,
             netns,
@@ -141,6 +142,7 @@ fn main() -> ExitCode {
             security,
             mcp,
             log_format: _,
+            allow_capture,
         } => serve(
             listen,
             window,
@@ -149,6 +151,7 @@ fn main() -> ExitCode {
             pod,
             security.security(),
             mcp,
+            allow_capture,
         ),
         Command::Mcp {
             max_window,
@@ -176,6 +179,9 @@ fn main() -> ExitCode {
             format,
             client,
         ),
+        Command::Capture { duration, options } => {
+            tracer::modes::capture::command::run(duration, options)
+        }
         Command::Schema => serde_json::to_string_pretty(&tracer::judge::document::schema())
             .map(|json| {
                 println!("{json}");
@@ -428,16 +434,23 @@ fn report(
     format: Option<Format>,
     netns: Option<PathBuf>,
     pod: Option<String>,
+    capture: Option<PathBuf>,
 ) -> Result<u8> {
     let scope = live_scope(netns, pod)?;
     tracer::modes::stop::install()?;
     let tracer = LiveTracer::start()?;
+    let armed = capture
+        .map(|file| tracer::modes::capture::armed::arm(file, scope.as_ref().map(|s| s.inode)))
+        .transpose()?;
     let mut watch =
         Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), scope)?.lean();
     let (elapsed_ms, interrupted) = run_window(&tracer, &mut watch, duration)?;
     let closed = Instant::now();
     let notes = cut_short_note(interrupted, elapsed_ms, duration);
-    let judged = watch.finish(&tracer, elapsed_ms.max(1), &notes)?;
+    let mut judged = watch.finish(&tracer, elapsed_ms.max(1), &notes)?;
+    if let Some(armed) = armed {
+        say!("{}", armed.finish(&mut judged.document)?.trim_end());
+    }
     print_document(&judged.document, format)?;
     say!(
         "tracer: verdict written {:.0} ms after the window closed",
@@ -662,6 +675,7 @@ fn serve(
     pod: Option<String>,
     security: tracer::modes::listener::Security,
     mcp: bool,
+    allow_capture: bool,
 ) -> Result<u8> {
     anyhow::ensure!(
         window <= max_window,
@@ -678,5 +692,6 @@ fn serve(
         limits: tracer::present::metrics::Limits::default(),
         security,
         mount: mcp.then_some(tracer::modes::mcp::mount as tracer::modes::server::Mount),
+        allow_capture,
     })
 }

@@ -89,6 +89,11 @@ pub struct Options {
     /// Use the existing target/release/tracer instead of running setup and building it.
     #[arg(long)]
     no_build: bool,
+    /// Add the variant "tracer + capture": `report --capture` (the capture program attached
+    /// for the whole window, every drop of the namespace passed through the ring buffer up
+    /// to its rate limit).
+    #[arg(long)]
+    capture: bool,
 }
 
 impl Options {
@@ -127,6 +132,7 @@ impl Options {
             .iter()
             .copied()
             .filter(|variant| !(self.no_empty_baseline && *variant == Variant::BpftraceEmpty))
+            .filter(|variant| self.capture || *variant != Variant::TracerCapture)
             .collect()
     }
 }
@@ -217,14 +223,16 @@ pub struct DashboardRun {
 pub enum Variant {
     Untraced,
     Tracer,
+    TracerCapture,
     Bpftrace,
     BpftraceEmpty,
 }
 
 impl Variant {
-    const ALL: [Variant; 4] = [
+    const ALL: [Variant; 5] = [
         Variant::Untraced,
         Variant::Tracer,
+        Variant::TracerCapture,
         Variant::Bpftrace,
         Variant::BpftraceEmpty,
     ];
@@ -233,6 +241,7 @@ impl Variant {
         match self {
             Variant::Untraced => "untraced",
             Variant::Tracer => "tracer",
+            Variant::TracerCapture => "tracer + capture",
             Variant::Bpftrace => "bpftrace",
             Variant::BpftraceEmpty => "bpftrace, empty programs",
         }
@@ -652,10 +661,22 @@ fn run_once(
         }
         Variant::Tracer => {
             let window = load_time + Duration::from_secs(1);
-            let mut tracer = TracerProcess::start(tools, lab.traced_netns(), window)?;
+            let mut tracer = TracerProcess::start(tools, lab.traced_netns(), window, &[])?;
             let load = lab.run_load(load_time, &mut || tracer.sample())?;
             foreign.extend(observe::foreign_links(&tools.bpftool, Some(tracer.pid()))?);
             (load, Some(tracer.finish()?))
+        }
+        Variant::TracerCapture => {
+            let window = load_time + Duration::from_secs(1);
+            let file =
+                std::env::temp_dir().join(format!("bench-capture-{}.pcapng", std::process::id()));
+            let capture = ["--capture", file.to_str().unwrap_or("/dev/null")];
+            let mut tracer = TracerProcess::start(tools, lab.traced_netns(), window, &capture)?;
+            let load = lab.run_load(load_time, &mut || tracer.sample())?;
+            foreign.extend(observe::foreign_links(&tools.bpftool, Some(tracer.pid()))?);
+            let observed = tracer.finish()?;
+            let _ = std::fs::remove_file(&file);
+            (load, Some(observed))
         }
         Variant::Bpftrace | Variant::BpftraceEmpty => {
             let program = if variant == Variant::Bpftrace {

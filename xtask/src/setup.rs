@@ -31,6 +31,9 @@ const DEBIAN_TOOLS: &[&str] = &[
     "python3-venv",
     // `cargo xtask dist`: musl-gcc compiles ring's C for the static binary.
     "musl-tools",
+    // `tracer capture`'s tests read the pcapng files back with both.
+    "tshark",
+    "tcpdump",
 ];
 const BPF_LINKER: &str = "bpf-linker";
 /// The Python MCP SDK that tests/mcp.rs drives the tracer with (a client this project did not
@@ -181,11 +184,36 @@ fn debian_packages(pinned: &Toolchains) -> Result<()> {
     let mut update = command("apt-get", ["update"]);
     update.env("DEBIAN_FRONTEND", "noninteractive");
     run(&mut update)?;
+    if missing.contains(&"tshark") {
+        // wireshark-common asks whether non-root users may capture; answer it (no) up front
+        // so the install never waits for a terminal.
+        preseed("wireshark-common wireshark-common/install-setuid boolean false\n")?;
+    }
     let mut install = command("apt-get", ["install", "-y", "--no-install-recommends"]);
     install
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive");
     run(&mut install)
+}
+
+/// Feeds answers to debconf (`debconf-set-selections`).
+fn preseed(answers: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("debconf-set-selections")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("running debconf-set-selections")?;
+    child
+        .stdin
+        .take()
+        .context("debconf-set-selections stdin")?
+        .write_all(answers.as_bytes())
+        .context("writing debconf answers")?;
+    let status = child.wait().context("waiting for debconf-set-selections")?;
+    if !status.success() {
+        bail!("debconf-set-selections failed ({status})");
+    }
+    Ok(())
 }
 
 fn dpkg_installed(package: &str) -> bool {

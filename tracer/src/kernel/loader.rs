@@ -22,7 +22,8 @@ use crate::{
 };
 
 /// The kernel programs, built by `build.rs`.
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+pub(crate) static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
 
 /// Loaded programs and their maps. Programs stay attached while this lives.
 pub struct Session {
@@ -39,7 +40,7 @@ pub struct Session {
 }
 
 /// Says in one sentence why the tracer cannot load programs, when that is the reason.
-fn privilege_hint(e: &anyhow::Error) -> String {
+pub(crate) fn privilege_hint(e: &anyhow::Error) -> String {
     // `{:#}`: the whole chain, so the kernel's own error (EPERM, EINVAL…) is in the sentence.
     let text = format!("{e:#}");
     if text.contains("Operation not permitted") || text.contains("EPERM") {
@@ -52,7 +53,7 @@ fn privilege_hint(e: &anyhow::Error) -> String {
     }
 }
 
-fn raise_memlock() {
+pub(crate) fn raise_memlock() {
     // Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raising it is harmless elsewhere.
     use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
     if let Err(err) = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY) {
@@ -71,6 +72,9 @@ impl Session {
         );
         let mut ebpf = EbpfLoader::new()
             .override_global(GLOBAL_CONFIG, &config, true)
+            // The capture ring buffer is used only by `tracer capture`'s own session: keep the
+            // always-on session's copy at one page instead of 4 MiB of kernel memory.
+            .map_max_entries(tracer_common::capture::MAP_CAPTURE_RING, 4096)
             .load(EBPF_OBJECT)
             .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))
             .context("loading the tracer's eBPF object")?;

@@ -1,8 +1,9 @@
 //! The running kernel: what it offers (tracefs formats, BTF, kallsyms), which probes can attach
-//! and how (startup), loading them (loader, the only module that touches aya) and plain copies of
+//! and how (startup), loading them (loader and, for `tracer capture`, capture: the only modules that touch aya) and plain copies of
 //! their maps (snapshot). Uses nothing else of this crate.
 
 pub mod btf;
+pub mod capture;
 pub mod emulate;
 pub mod format;
 pub mod kallsyms;

@@ -5,6 +5,7 @@
 //! recordings), `tracer check`, and the shared stop signal. The only stage that wires the
 //! others together.
 
+pub mod capture;
 pub mod check;
 pub mod client;
 pub mod cluster;

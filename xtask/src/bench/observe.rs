@@ -406,12 +406,19 @@ pub struct TracerProcess {
 
 impl TracerProcess {
     /// Starts `tracer report` on `netns` for `window`; returns once every probe is attached.
-    pub fn start(tools: &Tools, netns: PathBuf, window: Duration) -> Result<TracerProcess> {
+    /// Starts `tracer report` on `netns` for `window`, with `extra` arguments.
+    pub fn start(
+        tools: &Tools,
+        netns: PathBuf,
+        window: Duration,
+        extra: &[&str],
+    ) -> Result<TracerProcess> {
         let mut cmd = Command::new(&tools.tracer);
         cmd.args(["report", "--duration"])
             .arg(format!("{}ms", window.as_millis()))
             .args(["--format", "json", "--netns"])
-            .arg(netns);
+            .arg(netns)
+            .args(extra);
         let mut proc = Watched::spawn(cmd)?;
         let line = proc.wait_line(Stream::Stderr, Duration::from_secs(60), |line| {
             line.contains("probes attached") || line.contains("probe attached")

@@ -109,6 +109,7 @@ pub fn run_stdio(
                 },
             },
             mount: None,
+            allow_capture: false,
         })?;
         crate::modes::stop::say(format_args!(
             "tracer: MCP on stdio; attaching probes (read-only; ends when stdin closes)"

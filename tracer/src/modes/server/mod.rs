@@ -82,6 +82,8 @@ pub struct ServeOptions {
     pub security: Security,
     /// More routes on the listener, given a handle on the producer (`--mcp` mounts `/mcp`).
     pub mount: Option<Mount>,
+    /// Serve `/capture` (packet contents; off by default).
+    pub allow_capture: bool,
 }
 
 /// Adds routes that reach the producer through [`Frames`].
@@ -238,6 +240,21 @@ async fn report_handler(
     }
 }
 
+async fn capture_handler(
+    State(shared): State<Arc<Shared>>,
+    query: Result<
+        Query<crate::modes::capture::http::CaptureQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    crate::modes::capture::http::respond(
+        shared.options.allow_capture,
+        shared.options.scope.as_ref().map(|s| s.inode),
+        query.ok().map(|Query(q)| q),
+    )
+    .await
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -284,6 +301,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/report", get(report_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/capture", get(capture_handler))
         .fallback(not_found)
         .with_state(shared);
     match mounted {

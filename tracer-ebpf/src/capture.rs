@@ -1,0 +1,288 @@
+//! Capture: a second program on `skb:kfree_skb`, attached only while `tracer capture` runs (the
+//! always-on `kfree_skb` program is unchanged). It filters in the kernel with the
+//! [`CaptureConfig`] the loader wrote into `CAPTURE_CONFIG` (namespace, IP version, protocol,
+//! address/prefix, port, reason set), bounds packets per second with a per-CPU token bucket,
+//! and copies the packet from its network header on (snaplen bytes) with device, namespace,
+//! reason and location into the `CAPTURE_RING` ring buffer. What it skips or loses is counted
+//! in `CAPTURE_COUNTERS`. Struct offsets come from BTF through the config; nothing is guessed.
+//!
+//! May use `shared` (configuration, record reads, namespaces); no other family.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
+    macros::{map, tracepoint},
+    maps::{Array, PerCpuArray, RingBuf},
+    programs::TracePointContext,
+};
+use tracer_common::{
+    capture::{
+        capture_counter, CaptureConfig, CaptureEvent, CAPTURE_HEADER_PEEK, CAPTURE_MAX_SNAPLEN,
+        CAPTURE_RING_BYTES,
+    },
+    ABSENT,
+};
+
+use crate::shared::{
+    config,
+    netns::skb_netns,
+    record::{ctx_u32, ctx_u64},
+};
+
+#[map(name = "CAPTURE_CONFIG")]
+static CAPTURE_CONFIG: Array<CaptureConfig> = Array::with_max_entries(1, 0);
+
+#[map(name = "CAPTURE_RING")]
+static CAPTURE_RING: RingBuf = RingBuf::with_byte_size(CAPTURE_RING_BYTES, 0);
+
+#[map(name = "CAPTURE_COUNTERS")]
+static CAPTURE_COUNTERS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(capture_counter::COUNT, 0);
+
+/// Per CPU: tokens in nano-packets and the time they were last topped up.
+#[repr(C)]
+struct Bucket {
+    tokens: u64,
+    last_ns: u64,
+}
+
+#[map(name = "CAPTURE_BUCKET")]
+static CAPTURE_BUCKET: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(1, 0);
+
+const NANO: u64 = 1_000_000_000;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+#[inline(always)]
+fn count(index: u32) {
+    if let Some(slot) = CAPTURE_COUNTERS.get_ptr_mut(index) {
+        // Per-CPU slot: no other CPU writes it.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+fn read<T>(base: u64, offset: u32) -> Option<T> {
+    if base == 0 || offset == ABSENT {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.ok()
+}
+
+/// Takes one token from this CPU's bucket; false when it is empty.
+#[inline(always)]
+fn take_token(cfg: &CaptureConfig, now: u64) -> bool {
+    let Some(bucket) = CAPTURE_BUCKET.get_ptr_mut(0) else {
+        return false;
+    };
+    // The loader bounds rate (≤ 10^8/s) and burst (≤ 10^6), so no product overflows.
+    let cap = cfg.burst.wrapping_mul(NANO);
+    unsafe {
+        let elapsed = now.saturating_sub((*bucket).last_ns).min(10 * NANO);
+        let tokens = if (*bucket).last_ns == 0 {
+            cap
+        } else {
+            (*bucket)
+                .tokens
+                .saturating_add(elapsed.wrapping_mul(cfg.rate_per_cpu))
+                .min(cap)
+        };
+        (*bucket).last_ns = now;
+        if tokens < NANO {
+            (*bucket).tokens = tokens;
+            return false;
+        }
+        (*bucket).tokens = tokens - NANO;
+    }
+    true
+}
+
+/// True when `addr` (4 or 16 bytes at `at` in the header) lies in the configured prefix.
+#[inline(always)]
+fn in_prefix(cfg: &CaptureConfig, hdr: &[u8; CAPTURE_HEADER_PEEK], at: usize, len: usize) -> bool {
+    let prefix = cfg.addr_prefix as usize;
+    let mut i = 0;
+    while i < 16 {
+        if i >= len || i * 8 >= prefix {
+            break;
+        }
+        let bits = prefix - i * 8;
+        let mask: u8 = if bits >= 8 { 0xff } else { !(0xffu8 >> bits) };
+        if at + i >= CAPTURE_HEADER_PEEK {
+            return false;
+        }
+        if hdr[at + i] & mask != cfg.addr[i] & mask {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[inline(always)]
+fn dev_of(skb: u64) -> u64 {
+    read::<u64>(skb, config!(skb_dev)).unwrap_or(0)
+}
+
+#[tracepoint]
+pub fn capture_kfree_skb(ctx: TracePointContext) -> u32 {
+    let Some(cfg) = CAPTURE_CONFIG.get(0) else {
+        return 0;
+    };
+    count(capture_counter::SEEN);
+    let (Some(skb), Some(location)) = (
+        ctx_u64(&ctx, config!(kfree_skbaddr)),
+        ctx_u64(&ctx, config!(kfree_location)),
+    ) else {
+        count(capture_counter::UNREADABLE);
+        return 0;
+    };
+    let reason = match config!(kfree_reason) {
+        ABSENT => ABSENT,
+        offset => ctx_u32(&ctx, offset).unwrap_or(ABSENT),
+    };
+    if cfg.any_reason == 0 {
+        if reason >= 256 {
+            return 0;
+        }
+        // Branches rather than an index: the verifier keeps each load's offset constant.
+        let word = match reason >> 6 {
+            0 => cfg.reasons[0],
+            1 => cfg.reasons[1],
+            2 => cfg.reasons[2],
+            _ => cfg.reasons[3],
+        };
+        if word & (1u64 << (reason & 63)) == 0 {
+            return 0;
+        }
+    }
+    let rx_sk = match config!(kfree_rx_sk) {
+        ABSENT => 0,
+        offset => ctx_u64(&ctx, offset).unwrap_or(0),
+    };
+    let netns = skb_netns(skb, rx_sk).unwrap_or(0);
+    if cfg.netns != ABSENT && cfg.netns != netns {
+        return 0;
+    }
+
+    // Where the IP header is, and how many bytes of the packet lie linearly from there.
+    let (Some(head), Some(data), Some(len), Some(data_len), Some(nh_off)) = (
+        read::<u64>(skb, cfg.skb_head),
+        read::<u64>(skb, cfg.skb_data),
+        read::<u32>(skb, cfg.skb_len),
+        read::<u32>(skb, cfg.skb_data_len),
+        read::<u16>(skb, cfg.skb_network_header),
+    ) else {
+        count(capture_counter::UNREADABLE);
+        return 0;
+    };
+    let nh = head + nh_off as u64;
+    // Bytes from the network header: the skb's length counts from `data`.
+    let pkt_len = len as i64 + (data as i64 - nh as i64);
+    let linear = (len - data_len.min(len)) as i64 + (data as i64 - nh as i64);
+    if nh_off == u16::MAX || pkt_len < 20 || linear < 20 {
+        count(capture_counter::UNREADABLE);
+        return 0;
+    }
+    // The head buffer extends past the packet's end (skb->end ≥ tail), so a short packet's
+    // peek reads bytes that are not the packet's, never unmapped memory; only the bytes below
+    // `linear` are looked at.
+    let Some(hdr) = read::<[u8; CAPTURE_HEADER_PEEK]>(nh, 0) else {
+        count(capture_counter::UNREADABLE);
+        return 0;
+    };
+    let version = (hdr[0] >> 4) as u32;
+    let (proto, l4, addr_at, addr_len) = match version {
+        4 => (hdr[9], ((hdr[0] & 0x0f) as i64) * 4, 12usize, 4usize),
+        6 if linear >= CAPTURE_HEADER_PEEK as i64 => (hdr[6], 40, 8, 16),
+        _ => {
+            count(capture_counter::UNREADABLE);
+            return 0;
+        }
+    };
+    if cfg.ip_version != ABSENT && cfg.ip_version != version {
+        return 0;
+    }
+    if cfg.protocol != ABSENT && cfg.protocol != proto as u32 {
+        return 0;
+    }
+    if cfg.addr_prefix != ABSENT {
+        if cfg.addr_version != version {
+            return 0;
+        }
+        if !in_prefix(cfg, &hdr, addr_at, addr_len)
+            && !in_prefix(cfg, &hdr, addr_at + addr_len, addr_len)
+        {
+            return 0;
+        }
+    }
+    if cfg.port != ABSENT {
+        if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) || l4 + 4 > linear {
+            return 0;
+        }
+        let Some(ports) = read::<[u8; 4]>(nh, l4 as u32) else {
+            count(capture_counter::UNREADABLE);
+            return 0;
+        };
+        let sport = u16::from_be_bytes([ports[0], ports[1]]) as u32;
+        let dport = u16::from_be_bytes([ports[2], ports[3]]) as u32;
+        if sport != cfg.port && dport != cfg.port {
+            return 0;
+        }
+    }
+    count(capture_counter::MATCHED);
+
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !take_token(cfg, now) {
+        count(capture_counter::RATE_LIMITED);
+        return 0;
+    }
+    let Some(mut entry) = CAPTURE_RING.reserve::<CaptureEvent>(0) else {
+        count(capture_counter::RING_FULL);
+        return 0;
+    };
+    let event = entry.as_mut_ptr();
+    let mut cap = cfg.snaplen as i64;
+    if cap > linear {
+        cap = linear;
+    }
+    if cap > pkt_len {
+        cap = pkt_len;
+    }
+    let mut cap = cap as u32;
+    if cap > CAPTURE_MAX_SNAPLEN as u32 {
+        cap = CAPTURE_MAX_SNAPLEN as u32;
+    }
+    if cap < 1 {
+        cap = 1;
+    }
+    unsafe {
+        let copied = generated::bpf_probe_read_kernel(
+            (*event).data.as_mut_ptr() as *mut _,
+            cap,
+            nh as *const _,
+        );
+        if copied != 0 {
+            entry.discard(0);
+            count(capture_counter::UNREADABLE);
+            return 0;
+        }
+        (*event).ts_ns = now;
+        (*event).location = location;
+        (*event).reason = reason;
+        (*event).netns = netns;
+        (*event).pkt_len = pkt_len as u32;
+        (*event).cap_len = cap;
+        (*event)._pad = 0;
+        let dev = dev_of(skb);
+        (*event).ifindex = read::<u32>(dev, cfg.dev_ifindex).unwrap_or(0);
+        // A failed read zero-fills the name.
+        let _ = generated::bpf_probe_read_kernel(
+            (*event).ifname.as_mut_ptr() as *mut _,
+            16,
+            (dev + cfg.dev_name as u64) as *const _,
+        );
+    }
+    entry.submit(0);
+    count(capture_counter::SUBMITTED);
+    0
+}
