@@ -143,16 +143,18 @@ fn main() -> ExitCode {
             mcp,
             log_format: _,
             allow_capture,
-        } => serve(
-            listen,
-            window,
-            max_window,
-            netns,
-            pod,
-            security.security(),
-            mcp,
-            allow_capture,
-        ),
+        } => live_scope(netns, pod).and_then(|scope| {
+            serve(tracer::modes::server::ServeOptions {
+                listen,
+                window,
+                max_window,
+                scope,
+                limits: tracer::present::metrics::Limits::default(),
+                security: security.security(),
+                mount: mcp.then_some(tracer::modes::mcp::mount as tracer::modes::server::Mount),
+                allow_capture,
+            })
+        }),
         Command::Mcp {
             max_window,
             netns,
@@ -667,31 +669,12 @@ fn top(
     tracer::present::tui::run(producer, Duration::from_secs(1), save_dirs, "live")
 }
 
-fn serve(
-    listen: std::net::SocketAddr,
-    window: Duration,
-    max_window: Duration,
-    netns: Option<PathBuf>,
-    pod: Option<String>,
-    security: tracer::modes::listener::Security,
-    mcp: bool,
-    allow_capture: bool,
-) -> Result<u8> {
+fn serve(options: tracer::modes::server::ServeOptions) -> Result<u8> {
     anyhow::ensure!(
-        window <= max_window,
+        options.window <= options.max_window,
         "--window {} is longer than --max-window {}",
-        humantime::format_duration(window),
-        humantime::format_duration(max_window)
+        humantime::format_duration(options.window),
+        humantime::format_duration(options.max_window)
     );
-    let scope = live_scope(netns, pod)?;
-    tracer::modes::server::run(tracer::modes::server::ServeOptions {
-        listen,
-        window,
-        max_window,
-        scope,
-        limits: tracer::present::metrics::Limits::default(),
-        security,
-        mount: mcp.then_some(tracer::modes::mcp::mount as tracer::modes::server::Mount),
-        allow_capture,
-    })
+    tracer::modes::server::run(options)
 }
