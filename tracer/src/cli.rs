@@ -51,6 +51,12 @@ pub enum Command {
     ///
     /// Packet contents are sensitive: the file holds headers (up to --snaplen bytes) of other
     /// people's traffic.
+    #[command(after_help = "Examples:\n  \
+         tracer capture -d 30s -w drops.pcapng --layer netfilter\n  \
+         tracer capture -w - --proto udp --port 53 | tshark -r -\n  \
+         tracer capture -w drops.pcapng --pod default/web --max-packets 200\n\n\
+         Exit status: 0 the capture was written (the summary is on stderr), 2 it could not start \
+         (not root, bad arguments, FILE not writable).")]
     Capture {
         /// How long to capture (1s to 24h).
         #[arg(long, default_value = "30s", value_parser = WATCH_WINDOW, allow_hyphen_values = true)]
@@ -279,6 +285,12 @@ pub enum Command {
     ///
     /// Tools: live_network_verdict, live_network_report, live_tcp_flows, live_node_facts,
     /// live_compare_nodes, live_cluster_health, live_tracer_status. See docs/mcp.md.
+    #[command(after_help = "Examples:\n  \
+         tracer mcp                             the agent spawns it and speaks MCP on stdin/stdout\n  \
+         tracer mcp --netns blue                the tools look at one namespace by default\n  \
+         tracer serve --mcp                     the same tools at http://127.0.0.1:9595/mcp\n\n\
+         Exit status: 0 the client went (stdin closed) or SIGTERM/SIGHUP/Ctrl-C, 2 could not \
+         start (not root, no probe attached, bad arguments).")]
     Mcp {
         /// Longest window live_network_verdict may ask for (1s to 1h; frames older than 60s are
         /// kept one per 10 s).
@@ -814,7 +826,7 @@ mod tests {
             assert!(help.contains(&format!("tracer {name}")), "{name}: {help}");
             checked += 1;
         }
-        assert_eq!(checked, 11, "every subcommand");
+        assert_eq!(checked, 13, "every subcommand");
         let top = cmd
             .find_subcommand_mut("top")
             .map(|t| t.render_long_help().to_string())
