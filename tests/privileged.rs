@@ -296,6 +296,16 @@ fn report_command_prints_json_with_the_namespaces_drops() {
     );
     let observed = &doc["observations"];
     assert_eq!(no_socket_drops(&doc), u64::from(N));
+    // The lab's `ip netns` name stands next to the inode of its drops.
+    let named = observed["drops"]["by_reason"]
+        .as_array()
+        .expect("by_reason")
+        .iter()
+        .filter(|r| r["reason"] == "NO_SOCKET")
+        .flat_map(|r| r["netns"].as_array().cloned().unwrap_or_default())
+        .find(|n| n["count"].as_u64() == Some(u64::from(N)))
+        .expect("the lab's namespace row");
+    assert_eq!(named["netns_name"], ns.name.as_str(), "{named}");
     let probes = observed["probes"].as_array().expect("probes");
     assert_eq!(probes.len(), tracer::kernel::probes::PROBES.len());
     assert!(probes.iter().all(|p| p["state"] == "attached"));

@@ -453,6 +453,11 @@ fn report(
     if let Some(armed) = armed {
         say!("{}", armed.finish(&mut judged.document)?.trim_end());
     }
+    let names = ip_netns_names();
+    judged
+        .document
+        .observations
+        .label_netns(|inode| names.get(&inode).cloned());
     print_document(&judged.document, format)?;
     say!(
         "tracer: verdict written {:.0} ms after the window closed",
@@ -484,6 +489,8 @@ fn flows(
     );
     let pods = &watch.facts().pods;
     table.label_pods(&|inode| pods.label_of(inode));
+    let names = ip_netns_names();
+    table.label_netns(&|inode| names.get(&inode).cloned());
     let format = format.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Text
     } else {
@@ -587,6 +594,18 @@ impl History {
     fn ticks(&self) -> &[tracer::judge::verdict::Tick] {
         &self.0
     }
+}
+
+/// The `ip netns` names of this node's namespaces (`/run/netns/NAME`), by inode.
+fn ip_netns_names() -> std::collections::BTreeMap<u32, String> {
+    netns_labels()
+        .into_iter()
+        .filter_map(|(inode, label)| {
+            label
+                .strip_prefix("netns ")
+                .map(|name| (inode, name.to_owned()))
+        })
+        .collect()
 }
 
 fn netns_labels() -> std::collections::BTreeMap<u32, String> {

@@ -65,6 +65,7 @@ fn full_observations() -> Report {
         inode: 4_026_532_999,
         count: 500,
         pod: Some("shop/cart-7d9f".to_owned()),
+        netns_name: Some("blue".to_owned()),
     }];
     report.drops.by_reason[1].reason_value = None;
     report.retransmits.flows[0].pod = Some("shop/cart-7d9f".to_owned());
@@ -106,6 +107,7 @@ fn full_observations() -> Report {
     report.flows.resets = vec![ResetFlow {
         netns: 4_026_532_999,
         pod: None,
+        netns_name: Some("blue".to_owned()),
         family: "ipv6".to_owned(),
         saddr: "fd00::1".to_owned(),
         sport: 8080,

@@ -158,6 +158,9 @@ pub struct Destination {
     /// The pod whose network namespace it is (`NAMESPACE/NAME`, or `uid UID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// The namespace's `ip netns` name (`/run/netns/NAME`), when it has one on this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_name: Option<String>,
     pub family: String,
     pub daddr: String,
     pub dport: u16,
@@ -203,6 +206,20 @@ impl Destination {
     }
 }
 
+/// A row's namespace for people: `pod NS/NAME`, `netns NAME`, else `netns_label(inode)`.
+fn who(
+    pod: Option<&str>,
+    name: Option<&str>,
+    inode: u32,
+    netns_label: &dyn Fn(u32) -> String,
+) -> String {
+    match (pod, name) {
+        (Some(pod), _) => format!("pod {pod}"),
+        (None, Some(name)) => format!("netns {name}"),
+        (None, None) => netns_label(inode),
+    }
+}
+
 /// The peer of a listener's folded reset row: its clients, whatever their ports.
 pub const CLIENTS: &str = "clients";
 
@@ -214,6 +231,9 @@ pub struct ResetFlow {
     /// The pod whose network namespace it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// The namespace's `ip netns` name (`/run/netns/NAME`), when it has one on this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_name: Option<String>,
     pub family: String,
     /// This host's end.
     pub saddr: String,
@@ -465,6 +485,7 @@ pub fn build(
             let d = Destination {
                 netns: key.netns,
                 pod: None,
+                netns_name: None,
                 family: family.to_owned(),
                 daddr,
                 dport: key.dport,
@@ -562,6 +583,7 @@ pub fn build(
             Some(ResetFlow {
                 netns: key.flow.netns,
                 pod: None,
+                netns_name: None,
                 family: family.to_owned(),
                 saddr,
                 sport: key.flow.sport,
@@ -577,6 +599,7 @@ pub fn build(
         |((netns, family, saddr, sport, direction, reason), count)| ResetFlow {
             netns,
             pod: None,
+            netns_name: None,
             family,
             saddr,
             sport,
@@ -637,8 +660,19 @@ impl Flows {
         }
     }
 
+    /// Names each row's namespace by its `ip netns` name (`name_of(inode)`).
+    pub fn label_netns(&mut self, name_of: &dyn Fn(u32) -> Option<String>) {
+        for d in &mut self.destinations {
+            d.netns_name = name_of(d.netns);
+        }
+        for r in &mut self.resets {
+            r.netns_name = name_of(r.netns);
+        }
+    }
+
     /// A fixed-width table (what `tracer flows` prints and the text summary shows); the
-    /// namespace column is the pod when known, else `netns_label(inode)`.
+    /// namespace column is the pod when known, else its `ip netns` name, else
+    /// `netns_label(inode)`.
     pub fn table(&self, netns_label: &dyn Fn(u32) -> String) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
@@ -671,9 +705,12 @@ impl Flows {
                 .collect();
             let line = format!(
                 "{:<18} {:<28} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9}  {}",
-                d.pod
-                    .as_ref()
-                    .map_or_else(|| netns_label(d.netns), |p| format!("pod {p}")),
+                who(
+                    d.pod.as_deref(),
+                    d.netns_name.as_deref(),
+                    d.netns,
+                    netns_label
+                ),
                 dest,
                 d.retransmits,
                 d.resets_sent,
@@ -704,9 +741,12 @@ impl Flows {
                 let _ = writeln!(
                     out,
                     "  {:<18} {}:{} → {}  {} ×{}{}",
-                    r.pod
-                        .as_ref()
-                        .map_or_else(|| netns_label(r.netns), |p| format!("pod {p}")),
+                    who(
+                        r.pod.as_deref(),
+                        r.netns_name.as_deref(),
+                        r.netns,
+                        netns_label
+                    ),
                     r.saddr,
                     r.sport,
                     peer,
@@ -1018,6 +1058,46 @@ mod tests {
         assert_eq!(per_client.destinations.len(), 5);
         assert_eq!(per_client.resets.len(), 5);
         assert_eq!(per_client.totals.destinations, 30);
+    }
+
+    /// `ip netns` names stand next to the inode in JSON and replace it in the table; a pod's
+    /// name comes first.
+    #[test]
+    fn netns_names_label_rows_next_to_their_inode() {
+        let mut d = Snapshot::default();
+        let flow = |netns: u32, last: u8| FlowKey {
+            netns,
+            family: FAMILY_INET,
+            sport: 40_000,
+            dport: 443,
+            _pad: 0,
+            saddr: v4([198, 18, 0, 1]),
+            daddr: v4([198, 18, 0, last]),
+        };
+        for (netns, last) in [(7, 2), (8, 3)] {
+            d.flows.insert(
+                flow(netns, last),
+                FlowStats {
+                    retransmitted_segments: 1,
+                    ..Default::default()
+                },
+            );
+        }
+        let mut f = build(&d, &BTreeMap::new(), &DestFilter::default(), 10);
+        f.label_pods(&|inode| (inode == 8).then(|| "shop/cart-0".to_owned()));
+        f.label_netns(&|inode| (inode == 7 || inode == 8).then(|| format!("blue{inode}")));
+        let json = serde_json::to_value(&f).unwrap();
+        let row7 = json["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["netns"] == 7)
+            .unwrap();
+        assert_eq!(row7["netns_name"], "blue7");
+        let table = f.table(&|inode| format!("inode {inode}"));
+        assert!(table.contains("netns blue7"), "{table}");
+        assert!(table.contains("pod shop/cart-0"), "{table}");
+        assert!(!table.contains("inode 7"), "{table}");
     }
 
     #[test]

@@ -96,6 +96,9 @@ pub struct NetnsCount {
     /// node's files (`pods`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// The namespace's `ip netns` name (`/run/netns/NAME`), when it has one on this node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
@@ -123,6 +126,9 @@ pub struct FlowReport {
     /// The pod whose network namespace the socket is in (`NAMESPACE/NAME`, or `uid UID`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// The namespace's `ip netns` name (`/run/netns/NAME`), when it has one on this node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns_name: Option<String>,
     pub family: &'static str,
     pub saddr: String,
     pub sport: u16,
@@ -268,6 +274,7 @@ pub fn build(
                     inode,
                     count,
                     pod: None,
+                    netns_name: None,
                 })
                 .collect();
             netns.sort_by(|a, b| b.count.cmp(&a.count).then(a.inode.cmp(&b.inode)));
@@ -295,6 +302,7 @@ pub fn build(
             FlowReport {
                 netns: key.netns,
                 pod: None,
+                netns_name: None,
                 family,
                 saddr,
                 sport: key.sport,
@@ -472,6 +480,20 @@ impl Report {
             flow.pod = pod_of(flow.netns);
         }
         self.flows.label_pods(&pod_of);
+    }
+
+    /// Names each namespace of the drops and flows by its `ip netns` name (`name_of(inode)`),
+    /// next to its inode; only for namespaces of this node (a live window, not a replay).
+    pub fn label_netns(&mut self, name_of: impl Fn(u32) -> Option<String>) {
+        for reason in &mut self.drops.by_reason {
+            for n in &mut reason.netns {
+                n.netns_name = name_of(n.inode);
+            }
+        }
+        for flow in &mut self.retransmits.flows {
+            flow.netns_name = name_of(flow.netns);
+        }
+        self.flows.label_netns(&name_of);
     }
 }
 

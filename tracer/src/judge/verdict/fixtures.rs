@@ -42,6 +42,7 @@ pub fn observed(
         .map(|(dport, segs)| FlowReport {
             netns: 1,
             pod: None,
+            netns_name: None,
             family: "ipv4",
             saddr: "198.18.0.1".to_owned(),
             sport: 40000,
@@ -170,6 +171,7 @@ pub fn destination(daddr: &str, dport: u16) -> Destination {
     Destination {
         netns: 4_026_532_999,
         pod: None,
+        netns_name: None,
         family: "ipv4".to_owned(),
         daddr: daddr.to_owned(),
         dport,
