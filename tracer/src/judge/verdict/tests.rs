@@ -754,6 +754,7 @@ fn two_thousand_unplaced_drops_are_unattributed_loss_not_none() {
         inode: 7,
         count: 2000,
         pod: None,
+        netns_name: None,
     }];
     let v = decide(&window(o.clone(), quiet(), quiet()));
     assert_eq!(v.root_cause, UNATTRIBUTED);

@@ -156,6 +156,7 @@ mod tests {
                 inode: 7,
                 count: r.count,
                 pod: None,
+                netns_name: None,
             }];
         }
         o

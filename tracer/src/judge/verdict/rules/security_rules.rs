@@ -142,6 +142,7 @@ mod tests {
             inode: 7,
             count: 500,
             pod: None,
+            netns_name: None,
         }];
         let mut w = window(o, quiet(), quiet());
         let mut elsewhere = rule("ip6 daddr 2001:2::/64", 900);

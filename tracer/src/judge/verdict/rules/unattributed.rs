@@ -86,6 +86,7 @@ mod tests {
             inode: 7,
             count: 2000,
             pod: None,
+            netns_name: None,
         }];
         let w = window(o, quiet(), quiet());
         let f = assess(&Context::new(&w), &[]);
