@@ -2,7 +2,9 @@
 //! pcapng and read back with `tshark -r` and `tcpdump -r`: exactly the packets sent, each with
 //! its reason and location; a blackhole route's packets carry the routing attribution; the
 //! port filter keeps one flow; --max-packets and the rate limit hold under a flood, with the
-//! loss counted.
+//! loss counted; the perf buffer (forced) carries exactly the packets sent too; a connection
+//! whose peer starts dropping its segments has its retransmissions in the file, no more than
+//! the kernel's TcpRetransSegs.
 #![allow(clippy::unwrap_used)]
 
 mod lab;
@@ -40,9 +42,15 @@ fn out_file(tag: &str) -> PathBuf {
 /// Runs `tracer capture ARGS`, calls `during` once the program is attached, and returns the
 /// capture's stderr (its summary) after it exits.
 fn capture(args: &[&str], during: impl FnOnce()) -> String {
+    capture_with(args, &[], during)
+}
+
+/// [`capture`] with environment variables set for the tracer.
+fn capture_with(args: &[&str], env: &[(&str, &str)], during: impl FnOnce()) -> String {
     let mut child = Command::new(TRACER)
         .arg("capture")
         .args(args)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -148,6 +156,7 @@ fn five_hundred_datagrams_into_an_nft_drop_rule_are_exactly_the_file() {
         },
     );
     assert!(summary.contains("500 packets written"), "{summary}");
+    assert!(summary.contains("buffer: ring buffer"), "{summary}");
     let rows = tshark(&file, "udp");
     assert_eq!(rows.len(), 500, "{summary}");
     let mut seen = BTreeSet::new();
@@ -175,6 +184,193 @@ fn five_hundred_datagrams_into_an_nft_drop_rule_are_exactly_the_file() {
     for (n, line) in rows.iter().take(3).enumerate() {
         eprintln!("tshark row {n}: {}", line.join(" | "));
     }
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn the_perf_buffer_forced_carries_exactly_the_datagrams_sent() {
+    if !privileged("capture_perf") || !tools_present("capture_perf") {
+        return;
+    }
+    let link = Link::new("cpp", 152);
+    drop_udp_to_port(&link.b, 9);
+    let file = out_file("perf");
+    let netns = link.b.path().display().to_string();
+    let to: SocketAddr = format!("{}:9", link.addr_b).parse().unwrap();
+    let ports: Vec<u16> = (21_000..21_300).collect();
+    let sent = ports.clone();
+    let summary = capture_with(
+        &[
+            "--duration",
+            "6s",
+            "-w",
+            file.to_str().unwrap(),
+            "--netns",
+            &netns,
+            "--proto",
+            "udp",
+        ],
+        &[("TRACER_CAPTURE_BUFFER", "perf")],
+        || {
+            link.a.run_in(move || {
+                for port in sent {
+                    let sock = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+                    sock.send_to(b"x", to).unwrap();
+                }
+            });
+        },
+    );
+    assert!(summary.contains("300 packets written"), "{summary}");
+    assert!(summary.contains("buffer: perf buffer"), "{summary}");
+    assert!(summary.contains("perf buffer full 0,"), "{summary}");
+    let rows = tshark(&file, "udp");
+    assert_eq!(rows.len(), 300, "{summary}");
+    let mut seen = BTreeSet::new();
+    for row in &rows {
+        assert_eq!(row[0], link.addr_a);
+        assert_eq!(row[2], link.addr_b);
+        assert_eq!(row[3], "9");
+        assert!(row[4].contains("reason=NETFILTER_DROP"), "{row:?}");
+        assert!(row[4].contains("location=nft_do_chain+0x"), "{row:?}");
+        seen.insert(row[1].parse::<u16>().unwrap());
+    }
+    assert_eq!(seen, ports.iter().copied().collect::<BTreeSet<u16>>());
+    assert_eq!(tcpdump(&file).len(), 300);
+    let _ = std::fs::remove_file(&file);
+}
+
+/// `tshark -r FILE` TCP rows: ip.src, tcp.srcport, ip.dst, tcp.dstport, tcp.seq_raw,
+/// tcp.len, comment.
+fn tshark_tcp(file: &Path) -> Vec<Vec<String>> {
+    let out = Command::new("tshark")
+        .args(["-r"])
+        .arg(file)
+        .args(["-T", "fields", "-E", "separator=|"])
+        .args([
+            "-e",
+            "ip.src",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "ip.dst",
+            "-e",
+            "tcp.dstport",
+        ])
+        .args(["-e", "tcp.seq_raw", "-e", "tcp.len", "-e", "frame.comment"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn retransmits_of_a_connection_whose_peer_starts_dropping_are_in_the_file() {
+    use std::{
+        io::{Read as _, Write as _},
+        net::{TcpListener, TcpStream},
+        os::unix::fs::MetadataExt as _,
+    };
+    if !privileged("capture_retransmits") || !tools_present("capture_retransmits") {
+        return;
+    }
+    let link = Link::new("cpt", 150);
+    // A 10 ms retransmission timeout floor towards the peer: many retransmissions in seconds.
+    link.a.ip(&[
+        "route",
+        "add",
+        &format!("{}/32", link.addr_b),
+        "dev",
+        "veth-a",
+        "rto_min",
+        "10ms",
+    ]);
+    const PORT: u16 = 5301;
+    let server: SocketAddr = format!("{}:{PORT}", link.addr_b).parse().unwrap();
+    let listener = link.b.run_in(move || TcpListener::bind(server).unwrap());
+    let reader = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 4096];
+        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let client = link
+        .a
+        .run_in(move || TcpStream::connect_timeout(&server, Duration::from_secs(5)).unwrap());
+    let client_port = client.local_addr().unwrap().port();
+    let retrans_before = link.a.net_counter("snmp", "Tcp", "RetransSegs");
+    let netns = link.a.path().display().to_string();
+    let inode = std::fs::metadata(link.a.path()).unwrap().ino();
+    let file = out_file("retransmits");
+    let port = PORT.to_string();
+    let summary = capture(
+        &[
+            "--duration",
+            "5s",
+            "-w",
+            file.to_str().unwrap(),
+            "--retransmits",
+            "--netns",
+            &netns,
+            "--port",
+            &port,
+        ],
+        || {
+            let mut client = client;
+            // Delivered and acknowledged, then the peer drops everything of the flow.
+            client.write_all(&[1u8; 2000]).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            link.b.nft(&format!(
+                "table inet capture_rtx {{\n chain input {{\n  type filter hook input priority 0;\n  tcp dport {PORT} drop\n }}\n}}\n"
+            ));
+            client.write_all(&[2u8; 3000]).unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+            drop(client);
+        },
+    );
+    let retrans_after = link.a.net_counter("snmp", "Tcp", "RetransSegs");
+    let rows = tshark_tcp(&file);
+    let delta = retrans_after - retrans_before;
+    eprintln!(
+        "{} retransmitted segments captured; TcpRetransSegs of the client's namespace +{delta}",
+        rows.len()
+    );
+    for (n, row) in rows.iter().take(3).enumerate() {
+        eprintln!("tshark row {n}: {}", row.join(" | "));
+    }
+    assert!(rows.len() >= 5, "{} packets: {summary}", rows.len());
+    assert!(
+        delta >= rows.len() as u64,
+        "the kernel retransmitted {delta} segments, the file holds {}: {summary}",
+        rows.len()
+    );
+    for row in &rows {
+        assert_eq!(row[0], link.addr_a, "{row:?}");
+        assert_eq!(row[1], client_port.to_string(), "{row:?}");
+        assert_eq!(row[2], link.addr_b, "{row:?}");
+        assert_eq!(row[3], port, "{row:?}");
+        assert!(
+            row[5].parse::<u32>().unwrap() > 0,
+            "a data segment: {row:?}"
+        );
+        // ESTABLISHED, then FIN_WAIT1 once the client closes.
+        assert!(row[6].starts_with("retransmit state=TCP_"), "{row:?}");
+        assert!(row[6].ends_with(&format!(" netns={inode}")), "{row:?}");
+    }
+    assert!(rows
+        .iter()
+        .any(|r| r[6].starts_with("retransmit state=TCP_ESTABLISHED ")));
+    assert!(
+        summary.contains(&format!("retransmitted segments: {} written", rows.len())),
+        "{summary}"
+    );
+    reader.join().unwrap();
     let _ = std::fs::remove_file(&file);
 }
 

@@ -4,10 +4,16 @@
 
 /// Program name of the capture program on `skb:kfree_skb` (attached only while a capture runs).
 pub const PROG_CAPTURE_KFREE_SKB: &str = "capture_kfree_skb";
+/// Program name of the capture program on `tcp:tcp_retransmit_skb` (attached only while a
+/// capture with `--retransmits` runs).
+pub const PROG_CAPTURE_RETRANSMIT: &str = "capture_tcp_retransmit_skb";
 /// One-entry array holding the [`CaptureConfig`].
 pub const MAP_CAPTURE_CONFIG: &str = "CAPTURE_CONFIG";
 /// The BPF ring buffer of [`CaptureEvent`]s.
 pub const MAP_CAPTURE_RING: &str = "CAPTURE_RING";
+/// The perf event array used instead of the ring buffer on kernels without one (< 5.8), or
+/// when forced ([`CaptureConfig::perf`]).
+pub const MAP_CAPTURE_PERF: &str = "CAPTURE_PERF";
 /// Per-CPU counters of the capture program ([`capture_counter`]).
 pub const MAP_CAPTURE_COUNTERS: &str = "CAPTURE_COUNTERS";
 /// Per-CPU token buckets.
@@ -34,10 +40,12 @@ pub mod capture_counter {
     /// Packets whose headers could not be read (no IP header at the network header, failed
     /// kernel reads).
     pub const UNREADABLE: u32 = 4;
-    /// Events written to the ring buffer.
+    /// Events written to the ring buffer (or handed to the perf buffer).
     pub const SUBMITTED: u32 = 5;
+    /// Successful `tcp:tcp_retransmit_skb` events the retransmit capture program saw.
+    pub const RETRANSMITS_SEEN: u32 = 6;
     /// Number of counters.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 /// Offsets and filter of a capture. [`crate::ABSENT`] in a filter field means "any".
@@ -71,11 +79,24 @@ pub struct CaptureConfig {
     /// Drop reasons to keep (bit `r` for reason `r` < 256); `any_reason` != 0 keeps all.
     pub reasons: [u64; 4],
     pub any_reason: u32,
+    /// Non-zero: write events into [`MAP_CAPTURE_PERF`] instead of the ring buffer.
+    pub perf: u32,
+    /// `sk_buff.cb` + `tcp_skb_cb.seq` (BTF): a retransmitted segment's sequence number, which
+    /// the headers found in front of it must carry; ABSENT skips that check.
+    pub skb_tcp_seq: u32,
     pub _pad: u32,
     /// Token bucket of each CPU: packets per second and burst (packets).
     pub rate_per_cpu: u64,
     pub burst: u64,
 }
+
+/// [`CaptureEvent::kind`] of a dropped packet.
+pub const EVENT_DROP: u32 = 0;
+/// [`CaptureEvent::kind`] of a retransmitted TCP segment.
+pub const EVENT_RETRANSMIT: u32 = 1;
+/// Bytes in front of a retransmitted segment's payload searched for its IP and TCP headers
+/// (at most 60 TCP + 40 IPv6 bytes; `MAX_TCP_HEADER` headroom is larger).
+pub const CAPTURE_HEADROOM_PEEK: usize = 128;
 
 /// One captured packet.
 #[repr(C)]
@@ -93,7 +114,9 @@ pub struct CaptureEvent {
     pub pkt_len: u32,
     /// Bytes copied into `data`.
     pub cap_len: u32,
-    pub _pad: u32,
+    /// [`EVENT_DROP`] or [`EVENT_RETRANSMIT`] (then `reason` is the socket's TCP state and
+    /// `location` 0).
+    pub kind: u32,
     /// The device's name (NUL-padded; empty without a device).
     pub ifname: [u8; 16],
     pub data: [u8; CAPTURE_MAX_SNAPLEN],

@@ -3,29 +3,34 @@
 //! [`CaptureConfig`] the loader wrote into `CAPTURE_CONFIG` (namespace, IP version, protocol,
 //! address/prefix, port, reason set), bounds packets per second with a per-CPU token bucket,
 //! and copies the packet from its network header on (snaplen bytes) with device, namespace,
-//! reason and location into the `CAPTURE_RING` ring buffer. What it skips or loses is counted
-//! in `CAPTURE_COUNTERS`. Struct offsets come from BTF through the config; nothing is guessed.
+//! reason and location into the `CAPTURE_RING` ring buffer (or, when the config says `perf`,
+//! into the `CAPTURE_PERF` perf event array through a per-CPU scratch slot: kernels before 5.8
+//! have no ring buffer). A third program on `tcp:tcp_retransmit_skb`, attached only with
+//! `--retransmits`, finds the headers the kernel just wrote in front of the retransmitted
+//! segment and sends them through the same filter, bucket and buffer. What it skips or loses is
+//! counted in `CAPTURE_COUNTERS`. Struct offsets come from BTF through the config, record
+//! offsets from the tracepoints' format files; nothing is guessed.
 //!
 //! May use `shared` (configuration, record reads, namespaces); no other family.
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
     macros::{map, tracepoint},
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, PerfEventArray, RingBuf},
     programs::TracePointContext,
 };
 use tracer_common::{
     capture::{
-        capture_counter, CaptureConfig, CaptureEvent, CAPTURE_HEADER_PEEK, CAPTURE_MAX_SNAPLEN,
-        CAPTURE_RING_BYTES,
+        capture_counter, CaptureConfig, CaptureEvent, CAPTURE_HEADER_PEEK, CAPTURE_HEADROOM_PEEK,
+        CAPTURE_MAX_SNAPLEN, CAPTURE_RING_BYTES, EVENT_DROP, EVENT_RETRANSMIT,
     },
     ABSENT,
 };
 
 use crate::shared::{
     config,
-    netns::skb_netns,
-    record::{ctx_u32, ctx_u64},
+    netns::{skb_netns, sock_netns},
+    record::{ctx_u16, ctx_u32, ctx_u64},
 };
 
 #[map(name = "CAPTURE_CONFIG")]
@@ -33,6 +38,19 @@ static CAPTURE_CONFIG: Array<CaptureConfig> = Array::with_max_entries(1, 0);
 
 #[map(name = "CAPTURE_RING")]
 static CAPTURE_RING: RingBuf = RingBuf::with_byte_size(CAPTURE_RING_BYTES, 0);
+
+#[map(name = "CAPTURE_PERF")]
+static CAPTURE_PERF: PerfEventArray<CaptureEvent> = PerfEventArray::new(0);
+
+/// Per CPU: the event being filled before it is copied into the perf buffer.
+#[map(name = "CAPTURE_SCRATCH")]
+static CAPTURE_SCRATCH: PerCpuArray<CaptureEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per CPU: the bytes in front of a retransmitted segment, searched for its headers (too
+/// large for the stack).
+#[map(name = "CAPTURE_HEADROOM")]
+static CAPTURE_HEADROOM: PerCpuArray<[u8; CAPTURE_HEADROOM_PEEK]> =
+    PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "CAPTURE_COUNTERS")]
 static CAPTURE_COUNTERS: PerCpuArray<u64> =
@@ -123,6 +141,158 @@ fn dev_of(skb: u64) -> u64 {
     read::<u64>(skb, config!(skb_dev)).unwrap_or(0)
 }
 
+/// True when the packet whose IP header `hdr` (the first bytes at `nh`, `linear` of them
+/// readable) begins passes the version, protocol, address and port filters. Unreadable headers
+/// are counted.
+#[inline(always)]
+fn headers_match(
+    cfg: &CaptureConfig,
+    nh: u64,
+    hdr: &[u8; CAPTURE_HEADER_PEEK],
+    linear: i64,
+) -> bool {
+    let version = (hdr[0] >> 4) as u32;
+    let (proto, l4, addr_at, addr_len) = match version {
+        4 => (hdr[9], ((hdr[0] & 0x0f) as i64) * 4, 12usize, 4usize),
+        6 if linear >= CAPTURE_HEADER_PEEK as i64 => (hdr[6], 40, 8, 16),
+        _ => {
+            count(capture_counter::UNREADABLE);
+            return false;
+        }
+    };
+    if cfg.ip_version != ABSENT && cfg.ip_version != version {
+        return false;
+    }
+    if cfg.protocol != ABSENT && cfg.protocol != proto as u32 {
+        return false;
+    }
+    if cfg.addr_prefix != ABSENT {
+        if cfg.addr_version != version {
+            return false;
+        }
+        if !in_prefix(cfg, hdr, addr_at, addr_len)
+            && !in_prefix(cfg, hdr, addr_at + addr_len, addr_len)
+        {
+            return false;
+        }
+    }
+    if cfg.port != ABSENT {
+        if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) || l4 + 4 > linear {
+            return false;
+        }
+        let Some(ports) = read::<[u8; 4]>(nh, l4 as u32) else {
+            count(capture_counter::UNREADABLE);
+            return false;
+        };
+        let sport = u16::from_be_bytes([ports[0], ports[1]]) as u32;
+        let dport = u16::from_be_bytes([ports[2], ports[3]]) as u32;
+        if sport != cfg.port && dport != cfg.port {
+            return false;
+        }
+    }
+    true
+}
+
+/// What one event carries besides the packet bytes.
+struct Meta {
+    now: u64,
+    location: u64,
+    reason: u32,
+    netns: u32,
+    kind: u32,
+    dev: u64,
+}
+
+/// Fills `event` with `cap` bytes from `nh` (bounded to the event's buffer) and `meta`;
+/// false when the bytes could not be read.
+#[inline(always)]
+fn fill(
+    cfg: &CaptureConfig,
+    event: *mut CaptureEvent,
+    nh: u64,
+    cap: i64,
+    pkt_len: i64,
+    meta: &Meta,
+) -> bool {
+    let mut cap = cap;
+    if cap > pkt_len {
+        cap = pkt_len;
+    }
+    let mut cap = cap as u32;
+    if cap > CAPTURE_MAX_SNAPLEN as u32 {
+        cap = CAPTURE_MAX_SNAPLEN as u32;
+    }
+    if cap < 1 {
+        cap = 1;
+    }
+    unsafe {
+        let copied = generated::bpf_probe_read_kernel(
+            (*event).data.as_mut_ptr() as *mut _,
+            cap,
+            nh as *const _,
+        );
+        if copied != 0 {
+            return false;
+        }
+        (*event).ts_ns = meta.now;
+        (*event).location = meta.location;
+        (*event).reason = meta.reason;
+        (*event).netns = meta.netns;
+        (*event).pkt_len = pkt_len as u32;
+        (*event).cap_len = cap;
+        (*event).kind = meta.kind;
+        (*event).ifindex = read::<u32>(meta.dev, cfg.dev_ifindex).unwrap_or(0);
+        // A failed read zero-fills the name.
+        let _ = generated::bpf_probe_read_kernel(
+            (*event).ifname.as_mut_ptr() as *mut _,
+            16,
+            (meta.dev + cfg.dev_name as u64) as *const _,
+        );
+    }
+    true
+}
+
+/// Takes a token, then writes the event into the ring buffer or the perf buffer, counting
+/// what happened.
+#[inline(always)]
+fn emit(
+    ctx: &TracePointContext,
+    cfg: &CaptureConfig,
+    nh: u64,
+    cap: i64,
+    pkt_len: i64,
+    meta: &Meta,
+) {
+    count(capture_counter::MATCHED);
+    if !take_token(cfg, meta.now) {
+        count(capture_counter::RATE_LIMITED);
+        return;
+    }
+    if cfg.perf != 0 {
+        let Some(event) = CAPTURE_SCRATCH.get_ptr_mut(0) else {
+            return;
+        };
+        if !fill(cfg, event, nh, cap, pkt_len, meta) {
+            count(capture_counter::UNREADABLE);
+            return;
+        }
+        // Lost samples (a full per-CPU buffer) are reported to user space by perf itself.
+        CAPTURE_PERF.output(ctx, unsafe { &*event }, 0);
+    } else {
+        let Some(mut entry) = CAPTURE_RING.reserve::<CaptureEvent>(0) else {
+            count(capture_counter::RING_FULL);
+            return;
+        };
+        if !fill(cfg, entry.as_mut_ptr(), nh, cap, pkt_len, meta) {
+            entry.discard(0);
+            count(capture_counter::UNREADABLE);
+            return;
+        }
+        entry.submit(0);
+    }
+    count(capture_counter::SUBMITTED);
+}
+
 #[tracepoint]
 pub fn capture_kfree_skb(ctx: TracePointContext) -> u32 {
     let Some(cfg) = CAPTURE_CONFIG.get(0) else {
@@ -190,99 +360,167 @@ pub fn capture_kfree_skb(ctx: TracePointContext) -> u32 {
         count(capture_counter::UNREADABLE);
         return 0;
     };
-    let version = (hdr[0] >> 4) as u32;
-    let (proto, l4, addr_at, addr_len) = match version {
-        4 => (hdr[9], ((hdr[0] & 0x0f) as i64) * 4, 12usize, 4usize),
-        6 if linear >= CAPTURE_HEADER_PEEK as i64 => (hdr[6], 40, 8, 16),
-        _ => {
-            count(capture_counter::UNREADABLE);
-            return 0;
-        }
+    if !headers_match(cfg, nh, &hdr, linear) {
+        return 0;
+    }
+    let cap = if (cfg.snaplen as i64) < linear {
+        cfg.snaplen as i64
+    } else {
+        linear
     };
-    if cfg.ip_version != ABSENT && cfg.ip_version != version {
-        return 0;
-    }
-    if cfg.protocol != ABSENT && cfg.protocol != proto as u32 {
-        return 0;
-    }
-    if cfg.addr_prefix != ABSENT {
-        if cfg.addr_version != version {
-            return 0;
-        }
-        if !in_prefix(cfg, &hdr, addr_at, addr_len)
-            && !in_prefix(cfg, &hdr, addr_at + addr_len, addr_len)
-        {
-            return 0;
-        }
-    }
-    if cfg.port != ABSENT {
-        if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) || l4 + 4 > linear {
-            return 0;
-        }
-        let Some(ports) = read::<[u8; 4]>(nh, l4 as u32) else {
-            count(capture_counter::UNREADABLE);
-            return 0;
-        };
-        let sport = u16::from_be_bytes([ports[0], ports[1]]) as u32;
-        let dport = u16::from_be_bytes([ports[2], ports[3]]) as u32;
-        if sport != cfg.port && dport != cfg.port {
-            return 0;
-        }
-    }
-    count(capture_counter::MATCHED);
+    let meta = Meta {
+        now: unsafe { bpf_ktime_get_ns() },
+        location,
+        reason,
+        netns,
+        kind: EVENT_DROP,
+        dev: dev_of(skb),
+    };
+    emit(&ctx, cfg, nh, cap, pkt_len, &meta);
+    0
+}
 
-    let now = unsafe { bpf_ktime_get_ns() };
-    if !take_token(cfg, now) {
-        count(capture_counter::RATE_LIMITED);
+/// Offset in the headroom window of the IPv4/IPv6 header in front of a TCP header of
+/// `th_len` bytes that ends the window, when the bytes there are that header: the ports are
+/// the socket's, the data offset is `th_len`, the sequence number is the segment's (when
+/// `check_seq`). 0 when they are not.
+#[inline(always)]
+fn headers_at(
+    w: &[u8; CAPTURE_HEADROOM_PEEK],
+    th_len: usize,
+    ports: [u8; 4],
+    seq: [u8; 4],
+    check_seq: bool,
+) -> usize {
+    let t = CAPTURE_HEADROOM_PEEK - th_len;
+    if w[t] != ports[0] || w[t + 1] != ports[1] || w[t + 2] != ports[2] || w[t + 3] != ports[3] {
         return 0;
     }
-    let Some(mut entry) = CAPTURE_RING.reserve::<CaptureEvent>(0) else {
-        count(capture_counter::RING_FULL);
+    if (w[t + 12] >> 4) as usize * 4 != th_len {
+        return 0;
+    }
+    if check_seq
+        && (w[t + 4] != seq[0] || w[t + 5] != seq[1] || w[t + 6] != seq[2] || w[t + 7] != seq[3])
+    {
+        return 0;
+    }
+    if w[t - 20] == 0x45 && w[t - 20 + 9] == IPPROTO_TCP {
+        return t - 20;
+    }
+    if w[t - 40] >> 4 == 6 && w[t - 40 + 6] == IPPROTO_TCP {
+        return t - 40;
+    }
+    0
+}
+
+#[tracepoint]
+pub fn capture_tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+    let Some(cfg) = CAPTURE_CONFIG.get(0) else {
         return 0;
     };
-    let event = entry.as_mut_ptr();
-    let mut cap = cfg.snaplen as i64;
-    if cap > linear {
-        cap = linear;
+    // A failed attempt sent nothing (kernels without `err` trace only successes).
+    let err_off = config!(rtx_err);
+    if err_off != ABSENT && ctx_u32(&ctx, err_off).is_some_and(|err| err != 0) {
+        return 0;
     }
-    if cap > pkt_len {
-        cap = pkt_len;
+    count(capture_counter::RETRANSMITS_SEEN);
+    let (Some(skb), Some(sk), Some(sport), Some(dport)) = (
+        ctx_u64(&ctx, config!(rtx_skbaddr)),
+        ctx_u64(&ctx, config!(rtx_skaddr)),
+        ctx_u16(&ctx, config!(rtx_sport)),
+        ctx_u16(&ctx, config!(rtx_dport)),
+    ) else {
+        count(capture_counter::UNREADABLE);
+        return 0;
+    };
+    let netns = sock_netns(sk).unwrap_or(0);
+    if cfg.netns != ABSENT && cfg.netns != netns {
+        return 0;
     }
-    let mut cap = cap as u32;
-    if cap > CAPTURE_MAX_SNAPLEN as u32 {
-        cap = CAPTURE_MAX_SNAPLEN as u32;
+    let s = sport.to_be_bytes();
+    let d = dport.to_be_bytes();
+    let ports = [s[0], s[1], d[0], d[1]];
+    let check_seq = cfg.skb_tcp_seq != ABSENT;
+    let seq = if check_seq {
+        read::<u32>(skb, cfg.skb_tcp_seq).unwrap_or(0).to_be_bytes()
+    } else {
+        [0; 4]
+    };
+    // The segment in the retransmit queue starts at its payload; the copy just sent shares its
+    // buffer, so the TCP and IP headers the kernel wrote for it lie right in front of `data`.
+    let (Some(head), Some(data)) = (
+        read::<u64>(skb, cfg.skb_head),
+        read::<u64>(skb, cfg.skb_data),
+    ) else {
+        count(capture_counter::UNREADABLE);
+        return 0;
+    };
+    if data < head + CAPTURE_HEADROOM_PEEK as u64 {
+        count(capture_counter::UNREADABLE);
+        return 0;
     }
-    if cap < 1 {
-        cap = 1;
+    let start = data - CAPTURE_HEADROOM_PEEK as u64;
+    let Some(window) = CAPTURE_HEADROOM.get_ptr_mut(0) else {
+        return 0;
+    };
+    let copied = unsafe {
+        generated::bpf_probe_read_kernel(
+            window as *mut _,
+            CAPTURE_HEADROOM_PEEK as u32,
+            start as *const _,
+        )
+    };
+    if copied != 0 {
+        count(capture_counter::UNREADABLE);
+        return 0;
     }
-    unsafe {
-        let copied = generated::bpf_probe_read_kernel(
-            (*event).data.as_mut_ptr() as *mut _,
-            cap,
-            nh as *const _,
-        );
-        if copied != 0 {
-            entry.discard(0);
-            count(capture_counter::UNREADABLE);
-            return 0;
+    let w = unsafe { &*window };
+    let mut ip = 0;
+    let mut th_len = 20;
+    // Bounded: TCP headers are 20 to 60 bytes.
+    while th_len <= 60 {
+        ip = headers_at(w, th_len, ports, seq, check_seq);
+        if ip != 0 {
+            break;
         }
-        (*event).ts_ns = now;
-        (*event).location = location;
-        (*event).reason = reason;
-        (*event).netns = netns;
-        (*event).pkt_len = pkt_len as u32;
-        (*event).cap_len = cap;
-        (*event)._pad = 0;
-        let dev = dev_of(skb);
-        (*event).ifindex = read::<u32>(dev, cfg.dev_ifindex).unwrap_or(0);
-        // A failed read zero-fills the name.
-        let _ = generated::bpf_probe_read_kernel(
-            (*event).ifname.as_mut_ptr() as *mut _,
-            16,
-            (dev + cfg.dev_name as u64) as *const _,
-        );
+        th_len += 4;
     }
-    entry.submit(0);
-    count(capture_counter::SUBMITTED);
+    if ip == 0 {
+        // Headers not in front of the segment (it was copied before sending): not captured.
+        count(capture_counter::UNREADABLE);
+        return 0;
+    }
+    let state = ctx_u32(&ctx, config!(rtx_state)).unwrap_or(ABSENT);
+    let (Some(len), Some(data_len)) = (
+        read::<u32>(skb, cfg.skb_len),
+        read::<u32>(skb, cfg.skb_data_len),
+    ) else {
+        count(capture_counter::UNREADABLE);
+        return 0;
+    };
+    let hdr_len = (CAPTURE_HEADROOM_PEEK - ip) as i64;
+    let nh = start + ip as u64;
+    let linear = hdr_len + (len - data_len.min(len)) as i64;
+    let Some(hdr) = read::<[u8; CAPTURE_HEADER_PEEK]>(nh, 0) else {
+        count(capture_counter::UNREADABLE);
+        return 0;
+    };
+    if !headers_match(cfg, nh, &hdr, linear) {
+        return 0;
+    }
+    let cap = if (cfg.snaplen as i64) < linear {
+        cfg.snaplen as i64
+    } else {
+        linear
+    };
+    let meta = Meta {
+        now: unsafe { bpf_ktime_get_ns() },
+        location: 0,
+        reason: state,
+        netns,
+        kind: EVENT_RETRANSMIT,
+        dev: 0,
+    };
+    emit(&ctx, cfg, nh, cap, hdr_len + len as i64, &meta);
     0
 }

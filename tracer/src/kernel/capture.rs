@@ -1,18 +1,24 @@
 //! Loads and runs the capture program (`tracer capture`): the kernel object is loaded a second
-//! time with this kernel's record offsets, only `capture_kfree_skb` is attached, and its ring
-//! buffer is drained into [`CaptureEvent`]s. Dropping a [`CaptureSession`] detaches it, so the
-//! always-on programs never pay for a capture. With `loader`, the only module touching aya.
+//! time with this kernel's record offsets, only `capture_kfree_skb` (and, with
+//! `--retransmits`, `capture_tcp_retransmit_skb`) is attached, and its buffer is drained into
+//! [`CaptureEvent`]s: the BPF ring buffer, or on kernels without one (< 5.8, or when
+//! `TRACER_CAPTURE_BUFFER=perf` forces it) one perf buffer per CPU, whose lost-sample records
+//! are counted. Dropping a [`CaptureSession`] detaches it, so the always-on programs never pay
+//! for a capture. With `loader`, the only module touching aya.
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{
+        perf::{PerfEvent, PerfEventArray, PerfEventArrayBuffer},
+        Array, MapData, MapType, PerCpuArray, RingBuf,
+    },
     programs::TracePoint,
     Ebpf, EbpfLoader,
 };
 use tracer_common::{
     capture::{
         capture_counter, CaptureConfig, CaptureEvent, MAP_CAPTURE_CONFIG, MAP_CAPTURE_COUNTERS,
-        MAP_CAPTURE_RING, PROG_CAPTURE_KFREE_SKB,
+        MAP_CAPTURE_PERF, MAP_CAPTURE_RING, PROG_CAPTURE_KFREE_SKB, PROG_CAPTURE_RETRANSMIT,
     },
     TracerConfig, ABSENT, GLOBAL_CONFIG,
 };
@@ -32,6 +38,9 @@ pub struct CaptureOffsets {
     pub skb_network_header: u32,
     pub dev_ifindex: u32,
     pub dev_name: u32,
+    /// `sk_buff.cb` + `tcp_skb_cb.seq` (ABSENT when BTF lacks it: then a retransmitted
+    /// segment's headers are matched by ports alone).
+    pub skb_tcp_seq: u32,
 }
 
 impl CaptureOffsets {
@@ -45,6 +54,10 @@ impl CaptureOffsets {
             skb_network_header: btf.member_offset("sk_buff", &["network_header"])?,
             dev_ifindex: btf.member_offset("net_device", &["ifindex"])?,
             dev_name: btf.member_offset("net_device", &["name"])?,
+            skb_tcp_seq: btf
+                .member_offset("sk_buff", &["cb"])
+                .and_then(|cb| Ok(cb.saturating_add(btf.member_offset("tcp_skb_cb", &["seq"])?)))
+                .unwrap_or(ABSENT),
         })
     }
 
@@ -68,10 +81,61 @@ impl CaptureOffsets {
             addr: [0; 16],
             reasons: [0; 4],
             any_reason: 1,
+            perf: 0,
+            skb_tcp_seq: self.skb_tcp_seq,
             _pad: 0,
             rate_per_cpu: 10_000,
             burst: 10_000,
         }
+    }
+}
+
+/// The buffer that carries captured packets from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferKind {
+    /// The BPF ring buffer (kernel ≥ 5.8).
+    Ring,
+    /// One perf buffer per CPU (any kernel the tracer runs on).
+    Perf,
+}
+
+/// The environment variable that forces a buffer kind (`ring` or `perf`), for tests.
+pub const BUFFER_ENV: &str = "TRACER_CAPTURE_BUFFER";
+
+impl BufferKind {
+    /// How the summary names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BufferKind::Ring => "ring buffer",
+            BufferKind::Perf => "perf buffer",
+        }
+    }
+
+    /// The kind `forced` (the value of [`BUFFER_ENV`]) names, else the ring buffer when
+    /// `ring_supported()` says the kernel can create one, else perf.
+    pub fn choose(forced: Option<&str>, ring_supported: impl FnOnce() -> bool) -> Result<Self> {
+        match forced.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") => Ok(if ring_supported() {
+                BufferKind::Ring
+            } else {
+                BufferKind::Perf
+            }),
+            Some("ring") => Ok(BufferKind::Ring),
+            Some("perf") => Ok(BufferKind::Perf),
+            Some(other) => Err(anyhow!(
+                "{BUFFER_ENV}={other:?} is not a buffer kind: set it to ring or perf, or unset it"
+            )),
+        }
+    }
+
+    /// [`BufferKind::choose`] for this process's environment and the running kernel (a ring
+    /// buffer map that cannot be created means perf).
+    pub fn for_this_kernel() -> Result<Self> {
+        let forced = std::env::var(BUFFER_ENV).ok();
+        BufferKind::choose(forced.as_deref(), || {
+            aya::sys::is_map_supported(MapType::RingBuf).unwrap_or(false)
+        })
     }
 }
 
@@ -84,22 +148,53 @@ pub struct CaptureCounters {
     pub ring_full: u64,
     pub unreadable: u64,
     pub submitted: u64,
+    /// Successful retransmissions the retransmit program saw (0 without `--retransmits`).
+    pub retransmits_seen: u64,
+    /// Samples the perf buffers lost (perf's lost records); 0 with the ring buffer.
+    pub perf_lost: u64,
 }
 
-/// The attached capture program and its ring buffer.
+/// Pages of each CPU's perf buffer (a power of two): 1 MiB, room for ~3000 packets per CPU
+/// between two drains.
+const PERF_PAGES: usize = 256;
+
+/// Where the session reads events from.
+enum Reader {
+    Ring(RingBuf<MapData>),
+    Perf {
+        buffers: Vec<PerfEventArrayBuffer<MapData>>,
+        lost: u64,
+    },
+}
+
+/// The attached capture programs and their buffer.
 pub struct CaptureSession {
     _ebpf: Ebpf,
-    ring: RingBuf<MapData>,
+    reader: Reader,
     counters: PerCpuArray<MapData, u64>,
+    pub buffer: BufferKind,
 }
 
 impl CaptureSession {
     /// Loads the object with `tracer` (the record and namespace offsets the start-up planned),
-    /// writes `capture` into the config map, and attaches the capture program.
-    pub fn start(tracer: &TracerConfig, capture: &CaptureConfig) -> Result<CaptureSession> {
+    /// writes `capture` into the config map, and attaches the capture program, and with
+    /// `retransmits` the retransmit capture program; events come through `buffer`.
+    pub fn start(
+        tracer: &TracerConfig,
+        capture: &CaptureConfig,
+        retransmits: bool,
+        buffer: BufferKind,
+    ) -> Result<CaptureSession> {
         raise_memlock();
-        let mut ebpf = EbpfLoader::new()
-            .override_global(GLOBAL_CONFIG, tracer, true)
+        let mut capture = *capture;
+        capture.perf = u32::from(buffer == BufferKind::Perf);
+        let mut loader = EbpfLoader::new();
+        loader.override_global(GLOBAL_CONFIG, tracer, true);
+        if buffer == BufferKind::Perf {
+            // The ring buffer stays unused: one page instead of 4 MiB.
+            loader.map_max_entries(MAP_CAPTURE_RING, 4096);
+        }
+        let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))
             .context("loading the tracer's eBPF object for the capture")?;
@@ -127,26 +222,95 @@ impl CaptureSession {
             ebpf.take_map(name)
                 .ok_or_else(|| anyhow!("map {name} not in the eBPF object"))
         };
-        let ring = RingBuf::try_from(take(&mut ebpf, MAP_CAPTURE_RING)?)?;
+        // The reader exists before the retransmit program runs, so no event waits unread.
+        let reader = match buffer {
+            BufferKind::Ring => {
+                Reader::Ring(RingBuf::try_from(take(&mut ebpf, MAP_CAPTURE_RING)?)?)
+            }
+            BufferKind::Perf => {
+                let mut array = PerfEventArray::try_from(take(&mut ebpf, MAP_CAPTURE_PERF)?)?;
+                let cpus = aya::util::online_cpus()
+                    .map_err(|(what, e)| anyhow!("{what}: {e}"))
+                    .context("listing the online CPUs for the perf buffers")?;
+                let mut buffers = Vec::with_capacity(cpus.len());
+                for cpu in cpus {
+                    buffers.push(
+                        array
+                            .open(cpu, Some(PERF_PAGES))
+                            .with_context(|| format!("opening the perf buffer of CPU {cpu}"))?,
+                    );
+                }
+                Reader::Perf { buffers, lost: 0 }
+            }
+        };
+        if retransmits {
+            if tracer.rtx_skbaddr == ABSENT || tracer.rtx_skaddr == ABSENT {
+                return Err(anyhow!(
+                    "this kernel's tcp:tcp_retransmit_skb tracepoint lacks skbaddr or skaddr: \
+                     run the capture without --retransmits"
+                ));
+            }
+            let program: &mut TracePoint = ebpf
+                .program_mut(PROG_CAPTURE_RETRANSMIT)
+                .ok_or_else(|| anyhow!("program {PROG_CAPTURE_RETRANSMIT} not in the eBPF object"))?
+                .try_into()?;
+            program
+                .load()
+                .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))
+                .context("loading the retransmit capture program")?;
+            program
+                .attach("tcp", "tcp_retransmit_skb")
+                .context("attaching the retransmit capture program to tcp:tcp_retransmit_skb")?;
+        }
         let counters = PerCpuArray::try_from(take(&mut ebpf, MAP_CAPTURE_COUNTERS)?)?;
         Ok(CaptureSession {
             _ebpf: ebpf,
-            ring,
+            reader,
             counters,
+            buffer,
         })
     }
 
-    /// Hands every event waiting in the ring buffer to `f`; returns how many there were.
+    /// Hands every event waiting in the buffer to `f`; returns how many there were.
     pub fn drain(&mut self, mut f: impl FnMut(&CaptureEvent)) -> usize {
+        const SIZE: usize = std::mem::size_of::<CaptureEvent>();
         let mut n = 0;
-        while let Some(item) = self.ring.next() {
-            if item.len() >= std::mem::size_of::<CaptureEvent>() {
-                // SAFETY: the program writes whole `CaptureEvent`s (plain integers and bytes);
-                // the read is unaligned-safe.
-                let event =
-                    unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<CaptureEvent>()) };
-                f(&event);
-                n += 1;
+        match &mut self.reader {
+            Reader::Ring(ring) => {
+                while let Some(item) = ring.next() {
+                    if item.len() >= SIZE {
+                        // SAFETY: the program writes whole `CaptureEvent`s (plain integers and
+                        // bytes); the read is unaligned-safe.
+                        let event = unsafe {
+                            std::ptr::read_unaligned(item.as_ptr().cast::<CaptureEvent>())
+                        };
+                        f(&event);
+                        n += 1;
+                    }
+                }
+            }
+            Reader::Perf { buffers, lost } => {
+                for buffer in buffers.iter_mut() {
+                    buffer.for_each(|event| match event {
+                        PerfEvent::Sample { head, tail } => {
+                            // A sample may wrap around the buffer's end: join its two parts.
+                            let mut bytes = [0u8; SIZE];
+                            let first = head.len().min(SIZE);
+                            bytes[..first].copy_from_slice(&head[..first]);
+                            let second = tail.len().min(SIZE - first);
+                            bytes[first..first + second].copy_from_slice(&tail[..second]);
+                            if first + second == SIZE {
+                                // SAFETY: as above; `bytes` holds a whole event.
+                                let event = unsafe {
+                                    std::ptr::read_unaligned(bytes.as_ptr().cast::<CaptureEvent>())
+                                };
+                                f(&event);
+                                n += 1;
+                            }
+                        }
+                        PerfEvent::Lost { count } => *lost = lost.saturating_add(count),
+                    });
+                }
             }
         }
         n
@@ -167,6 +331,45 @@ impl CaptureSession {
             ring_full: get(capture_counter::RING_FULL),
             unreadable: get(capture_counter::UNREADABLE),
             submitted: get(capture_counter::SUBMITTED),
+            retransmits_seen: get(capture_counter::RETRANSMITS_SEEN),
+            perf_lost: match &self.reader {
+                Reader::Perf { lost, .. } => *lost,
+                Reader::Ring(_) => 0,
+            },
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_is_forced_by_the_environment_or_probed() {
+        let panics = || -> bool { panic!("a forced kind probes nothing") };
+        assert_eq!(
+            BufferKind::choose(Some("perf"), panics).unwrap(),
+            BufferKind::Perf
+        );
+        assert_eq!(
+            BufferKind::choose(Some(" Ring "), panics).unwrap(),
+            BufferKind::Ring
+        );
+        assert_eq!(BufferKind::choose(None, || true).unwrap(), BufferKind::Ring);
+        // A ring buffer map the kernel cannot create (< 5.8): perf.
+        assert_eq!(
+            BufferKind::choose(None, || false).unwrap(),
+            BufferKind::Perf
+        );
+        assert_eq!(
+            BufferKind::choose(Some(""), || false).unwrap(),
+            BufferKind::Perf
+        );
+        let err = BufferKind::choose(Some("mmap"), || true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TRACER_CAPTURE_BUFFER=\"mmap\""), "{err}");
+        assert_eq!(BufferKind::Perf.as_str(), "perf buffer");
     }
 }

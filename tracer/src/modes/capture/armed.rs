@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     judge::{document::VerdictDocument, verdict::EvidenceItem},
-    kernel::capture::{CaptureCounters, CaptureSession},
+    kernel::capture::{BufferKind, CaptureCounters, CaptureSession},
 };
 
 /// Most events held while the window runs (~300 bytes each); more are counted as lost.
@@ -39,6 +39,7 @@ type Held = (Vec<CaptureEvent>, u64, CaptureCounters);
 /// A capture running beside a report's window.
 pub struct ArmedCapture {
     kernel: CaptureKernel,
+    buffer: BufferKind,
     file: PathBuf,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Held>,
@@ -52,7 +53,8 @@ pub fn arm(file: PathBuf, netns: Option<u32>) -> Result<ArmedCapture> {
         ..CaptureFilter::default()
     };
     let config = kernel_config(&kernel, &filter, None, SNAPLEN, RATE);
-    let mut session = CaptureSession::start(&kernel.tracer_config, &config)?;
+    let buffer = BufferKind::for_this_kernel()?;
+    let mut session = CaptureSession::start(&kernel.tracer_config, &config, false, buffer)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = Arc::clone(&stop);
     let thread = std::thread::spawn(move || {
@@ -75,6 +77,7 @@ pub fn arm(file: PathBuf, netns: Option<u32>) -> Result<ArmedCapture> {
     });
     Ok(ArmedCapture {
         kernel,
+        buffer,
         file,
         stop,
         thread,
@@ -105,7 +108,7 @@ impl ArmedCapture {
         for event in &held {
             sink.add(event)?;
         }
-        let mut outcome = sink.finish(counters)?;
+        let mut outcome = sink.finish(counters, self.buffer)?;
         outcome.summary.over_max_packets += over;
         let what = match layer {
             Some(layer) => format!("the {} layer's drops", layer.as_str()),

@@ -40,6 +40,10 @@ pub struct CaptureOptions {
     /// Only this IP protocol (tcp, udp, icmp, icmp6 or a number).
     #[arg(long, value_name = "PROTO")]
     pub proto: Option<String>,
+    /// Also capture retransmitted TCP segments (tcp:tcp_retransmit_skb), each commented with
+    /// `retransmit state=…`; the namespace, host, port and protocol filters apply to them.
+    #[arg(long)]
+    pub retransmits: bool,
     /// Stop after this many packets.
     #[arg(long, default_value_t = 1000)]
     pub max_packets: u64,
@@ -89,6 +93,7 @@ pub fn run(duration: Duration, cmd: CaptureOptions) -> Result<u8> {
         rate: cmd.rate,
         max_bytes: cmd.max_bytes,
         pods: index.labels(),
+        retransmits: cmd.retransmits,
     };
     let outcome = capture(&kernel, &args, &crate::modes::stop::requested)?;
     eprint!("{}", outcome.summary.render(&outcome.file));

@@ -26,6 +26,7 @@ fn config() -> CaptureConfig {
         skb_network_header: 5,
         dev_ifindex: 6,
         dev_name: 7,
+        skb_tcp_seq: 8,
     }
     .config(128)
 }

@@ -1,4 +1,4 @@
-//! `GET /capture?seconds=…&reason=…&port=…&max_packets=…` of `tracer serve --allow-capture`:
+//! `GET /capture?seconds=…&reason=…&port=…&max_packets=…&retransmits=1` of `tracer serve --allow-capture`:
 //! a bounded capture (at most [`MAX_SECONDS`], [`MAX_PACKETS`], one at a time) returned as a
 //! pcapng download. Off unless the server was started with `--allow-capture`: packet contents
 //! are sensitive.
@@ -33,6 +33,8 @@ pub struct CaptureQuery {
     pub reason: Option<String>,
     pub port: Option<u16>,
     pub max_packets: Option<u64>,
+    /// `1` (or `true`): also retransmitted TCP segments.
+    pub retransmits: Option<String>,
 }
 
 static BUSY: AtomicBool = AtomicBool::new(false);
@@ -75,6 +77,16 @@ pub async fn respond(allowed: bool, netns: Option<u32>, query: Option<CaptureQue
         .max_packets
         .unwrap_or(MAX_PACKETS)
         .clamp(1, MAX_PACKETS);
+    let retransmits = match query.retransmits.as_deref() {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(_) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "retransmits must be 1 or 0\n".to_owned(),
+            )
+        }
+    };
     if BUSY.swap(true, Ordering::SeqCst) {
         return text(
             StatusCode::CONFLICT,
@@ -108,6 +120,7 @@ pub async fn respond(allowed: bool, netns: Option<u32>, query: Option<CaptureQue
             rate: 10_000,
             max_bytes: MAX_BYTES,
             pods: index.labels(),
+            retransmits,
         };
         let outcome = capture(&kernel, &args, &crate::modes::stop::requested);
         let body = std::fs::read(&path);

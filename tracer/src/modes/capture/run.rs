@@ -1,7 +1,7 @@
 //! Runs one capture: reads the kernel's offsets, names and symbols, attaches the capture
-//! program with the filter, drains the ring buffer into the pcapng file until the duration,
-//! `--max-packets` or a stop signal ends it, and returns the summary. The file is bounded by
-//! `max_bytes`; `-` writes to stdout.
+//! program (and the retransmit one with `--retransmits`) with the filter, drains the ring or
+//! perf buffer into the pcapng file until the duration, `--max-packets` or a stop signal ends
+//! it, and returns the summary. The file is bounded by `max_bytes`; `-` writes to stdout.
 
 use std::{
     collections::BTreeMap,
@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use tracer_common::capture::CaptureEvent;
+use tracer_common::capture::{CaptureEvent, EVENT_RETRANSMIT};
 
 use super::{
     filter::{self, CaptureFilter},
@@ -22,7 +22,7 @@ use crate::{
     judge::layers::{classify, DropClass, Layer},
     kernel::{
         btf::{KernelBtf, VMLINUX_BTF},
-        capture::{CaptureCounters, CaptureOffsets, CaptureSession},
+        capture::{BufferKind, CaptureCounters, CaptureOffsets, CaptureSession},
         kallsyms::Kallsyms,
         startup::KernelSources,
         tracefs::Tracefs,
@@ -47,6 +47,8 @@ pub struct CaptureArgs {
     pub max_bytes: u64,
     /// Namespace inode → pod (`NAMESPACE/NAME`), for the comments.
     pub pods: BTreeMap<u32, String>,
+    /// Also capture retransmitted TCP segments (`tcp:tcp_retransmit_skb`).
+    pub retransmits: bool,
 }
 
 /// What a capture did.
@@ -176,6 +178,9 @@ impl<'a> PacketSink<'a> {
 
     /// Writes one event (or counts why not).
     pub fn add(&mut self, event: &CaptureEvent) -> std::io::Result<()> {
+        if event.kind == EVENT_RETRANSMIT {
+            return self.add_retransmit(event);
+        }
         let reason = self.kernel.reason_name(event.reason);
         let location = self
             .kernel
@@ -208,36 +213,71 @@ impl<'a> PacketSink<'a> {
         }
         let dev = ifname(event);
         let dev = if dev.is_empty() { "no device" } else { &dev };
+        if self.write(event, dev, &comment)? {
+            let len = (event.cap_len as usize).min(event.data.len());
+            self.summary.add(
+                &reason,
+                &location,
+                &event.data[..len],
+                event.ts_ns.saturating_sub(self.start_mono) / 1_000_000_000,
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes a retransmitted segment, its comment naming the socket's TCP state; `--layer`
+    /// does not apply (retransmits were asked for by `--retransmits`).
+    fn add_retransmit(&mut self, event: &CaptureEvent) -> std::io::Result<()> {
+        if self.summary.packets >= self.max_packets {
+            self.summary.over_max_packets += 1;
+            return Ok(());
+        }
+        let state = crate::judge::report::tcp_state_name(event.reason);
+        let mut comment = format!("retransmit state={state} netns={}", event.netns);
+        if let Some(pod) = self.pods.get(&event.netns) {
+            comment.push_str(&format!(" pod={pod}"));
+        }
+        // The segment in the retransmit queue has no device yet; one interface per namespace.
+        if self.write(event, "tcp retransmits", &comment)? {
+            let len = (event.cap_len as usize).min(event.data.len());
+            self.summary.add_retransmit(
+                &state,
+                &event.data[..len],
+                event.ts_ns.saturating_sub(self.start_mono) / 1_000_000_000,
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes the packet on the interface (`dev`, namespace); false, counted, when the file
+    /// is full.
+    fn write(&mut self, event: &CaptureEvent, dev: &str, comment: &str) -> std::io::Result<bool> {
         let if_label = match self.labels.get(&event.netns) {
             Some(label) => format!("{dev} ({label})"),
             None => format!("{dev} (netns {})", event.netns),
         };
         let len = (event.cap_len as usize).min(event.data.len());
-        let data = &event.data[..len];
         let written = self.writer.packet(
             event.netns,
             event.ifindex,
             &if_label,
             event.ts_ns.wrapping_add(self.unix_minus_mono),
-            data,
+            &event.data[..len],
             event.pkt_len,
-            &comment,
+            comment,
         )?;
-        if written {
-            self.summary.add(
-                &reason,
-                &location,
-                data,
-                event.ts_ns.saturating_sub(self.start_mono) / 1_000_000_000,
-            );
-        } else {
+        if !written {
             self.summary.over_file_size += 1;
         }
-        Ok(())
+        Ok(written)
     }
 
-    /// Flushes the file and returns what was written.
-    pub fn finish(self, kernel_counters: CaptureCounters) -> Result<CaptureOutcome> {
+    /// Flushes the file and returns what was written; `buffer` carried the events.
+    pub fn finish(
+        self,
+        kernel_counters: CaptureCounters,
+        buffer: BufferKind,
+    ) -> Result<CaptureOutcome> {
         let bytes = self.writer.written();
         let file = self.file;
         self.writer
@@ -245,6 +285,7 @@ impl<'a> PacketSink<'a> {
             .with_context(|| format!("writing {file}"))?;
         let mut summary = self.summary;
         summary.kernel = kernel_counters;
+        summary.buffer = buffer.as_str().to_owned();
         Ok(CaptureOutcome {
             summary,
             file,
@@ -299,12 +340,20 @@ pub fn capture(
         args.layer,
         args.max_packets,
     )?;
-    let mut session = CaptureSession::start(&kernel.tracer_config, &config)?;
+    let buffer = BufferKind::for_this_kernel()?;
+    let mut session =
+        CaptureSession::start(&kernel.tracer_config, &config, args.retransmits, buffer)?;
     eprintln!(
-        "tracer: capturing drops for {} into {} (at most {} packets)",
+        "tracer: capturing drops{} for {} into {} (at most {} packets, {})",
+        if args.retransmits {
+            " and retransmits"
+        } else {
+            ""
+        },
         humantime::format_duration(args.duration),
         sink.file,
-        args.max_packets
+        args.max_packets,
+        buffer.as_str()
     );
     let started = Instant::now();
     let mut failure: Option<std::io::Error> = None;
@@ -334,5 +383,5 @@ pub fn capture(
     if let Some(e) = failure {
         return Err(e).with_context(|| format!("writing {}", sink.file));
     }
-    sink.finish(counters)
+    sink.finish(counters, buffer)
 }

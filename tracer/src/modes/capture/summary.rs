@@ -1,6 +1,7 @@
 //! The closing summary of a capture, in the style of the runbook's tcpdump_analyze: packets by
-//! drop reason and location, the top 5-tuples, packets per second, and what the limits (rate,
-//! ring buffer, --max-packets, file size) dropped. Pure: packets and counts are handed in.
+//! drop reason and location, retransmitted segments by TCP state, the top 5-tuples, packets
+//! per second, and what the limits (rate, ring or perf buffer, --max-packets, file size)
+//! dropped. Pure: packets and counts are handed in.
 
 use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr};
 
@@ -85,6 +86,11 @@ pub struct Summary {
     pub over_max_packets: u64,
     pub over_file_size: u64,
     pub kernel: CaptureCounters,
+    /// Retransmitted segments written (also in `packets`), by TCP state.
+    pub retransmits: u64,
+    pub retransmits_by_state: BTreeMap<String, u64>,
+    /// The buffer that carried the events ("ring buffer" or "perf buffer").
+    pub buffer: String,
 }
 
 impl Summary {
@@ -100,10 +106,24 @@ impl Summary {
         *self.per_second.entry(second).or_insert(0) += 1;
     }
 
+    /// Counts one written retransmitted segment (its 5-tuple and second with the drops').
+    pub fn add_retransmit(&mut self, state: &str, data: &[u8], second: u64) {
+        self.packets += 1;
+        self.retransmits += 1;
+        *self
+            .retransmits_by_state
+            .entry(state.to_owned())
+            .or_insert(0) += 1;
+        let tuple = five_tuple(data).map_or_else(|| "not IP".to_owned(), |t| t.to_string());
+        *self.by_tuple.entry(tuple).or_insert(0) += 1;
+        *self.per_second.entry(second).or_insert(0) += 1;
+    }
+
     /// Packets the limits kept out of the file, in all.
     pub fn lost(&self) -> u64 {
         self.kernel.rate_limited
             + self.kernel.ring_full
+            + self.kernel.perf_lost
             + self.over_max_packets
             + self.over_file_size
     }
@@ -112,6 +132,26 @@ impl Summary {
     pub fn render(&self, file: &str) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "{} packets written to {file}", self.packets);
+        if self.retransmits > 0 || self.kernel.retransmits_seen > 0 {
+            let states: Vec<String> = self
+                .retransmits_by_state
+                .iter()
+                .map(|(s, n)| format!("{s} {n}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "retransmitted segments: {} written ({} dropped packets), of {} retransmissions \
+                 the kernel made; by state: {}",
+                self.retransmits,
+                self.packets - self.retransmits,
+                self.kernel.retransmits_seen,
+                if states.is_empty() {
+                    "none".to_owned()
+                } else {
+                    states.join(", ")
+                }
+            );
+        }
         let _ = writeln!(out, "by reason and location:");
         let mut rows: Vec<_> = self.by_reason_location.iter().collect();
         rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
@@ -139,16 +179,22 @@ impl Summary {
             "kernel: {} drops seen, {} matched the filter, {} unreadable",
             k.seen, k.matched, k.unreadable
         );
+        let buffer = if self.buffer.is_empty() {
+            "ring buffer"
+        } else {
+            &self.buffer
+        };
         let _ = writeln!(
             out,
-            "lost to the limits: {} (rate limit {}, ring buffer full {}, over --max-packets {}, \
+            "lost to the limits: {} (rate limit {}, {buffer} full {}, over --max-packets {}, \
              over the file size limit {})",
             self.lost(),
             k.rate_limited,
-            k.ring_full,
+            k.ring_full + k.perf_lost,
             self.over_max_packets,
             self.over_file_size
         );
+        let _ = writeln!(out, "buffer: {buffer}");
         out
     }
 }
@@ -204,5 +250,43 @@ mod tests {
             text.contains("lost to the limits: 5 (rate limit 2"),
             "{text}"
         );
+        assert!(!text.contains("retransmitted segments"), "{text}");
+        assert!(text.contains("buffer: ring buffer\n"), "{text}");
+    }
+
+    #[test]
+    fn retransmits_and_perf_losses_are_counted_apart() {
+        let mut s = Summary {
+            buffer: "perf buffer".to_owned(),
+            ..Summary::default()
+        };
+        s.add("NETFILTER_DROP", "nft_do_chain+0x1", &udp4(4000), 0);
+        let mut tcp = udp4(5000);
+        tcp[9] = 6;
+        s.add_retransmit("TCP_ESTABLISHED", &tcp, 0);
+        s.add_retransmit("TCP_ESTABLISHED", &tcp, 1);
+        s.add_retransmit("TCP_FIN_WAIT1", &tcp, 1);
+        s.kernel.retransmits_seen = 5;
+        s.kernel.perf_lost = 7;
+        s.kernel.rate_limited = 1;
+        assert_eq!(s.lost(), 8);
+        let text = s.render("x.pcapng");
+        assert!(
+            text.starts_with("4 packets written to x.pcapng\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "retransmitted segments: 3 written (1 dropped packets), of 5 retransmissions \
+                 the kernel made; by state: TCP_ESTABLISHED 2, TCP_FIN_WAIT1 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("       3  tcp 198.18.0.1:5000 > 198.18.0.2:9"),
+            "{text}"
+        );
+        assert!(text.contains("perf buffer full 7,"), "{text}");
+        assert!(text.contains("buffer: perf buffer\n"), "{text}");
     }
 }
