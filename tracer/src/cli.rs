@@ -54,7 +54,8 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
          tracer capture -d 30s -w drops.pcapng --layer netfilter\n  \
          tracer capture -w - --proto udp --port 53 | tshark -r -\n  \
-         tracer capture -w drops.pcapng --pod default/web --max-packets 200\n\n\
+         tracer capture -w drops.pcapng --pod default/web --max-packets 200\n  \
+         tracer capture -d 10s -w rtx.pcapng --retransmits --port 443   drops and retransmits\n\n\
          Exit status: 0 the capture was written (the summary is on stderr), 2 it could not start \
          (not root, bad arguments, FILE not writable).")]
     Capture {
@@ -275,8 +276,9 @@ pub enum Command {
         /// level (default info).
         #[arg(long, value_enum, ignore_case = true, default_value = "text")]
         log_format: LogFormat,
-        /// Serve GET /capture?seconds=N&reason=NAME,… (pcapng of dropped packets, at most 60 s
-        /// and 1,000 packets). Off by default: packet contents are sensitive.
+        /// Serve GET /capture?seconds=N&reason=NAME,…&retransmits=1 (pcapng of dropped, and
+        /// optionally retransmitted, packets, at most 60 s and 1,000 packets). Off by default:
+        /// packet contents are sensitive.
         #[arg(long)]
         allow_capture: bool,
     },
