@@ -239,6 +239,45 @@ fn the_perf_buffer_forced_carries_exactly_the_datagrams_sent() {
     let _ = std::fs::remove_file(&file);
 }
 
+#[test]
+fn subsystem_reasons_select_in_the_kernel_without_letting_core_reasons_through() {
+    if !privileged("capture_subsys") || !tools_present("capture_subsys") {
+        return;
+    }
+    let link = Link::new("cpu", 154);
+    drop_udp_to_port(&link.b, 9);
+    let netns = link.b.path().display().to_string();
+    let to: SocketAddr = format!("{}:9", link.addr_b).parse().unwrap();
+    let file = out_file("subsys");
+    let run = |reasons: &str| {
+        capture(
+            &[
+                "--duration",
+                "2s",
+                "-w",
+                file.to_str().unwrap(),
+                "--netns",
+                &netns,
+                "--proto",
+                "udp",
+                "--reason",
+                reasons,
+            ],
+            || lab::send_udp(&link.a, to, 50),
+        )
+    };
+    // Only subsystem reasons (no OVS or mac80211 here): the nft drops stay out, in the kernel.
+    let summary = run("0x30001,SUBSYS_3(2)");
+    assert!(summary.contains("0 packets written"), "{summary}");
+    assert!(summary.contains(" 0 matched the filter"), "{summary}");
+    assert_eq!(tshark(&file, "udp").len(), 0);
+    // With the core reason beside them, all 50.
+    let summary = run("SUBSYS_3(2),NETFILTER_DROP");
+    assert!(summary.contains("50 packets written"), "{summary}");
+    assert_eq!(tshark(&file, "udp").len(), 50);
+    let _ = std::fs::remove_file(&file);
+}
+
 /// `tshark -r FILE` TCP rows: ip.src, tcp.srcport, ip.dst, tcp.dstport, tcp.seq_raw,
 /// tcp.len, comment.
 fn tshark_tcp(file: &Path) -> Vec<Vec<String>> {
@@ -631,10 +670,13 @@ fn serve_capture_is_off_by_default_and_bounded_when_allowed() {
         "over the bound: {}",
         String::from_utf8_lossy(&body)
     );
+    let (status, body, _) = http_get(&format!("http://{listen}/capture?seconds=1&retransmits=2"));
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
     let client = link.a.path();
     let sender = udp_stream(&client, to, Duration::from_secs(4), 100, 20, false);
+    // retransmits=1 attaches the retransmit program too; this UDP flow has none to add.
     let (status, body, packets) = http_get(&format!(
-        "http://{listen}/capture?seconds=3&reason=NETFILTER_DROP&max_packets=50"
+        "http://{listen}/capture?seconds=3&reason=NETFILTER_DROP&max_packets=50&retransmits=1"
     ));
     sender.join().unwrap();
     let _ = on.kill();

@@ -27,6 +27,9 @@ pub const CAPTURE_MAX_SNAPLEN: usize = 256;
 /// up to here).
 pub const CAPTURE_HEADER_PEEK: usize = 40;
 
+/// Slots for reasons the 256-bit set cannot hold ([`CaptureConfig::extra_reasons`]).
+pub const CAPTURE_EXTRA_REASONS: usize = 4;
+
 /// Indices into [`MAP_CAPTURE_COUNTERS`].
 pub mod capture_counter {
     /// `skb:kfree_skb` events the capture program saw.
@@ -84,6 +87,9 @@ pub struct CaptureConfig {
     /// `sk_buff.cb` + `tcp_skb_cb.seq` (BTF): a retransmitted segment's sequence number, which
     /// the headers found in front of it must carry; ABSENT skips that check.
     pub skb_tcp_seq: u32,
+    /// Reasons ≥ 256 to keep besides `reasons` (subsystem reasons: subsystem in the high 16
+    /// bits); 0 marks an unused slot.
+    pub extra_reasons: [u32; CAPTURE_EXTRA_REASONS],
     pub _pad: u32,
     /// Token bucket of each CPU: packets per second and burst (packets).
     pub rate_per_cpu: u64,

@@ -312,17 +312,22 @@ pub fn capture_kfree_skb(ctx: TracePointContext) -> u32 {
     };
     if cfg.any_reason == 0 {
         if reason >= 256 {
-            return 0;
-        }
-        // Branches rather than an index: the verifier keeps each load's offset constant.
-        let word = match reason >> 6 {
-            0 => cfg.reasons[0],
-            1 => cfg.reasons[1],
-            2 => cfg.reasons[2],
-            _ => cfg.reasons[3],
-        };
-        if word & (1u64 << (reason & 63)) == 0 {
-            return 0;
+            // Subsystem reasons: a few named slots (0 = unused; a kept reason is never 0 here).
+            let e = &cfg.extra_reasons;
+            if reason != e[0] && reason != e[1] && reason != e[2] && reason != e[3] {
+                return 0;
+            }
+        } else {
+            // Branches rather than an index: the verifier keeps each load's offset constant.
+            let word = match reason >> 6 {
+                0 => cfg.reasons[0],
+                1 => cfg.reasons[1],
+                2 => cfg.reasons[2],
+                _ => cfg.reasons[3],
+            };
+            if word & (1u64 << (reason & 63)) == 0 {
+                return 0;
+            }
         }
     }
     let rx_sk = match config!(kfree_rx_sk) {

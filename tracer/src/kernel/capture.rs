@@ -83,6 +83,7 @@ impl CaptureOffsets {
             any_reason: 1,
             perf: 0,
             skb_tcp_seq: self.skb_tcp_seq,
+            extra_reasons: [0; tracer_common::capture::CAPTURE_EXTRA_REASONS],
             _pad: 0,
             rate_per_cpu: 10_000,
             burst: 10_000,

@@ -18,7 +18,8 @@ pub struct CaptureOptions {
     /// The pcapng file to write; `-` writes to stdout.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub output: PathBuf,
-    /// Only these drop reasons (comma-separated kernel names, e.g. NETFILTER_DROP,NO_SOCKET).
+    /// Only these drop reasons (comma-separated kernel names, e.g. NETFILTER_DROP,NO_SOCKET;
+    /// subsystem reasons by number, 0x30001 or SUBSYS_3(1), at most 4).
     #[arg(long, value_name = "NAME,…")]
     pub reason: Option<String>,
     /// Only drops the tracer files under this layer (netfilter, routing, tcp_stack,

@@ -6,7 +6,10 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use anyhow::{anyhow, bail, Result};
-use tracer_common::{capture::CaptureConfig, capture::CAPTURE_MAX_SNAPLEN, ABSENT};
+use tracer_common::{
+    capture::{CaptureConfig, CAPTURE_EXTRA_REASONS, CAPTURE_MAX_SNAPLEN},
+    ABSENT,
+};
 
 use crate::judge::layers::{classify, DropClass, Layer};
 
@@ -44,11 +47,36 @@ pub fn parse_layer(text: &str) -> Result<Layer> {
         })
 }
 
+/// A subsystem reason written as a number (`0x30001`, `196609`) or as the tracer prints it
+/// (`SUBSYS_3(1)`: subsystem 3, reason 1); None for anything else.
+fn subsystem_reason(item: &str) -> Option<u32> {
+    let upper = item.to_ascii_uppercase();
+    if let Some(rest) = upper.strip_prefix("SUBSYS_") {
+        let (subsys, code) = rest.strip_suffix(')')?.split_once('(')?;
+        let (subsys, code): (u32, u32) = (subsys.parse().ok()?, code.parse().ok()?);
+        return (subsys > 0 && subsys <= 0xffff && code <= 0xffff).then_some(subsys << 16 | code);
+    }
+    let value = match upper.strip_prefix("0X") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+        None => upper.parse().ok()?,
+    };
+    (value >= 1 << 16).then_some(value)
+}
+
 /// Reason numbers of comma-separated names (`NETFILTER_DROP`, with or without the
-/// `SKB_DROP_REASON_` prefix, any case) in the kernel's table `names` (number → name).
+/// `SKB_DROP_REASON_` prefix, any case) in the kernel's table `names` (number → name), or
+/// subsystem reasons (named in module BTF, not here) by number: `0x30001` or `SUBSYS_3(1)`, at
+/// most [`CAPTURE_EXTRA_REASONS`] of them.
 pub fn reasons_by_name(list: &str, names: &BTreeMap<u32, String>) -> Result<Vec<u32>> {
     let mut out = Vec::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if let Some(value) = subsystem_reason(item) {
+            if out.iter().filter(|r| **r >= 256).count() >= CAPTURE_EXTRA_REASONS {
+                bail!("at most {CAPTURE_EXTRA_REASONS} subsystem reasons can be captured at once: drop {item:?} or capture twice");
+            }
+            out.push(value);
+            continue;
+        }
         let wanted = item.to_ascii_uppercase();
         let wanted = wanted.strip_prefix("SKB_DROP_REASON_").unwrap_or(&wanted);
         let Some((number, _)) = names.iter().find(|(_, n)| n.as_str() == wanted) else {
@@ -113,12 +141,16 @@ impl CaptureFilter {
         config.protocol = self.protocol.map_or(ABSENT, u32::from);
         config.port = self.port.map_or(ABSENT, u32::from);
         config.reasons = [0; 4];
+        config.extra_reasons = [0; CAPTURE_EXTRA_REASONS];
         config.any_reason = u32::from(self.reasons.is_empty());
+        let mut extra = 0;
         for r in &self.reasons {
-            // Reasons past 255 (subsystem reasons) cannot be selected by bit; they are kept only
-            // when no reason is selected.
             if *r < 256 {
                 config.reasons[(*r / 64) as usize] |= 1u64 << (r % 64);
+            } else if extra < CAPTURE_EXTRA_REASONS {
+                // Subsystem reasons go into the slots (`reasons_by_name` allows no more).
+                config.extra_reasons[extra] = *r;
+                extra += 1;
             }
         }
         match self.host {

@@ -54,6 +54,28 @@ fn reason_names_become_the_kernels_numbers_and_bits() {
 }
 
 #[test]
+fn subsystem_reasons_go_into_the_slots() {
+    let r = reasons_by_name("NETFILTER_DROP, 0x30001, SUBSYS_2(7), 196610", &names()).unwrap();
+    assert_eq!(r, vec![12, 0x30001, 0x20007, 0x30002]);
+    let mut c = config();
+    CaptureFilter {
+        reasons: r,
+        ..Default::default()
+    }
+    .apply(&mut c);
+    assert_eq!(c.any_reason, 0);
+    assert_eq!(c.reasons, [1 << 12, 0, 0, 0]);
+    assert_eq!(c.extra_reasons, [0x30001, 0x20007, 0x30002, 0]);
+    // A core reason's number is not a subsystem reason; names are needed for those.
+    assert!(reasons_by_name("12", &names()).is_err());
+    assert!(reasons_by_name("SUBSYS_0(1)", &names()).is_err());
+    let err = reasons_by_name("0x10001,0x10002,0x10003,0x10004,0x10005", &names())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 4 subsystem reasons"), "{err}");
+}
+
+#[test]
 fn no_filter_keeps_everything() {
     let mut c = config();
     CaptureFilter::default().apply(&mut c);

@@ -91,10 +91,12 @@ impl CaptureKernel {
         if reason == tracer_common::ABSENT {
             return "NO_REASON_FIELD".to_owned();
         }
-        self.names
-            .get(&reason)
-            .cloned()
-            .unwrap_or_else(|| format!("UNKNOWN({reason})"))
+        match self.names.get(&reason) {
+            Some(name) => name.clone(),
+            // Subsystem reasons (high 16 bits) are named in module BTF, not in vmlinux.
+            None if reason >= 1 << 16 => format!("SUBSYS_{}({})", reason >> 16, reason & 0xffff),
+            None => format!("UNKNOWN({reason})"),
+        }
     }
 }
 
