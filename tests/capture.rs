@@ -45,8 +45,15 @@ fn capture(args: &[&str], during: impl FnOnce()) -> String {
     capture_with(args, &[], during)
 }
 
-/// [`capture`] with environment variables set for the tracer.
-fn capture_with(args: &[&str], env: &[(&str, &str)], during: impl FnOnce()) -> String {
+/// A `tracer capture` that has attached its programs.
+struct Running {
+    child: std::process::Child,
+    stderr: BufReader<std::process::ChildStderr>,
+    text: String,
+}
+
+/// Starts `tracer capture ARGS` (with `env`) and waits until its programs are attached.
+fn start_capture(args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut child = Command::new(TRACER)
         .arg("capture")
         .args(args)
@@ -66,13 +73,30 @@ fn capture_with(args: &[&str], env: &[(&str, &str)], during: impl FnOnce()) -> S
             break;
         }
     }
+    Running {
+        child,
+        stderr,
+        text,
+    }
+}
+
+impl Running {
+    /// Waits for the capture to end; its stderr (the summary).
+    fn finish(mut self) -> String {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stderr, &mut rest).unwrap();
+        self.text.push_str(&rest);
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "capture failed: {}", self.text);
+        self.text
+    }
+}
+
+/// [`capture`] with environment variables set for the tracer.
+fn capture_with(args: &[&str], env: &[(&str, &str)], during: impl FnOnce()) -> String {
+    let running = start_capture(args, env);
     during();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    text.push_str(&rest);
-    let status = child.wait().unwrap();
-    assert!(status.success(), "capture failed: {text}");
-    text
+    running.finish()
 }
 
 /// `tshark -r FILE -T fields` rows: ip.src, src port, ip.dst, dst port, comment.
@@ -348,6 +372,21 @@ fn retransmits_of_a_connection_whose_peer_starts_dropping_are_in_the_file() {
     let inode = std::fs::metadata(link.a.path()).unwrap().ino();
     let file = out_file("retransmits");
     let port = PORT.to_string();
+    // Beside it, a capture of another port: the filter keeps this flow's retransmits out.
+    let other_file = out_file("retransmits-other");
+    let other_port = (PORT + 1).to_string();
+    let other = start_capture(
+        &[
+            "--duration",
+            "5s",
+            "-w",
+            other_file.to_str().unwrap(),
+            "--retransmits",
+            "--port",
+            &other_port,
+        ],
+        &[],
+    );
     let summary = capture(
         &[
             "--duration",
@@ -374,6 +413,7 @@ fn retransmits_of_a_connection_whose_peer_starts_dropping_are_in_the_file() {
         },
     );
     let retrans_after = link.a.net_counter("snmp", "Tcp", "RetransSegs");
+    let other_summary = other.finish();
     let rows = tshark_tcp(&file);
     let delta = retrans_after - retrans_before;
     eprintln!(
@@ -383,6 +423,7 @@ fn retransmits_of_a_connection_whose_peer_starts_dropping_are_in_the_file() {
     for (n, row) in rows.iter().take(3).enumerate() {
         eprintln!("tshark row {n}: {}", row.join(" | "));
     }
+    eprint!("{summary}");
     assert!(rows.len() >= 5, "{} packets: {summary}", rows.len());
     assert!(
         delta >= rows.len() as u64,
@@ -409,6 +450,15 @@ fn retransmits_of_a_connection_whose_peer_starts_dropping_are_in_the_file() {
         summary.contains(&format!("retransmitted segments: {} written", rows.len())),
         "{summary}"
     );
+    // The other capture saw the retransmissions and wrote none of them.
+    assert_eq!(tshark_tcp(&other_file).len(), 0, "{other_summary}");
+    let seen: u64 = other_summary
+        .lines()
+        .find_map(|l| l.split(" of ").nth(1)?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no retransmit line: {other_summary}"));
+    // Its window starts and ends a little earlier: not every one of the flow's.
+    assert!(seen >= 5, "{other_summary}");
+    let _ = std::fs::remove_file(&other_file);
     reader.join().unwrap();
     let _ = std::fs::remove_file(&file);
 }

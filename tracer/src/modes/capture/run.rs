@@ -385,5 +385,7 @@ pub fn capture(
     if let Some(e) = failure {
         return Err(e).with_context(|| format!("writing {}", sink.file));
     }
-    sink.finish(counters, buffer)
+    let mut outcome = sink.finish(counters, buffer)?;
+    outcome.summary.retransmits_armed = args.retransmits;
+    Ok(outcome)
 }

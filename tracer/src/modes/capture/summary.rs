@@ -91,6 +91,8 @@ pub struct Summary {
     pub retransmits_by_state: BTreeMap<String, u64>,
     /// The buffer that carried the events ("ring buffer" or "perf buffer").
     pub buffer: String,
+    /// `--retransmits` was given (the retransmit line is printed even with none).
+    pub retransmits_armed: bool,
 }
 
 impl Summary {
@@ -132,7 +134,7 @@ impl Summary {
     pub fn render(&self, file: &str) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "{} packets written to {file}", self.packets);
-        if self.retransmits > 0 || self.kernel.retransmits_seen > 0 {
+        if self.retransmits_armed || self.retransmits > 0 || self.kernel.retransmits_seen > 0 {
             let states: Vec<String> = self
                 .retransmits_by_state
                 .iter()
