@@ -131,6 +131,18 @@ fn no_socket_in(doc: &serde_json::Value, inode: u64) -> u64 {
         .sum()
 }
 
+/// The `netns_name` of each drop row of namespace `inode`, in a verdict document.
+fn netns_names_in(doc: &serde_json::Value, inode: u64) -> Vec<String> {
+    doc["observations"]["drops"]["by_reason"]
+        .as_array()
+        .expect("by_reason")
+        .iter()
+        .flat_map(|r| r["netns"].as_array().expect("netns").iter())
+        .filter(|n| n["inode"].as_u64() == Some(inode))
+        .map(|n| n["netns_name"].as_str().unwrap_or("(none)").to_owned())
+        .collect()
+}
+
 #[test]
 fn every_endpoint_answers_and_drops_are_counted_exactly() {
     if !privileged("serve_endpoints") {
@@ -188,11 +200,14 @@ fn every_endpoint_answers_and_drops_are_counted_exactly() {
     assert_eq!(status, 200);
     let doc = lab::document::parse(&body);
     assert_eq!(no_socket_in(&doc, inode), u64::from(N));
+    assert_eq!(netns_names_in(&doc, inode), vec![ns.name.clone()]);
     let (status, body) = server.get("/report").expect("report");
     assert_eq!(status, 200);
     let doc = lab::document::parse(&body);
     assert_eq!(no_socket_in(&doc, inode), u64::from(N));
     assert_eq!(doc["root_cause"], "none");
+    // Issue 19: the lab's `ip netns` name stands beside the inode of its drops.
+    assert_eq!(netns_names_in(&doc, inode), vec![ns.name.clone()], "{body}");
 
     // Malformed and unknown requests: a clear status, never a crash.
     for (path, want, says) in [

@@ -47,18 +47,14 @@ fn init_logging(command: Option<&Command>) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRACER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if json {
-        logs.json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init();
-    } else {
-        logs.with_target(false).init();
-    }
+    let logs = tracer::modes::server::events::subscriber(
+        filter,
+        json,
+        std::io::stderr().is_terminal(),
+        std::io::stderr,
+    );
+    // As `fmt().init()` did: also the bridge from the `log` crate's records.
+    let _ = tracing_subscriber::util::SubscriberInitExt::try_init(logs);
 }
 
 fn main() -> ExitCode {
@@ -123,10 +119,7 @@ fn main() -> ExitCode {
                 daddr: dst,
                 dport: port,
                 // A listener's clients fold into one row per listening port.
-                ephemeral_ports: tracer::kernel::probes::ephemeral_ports(
-                    &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-                        .unwrap_or_default(),
-                ),
+                ephemeral_ports: tracer::kernel::probes::host_ephemeral_ports(),
             },
             netns,
             pod,
@@ -453,11 +446,6 @@ fn report(
     if let Some(armed) = armed {
         say!("{}", armed.finish(&mut judged.document)?.trim_end());
     }
-    let names = ip_netns_names();
-    judged
-        .document
-        .observations
-        .label_netns(|inode| names.get(&inode).cloned());
     print_document(&judged.document, format)?;
     say!(
         "tracer: verdict written {:.0} ms after the window closed",
@@ -487,10 +475,9 @@ fn flows(
         &filter,
         top.max(1),
     );
-    let pods = &watch.facts().pods;
-    table.label_pods(&|inode| pods.label_of(inode));
-    let names = ip_netns_names();
-    table.label_netns(&|inode| names.get(&inode).cloned());
+    let facts = watch.facts();
+    table.label_pods(&|inode| facts.pods.label_of(inode));
+    table.label_netns(&|inode| facts.netns_names.get(&inode).cloned());
     let format = format.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Text
     } else {
@@ -594,18 +581,6 @@ impl History {
     fn ticks(&self) -> &[tracer::judge::verdict::Tick] {
         &self.0
     }
-}
-
-/// The `ip netns` names of this node's namespaces (`/run/netns/NAME`), by inode.
-fn ip_netns_names() -> std::collections::BTreeMap<u32, String> {
-    netns_labels()
-        .into_iter()
-        .filter_map(|(inode, label)| {
-            label
-                .strip_prefix("netns ")
-                .map(|name| (inode, name.to_owned()))
-        })
-        .collect()
 }
 
 fn netns_labels() -> std::collections::BTreeMap<u32, String> {

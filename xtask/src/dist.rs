@@ -1,39 +1,87 @@
-//! `cargo xtask dist`: the tracer as a static (musl) binary with the eBPF object embedded, its
-//! SHA-256 checksum, and a tarball with the README, the deploy manifests, the shell completions
-//! and the man page, for installing without building:
+//! `cargo xtask dist`: the tracer as a static (musl) binary per architecture (x86_64 and
+//! aarch64) with the eBPF object embedded, its SHA-256 checksum, and a tarball with the README,
+//! the deploy manifests, the shell completions and the man page, for installing without
+//! building:
 //!
 //! ```text
-//! target/dist/tracer-0.1.0-x86_64-linux-musl/{tracer,README.md,deploy/,completions/,man/}
-//! target/dist/tracer-0.1.0-x86_64-linux-musl.tar.gz (+ .sha256)
-//! target/dist/tracer-0.1.0-x86_64-linux-musl/tracer.sha256
+//! target/dist/tracer-0.1.0-ARCH-linux-musl/{tracer,README.md,deploy/,completions/,man/}
+//! target/dist/tracer-0.1.0-ARCH-linux-musl.tar.gz (+ .sha256)
+//! target/dist/tracer-0.1.0-ARCH-linux-musl/tracer.sha256
 //! ```
 //!
-//! The musl target is added to the pinned stable toolchain when missing; the binary is checked
-//! to be static (no program interpreter) before it is packed.
+//! The musl targets are added to the pinned stable toolchain when missing; each binary is
+//! checked to be static (no program interpreter) before it is packed.
+//!
+//! Cross-building (aarch64 on an x86_64 host, or the reverse) uses Debian's cross gcc
+//! (`gcc-aarch64-linux-gnu` + `libc6-dev-arm64-cross`, which `cargo xtask setup` installs) as
+//! the C compiler of ring (TLS) and as the linker; Rust's musl target brings its own musl
+//! (`crt1.o`, `libc.a`), so the binary links against musl, not the cross glibc. Why this and
+//! not zig (`cargo-zigbuild`) or clang: both are Debian 12 packages from the main archive,
+//! installed by apt like the other tools; zig is not packaged for Debian 12, and clang would
+//! still need a linker and headers for the target, which these packages are. The foreign
+//! binary writes its completions and man page under qemu-user (`qemu-user-static`, also
+//! installed by setup).
 
 use std::fs;
 use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::cmd::{command, run, stdout_of};
+use crate::cmd::{command, find_in_path, run, stdout_of};
 use crate::setup;
 
 const TRACER: &str = "tracer";
+
+/// The architectures `cargo xtask dist` builds by default (`--arch all`).
+pub const ARCHES: &[&str] = &["x86_64", "aarch64"];
 
 /// The Rust target of a static binary for `arch` (`x86_64`, `aarch64`).
 pub fn musl_target(arch: &str) -> String {
     format!("{arch}-unknown-linux-musl")
 }
 
-/// Builds and packs the static binary for `arch`; `run_setup` false skips `cargo xtask setup`
-/// (the Dockerfile installs the toolchains itself).
-pub fn dist(root: &Path, arch: &str, run_setup: bool) -> Result<()> {
+/// The architectures `--arch` names: `all` (the host's first), or one of [`ARCHES`].
+pub fn arches(arg: &str) -> Result<Vec<String>> {
+    let host = std::env::consts::ARCH;
+    match arg {
+        "all" => {
+            let mut all = vec![host.to_owned()];
+            all.extend(
+                ARCHES
+                    .iter()
+                    .filter(|a| **a != host)
+                    .map(|a| (*a).to_owned()),
+            );
+            Ok(all)
+        }
+        one if ARCHES.contains(&one) => Ok(vec![one.to_owned()]),
+        other => bail!(
+            "--arch {other} is not one dist builds: use all, {}",
+            ARCHES.join(" or ")
+        ),
+    }
+}
+
+/// Debian's cross gcc for `arch` (`aarch64-linux-gnu-gcc`): ring's C compiler and the linker.
+pub fn cross_gcc(arch: &str) -> String {
+    format!("{arch}-linux-gnu-gcc")
+}
+
+/// Builds and packs the static binary for each of `arches`; `run_setup` false skips `cargo
+/// xtask setup` (the Dockerfile installs the toolchains itself).
+pub fn dist(root: &Path, arches: &[String], run_setup: bool) -> Result<()> {
     let pinned = if run_setup {
         setup::setup(root)?
     } else {
         crate::toolchain::Toolchains::load(root)?
     };
+    for arch in arches {
+        dist_one(root, &pinned, arch)?;
+    }
+    Ok(())
+}
+
+fn dist_one(root: &Path, pinned: &crate::toolchain::Toolchains, arch: &str) -> Result<()> {
     let target = musl_target(arch);
     add_target(&pinned.stable, &target)?;
     let mut build = command(
@@ -49,17 +97,34 @@ pub fn dist(root: &Path, arch: &str, run_setup: bool) -> Result<()> {
         ],
     );
     build.current_dir(root);
+    let cc = format!("CC_{}", target.replace('-', "_"));
     if arch == std::env::consts::ARCH {
         // ring (TLS for serve and cluster) compiles C and assembly: with musl's gcc wrapper
         // (Debian's musl-tools), as cc-rs does not find an `{arch}-linux-musl-gcc` on Debian.
-        build.env(format!("CC_{}", target.replace('-', "_")), "musl-gcc");
-    }
-    if arch != std::env::consts::ARCH {
+        build.env(cc, "musl-gcc");
+    } else {
         // The kernel programs are built for the target's byte order and architecture
-        // (aya-build reads CARGO_CFG_TARGET_*); the linker must be a cross one.
-        eprintln!("note: cross-building for {arch}: a {target} linker must be configured");
+        // (aya-build reads CARGO_CFG_TARGET_*); ring's C and the link need a cross gcc.
+        let gcc = cross_gcc(arch);
+        if find_in_path(&gcc).is_none() {
+            bail!(
+                "{gcc} is not installed, so the {arch} binary cannot be built: run `cargo \
+                 xtask setup` (it installs Debian's gcc-{}-linux-gnu), or build one \
+                 architecture with --arch {}",
+                arch.replace('_', "-"),
+                std::env::consts::ARCH
+            );
+        }
+        build.env(&cc, &gcc);
+        build.env(
+            format!(
+                "CARGO_TARGET_{}_LINKER",
+                target.replace('-', "_").to_uppercase()
+            ),
+            &gcc,
+        );
     }
-    run(&mut build).context("building the static tracer")?;
+    run(&mut build).with_context(|| format!("building the static tracer for {arch}"))?;
 
     let target_dir = crate::tasks::target_dir(root);
     let built = target_dir.join(&target).join("release").join(TRACER);
@@ -97,21 +162,28 @@ pub fn dist(root: &Path, arch: &str, run_setup: bool) -> Result<()> {
         }
     }
 
-    // Completions and the man page come from the binary itself (it runs on the build host
-    // when the target is the host's architecture).
-    if arch == std::env::consts::ARCH {
-        let shown = binary.display().to_string();
-        for (shell, file) in [
-            ("bash", "tracer.bash"),
-            ("zsh", "_tracer"),
-            ("fish", "tracer.fish"),
-        ] {
-            let script = stdout_of(&mut command(&shown, ["completions", shell]))?;
-            write(&stage.join("completions").join(file), &script)?;
-        }
-        let page = stdout_of(&mut command(&shown, ["man"]))?;
-        write(&stage.join("man").join("tracer.1"), &page)?;
+    // Completions and the man page come from the binary itself (a foreign one under qemu).
+    let qemu = runner(arch)?;
+    let tracer = |args: &[&str]| -> Result<String> {
+        let mut cmd = match &qemu {
+            None => command(&binary.display().to_string(), args),
+            Some(qemu) => {
+                let mut cmd = command(&qemu.display().to_string(), [binary.as_os_str()]);
+                cmd.args(args);
+                cmd
+            }
+        };
+        stdout_of(&mut cmd)
+    };
+    for (shell, file) in [
+        ("bash", "tracer.bash"),
+        ("zsh", "_tracer"),
+        ("fish", "tracer.fish"),
+    ] {
+        let script = tracer(&["completions", shell])?;
+        write(&stage.join("completions").join(file), &script)?;
     }
+    write(&stage.join("man").join("tracer.1"), &tracer(&["man"])?)?;
 
     let sum = sha256(&binary)?;
     write(&stage.join("tracer.sha256"), &format!("{sum}  {TRACER}\n"))?;
@@ -133,6 +205,24 @@ pub fn dist(root: &Path, arch: &str, run_setup: bool) -> Result<()> {
         tarball.display()
     );
     Ok(())
+}
+
+/// What runs a binary of `arch` here: nothing for the host's architecture, else qemu-user
+/// (`qemu-ARCH-static`, or `qemu-ARCH`).
+pub fn runner(arch: &str) -> Result<Option<std::path::PathBuf>> {
+    if arch == std::env::consts::ARCH {
+        return Ok(None);
+    }
+    [format!("qemu-{arch}-static"), format!("qemu-{arch}")]
+        .iter()
+        .find_map(|name| find_in_path(name))
+        .map(Some)
+        .with_context(|| {
+            format!(
+                "qemu-{arch}-static is not installed, so the {arch} binary cannot write its \
+                 completions here: run `cargo xtask setup` (it installs qemu-user-static)"
+            )
+        })
 }
 
 /// `rustup target add TARGET --toolchain TOOLCHAIN` when the target is not installed.
@@ -228,5 +318,11 @@ mod tests {
         assert!(!is_static_elf(&elf));
         assert!(!is_static_elf(b"#!/bin/sh\n"));
         assert_eq!(musl_target("x86_64"), "x86_64-unknown-linux-musl");
+        assert_eq!(cross_gcc("aarch64"), "aarch64-linux-gnu-gcc");
+        let all = arches("all").expect("all");
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], std::env::consts::ARCH, "the host's first");
+        assert_eq!(arches("aarch64").expect("one"), vec!["aarch64".to_owned()]);
+        assert!(arches("riscv64").is_err());
     }
 }

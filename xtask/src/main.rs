@@ -6,7 +6,7 @@
 //! - `build`: setup, then `cargo build --release -p tracer`;
 //! - `run -- <args>`: build, then run `target/release/tracer <args>`;
 //! - `test [--no-ebpf-clippy] [-- <test args>]`: setup, fmt check, clippy, eBPF clippy, tests;
-//! - `dist [--arch ARCH] [--no-setup]`: the static (musl) binary, its checksum and a tarball;
+//! - `dist [--arch all|x86_64|aarch64] [--no-setup]`: the static (musl) binaries, checksums and tarballs;
 //! - `bench [--quick] [--rounds N] [--seconds N]`: the tracer's cost side by side with bpftrace.
 
 mod bench;
@@ -50,11 +50,12 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Setup, then a static (musl) tracer with the eBPF object embedded, its SHA-256 and a
-    /// tarball (README, deploy manifests, completions, man page) in target/dist/.
+    /// Setup, then a static (musl) tracer per architecture with the eBPF object embedded, its
+    /// SHA-256 and a tarball (README, deploy manifests, completions, man page) in target/dist/.
     Dist {
-        /// The architecture to build for (the host's by default; another needs a cross linker).
-        #[arg(long, default_value = std::env::consts::ARCH)]
+        /// `all` (x86_64 and aarch64, the host's first), `x86_64` or `aarch64` (the foreign
+        /// one is cross-built with Debian's cross gcc, which setup installs).
+        #[arg(long, default_value = "all")]
         arch: String,
         /// Skip `cargo xtask setup` (the toolchains are installed already, e.g. in the image).
         #[arg(long)]
@@ -87,7 +88,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             args,
         } => tasks::test(&root, !no_ebpf_clippy, &args).map(|()| ExitCode::SUCCESS),
         Command::Dist { arch, no_setup } => {
-            dist::dist(&root, &arch, !no_setup).map(|()| ExitCode::SUCCESS)
+            dist::dist(&root, &dist::arches(&arch)?, !no_setup).map(|()| ExitCode::SUCCESS)
         }
         Command::Bench(options) => bench::bench(&root, &options).map(|()| ExitCode::SUCCESS),
     }

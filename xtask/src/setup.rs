@@ -31,6 +31,9 @@ const DEBIAN_TOOLS: &[&str] = &[
     "python3-venv",
     // `cargo xtask dist`: musl-gcc compiles ring's C for the static binary.
     "musl-tools",
+    // `cargo xtask dist` runs the foreign architecture's binary (completions, man page) and
+    // xtask/tests/dist.rs its `--version` under qemu-user.
+    "qemu-user-static",
     // `tracer capture`'s tests read the pcapng files back with both.
     "tshark",
     "tcpdump",
@@ -151,7 +154,8 @@ fn has_component(list: &str, component: &str) -> bool {
     })
 }
 
-/// The Debian packages setup installs: LLVM of the pinned major version, then the tools.
+/// The Debian packages setup installs: LLVM of the pinned major version, the tools, then the
+/// cross gcc of the other architecture `cargo xtask dist` builds.
 fn debian_packages_for(pinned: &Toolchains) -> Vec<String> {
     let llvm = [
         format!("llvm-{}-dev", pinned.llvm),
@@ -159,6 +163,28 @@ fn debian_packages_for(pinned: &Toolchains) -> Vec<String> {
     ];
     llvm.into_iter()
         .chain(DEBIAN_TOOLS.iter().map(|tool| (*tool).to_owned()))
+        .chain(cross_packages(std::env::consts::ARCH))
+        .collect()
+}
+
+/// `cargo xtask dist`'s cross C compiler and linker for the architectures other than `host`
+/// (Debian's names: `gcc-aarch64-linux-gnu`, and its headers `libc6-dev-arm64-cross`, which
+/// the package only recommends).
+fn cross_packages(host: &str) -> Vec<String> {
+    crate::dist::ARCHES
+        .iter()
+        .filter(|arch| **arch != host)
+        .flat_map(|arch| {
+            let debian = match *arch {
+                "aarch64" => "arm64",
+                "x86_64" => "amd64",
+                other => other,
+            };
+            [
+                format!("gcc-{}-linux-gnu", arch.replace('_', "-")),
+                format!("libc6-dev-{debian}-cross"),
+            ]
+        })
         .collect()
 }
 
@@ -412,7 +438,15 @@ mod tests {
         };
         let packages = debian_packages_for(&pinned);
         assert_eq!(packages[..2], ["llvm-22-dev", "libpolly-22-dev"]);
-        assert_eq!(packages.len(), 2 + DEBIAN_TOOLS.len());
+        assert_eq!(packages.len(), 2 + DEBIAN_TOOLS.len() + 2);
+        assert_eq!(
+            cross_packages("x86_64"),
+            ["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"]
+        );
+        assert_eq!(
+            cross_packages("aarch64"),
+            ["gcc-x86-64-linux-gnu", "libc6-dev-amd64-cross"]
+        );
         assert_eq!(pinned.llvm_prefix(), "/usr/lib/llvm-22");
     }
 

@@ -1,6 +1,7 @@
-//! `cargo xtask dist`: the static binary runs `report` on this machine with no shared library,
-//! its checksum verifies, and the tarball holds what installing needs. Builds the musl binary
-//! (a few minutes the first time, incremental after).
+//! `cargo xtask dist`: the static binaries (x86_64 and aarch64) need no shared library, their
+//! checksums verify, and the tarballs hold what installing needs; the host's binary runs
+//! `report` on this machine, the aarch64 one `--version` under qemu-user. Builds both musl
+//! binaries (several minutes the first time, incremental after).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -27,29 +28,12 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-#[test]
-fn dist_makes_a_static_binary_that_runs_report() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["dist", "--no-setup"])
-        .output()
-        .expect("xtask runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "cargo xtask dist failed:\n{stderr}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "",
-        "stdout stays empty"
-    );
-
-    let name = format!(
-        "tracer-{}-{}-linux-musl",
-        env!("CARGO_PKG_VERSION"),
-        std::env::consts::ARCH
-    );
+/// Checks the packed binary of `arch` (no shared library, checksums, tarball) and returns it.
+fn packed(arch: &str) -> PathBuf {
+    let name = format!("tracer-{}-{arch}-linux-musl", env!("CARGO_PKG_VERSION"));
     let dist = target_dir().join("dist");
     let stage = dist.join(&name);
     let binary = stage.join("tracer");
-
     // No shared library: glibc's ldd says so in one of two ways depending on static-pie.
     let ldd = Command::new("ldd").arg(&binary).output().expect("ldd runs");
     let said = format!(
@@ -106,6 +90,85 @@ fn dist_makes_a_static_binary_that_runs_report() {
             "{file} not in the tarball:\n{list}"
         );
     }
+
+    binary
+}
+
+#[test]
+fn dist_makes_a_static_binary_that_runs_report() {
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["dist", "--no-setup"])
+        .output()
+        .expect("xtask runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cargo xtask dist failed:\n{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "stdout stays empty"
+    );
+    eprintln!(
+        "cargo xtask dist (both architectures): {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let host = std::env::consts::ARCH;
+    let binary = packed(host);
+    let foreign = if host == "x86_64" {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
+    let other = packed(foreign);
+    let file = Command::new("file")
+        .arg(&other)
+        .output()
+        .expect("file runs");
+    let said = String::from_utf8_lossy(&file.stdout);
+    let machine = if foreign == "aarch64" {
+        "ARM aarch64"
+    } else {
+        "x86-64"
+    };
+    assert!(
+        said.contains("ELF 64-bit LSB")
+            && said.contains(machine)
+            && said.contains("statically linked")
+            && !said.contains("interpreter"),
+        "{said}"
+    );
+    let qemu = ["-static", ""]
+        .iter()
+        .map(|suffix| format!("qemu-{foreign}{suffix}"))
+        .find(|name| {
+            Command::new(name)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("qemu-user-static is installed (cargo xtask setup installs it)");
+    let version = Command::new(&qemu)
+        .arg(&other)
+        .arg("--version")
+        .output()
+        .expect("qemu runs");
+    let text = String::from_utf8_lossy(&version.stdout);
+    assert!(
+        version.status.success() && text.starts_with("tracer ") && text.contains("embedded"),
+        "{qemu} {}: {text}{}",
+        other.display(),
+        String::from_utf8_lossy(&version.stderr)
+    );
+    // Its completions came from the binary itself, run under qemu: the same as the host's.
+    let completions = |binary: &PathBuf| {
+        std::fs::read_to_string(binary.with_file_name("completions").join("tracer.bash"))
+            .expect("completions")
+    };
+    assert_eq!(completions(&other), completions(&binary));
+    let size = std::fs::metadata(&other).expect("binary").len();
+    eprintln!("static tracer ({foreign}): {size} bytes");
+    assert!(size < 64 << 20, "{size} bytes");
 
     let size = std::fs::metadata(&binary).expect("binary").len();
     eprintln!("static tracer: {size} bytes");

@@ -399,7 +399,11 @@ pub fn build(
     let flows = crate::judge::flows::build(
         window_delta,
         &names.reset_reasons,
-        &crate::judge::flows::DestFilter::default(),
+        // A listener's clients fold into one row per listening port, as in `tracer flows`.
+        &crate::judge::flows::DestFilter {
+            ephemeral_ports: names.ephemeral_ports,
+            ..crate::judge::flows::DestFilter::default()
+        },
         crate::judge::flows::REPORT_DESTINATIONS,
     );
     notes.extend(flows.tracking_note());
@@ -570,6 +574,7 @@ mod tests {
             .collect(),
             drop_reasons_source: "test".to_owned(),
             reset_reasons: BTreeMap::new(),
+            ephemeral_ports: 0,
             softirq_vectors: [
                 (2, "NET_TX".to_owned()),
                 (3, "NET_RX".to_owned()),

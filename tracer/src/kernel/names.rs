@@ -20,6 +20,16 @@ pub struct KernelNames {
     /// `sk_rst_reason` value → name (`NO_SOCKET`, …): BTF, else the tcp_send_reset format.
     #[serde(default)]
     pub reset_reasons: BTreeMap<u32, String>,
+    /// The host's `ip_local_port_range` packed as the kernel programs get it
+    /// ([`crate::kernel::probes::ephemeral_ports`]; 0: unknown, absent in older recordings):
+    /// which ports are a client's, so a listener's clients fold into one row per listening
+    /// port.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ephemeral_ports: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Parsed formats by program name (`Ok(None)`: the kernel lacks the tracepoint).

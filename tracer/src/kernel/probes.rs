@@ -316,6 +316,13 @@ pub fn ephemeral_ports(text: &str) -> u32 {
     }
 }
 
+/// This host's [`ephemeral_ports`] (0 when the range cannot be read).
+pub fn host_ephemeral_ports() -> u32 {
+    ephemeral_ports(
+        &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default(),
+    )
+}
+
 /// Builds the plan from each probe's format (`Ok(None)`: the kernel lacks the tracepoint;
 /// `Err`: it could not be read) and the BTF offsets (None: no namespace attribution).
 pub fn plan(

@@ -108,7 +108,8 @@ impl LiveTracer {
             crate::kernel::emulate::emulate(&mut startup, version)?;
         }
         notes.extend(startup.notes);
-        let (mut plan, names, symbols) = (startup.plan, startup.names, startup.symbols);
+        let (mut plan, mut names, symbols) = (startup.plan, startup.names, startup.symbols);
+        names.ephemeral_ports = crate::kernel::probes::host_ephemeral_ports();
         adjust(&mut plan);
         tracing::debug!(
             ms = started.elapsed().as_secs_f64() * 1e3,

@@ -192,6 +192,13 @@ impl Watch {
         })
     }
 
+    /// What the newest frame's counters could not collect (one sentence each).
+    pub fn last_errors(&self) -> &[String] {
+        self.frames
+            .back()
+            .map_or(&[], |f| f.counters.errors.as_slice())
+    }
+
     /// Number of frames kept.
     pub fn frames_kept(&self) -> usize {
         self.frames.len()

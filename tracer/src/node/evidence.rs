@@ -212,6 +212,10 @@ pub struct NodeFacts {
     /// (absent in recordings made before pods were read).
     #[serde(default, skip_serializing_if = "PodIndex::is_empty")]
     pub pods: PodIndex,
+    /// The `ip netns` names of the node's namespaces (`/run/netns/NAME`) by inode, read on the
+    /// live node only (absent in recordings made before names were read).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub netns_names: BTreeMap<u32, String>,
     /// What could not be read, and why.
     pub errors: Vec<String>,
 }

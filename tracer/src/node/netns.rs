@@ -34,6 +34,27 @@ pub(crate) fn inode_of(path: &Path) -> Option<u32> {
         .and_then(|m| u32::try_from(m.ino()).ok())
 }
 
+/// The `ip netns` names of the namespaces in `run_netns` (normally `/run/netns`), by inode;
+/// of two names for one namespace, the first in name order.
+pub fn ip_netns_names(run_netns: &Path) -> BTreeMap<u32, String> {
+    let mut names: Vec<(String, PathBuf)> = std::fs::read_dir(run_netns)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let mut by_inode = BTreeMap::new();
+    for (name, path) in names {
+        if let Some(inode) = inode_of(&path) {
+            by_inode.entry(inode).or_insert(name);
+        }
+    }
+    by_inode
+}
+
 /// How long [`Scanner`] trusts the namespace it remembered for a PID that is still running.
 const PID_RESCAN_AFTER: Duration = Duration::from_secs(10);
 

@@ -108,9 +108,11 @@ impl Dashboard {
     ) -> Dashboard {
         let o = &document.observations;
         let seconds = o.window.duration_s.max(0.001);
-        // The pod the document names first (`pod NS/NAME`), then the caller's labels.
-        let label = |inode: u32, pod: Option<&str>| {
+        // The pod the document names first (`pod NS/NAME`), then its `ip netns` name (`netns
+        // NAME`), then the caller's labels (`pid 12 (coredns)`), else the inode.
+        let label = |inode: u32, pod: Option<&str>, name: Option<&str>| {
             pod.map(|p| format!("pod {p}"))
+                .or_else(|| name.map(|n| format!("netns {n}")))
                 .or_else(|| netns_labels.get(&inode).cloned())
                 .unwrap_or_else(|| format!("netns {inode}"))
         };
@@ -119,7 +121,7 @@ impl Dashboard {
             let namespaces: Vec<String> = reason
                 .netns
                 .iter()
-                .map(|n| label(n.inode, n.pod.as_deref()))
+                .map(|n| label(n.inode, n.pod.as_deref(), n.netns_name.as_deref()))
                 .collect();
             for location in &reason.locations {
                 let (class, layer) = match classify(&reason.reason, &location.location) {
@@ -146,7 +148,7 @@ impl Dashboard {
             .flows
             .iter()
             .map(|f| FlowRow {
-                namespace: label(f.netns, f.pod.as_deref()),
+                namespace: label(f.netns, f.pod.as_deref(), f.netns_name.as_deref()),
                 source: format!("{}:{}", f.saddr, f.sport),
                 destination: format!("{}:{}", f.daddr, f.dport),
                 state: f.state.clone(),
@@ -159,7 +161,7 @@ impl Dashboard {
             .destinations
             .iter()
             .map(|d| DestRow {
-                namespace: label(d.netns, d.pod.as_deref()),
+                namespace: label(d.netns, d.pod.as_deref(), d.netns_name.as_deref()),
                 destination: if d.family == "ipv6" {
                     format!("[{}]:{}", d.daddr, d.dport)
                 } else {
@@ -348,5 +350,42 @@ mod tests {
             text.contains("\nEvidence for TCP stack (tcp_retransmissions)\n  [kernel_probe] 60 of 60 connects to 198.18.0.2:8080"),
             "{text}"
         );
+    }
+
+    /// Issue 19: a row names its namespace by its pod first, then its `ip netns` name, else
+    /// the caller's label or the inode.
+    #[test]
+    fn rows_name_namespaces_pod_first_then_netns_name_then_inode() {
+        let judged = crate::judge::window::tests::named_listener_judged();
+        let mut doc = judged.document;
+        let names = |d: &Dashboard| {
+            (
+                d.drops[0].namespaces.clone(),
+                d.flows[0].namespace.clone(),
+                d.destinations[0].namespace.clone(),
+            )
+        };
+        let d = Dashboard::from_window("live", 2.0, &doc, &[], &BTreeMap::new());
+        assert_eq!(
+            names(&d),
+            (
+                vec!["netns blue7".to_owned()],
+                "netns blue7".to_owned(),
+                "netns blue7".to_owned()
+            )
+        );
+        doc.observations
+            .label_pods(|inode| (inode == 7).then(|| "shop/web-1".to_owned()));
+        let d = Dashboard::from_window("live", 2.0, &doc, &[], &BTreeMap::new());
+        assert_eq!(d.drops[0].namespaces, vec!["pod shop/web-1"]);
+        assert_eq!(d.flows[0].namespace, "pod shop/web-1");
+        assert_eq!(d.destinations[0].namespace, "pod shop/web-1");
+        doc.observations.label_pods(|_| None);
+        doc.observations.label_netns(|_| None);
+        let d = Dashboard::from_window("live", 2.0, &doc, &[], &BTreeMap::new());
+        assert_eq!(d.destinations[0].namespace, "netns 7");
+        let pid = BTreeMap::from([(7, "pid 12 (nginx)".to_owned())]);
+        let d = Dashboard::from_window("live", 2.0, &doc, &[], &pid);
+        assert_eq!(d.flows[0].namespace, "pid 12 (nginx)");
     }
 }

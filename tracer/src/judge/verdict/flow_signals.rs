@@ -135,8 +135,27 @@ pub(super) fn flow_signals(observed: &Report, facts: &NodeFacts) -> FlowSignals 
             .filter(|d| d.retransmits > 0)
             .collect();
         top.sort_by_key(|d| std::cmp::Reverse(d.retransmits));
+        // A listener's row holds what it retransmitted to its clients (the section folds them
+        // under its listening end): where they went is each client's address, read from the
+        // retransmitting flows it folded.
+        let served = |d: &Destination| -> Vec<&crate::judge::report::FlowReport> {
+            observed
+                .retransmits
+                .flows
+                .iter()
+                .filter(|f| f.netns == d.netns && f.saddr == d.daddr && f.sport == d.dport)
+                .collect()
+        };
         for d in &top {
-            if addr(d).is_some_and(|ip| !on_node(ip)) {
+            let clients = served(d);
+            if !clients.is_empty() {
+                let to_outside: u64 = clients
+                    .iter()
+                    .filter(|f| f.daddr.parse::<IpAddr>().is_ok_and(|ip| !on_node(ip)))
+                    .map(|f| f.retransmitted_segments + f.synack_retransmits)
+                    .sum();
+                outside += to_outside.min(d.retransmits);
+            } else if addr(d).is_some_and(|ip| !on_node(ip)) {
                 outside += d.retransmits;
             }
         }
@@ -157,8 +176,13 @@ pub(super) fn flow_signals(observed: &Report, facts: &NodeFacts) -> FlowSignals 
                     r.p99_us / 1e3
                 )
             });
+            let to = if !served(d).is_empty() {
+                "the clients of "
+            } else {
+                ""
+            };
             out.upstream.push(format!(
-                "{} retransmitted segments to {}:{} (netns {}){rtt}",
+                "{} retransmitted segments to {to}{}:{} (netns {}){rtt}",
                 d.retransmits, d.daddr, d.dport, d.netns
             ));
         }

@@ -20,7 +20,9 @@
 //! Who may ask is [`crate::modes::guard`]'s business (one middleware over the whole router: a
 //! bearer token on everything but health), TLS and slow clients are
 //! [`crate::modes::listener`]'s (with [`crate::modes::tls`]); the certificate, key and token
-//! files are re-read every [`crate::modes::reload::EVERY`] when they change.
+//! files are re-read every [`crate::modes::reload::EVERY`] when they change. What the facts
+//! refresh and the frames could not read is logged as warnings, each distinct error at most
+//! once a minute ([`events`]).
 
 use std::{
     collections::HashMap,
@@ -40,8 +42,10 @@ use axum::{
 };
 use serde::Deserialize;
 
+pub mod events;
 mod frames;
 
+use events::{ErrorEvents, ErrorKind};
 use frames::Job;
 pub use frames::{Frames, Producer, Sidecar};
 
@@ -361,6 +365,8 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
     );
     let meta = tracer.meta();
     let mut pods = pod_names(watch.facts());
+    let mut errors = ErrorEvents::default();
+    errors.report(ErrorKind::Facts, &watch.facts().errors, 0);
     let mut cache: HashMap<u64, Bytes> = HashMap::new();
     let mut ticks = 0u64;
     let mut next_tick = Duration::from_secs(1);
@@ -398,9 +404,11 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
         let at_ms = started.elapsed().as_millis() as u64;
         next_tick += Duration::from_secs(1);
         watch.tick(&tracer, at_ms)?;
+        errors.report(ErrorKind::Sample, watch.last_errors(), at_ms);
         ticks += 1;
         if ticks.is_multiple_of(FACTS_EVERY) {
             watch.refresh_facts();
+            errors.report(ErrorKind::Facts, &watch.facts().errors, at_ms);
             pods = pod_names(watch.facts());
         }
         if let Some(delta) = watch.last_interval() {

@@ -276,6 +276,9 @@ impl FactsSource {
             Ok(masks) => facts.queue_masks = masks,
             Err(e) => facts.errors.push(e),
         }
+        if self.live {
+            facts.netns_names = netns::ip_netns_names(&self.run_netns);
+        }
         let (pods, errors) = PodIndex::scan(&self.pods);
         facts.pods = pods;
         facts.errors.extend(errors);

@@ -22,6 +22,7 @@ fn names() -> KernelNames {
         .collect(),
         drop_reasons_source: "test".to_owned(),
         reset_reasons: BTreeMap::new(),
+        ephemeral_ports: 0,
         softirq_vectors: [(3, "NET_RX".to_owned()), (1, "TIMER".to_owned())]
             .into_iter()
             .collect(),

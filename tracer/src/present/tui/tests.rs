@@ -812,3 +812,27 @@ fn narrow_panes_keep_inodes_and_pod_names_whole() {
         "the location column wastes the row: {drop_b}"
     );
 }
+
+/// Issue 19: the drops, flows and destinations panes show a namespace's `ip netns` name (from
+/// a judged window whose facts name namespace 7 `blue7`), not its bare inode.
+#[test]
+fn the_panes_show_the_namespaces_ip_netns_name() {
+    let judged = crate::judge::window::tests::named_listener_judged();
+    let dashboard = Dashboard::from_window("live", 2.0, &judged.document, &[], &BTreeMap::new());
+    let screen = text(&draw(&app_with(dashboard), 200, 50));
+    let drop_row = screen
+        .lines()
+        .find(|l| l.contains("NO_SOCKET  0xffffffff81000000"))
+        .unwrap_or_default();
+    assert!(drop_row.contains("no listener netns blue7"), "{screen}");
+    // The flows pane and the destinations pane (the listener's 30 clients in one row).
+    assert!(
+        screen.contains("netns blue7 198.18.0.1:8080 → 198.18.0.2:40000"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("││netns blue7 198.18.0.1:8080      60    30"),
+        "{screen}"
+    );
+    assert!(!screen.contains("netns 7 "), "{screen}");
+}

@@ -274,6 +274,61 @@ mod tests {
         );
     }
 
+    /// A listener's row (its clients folded under 198.18.0.2:443, inside the node's subnet)
+    /// retransmitting to a client outside the subnets: the segments went outside, where the
+    /// client is, not to the listener's own address.
+    #[test]
+    fn a_listeners_row_counts_where_its_clients_are() {
+        let start = host(
+            &[("Tcp", "OutSegs", 0), ("Tcp", "RetransSegs", 0)],
+            &[],
+            &[],
+        );
+        let end = host(
+            &[("Tcp", "OutSegs", 10_000), ("Tcp", "RetransSegs", 150)],
+            &[],
+            &[],
+        );
+        let mut o = observed(&[], &[(40_000, 150)], &[]);
+        // The server's side: from its listening end to the client's ephemeral port.
+        for f in &mut o.retransmits.flows {
+            f.netns = 4_026_532_999;
+            (f.saddr, f.sport) = ("198.18.0.2".to_owned(), 443);
+            f.daddr = "203.0.113.9".to_owned();
+        }
+        o.flows.destinations = vec![Destination {
+            retransmits: 150,
+            ..destination("198.18.0.2", 443)
+        }];
+        o.flows.totals.retransmits = 150;
+        let mut w = window(o, start, end);
+        w.facts_end.routes = vec![
+            route("198.18.0.0/24", "unicast", None),
+            route("default", "unicast", Some("198.18.0.254")),
+        ];
+        let f = assess(&Context::new(&w), &[]);
+        assert!(
+            f.score.signals.contains(
+                &"100 % of retransmitted segments went to destinations outside the node's subnets"
+                    .to_owned()
+            ),
+            "{:?}",
+            f.score.signals
+        );
+        assert!(
+            f.score.signals.contains(
+                &"150 retransmitted segments to the clients of 198.18.0.2:443 (netns 4026532999)"
+                    .to_owned()
+            ),
+            "{:?}",
+            f.score.signals
+        );
+        assert!(f
+            .if_root_cause
+            .mitigation
+            .contains("VPC peering, TGW, NAT gateway"));
+    }
+
     #[test]
     fn persisting_is_said_only_over_a_window_that_shows_it() {
         // Outside the node's subnets over 15 s: the VPC path, but nothing "persists" yet.
