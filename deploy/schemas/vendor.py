@@ -32,6 +32,7 @@ KINDS = {
     "v1/Service": "service-v1.json",
     "v1/Pod": "pod-v1.json",
     "apps/v1/DaemonSet": "daemonset-apps-v1.json",
+    "scheduling.k8s.io/v1/PriorityClass": "priorityclass-scheduling-v1.json",
 }
 PREFIX = "/api/_definitions.json#/$defs/"
 
@@ -115,19 +116,19 @@ def strict(node):
     return node
 
 
-def service_monitor():
-    from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
+def operator_kind(name):
+    """One prometheus-operator kind (ServiceMonitor, PrometheusRule), made strict."""
+    from cloudcoil.models.prometheus_operator import v1
     from importlib.metadata import version
 
-    schema = undocumented(
-        strict(ServiceMonitor.model_json_schema(by_alias=True, mode="validation"))
-    )
+    model = getattr(v1, name)
+    schema = undocumented(strict(model.model_json_schema(by_alias=True, mode="validation")))
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$comment"] = (
-        "monitoring.coreos.com/v1 ServiceMonitor from cloudcoil-models-prometheus-operator "
+        f"monitoring.coreos.com/v1 {name} from cloudcoil-models-prometheus-operator "
         f"{version('cloudcoil-models-prometheus-operator')} (PyPI), made strict by vendor.py"
     )
-    out = HERE / "servicemonitor-monitoring.coreos.com-v1-strict.json"
+    out = HERE / f"{name.lower()}-monitoring.coreos.com-v1-strict.json"
     out.write_text(json.dumps(schema, indent=1) + "\n")
     print(f"{out}: {out.stat().st_size} bytes")
 
@@ -137,4 +138,5 @@ if __name__ == "__main__":
         sys.exit(__doc__)
     for v in VERSIONS:
         kubernetes(Path(sys.argv[1]), v)
-    service_monitor()
+    operator_kind("ServiceMonitor")
+    operator_kind("PrometheusRule")

@@ -21,6 +21,7 @@ use std::{
 use nix::sched::{setns, CloneFlags};
 
 pub mod document;
+pub mod prometheus;
 pub mod window;
 
 /// Returns false (after saying why) when the privileged tests cannot run here.

@@ -191,11 +191,13 @@ pub enum Command {
         #[arg(short, long, value_enum, ignore_case = true)]
         format: Option<Format>,
     },
-    /// Ask every node's sidecar (`tracer serve`) for its verdict; say whether degradation is
-    /// node-specific or cluster-wide.
+    /// Ask every node's sidecar (`tracer serve`) for its verdict, or Prometheus for the series
+    /// it scraped off them; say whether degradation is node-specific or cluster-wide.
     #[command(after_help = "Examples:\n  \
          tracer cluster --endpoints node-a:9595,node-b,node-c\n  \
-         tracer cluster --endpoints-file nodes.txt --window 5m -f json\n\n\
+         tracer cluster --endpoints-file nodes.txt --window 5m -f json\n  \
+         tracer cluster --prometheus http://prometheus:9090 --window 5m\n  \
+         TRACER_PROMETHEUS_TOKEN=… tracer cluster --prometheus https://prom.example/ -f yaml\n\n\
          Exit status: 0 every node answered and is healthy, 1 a node is degraded, 2 no node \
          gave a verdict, or every verdict was healthy but some node gave none (unreachable, or \
          answered without a verdict), or bad arguments.")]
@@ -206,6 +208,23 @@ pub enum Command {
         /// A file listing sidecars, one HOST:PORT per line, `#` comments.
         #[arg(long, value_name = "FILE")]
         endpoints_file: Option<PathBuf>,
+        /// Judge from Prometheus instead (its base URL): the series it scraped off every
+        /// sidecar over the window, through /api/v1/query. Nodes whose series went stale or
+        /// whose probes are detached are "not reporting".
+        #[arg(long, value_name = "URL", conflicts_with_all = ["endpoints", "endpoints_file"])]
+        prometheus: Option<String>,
+        /// A file whose first line (`#` comments) is the bearer token for Prometheus; without
+        /// it, the TRACER_PROMETHEUS_TOKEN environment variable, if set.
+        #[arg(long, value_name = "FILE", requires = "prometheus")]
+        prometheus_token_file: Option<PathBuf>,
+        /// A file whose first line is `user:password` for Prometheus' basic auth.
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "prometheus",
+            conflicts_with = "prometheus_token_file"
+        )]
+        prometheus_basic_auth_file: Option<PathBuf>,
         /// The rolling window each node judges (`/report?window=`; 1s to 1h, and at most the
         /// sidecars' --max-window).
         #[arg(long, default_value = "60s", value_parser = CLUSTER_WINDOW, allow_hyphen_values = true)]
@@ -281,6 +300,11 @@ pub enum Command {
         /// packet contents are sensitive.
         #[arg(long)]
         allow_capture: bool,
+        /// The node's name: the `node` label of every metric and the documents' node_name
+        /// (default: the NODE_NAME environment variable, which the DaemonSet sets from
+        /// spec.nodeName, else the host name).
+        #[arg(long, value_name = "NAME")]
+        node_name: Option<String>,
     },
     /// The D7 verdict as MCP tools over stdio, for an agent that spawns the tracer (`kubectl
     /// debug`, ssh). Read-only; ends when stdin closes or on SIGTERM.

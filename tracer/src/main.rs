@@ -136,7 +136,11 @@ fn main() -> ExitCode {
             mcp,
             log_format: _,
             allow_capture,
+            node_name,
         } => live_scope(netns, pod).and_then(|scope| {
+            if let Some(name) = &node_name {
+                tracer::modes::live::set_node_name(name);
+            }
             serve(tracer::modes::server::ServeOptions {
                 listen,
                 window,
@@ -160,12 +164,31 @@ fn main() -> ExitCode {
             format,
         } => diff(&affected, &healthy, format),
         Command::Cluster {
+            prometheus: Some(url),
+            prometheus_token_file,
+            prometheus_basic_auth_file,
+            window,
+            timeout,
+            format,
+            client,
+            ..
+        } => cluster_from_prometheus(
+            &url,
+            prometheus_token_file.as_deref(),
+            prometheus_basic_auth_file.as_deref(),
+            window,
+            timeout,
+            format,
+            client,
+        ),
+        Command::Cluster {
             endpoints,
             endpoints_file,
             window,
             timeout,
             format,
             client,
+            ..
         } => cluster(
             &endpoints,
             endpoints_file.as_deref(),
@@ -375,6 +398,32 @@ fn cluster(
     );
     let fetched = tracer::modes::cluster::fetch_all(&endpoints, window, timeout, &client);
     let verdict = tracer::modes::cluster::judge_cluster(&fetched);
+    print_as(&verdict, || verdict.text(), format)?;
+    Ok(verdict.exit_code())
+}
+
+fn cluster_from_prometheus(
+    url: &str,
+    token_file: Option<&Path>,
+    basic_file: Option<&Path>,
+    window: Duration,
+    timeout: Duration,
+    format: Option<Format>,
+    client: cli::ClusterClient,
+) -> Result<u8> {
+    use tracer::modes::promql;
+    let auth = promql::Auth::new(
+        token_file,
+        basic_file,
+        std::env::var(promql::TOKEN_ENV).ok(),
+    )?;
+    let prometheus = promql::Prometheus::new(url, auth, &client.client()?, timeout)?;
+    say!(
+        "tracer: asking Prometheus at {url} for the last {}",
+        humantime::format_duration(window)
+    );
+    let answers = prometheus.ask(window)?;
+    let verdict = tracer::modes::cluster::judge_nodes(promql::nodes_from(&answers, window));
     print_as(&verdict, || verdict.text(), format)?;
     Ok(verdict.exit_code())
 }

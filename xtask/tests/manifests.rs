@@ -23,14 +23,17 @@ use serde_json::{json, Value};
 const KUBERNETES_VERSIONS: [&str; 2] = ["v1.30.0", "v1.37.0"];
 
 /// The manifests and the kinds each holds, in order; `prometheus-scrape-config.yaml` is a
-/// Prometheus configuration fragment, not a Kubernetes object, and is checked apart.
-const MANIFESTS: [(&str, &[&str]); 3] = [
+/// Prometheus configuration fragment and `kustomization.yaml` kustomize's, not Kubernetes
+/// objects: both are checked apart. `alerts/` holds the rules (xtask/tests/alerts.rs); its
+/// PrometheusRule is validated here too.
+const MANIFESTS: [(&str, &[&str]); 4] = [
     (
         "daemonset.yaml",
-        &["Namespace", "ServiceAccount", "DaemonSet"],
+        &["Namespace", "ServiceAccount", "PriorityClass", "DaemonSet"],
     ),
     ("debug-pod.yaml", &["Pod"]),
     ("servicemonitor.yaml", &["Service", "ServiceMonitor"]),
+    ("alerts/prometheusrule.yaml", &["PrometheusRule"]),
 ];
 
 fn deploy_dir() -> PathBuf {
@@ -78,6 +81,7 @@ impl Schemas {
             "v1/Service",
             "v1/Pod",
             "apps/v1/DaemonSet",
+            "scheduling.k8s.io/v1/PriorityClass",
         ] {
             assert!(defs.get(key).is_some(), "{version}: no schema for {key}");
             // The kind's schema refers to its siblings as #/$defs/NAME: keep them beside it.
@@ -92,6 +96,11 @@ impl Schemas {
         validators.insert(
             "monitoring.coreos.com/v1/ServiceMonitor".to_owned(),
             compile(&monitor, "ServiceMonitor"),
+        );
+        let rule = read_json(&dir.join("prometheusrule-monitoring.coreos.com-v1-strict.json"));
+        validators.insert(
+            "monitoring.coreos.com/v1/PrometheusRule".to_owned(),
+            compile(&rule, "PrometheusRule"),
         );
         Schemas {
             version: version.to_owned(),
@@ -153,8 +162,8 @@ fn every_manifest_document_validates_against_the_strict_schemas() {
             }
         }
     }
-    // 6 documents, each against 2 Kubernetes versions.
-    assert_eq!(validated, 12);
+    // 8 documents, each against 2 Kubernetes versions.
+    assert_eq!(validated, 16);
 }
 
 /// Every manifest in deploy/ is covered: a new one must be added to [`MANIFESTS`].
@@ -167,7 +176,12 @@ fn no_manifest_is_left_unvalidated() {
         .filter(|n| n.ends_with(".yaml") || n.ends_with(".yml"))
         .collect();
     names.sort();
-    let mut expected: Vec<&str> = MANIFESTS.iter().map(|(n, _)| *n).collect();
+    let mut expected: Vec<&str> = MANIFESTS
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !n.contains('/'))
+        .collect();
+    expected.push("kustomization.yaml");
     expected.push("prometheus-scrape-config.yaml");
     expected.sort();
     assert_eq!(names, expected);
@@ -434,6 +448,22 @@ fn the_daemonset_has_the_minimum_privileges_and_read_only_host_mounts() {
     assert_eq!(spec["hostPID"], true);
     assert_eq!(spec["automountServiceAccountToken"], false);
     assert_eq!(spec["tolerations"], json!([{"operator": "Exists"}]));
+    assert_eq!(spec["nodeSelector"], json!({"kubernetes.io/os": "linux"}));
+    // The PriorityClass it names ships beside it, below system-node-critical, never the default.
+    let class = load_manifest("daemonset.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "PriorityClass")
+        .expect("daemonset.yaml has a PriorityClass");
+    assert_eq!(spec["priorityClassName"], class["metadata"]["name"]);
+    assert_eq!(class["globalDefault"], false);
+    let value = class["value"].as_u64().expect("value");
+    assert!(value > 0 && value < 2_000_001_000, "{value}");
+    // The node's name from the downward API: the metrics' `node` label (serve's default).
+    let env = &container(spec)["env"];
+    assert_eq!(
+        env,
+        &json!([{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}])
+    );
     let c = container(spec);
     let sc = &c["securityContext"];
     assert_eq!(sc["privileged"], false);
@@ -552,5 +582,59 @@ fn the_debug_pod_is_privileged_and_bounded_in_time() {
             (&json!("tracer-tls"), &json!(true)),
             (&json!("tracer-auth"), &json!(true))
         ]
+    );
+}
+
+/// The image is set in one place: kustomization.yaml's `images:` names the DaemonSet's image;
+/// with kubectl at hand, the rendered DaemonSet carries the image set there.
+#[test]
+fn the_kustomization_sets_the_image_in_one_place() {
+    let k = load_manifest("kustomization.yaml").remove(0);
+    assert_eq!(k["kind"], "Kustomization");
+    let resources: Vec<&str> = k["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for r in &resources {
+        assert!(deploy_dir().join(r).is_file(), "{r} is not in deploy/");
+    }
+    assert_eq!(resources, ["daemonset.yaml"]);
+    let image = container(&daemonset()["spec"]["template"]["spec"])["image"]
+        .as_str()
+        .expect("image")
+        .to_owned();
+    let name = image.split(':').next().expect("name");
+    assert_eq!(
+        k["images"][0]["name"], name,
+        "kustomize matches the image by name"
+    );
+    let want = format!(
+        "{}:{}",
+        k["images"][0]["newName"].as_str().expect("newName"),
+        k["images"][0]["newTag"].as_str().expect("newTag")
+    );
+    let Ok(out) = std::process::Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(deploy_dir())
+        .output()
+    else {
+        eprintln!("the rendering part skipped: kubectl is not installed");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = documents(&String::from_utf8_lossy(&out.stdout)).expect("YAML");
+    let ds = rendered
+        .iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .expect("a DaemonSet");
+    assert_eq!(
+        container(&ds["spec"]["template"]["spec"])["image"],
+        want.as_str()
     );
 }

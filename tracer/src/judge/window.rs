@@ -123,6 +123,27 @@ pub fn tick(
     )
 }
 
+/// The loss of every interval of a window, each tick's `at_ms` counted from the window's first
+/// frame (a rolling window's first frame is not the tracer's): the timeline's `at_s` and its
+/// UTC `at` are offsets from the window's start.
+pub fn window_ticks(
+    frames: &[Frame],
+    meta: &TracerMeta,
+    symbols: &dyn Symbolize,
+    scope: Option<&NetnsScope>,
+) -> Vec<Tick> {
+    let mut classifier = Classifier::default();
+    let first_ms = frames.first().map_or(0, |f| f.at_ms);
+    frames
+        .windows(2)
+        .map(|pair| {
+            let mut t = tick(&pair[0], &pair[1], meta, symbols, scope, &mut classifier);
+            t.at_ms = t.at_ms.saturating_sub(first_ms);
+            t
+        })
+        .collect()
+}
+
 /// The probes' evidence between the first and the last frame.
 pub fn observations(
     frames: &[Frame],
@@ -207,11 +228,7 @@ pub fn judge(
         .map(|(inode, name)| (*inode, name.clone()))
         .collect::<BTreeMap<u32, String>>();
     observed.label_netns(|inode| netns_names.get(&inode).cloned());
-    let mut classifier = Classifier::default();
-    let ticks: Vec<Tick> = frames
-        .windows(2)
-        .map(|pair| tick(&pair[0], &pair[1], meta, symbols, scope, &mut classifier))
-        .collect();
+    let ticks = window_ticks(frames, meta, symbols, scope);
     let counters_start = frames
         .first()
         .map(|f| scoped_counters(&f.counters, scope))
@@ -315,6 +332,29 @@ pub(crate) mod tests {
         let at = |key: &str| text.find(&format!("\"{key}\":")).expect(key);
         assert!(at("cross_reference") < at("window") && at("window") < at("other_findings"));
         assert!(at("other_findings") < at("escalation"));
+    }
+
+    #[test]
+    fn a_rolling_windows_ticks_count_from_its_own_first_frame() {
+        // A window judged 100 s into the tracer's life: its ticks start at 0, not at 100 s, so
+        // the onset's wall-clock time is the window's start plus the tick's offset.
+        let late: Vec<Frame> = frames(true)
+            .into_iter()
+            .map(|mut f| {
+                f.at_ms += 100_000;
+                f
+            })
+            .collect();
+        let meta = TracerMeta::default();
+        let symbols: BTreeMap<u64, String> = BTreeMap::new();
+        let mut classifier = Classifier::default();
+        let first = tick(&late[0], &late[1], &meta, &symbols, None, &mut classifier);
+        assert_eq!(first.at_ms, 101_000, "tick() itself keeps the frame's time");
+        let ticks = window_ticks(&late, &meta, &symbols, None);
+        assert_eq!(
+            ticks.iter().map(|t| t.at_ms).collect::<Vec<_>>(),
+            [1000, 15_000]
+        );
     }
 
     #[test]

@@ -238,7 +238,8 @@ pub enum Scope {
 pub struct NodeStatus {
     pub endpoint: String,
     /// `degraded`, `healthy`, `unreachable`, or `no_verdict` (it answered, but not with a
-    /// verdict document: `error` says what it answered).
+    /// verdict document: `error` says what it answered); from Prometheus also `not_reporting`
+    /// (its series went stale, or its probes are detached: `error` says which).
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root_cause: Option<String>,
@@ -254,6 +255,9 @@ pub struct NodeStatus {
     /// The node's first evidence line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_evidence: Option<String>,
+    /// When its loss began, UTC (RFC 3339); from Prometheus' `tracer_verdict_onset_timestamp_seconds`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub onset: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub escalation: Vec<String>,
     /// Why the node gave no verdict (`answered but …` when it answered).
@@ -272,6 +276,10 @@ pub struct ClusterVerdict {
     /// Nodes that answered, but not with a verdict document.
     #[serde(default)]
     pub no_verdict: Vec<String>,
+    /// Nodes Prometheus knew in the window whose series went stale or whose probes are
+    /// detached (`--prometheus` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_reporting: Vec<String>,
     /// Degraded nodes by failure layer.
     pub failure_layers: BTreeMap<String, Vec<String>>,
     /// The runbook's guardrails that hold across nodes.
@@ -303,6 +311,7 @@ fn status(endpoint: &str, fetched: &Result<DocumentView, NoVerdict>) -> NodeStat
                 .then(|| doc.evidence.first().map(|e| e.content.clone()))
                 .flatten(),
             escalation: doc.escalation.clone(),
+            onset: None,
             error: None,
         },
         Err(e) => NodeStatus {
@@ -319,6 +328,7 @@ fn status(endpoint: &str, fetched: &Result<DocumentView, NoVerdict>) -> NodeStat
             lost_packets: None,
             top_evidence: None,
             escalation: Vec::new(),
+            onset: None,
             error: Some(match e {
                 NoVerdict::Unreachable(why) | NoVerdict::Answered(why) => why.clone(),
             }),
@@ -332,7 +342,11 @@ fn status(endpoint: &str, fetched: &Result<DocumentView, NoVerdict>) -> NodeStat
 /// imbalance without loss is degradation, not loss). Loss on two or more nodes raises the
 /// runbook's upstream escalation, whatever the layers.
 pub fn judge_cluster(fetched: &[Fetched]) -> ClusterVerdict {
-    let nodes: Vec<NodeStatus> = fetched.iter().map(|(e, r)| status(e, r)).collect();
+    judge_nodes(fetched.iter().map(|(e, r)| status(e, r)).collect())
+}
+
+/// [`judge_cluster`] on nodes already described (`--prometheus` builds them from PromQL).
+pub fn judge_nodes(nodes: Vec<NodeStatus>) -> ClusterVerdict {
     let pick = |state: &str| -> Vec<String> {
         nodes
             .iter()
@@ -340,11 +354,12 @@ pub fn judge_cluster(fetched: &[Fetched]) -> ClusterVerdict {
             .map(|n| n.endpoint.clone())
             .collect()
     };
-    let (degraded, healthy, unreachable, no_verdict) = (
+    let (degraded, healthy, unreachable, no_verdict, not_reporting) = (
         pick("degraded"),
         pick("healthy"),
         pick("unreachable"),
         pick("no_verdict"),
+        pick("not_reporting"),
     );
     let reachable = degraded.len() + healthy.len();
     let mut failure_layers: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -389,6 +404,11 @@ pub fn judge_cluster(fetched: &[Fetched]) -> ClusterVerdict {
         .collect::<Vec<_>>()
         .join(", ");
     let mut summary = match scope {
+        Scope::NoData if !not_reporting.is_empty() && no_verdict.is_empty() => format!(
+            "no node is reporting ({} node{} seen in the window)",
+            nodes.len(),
+            if nodes.len() == 1 { "" } else { "s" }
+        ),
         Scope::NoData if no_verdict.is_empty() => format!(
             "no node answered ({} endpoint{})",
             nodes.len(),
@@ -436,6 +456,14 @@ pub fn judge_cluster(fetched: &[Fetched]) -> ClusterVerdict {
             no_verdict.join(", ")
         );
     }
+    if !not_reporting.is_empty() {
+        let _ = write!(
+            summary,
+            "; {} not reporting: {}",
+            not_reporting.len(),
+            not_reporting.join(", ")
+        );
+    }
 
     let mut escalation = Vec::new();
     if with_loss.len() >= 2 {
@@ -462,6 +490,7 @@ pub fn judge_cluster(fetched: &[Fetched]) -> ClusterVerdict {
         healthy,
         unreachable,
         no_verdict,
+        not_reporting,
         failure_layers,
         escalation,
         nodes,
@@ -476,7 +505,10 @@ impl ClusterVerdict {
             EXIT_ERROR
         } else if !self.degraded.is_empty() {
             EXIT_DEGRADED
-        } else if !self.unreachable.is_empty() || !self.no_verdict.is_empty() {
+        } else if !self.unreachable.is_empty()
+            || !self.no_verdict.is_empty()
+            || !self.not_reporting.is_empty()
+        {
             EXIT_ERROR
         } else {
             EXIT_HEALTHY
@@ -490,7 +522,7 @@ impl ClusterVerdict {
         let _ = writeln!(out);
         for n in &self.nodes {
             match n.state.as_str() {
-                "unreachable" | "no_verdict" => {
+                "unreachable" | "no_verdict" | "not_reporting" => {
                     let _ = writeln!(
                         out,
                         "  {:<28} {:<12} {}",
@@ -513,6 +545,9 @@ impl ClusterVerdict {
                     );
                     if let Some(e) = &n.top_evidence {
                         let _ = writeln!(out, "  {:<28} {e}", "");
+                    }
+                    if let Some(at) = &n.onset {
+                        let _ = writeln!(out, "  {:<28} loss began {at}", "");
                     }
                 }
             }

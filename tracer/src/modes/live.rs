@@ -40,11 +40,25 @@ pub fn netns_scope(arg: &Path) -> Result<NetnsScope> {
     })
 }
 
-/// The node's name: `NODE_NAME` (the DaemonSet sets it from `spec.nodeName`), else the host
-/// name.
+/// The name set by [`set_node_name`] (`serve --node-name`), once for the process.
+static NODE_NAME_SET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this node for the rest of the process (`serve --node-name`): documents' `node_name`
+/// and the metrics' `node` label. Ignored after the first call, and when empty.
+pub fn set_node_name(name: &str) {
+    let name = name.trim();
+    if !name.is_empty() {
+        let _ = NODE_NAME_SET.set(name.to_owned());
+    }
+}
+
+/// The node's name: `--node-name` ([`set_node_name`]), else `NODE_NAME` (the DaemonSet sets it
+/// from `spec.nodeName`), else the host name.
 pub fn node_name() -> Option<String> {
-    std::env::var("NODE_NAME")
-        .ok()
+    NODE_NAME_SET
+        .get()
+        .cloned()
+        .or_else(|| std::env::var("NODE_NAME").ok())
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty())

@@ -1,7 +1,7 @@
 //! The commands: a live window (live), rolling windows (watch), the sidecar (server, with its
 //! guard, listener, tls and reload: tokens, TLS, connection limits), the MCP tools over stdio
 //! and the sidecar's HTTP (mcp), the fleet (cluster with
-//! its client, diff), recordings and the files modes read and write (`-`, whole-or-nothing
+//! its client and its PromQL source, diff), recordings and the files modes read and write (`-`, whole-or-nothing
 //! recordings), `tracer check`, and the shared stop signal. The only stage that wires the
 //! others together.
 
@@ -15,6 +15,7 @@ pub mod guard;
 pub mod listener;
 pub mod live;
 pub mod mcp;
+pub mod promql;
 pub mod recording;
 pub mod reload;
 pub mod server;

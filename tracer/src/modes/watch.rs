@@ -286,6 +286,23 @@ impl Watch {
         self.pins.remove(&at_ms);
     }
 
+    /// The host interfaces' `rx_crc_errors` in the newest frame (the kernel's counters), by
+    /// device; interfaces without the counter are left out.
+    pub fn host_rx_crc_errors(&self) -> std::collections::BTreeMap<String, u64> {
+        self.frames
+            .back()
+            .and_then(|f| f.counters.host())
+            .map(|h| {
+                h.interfaces
+                    .iter()
+                    .filter_map(|(name, i)| {
+                        i.stats.get("rx_crc_errors").map(|v| (name.clone(), *v))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// `at_ms` of the newest frame.
     pub fn newest_at_ms(&self) -> Option<u64> {
         self.frames.back().map(|f| f.at_ms)

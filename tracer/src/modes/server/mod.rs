@@ -57,7 +57,7 @@ use crate::{
     node::counters::CounterSource,
     node::facts::FactsSource,
     node::netns::NetnsScope,
-    present::metrics::{self, Exposition, Limits, OwnListener, PodName, Totals},
+    present::metrics::{self, Exposition, Limits, OnsetTracker, OwnListener, PodName, Totals},
 };
 
 /// Longest wait for in-flight requests after a stop signal.
@@ -367,6 +367,8 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
     let mut pods = pod_names(watch.facts());
     let mut errors = ErrorEvents::default();
     errors.report(ErrorKind::Facts, &watch.facts().errors, 0);
+    let node = crate::modes::live::node_name().unwrap_or_else(|| "unknown".to_owned());
+    let mut onset = OnsetTracker::default();
     let mut cache: HashMap<u64, Bytes> = HashMap::new();
     let mut ticks = 0u64;
     let mut next_tick = Duration::from_secs(1);
@@ -432,6 +434,7 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
         unsafe {
             libc::malloc_trim(0);
         }
+        let crc = watch.host_rx_crc_errors();
         let text = metrics::render(&Exposition {
             totals: &totals,
             verdict: &judged.document,
@@ -440,6 +443,9 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
             probes: &meta.probes,
             kernel: &meta.kernel,
             pods: &pods,
+            node: &node,
+            onset: onset.update(&judged.document),
+            nic_rx_crc_errors: &crc,
         });
         if let Ok(mut p) = shared.published.write() {
             p.metrics = Bytes::from(text);

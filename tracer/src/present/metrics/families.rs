@@ -190,6 +190,38 @@ pub(super) fn families(x: &Exposition) -> Vec<Family> {
         )],
     });
     out.push(Family {
+        name: "tracer_verdict_onset_timestamp",
+        help: "When the rolling verdict's loss began (UNIX time), kept while the verdict names \
+               the same layer; no series while healthy.",
+        unit: Some(Unit::Seconds),
+        kind: Kind::Gauge,
+        series: x
+            .onset
+            .map(|o| {
+                (
+                    labels(&[
+                        ("root_cause", &o.root_cause),
+                        ("failure_layer", &o.failure_layer),
+                    ]),
+                    o.unix_s,
+                )
+            })
+            .into_iter()
+            .collect(),
+    });
+    out.push(Family {
+        name: "tracer_nic_rx_crc_errors",
+        help: "The host interfaces' rx_crc_errors (the kernel's own counter): rising means \
+               failing NIC hardware or cabling.",
+        unit: None,
+        kind: Kind::Counter,
+        series: x
+            .nic_rx_crc_errors
+            .iter()
+            .map(|(device, v)| (labels(&[("device", device)]), *v as f64))
+            .collect(),
+    });
+    out.push(Family {
         name: "tracer_verdict_confidence",
         help: "Confidence of the rolling verdict, 0 to 1.",
         unit: None,

@@ -195,6 +195,9 @@ pub(super) mod tests {
             probes: &[],
             kernel: "6.18",
             pods,
+            node: "node-a",
+            onset: None,
+            nic_rx_crc_errors: &BTreeMap::new(),
         })
     }
 

@@ -15,13 +15,17 @@
 //! see `slots`), on fixed power-of-two bounds that are edges of the kernel's buckets, so the
 //! cumulative counts are exact.
 //!
-//! Parts: `totals` (absorbing frames, folding labels past the limits), `slots` (which
+//! Every series carries a `node` label (`serve --node-name`), so one Prometheus scraping a
+//! DaemonSet tells the nodes apart whatever its relabelling.
+//!
+//! Parts: `onset` (when the verdict's loss began, kept steady while it lasts), `totals` (absorbing frames, folding labels past the limits), `slots` (which
 //! destinations have series of their own), `latency` (per-destination histograms), `families` (every metric's name, help and series) and `encoding` (the
 //! `prometheus-client` text). This module holds the shared types and [`render`].
 
 mod encoding;
 mod families;
 mod latency;
+mod onset;
 mod slots;
 #[cfg(test)]
 mod tests;
@@ -34,6 +38,7 @@ use prometheus_client::registry::Registry;
 use crate::{judge::document::VerdictDocument, kernel::probes::ProbeStatus};
 use encoding::Families;
 use families::{families, histogram_families};
+pub use onset::{Onset, OnsetTracker};
 pub use slots::OwnListener;
 pub use totals::Totals;
 
@@ -79,12 +84,31 @@ pub struct Exposition<'a> {
     pub kernel: &'a str,
     /// Pods by network-namespace inode.
     pub pods: &'a BTreeMap<u32, PodName>,
+    /// The node's name (`serve --node-name`): the `node` label of every series.
+    pub node: &'a str,
+    /// When the rolling verdict's loss began (None when healthy or without a wall clock).
+    pub onset: Option<&'a Onset>,
+    /// The host interfaces' `rx_crc_errors` (the kernel's own counters), by device.
+    pub nic_rx_crc_errors: &'a BTreeMap<String, u64>,
 }
 
 /// The OpenMetrics text of one scrape.
 pub fn render(x: &Exposition) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Families(families(x), histogram_families(x))));
+    let node = [("node".to_owned(), x.node.to_owned())];
+    let mut plain = families(x);
+    for f in &mut plain {
+        for (labels, _) in &mut f.series {
+            labels.splice(0..0, node.iter().cloned());
+        }
+    }
+    let mut histograms = histogram_families(x);
+    for f in &mut histograms {
+        for (labels, _) in &mut f.series {
+            labels.splice(0..0, node.iter().cloned());
+        }
+    }
+    registry.register_collector(Box::new(Families(plain, histograms)));
     let mut text = String::new();
     // Writing to a String cannot fail; an encoder error would be a bug in a label.
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {

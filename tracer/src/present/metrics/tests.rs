@@ -196,6 +196,9 @@ fn totals_add_intervals_and_the_exposition_parses() {
         probes: &[],
         kernel: "6.18",
         pods: &pods,
+        node: "node-a",
+        onset: None,
+        nic_rx_crc_errors: &BTreeMap::new(),
     });
     assert!(text.ends_with("# EOF\n"), "{text}");
     let scrape = parse(&text);
@@ -277,6 +280,9 @@ fn namespaces_past_the_limit_fold_into_other_and_stay_monotonic() {
         probes: &[],
         kernel: "6.18",
         pods: &BTreeMap::new(),
+        node: "node-a",
+        onset: None,
+        nic_rx_crc_errors: &BTreeMap::new(),
     });
     let scrape = parse(&text);
     let drops = |netns| {
@@ -298,4 +304,64 @@ fn namespaces_past_the_limit_fold_into_other_and_stay_monotonic() {
     // At most 3 netns label values (1, 2, other) × 2 reasons, however many namespaces.
     assert!(series <= 6, "{series} series");
     assert_eq!(totals.drops_with_reason("NO_SOCKET"), 54);
+}
+
+#[test]
+fn every_series_carries_the_node_and_the_onset_stays_while_the_layer_does() {
+    let mut doc = document();
+    doc.window.start = Some("2026-12-05T17:00:00.000Z".to_owned());
+    doc.timeline = vec![crate::judge::verdict::TimelineEntry {
+        at_s: 12.0,
+        at: None,
+        event: "onset: netfilter loss rose to 100/s from a baseline of 0/s".to_owned(),
+    }];
+    let mut tracker = OnsetTracker::default();
+    let first = tracker.update(&doc).cloned().expect("an onset");
+    assert_eq!(first.unix_s, 1_796_490_012.0);
+    // The window slides on: the onset is no longer inside it, the loss goes on in the same
+    // layer, the onset stays.
+    doc.window.start = Some("2026-12-05T17:01:00.000Z".to_owned());
+    doc.timeline.clear();
+    assert_eq!(
+        tracker.update(&doc).map(|o| o.unix_s),
+        Some(1_796_490_012.0)
+    );
+    let crc = [("eth0".to_owned(), 29u64)].into_iter().collect();
+    let totals = Totals::new(Limits::default());
+    let text = render(&Exposition {
+        totals: &totals,
+        verdict: &doc,
+        window_s: 60.0,
+        uptime_s: 1.0,
+        probes: &[],
+        kernel: "6.18",
+        pods: &BTreeMap::new(),
+        node: "ip-10-0-1-5",
+        onset: tracker.update(&doc),
+        nic_rx_crc_errors: &crc,
+    });
+    let scrape = parse(&text);
+    assert!(!scrape.samples.is_empty());
+    for s in &scrape.samples {
+        assert_eq!(s.labels.get("node"), Some("ip-10-0-1-5"), "{}", s.metric);
+    }
+    assert_eq!(
+        value(
+            &scrape,
+            "tracer_verdict_onset_timestamp_seconds",
+            &[("failure_layer", "iptables_netpolicy")]
+        ),
+        1_796_490_012.0
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            "tracer_nic_rx_crc_errors_total",
+            &[("device", "eth0")]
+        ),
+        29.0
+    );
+    // Healthy: no onset series, and the next degradation starts afresh.
+    doc.root_cause = "none".to_owned();
+    assert!(tracker.update(&doc).is_none());
 }
