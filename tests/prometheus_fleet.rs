@@ -477,6 +477,15 @@ fn prometheus_fleet_verdicts_alerts_and_dashboard_from_two_live_sidecars() {
         .unwrap()
         .contains("series went stale"));
     assert!(!v["healthy"].as_array().unwrap().contains(&"node-b".into()));
+    // node-a's row is its newest verdict (upstream loss), not case 1's rule drop that more
+    // scrapes in the 30 s window named.
+    let a_row = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["endpoint"] == "node-a")
+        .unwrap();
+    assert_eq!(a_row["root_cause"], "upstream_loss", "{a_row}");
     wait_firing(
         &prometheus,
         "TracerNotReporting",

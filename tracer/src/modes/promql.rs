@@ -4,7 +4,7 @@
 //! [`queries`] are the PromQL instant queries for a window; [`nodes_from`] (pure) turns their
 //! answers into the same [`NodeStatus`] rows `--endpoints` builds, and `cluster::judge_nodes`
 //! judges them alike. A node is *degraded* when its rolling verdict named a root cause at some
-//! scrape in the window (the verdict it named most often wins), *not reporting* when
+//! scrape in the window (the newest verdict wins), *not reporting* when
 //! Prometheus saw it in the window but has no sample from it now (its series went stale: the
 //! sidecar or its node is gone) or when its probes are detached, else *healthy*. Credentials
 //! come from files or the environment, never the command line: a bearer token
@@ -148,6 +148,7 @@ pub enum Query {
 /// The PromQL of each [`Query`] for a window (`300s`).
 pub fn queries(window: Duration) -> Vec<(Query, String)> {
     let w = format!("{}s", window.as_secs().max(1));
+    let step = (window.as_secs() / 300).max(1);
     let by = "node, instance";
     vec![
         (
@@ -158,9 +159,12 @@ pub fn queries(window: Duration) -> Vec<(Query, String)> {
         (Query::Probes, "tracer_probe_attached".to_owned()),
         (
             Query::Verdicts,
+            // The time of each verdict's last sample in the window (a subquery at `step`):
+            // the newest verdict wins, not the one named at most scrapes.
             format!(
-                "sum by ({by}, root_cause, failure_layer, severity) \
-                 (count_over_time(tracer_verdict_info{{root_cause!=\"none\"}}[{w}]))"
+                "max by ({by}, root_cause, failure_layer, severity) \
+                 (max_over_time(timestamp(tracer_verdict_info{{root_cause!=\"none\"}})\
+                 [{w}:{step}s]))"
             ),
         ),
         (
@@ -225,7 +229,7 @@ pub fn nodes_from(answers: &BTreeMap<Query, Vec<Sample>>, window: Duration) -> V
         .chain(now.keys().filter(|n| !seen.contains_key(*n)))
     {
         let of_node = |q: Query| get(q).iter().filter(move |s| node_of(&s.labels) == *node);
-        // The verdict named most often in the window.
+        // The newest verdict in the window (the value is its last sample's time).
         let verdict = of_node(Query::Verdicts).max_by(|a, b| a.value.total_cmp(&b.value));
         let mut layers: BTreeMap<&str, f64> = BTreeMap::new();
         for s in of_node(Query::Layers) {
