@@ -279,7 +279,6 @@ fn emit(
         // Lost samples (a full per-CPU buffer) are reported to user space by perf itself.
         // A reference into the scratch slot: `*event` would copy the event onto the 512-byte
         // BPF stack, which is why it lives in a per-CPU slot at all.
-        #[allow(clippy::needless_borrows_for_generic_args)]
         CAPTURE_PERF.output(ctx, unsafe { &*event }, 0);
     } else {
         let Some(mut entry) = CAPTURE_RING.reserve::<CaptureEvent>(0) else {

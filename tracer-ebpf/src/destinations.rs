@@ -107,10 +107,6 @@ fn dest_entry(key: &DestKey) -> Option<*mut DestStats> {
     }
     let zero = DEST_ZERO.get_ptr(0)?;
     // BPF_NOEXIST: when another CPU created it in between, use that one (not a new key).
-    #[allow(
-        clippy::needless_borrows_for_generic_args,
-        reason = "the value is the map's zero template, passed by pointer, never copied"
-    )]
     if DESTS
         .insert(key, unsafe { &*zero }, BPF_NOEXIST as u64)
         .is_ok()
@@ -252,7 +248,12 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
                 (*last).family = key.family;
                 (*last).sport = sport;
                 (*last).dport = key.dport;
-                (*last).daddr = key.daddr;
+                // Word by word: this nightly's LLVM turns the 16-byte array copy into a
+                // `memmove` call, which the BPF target does not have.
+                (*last).daddr[0] = key.daddr[0];
+                (*last).daddr[1] = key.daddr[1];
+                (*last).daddr[2] = key.daddr[2];
+                (*last).daddr[3] = key.daddr[3];
             }
         }
     }
@@ -260,7 +261,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     // already tracked (a busy server's clients would otherwise churn the map one ephemeral
     // port at a time).
     if new == close && old != syn_sent {
-        if let Some(stats) = DESTS.get_ptr_mut(key) {
+        if let Some(stats) = DESTS.get_ptr_mut(&key) {
             unsafe { atomic_add64(addr_of_mut!((*stats).closed), 1) };
         }
         return 0;
@@ -270,13 +271,13 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     };
     if new == syn_sent {
         let now = unsafe { bpf_ktime_get_ns() };
-        let _ = CONNECT_START.insert(sk, now, 0);
+        let _ = CONNECT_START.insert(&sk, &now, 0);
         unsafe { atomic_add64(addr_of_mut!((*stats).connects), 1) };
         return 0;
     }
     if old == syn_sent {
-        let started = unsafe { CONNECT_START.get(sk) }.copied();
-        let _ = CONNECT_START.remove(sk);
+        let started = unsafe { CONNECT_START.get(&sk) }.copied();
+        let _ = CONNECT_START.remove(&sk);
         if new == config!(tcp_established) {
             unsafe { atomic_add64(addr_of_mut!((*stats).established), 1) };
             match started {
@@ -355,10 +356,10 @@ pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
         error,
         _pad: 0,
     };
-    if let Some(count) = SOCK_ERRORS.get_ptr_mut(key) {
+    if let Some(count) = SOCK_ERRORS.get_ptr_mut(&key) {
         atomic_add64(count, 1);
-    } else if SOCK_ERRORS.insert(key, 1, BPF_NOEXIST as u64).is_err() {
-        match SOCK_ERRORS.get_ptr_mut(key) {
+    } else if SOCK_ERRORS.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
+        match SOCK_ERRORS.get_ptr_mut(&key) {
             Some(count) => atomic_add64(count, 1),
             None => bump(counter::RESETS_INSERT_FAILED),
         }

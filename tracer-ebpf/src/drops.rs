@@ -47,13 +47,13 @@ pub fn kfree_skb(ctx: TracePointContext) -> u32 {
         netns,
         location,
     };
-    if let Some(count) = DROPS.get_ptr_mut(key) {
+    if let Some(count) = DROPS.get_ptr_mut(&key) {
         // Per-CPU value: no other CPU writes it.
         unsafe { *count += 1 };
-    } else if DROPS.insert(key, 1, BPF_NOEXIST as u64).is_err() {
+    } else if DROPS.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
         // Another CPU may have created the key in between (the entry then exists with a zero
         // slot for this CPU); otherwise the map is full and the loss is counted.
-        match DROPS.get_ptr_mut(key) {
+        match DROPS.get_ptr_mut(&key) {
             Some(count) => unsafe { *count += 1 },
             None => bump(counter::DROPS_MAP_FULL),
         }

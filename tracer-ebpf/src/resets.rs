@@ -30,7 +30,7 @@ fn reset_add(key: &ResetKey) {
         atomic_add64(count, 1);
         return;
     }
-    if RESETS.insert(key, 1, BPF_NOEXIST as u64).is_err() {
+    if RESETS.insert(key, &1, BPF_NOEXIST as u64).is_err() {
         match RESETS.get_ptr_mut(key) {
             Some(count) => atomic_add64(count, 1),
             None => bump(counter::RESETS_INSERT_FAILED),

@@ -58,10 +58,6 @@ fn flow_add(key: &FlowKey, retransmits: u64, segments: u64, synacks: u64, failed
         write_volatile(addr_of_mut!((*p)._pad), 0);
     }
     // Insert from that slot itself: copying it out (`assume_init`) brings the memset back.
-    #[allow(
-        clippy::needless_borrows_for_generic_args,
-        reason = "a by-value copy of the slot brings the memset back"
-    )]
     if RETRANS_FLOWS
         .insert(key, unsafe { &*stats.as_ptr() }, 0)
         .is_err()

@@ -163,7 +163,9 @@ const PERF_PAGES: usize = 256;
 enum Reader {
     Ring(RingBuf<MapData>),
     Perf {
-        buffers: Vec<PerfEventArrayBuffer<MapData>>,
+        /// Holds every CPU's buffer while it lives: dropping it clears them from the map.
+        _array: PerfEventArray<MapData>,
+        buffers: Vec<PerfEventArrayBuffer>,
         lost: u64,
     },
 }
@@ -205,7 +207,7 @@ impl CaptureSession {
                 .ok_or_else(|| anyhow!("map {MAP_CAPTURE_CONFIG} not in the eBPF object"))?;
             let mut config: Array<&mut MapData, CaptureConfig> = Array::try_from(map)?;
             config
-                .set(0, capture, 0)
+                .set(0, &capture, 0)
                 .context("writing the capture filter")?;
         }
         let program: &mut TracePoint = ebpf
@@ -235,13 +237,18 @@ impl CaptureSession {
                     .context("listing the online CPUs for the perf buffers")?;
                 let mut buffers = Vec::with_capacity(cpus.len());
                 for cpu in cpus {
-                    buffers.push(
-                        array
-                            .open(cpu, Some(PERF_PAGES))
-                            .with_context(|| format!("opening the perf buffer of CPU {cpu}"))?,
-                    );
+                    let buffer = PerfEventArrayBuffer::open(cpu, PERF_PAGES)
+                        .with_context(|| format!("opening the perf buffer of CPU {cpu}"))?;
+                    array
+                        .set(cpu, &buffer)
+                        .with_context(|| format!("setting the perf buffer of CPU {cpu}"))?;
+                    buffers.push(buffer);
                 }
-                Reader::Perf { buffers, lost: 0 }
+                Reader::Perf {
+                    _array: array,
+                    buffers,
+                    lost: 0,
+                }
             }
         };
         if retransmits {
@@ -290,7 +297,7 @@ impl CaptureSession {
                     }
                 }
             }
-            Reader::Perf { buffers, lost } => {
+            Reader::Perf { buffers, lost, .. } => {
                 for buffer in buffers.iter_mut() {
                     buffer.for_each(|event| match event {
                         PerfEvent::Sample { head, tail } => {
