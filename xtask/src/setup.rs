@@ -118,8 +118,8 @@ fn llvm_major(rustc_vv: &str) -> Option<u32> {
     version.trim().split('.').next()?.parse().ok()
 }
 
-/// Whether `rustup toolchain list` output lists the toolchain `name` (e.g. `nightly-2026-05-20`
-/// as `nightly-2026-05-20-x86_64-unknown-linux-gnu`; the plain `nightly` is not a dated one).
+/// Whether `rustup toolchain list` output lists the toolchain `name` (e.g. `nightly-2026-06-20`
+/// as `nightly-2026-06-20-x86_64-unknown-linux-gnu`; the plain `nightly` is not a dated one).
 fn has_toolchain(list: &str, name: &str) -> bool {
     list.lines().any(|line| {
         let Some(first) = line.split_whitespace().next() else {
@@ -382,8 +382,8 @@ mod tests {
         ));
         // The pinned, dated toolchains.
         let pinned = "1.98.0-x86_64-unknown-linux-gnu\n\
-                      nightly-2026-05-20-x86_64-unknown-linux-gnu\n";
-        assert!(has_toolchain(pinned, "nightly-2026-05-20"));
+                      nightly-2026-06-20-x86_64-unknown-linux-gnu\n";
+        assert!(has_toolchain(pinned, "nightly-2026-06-20"));
         assert!(has_toolchain(pinned, "1.98.0"));
         assert!(!has_toolchain(pinned, "nightly-2026-05-21"));
         assert!(!has_toolchain(pinned, "1.98.1"));
@@ -419,11 +419,11 @@ mod tests {
 
     #[test]
     fn llvm_major_parsing() {
-        let vv = "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)\nbinary: rustc\n\
-                  release: 1.97.0-nightly\nLLVM version: 22.1.4\n";
+        let vv = "rustc 1.98.0-nightly (f428d123a 2026-06-19)\nbinary: rustc\n\
+                  release: 1.98.0-nightly\nLLVM version: 22.1.7\n";
         assert_eq!(llvm_major(vv), Some(22));
         assert_eq!(llvm_major("LLVM version: 23.0.0\n"), Some(23));
-        assert_eq!(llvm_major("rustc 1.97.0\n"), None);
+        assert_eq!(llvm_major("rustc 1.98.0\n"), None);
     }
 
     #[test]
@@ -431,7 +431,7 @@ mod tests {
         let pinned = Toolchains {
             stable: "1.98.0".into(),
             stable_components: vec![],
-            nightly: "nightly-2026-05-20".into(),
+            nightly: "nightly-2026-06-20".into(),
             nightly_components: vec![],
             bpf_linker: "0.13.0".into(),
             llvm: 22,

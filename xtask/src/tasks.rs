@@ -208,7 +208,7 @@ mod tests {
     fn default_steps() {
         let steps = test_steps(
             Path::new("/w"),
-            "nightly-2026-05-20",
+            "nightly-2026-06-20",
             Some(EbpfClippy::Plain),
             &[],
         );
@@ -217,7 +217,7 @@ mod tests {
             [
                 "fmt: (cd /w && cargo fmt --all -- --check)",
                 "clippy: (cd /w && cargo clippy --workspace --exclude tracer-ebpf --all-targets -- -D warnings)",
-                "ebpf-clippy: (cd /w/tracer-ebpf && cargo +nightly-2026-05-20 clippy -p tracer-ebpf \
+                "ebpf-clippy: (cd /w/tracer-ebpf && cargo +nightly-2026-06-20 clippy -p tracer-ebpf \
                  --target bpfel-unknown-none -Z build-std=core -- -D warnings)",
                 "test: (cd /w && cargo test --workspace --exclude tracer-ebpf --all-targets -- --test-threads=1)",
             ]
@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn no_ebpf_clippy_and_extra_test_args() {
         let extra = ["drops".to_owned(), "--nocapture".to_owned()];
-        let steps = test_steps(Path::new("/w"), "nightly-2026-05-20", None, &extra);
+        let steps = test_steps(Path::new("/w"), "nightly-2026-06-20", None, &extra);
         let names: Vec<_> = steps.iter().map(|step| step.name).collect();
         assert_eq!(names, ["fmt", "clippy", "test"]);
         assert_eq!(
@@ -243,7 +243,7 @@ mod tests {
     fn ebpf_clippy_with_arch_cfg() {
         let cmd = ebpf_clippy_command(
             Path::new("/w"),
-            "nightly-2026-05-20",
+            "nightly-2026-06-20",
             EbpfClippy::WithArchCfg,
         );
         let arch = env::consts::ARCH;
@@ -251,7 +251,7 @@ mod tests {
             display(&cmd),
             format!(
                 "(cd /w/tracer-ebpf && CARGO_CFG_BPF_TARGET_ARCH={arch} \
-                 RUSTFLAGS='--cfg bpf_target_arch=\"{arch}\"' cargo +nightly-2026-05-20 clippy \
+                 RUSTFLAGS='--cfg bpf_target_arch=\"{arch}\"' cargo +nightly-2026-06-20 clippy \
                  -p tracer-ebpf --release --target bpfel-unknown-none -Z build-std=core \
                  -- -D warnings)"
             )

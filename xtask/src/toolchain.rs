@@ -21,7 +21,7 @@ pub struct Toolchains {
     pub stable: String,
     /// Components of the stable toolchain (`clippy`, `rustfmt`).
     pub stable_components: Vec<String>,
-    /// The dated nightly of the kernel crate, e.g. `nightly-2026-05-20`.
+    /// The dated nightly of the kernel crate, e.g. `nightly-2026-06-20`.
     pub nightly: String,
     /// Components of the nightly (`rust-src` for `-Z build-std=core`, `clippy`).
     pub nightly_components: Vec<String>,
@@ -156,14 +156,14 @@ mod tests {
     fn parses_tables_lists_and_comments() {
         let text = "# top\n[toolchain]\nchannel = \"1.98.0\"  # stable\n\
                     components = [\"clippy\", \"rustfmt\"]\n\n[ebpf]\n\
-                    nightly = \"nightly-2026-05-20\"\nnightly-components = [\"rust-src\"]\n\
+                    nightly = \"nightly-2026-06-20\"\nnightly-components = [\"rust-src\"]\n\
                     bpf-linker = \"0.13.0\"\nllvm = \"22\"\n";
         assert_eq!(
             Toolchains::parse(text).expect("parses"),
             Toolchains {
                 stable: "1.98.0".into(),
                 stable_components: vec!["clippy".into(), "rustfmt".into()],
-                nightly: "nightly-2026-05-20".into(),
+                nightly: "nightly-2026-06-20".into(),
                 nightly_components: vec!["rust-src".into()],
                 bpf_linker: "0.13.0".into(),
                 llvm: 22,
@@ -178,9 +178,9 @@ mod tests {
         let err = Toolchains::parse(without_nightly).expect_err("no nightly");
         assert!(err.to_string().contains("`nightly` in [ebpf]"), "{err}");
         // A key of another table does not count.
-        let misplaced = "[toolchain]\nchannel = \"1.98.0\"\nnightly = \"nightly-2026-05-20\"\n[ebpf]\nbpf-linker = \"0.13.0\"\nllvm = \"22\"\n";
+        let misplaced = "[toolchain]\nchannel = \"1.98.0\"\nnightly = \"nightly-2026-06-20\"\n[ebpf]\nbpf-linker = \"0.13.0\"\nllvm = \"22\"\n";
         assert!(Toolchains::parse(misplaced).is_err());
-        let bad_llvm = "[toolchain]\nchannel = \"1.98.0\"\n[ebpf]\nnightly = \"nightly-2026-05-20\"\nbpf-linker = \"0.13.0\"\nllvm = \"twenty-two\"\n";
+        let bad_llvm = "[toolchain]\nchannel = \"1.98.0\"\n[ebpf]\nnightly = \"nightly-2026-06-20\"\nbpf-linker = \"0.13.0\"\nllvm = \"twenty-two\"\n";
         assert!(Toolchains::parse(bad_llvm).is_err());
     }
 }
