@@ -1,7 +1,7 @@
 //! `cargo xtask dist`: the tracer as a static (musl) binary per architecture (x86_64 and
 //! aarch64) with the eBPF object embedded, its SHA-256 checksum, and a tarball with the README,
-//! the deploy manifests, the shell completions and the man page, for installing without
-//! building:
+//! the deploy manifests (with the alert rules and the Grafana dashboard), the shell completions
+//! and the man page, for installing without building:
 //!
 //! ```text
 //! target/dist/tracer-0.1.0-ARCH-linux-musl/{tracer,README.md,deploy/,completions/,man/}
@@ -150,17 +150,7 @@ fn dist_one(root: &Path, pinned: &crate::toolchain::Toolchains, arch: &str) -> R
     let binary = stage.join(TRACER);
     fs::copy(&built, &binary).with_context(|| format!("copying {}", built.display()))?;
     copy(&root.join("README.md"), &stage.join("README.md"))?;
-    for entry in fs::read_dir(root.join("deploy")).context("reading deploy/")? {
-        let path = entry.context("reading deploy/")?.path();
-        let keep = path
-            .extension()
-            .is_some_and(|ext| ext == "yaml" || ext == "md");
-        if keep {
-            if let Some(file) = path.file_name() {
-                copy(&path, &stage.join("deploy").join(file))?;
-            }
-        }
-    }
+    copy_deploy(&root.join("deploy"), &stage.join("deploy"))?;
 
     // Completions and the man page come from the binary itself (a foreign one under qemu).
     let qemu = runner(arch)?;
@@ -325,4 +315,33 @@ mod tests {
         assert_eq!(arches("aarch64").expect("one"), vec!["aarch64".to_owned()]);
         assert!(arches("riscv64").is_err());
     }
+}
+
+/// Copies the manifests, alert rules and dashboards of `deploy/` (its `.yaml`, `.md` and `.json`
+/// files, subdirectories included) into the tarball's stage; the vendored schemas the manifest
+/// tests validate against stay out — a node needs none of them.
+fn copy_deploy(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    let entries = fs::read_dir(from).with_context(|| format!("reading {}", from.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", from.display()))?
+            .path();
+        let Some(file) = path.file_name() else {
+            continue;
+        };
+        if path.is_dir() {
+            if file != "schemas" {
+                copy_deploy(&path, &to.join(file))?;
+            }
+            continue;
+        }
+        let keep = path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "md" || ext == "json");
+        if keep {
+            copy(&path, &to.join(file))?;
+        }
+    }
+    Ok(())
 }
