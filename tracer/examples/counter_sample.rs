@@ -1,12 +1,14 @@
-//! The cost of one counter sample (`CounterSource::live().sample`) on this node, for
-//! `cargo xtask bench` (step `counters`): the first sample, then `--samples N` more taken every
-//! `--interval-ms` (the tracer samples once a second), each timed in wall time and in the CPU
-//! time of the whole process (every thread: `getrusage(RUSAGE_SELF)`). Prints one JSON object
-//! on stdout. Read-only, like the tracer; needs root to enter other namespaces.
+//! The cost of one counter sample on this node, for `cargo xtask bench` (step `counters`): the
+//! first sample (every namespace read), then `--samples N` more taken every `--interval-ms` as
+//! the live tools take them (`CounterSource::sample_planned` with no activity: the host and
+//! the slow round's share of the idle namespaces), then one full sample (`sample`, every
+//! namespace read, as at a window's end); each timed in wall time and in the CPU time of the
+//! whole process (every thread: `getrusage(RUSAGE_SELF)`). Prints one JSON object on stdout.
+//! Read-only, like the tracer; needs root to enter other namespaces.
 
 use std::time::{Duration, Instant};
 
-use tracer::node::counters::CounterSource;
+use tracer::node::counters::{CounterSource, SamplePlan};
 
 /// utime + stime of the process (all threads, also those that have exited), in ms.
 fn cpu_ms() -> f64 {
@@ -43,23 +45,25 @@ fn main() -> std::process::ExitCode {
         }
     };
     let source = CounterSource::live();
-    let timed = |at_ms: u64| {
+    let timed = |at_ms: u64, plan: &SamplePlan| {
         let (wall0, cpu0) = (Instant::now(), cpu_ms());
-        let sample = source.sample(at_ms);
+        let sample = source.sample_planned(at_ms, plan);
         let wall = wall0.elapsed().as_secs_f64() * 1000.0;
         (wall, cpu_ms() - cpu0, sample)
     };
-    let (first_wall, first_cpu, first) = timed(0);
+    let idle = SamplePlan::default();
+    let (first_wall, first_cpu, first) = timed(0, &SamplePlan::full());
     let mut wall_ms = Vec::new();
     let mut cpu = Vec::new();
     let mut last = first;
     for i in 1..=samples {
         std::thread::sleep(Duration::from_millis(interval_ms));
-        let (w, c, s) = timed(i * interval_ms);
+        let (w, c, s) = timed(i * interval_ms, &idle);
         wall_ms.push(w);
         cpu.push(c);
         last = s;
     }
+    let (full_wall, full_cpu, _) = timed((samples + 1) * interval_ms, &SamplePlan::full());
     let interfaces: usize = last.netns.iter().map(|n| n.interfaces.len()).sum();
     let out = serde_json::json!({
         "namespaces": last.netns.len(),
@@ -70,6 +74,8 @@ fn main() -> std::process::ExitCode {
         "first_cpu_ms": first_cpu,
         "wall_ms": wall_ms,
         "cpu_ms": cpu,
+        "full_wall_ms": full_wall,
+        "full_cpu_ms": full_cpu,
     });
     println!("{out}");
     std::process::ExitCode::SUCCESS

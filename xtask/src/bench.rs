@@ -13,12 +13,14 @@
 //! detached tmux terminal while a flood paced to 100k datagrams/s hits a closed port in the
 //! namespace it watches (see [`run_dashboard`]). `--only` picks workloads and/or `dashboard`.
 //!
-//! Last, the `counters` step measures one counter sample (wall and CPU time) with 0, 25, 50 and
-//! 100 idle lab namespaces (see [`counters`]).
+//! Then the `counters` step measures one counter sample (wall and CPU time) with 0, 100 and
+//! 250 idle lab namespaces (see [`counters`]), and last the `serve-scale` step `tracer serve`'s
+//! start-up, CPU and RSS at rest with 0, 100 and 250 (see [`serve_scale`]).
 
 mod counters;
 mod lab;
 mod observe;
+mod serve_scale;
 mod summary;
 
 use std::env;
@@ -127,6 +129,10 @@ impl Options {
         self.only.is_empty() || self.only.contains(&Step::Counters)
     }
 
+    fn serve_scale(&self) -> bool {
+        self.only.is_empty() || self.only.contains(&Step::ServeScale)
+    }
+
     fn variants(&self) -> Vec<Variant> {
         Variant::ALL
             .iter()
@@ -143,15 +149,17 @@ pub enum Step {
     Workload(Workload),
     Dashboard,
     Counters,
+    ServeScale,
 }
 
-const STEPS: [Step; 6] = [
+const STEPS: [Step; 7] = [
     Step::Workload(Workload::UdpClosedPort),
     Step::Workload(Workload::UdpNftDrop),
     Step::Workload(Workload::TcpLoss),
     Step::Workload(Workload::NetRx),
     Step::Dashboard,
     Step::Counters,
+    Step::ServeScale,
 ];
 
 impl clap::ValueEnum for Step {
@@ -167,7 +175,10 @@ impl clap::ValueEnum for Step {
                     .help("`tracer top` in a tmux terminal at 100k drops/s: its CPU and peak RSS"),
             ),
             Step::Counters => Some(PossibleValue::new("counters").help(
-                "one counter sample's wall and CPU time with 0, 25, 50 and 100 idle namespaces",
+                "one counter sample's wall and CPU time with 0, 100 and 250 idle namespaces",
+            )),
+            Step::ServeScale => Some(PossibleValue::new("serve-scale").help(
+                "`tracer serve` at rest with 0, 100 and 250 idle namespaces: ready ms, CPU, RSS",
             )),
         }
     }
@@ -530,6 +541,13 @@ pub fn bench(root: &Path, options: &Options) -> Result<()> {
     } else {
         Vec::new()
     };
+    let serve_scale_runs = if options.serve_scale() {
+        check_interrupted()?;
+        wait_for_quiet(&tools, wait_budget)?;
+        serve_scale::run(&tools).context("serve-scale")?
+    } else {
+        Vec::new()
+    };
     let stats_previous = stats.previous();
     drop(stats);
 
@@ -553,7 +571,7 @@ pub fn bench(root: &Path, options: &Options) -> Result<()> {
         bpftrace_program: BPFTRACE_PROGRAM.to_owned(),
         bpftrace_empty_program: BPFTRACE_EMPTY_PROGRAM.to_owned(),
     };
-    let document = summary::Document::new(
+    let mut document = summary::Document::new(
         context,
         &workloads,
         &variants,
@@ -562,6 +580,7 @@ pub fn bench(root: &Path, options: &Options) -> Result<()> {
         dashboard,
         counter_runs,
     );
+    document.serve_scale = serve_scale_runs;
     let out_dir = target_dir(root).join("bench");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let json = serde_json::to_string_pretty(&document).context("serialising the results")?;

@@ -1,7 +1,7 @@
 //! Plain-data copies of the kernel maps at one instant, and the difference between two of them.
 //! Pure: filled by the loader, consumed by the report; no aya, no clock, no I/O here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tracer_common::{
     counter, DestKey, DestStats, DropKey, ErrorKey, FlowKey, FlowStats, ResetKey, SoftirqStats,
@@ -202,6 +202,32 @@ impl Snapshot {
         }
     }
 
+    /// The network namespaces (inodes) where the probes counted a drop, a retransmission or a
+    /// reset between `start` and `self` (resets only when both read the per-destination maps);
+    /// 0, a namespace the probe could not read, is left out.
+    pub fn active_netns(&self, start: &Snapshot) -> BTreeSet<u32> {
+        let mut out = BTreeSet::new();
+        for (key, value) in &self.drops {
+            if start.drops.get(key) != Some(value) {
+                out.insert(key.netns);
+            }
+        }
+        for (key, value) in &self.flows {
+            if start.flows.get(key) != Some(value) {
+                out.insert(key.netns);
+            }
+        }
+        if self.has_flow_maps && start.has_flow_maps {
+            for (key, value) in &self.resets {
+                if start.resets.get(key) != Some(value) {
+                    out.insert(key.flow.netns);
+                }
+            }
+        }
+        out.remove(&0);
+        out
+    }
+
     /// A self-counter by index (0 when absent).
     pub fn counter(&self, index: u32) -> u64 {
         self.counters.get(index as usize).copied().unwrap_or(0)
@@ -308,6 +334,44 @@ mod tests {
         assert_eq!(d.counter(0), 15);
         assert_eq!(d.counter(2), 0);
         assert_eq!(d.counter(99), 0);
+    }
+
+    #[test]
+    fn active_netns_are_those_whose_counts_moved() {
+        let mut start = Snapshot::default();
+        start.drops.insert(drop_key(3, 1), 5);
+        start.drops.insert(drop_key(3, 2), 5);
+        let mut end = start.clone();
+        assert!(end.active_netns(&start).is_empty());
+        end.drops.insert(drop_key(3, 2), 6);
+        end.drops.insert(drop_key(7, 9), 1);
+        end.drops.insert(drop_key(7, 0), 4);
+        let flow = FlowKey {
+            netns: 4,
+            family: 2,
+            sport: 1,
+            dport: 2,
+            _pad: 0,
+            saddr: [0; 4],
+            daddr: [0; 4],
+        };
+        end.flows.insert(flow, FlowStats::default());
+        let reset = ResetKey {
+            flow: FlowKey { netns: 5, ..flow },
+            reason: 0,
+            direction: 0,
+        };
+        end.resets.insert(reset, 1);
+        let active: Vec<u32> = end.active_netns(&start).into_iter().collect();
+        assert_eq!(
+            active,
+            vec![2, 4, 9],
+            "resets count only between two full reads"
+        );
+        start.has_flow_maps = true;
+        end.has_flow_maps = true;
+        let active: Vec<u32> = end.active_netns(&start).into_iter().collect();
+        assert_eq!(active, vec![2, 4, 5, 9]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::{
     judge::window::{judge, Frame, Judged},
     modes::live::LiveTracer,
     modes::recording::{RecFrame, RecSnapshot, Recording, FORMAT, VERSION},
-    node::counters::CounterSource,
+    node::counters::{CounterSource, SamplePlan},
     node::evidence::NodeFacts,
     node::facts::FactsSource,
     node::netns::NetnsScope,
@@ -36,6 +36,8 @@ pub struct Watch {
     /// Frames (by `at_ms`) that thinning keeps whole: the starts of forward windows in
     /// progress (`tracer mcp`'s `live_network_report`).
     pins: BTreeSet<u64>,
+    /// `at_ms` of the newest frame that read every namespace's counters.
+    full_at: Option<u64>,
 }
 
 /// How a long rolling window keeps its older frames.
@@ -123,6 +125,7 @@ impl Watch {
             facts_start,
             lean: false,
             pins: BTreeSet::new(),
+            full_at: None,
         };
         watch.tick(tracer, 0)?;
         Ok(watch)
@@ -156,6 +159,32 @@ impl Watch {
     }
 
     fn tick_with(&mut self, tracer: &LiveTracer, at_ms: u64, flow_maps: bool) -> Result<()> {
+        // A window's first and last frames read every namespace's counters (see `finish`).
+        let full = self.frames.is_empty();
+        self.tick_planned(tracer, at_ms, flow_maps, full)
+    }
+
+    /// Takes a frame; `all_counters`: read every namespace's counters, else those the kernel
+    /// saw busy since the last frame, the host, the scope and the slow round's share.
+    fn tick_planned(
+        &mut self,
+        tracer: &LiveTracer,
+        at_ms: u64,
+        flow_maps: bool,
+        all_counters: bool,
+    ) -> Result<()> {
+        let snapshot = tracer.snapshot_with(flow_maps)?;
+        let plan = if all_counters {
+            SamplePlan::full()
+        } else {
+            let mut hot = self
+                .frames
+                .back()
+                .map(|f| snapshot.active_netns(&f.snapshot))
+                .unwrap_or_default();
+            hot.extend(self.scope.as_ref().map(|s| s.inode));
+            SamplePlan { full: false, hot }
+        };
         let frame = Frame {
             at_ms,
             // The wall clock, so documents say when the window was (UTC) beside `at_s`.
@@ -163,10 +192,11 @@ impl Watch {
                 .duration_since(std::time::UNIX_EPOCH)
                 .ok()
                 .map(|d| d.as_millis() as u64),
-            snapshot: tracer.snapshot_with(flow_maps)?,
-            counters: self.counters.sample(at_ms),
+            snapshot,
+            counters: self.counters.sample_planned(at_ms, &plan),
             bpf_stats_enabled: bpf_stats_enabled(),
         };
+        self.full_at = all_counters.then_some(at_ms).or(self.full_at);
         self.frames.push_back(frame);
         if let Some(keep) = self.keep {
             while self.frames.len() > keep {
@@ -343,16 +373,18 @@ impl Watch {
         at_ms: u64,
         notes: &[String],
     ) -> Result<WindowResult> {
-        // The last frame must have read the per-destination maps.
-        if self
-            .frames
-            .back()
-            .is_some_and(|f| f.at_ms >= at_ms && !f.snapshot.has_flow_maps && self.frames.len() > 1)
-        {
+        // The last frame must have read the per-destination maps and every namespace's
+        // counters (so each namespace's deltas cover the window exactly).
+        let full_at = self.full_at;
+        if self.frames.back().is_some_and(|f| {
+            f.at_ms >= at_ms
+                && (!f.snapshot.has_flow_maps || full_at != Some(f.at_ms))
+                && self.frames.len() > 1
+        }) {
             self.frames.pop_back();
         }
         if self.frames.back().is_none_or(|f| f.at_ms < at_ms) {
-            self.tick_with(tracer, at_ms, true)?;
+            self.tick_planned(tracer, at_ms, true, true)?;
         }
         self.refresh_facts();
         Ok(self.judge_now(tracer, &self.facts_latest, notes))

@@ -235,16 +235,18 @@ pub fn in_netns<R: Send + 'static>(
 /// Runs `f` on every item of `jobs` on ONE new thread, entering each item's namespace in turn
 /// (`setns` on an open namespace file), and returns the results in the order of `jobs`. Items
 /// without a file are run in the caller's namespace, first, before the thread enters any other.
-/// The calling thread's namespace is untouched; the reading thread ends with the call.
+/// The calling thread's namespace is untouched; the reading thread ends with the call. A file
+/// is anything with a descriptor (`File`, or an `Arc<File>` the caller keeps open).
 ///
 /// Why one thread for all rather than [`in_netns`] for each: a thread's creation, its first
 /// allocations and its hand-back cost more than the reading itself for an idle namespace, and
 /// `setns` from one namespace to the next is a few microseconds.
-pub fn in_each_netns<T, R>(
-    jobs: Vec<(Option<File>, T)>,
+pub fn in_each_netns<F, T, R>(
+    jobs: Vec<(Option<F>, T)>,
     mut f: impl FnMut(T) -> R + Send + 'static,
 ) -> Result<Vec<Result<R>>>
 where
+    F: std::os::fd::AsFd + Send + 'static,
     T: Send + 'static,
     R: Send + 'static,
 {

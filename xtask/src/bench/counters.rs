@@ -21,7 +21,7 @@ use super::{check_interrupted, progress};
 use crate::cmd::{command, stdout_of};
 
 /// Lab namespaces added before each measurement (cumulative counts).
-pub const NAMESPACE_STEPS: [usize; 4] = [0, 25, 50, 100];
+pub const NAMESPACE_STEPS: [usize; 3] = [0, 100, 250];
 
 /// One measurement: one count of lab namespaces.
 #[derive(Debug, Clone, Serialize)]
@@ -35,31 +35,41 @@ pub struct CountersRun {
     /// The first sample of a fresh source (nothing remembered yet).
     pub first_wall_ms: f64,
     pub first_cpu_ms: f64,
-    /// The following samples, one a second.
+    /// The following samples, one a second, as the live tools take them (the idle namespaces
+    /// on their slow round; before it, every sample read every namespace).
     pub wall_ms: Option<Spread>,
     pub cpu_ms: Option<Spread>,
     /// Median CPU time per second of sampling, as % of one core.
     pub cpu_percent: Option<f64>,
+    /// One more sample reading every namespace, as at a window's end (absent from samplers
+    /// that read every namespace every second).
+    pub full_wall_ms: Option<f64>,
+    pub full_cpu_ms: Option<f64>,
     /// What the last sample could not read (one sentence each).
     pub errors: Vec<String>,
 }
 
-/// The namespaces of the step, deleted on drop.
-struct Namespaces {
+/// The namespaces of a step, deleted on drop.
+pub struct Namespaces {
     prefix: String,
     names: Vec<String>,
+    /// A veth pair joins namespace `i` to `i - 1` when `i % pair_every == 1`: 4 gives half the
+    /// namespaces a second interface, 2 gives every namespace one.
+    pair_every: usize,
 }
 
 impl Namespaces {
-    fn new() -> Namespaces {
+    /// Namespaces named `trc-bench-PID-TAG0…`, with a veth pair as `pair_every` says.
+    pub fn new(tag: &str, pair_every: usize) -> Namespaces {
         Namespaces {
-            prefix: format!("trc-bench-{}-ctr", std::process::id()),
+            prefix: format!("trc-bench-{}-{tag}", std::process::id()),
             names: Vec::new(),
+            pair_every: pair_every.max(2),
         }
     }
 
     /// Adds namespaces until there are `count`.
-    fn grow_to(&mut self, count: usize) -> Result<()> {
+    pub fn grow_to(&mut self, count: usize) -> Result<()> {
         while self.names.len() < count {
             check_interrupted()?;
             let index = self.names.len();
@@ -67,8 +77,8 @@ impl Namespaces {
             ip(&["netns", "add", &name])?;
             self.names.push(name.clone());
             ip(&["-n", &name, "link", "set", "lo", "up"])?;
-            // Every other pair of namespaces gets a veth pair between them (both ends up).
-            if index % 4 == 1 {
+            // A veth pair between this namespace and the one before it (both ends up).
+            if index % self.pair_every == 1 {
                 let peer = &self.names[index - 1];
                 ip(&[
                     "link", "add", "name", "trcc-a", "netns", peer, "type", "veth", "peer", "name",
@@ -116,7 +126,7 @@ fn number(json: &serde_json::Value, key: &str) -> Result<f64> {
 
 /// Runs `counter_sample` (`samples` samples after the first, one a second) once per step.
 pub fn run(counter_sample: &Path, samples: u32) -> Result<Vec<CountersRun>> {
-    let mut lab = Namespaces::new();
+    let mut lab = Namespaces::new("ctr", 4);
     let mut runs = Vec::new();
     for count in NAMESPACE_STEPS {
         lab.grow_to(count)?;
@@ -143,6 +153,8 @@ pub fn run(counter_sample: &Path, samples: u32) -> Result<Vec<CountersRun>> {
             first_cpu_ms: number(&json, "first_cpu_ms")?,
             wall_ms: Spread::of(f64s(&json, "wall_ms")),
             cpu_percent: cpu.as_ref().map(|c| c.median / 1000.0 * 100.0),
+            full_wall_ms: json.get("full_wall_ms").and_then(serde_json::Value::as_f64),
+            full_cpu_ms: json.get("full_cpu_ms").and_then(serde_json::Value::as_f64),
             cpu_ms: cpu,
             errors: json
                 .get("errors")
@@ -190,12 +202,13 @@ pub fn markdown(runs: &[CountersRun]) -> String {
         "\nCounter sampling (`CounterSource::sample`, once a second in report/top/serve/record):\n\n\
          | lab namespaces added | namespaces read | interfaces | first sample ms (wall / CPU) \
          | sample wall ms median [min–max] | sample CPU ms median [min–max] | CPU % of a core \
-         at 1 sample/s | errors |\n|---|---|---|---|---|---|---|---|\n",
+         at 1 sample/s | full sample ms (wall / CPU) | errors |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for run in runs {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} / {:.1} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.1} / {:.1} | {} | {} | {} | {} | {} |",
             run.lab_namespaces,
             run.namespaces,
             run.interfaces,
@@ -205,6 +218,10 @@ pub fn markdown(runs: &[CountersRun]) -> String {
             spread_ms(run.cpu_ms.as_ref()),
             run.cpu_percent
                 .map_or_else(|| "–".to_owned(), |p| format!("{p:.2}")),
+            match (run.full_wall_ms, run.full_cpu_ms) {
+                (Some(wall), Some(cpu)) => format!("{wall:.1} / {cpu:.1}"),
+                _ => "–".to_owned(),
+            },
             run.errors.len()
         );
     }
@@ -226,12 +243,15 @@ mod tests {
             wall_ms: Spread::of(vec![31.0, 29.0, 40.0]),
             cpu_ms: Spread::of(vec![27.0, 26.0, 28.0]),
             cpu_percent: Some(2.7),
+            full_wall_ms: Some(44.0),
+            full_cpu_ms: None,
             errors: Vec::new(),
         };
         let table = markdown(std::slice::from_ref(&run));
         assert!(
             table.contains(
-                "| 100 | 103 | 206 | 42.2 / 30.0 | 31.0 [29.0–40.0] | 27.0 [26.0–28.0] | 2.70 | 0 |"
+                "| 100 | 103 | 206 | 42.2 / 30.0 | 31.0 [29.0–40.0] | 27.0 [26.0–28.0] | 2.70 | – \
+                 | 0 |"
             ),
             "{table}"
         );

@@ -360,13 +360,7 @@ fn vm_hwm_kib(pid: i32) -> Option<u64> {
 
 /// `VmHWM` of a `/proc/PID/status` text, in KiB.
 pub fn status_hwm_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    status_field_kib(status, "VmHWM:")
 }
 
 /// `N` of `tracer: N probes attached in M ms; …` and `M`.
@@ -511,6 +505,56 @@ impl TracerProcess {
             exit: reaped.exit,
         })
     }
+}
+
+/// `tracer serve` on a loopback port of its own, for the serve-scale step.
+pub struct ServeProcess {
+    proc: Watched,
+    /// Spawn to the `ready:` log line (the probes attached and the first tick published).
+    pub ready_ms: f64,
+}
+
+impl ServeProcess {
+    /// Starts `tracer serve --listen 127.0.0.1:0` and returns once it logged `ready:`.
+    pub fn start(tools: &Tools) -> Result<ServeProcess> {
+        let mut cmd = Command::new(&tools.tracer);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        let mut proc = Watched::spawn(cmd)?;
+        proc.wait_line(Stream::Stderr, Duration::from_secs(120), |line| {
+            line.contains("ready:")
+        })?;
+        let ready_ms = proc.spawned.elapsed().as_secs_f64() * 1000.0;
+        Ok(ServeProcess { proc, ready_ms })
+    }
+
+    /// (when, CPU time so far in ms): the process's utime+stime, all threads.
+    pub fn cpu_ms(&mut self) -> (Instant, f64) {
+        (Instant::now(), self.proc.cpu_ms_now())
+    }
+
+    /// Resident memory now (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.pid)).ok()?;
+        status_field_kib(&status, "VmRSS:")
+    }
+
+    /// SIGTERM, then waits (at most 30 s) for the exit.
+    pub fn stop(mut self) -> Result<String> {
+        self.proc.signal(libc::SIGTERM);
+        let reaped = self.proc.reap(Duration::from_secs(30))?;
+        Ok(reaped.exit)
+    }
+}
+
+/// A `NAME: N kB` field of a `/proc/PID/status` text, in KiB.
+pub fn status_field_kib(status: &str, field: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn percent(cpu_ms: f64, window_s: f64) -> f64 {
@@ -1073,6 +1117,7 @@ mod tests {
         let status = "Name:\ttracer\nVmPeak:\t  100 kB\nVmHWM:\t   23456 kB\nVmRSS:\t 2000 kB\n";
         assert_eq!(status_hwm_kib(status), Some(23_456));
         assert_eq!(status_hwm_kib("Name:\tzombie\n"), None);
+        assert_eq!(status_field_kib(status, "VmRSS:"), Some(2_000));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::counters::{self, CountersRun};
 use super::lab::Workload;
 use super::observe::{ObserverRun, ProbeCost};
+use super::serve_scale::{self, ServeScaleRun};
 use super::{DashboardRun, RunRecord, Variant, DASHBOARD_RATE, DASHBOARD_WINDOW};
 
 /// The probes shown in the table, by tracepoint name.
@@ -145,6 +146,9 @@ pub struct Document {
     pub dashboard: Option<DashboardRun>,
     /// One counter sample's cost per count of lab namespaces, when its step ran.
     pub counters: Vec<CountersRun>,
+    /// `tracer serve` at rest per count of lab namespaces, when its step ran (set after
+    /// [`Document::new`]).
+    pub serve_scale: Vec<ServeScaleRun>,
 }
 
 /// The dashboard's CPU limit, % of one core.
@@ -604,6 +608,7 @@ impl Document {
             discarded_runs,
             dashboard,
             counters,
+            serve_scale: Vec::new(),
         }
     }
 
@@ -683,10 +688,15 @@ impl Document {
         if self.rows.is_empty() && self.dashboard.is_none() {
             let _ = writeln!(
                 out,
-                "`cargo xtask bench`: the counters step only, Linux {}, {} CPUs",
+                "`cargo xtask bench`: the counters and serve-scale steps only, Linux {}, {} CPUs",
                 c.kernel, c.cpus
             );
-            out.push_str(&counters::markdown(&self.counters));
+            if !self.counters.is_empty() {
+                out.push_str(&counters::markdown(&self.counters));
+            }
+            if !self.serve_scale.is_empty() {
+                out.push_str(&serve_scale::markdown(&self.serve_scale));
+            }
             return out;
         }
         if self.rows.is_empty() {
@@ -798,6 +808,9 @@ impl Document {
         }
         if !self.counters.is_empty() {
             out.push_str(&counters::markdown(&self.counters));
+        }
+        if !self.serve_scale.is_empty() {
+            out.push_str(&serve_scale::markdown(&self.serve_scale));
         }
         out
     }

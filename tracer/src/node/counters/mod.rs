@@ -1,13 +1,18 @@
 //! Every counter of the node at one instant ([`CounterSample`]): per-namespace SNMP/conntrack/
 //! interface counters, NIC driver stats, softnet, softirqs, IRQs. Read-only: no writes/mounts/processes.
 //!
-//! Cost. A live sample is taken once a second and reads every namespace (one per pod on a
-//! Kubernetes node), so its cost is per namespace; `cargo xtask bench` (step `counters`)
-//! measures it with 0–100 namespaces. The design keeps it low without caching any value:
-//! - one reading thread per sample enters each namespace in turn (`setns` on a file opened by
-//!   the caller, a few µs), instead of a thread per namespace: the thread's creation and the
-//!   hand-back to the caller cost more than reading an idle namespace, and under load each
-//!   hand-back waits for a CPU;
+//! Cost. A live sample is taken once a second, and a node has one namespace per pod, so the
+//! design keeps the cost of an idle namespace near nothing; `cargo xtask bench` (step
+//! `counters`) measures it with 0, 100 and 250 namespaces.
+//! - Sampling by activity ([`schedule`]): the live tools read every second only the host, the
+//!   namespace in scope and the namespaces where the kernel probes counted a drop, a
+//!   retransmission or a reset; the others once every 10 s, spread over the seconds, their last
+//!   reading carried in between (deltas stay exact: every value is a real reading). A window's
+//!   first and last samples read every namespace ([`CounterSource::sample`]).
+//! - one reading thread per sample enters each namespace in turn (`setns` on a file opened once
+//!   and kept open while the namespace exists, a few µs), instead of a thread per namespace:
+//!   the thread's creation and the hand-back to the caller cost more than reading an idle
+//!   namespace, and under load each hand-back waits for a CPU;
 //! - the namespaces are enumerated by a [`netns::Scanner`] kept in the source: `/proc` is listed
 //!   every sample, but only new PIDs' `ns/net` are looked at (all of them every 10 s);
 //! - files are read with one `read` into a buffer with room for them (std's `read_to_string`
@@ -16,7 +21,7 @@
 //!   that have a qdisc; the host's standard interface statistics come from one RTM_GETLINK dump
 //!   instead of 24 sysfs files per interface (see `host`).
 //!
-//! What remains (~0.3 ms per idle namespace on the development VM) is the kernel formatting
+//! What a namespace read costs (~0.3 ms on the development VM) is the kernel formatting
 //! `snmp`, `netstat`, `dev` and conntrack files, and parsing them into [`CounterSet`]s.
 //!
 //! [`CounterSet`]: crate::node::counterset::CounterSet
@@ -25,13 +30,14 @@ mod ethtool;
 mod host;
 pub mod parse;
 mod qdisc;
+pub mod schedule;
 
 use std::{
-    collections::btree_map::Entry,
+    collections::{btree_map::Entry, HashMap},
     io::{self, Read as _},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
 pub use parse::{
@@ -39,7 +45,8 @@ pub use parse::{
     parse_snmp, parse_softirqs, parse_softnet, SnmpGroups, PROC_NET_DEV_COLUMNS,
 };
 
-use self::host::HostExtras;
+pub use self::schedule::SamplePlan;
+use self::{host::HostExtras, schedule::Schedule};
 use crate::{
     node::evidence::{Conntrack, CounterSample, IfaceCounters, NetnsCounters},
     node::netns,
@@ -61,11 +68,21 @@ pub struct CounterSource {
     remembered: Remembered,
 }
 
-/// What a source remembers between samples: the PIDs' namespaces (see [`netns::Scanner`]). Not
-/// part of a source's identity: equal sources may remember different things, and a clone
-/// starts afresh (so two clones never wait for each other).
+/// What a source remembers between samples: the PIDs' namespaces (see [`netns::Scanner`]), the
+/// namespace files kept open, and which namespace to read when (see [`schedule`]). Not part of
+/// a source's identity: equal sources may remember different things, and a clone starts afresh
+/// (so two clones never wait for each other).
 #[derive(Default)]
-struct Remembered(Mutex<netns::Scanner>);
+struct Remembered(Mutex<Memory>);
+
+#[derive(Default)]
+struct Memory {
+    scanner: netns::Scanner,
+    /// Namespace files by inode, open since the namespace was first read (closed when it is no
+    /// longer found: a kept file would keep a deleted namespace alive).
+    open: HashMap<u32, Arc<std::fs::File>>,
+    schedule: Schedule,
+}
 
 /// Not the remembered PIDs (thousands on a node): a source prints as its paths.
 impl std::fmt::Debug for Remembered {
@@ -89,16 +106,8 @@ impl PartialEq for Remembered {
 impl Eq for Remembered {}
 
 impl Remembered {
-    fn scanner(&self) -> MutexGuard<'_, netns::Scanner> {
+    fn memory(&self) -> MutexGuard<'_, Memory> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn scan(&self, proc_root: &Path, run_netns: &Path) -> Vec<netns::NetnsHandle> {
-        self.scanner().scan(proc_root, run_netns)
-    }
-
-    fn forget(&self) {
-        self.scanner().forget();
     }
 }
 
@@ -259,7 +268,7 @@ fn read_namespace(
 }
 
 /// Namespaces to read: an open file to enter (none: the caller's own), and the handle.
-type Jobs = Vec<(Option<std::fs::File>, netns::NetnsHandle)>;
+type Jobs = Vec<(Option<Arc<std::fs::File>>, netns::NetnsHandle)>;
 /// Namespaces that could not be opened, and why.
 type Unopened = Vec<(netns::NetnsHandle, anyhow::Error)>;
 
@@ -309,15 +318,22 @@ impl CounterSource {
         }
     }
 
-    /// One sample of every counter. `at_ms` is passed in (no clock is read). Never fails as a
-    /// whole: what cannot be read goes to `CounterSample::errors`, one sentence each.
+    /// One sample of every counter, every namespace read. `at_ms` is passed in (no clock is
+    /// read). Never fails as a whole: what cannot be read goes to `CounterSample::errors`, one
+    /// sentence each.
     pub fn sample(&self, at_ms: u64) -> CounterSample {
+        self.sample_planned(at_ms, &SamplePlan::full())
+    }
+
+    /// One sample of every counter, reading the namespaces `plan` makes due (see [`schedule`])
+    /// and carrying the last reading of the rest.
+    pub fn sample_planned(&self, at_ms: u64, plan: &SamplePlan) -> CounterSample {
         let mut sample = CounterSample {
             at_ms,
             ..CounterSample::default()
         };
         sample.netns = if self.live {
-            self.live_namespaces(&mut sample.errors)
+            self.live_namespaces(at_ms, plan, &mut sample.errors)
         } else {
             self.fixture_host(&mut sample.errors)
         };
@@ -368,15 +384,10 @@ impl CounterSource {
         vec![counters]
     }
 
-    /// Every namespace, opened: `Ok((jobs, unopened))`, the caller's own namespace with no file
-    /// (it is read without entering it). `Err` with the same when a remembered PID's file opened
-    /// another namespace than the one remembered (that namespace is left out of it).
-    #[allow(clippy::type_complexity)]
-    fn open_namespaces(
-        &self,
-        errors: &mut Vec<String>,
-    ) -> Result<(Jobs, Unopened), (Jobs, Unopened)> {
-        let mut handles = self.remembered.scan(&self.proc_root, &self.run_netns);
+    /// Every namespace now (the scanner's handles, the host marked), with a sentence in
+    /// `errors` when none or no host was found.
+    fn namespaces(&self, memory: &mut Memory, errors: &mut Vec<String>) -> Vec<netns::NetnsHandle> {
+        let mut handles = memory.scanner.scan(&self.proc_root, &self.run_netns);
         mark_init_net_as_host(&mut handles);
         if handles.is_empty() {
             errors.push(format!(
@@ -390,13 +401,30 @@ impl CounterSource {
                 self.proc_root.join("1/ns/net").display()
             ));
         }
+        handles
+    }
+
+    /// The namespaces of `due`, opened (kept open from earlier samples, or opened now): the
+    /// caller's own namespace with no file (it is read without entering it). `Err` when a
+    /// remembered PID's file opened another namespace than the one remembered (that
+    /// namespace is left out).
+    fn open_due(
+        &self,
+        memory: &mut Memory,
+        handles: Vec<netns::NetnsHandle>,
+        due: &std::collections::BTreeSet<u32>,
+    ) -> Result<(Jobs, Unopened), (Jobs, Unopened)> {
         let own = netns::inode_of(&self.proc_root.join("thread-self/ns/net"));
-        let mut jobs = Vec::with_capacity(handles.len());
+        let mut jobs = Vec::with_capacity(due.len());
         let mut unopened = Vec::new();
         let mut moved = false;
-        for handle in handles {
+        for handle in handles.into_iter().filter(|h| due.contains(&h.inode)) {
             if own == Some(handle.inode) {
                 jobs.push((None, handle));
+                continue;
+            }
+            if let Some(file) = memory.open.get(&handle.inode) {
+                jobs.push((Some(Arc::clone(file)), handle));
                 continue;
             }
             // Opened here, so the reading thread only enters: a namespace that cannot be opened
@@ -408,6 +436,8 @@ impl CounterSource {
                         .ok()
                         .and_then(|m| u32::try_from(m.ino()).ok());
                     if opened == Some(handle.inode) {
+                        let file = Arc::new(file);
+                        memory.open.insert(handle.inode, Arc::clone(&file));
                         jobs.push((Some(file), handle));
                     } else {
                         moved = true;
@@ -423,23 +453,62 @@ impl CounterSource {
         }
     }
 
-    /// Live mode: every namespace, all read by one thread that enters each in turn (the calling
-    /// thread's own namespace first, without entering it). See the module docs for why.
-    fn live_namespaces(&self, errors: &mut Vec<String>) -> Vec<NetnsCounters> {
+    /// Live mode: the namespaces due (see [`schedule`]), all read by one thread that enters
+    /// each in turn (the calling thread's own namespace first, without entering it), and the
+    /// last reading of the others. See the module docs for why one thread.
+    fn live_namespaces(
+        &self,
+        at_ms: u64,
+        plan: &SamplePlan,
+        errors: &mut Vec<String>,
+    ) -> Vec<NetnsCounters> {
+        let mut memory = self.remembered.memory();
         // The scanner may remember a PID that has since moved to another namespace (rare:
         // setns, unshare, a reused PID); then every PID is looked at again, once.
         // (Only the errors of the attempt used are kept.)
         let mut first_errors = Vec::new();
-        let (jobs, unopened) = match self.open_namespaces(&mut first_errors) {
+        let mut handles = self.namespaces(&mut memory, &mut first_errors);
+        let mut due = self.plan_due(&mut memory, at_ms, &handles, plan);
+        let (jobs, unopened) = match self.open_due(&mut memory, handles.clone(), &due) {
             Ok(opened) => {
                 errors.append(&mut first_errors);
                 opened
             }
             Err(_) => {
-                self.remembered.forget();
-                self.open_namespaces(errors).unwrap_or_else(|opened| opened)
+                memory.scanner.forget();
+                handles = self.namespaces(&mut memory, errors);
+                due = self.plan_due(&mut memory, at_ms, &handles, plan);
+                self.open_due(&mut memory, handles.clone(), &due)
+                    .unwrap_or_else(|opened| opened)
             }
         };
+        let fresh = self.read_jobs(jobs, unopened, errors);
+        let known: Vec<u32> = handles.iter().map(|h| h.inode).collect();
+        memory.schedule.assemble(at_ms, &known, fresh)
+    }
+
+    /// Which of `handles` to read now; closes the kept files of namespaces no longer found.
+    fn plan_due(
+        &self,
+        memory: &mut Memory,
+        at_ms: u64,
+        handles: &[netns::NetnsHandle],
+        plan: &SamplePlan,
+    ) -> std::collections::BTreeSet<u32> {
+        let known: Vec<u32> = handles.iter().map(|h| h.inode).collect();
+        memory.open.retain(|inode, _| known.contains(inode));
+        let host = handles.iter().find(|h| h.is_host).map(|h| h.inode);
+        memory.schedule.due(at_ms, &known, host, plan)
+    }
+
+    /// Reads the opened namespaces on one thread; their counters by inode, what failed in
+    /// `errors`.
+    fn read_jobs(
+        &self,
+        jobs: Jobs,
+        unopened: Unopened,
+        errors: &mut Vec<String>,
+    ) -> HashMap<u32, NetnsCounters> {
         let extras = self.host_extras();
         let proc_root = self.proc_root.clone();
         let read = move |handle: netns::NetnsHandle| {
@@ -462,7 +531,7 @@ impl CounterSource {
                 Vec::new()
             }
         };
-        let mut out = Vec::with_capacity(results.len());
+        let mut out = HashMap::with_capacity(results.len());
         let failed = unopened.into_iter().map(|(h, err)| (h.label, h.path, err));
         let mut failures: Vec<(String, PathBuf, anyhow::Error)> = failed.collect();
         for (result, (label, path)) in results.into_iter().zip(labels) {
@@ -472,7 +541,7 @@ impl CounterSource {
                     counters.is_host = handle.is_host;
                     errors.extend(errs.into_iter().map(|e| format!("{}: {e}", handle.label)));
                     counters.label = handle.label;
-                    out.push(counters);
+                    out.insert(counters.inode, counters);
                 }
                 Err(err) => failures.push((label, path, err)),
             }

@@ -1,0 +1,294 @@
+//! Which namespaces a live sample reads, and what it carries for the rest: sampling by activity.
+//! Pure: the caller passes the time, the namespaces that exist and those the kernel saw busy.
+//!
+//! A namespace is read every second while it is *hot*: the host, any namespace in scope, and
+//! any where the kernel counted a drop, a retransmission or a reset in the last
+//! [`SLOW_ROUND_S`] seconds (promoted the moment the kernel sees it). The rest are read on a
+//! slow round, once every [`SLOW_ROUND_S`] seconds, each in the second `inode % SLOW_ROUND_S`,
+//! so no second pays for all. A namespace seen for the first time, and every namespace in a
+//! *full* sample (a window's first and last frame), is read at once.
+//!
+//! In between, a namespace's last values are carried into the sample unchanged. So counter
+//! deltas stay exact: the delta between two samples is the difference of two real readings,
+//! and the deltas of consecutive samples add up to the difference of a window's ends. What an
+//! idle namespace's counters did between two readings shows in the second of its next reading.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::node::evidence::NetnsCounters;
+
+/// Seconds between two readings of an idle namespace, and how long activity keeps one hot.
+pub const SLOW_ROUND_S: u64 = 10;
+
+/// What one sample should read, given by the caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SamplePlan {
+    /// Read every namespace (a window's ends).
+    pub full: bool,
+    /// Namespaces (inodes) to read every second: the kernel saw activity there since the last
+    /// sample, or they are in scope. The host is always hot.
+    pub hot: BTreeSet<u32>,
+}
+
+impl SamplePlan {
+    /// Every namespace read.
+    pub fn full() -> Self {
+        Self {
+            full: true,
+            hot: BTreeSet::new(),
+        }
+    }
+}
+
+/// Which namespaces are due, and the last reading of each (carried while it is not due).
+#[derive(Debug, Default)]
+pub struct Schedule {
+    /// When each namespace was last read (ms, the caller's clock).
+    read_at: HashMap<u32, u64>,
+    /// Until when (ms) a namespace stays hot after the kernel saw activity there.
+    hot_until: HashMap<u32, u64>,
+    /// The last reading of each namespace.
+    carried: HashMap<u32, NetnsCounters>,
+}
+
+impl Schedule {
+    /// The namespaces of `known` (inodes) to read at `at_ms`; `host` is always among them.
+    /// Forgets namespaces that no longer exist.
+    pub fn due(
+        &mut self,
+        at_ms: u64,
+        known: &[u32],
+        host: Option<u32>,
+        plan: &SamplePlan,
+    ) -> BTreeSet<u32> {
+        let exists: BTreeSet<u32> = known.iter().copied().collect();
+        self.read_at.retain(|inode, _| exists.contains(inode));
+        self.hot_until.retain(|inode, _| exists.contains(inode));
+        self.carried.retain(|inode, _| exists.contains(inode));
+        let round_ms = SLOW_ROUND_S * 1000;
+        for inode in &plan.hot {
+            self.hot_until.insert(*inode, at_ms + round_ms);
+        }
+        let second = at_ms / 1000;
+        known
+            .iter()
+            .copied()
+            .filter(|inode| {
+                let last = self.read_at.get(inode).copied();
+                plan.full
+                    || Some(*inode) == host
+                    || self.hot_until.get(inode).is_some_and(|until| at_ms < *until)
+                    || last.is_none()
+                    // Its second of the slow round, or a round missed (ticks are not always
+                    // one a second apart).
+                    || second % SLOW_ROUND_S == u64::from(*inode) % SLOW_ROUND_S
+                    || last.is_some_and(|last| at_ms.saturating_sub(last) >= round_ms)
+            })
+            .collect()
+    }
+
+    /// The sample's namespaces, in the order of `known`: the fresh reading of those read (kept
+    /// for later), the carried one of the rest. A namespace with neither (it could not be read
+    /// yet) is left out.
+    pub fn assemble(
+        &mut self,
+        at_ms: u64,
+        known: &[u32],
+        mut fresh: HashMap<u32, NetnsCounters>,
+    ) -> Vec<NetnsCounters> {
+        let mut out = Vec::with_capacity(known.len());
+        for inode in known {
+            match fresh.remove(inode) {
+                Some(counters) => {
+                    self.read_at.insert(*inode, at_ms);
+                    self.carried.insert(*inode, counters.clone());
+                    out.push(counters);
+                }
+                None => {
+                    if let Some(counters) = self.carried.get(inode) {
+                        out.push(counters.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Forgets everything (the next sample reads every namespace).
+    pub fn forget(&mut self) {
+        *self = Self::default();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{
+        judge::verdict::counter_signals,
+        node::evidence::{CounterSample, NetnsCounters},
+    };
+
+    const HOST: u32 = 0xEFFF_FFF9;
+
+    fn hot(inodes: &[u32]) -> SamplePlan {
+        SamplePlan {
+            full: false,
+            hot: inodes.iter().copied().collect(),
+        }
+    }
+
+    /// Idle namespaces: after the first second, each second reads the host and about a tenth
+    /// of the rest, and every namespace is read exactly once per round.
+    #[test]
+    fn idle_namespaces_are_spread_over_the_round() {
+        let known: Vec<u32> = std::iter::once(HOST)
+            .chain(0xF000_0000..0xF000_00FA)
+            .collect();
+        let mut schedule = Schedule::default();
+        let first = schedule.due(0, &known, Some(HOST), &hot(&[]));
+        assert_eq!(first.len(), 251);
+        schedule.assemble(0, &known, fresh_all(&first, 0));
+        let mut reads: HashMap<u32, u32> = HashMap::new();
+        for second in 1..=SLOW_ROUND_S {
+            let due = schedule.due(second * 1000, &known, Some(HOST), &hot(&[]));
+            assert!(due.contains(&HOST), "second {second}");
+            assert_eq!(due.len(), 26, "second {second}: the host and 25 of 250");
+            for inode in &due {
+                *reads.entry(*inode).or_default() += 1;
+            }
+            schedule.assemble(second * 1000, &known, fresh_all(&due, second));
+        }
+        assert_eq!(reads[&HOST], 10);
+        assert!(
+            known[1..].iter().all(|inode| reads[inode] == 1),
+            "{reads:?}"
+        );
+    }
+
+    /// Activity promotes a namespace at once and keeps it read every second for a round; a
+    /// namespace in scope is hot whenever the caller says so.
+    #[test]
+    fn activity_promotes_for_a_round() {
+        let busy = 0xF000_0001;
+        let known = vec![HOST, busy];
+        let mut schedule = Schedule::default();
+        let due = schedule.due(0, &known, Some(HOST), &hot(&[]));
+        schedule.assemble(0, &known, fresh_all(&due, 0));
+        // Its slow-round second is 1 (inode % 10); second 2 would skip it.
+        let due = schedule.due(1000, &known, Some(HOST), &hot(&[]));
+        schedule.assemble(1000, &known, fresh_all(&due, 1));
+        assert!(!schedule
+            .due(2000, &known, Some(HOST), &hot(&[]))
+            .contains(&busy));
+        let due = schedule.due(2000, &known, Some(HOST), &hot(&[busy]));
+        assert!(due.contains(&busy));
+        schedule.assemble(2000, &known, fresh_all(&due, 2));
+        for second in 3..12 {
+            let due = schedule.due(second * 1000, &known, Some(HOST), &hot(&[]));
+            assert!(due.contains(&busy), "second {second}");
+            schedule.assemble(second * 1000, &known, fresh_all(&due, second));
+        }
+        // A round after the activity, back on the slow round (its second is 11 % 10 = 1).
+        assert!(!schedule
+            .due(12_000, &known, Some(HOST), &hot(&[]))
+            .contains(&busy));
+        assert!(schedule
+            .due(0, &known, Some(HOST), &SamplePlan::full())
+            .contains(&busy));
+    }
+
+    /// A namespace that appears is read at once; one that vanished is forgotten.
+    #[test]
+    fn new_namespaces_are_read_at_once() {
+        let mut schedule = Schedule::default();
+        let known = vec![HOST, 0xF000_0002];
+        let due = schedule.due(0, &known, Some(HOST), &hot(&[]));
+        schedule.assemble(0, &known, fresh_all(&due, 0));
+        let known = vec![HOST, 0xF000_0003];
+        let due = schedule.due(5000, &known, Some(HOST), &hot(&[]));
+        assert_eq!(due, [HOST, 0xF000_0003].into_iter().collect());
+        let sample = schedule.assemble(5000, &known, fresh_all(&due, 5));
+        let inodes: Vec<u32> = sample.iter().map(|n| n.inode).collect();
+        assert_eq!(inodes, vec![HOST, 0xF000_0003]);
+    }
+
+    /// What a namespace's `Tcp RetransSegs` really is at `second` (it rises every second).
+    fn truth(inode: u32, second: u64) -> i64 {
+        i64::from(inode % 97) * 1000 + (second * second) as i64
+    }
+
+    fn reading(inode: u32, second: u64) -> NetnsCounters {
+        let mut counters = NetnsCounters {
+            inode,
+            label: format!("ns {inode}"),
+            is_host: inode == HOST,
+            ..NetnsCounters::default()
+        };
+        let values = [("RetransSegs".to_owned(), truth(inode, second))];
+        counters
+            .snmp
+            .insert("Tcp".to_owned(), values.into_iter().collect());
+        counters
+    }
+
+    fn fresh_all(due: &BTreeSet<u32>, second: u64) -> HashMap<u32, NetnsCounters> {
+        due.iter().map(|i| (*i, reading(*i, second))).collect()
+    }
+
+    fn sample_of(netns: Vec<NetnsCounters>, second: u64) -> CounterSample {
+        CounterSample {
+            at_ms: second * 1000,
+            netns,
+            ..CounterSample::default()
+        }
+    }
+
+    /// A window whose ends are full samples reports exactly what every namespace's counters
+    /// did over it, though most namespaces were on the slow round in between; and the deltas
+    /// of its consecutive samples add up to the same (nothing lost, nothing counted twice).
+    #[test]
+    fn window_deltas_are_exact_across_the_slow_round() {
+        let known: Vec<u32> = std::iter::once(HOST)
+            .chain(0xF000_0000..0xF000_0020)
+            .collect();
+        let mut schedule = Schedule::default();
+        let mut samples = Vec::new();
+        for second in 0..=23u64 {
+            let plan = if second == 0 || second == 23 {
+                SamplePlan::full()
+            } else if second == 7 {
+                hot(&[0xF000_0005])
+            } else {
+                hot(&[])
+            };
+            let due = schedule.due(second * 1000, &known, Some(HOST), &plan);
+            if (1..23).contains(&second) {
+                assert!(
+                    due.len() < known.len() / 2,
+                    "second {second}: {}",
+                    due.len()
+                );
+            }
+            let netns = schedule.assemble(second * 1000, &known, fresh_all(&due, second));
+            assert_eq!(netns.len(), known.len());
+            samples.push(sample_of(netns, second));
+        }
+        let (first, last) = (&samples[0], &samples[23]);
+        let signals = counter_signals(first, last);
+        let expected: u64 = known
+            .iter()
+            .map(|i| (truth(*i, 23) - truth(*i, 0)) as u64)
+            .sum();
+        assert_eq!(signals.retrans_segs, expected);
+        let stepwise: u64 = samples
+            .windows(2)
+            .map(|w| counter_signals(&w[0], &w[1]).retrans_segs)
+            .sum();
+        assert_eq!(stepwise, expected);
+        // Mid-window, a namespace on the slow round carries its last real reading.
+        let idle = 0xF000_0003; // read at seconds 0, 3 and 13 (its slow-round second is 3)
+        let at_12 = samples[12].netns(idle).unwrap().get("Tcp", "RetransSegs");
+        assert_eq!(at_12, truth(idle, 3));
+    }
+}
