@@ -70,6 +70,9 @@ impl Crowd {
                 ip_batch(&["-n", name], &lines, true);
             }
         }
+        // The kernel's link watch brings a veth's carrier up up to a second later, and the
+        // IPv6 link-local routes follow it: let them settle, so the namespaces are idle.
+        std::thread::sleep(std::time::Duration::from_secs(2));
         crowd
     }
 }
