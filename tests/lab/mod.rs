@@ -20,6 +20,7 @@ use std::{
 
 use nix::sched::{setns, CloneFlags};
 
+pub mod crowd;
 pub mod document;
 pub mod prometheus;
 pub mod window;

@@ -1,8 +1,13 @@
 //! A live window: takes a frame (probe maps + every counter) when told, the node's facts at the
-//! start and the end, and judges the frames with `window::judge`. Also keeps a bounded rolling
-//! window for the dashboard and writes recordings. The caller owns time (passes milliseconds).
+//! start (read in the background while the window runs; judging waits for them) and the end,
+//! and judges the frames with `window::judge`. Also keeps a bounded rolling window for the
+//! dashboard and writes recordings. The caller owns time (passes milliseconds).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    sync::{Mutex, OnceLock},
+    thread::JoinHandle,
+};
 
 use anyhow::Result;
 
@@ -13,9 +18,10 @@ use crate::{
     modes::recording::{RecFrame, RecSnapshot, Recording, FORMAT, VERSION},
     node::counters::{CounterSource, SamplePlan},
     node::evidence::NodeFacts,
-    node::facts::FactsSource,
+    node::facts::{FactsCache, FactsSource},
     node::netns::NetnsScope,
 };
+use tracer_common::DropKey;
 
 /// A window in progress.
 pub struct Watch {
@@ -23,13 +29,18 @@ pub struct Watch {
     facts: FactsSource,
     scope: Option<NetnsScope>,
     frames: VecDeque<Frame>,
+    /// The facts at the start, being read in the background; taken by [`Watch::settled`].
+    pending: Mutex<Option<JoinHandle<FactsState>>>,
+    /// The facts, once read.
+    state: OnceLock<FactsState>,
+    /// Namespaces where the kernel counted netfilter drops since the facts were last read:
+    /// their rules are listed again at the next read (their counters rose).
+    netfilter_drops: BTreeSet<u32>,
     /// Most frames kept (rolling windows); None keeps all.
     keep: Option<usize>,
     /// Long rolling windows: frames older than the newest `dense` are thinned to one per
     /// `stride_ms`, so memory grows with the window's length over the stride, not its seconds.
     thin: Option<Thinning>,
-    facts_start: NodeFacts,
-    facts_latest: NodeFacts,
     /// Read the per-destination maps at the window's ends only (report, flows); rolling
     /// windows and recordings read them every frame.
     lean: bool,
@@ -98,6 +109,47 @@ fn strip_flow_maps(frames: &mut VecDeque<Frame>, stride_ms: u64, pins: &BTreeSet
     }
 }
 
+/// The facts of a window: at its start, the latest read, and what was kept to read the next
+/// ones by change.
+struct FactsState {
+    start: NodeFacts,
+    latest: NodeFacts,
+    cache: FactsCache,
+}
+
+impl FactsState {
+    fn read(source: &FactsSource, mut cache: FactsCache) -> FactsState {
+        let start = source.collect_changed(&mut cache, &BTreeSet::new());
+        FactsState {
+            latest: start.clone(),
+            start,
+            cache,
+        }
+    }
+}
+
+/// Whether a drop reason can be netfilter's: named `NETFILTER_DROP`, or a reason that does not
+/// tell (absent on this kernel, unnamed, `NOT_SPECIFIED`).
+fn maybe_netfilter(reason: u32, names: &BTreeMap<u32, String>) -> bool {
+    reason == tracer_common::ABSENT
+        || names
+            .get(&reason)
+            .is_none_or(|n| n == "NETFILTER_DROP" || n == "NOT_SPECIFIED")
+}
+
+/// The namespaces whose netfilter drops (see [`maybe_netfilter`]) rose from `before` to `now`.
+fn netfilter_namespaces(
+    before: &HashMap<DropKey, u64>,
+    now: &HashMap<DropKey, u64>,
+    names: &BTreeMap<u32, String>,
+) -> BTreeSet<u32> {
+    now.iter()
+        .filter(|(k, n)| **n > before.get(*k).copied().unwrap_or(0))
+        .filter(|(k, _)| maybe_netfilter(k.reason, names))
+        .map(|(k, _)| k.netns)
+        .collect()
+}
+
 /// What a finished window produced (the document is in `judged`).
 pub type WindowResult = Judged;
 
@@ -106,29 +158,59 @@ fn bpf_stats_enabled() -> bool {
 }
 
 impl Watch {
-    /// Starts a window now: facts, and the first frame at 0 ms.
+    /// Starts a window now: the first frame at 0 ms, and the facts of the scope's namespace;
+    /// the facts of the rest of the node follow in the background (judging waits for them).
     pub fn begin(
         tracer: &LiveTracer,
         counters: CounterSource,
         facts: FactsSource,
         scope: Option<NetnsScope>,
     ) -> Result<Watch> {
-        let facts_start = facts.collect();
+        let mut cache = FactsCache::default();
+        if let Some(s) = &scope {
+            // Its rules' counters are read before the window's first frame.
+            facts.prime(&mut cache, s.inode);
+        }
+        let source = facts.clone();
+        let pending = std::thread::Builder::new()
+            .name("tracer-facts".to_owned())
+            .spawn(move || FactsState::read(&source, cache))
+            .ok();
         let mut watch = Watch {
             counters,
             facts,
             scope,
             frames: VecDeque::new(),
+            pending: Mutex::new(pending),
+            state: OnceLock::new(),
+            netfilter_drops: BTreeSet::new(),
             keep: None,
             thin: None,
-            facts_latest: facts_start.clone(),
-            facts_start,
             lean: false,
             pins: BTreeSet::new(),
             full_at: None,
         };
         watch.tick(tracer, 0)?;
         Ok(watch)
+    }
+
+    /// The facts, waiting for the background read when it is still going (read here when it
+    /// could not be started or failed).
+    fn settled(&self) -> &FactsState {
+        self.state.get_or_init(|| {
+            let handle = self.pending.lock().ok().and_then(|mut p| p.take());
+            handle
+                .and_then(|h| h.join().ok())
+                .unwrap_or_else(|| FactsState::read(&self.facts, FactsCache::default()))
+        })
+    }
+
+    fn settled_mut(&mut self) -> &mut FactsState {
+        self.settled();
+        match self.state.get_mut() {
+            Some(state) => state,
+            None => unreachable!("settled() has just set the facts"),
+        }
     }
 
     /// Reads the per-destination maps (destinations, resets, socket errors) only at the start
@@ -197,6 +279,13 @@ impl Watch {
             bpf_stats_enabled: bpf_stats_enabled(),
         };
         self.full_at = all_counters.then_some(at_ms).or(self.full_at);
+        if let Some(before) = self.frames.back() {
+            self.netfilter_drops.extend(netfilter_namespaces(
+                &before.snapshot.drops,
+                &frame.snapshot.drops,
+                &tracer.names.drop_reasons,
+            ));
+        }
         self.frames.push_back(frame);
         if let Some(keep) = self.keep {
             while self.frames.len() > keep {
@@ -256,13 +345,8 @@ impl Watch {
         scope: Option<&NetnsScope>,
         notes: &[String],
     ) -> Judged {
-        self.judge_window_with(
-            tracer,
-            window,
-            scope,
-            (&self.facts_start, &self.facts_latest),
-            notes,
-        )
+        let facts = self.settled();
+        self.judge_window_with(tracer, window, scope, (&facts.start, &facts.latest), notes)
     }
 
     /// [`Watch::judge_window_in`] with the facts read at the window's ends by the caller (a
@@ -338,32 +422,42 @@ impl Watch {
         self.frames.back().map(|f| f.at_ms)
     }
 
-    /// The latest facts read.
+    /// The latest facts read (waits for the first read).
     pub fn facts(&self) -> &NodeFacts {
-        &self.facts_latest
+        &self.settled().latest
     }
 
-    /// Reads the node's facts again (rolling windows refresh them now and then).
+    /// Reads the node's facts again (rolling windows refresh them now and then): only the
+    /// namespaces whose rules or routes changed, or where the kernel saw netfilter drops.
     pub fn refresh_facts(&mut self) {
-        self.facts_latest = self.facts.collect();
+        let drops = std::mem::take(&mut self.netfilter_drops);
+        let source = self.facts.clone();
+        let state = self.settled_mut();
+        state.latest = source.collect_changed(&mut state.cache, &drops);
     }
 
-    fn judge_now(&self, tracer: &LiveTracer, facts_end: &NodeFacts, notes: &[String]) -> Judged {
+    /// How often each source of namespace `inode` was read by this window's facts.
+    pub fn facts_reads(&self, inode: u32) -> crate::node::facts::Reads {
+        self.settled().cache.reads(inode)
+    }
+
+    fn judge_now(&self, tracer: &LiveTracer, notes: &[String]) -> Judged {
         let frames: Vec<Frame> = self.frames.iter().cloned().collect();
+        let facts = self.settled();
         judge(
             &frames,
             &tracer.meta(),
             tracer.symbols(),
             self.scope.as_ref(),
-            &self.facts_start,
-            facts_end,
+            &facts.start,
+            &facts.latest,
             notes,
         )
     }
 
     /// Judges the frames kept so far (rolling), with the latest facts.
     pub fn judge_rolling(&self, tracer: &LiveTracer, notes: &[String]) -> Judged {
-        self.judge_now(tracer, &self.facts_latest, notes)
+        self.judge_now(tracer, notes)
     }
 
     /// Ends the window at `at_ms`: last frame, facts again, verdict.
@@ -387,7 +481,7 @@ impl Watch {
             self.tick_planned(tracer, at_ms, true, true)?;
         }
         self.refresh_facts();
-        Ok(self.judge_now(tracer, &self.facts_latest, notes))
+        Ok(self.judge_now(tracer, notes))
     }
 
     /// What the probes counted between the first and the last frame, narrowed to the scope.
@@ -418,6 +512,7 @@ impl Watch {
             .into_iter()
             .map(|a| (a, tracer.symbols().label(a)))
             .collect();
+        let facts = self.settled();
         Recording {
             format: FORMAT.to_owned(),
             version: VERSION,
@@ -425,8 +520,8 @@ impl Watch {
             meta: tracer.meta(),
             scope: self.scope.clone(),
             symbols,
-            facts_start: self.facts_start.clone(),
-            facts_end: self.facts_latest.clone(),
+            facts_start: facts.start.clone(),
+            facts_end: facts.latest.clone(),
             frames: self
                 .frames
                 .iter()
@@ -446,6 +541,33 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaces_with_rising_netfilter_drops_are_named() {
+        let names = BTreeMap::from([
+            (2, "NOT_SPECIFIED".to_owned()),
+            (5, "NO_SOCKET".to_owned()),
+            (6, "NETFILTER_DROP".to_owned()),
+        ]);
+        let key = |reason, netns| DropKey {
+            reason,
+            netns,
+            location: 0xffff_0001,
+        };
+        let before = HashMap::from([(key(6, 10), 4), (key(6, 11), 9), (key(5, 12), 1)]);
+        let now = HashMap::from([
+            (key(6, 10), 7),                     // rose: netfilter
+            (key(6, 11), 9),                     // did not rise
+            (key(5, 12), 30),                    // rose, but no socket is no netfilter drop
+            (key(2, 13), 1),                     // new, unspecified: may be netfilter
+            (key(tracer_common::ABSENT, 14), 2), // no reasons on this kernel
+            (key(77, 15), 1),                    // a reason this kernel does not name
+        ]);
+        assert_eq!(
+            netfilter_namespaces(&before, &now, &names),
+            BTreeSet::from([10, 13, 14, 15])
+        );
+    }
 
     #[test]
     fn long_windows_keep_recent_seconds_and_one_frame_per_stride_before() {

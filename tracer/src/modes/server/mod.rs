@@ -364,9 +364,11 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
         },
     );
     let meta = tracer.meta();
-    let mut pods = pod_names(watch.facts());
+    // The node's facts are read in the background from `Watch::begin`; the first judged
+    // window waits for them, and the pods and the facts' errors are taken then.
+    let mut pods = std::collections::BTreeMap::new();
+    let mut facts_taken = false;
     let mut errors = ErrorEvents::default();
-    errors.report(ErrorKind::Facts, &watch.facts().errors, 0);
     let node = crate::modes::live::node_name().unwrap_or_else(|| "unknown".to_owned());
     let mut onset = OnsetTracker::default();
     let mut cache: HashMap<u64, Bytes> = HashMap::new();
@@ -422,6 +424,11 @@ fn produce(shared: &Shared, requests: &mpsc::Receiver<Msg>) -> Result<()> {
         }
         cache.clear();
         let judged = watch.judge_window(&tracer, options.window, &[]);
+        if !facts_taken {
+            facts_taken = true;
+            errors.report(ErrorKind::Facts, &watch.facts().errors, at_ms);
+            pods = pod_names(watch.facts());
+        }
         let report = Bytes::from(
             serde_json::to_vec(&judged.document)
                 .map_err(|e| anyhow!("encoding the document: {e}"))?,

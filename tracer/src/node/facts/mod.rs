@@ -1,18 +1,27 @@
 //! Node facts: routes and drop/reject rules of every namespace, policy engines, sysctls, irqbalance,
 //! RPS/XPS masks. Strictly read-only: it lists, never adds/deletes/flushes a rule, route, link or sysctl.
 
+mod cache;
+mod changes;
 mod host;
 mod iptables;
 mod netlink;
+mod nfgen;
 mod nft;
 mod procs;
+mod route_watch;
 mod routes;
 mod tools;
 
 #[cfg(test)]
 mod tests;
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
+
+pub use cache::{FactsCache, Reads};
 
 use crate::{
     node::evidence::{FirewallRule, NodeFacts, RouteFact},
@@ -86,6 +95,10 @@ impl Tools {
             iptables: legacy_save("iptables-legacy-save", "iptables-save"),
             ip6tables: legacy_save("ip6tables-legacy-save", "ip6tables-save"),
         }
+    }
+
+    fn has_legacy(&self) -> bool {
+        self.iptables.is_some() || self.ip6tables.is_some()
     }
 }
 
@@ -162,52 +175,23 @@ fn has_legacy_tables(names_file: &Path) -> bool {
     }
 }
 
-/// Everything of the calling thread's network namespace (run inside it).
+/// Everything of the calling thread's network namespace (run inside it), without a cache.
 fn read_namespace(inode: u32, label: &str, tools: &Tools, proc_root: &Path) -> NamespaceFacts {
     let whom = who(label, inode);
-    let mut out = NamespaceFacts::default();
-    let (routes, errors) = netlink::routes(inode, label);
-    out.routes = routes;
-    out.errors = errors;
-    if let Some(nft) = &tools.nft {
-        let result = tools::run(nft, &["-j", "list", "ruleset"]);
-        add_listing(
-            &mut out,
-            "nft -j list ruleset",
-            result,
-            |t| nft::parse(t, inode, label),
-            &whom,
-        );
-    }
-    let net = proc_root.join("thread-self/net");
-    for (tool, names, ipv6, command) in [
-        (
-            &tools.iptables,
-            "ip_tables_names",
-            false,
-            "iptables-save -c",
-        ),
-        (
-            &tools.ip6tables,
-            "ip6_tables_names",
-            true,
-            "ip6tables-save -c",
-        ),
+    let (routes, mut errors) = netlink::routes(inode, label);
+    let mut firewall = Firewall::default();
+    for part in [
+        cache::read_nft(tools, None, inode, label, &whom),
+        cache::read_legacy(tools, proc_root, inode, label, &whom),
     ] {
-        let Some(tool) = tool else { continue };
-        if !has_legacy_tables(&net.join(names)) {
-            continue;
-        }
-        let result = tools::run(tool, &["-c"]);
-        add_listing(
-            &mut out,
-            command,
-            result,
-            |t| Ok(iptables::parse(t, ipv6, inode, label)),
-            &whom,
-        );
+        firewall.merge(part.value);
+        errors.extend(part.errors);
     }
-    out
+    NamespaceFacts {
+        routes,
+        firewall,
+        errors,
+    }
 }
 
 fn optional_text(path: &Path, errors: &mut Vec<String>) -> Option<String> {
@@ -249,9 +233,22 @@ impl FactsSource {
     /// Everything; never fails as a whole — what cannot be read goes to `NodeFacts::errors`, one
     /// sentence each.
     pub fn collect(&self) -> NodeFacts {
+        self.collect_changed(&mut FactsCache::default(), &BTreeSet::new())
+    }
+
+    /// [`FactsSource::collect`] reading again only the namespaces whose rules or routes changed
+    /// since the last call with this `cache`, or where the kernel saw netfilter drops (their
+    /// inodes in `netfilter_drops`); the others' routes and rules are the cache's.
+    pub fn collect_changed(
+        &self,
+        cache: &mut FactsCache,
+        netfilter_drops: &BTreeSet<u32>,
+    ) -> NodeFacts {
         let mut facts = NodeFacts::default();
         let per_namespace = if self.live {
-            self.collect_live()
+            cache
+                .round(self.roots(), netfilter_drops, None)
+                .unwrap_or_else(|| self.read_own())
         } else {
             vec![self.collect_recorded()]
         };
@@ -285,48 +282,54 @@ impl FactsSource {
         facts
     }
 
-    /// Every namespace of the node, each read from a thread inside it.
-    fn collect_live(&self) -> Vec<NamespaceFacts> {
+    /// Reads the routes and rules of namespace `inode` alone into `cache` (a window's scope,
+    /// before the rest of the node follows in the background). Nothing without live facts.
+    pub fn prime(&self, cache: &mut FactsCache, inode: u32) {
+        if self.live {
+            cache.round(self.roots(), &BTreeSet::new(), Some(inode));
+        }
+    }
+
+    /// Every namespace read in full, `nft` run in each whatever netlink says: what every facts
+    /// round cost before facts by change (the scale test prints the difference). Routes and
+    /// rules only (no pods, sysctls or processes).
+    pub fn collect_full(&self) -> NodeFacts {
         let tools = Tools::find(&self.proc_root, &self.sys_root);
-        let handles = netns::enumerate(&self.proc_root, &self.run_netns);
-        if handles.is_empty() {
-            let inode = netns::inode_of(&self.proc_root.join("thread-self/ns/net")).unwrap_or(0);
-            let mut only = read_namespace(inode, "self", &tools, &self.proc_root);
-            only.errors.insert(
-                0,
-                format!(
-                    "No network namespace could be opened under {} or {}, so only the tracer's own was read.",
-                    self.proc_root.display(),
-                    self.run_netns.display()
-                ),
-            );
-            return vec![only];
+        let jobs: Vec<_> = netns::enumerate(&self.proc_root, &self.run_netns)
+            .into_iter()
+            .filter_map(|h| Some((Some(std::fs::File::open(&h.path).ok()?), h)))
+            .collect();
+        let proc_root = self.proc_root.clone();
+        let read = netns::in_each_netns(jobs, move |h| {
+            read_namespace(h.inode, &h.label, &tools, &proc_root)
+        });
+        let mut facts = NodeFacts::default();
+        for ns in read.into_iter().flatten().flatten() {
+            facts.routes.extend(ns.routes);
+            facts.firewall_rules.extend(ns.firewall.rules);
+            facts.errors.extend(ns.errors);
         }
-        // The namespace this thread is in needs no setns (which needs CAP_SYS_ADMIN even there).
-        let own = netns::inode_of(&self.proc_root.join("thread-self/ns/net"));
-        let mut all = Vec::with_capacity(handles.len());
-        for handle in handles {
-            let (inode, label) = (handle.inode, handle.label.clone());
-            if Some(inode) == own {
-                all.push(read_namespace(inode, &label, &tools, &self.proc_root));
-                continue;
-            }
-            let tools = tools.clone();
-            let proc_root = self.proc_root.clone();
-            match netns::in_netns(&handle.path, move || {
-                read_namespace(inode, &label, &tools, &proc_root)
-            }) {
-                Ok(ns) => all.push(ns),
-                Err(e) => all.push(NamespaceFacts {
-                    errors: vec![format!(
-                        "{} could not be entered, so its routes and firewall are unknown: {e:#}.",
-                        who(&handle.label, handle.inode)
-                    )],
-                    ..NamespaceFacts::default()
-                }),
-            }
-        }
-        all
+        facts
+    }
+
+    fn roots(&self) -> (&Path, &Path, &Path) {
+        (&self.proc_root, &self.sys_root, &self.run_netns)
+    }
+
+    /// The tracer's own namespace alone, when no namespace could be opened.
+    fn read_own(&self) -> Vec<NamespaceFacts> {
+        let tools = Tools::find(&self.proc_root, &self.sys_root);
+        let inode = netns::inode_of(&self.proc_root.join("thread-self/ns/net")).unwrap_or(0);
+        let mut only = read_namespace(inode, "self", &tools, &self.proc_root);
+        only.errors.insert(
+            0,
+            format!(
+                "No network namespace could be opened under {} or {}, so only the tracer's own was read.",
+                self.proc_root.display(),
+                self.run_netns.display()
+            ),
+        );
+        vec![only]
     }
 
     /// The recorded host namespace (inode 0, `host`).

@@ -249,7 +249,11 @@ struct TestNetns {
 
 impl TestNetns {
     fn new() -> Self {
-        let name = format!("trc-facts-{}", std::process::id());
+        Self::tagged("facts")
+    }
+
+    fn tagged(tag: &str) -> Self {
+        let name = format!("trc-{tag}-{}", std::process::id());
         let _ = Command::new("ip")
             .args(["netns", "del", &name])
             .stderr(std::process::Stdio::null())
@@ -369,6 +373,138 @@ fn live_facts_show_a_blackhole_route_and_a_counted_drop_rule_in_a_namespace() {
         "{:#?}",
         facts.errors
     );
+}
+
+/// Loads `ruleset` with nft inside `ns` (from a thread that entered it; never the host's).
+fn nft_in(ns: &TestNetns, nft: &Path, ruleset: &str) {
+    let file = std::env::temp_dir().join(format!("{}-{}.nft", ns.name, ruleset.len()));
+    std::fs::write(&file, ruleset).unwrap();
+    let (nft, loaded_file) = (nft.to_path_buf(), file.clone());
+    let status = crate::node::netns::in_netns(&ns.path, move || {
+        Command::new(nft).arg("-f").arg(loaded_file).status()
+    })
+    .unwrap()
+    .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert!(status.success(), "nft -f in {}: {status}", ns.name);
+}
+
+fn drop_rules_of(facts: &NodeFacts, inode: u32) -> Vec<String> {
+    facts
+        .firewall_rules
+        .iter()
+        .filter(|r| r.netns == inode)
+        .map(|r| r.rule.clone())
+        .collect()
+}
+
+#[test]
+fn facts_by_change_list_again_only_what_changed_or_dropped() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped facts_by_change: needs root to create network namespaces");
+        return;
+    }
+    let (Some(nft), Some(_)) = (tools::find("nft"), tools::find("ip")) else {
+        eprintln!("skipped facts_by_change: nft or ip (iproute2) is not installed");
+        return;
+    };
+    let (changed, quiet) = (TestNetns::tagged("fbc-a"), TestNetns::tagged("fbc-b"));
+    let rule = |port: u16| {
+        format!(
+            "table inet trc_fbc {{\n\tchain input {{\n\t\ttype filter hook input priority filter; policy accept;\n\t\tudp dport {port} counter drop\n\t}}\n}}\n"
+        )
+    };
+    for ns in [&changed, &quiet] {
+        run("ip", &["-n", &ns.name, "link", "set", "lo", "up"]);
+    }
+    nft_in(&changed, &nft, &rule(7001));
+    nft_in(&quiet, &nft, &rule(7002));
+    let inode = |ns: &TestNetns| u32::try_from(std::fs::metadata(&ns.path).unwrap().ino()).unwrap();
+    let (a, b) = (inode(&changed), inode(&quiet));
+    let source = FactsSource::live();
+    let mut cache = FactsCache::default();
+    let none = BTreeSet::new();
+    let reads = |cache: &FactsCache, inode| {
+        let r = cache.reads(inode);
+        (r.nft, r.routes)
+    };
+
+    let first = source.collect_changed(&mut cache, &none);
+    assert_eq!((reads(&cache, a), reads(&cache, b)), ((1, 1), (1, 1)));
+    assert_eq!(
+        drop_rules_of(&first, b),
+        vec!["udp dport 7002 counter drop"]
+    );
+
+    // Nothing changed: nothing is listed again, and the kept facts are the same.
+    let second = source.collect_changed(&mut cache, &none);
+    assert_eq!((reads(&cache, a), reads(&cache, b)), ((1, 1), (1, 1)));
+    assert_eq!(
+        drop_rules_of(&second, a),
+        vec!["udp dport 7001 counter drop"]
+    );
+    assert_eq!(
+        drop_rules_of(&second, b),
+        vec!["udp dport 7002 counter drop"]
+    );
+
+    // A rule added in one namespace is seen at the next round; the other is not listed.
+    nft_in(
+        &changed,
+        &nft,
+        "add rule inet trc_fbc input tcp dport 7003 counter reject\n",
+    );
+    let third = source.collect_changed(&mut cache, &none);
+    assert_eq!((reads(&cache, a), reads(&cache, b)), ((2, 1), (1, 1)));
+    assert_eq!(
+        drop_rules_of(&third, a),
+        vec![
+            "udp dport 7001 counter drop",
+            "tcp dport 7003 counter reject with icmpx port-unreachable"
+        ]
+    );
+
+    // A route added in the quiet namespace: its routes are read again, its rules are not.
+    run(
+        "ip",
+        &[
+            "-n",
+            &quiet.name,
+            "route",
+            "add",
+            "blackhole",
+            "198.18.78.0/24",
+        ],
+    );
+    let fourth = source.collect_changed(&mut cache, &none);
+    assert_eq!((reads(&cache, a), reads(&cache, b)), ((2, 1), (1, 2)));
+    assert!(
+        fourth
+            .routes
+            .iter()
+            .any(|r| r.netns == b && r.dst == "198.18.78.0/24" && r.kind == "blackhole"),
+        "{:#?}",
+        fourth.routes
+    );
+
+    // Netfilter drops the kernel saw there: its rules are listed again for their counters.
+    crate::node::netns::in_netns(&quiet.path, || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..4 {
+            socket.send_to(b"fbc", "127.0.0.1:7002").unwrap();
+        }
+    })
+    .unwrap();
+    let fifth = source.collect_changed(&mut cache, &BTreeSet::from([b]));
+    assert_eq!((reads(&cache, a), reads(&cache, b)), ((2, 1), (2, 2)));
+    let counted: Vec<Option<u64>> = fifth
+        .firewall_rules
+        .iter()
+        .filter(|r| r.netns == b)
+        .map(|r| r.packets)
+        .collect();
+    assert_eq!(counted, vec![Some(4)]);
 }
 
 #[test]

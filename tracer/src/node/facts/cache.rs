@@ -1,0 +1,409 @@
+//! Facts by change: what every namespace's routes and rules were at the last round, with the
+//! sockets that tell cheaply whether they changed since (nftables generation, a route
+//! subscription); a round enters and re-reads only the namespaces `changes::decide` names.
+//! Strictly read-only, like the rest of `facts`.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs::File,
+    path::Path,
+};
+
+use super::{
+    add_listing,
+    changes::{decide, Marks, Refresh, Seen},
+    iptables, netlink,
+    nfgen::NfTables,
+    nft,
+    route_watch::RouteWatch,
+    tools, who, Firewall, NamespaceFacts, Tools,
+};
+use crate::node::{evidence::RouteFact, netns};
+
+/// How often each source of one namespace was read (tests and the bench count them).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reads {
+    /// nftables listings (a namespace without tables is counted but runs no `nft`).
+    pub nft: u32,
+    /// `iptables-save`/`ip6tables-save` rounds.
+    pub legacy: u32,
+    /// Route dumps.
+    pub routes: u32,
+}
+
+/// The sockets kept in a namespace: they stay bound to it after the reading thread left.
+#[derive(Default)]
+struct Watchers {
+    nf: Option<NfTables>,
+    routes: Option<RouteWatch>,
+}
+
+/// One part of a namespace's facts with the sentences about what could not be read of it.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Part<T> {
+    pub(super) value: T,
+    pub(super) errors: Vec<String>,
+}
+
+/// What is kept of one namespace between rounds.
+#[derive(Default)]
+struct Kept {
+    marks: Marks,
+    routes: Part<Vec<RouteFact>>,
+    nft: Part<Firewall>,
+    legacy: Part<Firewall>,
+    /// Why the namespace could not be entered (then the rest is empty).
+    unreachable: Option<String>,
+    watchers: Watchers,
+    reads: Reads,
+}
+
+/// Facts kept between rounds (see the module docs); one per long-lived window.
+#[derive(Default)]
+pub struct FactsCache {
+    scanner: netns::Scanner,
+    tools: Option<Tools>,
+    kept: BTreeMap<u32, Kept>,
+}
+
+/// A namespace to enter this round, with what is known of it.
+struct Job {
+    inode: u32,
+    label: String,
+    before: Option<Marks>,
+    generation: Option<u32>,
+    seen: Seen,
+    watchers: Watchers,
+}
+
+/// What a visit read.
+struct Visit {
+    marks: Marks,
+    refresh: Refresh,
+    routes: Part<Vec<RouteFact>>,
+    nft: Part<Firewall>,
+    legacy: Part<Firewall>,
+    watchers: Watchers,
+}
+
+impl FactsCache {
+    /// How often each source of namespace `inode` was read so far.
+    pub fn reads(&self, inode: u32) -> Reads {
+        self.kept.get(&inode).map(|k| k.reads).unwrap_or_default()
+    }
+
+    /// One round over every namespace of the node (or only namespace `only` when given):
+    /// returns each namespace's facts, read again where they changed (or where the kernel saw
+    /// netfilter drops: `netfilter_drops` holds their inodes), kept from the last round elsewhere.
+    pub(super) fn round(
+        &mut self,
+        (proc_root, sys_root, run_netns): (&Path, &Path, &Path),
+        netfilter_drops: &BTreeSet<u32>,
+        only: Option<u32>,
+    ) -> Option<Vec<NamespaceFacts>> {
+        let tools = self
+            .tools
+            .get_or_insert_with(|| Tools::find(proc_root, sys_root))
+            .clone();
+        let handles = self.scanner.scan(proc_root, run_netns);
+        if handles.is_empty() {
+            return None;
+        }
+        let present: BTreeSet<u32> = handles.iter().map(|h| h.inode).collect();
+        self.kept.retain(|inode, _| present.contains(inode));
+        // Without legacy tables anywhere (the module not loaded) their names need no visit.
+        let legacy_loaded = tools.has_legacy()
+            && (proc_root.join("net/ip_tables_names").exists()
+                || proc_root.join("net/ip6_tables_names").exists());
+        let own = netns::inode_of(&proc_root.join("thread-self/ns/net"));
+        let mut jobs = Vec::new();
+        for handle in handles.iter().filter(|h| only.is_none_or(|i| i == h.inode)) {
+            // A drop the kernel could not place (inode 0) may be anywhere's.
+            let seen_drops =
+                netfilter_drops.contains(&handle.inode) || netfilter_drops.contains(&0);
+            if let Some(job) = self.job_for(handle.inode, &handle.label, seen_drops, legacy_loaded)
+            {
+                let file = if Some(handle.inode) == own {
+                    None
+                } else {
+                    match File::open(&handle.path) {
+                        Ok(f) => Some(f),
+                        Err(e) => {
+                            self.unreachable(handle.inode, &handle.label, &e.to_string());
+                            continue;
+                        }
+                    }
+                };
+                jobs.push((file, job));
+            }
+        }
+        self.visit_all(jobs, tools, proc_root);
+        Some(
+            handles
+                .iter()
+                .filter(|h| only.is_none_or(|i| i == h.inode))
+                .map(|h| self.facts_of(h.inode))
+                .collect(),
+        )
+    }
+
+    /// The job for one namespace, or None when nothing of it needs a visit.
+    fn job_for(
+        &mut self,
+        inode: u32,
+        label: &str,
+        netfilter_drops: bool,
+        legacy_loaded: bool,
+    ) -> Option<Job> {
+        let seen = |routes_changed| Seen {
+            routes_changed,
+            netfilter_drops,
+        };
+        let Some(kept) = self.kept.get_mut(&inode) else {
+            return Some(Job {
+                inode,
+                label: label.to_owned(),
+                before: None,
+                generation: None,
+                seen: seen(true),
+                watchers: Watchers::default(),
+            });
+        };
+        let generation = kept
+            .watchers
+            .nf
+            .as_mut()
+            .and_then(|nf| nf.generation().ok());
+        let routes_changed = kept
+            .watchers
+            .routes
+            .as_mut()
+            .is_none_or(RouteWatch::changed);
+        let now = Marks {
+            nft_generation: generation,
+            legacy_tables: kept.marks.legacy_tables.clone(),
+        };
+        let refresh = decide(Some(&kept.marks), &now, seen(routes_changed));
+        (refresh.any() || legacy_loaded || kept.unreachable.is_some()).then(|| Job {
+            inode,
+            label: label.to_owned(),
+            before: kept.unreachable.is_none().then(|| kept.marks.clone()),
+            generation,
+            seen: seen(routes_changed),
+            watchers: std::mem::take(&mut kept.watchers),
+        })
+    }
+
+    fn unreachable(&mut self, inode: u32, label: &str, why: &str) {
+        let kept = self.kept.entry(inode).or_default();
+        kept.unreachable = Some(format!(
+            "{} could not be entered, so its routes and firewall are unknown: {why}.",
+            who(label, inode)
+        ));
+    }
+
+    /// Enters every job's namespace in turn on one thread and keeps what was read.
+    fn visit_all(&mut self, jobs: Vec<(Option<File>, Job)>, tools: Tools, proc_root: &Path) {
+        if jobs.is_empty() {
+            return;
+        }
+        let names: Vec<(u32, String)> = jobs
+            .iter()
+            .map(|(_, j)| (j.inode, j.label.clone()))
+            .collect();
+        let proc_root = proc_root.to_path_buf();
+        let results = netns::in_each_netns(jobs, move |job| visit(job, &tools, &proc_root));
+        let results = match results {
+            Ok(r) => r,
+            Err(e) => {
+                for (inode, label) in &names {
+                    self.unreachable(*inode, label, &format!("{e:#}"));
+                }
+                return;
+            }
+        };
+        for ((inode, label), result) in names.into_iter().zip(results) {
+            match result {
+                Ok(v) => self.keep(inode, v),
+                Err(e) => self.unreachable(inode, &label, &format!("{e:#}")),
+            }
+        }
+    }
+
+    fn keep(&mut self, inode: u32, visit: Visit) {
+        let kept = self.kept.entry(inode).or_default();
+        kept.unreachable = None;
+        kept.marks = visit.marks;
+        kept.watchers = visit.watchers;
+        if visit.refresh.routes {
+            kept.routes = visit.routes;
+            kept.reads.routes += 1;
+        }
+        if visit.refresh.nft {
+            kept.nft = visit.nft;
+            kept.reads.nft += 1;
+        }
+        if visit.refresh.legacy {
+            kept.legacy = visit.legacy;
+            kept.reads.legacy += 1;
+        }
+    }
+
+    /// The kept facts of one namespace, as one read.
+    fn facts_of(&self, inode: u32) -> NamespaceFacts {
+        let Some(kept) = self.kept.get(&inode) else {
+            return NamespaceFacts::default();
+        };
+        if let Some(why) = &kept.unreachable {
+            return NamespaceFacts {
+                errors: vec![why.clone()],
+                ..NamespaceFacts::default()
+            };
+        }
+        let mut out = NamespaceFacts {
+            routes: kept.routes.value.clone(),
+            firewall: kept.nft.value.clone(),
+            errors: kept.routes.errors.clone(),
+        };
+        out.firewall.merge(kept.legacy.value.clone());
+        out.errors.extend(kept.nft.errors.iter().cloned());
+        out.errors.extend(kept.legacy.errors.iter().cloned());
+        out
+    }
+}
+
+/// Inside the job's namespace: opens the watchers the first time (before reading, so a change
+/// in between is seen next round), reads the marks, decides, and reads what changed.
+fn visit(job: Job, tools: &Tools, proc_root: &Path) -> Visit {
+    let mut watchers = job.watchers;
+    let mut generation = job.generation;
+    if job.before.is_none() {
+        watchers = Watchers {
+            // Only where nf_tables is there: asking for it would load the module otherwise.
+            nf: tools.nft.as_ref().and_then(|_| NfTables::open().ok()),
+            routes: RouteWatch::open().ok(),
+        };
+        generation = watchers.nf.as_mut().and_then(|nf| nf.generation().ok());
+    }
+    let marks = Marks {
+        nft_generation: generation,
+        legacy_tables: Some(legacy_names(tools, proc_root)),
+    };
+    let refresh = decide(job.before.as_ref(), &marks, job.seen);
+    let whom = who(&job.label, job.inode);
+    let mut visit = Visit {
+        marks,
+        refresh,
+        routes: Part::default(),
+        nft: Part::default(),
+        legacy: Part::default(),
+        watchers,
+    };
+    if refresh.routes {
+        let (routes, errors) = netlink::routes(job.inode, &job.label);
+        visit.routes = Part {
+            value: routes,
+            errors,
+        };
+    }
+    if refresh.nft {
+        visit.nft = read_nft(
+            tools,
+            visit.watchers.nf.as_mut(),
+            job.inode,
+            &job.label,
+            &whom,
+        );
+    }
+    if refresh.legacy {
+        visit.legacy = read_legacy(tools, proc_root, job.inode, &job.label, &whom);
+    }
+    visit
+}
+
+/// The legacy table names of the calling thread's namespace (empty without the tools).
+fn legacy_names(tools: &Tools, proc_root: &Path) -> String {
+    if !tools.has_legacy() {
+        return String::new();
+    }
+    let net = proc_root.join("thread-self/net");
+    ["ip_tables_names", "ip6_tables_names"]
+        .iter()
+        .map(|f| std::fs::read_to_string(net.join(f)).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// The nftables rules of the calling thread's namespace; no `nft` run when netlink says the
+/// namespace has no table.
+pub(super) fn read_nft(
+    tools: &Tools,
+    nf: Option<&mut NfTables>,
+    inode: u32,
+    label: &str,
+    whom: &str,
+) -> Part<Firewall> {
+    let mut out = NamespaceFacts::default();
+    let Some(path) = &tools.nft else {
+        return Part::default();
+    };
+    if nf.is_some_and(|nf| nf.tables() == Ok(0)) {
+        return Part::default();
+    }
+    let result = tools::run(path, &["-j", "list", "ruleset"]);
+    add_listing(
+        &mut out,
+        "nft -j list ruleset",
+        result,
+        |t| nft::parse(t, inode, label),
+        whom,
+    );
+    Part {
+        value: out.firewall,
+        errors: out.errors,
+    }
+}
+
+/// The legacy iptables rules of the calling thread's namespace (tables listed only when it
+/// has some).
+pub(super) fn read_legacy(
+    tools: &Tools,
+    proc_root: &Path,
+    inode: u32,
+    label: &str,
+    whom: &str,
+) -> Part<Firewall> {
+    let mut out = NamespaceFacts::default();
+    let net = proc_root.join("thread-self/net");
+    for (tool, names, ipv6, command) in [
+        (
+            &tools.iptables,
+            "ip_tables_names",
+            false,
+            "iptables-save -c",
+        ),
+        (
+            &tools.ip6tables,
+            "ip6_tables_names",
+            true,
+            "ip6tables-save -c",
+        ),
+    ] {
+        let Some(tool) = tool else { continue };
+        if !super::has_legacy_tables(&net.join(names)) {
+            continue;
+        }
+        let result = tools::run(tool, &["-c"]);
+        add_listing(
+            &mut out,
+            command,
+            result,
+            |t| Ok(iptables::parse(t, ipv6, inode, label)),
+            whom,
+        );
+    }
+    Part {
+        value: out.firewall,
+        errors: out.errors,
+    }
+}
