@@ -646,3 +646,94 @@ fn softirq_exits_of_untimed_vectors_are_not_counted_unpaired() {
     assert!(unpaired < 16, "{unpaired} unpaired softirq exits in 3.5 s");
     assert!(net_rx > 0, "NET_RX time counted: {net_rx} ns");
 }
+
+/// One program's `run_cnt` and `recursion_misses` as `bpftool prog show id N -j` reads them
+/// (bpftool leaves `recursion_misses` out while it is 0).
+fn bpftool_counters(id: u32) -> (u64, u64) {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "id", &id.to_string(), "-j"])
+        .output()
+        .expect("bpftool");
+    let prog: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
+    (
+        prog["run_cnt"].as_u64().unwrap_or(0),
+        prog["recursion_misses"].as_u64().unwrap_or(0),
+    )
+}
+
+fn bpf_stats_sysctl() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .expect("kernel.bpf_stats_enabled")
+        .trim()
+        .to_owned()
+}
+
+/// The cost section is the kernel's own per-program counters: ns/run is known with
+/// `kernel.bpf_stats_enabled=0` (the tracer holds a BPF_ENABLE_STATS descriptor and leaves
+/// the sysctl as it was), and runs and recursion misses are what bpftool reads for the same
+/// program ids, taken between two reads of ours.
+#[test]
+fn program_costs_and_recursion_misses_are_the_kernels_own_counters() {
+    if !privileged("program_costs") {
+        return;
+    }
+    if Command::new("bpftool").arg("version").output().is_err() {
+        eprintln!("skipped program_costs: bpftool is not installed");
+        return;
+    }
+    let sysctl_before = bpf_stats_sysctl();
+    let ns = Netns::new("cost");
+    let tracer = start_tracer();
+    const N: u32 = 2000;
+    let report = window(&tracer, &ns, || {
+        send_udp(&ns, "127.0.0.1:9".parse().expect("addr"), N)
+    });
+    assert!(
+        report.tracer_cost.run_time_stats_held,
+        "BPF_ENABLE_STATS is held"
+    );
+    let kfree = report
+        .tracer_cost
+        .programs
+        .iter()
+        .find(|p| p.program == "kfree_skb")
+        .expect("kfree_skb cost");
+    assert!(kfree.runs >= u64::from(N), "{kfree:?}");
+    assert!(kfree.ns_per_run.is_some_and(|ns| ns > 0.0), "{kfree:?}");
+    let line = tracer::judge::report::tracer_cost_line(&report);
+    assert!(
+        line.contains("kfree_skb") && line.contains(" ns") && !line.contains("unknown"),
+        "{line}"
+    );
+
+    let before = tracer.program_counters();
+    let shown: Vec<(u64, u64)> = before.iter().map(|(_, c)| bpftool_counters(c.id)).collect();
+    let after = tracer.program_counters();
+    assert_eq!(before.len(), tracer::kernel::probes::PROBES.len());
+    for (((name, b), (_, a)), (runs, misses)) in before.iter().zip(&after).zip(&shown) {
+        assert!(
+            (b.runs..=a.runs).contains(runs),
+            "{name}: bpftool run_cnt {runs} outside {}..={}",
+            b.runs,
+            a.runs
+        );
+        assert!(
+            (b.recursion_misses..=a.recursion_misses).contains(misses),
+            "{name}: bpftool recursion_misses {misses} outside {}..={}",
+            b.recursion_misses,
+            a.recursion_misses
+        );
+    }
+    drop(tracer);
+    assert_eq!(
+        bpf_stats_sysctl(),
+        sysctl_before,
+        "the sysctl is left as it was"
+    );
+    if sysctl_before != "0" {
+        eprintln!(
+            "note program_costs: kernel.bpf_stats_enabled was {sysctl_before} (set by someone \
+             else), so this run cannot show that ns/run is known with it 0"
+        );
+    }
+}

@@ -1,9 +1,10 @@
 //! `cargo xtask bench`: the tracer's cost, side by side with bpftrace, in one run.
 //!
 //! For each workload (a lab of network namespaces it creates, see [`lab`]) it runs the load
-//! untraced, traced by `tracer report`, traced by the equivalent bpftrace program, and traced by
-//! bpftrace programs with empty bodies on the same tracepoints (the floor any eBPF program
-//! pays), in an order that rotates every round so that the machine's drift cancels out. With
+//! untraced, traced by `tracer report`, traced by the equivalent bpftrace program, traced by
+//! bpftrace programs with empty bodies on the same tracepoints, and traced by empty programs of
+//! our own attached as raw tracepoints (`rawtp_floor`: the attach floor, the least any eBPF
+//! program on those tracepoints costs), in an order that rotates every round so that the machine's drift cancels out. With
 //! `kernel.bpf_stats_enabled=1` (restored afterwards) it collects the kernel programs' ns per
 //! run, and for the user-space processes their CPU time, peak RSS, start-up and stop times (see
 //! [`observe`]). The summary (see [`summary`]) goes to stdout as a markdown table and, with
@@ -69,6 +70,21 @@ tracepoint:tcp:tcp_send_reset { }
 tracepoint:tcp:tcp_receive_reset { }
 tracepoint:sock:inet_sk_error_report { }
 ";
+
+/// The tracer's tracepoints, each given an empty raw tracepoint program by `rawtp_floor` (the
+/// attach floor; bpftrace 0.17 has no `rawtracepoint:` probes).
+pub const FLOOR_TRACEPOINTS: [&str; 10] = [
+    "kfree_skb",
+    "softirq_entry",
+    "softirq_exit",
+    "tcp_retransmit_skb",
+    "tcp_retransmit_synack",
+    "tcp_probe",
+    "inet_sock_set_state",
+    "tcp_send_reset",
+    "tcp_receive_reset",
+    "inet_sk_error_report",
+];
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -237,11 +253,14 @@ pub enum Variant {
     TracerCapture,
     Bpftrace,
     BpftraceEmpty,
+    /// Empty programs of our own on the tracer's tracepoints, attached as raw tracepoints.
+    RawTpFloor,
 }
 
 impl Variant {
-    const ALL: [Variant; 5] = [
+    const ALL: [Variant; 6] = [
         Variant::Untraced,
+        Variant::RawTpFloor,
         Variant::Tracer,
         Variant::TracerCapture,
         Variant::Bpftrace,
@@ -255,6 +274,7 @@ impl Variant {
             Variant::TracerCapture => "tracer + capture",
             Variant::Bpftrace => "bpftrace",
             Variant::BpftraceEmpty => "bpftrace, empty programs",
+            Variant::RawTpFloor => "floor: empty raw_tp programs",
         }
     }
 }
@@ -405,8 +425,10 @@ pub fn bench(root: &Path, options: &Options) -> Result<()> {
         tasks::build(root)?;
     }
     let mut loadgen_build = command("cargo", ["build", "--release", "-p", "xtask", "--bin"]);
-    loadgen_build.arg("loadgen").current_dir(root);
-    run_cmd(&mut loadgen_build).context("building the load generator")?;
+    loadgen_build
+        .args(["loadgen", "--bin", "rawtp_floor"])
+        .current_dir(root);
+    run_cmd(&mut loadgen_build).context("building the load generator and rawtp_floor")?;
     let release = target_dir(root).join("release");
     let counter_sample = release.join("examples/counter_sample");
     if options.counters() && !(options.no_build && counter_sample.is_file()) {
@@ -427,6 +449,7 @@ pub fn bench(root: &Path, options: &Options) -> Result<()> {
     let tools = Tools {
         tracer: release.join("tracer"),
         loadgen: release.join("loadgen"),
+        floor: release.join("rawtp_floor"),
         bpftrace: find_in_path("bpftrace")
             .context("bpftrace is not installed (cargo xtask setup installs it)")?,
         bpftool: find_in_path("bpftool").context("bpftool is not installed")?,
@@ -710,6 +733,14 @@ fn run_once(
                 Some(bpftrace.pid()),
             )?);
             (load, Some(bpftrace.finish()?))
+        }
+        Variant::RawTpFloor => {
+            let mut cmd = std::process::Command::new(&tools.floor);
+            cmd.args(FLOOR_TRACEPOINTS);
+            let mut floor = Bpftrace::start_command(tools, cmd, "rawtp_floor")?;
+            let load = lab.run_load(load_time, &mut || floor.sample())?;
+            foreign.extend(observe::foreign_links(&tools.bpftool, Some(floor.pid()))?);
+            (load, Some(floor.finish()?))
         }
     };
     Ok(RunRecord {

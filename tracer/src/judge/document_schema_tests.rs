@@ -127,18 +127,21 @@ fn full_observations() -> Report {
     report.tracer_counters = BTreeMap::from([("drop_events", 509), ("ringbuf_lost", 0)]);
     report.tracer_cost = TracerCost {
         bpf_stats_enabled: true,
+        run_time_stats_held: true,
         programs: vec![
             ProgramCost {
                 program: "kfree_skb".to_owned(),
                 runs: 509,
                 run_time_ns: 50_900,
                 ns_per_run: Some(100.0),
+                recursion_misses: 0,
             },
             ProgramCost {
                 program: "tcp_retransmit_skb".to_owned(),
                 runs: 0,
                 run_time_ns: 0,
                 ns_per_run: None,
+                recursion_misses: 0,
             },
         ],
     };

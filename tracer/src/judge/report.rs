@@ -50,6 +50,10 @@ pub struct TracerCost {
     /// `kernel.bpf_stats_enabled`: run times are only kept while it is 1 (the tracer never
     /// turns it on; `sysctl kernel.bpf_stats_enabled=1` does).
     pub bpf_stats_enabled: bool,
+    /// The tracer holds a `BPF_ENABLE_STATS` descriptor (kernel >= 5.8): the kernel times its
+    /// programs whatever `kernel.bpf_stats_enabled` says, and the sysctl is left as it was.
+    #[serde(default)]
+    pub run_time_stats_held: bool,
     pub programs: Vec<ProgramCost>,
 }
 
@@ -60,6 +64,10 @@ pub struct ProgramCost {
     pub run_time_ns: u64,
     /// Mean nanoseconds per run (None when no run was timed).
     pub ns_per_run: Option<f64>,
+    /// Events the program missed in the window because another BPF program was running on
+    /// that CPU (the kernel's `recursion_misses`; 0 before kernel 5.12).
+    #[serde(default)]
+    pub recursion_misses: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
@@ -384,6 +392,7 @@ pub fn build(
     let tracer_cost = TracerCost {
         // Filled by the caller, which may read the node (this function is pure).
         bpf_stats_enabled: false,
+        run_time_stats_held: false,
         programs: window_delta
             .program_costs
             .iter()
@@ -392,6 +401,11 @@ pub fn build(
                 runs: *runs,
                 run_time_ns: *ns,
                 ns_per_run: (*runs > 0 && *ns > 0).then(|| *ns as f64 / *runs as f64),
+                recursion_misses: window_delta
+                    .program_misses
+                    .get(program)
+                    .copied()
+                    .unwrap_or(0),
             })
             .collect(),
     };
@@ -503,9 +517,11 @@ impl Report {
 
 /// The tracer's own cost in one line: runs and ns/run per program, and what it lost.
 ///
-/// The kernel counts runs and run time only while `kernel.bpf_stats_enabled=1` (the tracer never
-/// sets it). Without them the cost is said to be unknown, never "no program ran": the events the
-/// programs counted themselves (`tracer_counters`) are shown instead.
+/// The kernel counts runs and run time while the tracer holds its `BPF_ENABLE_STATS` descriptor
+/// or `kernel.bpf_stats_enabled=1` (the tracer never sets the sysctl). Without either the cost is
+/// said to be unknown, never "no program ran": the events the programs counted themselves
+/// (`tracer_counters`) are shown instead. Recursion misses (events a program never saw because
+/// another BPF program was running on that CPU) are named when there are any.
 pub fn tracer_cost_line(o: &Report) -> String {
     let seconds = o.window.duration_s.max(0.001);
     let programs: Vec<String> = o
@@ -546,7 +562,8 @@ pub fn tracer_cost_line(o: &Report) -> String {
             each.join(", ")
         )
     };
-    let cost = if !o.tracer_cost.bpf_stats_enabled {
+    let timed = o.tracer_cost.bpf_stats_enabled || o.tracer_cost.run_time_stats_held;
+    let cost = if !timed {
         format!("unknown (kernel.bpf_stats_enabled=0){counted}")
     } else if !programs.is_empty() {
         programs.join(", ")
@@ -555,7 +572,34 @@ pub fn tracer_cost_line(o: &Report) -> String {
     } else {
         "no program ran".to_owned()
     };
-    format!("tracer cost: {cost}; lost events {lost}")
+    format!(
+        "tracer cost: {cost}; lost events {lost}{}",
+        recursion_misses_text(o)
+    )
+}
+
+/// `; recursion misses N (program n, …)` when any program missed events, else nothing.
+fn recursion_misses_text(o: &Report) -> String {
+    let missed: Vec<String> = o
+        .tracer_cost
+        .programs
+        .iter()
+        .filter(|p| p.recursion_misses > 0)
+        .map(|p| format!("{} {}", p.program, p.recursion_misses))
+        .collect();
+    if missed.is_empty() {
+        return String::new();
+    }
+    let total: u64 = o
+        .tracer_cost
+        .programs
+        .iter()
+        .map(|p| p.recursion_misses)
+        .sum();
+    format!(
+        "; recursion misses {total} ({}: another BPF program was running on that CPU)",
+        missed.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -838,18 +882,21 @@ mod cost_line_tests {
                 .collect(),
             tracer_cost: TracerCost {
                 bpf_stats_enabled: true,
+                run_time_stats_held: false,
                 programs: vec![
                     ProgramCost {
                         program: "kfree_skb".to_owned(),
                         runs: 100_000,
                         run_time_ns: 16_000_000,
                         ns_per_run: Some(160.0),
+                        recursion_misses: 0,
                     },
                     ProgramCost {
                         program: "tcp_retransmit_skb".to_owned(),
                         runs: 0,
                         run_time_ns: 0,
                         ns_per_run: None,
+                        recursion_misses: 0,
                     },
                 ],
             },
@@ -859,8 +906,24 @@ mod cost_line_tests {
             tracer_cost_line(&report),
             "tracer cost: kfree_skb 10000/s × 160 ns; lost events 4"
         );
-        // Stats turned off before the window ended: the run counts are partial, so unknown.
+        // The sysctl off but the tracer's own BPF_ENABLE_STATS descriptor held: still timed.
         report.tracer_cost.bpf_stats_enabled = false;
+        report.tracer_cost.run_time_stats_held = true;
+        assert_eq!(
+            tracer_cost_line(&report),
+            "tracer cost: kfree_skb 10000/s × 160 ns; lost events 4"
+        );
+        // Recursion misses are named with the program that missed them.
+        report.tracer_cost.programs[1].recursion_misses = 7;
+        assert_eq!(
+            tracer_cost_line(&report),
+            "tracer cost: kfree_skb 10000/s × 160 ns; lost events 4; recursion misses 7 \
+             (tcp_retransmit_skb 7: another BPF program was running on that CPU)"
+        );
+        report.tracer_cost.programs[1].recursion_misses = 0;
+        // Neither the sysctl nor the descriptor (kernel < 5.8, stats turned off before the
+        // window ended): the run counts are partial, so unknown.
+        report.tracer_cost.run_time_stats_held = false;
         assert_eq!(
             tracer_cost_line(&report),
             "tracer cost: unknown (kernel.bpf_stats_enabled=0); the programs counted 0 events; \
@@ -896,11 +959,13 @@ mod cost_line_tests {
             .collect(),
             tracer_cost: TracerCost {
                 bpf_stats_enabled: false,
+                run_time_stats_held: false,
                 programs: vec![ProgramCost {
                     program: "kfree_skb".to_owned(),
                     runs: 0,
                     run_time_ns: 0,
                     ns_per_run: None,
+                    recursion_misses: 0,
                 }],
             },
             notes: vec![],

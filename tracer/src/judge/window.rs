@@ -45,6 +45,10 @@ pub struct TracerMeta {
     /// The node's name (`NODE_NAME`, else the host name); absent in older recordings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// The tracer held a `BPF_ENABLE_STATS` descriptor, so its programs were timed whatever
+    /// `kernel.bpf_stats_enabled` said (false in older recordings).
+    #[serde(default)]
+    pub run_time_stats_held: bool,
 }
 
 /// A judged window.
@@ -187,6 +191,7 @@ pub fn observations(
         notes,
     );
     report.tracer_cost.bpf_stats_enabled = last.bpf_stats_enabled;
+    report.tracer_cost.run_time_stats_held = meta.run_time_stats_held;
     report
 }
 

@@ -16,8 +16,11 @@ use tracer_common::{
     MAP_SOCK_ERRORS, MAP_SOFTIRQ_STATS, SOFTIRQ_VECTORS,
 };
 
+use std::os::fd::AsFd as _;
+
 use crate::{
     kernel::probes::{Plan, ProbeState, ProbeStatus},
+    kernel::prog_stats::{self, ProgramCounters},
     kernel::snapshot::{sum_per_cpu, Snapshot},
 };
 
@@ -28,6 +31,9 @@ pub(crate) static EBPF_OBJECT: &[u8] =
 /// Loaded programs and their maps. Programs stay attached while this lives.
 pub struct Session {
     _ebpf: Ebpf,
+    /// Keeps the kernel timing our programs (`BPF_ENABLE_STATS`) for the session's lifetime;
+    /// `None` where the kernel refused it (before 5.8).
+    run_time_stats: Option<std::os::fd::OwnedFd>,
     drops: PerCpuHashMap<MapData, DropKey, u64>,
     flows: AyaHashMap<MapData, FlowKey, FlowStats>,
     softirq: PerCpuArray<MapData, SoftirqStats>,
@@ -61,16 +67,48 @@ pub(crate) fn raise_memlock() {
     }
 }
 
+/// aya's loader, made on a thread of its own: `EbpfLoader::new()` parses the whole vmlinux
+/// BTF (aya 0.14 does it eagerly), which need not wait for the formats, our own BTF reader and
+/// kallsyms. Start it first, hand it to [`Session::start_prepared`] once the plan is made.
+pub struct PreparedLoader(std::thread::JoinHandle<EbpfLoader<'static>>);
+
+impl PreparedLoader {
+    pub fn start() -> PreparedLoader {
+        PreparedLoader(std::thread::spawn(|| {
+            let started = Instant::now();
+            let loader = EbpfLoader::new();
+            tracing::debug!(
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "aya parsed the kernel BTF (EbpfLoader::new)"
+            );
+            loader
+        }))
+    }
+
+    fn join(self) -> EbpfLoader<'static> {
+        // A panic in aya's BTF parse: parse again here, where it is reported.
+        self.0.join().unwrap_or_else(|_| EbpfLoader::new())
+    }
+}
+
 impl Session {
     /// Loads the programs with the plan's offsets and attaches every ready probe. Fails only
     /// when nothing could be loaded at all; a probe that cannot attach is reported, not fatal.
     pub fn start(plan: &Plan) -> Result<Session> {
+        Session::start_prepared(plan, PreparedLoader::start())
+    }
+
+    /// [`Session::start`] with aya's loader made beforehand (see [`PreparedLoader`]).
+    pub fn start_prepared(plan: &Plan, loader: PreparedLoader) -> Result<Session> {
         raise_memlock();
+        // Before the first attach, so every run of every program is timed.
+        let run_time_stats = prog_stats::hold_run_time_stats();
         let mut config = plan.config;
         config.ephemeral_ports = crate::kernel::probes::ephemeral_ports(
             &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default(),
         );
-        let mut ebpf = EbpfLoader::new()
+        let mut loader: EbpfLoader<'_> = loader.join();
+        let mut ebpf = loader
             .override_global(GLOBAL_CONFIG, &config, true)
             // The capture ring buffer is used only by `tracer capture`'s own session: keep the
             // always-on session's copy at one page instead of 4 MiB of kernel memory.
@@ -127,6 +165,7 @@ impl Session {
         let sock_errors = AyaHashMap::try_from(take(&mut ebpf, MAP_SOCK_ERRORS)?)?;
         Ok(Session {
             _ebpf: ebpf,
+            run_time_stats,
             drops,
             flows,
             softirq,
@@ -138,20 +177,22 @@ impl Session {
         })
     }
 
-    /// Run count and total run time of each attached program (the kernel keeps them while
-    /// `kernel.bpf_stats_enabled` is 1; otherwise they stay 0).
-    pub fn program_costs(&self) -> Vec<(String, u64, u64)> {
+    /// Whether this session holds a `BPF_ENABLE_STATS` descriptor: the kernel then times our
+    /// programs whatever `kernel.bpf_stats_enabled` says.
+    pub fn holds_run_time_stats(&self) -> bool {
+        self.run_time_stats.is_some()
+    }
+
+    /// The kernel's counters of each attached program: runs and run time (kept while run-time
+    /// statistics are on, see [`Session::holds_run_time_stats`]) and recursion misses.
+    pub fn program_counters(&self) -> Vec<(String, ProgramCounters)> {
         self.probes
             .iter()
             .filter(|p| p.state == ProbeState::Attached)
             .filter_map(|p| {
-                let program = self._ebpf.program(&p.program)?;
-                let info = program.info().ok()?;
-                Some((
-                    p.program.clone(),
-                    info.run_count(),
-                    u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
-                ))
+                let fd = self._ebpf.program(&p.program)?.fd().ok()?;
+                let counters = prog_stats::read(fd.as_fd()).ok()?;
+                Some((p.program.clone(), counters))
             })
             .collect()
     }
@@ -212,7 +253,11 @@ impl Session {
                     .unwrap_or(0)
             })
             .collect();
-        snap.program_costs = self.program_costs();
+        for (program, c) in self.program_counters() {
+            snap.program_costs
+                .push((program.clone(), c.runs, c.run_time_ns));
+            snap.program_misses.insert(program, c.recursion_misses);
+        }
         Ok(snap)
     }
 }

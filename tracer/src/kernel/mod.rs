@@ -1,5 +1,5 @@
 //! The running kernel: what it offers (tracefs formats, BTF, kallsyms), which probes can attach
-//! and how (startup), loading them (loader and, for `tracer capture`, capture: the only modules that touch aya) and plain copies of
+//! and how (startup), loading them (loader, prog_stats and, for `tracer capture`, capture: the only modules that touch aya) and plain copies of
 //! their maps (snapshot). Uses nothing else of this crate.
 
 pub mod btf;
@@ -10,6 +10,7 @@ pub mod kallsyms;
 pub mod loader;
 pub mod names;
 pub mod probes;
+pub mod prog_stats;
 pub mod snapshot;
 pub mod startup;
 pub mod tracefs;

@@ -21,6 +21,9 @@ pub struct Snapshot {
     pub counters: Vec<u64>,
     /// Per program: (name, run count, run time in ns), from the kernel's BPF statistics.
     pub program_costs: Vec<(String, u64, u64)>,
+    /// Per program: events it missed because another BPF program was running on that CPU
+    /// (the kernel's `recursion_misses`, counted whether or not run times are).
+    pub program_misses: BTreeMap<String, u64>,
     /// RTT, connection outcomes and connect time per destination (entries still in the LRU).
     pub dests: HashMap<DestKey, DestStats>,
     /// Resets per flow, direction and reason.
@@ -154,6 +157,14 @@ impl Snapshot {
                 (name.clone(), runs.saturating_sub(r0), ns.saturating_sub(n0))
             })
             .collect();
+        let program_misses = self
+            .program_misses
+            .iter()
+            .map(|(name, n)| {
+                let before = start.program_misses.get(name).copied().unwrap_or(0);
+                (name.clone(), n.saturating_sub(before))
+            })
+            .collect();
         // Per-destination deltas only between two copies that both read those maps.
         let flow_maps = self.has_flow_maps && start.has_flow_maps;
         let dests = self
@@ -180,6 +191,7 @@ impl Snapshot {
             softirq,
             counters,
             program_costs,
+            program_misses,
             dests,
             resets: if flow_maps {
                 count_delta(&self.resets, &start.resets)

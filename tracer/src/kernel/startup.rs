@@ -84,8 +84,15 @@ pub fn prepare(sources: &KernelSources) -> Startup {
     let kallsyms_path = sources.kallsyms.clone();
     let kallsyms = std::thread::spawn(move || Kallsyms::load_from(&kallsyms_path));
 
+    let btf_started = std::time::Instant::now();
     let btf = match KernelBtf::from_file(&sources.btf) {
-        Ok(b) => Some(b),
+        Ok(b) => {
+            tracing::debug!(
+                ms = btf_started.elapsed().as_secs_f64() * 1e3,
+                "the tracer's BTF reader indexed the kernel BTF"
+            );
+            Some(b)
+        }
         Err(e) => {
             notes.push(format!("no kernel BTF ({e:#}): {BTF_OFF}"));
             None

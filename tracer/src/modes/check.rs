@@ -438,6 +438,10 @@ pub fn evaluate(facts: &NodeFacts) -> Vec<CheckLine> {
         "bpf stats",
         if facts.bpf_stats_enabled {
             "kernel.bpf_stats_enabled=1: reports show runs and ns/run per program"
+        } else if !kernel_before(&facts.kernel, (5, 8)) {
+            "kernel.bpf_stats_enabled=0: the tracer times its own programs while it runs \
+             (BPF_ENABLE_STATS, kernel >= 5.8; the sysctl stays 0): reports show runs and ns/run \
+             per program"
         } else {
             "kernel.bpf_stats_enabled=0: the programs' runs and ns/run are unknown (reports show \
              the events the programs counted); sysctl kernel.bpf_stats_enabled=1 measures them"
@@ -614,6 +618,7 @@ mod tests {
     fn bpf_stats_off_says_run_counts_and_times_are_unknown_never_that_reports_show_them() {
         let mut facts = healthy();
         facts.bpf_stats_enabled = false;
+        facts.kernel = "5.4.0".to_owned();
         let off = evaluate(&facts);
         let line = off.iter().find(|l| l.item == "bpf stats").expect("line");
         assert_eq!(line.status, Status::Ok);
@@ -626,6 +631,15 @@ mod tests {
             line.detail.contains("kernel.bpf_stats_enabled=0")
                 && line.detail.contains("unknown")
                 && line.detail.contains("events"),
+            "{}",
+            line.detail
+        );
+        // From 5.8 the tracer holds its own BPF_ENABLE_STATS descriptor: timed, sysctl untouched.
+        facts.kernel = "5.8.0".to_owned();
+        let held = evaluate(&facts);
+        let line = held.iter().find(|l| l.item == "bpf stats").expect("line");
+        assert!(
+            line.detail.contains("BPF_ENABLE_STATS") && line.detail.contains("runs and ns/run"),
             "{}",
             line.detail
         );

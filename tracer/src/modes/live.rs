@@ -104,6 +104,8 @@ impl LiveTracer {
     ) -> Result<LiveTracer> {
         let started = Instant::now();
         require_root()?;
+        // aya's BTF parse runs beside the formats, our BTF reader and kallsyms.
+        let loader = crate::kernel::loader::PreparedLoader::start();
         let mut notes = Vec::new();
         let tracefs = Tracefs::locate_or_mount()?;
         if tracefs.mounted_by_tracer {
@@ -129,7 +131,7 @@ impl LiveTracer {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "formats, BTF and kallsyms read"
         );
-        let session = Session::start(&plan)?;
+        let session = Session::start_prepared(&plan, loader)?;
         let startup_ms = started.elapsed().as_secs_f64() * 1000.0;
         let mut kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
@@ -157,6 +159,7 @@ impl LiveTracer {
             notes: self.notes.clone(),
             names: self.names.clone(),
             node_name: node_name(),
+            run_time_stats_held: self.session.holds_run_time_stats(),
         }
     }
 
@@ -177,6 +180,11 @@ impl LiveTracer {
     /// Copies every map now.
     pub fn snapshot(&self) -> Result<Snapshot> {
         self.session.snapshot()
+    }
+
+    /// The kernel's counters of each attached program (id, runs, run time, recursion misses).
+    pub fn program_counters(&self) -> Vec<(String, crate::kernel::prog_stats::ProgramCounters)> {
+        self.session.program_counters()
     }
 
     /// Copies the maps, the per-destination ones only when `flow_maps` is set (the frames
@@ -216,6 +224,7 @@ impl LiveTracer {
         report.tracer_cost.bpf_stats_enabled =
             std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
                 .is_ok_and(|s| s.trim() == "1");
+        report.tracer_cost.run_time_stats_held = self.session.holds_run_time_stats();
         report
     }
 }

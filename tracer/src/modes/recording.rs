@@ -12,6 +12,7 @@
 //! netns, location, count}], flows[{netns, family, sport, dport, saddr[4], daddr[4],
 //! retransmits, retransmitted_segments, synack_retransmits, failed_attempts, last_state}],
 //! softirq[{cpu, vec, runs, total_ns, hist[32]}], counters[], program_costs[[name, runs, ns]],
+//! program_misses{name: recursion misses} (optional, absent in older files),
 //! dests[{netns, family, dport, daddr[4], rtt_samples, rtt_sum_us, connects, established, failed,
 //! closed, connect_timed, connect_sum_us, rtt_hist[[bucket, count]], connect_hist[…]}],
 //! resets[{flow{netns, family, sport, dport, saddr, daddr}, reason, direction, count}],
@@ -144,6 +145,9 @@ pub struct RecSnapshot {
     pub softirq: Vec<RecSoftirq>,
     pub counters: Vec<u64>,
     pub program_costs: Vec<(String, u64, u64)>,
+    /// Per program: the kernel's recursion misses (absent in older recordings: read as none).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub program_misses: std::collections::BTreeMap<String, u64>,
     /// Added after version 1 first shipped: absent in older recordings (read as empty).
     #[serde(default)]
     pub dests: Vec<RecDest>,
@@ -205,6 +209,7 @@ impl From<&Snapshot> for RecSnapshot {
                 .collect(),
             counters: s.counters.clone(),
             program_costs: s.program_costs.clone(),
+            program_misses: s.program_misses.clone(),
             dests: {
                 let mut v: Vec<RecDest> = s
                     .dests
@@ -277,6 +282,7 @@ impl From<&RecSnapshot> for Snapshot {
         let mut s = Snapshot {
             counters: r.counters.clone(),
             program_costs: r.program_costs.clone(),
+            program_misses: r.program_misses.clone(),
             dest_entries: r.dest_entries,
             has_flow_maps: r.has_flow_maps,
             ..Default::default()
@@ -529,6 +535,7 @@ mod tests {
         s.softirq.insert((1, 3), st);
         s.counters = vec![1, 2, 3];
         s.program_costs = vec![("kfree_skb".to_owned(), 10, 2500)];
+        s.program_misses.insert("kfree_skb".to_owned(), 4);
         let dest = DestKey {
             netns: 7,
             family: 2,

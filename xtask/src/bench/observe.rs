@@ -34,6 +34,8 @@ use crate::cmd::{command, display, stdout_of};
 pub struct Tools {
     pub tracer: PathBuf,
     pub loadgen: PathBuf,
+    /// `rawtp_floor`: empty raw tracepoint programs, the attach floor.
+    pub floor: PathBuf,
     pub bpftrace: PathBuf,
     pub bpftool: PathBuf,
     /// For the dashboard step only.
@@ -58,7 +60,7 @@ impl ProbeCost {
 /// What an observing process cost in one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct ObserverRun {
-    /// `tracer` or `bpftrace`.
+    /// `tracer`, `bpftrace` or `rawtp_floor`.
     pub tool: &'static str,
     /// Start to every probe attached: the tracer's own figure (its stderr line); for bpftrace,
     /// spawn to all its perf links listed by bpftool.
@@ -87,6 +89,9 @@ pub struct ObserverRun {
     /// Whether run times were being counted (`kernel.bpf_stats_enabled`).
     pub bpf_stats_enabled: bool,
     pub programs: Vec<ProbeCost>,
+    /// The tracer: each probe's hook kind as its report's probes section says (`hook`), or
+    /// `tracepoint` from reports that do not say; empty for the other tools.
+    pub hooks: Vec<(String, String)>,
     /// How the process ended (`exit 0`, `exit 2`, `signal 9`).
     pub exit: String,
 }
@@ -502,6 +507,7 @@ impl TracerProcess {
             events_per_s: per_second(events, report_window_s),
             bpf_stats_enabled,
             programs,
+            hooks: probe_hooks(observations),
             exit: reaped.exit,
         })
     }
@@ -557,6 +563,31 @@ pub fn status_field_kib(status: &str, field: &str) -> Option<u64> {
         .ok()
 }
 
+/// Each probe's hook kind from a report's probes section: its `hook` field, `tracepoint` when
+/// the report has none (reports from before hooks were named).
+pub fn probe_hooks(observations: &serde_json::Value) -> Vec<(String, String)> {
+    observations
+        .get("probes")
+        .and_then(serde_json::Value::as_array)
+        .map(|probes| {
+            probes
+                .iter()
+                .filter_map(|probe| {
+                    let name = probe
+                        .get("tracepoint")
+                        .or_else(|| probe.get("program"))?
+                        .as_str()?;
+                    let hook = probe
+                        .get("hook")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("tracepoint");
+                    Some((name.to_owned(), hook.to_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn percent(cpu_ms: f64, window_s: f64) -> f64 {
     if window_s > 0.0 {
         cpu_ms / (window_s * 1000.0) * 100.0
@@ -576,6 +607,7 @@ fn per_second(count: u64, seconds: f64) -> f64 {
 /// bpftrace running over a traced run.
 pub struct Bpftrace {
     proc: Watched,
+    tool: &'static str,
     bpftool: PathBuf,
     before: HashSet<u64>,
     tracepoints: HashMap<u64, String>,
@@ -588,12 +620,19 @@ pub struct Bpftrace {
 impl Bpftrace {
     /// Starts `bpftrace -e program`; returns once all its probes are attached.
     pub fn start(tools: &Tools, program: &str) -> Result<Bpftrace> {
+        let mut cmd = Command::new(&tools.bpftrace);
+        cmd.arg("-e").arg(program);
+        Bpftrace::start_command(tools, cmd, "bpftrace")
+    }
+
+    /// Starts `cmd`, a process that prints bpftrace's `Attaching N probes...` line and holds
+    /// tracepoint or raw tracepoint programs (bpftrace, `rawtp_floor`); returns once all its
+    /// probes are attached.
+    pub fn start_command(tools: &Tools, cmd: Command, tool: &'static str) -> Result<Bpftrace> {
         let before: HashSet<u64> = prog_show(&tools.bpftool)?
             .iter()
             .filter_map(|prog| prog.get("id").and_then(serde_json::Value::as_u64))
             .collect();
-        let mut cmd = Command::new(&tools.bpftrace);
-        cmd.arg("-e").arg(program);
         let mut proc = Watched::spawn(cmd)?;
         let line = proc.wait_line(Stream::Stdout, Duration::from_secs(60), |line| {
             line.starts_with("Attaching ")
@@ -608,7 +647,7 @@ impl Bpftrace {
             }
             if Instant::now() >= give_up {
                 bail!(
-                    "bpftrace attached {} of its {probes} probes within 60 s; stderr: {}",
+                    "{tool} attached {} of its {probes} probes within 60 s; stderr: {}",
                     links.len(),
                     proc.stderr.join(" | ")
                 );
@@ -620,6 +659,7 @@ impl Bpftrace {
         let cpu_at_attach_ms = proc.cpu_ms_now();
         Ok(Bpftrace {
             proc,
+            tool,
             bpftool: tools.bpftool.clone(),
             before,
             tracepoints,
@@ -656,7 +696,7 @@ impl Bpftrace {
         let bpf_stats_enabled = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
             .is_ok_and(|value| value.trim() == "1");
         Ok(ObserverRun {
-            tool: "bpftrace",
+            tool: self.tool,
             startup_ms: self.startup_ms,
             stop_ms: Some(reaped.at.duration_since(stopped).as_secs_f64() * 1000.0),
             probes: self.probes,
@@ -669,6 +709,7 @@ impl Bpftrace {
             events_per_s,
             bpf_stats_enabled,
             programs,
+            hooks: Vec::new(),
             exit: reaped.exit,
         })
     }
@@ -679,8 +720,9 @@ impl Bpftrace {
             .iter()
             .filter_map(|prog| {
                 let id = prog.get("id")?.as_u64()?;
+                let kind = prog.get("type").and_then(serde_json::Value::as_str);
                 if self.before.contains(&id)
-                    || prog.get("type").and_then(serde_json::Value::as_str) != Some("tracepoint")
+                    || !matches!(kind, Some("tracepoint" | "raw_tracepoint"))
                 {
                     return None;
                 }

@@ -174,6 +174,18 @@ pub(super) fn families(x: &Exposition) -> Vec<Family> {
             .map(|(name, v)| (labels(&[("counter", name)]), *v as f64))
             .collect(),
     });
+    out.push(Family {
+        name: "tracer_program_recursion_misses",
+        help: "Events each kernel program missed because another BPF program was running on \
+               that CPU (the kernel's recursion_misses, kernel >= 5.12).",
+        unit: None,
+        kind: Kind::Counter,
+        series: t
+            .recursion_misses
+            .iter()
+            .map(|(program, v)| (labels(&[("program", program)]), *v as f64))
+            .collect(),
+    });
     let d = x.verdict;
     out.push(Family {
         name: "tracer_verdict_info",

@@ -98,6 +98,9 @@ fn delta(netns: u32, no_socket: u64, nf: u64) -> Snapshot {
         softirq,
         counters,
         program_costs: Vec::new(),
+        program_misses: [("kfree_skb".to_owned(), no_socket / 10)]
+            .into_iter()
+            .collect(),
         ..Snapshot::default()
     }
 }
@@ -222,6 +225,15 @@ fn totals_add_intervals_and_the_exposition_parses() {
         5.0
     );
     assert_eq!(value(&scrape, "tracer_tcp_retransmits_total", &[]), 6.0);
+    // 100/10 + 20/10: the kernel's recursion misses, summed over the intervals.
+    assert_eq!(
+        value(
+            &scrape,
+            "tracer_program_recursion_misses_total",
+            &[("program", "kfree_skb")]
+        ),
+        12.0
+    );
     assert_eq!(
         value(&scrape, "tracer_tcp_retransmitted_segments_total", &[]),
         14.0

@@ -41,6 +41,8 @@ pub struct Totals {
     pub(super) retransmitted_segments: u64,
     pub(super) softirq_ns: BTreeMap<(u32, String), u64>,
     pub(super) probe_counters: BTreeMap<&'static str, u64>,
+    /// Per program: events it missed because another BPF program ran on that CPU.
+    pub(super) recursion_misses: BTreeMap<String, u64>,
     pub(super) intervals: u64,
     /// Which destinations have histograms of their own (busiest recently; see `slots`).
     pub(super) slots: Slots,
@@ -200,6 +202,9 @@ impl Totals {
         for (name, index) in counter_names() {
             let v = delta.counters.get(index as usize).copied().unwrap_or(0);
             *self.probe_counters.entry(name).or_insert(0) += v;
+        }
+        for (program, misses) in &delta.program_misses {
+            *self.recursion_misses.entry(program.clone()).or_insert(0) += misses;
         }
     }
 
