@@ -555,7 +555,33 @@ pub fn tracer_cost_line(o: &Report) -> String {
     } else {
         "no program ran".to_owned()
     };
-    format!("tracer cost: {cost}; lost events {lost}")
+    format!(
+        "tracer cost: {cost}; lost events {lost}{}",
+        hooks_summary(&o.probes)
+    )
+}
+
+/// `; hooks: tp_btf: cheapest hook (kfree_skb, tcp_probe); tracepoint: … (tcp_send_reset)`:
+/// which hook each attached probe uses and why, grouped by reason ("" when none says).
+pub fn hooks_summary(probes: &[ProbeStatus]) -> String {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for p in probes {
+        let Some(reason) = p.hook_reason.as_deref() else {
+            continue;
+        };
+        match groups.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, names)) => names.push(&p.program),
+            None => groups.push((reason, vec![&p.program])),
+        }
+    }
+    if groups.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = groups
+        .iter()
+        .map(|(reason, names)| format!("{reason} ({})", names.join(", ")))
+        .collect();
+    format!("; hooks: {}", each.join("; "))
 }
 
 #[cfg(test)]
