@@ -203,6 +203,14 @@ impl Plan {
         }
     }
 
+    /// Moves every probe onto `kind` where it can have it, as `TRACER_HOOK` does (for tests
+    /// that run one check on each kind).
+    pub fn force_hook(&mut self, kind: HookKind) {
+        for choice in self.hooks.values_mut() {
+            *choice = forced(choice.clone(), Some(kind));
+        }
+    }
+
     /// The planned hook of a program (its tracepoint when none was chosen).
     pub fn hook_of(&self, program: &str) -> HookChoice {
         self.hooks
