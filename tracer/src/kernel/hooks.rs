@@ -114,10 +114,13 @@ fn set_sock(config: &mut TracerConfig, o: &SockOffsets) {
     config.tp_srtt_us = o.srtt_us;
 }
 
+/// A tracepoint's argument types from BTF, by event name.
+pub type PrototypeLookup<'a> = &'a dyn Fn(&str) -> anyhow::Result<Vec<String>>;
+
 /// What the kernel offers for the hook choice.
 pub struct HookFacts<'a> {
     /// The tracepoint's argument types from BTF (None: the kernel has no BTF).
-    pub btf_args: Option<&'a dyn Fn(&str) -> anyhow::Result<Vec<String>>>,
+    pub btf_args: Option<PrototypeLookup<'a>>,
     /// Socket offsets from BTF, or why there are none.
     pub sock: Result<SockOffsets, String>,
     /// `TRACER_HOOK`, when set.

@@ -183,7 +183,7 @@ fn choose_hooks(plan: &mut Plan, btf: Option<&KernelBtf>, notes: &mut Vec<String
         None => Err("no BTF".to_owned()),
     };
     plan.choose_hooks(&HookFacts {
-        btf_args: btf.map(|_| &btf_args as &dyn Fn(&str) -> anyhow::Result<Vec<String>>),
+        btf_args: btf.map(|_| &btf_args as crate::kernel::hooks::PrototypeLookup),
         sock,
         forced,
     });

@@ -502,7 +502,7 @@ fn planned_hook(facts: &NodeFacts, plan: &mut probes::Plan, program: &str) -> St
         btf_args: facts
             .prototypes
             .as_ref()
-            .map(|_| &btf_args as &dyn Fn(&str) -> anyhow::Result<Vec<String>>),
+            .map(|_| &btf_args as crate::kernel::hooks::PrototypeLookup),
         sock: facts.sock_offsets.clone(),
         forced: std::env::var(probes::HOOK_VAR)
             .ok()
