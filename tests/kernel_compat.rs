@@ -13,7 +13,7 @@ use tracer::{
     judge::layers::Layer,
     judge::report::Report,
     judge::verdict::probe_loss,
-    kernel::probes::Plan,
+    kernel::{btf::KernelBtf, hooks::HookFacts, probes::Plan},
     modes::live::{netns_scope, LiveTracer},
 };
 use tracer_common::ABSENT;
@@ -28,6 +28,25 @@ fn as_5_10(plan: &mut Plan) {
     c.synack_family = ABSENT;
     // tcp_probe has no socket address before 6.10.
     c.probe_skaddr = ABSENT;
+    // The raw/BTF programs read 5.10's prototype: (skb, location), (sk, skb).
+    let btf = KernelBtf::load().expect("this kernel's BTF");
+    rechoose_hooks(plan, Some(&btf));
+}
+
+/// Chooses the hooks again for the narrowed record (with this kernel's BTF, or none).
+fn rechoose_hooks(plan: &mut Plan, btf: Option<&KernelBtf>) {
+    let lookup = |event: &str| match btf {
+        Some(b) => b.tracepoint_args(event),
+        None => anyhow::bail!("no BTF"),
+    };
+    plan.choose_hooks(&HookFacts {
+        btf_args: btf.map(|_| &lookup as tracer::kernel::hooks::PrototypeLookup),
+        sock: match btf {
+            Some(b) => b.sock_offsets().map_err(|e| format!("{e:#}")),
+            None => Err("no BTF".to_owned()),
+        },
+        forced: None,
+    });
 }
 
 /// And no BTF: no namespace offsets, no tcp_gso_segs.
@@ -44,6 +63,8 @@ fn as_5_10_without_btf(plan: &mut Plan) {
     ] {
         *field = ABSENT;
     }
+    // No BTF: raw tracepoints on the recorded 5.10 prototype, the TCP probes classic.
+    rechoose_hooks(plan, None);
 }
 
 fn drop_rule(ns: &Netns) {

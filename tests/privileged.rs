@@ -15,7 +15,7 @@ use std::{
 use lab::{privileged, send_udp, Link, Netns};
 use tracer::{
     judge::report::Report,
-    kernel::probes::ProbeState,
+    kernel::probes::{HookKind, ProbeState},
     modes::live::{netns_scope, LiveTracer},
 };
 
@@ -27,6 +27,29 @@ fn start_tracer() -> LiveTracer {
         tracer::kernel::probes::PROBES.len(),
         "every probe attaches on this kernel"
     );
+    tracer
+}
+
+/// Every hook kind, for the count checks that must hold on each.
+const HOOKS: [HookKind; 3] = [HookKind::TpBtf, HookKind::RawTp, HookKind::Tracepoint];
+
+/// A tracer whose probes are on `kind` where they can be (as `TRACER_HOOK=kind`); asserts that
+/// `program` really is.
+fn start_tracer_on(kind: HookKind, program: &str) -> LiveTracer {
+    let tracer = LiveTracer::start_with(|plan| plan.force_hook(kind)).expect("starting the tracer");
+    assert_eq!(
+        tracer.attached_count(),
+        tracer::kernel::probes::PROBES.len(),
+        "every probe attaches on {kind:?}"
+    );
+    let probe = tracer
+        .meta()
+        .probes
+        .into_iter()
+        .find(|p| p.program == program)
+        .expect("the probe");
+    assert_eq!(probe.hook, Some(kind), "{program}: {:?}", probe.hook_reason);
+    eprintln!("--- {program} on {}", kind.as_str());
     tracer
 }
 
@@ -51,9 +74,15 @@ fn udp_to_closed_port_counts_exactly_n_no_socket_drops_in_its_namespace() {
     if !privileged("udp_to_closed_port") {
         return;
     }
+    for kind in HOOKS {
+        udp_to_closed_port_on(kind);
+    }
+}
+
+fn udp_to_closed_port_on(kind: HookKind) {
     let ours = Netns::new("udp");
     let other = Netns::new("noise");
-    let tracer = start_tracer();
+    let tracer = start_tracer_on(kind, "kfree_skb");
     const N: u32 = 1000;
     const NOISE: u32 = 700;
     let start = tracer.snapshot().expect("snapshot");
@@ -101,6 +130,12 @@ fn nftables_drop_rule_count_matches_the_rules_own_counter() {
     if !privileged("nftables_drop_rule") {
         return;
     }
+    for kind in HOOKS {
+        nftables_drop_rule_on(kind);
+    }
+}
+
+fn nftables_drop_rule_on(kind: HookKind) {
     let ns = Netns::new("nft");
     ns.nft(
         "table inet trc {\n\
@@ -111,7 +146,7 @@ fn nftables_drop_rule_count_matches_the_rules_own_counter() {
            }\n\
          }\n",
     );
-    let tracer = start_tracer();
+    let tracer = start_tracer_on(kind, "kfree_skb");
     const N: u32 = 800;
     let report = window(&tracer, &ns, || {
         send_udp(&ns, "127.0.0.1:7777".parse().expect("addr"), N);
@@ -142,6 +177,12 @@ fn tcp_retransmits_through_random_loss_match_the_namespace_counters() {
     if !privileged("tcp_retransmits") {
         return;
     }
+    for kind in HOOKS {
+        tcp_retransmits_on(kind);
+    }
+}
+
+fn tcp_retransmits_on(kind: HookKind) {
     let link = Link::new("rtx", 1);
     // Random loss of 2 % of the sender's segments at the receiver's input.
     link.b.nft(&format!(
@@ -153,7 +194,7 @@ fn tcp_retransmits_through_random_loss_match_the_namespace_counters() {
          }}\n",
         link.addr_a
     ));
-    let tracer = start_tracer();
+    let tracer = start_tracer_on(kind, "tcp_retransmit_skb");
     let counters = |link: &Link| {
         (
             link.a.net_counter("snmp", "Tcp", "RetransSegs"),
@@ -221,8 +262,14 @@ fn load_pinned_to_one_cpu_dominates_net_rx_time() {
         eprintln!("skipped softirq_pinned: needs two CPUs, this machine has {cpus}");
         return;
     }
+    for kind in HOOKS {
+        net_rx_pinned_on(kind, cpus);
+    }
+}
+
+fn net_rx_pinned_on(kind: HookKind, cpus: usize) {
     let link = Link::new("irq", 2);
-    let tracer = start_tracer();
+    let tracer = start_tracer_on(kind, "softirq_exit");
     let target: SocketAddr = format!("{}:9", link.addr_b).parse().expect("addr");
     let pinned = cpus - 1;
     let report = window(&tracer, &link.a, || {
@@ -372,15 +419,26 @@ fn tracer_program_ids() -> Vec<u64> {
         .output()
         .expect("bpftool (cargo xtask setup installs it)");
     let progs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
-    let names: Vec<&str> = tracer::kernel::probes::PROBES
+    // Each probe's program on any hook kind: `kfree_skb`, `kfree_skb_raw`, `kfree_skb_btf`.
+    let names: Vec<String> = tracer::kernel::probes::PROBES
         .iter()
-        .map(|p| p.program)
+        .flat_map(|p| {
+            [
+                p.program.to_owned(),
+                format!("{}{}", p.program, tracer_common::RAW_TP_SUFFIX),
+                format!("{}{}", p.program, tracer_common::BTF_TP_SUFFIX),
+            ]
+        })
         .collect();
     progs
         .as_array()
         .map(|a| {
             a.iter()
-                .filter(|p| p["name"].as_str().is_some_and(|n| names.contains(&n)))
+                .filter(|p| {
+                    p["name"]
+                        .as_str()
+                        .is_some_and(|n| names.iter().any(|m| m == n))
+                })
                 .filter_map(|p| p["id"].as_u64())
                 .collect()
         })

@@ -32,6 +32,11 @@ pub const PROG_TCP_SEND_RESET: &str = "tcp_send_reset";
 pub const PROG_TCP_RECEIVE_RESET: &str = "tcp_receive_reset";
 pub const PROG_INET_SK_ERROR_REPORT: &str = "inet_sk_error_report";
 
+/// Suffix of a probe's raw-tracepoint program (`kfree_skb_raw`), where it has one.
+pub const RAW_TP_SUFFIX: &str = "_raw";
+/// Suffix of a probe's BTF-tracepoint program (`kfree_skb_btf`), where it has one.
+pub const BTF_TP_SUFFIX: &str = "_btf";
+
 /// Capacity of [`MAP_DROPS`] (distinct reason × location × namespace keys).
 pub const DROPS_MAX_ENTRIES: u32 = 16_384;
 /// Capacity of the LRU [`MAP_RETRANS_FLOWS`]; older flows are evicted beyond it.
@@ -203,9 +208,32 @@ pub struct TracerConfig {
     /// The host's `ip_local_port_range` as [`pack_port_range`] makes it (0: unknown): which
     /// ports are a client's ephemeral ones, for [`keyed_by_local_end`].
     pub ephemeral_ports: u32,
+    // Raw and BTF tracepoints: the position of each argument in the tracepoint's `TP_PROTO`
+    // (0 is its first argument; the BTF prototype's leading `void *__data` is not counted).
+    pub kfree_arg_skb: u32,
+    pub kfree_arg_location: u32,
+    pub kfree_arg_reason: u32,
+    pub kfree_arg_rx_sk: u32,
+    pub softirq_arg_vec: u32,
+    pub rtx_arg_sk: u32,
+    pub rtx_arg_skb: u32,
+    pub rtx_arg_err: u32,
+    pub probe_arg_sk: u32,
+    // What a raw/BTF program reads from the socket itself, where a classic tracepoint gets the
+    // value in its record: byte offsets in `struct sock` (from BTF) of `__sk_common.skc_*`.
+    pub sk_family: u32,
+    pub sk_state: u32,
+    pub sk_num: u32,
+    pub sk_dport: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_daddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    pub sk_v6_daddr: u32,
+    /// `tcp_sock.srtt_us` (smoothed RTT in µs << 3).
+    pub tp_srtt_us: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<TracerConfig>() == 78 * 4);
+const _: () = assert!(core::mem::size_of::<TracerConfig>() == 96 * 4);
 
 impl TracerConfig {
     /// A configuration with every field absent; the loader fills in what the kernel has.
@@ -289,6 +317,24 @@ impl TracerConfig {
             ipproto_tcp: 0,
             softirq_vec_mask: 0,
             ephemeral_ports: 0,
+            kfree_arg_skb: ABSENT,
+            kfree_arg_location: ABSENT,
+            kfree_arg_reason: ABSENT,
+            kfree_arg_rx_sk: ABSENT,
+            softirq_arg_vec: ABSENT,
+            rtx_arg_sk: ABSENT,
+            rtx_arg_skb: ABSENT,
+            rtx_arg_err: ABSENT,
+            probe_arg_sk: ABSENT,
+            sk_family: ABSENT,
+            sk_state: ABSENT,
+            sk_num: ABSENT,
+            sk_dport: ABSENT,
+            sk_rcv_saddr: ABSENT,
+            sk_daddr: ABSENT,
+            sk_v6_rcv_saddr: ABSENT,
+            sk_v6_daddr: ABSENT,
+            tp_srtt_us: ABSENT,
         }
     }
 }

@@ -12,9 +12,10 @@ use core::ptr::addr_of_mut;
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::bpf_ktime_get_ns,
-    macros::{map, tracepoint},
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{LruHashMap, PerCpuArray},
-    programs::TracePointContext,
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
+    EbpfContext,
 };
 use tracer_common::{
     counter, keyed_by_local_end, lat_bucket, DestKey, DestStats, ErrorKey, ABSENT,
@@ -23,6 +24,7 @@ use tracer_common::{
 };
 
 use crate::shared::{
+    args::{arg_u64, sock_local, sock_remote, sock_u32},
     atomic_add32, atomic_add64, bump, config,
     netns::{sock_netns, DEV_CACHE_REVALIDATE},
     record::{ctx_addr4, ctx_addr6, ctx_sockaddr, ctx_u16, ctx_u32, ctx_u64},
@@ -77,11 +79,12 @@ struct LastClose {
 #[map(name = "LAST_CLOSE")]
 static LAST_CLOSE: PerCpuArray<LastClose> = PerCpuArray::with_max_entries(1, 0);
 
-/// Namespace of a socket through the per-CPU cache.
+/// Namespace of a socket through the per-CPU cache, the slot chosen by the connection's two
+/// ports (`ports`: local ^ remote). Not by the socket's address: on a BTF tracepoint that is a
+/// typed pointer, on which the verifier allows no shift.
 #[inline(always)]
-fn sock_netns_cached(sk: u64) -> Option<u32> {
-    // Sockets are slab objects of ~2 KiB: bits above 11 tell them apart.
-    let slot = ((sk >> 11) ^ (sk >> 13)) as u32 & (SK_CACHE_SLOTS - 1);
+fn sock_netns_cached(sk: u64, ports: u16) -> Option<u32> {
+    let slot = u32::from(ports ^ (ports >> 8)) & (SK_CACHE_SLOTS - 1);
     let cache = SK_NETNS_CACHE.get_ptr_mut(slot)?;
     unsafe {
         if (*cache).sk == sk && (*cache).uses < DEV_CACHE_REVALIDATE {
@@ -149,9 +152,8 @@ fn dest_key(
     })
 }
 
-/// Smoothed RTT per received segment, into the destination's histogram. The hot path: one
-/// cached namespace, one hash lookup, two atomic adds (the sample count is the histogram's
-/// sum, added up in user space).
+/// Smoothed RTT per received segment, into the destination's histogram (classic tracepoint:
+/// the record has the RTT, both ends as sockaddrs and, since 6.10, the socket).
 #[tracepoint]
 pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     bump(counter::TCP_PROBE_EVENTS);
@@ -163,20 +165,76 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     if srtt == 0 {
         return 0;
     }
-    let Some((family, dport, daddr)) = ctx_sockaddr(&ctx, config!(probe_daddr_sa)) else {
+    let Some(remote) = ctx_sockaddr(&ctx, config!(probe_daddr_sa)) else {
         bump(counter::READ_ERRORS);
         return 0;
     };
+    let local = ctx_sockaddr(&ctx, config!(probe_saddr_sa));
+    let sk = ctx_u64(&ctx, config!(probe_skaddr)).unwrap_or(0);
+    rtt_sample(srtt, remote, local, sk);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "tcp_probe")]
+pub fn tcp_probe_raw(ctx: RawTracePointContext) -> u32 {
+    probe_from_args(ctx.as_ptr())
+}
+
+#[btf_tracepoint(function = "tcp_probe")]
+pub fn tcp_probe_btf(ctx: BtfTracePointContext) -> u32 {
+    probe_from_args(ctx.as_ptr())
+}
+
+/// The raw/BTF hooks: the same values read from the socket (`tcp_sock.srtt_us >> 3`, as the
+/// classic record has it; the ends from `sock_common`).
+#[inline(always)]
+fn probe_from_args(ctx: *mut core::ffi::c_void) -> u32 {
+    bump(counter::TCP_PROBE_EVENTS);
+    let sk = arg_u64(ctx, config!(probe_arg_sk)).unwrap_or(0);
+    let Some(srtt_us) = sock_u32(sk, config!(tp_srtt_us)) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    // Opaque to the optimiser: otherwise it bounds the histogram index through `srtt_us`
+    // (before the shift), a relation the verifier does not follow ("unbounded memory access").
+    let srtt = core::hint::black_box(srtt_us >> 3);
+    if srtt == 0 {
+        return 0;
+    }
+    let Some(remote) = sock_remote(sk) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    rtt_sample(srtt, remote, sock_local(sk), sk);
+    0
+}
+
+/// One RTT sample into the destination's histogram. The hot path: one cached namespace, one
+/// hash lookup, two atomic adds (the sample count is the histogram's sum, added up in user
+/// space). `remote`/`local`: (family, port, address) of each end.
+#[inline(always)]
+fn rtt_sample(
+    srtt: u32,
+    remote: (u16, u16, [u32; 4]),
+    local: Option<(u16, u16, [u32; 4])>,
+    sk: u64,
+) {
+    let (family, dport, daddr) = remote;
+    let ports = dport ^ local.map_or(0, |(_, sport, _)| sport);
     // The server's side of a client's connection counts under its own (listening) end, not
     // under each client's ephemeral port.
-    let (dport, daddr) = match ctx_sockaddr(&ctx, config!(probe_saddr_sa)) {
+    let (dport, daddr) = match local {
         Some((_, sport, saddr)) if keyed_by_local_end(sport, dport, config!(ephemeral_ports)) => {
             (sport, saddr)
         }
         _ => (dport, daddr),
     };
-    let sk = ctx_u64(&ctx, config!(probe_skaddr)).unwrap_or(0);
-    let netns = if sk == 0 { None } else { sock_netns_cached(sk) }.unwrap_or_else(|| {
+    let netns = if sk == 0 {
+        None
+    } else {
+        sock_netns_cached(sk, ports)
+    }
+    .unwrap_or_else(|| {
         bump(counter::NETNS_UNKNOWN);
         0
     });
@@ -187,7 +245,7 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
         daddr,
     };
     let Some(stats) = dest_entry(&key) else {
-        return 0;
+        return;
     };
     let bucket = lat_bucket(u64::from(srtt));
     unsafe {
@@ -196,7 +254,6 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
             atomic_add32(slot, 1);
         }
     }
-    0
 }
 
 /// Connection outcomes per destination and connect time (SYN_SENT → ESTABLISHED).

@@ -1,17 +1,20 @@
 //! Drops: `skb:kfree_skb` counts every dropped skb by drop reason × namespace × freeing location
-//! into `DROPS` (a per-CPU hash), which this module owns.
+//! into `DROPS` (a per-CPU hash), which this module owns. One body, three hooks: the classic
+//! tracepoint reads its record, the raw and BTF tracepoints the arguments.
 //!
 //! May use `shared` (configuration, record reads, namespaces, counters); no other family.
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    macros::{map, tracepoint},
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::PerCpuHashMap,
-    programs::TracePointContext,
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
+    EbpfContext,
 };
 use tracer_common::{counter, DropKey, ABSENT, DROPS_MAX_ENTRIES};
 
 use crate::shared::{
+    args::arg_u64,
     bump, config,
     netns::skb_netns,
     record::{ctx_u32, ctx_u64},
@@ -38,6 +41,40 @@ pub fn kfree_skb(ctx: TracePointContext) -> u32 {
         ABSENT => 0,
         offset => ctx_u64(&ctx, offset).unwrap_or(0),
     };
+    count_drop(skb, location, reason, rx_sk);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn kfree_skb_raw(ctx: RawTracePointContext) -> u32 {
+    from_args(ctx.as_ptr())
+}
+
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> u32 {
+    from_args(ctx.as_ptr())
+}
+
+/// The raw/BTF hooks: the same values from the tracepoint's arguments.
+#[inline(always)]
+fn from_args(ctx: *mut core::ffi::c_void) -> u32 {
+    bump(counter::KFREE_SKB_EVENTS);
+    let (Some(skb), Some(location)) = (
+        arg_u64(ctx, config!(kfree_arg_skb)),
+        arg_u64(ctx, config!(kfree_arg_location)),
+    ) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    let reason = arg_u64(ctx, config!(kfree_arg_reason)).map_or(ABSENT, |r| r as u32);
+    let rx_sk = arg_u64(ctx, config!(kfree_arg_rx_sk)).unwrap_or(0);
+    count_drop(skb, location, reason, rx_sk);
+    0
+}
+
+/// Counts one drop under its reason, namespace and freeing location.
+#[inline(always)]
+fn count_drop(skb: u64, location: u64, reason: u32, rx_sk: u64) {
     let netns = skb_netns(skb, rx_sk).unwrap_or_else(|| {
         bump(counter::NETNS_UNKNOWN);
         0
@@ -58,5 +95,4 @@ pub fn kfree_skb(ctx: TracePointContext) -> u32 {
             None => bump(counter::DROPS_MAP_FULL),
         }
     }
-    0
 }

@@ -11,13 +11,15 @@ use core::{
 
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
-    macros::{map, tracepoint},
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::LruHashMap,
-    programs::TracePointContext,
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
+    EbpfContext,
 };
 use tracer_common::{counter, FlowKey, FlowStats, ABSENT, RETRANS_FLOWS_MAX_ENTRIES};
 
 use crate::shared::{
+    args::{arg_u64, sock_flow_key, sock_state},
     bump, config,
     netns::sock_netns,
     record::{ctx_u32, ctx_u64, flow_key},
@@ -75,16 +77,10 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
         ABSENT => false,
         offset => ctx_u32(&ctx, offset).is_some_and(|err| err != 0),
     };
-    if failed {
-        bump(counter::RETRANSMIT_FAILED);
-    }
     let sk = ctx_u64(&ctx, config!(rtx_skaddr)).unwrap_or(0);
-    let netns = sock_netns(sk).unwrap_or_else(|| {
-        bump(counter::NETNS_UNKNOWN);
-        0
-    });
+    let netns = counted_netns(sk, failed);
     let state = ctx_u32(&ctx, config!(rtx_state)).unwrap_or(0);
-    let Some(key) = flow_key(
+    let key = flow_key(
         &ctx,
         netns,
         config!(rtx_family),
@@ -94,15 +90,60 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
         config!(rtx_daddr),
         config!(rtx_saddr_v6),
         config!(rtx_daddr_v6),
-    ) else {
+    );
+    let skb = ctx_u64(&ctx, config!(rtx_skbaddr)).unwrap_or(0);
+    retransmit(key, failed, state, skb);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb_raw(ctx: RawTracePointContext) -> u32 {
+    retransmit_from_args(ctx.as_ptr())
+}
+
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb_btf(ctx: BtfTracePointContext) -> u32 {
+    retransmit_from_args(ctx.as_ptr())
+}
+
+/// The raw/BTF hooks: the socket, skb and error from the arguments, the flow and state from
+/// the socket itself.
+#[inline(always)]
+fn retransmit_from_args(ctx: *mut core::ffi::c_void) -> u32 {
+    bump(counter::RETRANSMIT_EVENTS);
+    let failed = arg_u64(ctx, config!(rtx_arg_err)).is_some_and(|err| err as i32 != 0);
+    let sk = arg_u64(ctx, config!(rtx_arg_sk)).unwrap_or(0);
+    let netns = counted_netns(sk, failed);
+    let state = sock_state(sk).unwrap_or(0);
+    let key = sock_flow_key(sk, netns);
+    let skb = arg_u64(ctx, config!(rtx_arg_skb)).unwrap_or(0);
+    retransmit(key, failed, state, skb);
+    0
+}
+
+/// Counts a failed attempt, and the socket's namespace (0, counted as unknown, when unread).
+#[inline(always)]
+fn counted_netns(sk: u64, failed: bool) -> u32 {
+    if failed {
+        bump(counter::RETRANSMIT_FAILED);
+    }
+    sock_netns(sk).unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    })
+}
+
+/// One retransmission (or failed attempt) of a flow, with the segments in its skb.
+#[inline(always)]
+fn retransmit(key: Option<FlowKey>, failed: bool, state: u32, skb: u64) {
+    let Some(key) = key else {
         bump(counter::READ_ERRORS);
-        return 0;
+        return;
     };
     if failed {
         flow_add(&key, 0, 0, 0, 1, state);
     } else {
         // Segments in this skb (TCP_SKB_CB(skb)->tcp_gso_segs); 1 when unknown.
-        let skb = ctx_u64(&ctx, config!(rtx_skbaddr)).unwrap_or(0);
         let segs_off = config!(skb_tcp_segs);
         let segs = if skb != 0 && segs_off != ABSENT {
             unsafe { bpf_probe_read_kernel((skb + segs_off as u64) as *const u16) }
@@ -112,7 +153,6 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
         };
         flow_add(&key, 1, segs, 0, 0, state);
     }
-    0
 }
 
 #[tracepoint]

@@ -7,13 +7,14 @@
 
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
-    macros::{map, tracepoint},
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::PerCpuArray,
-    programs::TracePointContext,
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
+    EbpfContext,
 };
 use tracer_common::{counter, log2_bucket, SoftirqStats, SOFTIRQ_VECTORS};
 
-use crate::shared::{bump, config, record::ctx_u32};
+use crate::shared::{args::arg_u64, bump, config, record::ctx_u32};
 
 #[map(name = "SOFTIRQ_START")]
 static SOFTIRQ_START: PerCpuArray<u64> = PerCpuArray::with_max_entries(SOFTIRQ_VECTORS, 0);
@@ -28,37 +29,86 @@ fn timed(vec: u32) -> bool {
     mask == 0 || (vec < 32 && mask & (1 << vec) != 0)
 }
 
+/// The vector number, from a raw/BTF tracepoint's first argument.
+#[inline(always)]
+fn arg_vec(ctx: *mut core::ffi::c_void) -> Option<u32> {
+    arg_u64(ctx, config!(softirq_arg_vec)).map(|v| v as u32)
+}
+
 #[tracepoint]
 pub fn softirq_entry(ctx: TracePointContext) -> u32 {
-    let Some(vec) = ctx_u32(&ctx, config!(softirq_entry_vec)) else {
-        return 0;
-    };
-    // Only the vectors user space asked for (networking): no clock read for the others.
-    if !timed(vec) {
-        return 0;
+    if let Some(vec) = ctx_u32(&ctx, config!(softirq_entry_vec)) {
+        entry(vec);
     }
-    if let Some(start) = SOFTIRQ_START.get_ptr_mut(vec) {
-        unsafe { *start = bpf_ktime_get_ns() };
+    0
+}
+
+#[raw_tracepoint(tracepoint = "softirq_entry")]
+pub fn softirq_entry_raw(ctx: RawTracePointContext) -> u32 {
+    if let Some(vec) = arg_vec(ctx.as_ptr()) {
+        entry(vec);
+    }
+    0
+}
+
+#[btf_tracepoint(function = "softirq_entry")]
+pub fn softirq_entry_btf(ctx: BtfTracePointContext) -> u32 {
+    if let Some(vec) = arg_vec(ctx.as_ptr()) {
+        entry(vec);
     }
     0
 }
 
 #[tracepoint]
 pub fn softirq_exit(ctx: TracePointContext) -> u32 {
-    let Some(vec) = ctx_u32(&ctx, config!(softirq_exit_vec)) else {
-        return 0;
-    };
+    if let Some(vec) = ctx_u32(&ctx, config!(softirq_exit_vec)) {
+        exit(vec);
+    }
+    0
+}
+
+#[raw_tracepoint(tracepoint = "softirq_exit")]
+pub fn softirq_exit_raw(ctx: RawTracePointContext) -> u32 {
+    if let Some(vec) = arg_vec(ctx.as_ptr()) {
+        exit(vec);
+    }
+    0
+}
+
+#[btf_tracepoint(function = "softirq_exit")]
+pub fn softirq_exit_btf(ctx: BtfTracePointContext) -> u32 {
+    if let Some(vec) = arg_vec(ctx.as_ptr()) {
+        exit(vec);
+    }
+    0
+}
+
+/// Stamps the start of a timed vector's run on this CPU.
+#[inline(always)]
+fn entry(vec: u32) {
+    // Only the vectors user space asked for (networking): no clock read for the others.
+    if !timed(vec) {
+        return;
+    }
+    if let Some(start) = SOFTIRQ_START.get_ptr_mut(vec) {
+        unsafe { *start = bpf_ktime_get_ns() };
+    }
+}
+
+/// Adds the run time of a timed vector that ends on this CPU.
+#[inline(always)]
+fn exit(vec: u32) {
     // The same vectors as the entry: an exit of a vector never stamped is not "unpaired".
     if !timed(vec) {
-        return 0;
+        return;
     }
     let Some(start) = SOFTIRQ_START.get_ptr_mut(vec) else {
-        return 0;
+        return;
     };
     let started = unsafe { *start };
     if started == 0 {
         bump(counter::SOFTIRQ_UNPAIRED);
-        return 0;
+        return;
     }
     unsafe { *start = 0 };
     let elapsed = unsafe { bpf_ktime_get_ns() }.saturating_sub(started);
@@ -72,5 +122,4 @@ pub fn softirq_exit(ctx: TracePointContext) -> u32 {
             }
         }
     }
-    0
 }

@@ -281,6 +281,35 @@ fn write(path: &Path, text: &str) -> Result<()> {
     fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Copies the manifests, alert rules and dashboards of `deploy/` (its `.yaml`, `.md` and `.json`
+/// files, subdirectories included) into the tarball's stage; the vendored schemas the manifest
+/// tests validate against stay out — a node needs none of them.
+fn copy_deploy(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    let entries = fs::read_dir(from).with_context(|| format!("reading {}", from.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", from.display()))?
+            .path();
+        let Some(file) = path.file_name() else {
+            continue;
+        };
+        if path.is_dir() {
+            if file != "schemas" {
+                copy_deploy(&path, &to.join(file))?;
+            }
+            continue;
+        }
+        let keep = path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "md" || ext == "json");
+        if keep {
+            copy(&path, &to.join(file))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,33 +344,4 @@ mod tests {
         assert_eq!(arches("aarch64").expect("one"), vec!["aarch64".to_owned()]);
         assert!(arches("riscv64").is_err());
     }
-}
-
-/// Copies the manifests, alert rules and dashboards of `deploy/` (its `.yaml`, `.md` and `.json`
-/// files, subdirectories included) into the tarball's stage; the vendored schemas the manifest
-/// tests validate against stay out — a node needs none of them.
-fn copy_deploy(from: &Path, to: &Path) -> Result<()> {
-    fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    let entries = fs::read_dir(from).with_context(|| format!("reading {}", from.display()))?;
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("reading {}", from.display()))?
-            .path();
-        let Some(file) = path.file_name() else {
-            continue;
-        };
-        if path.is_dir() {
-            if file != "schemas" {
-                copy_deploy(&path, &to.join(file))?;
-            }
-            continue;
-        }
-        let keep = path
-            .extension()
-            .is_some_and(|ext| ext == "yaml" || ext == "md" || ext == "json");
-        if keep {
-            copy(&path, &to.join(file))?;
-        }
-    }
-    Ok(())
 }

@@ -5,6 +5,7 @@
 //!
 //! May use `aya-ebpf` and `tracer-common` only; never a family module.
 
+pub(crate) mod args;
 pub(crate) mod netns;
 pub(crate) mod record;
 

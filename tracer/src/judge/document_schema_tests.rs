@@ -60,6 +60,8 @@ fn full_observations() -> Report {
         state: ProbeState::Missing,
         detail: "no such tracepoint on this kernel".to_owned(),
         attach_ms: None,
+        hook: None,
+        hook_reason: None,
     });
     report.drops.by_reason[0].netns = vec![NetnsCount {
         inode: 4_026_532_999,

@@ -573,8 +573,9 @@ pub fn tracer_cost_line(o: &Report) -> String {
         "no program ran".to_owned()
     };
     format!(
-        "tracer cost: {cost}; lost events {lost}{}",
-        recursion_misses_text(o)
+        "tracer cost: {cost}; lost events {lost}{}{}",
+        recursion_misses_text(o),
+        hooks_summary(&o.probes)
     )
 }
 
@@ -600,6 +601,29 @@ fn recursion_misses_text(o: &Report) -> String {
         "; recursion misses {total} ({}: another BPF program was running on that CPU)",
         missed.join(", ")
     )
+}
+
+/// `; hooks: tp_btf: cheapest hook (kfree_skb, tcp_probe); tracepoint: … (tcp_send_reset)`:
+/// which hook each attached probe uses and why, grouped by reason ("" when none says).
+pub fn hooks_summary(probes: &[ProbeStatus]) -> String {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for p in probes {
+        let Some(reason) = p.hook_reason.as_deref() else {
+            continue;
+        };
+        match groups.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, names)) => names.push(&p.program),
+            None => groups.push((reason, vec![&p.program])),
+        }
+    }
+    if groups.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = groups
+        .iter()
+        .map(|(reason, names)| format!("{reason} ({})", names.join(", ")))
+        .collect();
+    format!("; hooks: {}", each.join("; "))
 }
 
 #[cfg(test)]

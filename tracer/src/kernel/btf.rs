@@ -27,9 +27,34 @@ pub struct NetnsOffsets {
     pub skb_tcp_segs: Option<u32>,
 }
 
+/// Byte offsets in `struct sock` (and `struct tcp_sock`) of what a classic TCP tracepoint
+/// copies into its record, for the raw and BTF tracepoints, which get the socket instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SockOffsets {
+    /// `sock.__sk_common.skc_family`
+    pub family: u32,
+    /// `sock.__sk_common.skc_state`
+    pub state: u32,
+    /// `sock.__sk_common.skc_num` (local port, host order)
+    pub num: u32,
+    /// `sock.__sk_common.skc_dport` (remote port, network order)
+    pub dport: u32,
+    /// `sock.__sk_common.skc_rcv_saddr`
+    pub rcv_saddr: u32,
+    /// `sock.__sk_common.skc_daddr`
+    pub daddr: u32,
+    /// `sock.__sk_common.skc_v6_rcv_saddr`
+    pub v6_rcv_saddr: u32,
+    /// `sock.__sk_common.skc_v6_daddr`
+    pub v6_daddr: u32,
+    /// `tcp_sock.srtt_us`
+    pub srtt_us: u32,
+}
+
 /// BTF kinds this reader looks at (`include/uapi/linux/btf.h`).
 mod kind {
     pub const INT: u32 = 1;
+    pub const PTR: u32 = 2;
     pub const ARRAY: u32 = 3;
     pub const STRUCT: u32 = 4;
     pub const UNION: u32 = 5;
@@ -205,6 +230,72 @@ impl KernelBtf {
                 })
                 .ok(),
         })
+    }
+
+    /// Offsets of the socket fields the raw/BTF TCP programs read (see [`SockOffsets`]).
+    pub fn sock_offsets(&self) -> Result<SockOffsets> {
+        let common = |member: &str| self.member_offset("sock", &["__sk_common", member]);
+        Ok(SockOffsets {
+            family: common("skc_family")?,
+            state: common("skc_state")?,
+            num: common("skc_num")?,
+            dport: common("skc_dport")?,
+            rcv_saddr: common("skc_rcv_saddr")?,
+            daddr: common("skc_daddr")?,
+            v6_rcv_saddr: common("skc_v6_rcv_saddr")?,
+            v6_daddr: common("skc_v6_daddr")?,
+            srtt_us: self.member_offset("tcp_sock", &["srtt_us"])?,
+        })
+    }
+
+    /// The arguments of tracepoint `event` as a raw or BTF tracepoint program sees them: the
+    /// parameter types of the kernel's `btf_trace_<event>` prototype (its `TP_PROTO`) after the
+    /// leading `void *__data`, e.g. `["struct sk_buff *", "void *", "enum skb_drop_reason",
+    /// "struct sock *"]`. Qualifiers (`const`) are left out.
+    pub fn tracepoint_args(&self, event: &str) -> Result<Vec<String>> {
+        let typedef = format!("btf_trace_{event}");
+        let id = self
+            .ids_named(&typedef, kind::TYPEDEF)
+            .next()
+            .ok_or_else(|| anyhow!("{typedef} not in BTF"))?;
+        let ptr = self
+            .header(self.strip_modifiers(id))
+            .filter(|h| h.kind == kind::PTR)
+            .ok_or_else(|| anyhow!("{typedef} is not a function pointer"))?;
+        let proto = self
+            .header(self.strip_modifiers(ptr.size_or_type))
+            .filter(|h| h.kind == kind::FUNC_PROTO)
+            .ok_or_else(|| anyhow!("{typedef} is not a function pointer"))?;
+        let params = (0..proto.vlen)
+            .map(|i| self.u32_at(proto.at + 12 + 8 * i + 4))
+            .collect::<Option<Vec<u32>>>()
+            .ok_or_else(|| anyhow!("{typedef}'s prototype is truncated"))?;
+        Ok(params
+            .iter()
+            .skip(1)
+            .map(|t| self.type_name(*t, 0))
+            .collect())
+    }
+
+    /// A C-like name of a type: `struct sock *`, `enum skb_drop_reason`, `unsigned int`, `void *`.
+    fn type_name(&self, id: u32, depth: u32) -> String {
+        let Some(h) = self.header(id) else {
+            return "void".to_owned();
+        };
+        if depth > 16 {
+            return "?".to_owned();
+        }
+        let name = self.name(h.name_off);
+        match h.kind {
+            kind::PTR => format!("{} *", self.type_name(h.size_or_type, depth + 1)),
+            kind::CONST | kind::VOLATILE | kind::RESTRICT | kind::TYPE_TAG => {
+                self.type_name(h.size_or_type, depth + 1)
+            }
+            kind::STRUCT => format!("struct {name}"),
+            kind::UNION => format!("union {name}"),
+            kind::ENUM | kind::ENUM64 => format!("enum {name}"),
+            _ => name.to_owned(),
+        }
     }
 
     /// Values of `enum skb_drop_reason` by name, with the `SKB_DROP_REASON_` prefix removed
@@ -459,6 +550,39 @@ mod tests {
         assert!(o.sk_net < 256, "sk_net offset {}", o.sk_net);
         assert!(o.skb_sk > o.skb_dev && o.skb_sk < 64);
         assert!(o.dev_net > 0 && o.net_inum > 0);
+    }
+
+    #[test]
+    fn tracepoint_prototypes_from_live_btf() {
+        let Some(btf) = live() else { return };
+        // Every kernel since raw tracepoints came (4.17): the skb, then where it was freed.
+        let kfree = btf.tracepoint_args("kfree_skb").unwrap();
+        assert_eq!(kfree[..2], ["struct sk_buff *", "void *"], "{kfree:?}");
+        assert_eq!(
+            btf.tracepoint_args("softirq_entry").unwrap(),
+            ["unsigned int"]
+        );
+        assert_eq!(
+            btf.tracepoint_args("tcp_probe").unwrap(),
+            ["struct sock *", "struct sk_buff *"]
+        );
+        let err = btf
+            .tracepoint_args("no_such_event")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("btf_trace_no_such_event"), "{err}");
+    }
+
+    #[test]
+    fn sock_offsets_from_live_btf() {
+        let Some(btf) = live() else { return };
+        let o = btf.sock_offsets().unwrap();
+        // skc_addrpair then skc_portpair: daddr, rcv_saddr, then (after the hash) dport, num.
+        assert_eq!(o.rcv_saddr, o.daddr + 4);
+        assert_eq!(o.num, o.dport + 2);
+        assert!(o.family > o.num && o.state > o.family, "{o:?}");
+        // tcp_sock begins with the sock: srtt_us lies far past sock_common.
+        assert!(o.srtt_us > o.v6_rcv_saddr, "{o:?}");
     }
 
     #[test]

@@ -61,26 +61,26 @@ pub fn emulate(host: &mut Startup, version: &str) -> Result<()> {
     Ok(())
 }
 
-/// Every field of the configuration in declaration order. It is `repr(C)` with 78 `u32`
+/// Every field of the configuration in declaration order. It is `repr(C)` with 96 `u32`
 /// fields, which tracer-common asserts by its size; the alignment is checked here.
 const _: () = assert!(
-    std::mem::size_of::<TracerConfig>() == 78 * 4 && std::mem::align_of::<TracerConfig>() == 4
+    std::mem::size_of::<TracerConfig>() == 96 * 4 && std::mem::align_of::<TracerConfig>() == 4
 );
 
 fn words(c: &TracerConfig) -> &[u32] {
-    // SAFETY: a repr(C) struct of 78 u32s (asserted above) is 78 aligned u32s without padding;
+    // SAFETY: a repr(C) struct of 96 u32s (asserted above) is 96 aligned u32s without padding;
     // the slice borrows `c` for its whole life.
-    unsafe { std::slice::from_raw_parts((c as *const TracerConfig).cast::<u32>(), 78) }
+    unsafe { std::slice::from_raw_parts((c as *const TracerConfig).cast::<u32>(), 96) }
 }
 
 fn words_mut(c: &mut TracerConfig) -> &mut [u32] {
     // SAFETY: as in `words`; the mutable borrow of `c` is exclusive for the slice's life.
-    unsafe { std::slice::from_raw_parts_mut((c as *mut TracerConfig).cast::<u32>(), 78) }
+    unsafe { std::slice::from_raw_parts_mut((c as *mut TracerConfig).cast::<u32>(), 96) }
 }
 
 /// The pure part of [`emulate`]: `host` keeps only what `old` has.
 pub(crate) fn narrow(host: &mut Startup, old: &Startup, version: &str) {
-    // BTF offsets are this kernel's and stay: the recordings have no BTF, the real kernels do.
+    // BTF offsets (namespaces, sockets) are this kernel's and stay: the recordings have no BTF, the real kernels do.
     let btf = {
         let c = &host.plan.config;
         [
@@ -90,6 +90,15 @@ pub(crate) fn narrow(host: &mut Startup, old: &Startup, version: &str) {
             c.sk_net,
             c.net_inum,
             c.skb_tcp_segs,
+            c.sk_family,
+            c.sk_state,
+            c.sk_num,
+            c.sk_dport,
+            c.sk_rcv_saddr,
+            c.sk_daddr,
+            c.sk_v6_rcv_saddr,
+            c.sk_v6_daddr,
+            c.tp_srtt_us,
         ]
     };
     let old_words = words(&old.plan.config).to_vec();
@@ -106,6 +115,15 @@ pub(crate) fn narrow(host: &mut Startup, old: &Startup, version: &str) {
         c.sk_net,
         c.net_inum,
         c.skb_tcp_segs,
+        c.sk_family,
+        c.sk_state,
+        c.sk_num,
+        c.sk_dport,
+        c.sk_rcv_saddr,
+        c.sk_daddr,
+        c.sk_v6_rcv_saddr,
+        c.sk_v6_daddr,
+        c.tp_srtt_us,
     ] = btf;
 
     // Tracepoints the old kernel lacks are not attached.
@@ -122,6 +140,8 @@ pub(crate) fn narrow(host: &mut Startup, old: &Startup, version: &str) {
             state: ProbeState::Missing,
             detail: format!("{AS_KERNEL_VAR}={version}: that kernel has no such tracepoint"),
             attach_ms: None,
+            hook: None,
+            hook_reason: None,
         }));
 
     // Reason names the old kernel does not have were a plain kfree_skb() there.

@@ -7,19 +7,19 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context as _, Result};
 use aya::{
     maps::{HashMap as AyaHashMap, MapData, PerCpuArray, PerCpuHashMap},
-    programs::TracePoint,
-    Ebpf, EbpfLoader,
+    programs::{BtfTracePoint, RawTracePoint, TracePoint},
+    Btf, Ebpf, EbpfLoader,
 };
 use tracer_common::{
     counter, DestKey, DestStats, DropKey, ErrorKey, FlowKey, FlowStats, ResetKey, SoftirqStats,
-    GLOBAL_CONFIG, MAP_DESTS, MAP_DROPS, MAP_PROBE_COUNTERS, MAP_RESETS, MAP_RETRANS_FLOWS,
-    MAP_SOCK_ERRORS, MAP_SOFTIRQ_STATS, SOFTIRQ_VECTORS,
+    BTF_TP_SUFFIX, GLOBAL_CONFIG, MAP_DESTS, MAP_DROPS, MAP_PROBE_COUNTERS, MAP_RESETS,
+    MAP_RETRANS_FLOWS, MAP_SOCK_ERRORS, MAP_SOFTIRQ_STATS, RAW_TP_SUFFIX, SOFTIRQ_VECTORS,
 };
 
 use std::os::fd::AsFd as _;
 
 use crate::{
-    kernel::probes::{Plan, ProbeState, ProbeStatus},
+    kernel::probes::{HookChoice, HookKind, Plan, ProbeSpec, ProbeState, ProbeStatus},
     kernel::prog_stats::{self, ProgramCounters},
     kernel::snapshot::{sum_per_cpu, Snapshot},
 };
@@ -91,6 +91,88 @@ impl PreparedLoader {
     }
 }
 
+/// The program that serves `spec` on a hook kind (`kfree_skb`, `kfree_skb_raw`, `kfree_skb_btf`).
+fn hook_program(spec: &ProbeSpec, kind: HookKind) -> String {
+    match kind {
+        HookKind::TpBtf => format!("{}{BTF_TP_SUFFIX}", spec.program),
+        HookKind::RawTp => format!("{}{RAW_TP_SUFFIX}", spec.program),
+        HookKind::Tracepoint => spec.program.to_owned(),
+    }
+}
+
+/// Loads and attaches one program on one hook kind.
+fn attach_on(
+    ebpf: &mut Ebpf,
+    spec: &ProbeSpec,
+    kind: HookKind,
+    btf: &Option<std::result::Result<Btf, String>>,
+) -> Result<()> {
+    let name = hook_program(spec, kind);
+    let program = ebpf
+        .program_mut(&name)
+        .ok_or_else(|| anyhow!("program {name} not in the eBPF object"))?;
+    let refused = |e: aya::programs::ProgramError| anyhow!(privilege_hint(&anyhow::Error::from(e)));
+    match kind {
+        HookKind::TpBtf => {
+            let btf = match btf {
+                Some(Ok(btf)) => btf,
+                Some(Err(e)) => bail!("the kernel BTF could not be parsed ({e})"),
+                None => bail!("the kernel BTF was not parsed"),
+            };
+            let program: &mut BtfTracePoint = program.try_into()?;
+            program.load(spec.name, btf).map_err(refused)?;
+            program.attach()?;
+        }
+        HookKind::RawTp => {
+            let program: &mut RawTracePoint = program.try_into()?;
+            program.load().map_err(refused)?;
+            program.attach(spec.name)?;
+        }
+        HookKind::Tracepoint => {
+            let program: &mut TracePoint = program.try_into()?;
+            program.load().map_err(refused)?;
+            program.attach(spec.category, spec.name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Attaches on the planned hook, falling back to the next dearer kind when the kernel refuses
+/// it; the hook it ends on says why it is not the planned one.
+fn attach_cheapest(
+    ebpf: &mut Ebpf,
+    spec: &ProbeSpec,
+    planned: HookChoice,
+    btf: &Option<std::result::Result<Btf, String>>,
+) -> (Result<()>, HookChoice) {
+    let mut choice = planned;
+    loop {
+        let outcome = attach_on(ebpf, spec, choice.kind, btf);
+        let next = match (&outcome, choice.kind) {
+            (Ok(()), _) | (Err(_), HookKind::Tracepoint) => return (outcome, choice),
+            (Err(_), HookKind::TpBtf) => HookKind::RawTp,
+            (Err(_), HookKind::RawTp) => HookKind::Tracepoint,
+        };
+        // The first line: a refused load carries the whole verifier log.
+        let why = outcome
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default()
+            .split(". Verifier output")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        choice = HookChoice {
+            kind: next,
+            reason: format!(
+                "{}: {} refused ({why})",
+                next.as_str(),
+                choice.kind.as_str()
+            ),
+        };
+    }
+}
+
 impl Session {
     /// Loads the programs with the plan's offsets and attaches every ready probe. Fails only
     /// when nothing could be loaded at all; a probe that cannot attach is reported, not fatal.
@@ -107,6 +189,10 @@ impl Session {
         config.ephemeral_ports = crate::kernel::probes::ephemeral_ports(
             &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default(),
         );
+        // A BTF tracepoint needs aya's own parse of the kernel BTF, besides the one the loader
+        // makes: parsed on another thread while the object loads.
+        let wants_btf = plan.hooks.values().any(|h| h.kind == HookKind::TpBtf);
+        let btf = wants_btf.then(|| std::thread::spawn(Btf::from_sys_fs));
         let mut loader: EbpfLoader<'_> = loader.join();
         let mut ebpf = loader
             .override_global(GLOBAL_CONFIG, &config, true)
@@ -116,32 +202,28 @@ impl Session {
             .load(EBPF_OBJECT)
             .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))
             .context("loading the tracer's eBPF object")?;
+        let btf = btf
+            .and_then(|t| t.join().ok())
+            .map(|r| r.map_err(|e| e.to_string()));
 
         let mut probes = plan.not_ready.clone();
         for (spec, detail) in &plan.ready {
             let started = Instant::now();
-            let outcome = (|| -> Result<()> {
-                let program: &mut TracePoint = ebpf
-                    .program_mut(spec.program)
-                    .ok_or_else(|| anyhow!("program {} not in the eBPF object", spec.program))?
-                    .try_into()?;
-                program
-                    .load()
-                    .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))?;
-                program.attach(spec.category, spec.name)?;
-                Ok(())
-            })();
+            let (outcome, hook) =
+                attach_cheapest(&mut ebpf, spec, plan.hook_of(spec.program), &btf);
             let (state, detail) = match outcome {
                 Ok(()) => (ProbeState::Attached, detail.clone()),
                 Err(e) => (ProbeState::Failed, format!("{e:#}")),
             };
+            let attached = state == ProbeState::Attached;
             probes.push(ProbeStatus {
                 tracepoint: spec.tracepoint(),
                 program: spec.program.to_owned(),
                 state,
                 detail,
-                attach_ms: (state == ProbeState::Attached)
-                    .then(|| started.elapsed().as_secs_f64() * 1000.0),
+                attach_ms: attached.then(|| started.elapsed().as_secs_f64() * 1000.0),
+                hook: attached.then_some(hook.kind),
+                hook_reason: attached.then_some(hook.reason),
             });
         }
         if !probes.iter().any(|p| p.state == ProbeState::Attached) {
@@ -190,7 +272,11 @@ impl Session {
             .iter()
             .filter(|p| p.state == ProbeState::Attached)
             .filter_map(|p| {
-                let fd = self._ebpf.program(&p.program)?.fd().ok()?;
+                let spec = crate::kernel::probes::PROBES
+                    .iter()
+                    .find(|s| s.program == p.program)?;
+                let elf_name = hook_program(spec, p.hook.unwrap_or(HookKind::Tracepoint));
+                let fd = self._ebpf.program(&elf_name)?.fd().ok()?;
                 let counters = prog_stats::read(fd.as_fd()).ok()?;
                 Some((p.program.clone(), counters))
             })

@@ -6,6 +6,7 @@ pub mod btf;
 pub mod capture;
 pub mod emulate;
 pub mod format;
+pub mod hooks;
 pub mod kallsyms;
 pub mod loader;
 pub mod names;

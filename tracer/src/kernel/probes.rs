@@ -121,11 +121,61 @@ pub struct ProbeStatus {
     /// Time to load and attach this program, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attach_ms: Option<f64>,
+    /// The kind of hook the program is attached with (absent when not attached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<HookKind>,
+    /// Why this hook and not a cheaper one, e.g. "raw_tp: no BTF" (absent when not attached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_reason: Option<String>,
+}
+
+/// How a program is hooked to its tracepoint, cheapest first.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum HookKind {
+    /// BTF tracepoint: the arguments, typed by the kernel's BTF (kernel ≥ 5.5 with BTF).
+    TpBtf,
+    /// Raw tracepoint: the arguments, untyped (kernel ≥ 4.17).
+    RawTp,
+    /// Classic tracepoint: the trace record the kernel builds first (slowest).
+    Tracepoint,
+}
+
+impl HookKind {
+    /// The name used in reports and in `TRACER_HOOK`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookKind::TpBtf => "tp_btf",
+            HookKind::RawTp => "raw_tp",
+            HookKind::Tracepoint => "tracepoint",
+        }
+    }
+
+    /// Parses a name as [`HookKind::as_str`] writes it.
+    pub fn parse(name: &str) -> Option<HookKind> {
+        [HookKind::TpBtf, HookKind::RawTp, HookKind::Tracepoint]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+}
+
+/// The hidden switch that forces every probe onto one hook kind (for tests).
+pub const HOOK_VAR: &str = "TRACER_HOOK";
+
+/// The hook a probe is planned on and why not a cheaper one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookChoice {
+    pub kind: HookKind,
+    pub reason: String,
 }
 
 /// The plan for this kernel.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// Each ready probe's hook, by program name (a probe not listed uses its tracepoint).
+    pub hooks: std::collections::BTreeMap<&'static str, HookChoice>,
     pub config: TracerConfig,
     /// Probes whose formats were understood, with what each will read.
     pub ready: Vec<(ProbeSpec, String)>,
@@ -347,6 +397,8 @@ pub fn plan(
             state,
             detail,
             attach_ms: None,
+            hook: None,
+            hook_reason: None,
         };
         match formats(&spec) {
             Ok(Some(format)) => match offsets_for(&spec, &format, &mut config) {
@@ -377,11 +429,14 @@ pub fn plan(
                     "its partner softirq tracepoint is unusable, so run time cannot be measured"
                         .to_owned(),
                 attach_ms: None,
+                hook: None,
+                hook_reason: None,
             });
         }
         ready = keep;
     }
     Plan {
+        hooks: std::collections::BTreeMap::new(),
         config,
         ready,
         not_ready,

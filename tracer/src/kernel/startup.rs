@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::{
     kernel::btf::{KernelBtf, NetnsOffsets, VMLINUX_BTF},
+    kernel::hooks::HookFacts,
     kernel::kallsyms::Kallsyms,
     kernel::names::{kernel_names, FormatResults, KernelNames},
     kernel::probes::{self, Plan, ProbeSpec},
@@ -128,6 +129,7 @@ pub fn prepare(sources: &KernelSources) -> Startup {
         None => Ok(None),
     };
     let mut plan = probes::plan(lookup, netns);
+    choose_hooks(&mut plan, btf.as_ref(), &mut notes);
     let names = kernel_names(btf.as_ref(), &formats, &mut notes);
 
     let symbols = match kallsyms
@@ -162,6 +164,36 @@ pub fn prepare(sources: &KernelSources) -> Startup {
         kprobes,
         notes,
     }
+}
+
+/// Picks each probe's hook from the BTF (when there is one) and `TRACER_HOOK`.
+fn choose_hooks(plan: &mut Plan, btf: Option<&KernelBtf>, notes: &mut Vec<String>) {
+    let forced = match std::env::var(probes::HOOK_VAR) {
+        Ok(name) if !name.is_empty() => {
+            let kind = probes::HookKind::parse(&name);
+            if kind.is_none() {
+                notes.push(format!(
+                    "{}={name} ignored: use tp_btf, raw_tp or tracepoint",
+                    probes::HOOK_VAR
+                ));
+            }
+            kind
+        }
+        _ => None,
+    };
+    let btf_args = |event: &str| match btf {
+        Some(b) => b.tracepoint_args(event),
+        None => anyhow::bail!("no BTF"),
+    };
+    let sock = match btf {
+        Some(b) => b.sock_offsets().map_err(|e| format!("{e:#}")),
+        None => Err("no BTF".to_owned()),
+    };
+    plan.choose_hooks(&HookFacts {
+        btf_args: btf.map(|_| &btf_args as crate::kernel::hooks::PrototypeLookup),
+        sock,
+        forced,
+    });
 }
 
 #[cfg(test)]

@@ -56,6 +56,10 @@ pub struct NodeFacts {
     pub symbols: crate::kernel::kallsyms::Kallsyms,
     pub bpf_stats_enabled: bool,
     pub lockdown: Option<String>,
+    /// Each probe's `TP_PROTO` argument types from BTF, by tracepoint name (None: no BTF).
+    pub prototypes: Option<std::collections::BTreeMap<String, Result<Vec<String>, String>>>,
+    /// Socket offsets from BTF for the raw/BTF TCP programs, or why there are none.
+    pub sock_offsets: Result<crate::kernel::btf::SockOffsets, String>,
 }
 
 const CAP_NET_ADMIN: u32 = 12;
@@ -115,9 +119,25 @@ impl NodeFacts {
                 (*spec, result)
             })
             .collect();
-        let btf = KernelBtf::load()
+        let kernel_btf = KernelBtf::load();
+        let btf = kernel_btf
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
             .and_then(|b| b.netns_offsets().map(|_| ()))
             .map_err(|e| format!("{e:#}"));
+        let prototypes = kernel_btf.as_ref().ok().map(|b| {
+            probes::PROBES
+                .iter()
+                .map(|s| {
+                    let args = b.tracepoint_args(s.name).map_err(|e| format!("{e:#}"));
+                    (s.name.to_owned(), args)
+                })
+                .collect()
+        });
+        let sock_offsets = match &kernel_btf {
+            Ok(b) => b.sock_offsets().map_err(|e| format!("{e:#}")),
+            Err(_) => Err("no BTF".to_owned()),
+        };
         let kprobes = crate::kernel::startup::KernelSources::host(Path::new(
             tracefs.as_deref().unwrap_or("/sys/kernel/tracing"),
         ))
@@ -148,6 +168,8 @@ impl NodeFacts {
             symbols,
             bpf_stats_enabled: read_trimmed("/proc/sys/kernel/bpf_stats_enabled")
                 .is_some_and(|v| v == "1"),
+            prototypes,
+            sock_offsets,
             lockdown: read_trimmed("/sys/kernel/security/lockdown"),
         }
     }
@@ -333,6 +355,8 @@ pub fn evaluate(facts: &NodeFacts) -> Vec<CheckLine> {
                     },
                     None,
                 );
+                let mut plan = plan;
+                let hook = planned_hook(facts, &mut plan, spec.program);
                 match plan.ready.iter().find(|(s, _)| s.program == spec.program) {
                     Some((_, detail)) => {
                         let status = if detail.contains("location only") {
@@ -340,7 +364,8 @@ pub fn evaluate(facts: &NodeFacts) -> Vec<CheckLine> {
                         } else {
                             Ok
                         };
-                        out.push(line(status, &item, format!("available: {detail}"), ""));
+                        let detail = format!("available: {detail}; hook {hook}");
+                        out.push(line(status, &item, detail, ""));
                     }
                     None => {
                         let why = plan
@@ -469,6 +494,26 @@ pub fn render(lines: &[CheckLine]) -> String {
     out
 }
 
+/// The hook the tracer would choose for a probe on this node (`TRACER_HOOK` included), from
+/// the BTF prototypes and socket offsets read at gathering.
+fn planned_hook(facts: &NodeFacts, plan: &mut probes::Plan, program: &str) -> String {
+    let btf_args = |event: &str| match facts.prototypes.as_ref().and_then(|p| p.get(event)) {
+        Some(Ok(args)) => Ok(args.clone()),
+        Some(Err(e)) => Err(anyhow::anyhow!("{e}")),
+        None => Err(anyhow::anyhow!("no BTF")),
+    };
+    plan.choose_hooks(&crate::kernel::hooks::HookFacts {
+        btf_args: facts
+            .prototypes
+            .as_ref()
+            .map(|_| &btf_args as crate::kernel::hooks::PrototypeLookup),
+        sock: facts.sock_offsets.clone(),
+        forced: std::env::var(probes::HOOK_VAR)
+            .ok()
+            .and_then(|v| probes::HookKind::parse(&v)),
+    });
+    plan.hook_of(program).reason
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,6 +561,8 @@ mod tests {
             symbols: crate::kernel::kallsyms::Kallsyms::default(),
             bpf_stats_enabled: false,
             lockdown: Some("[none] integrity confidentiality".to_owned()),
+            prototypes: None,
+            sock_offsets: Err("no BTF".to_owned()),
         }
     }
 
@@ -805,6 +852,8 @@ mod recorded_kernel_tests {
             symbols: Kallsyms::load_from(&dir.join("kallsyms")).expect("kallsyms fixture"),
             bpf_stats_enabled: false,
             lockdown: None,
+            prototypes: None,
+            sock_offsets: Err("no BTF".to_owned()),
         }
     }
 

@@ -69,6 +69,8 @@ pub fn observed(
             state: ProbeState::Attached,
             detail: String::new(),
             attach_ms: Some(1.0),
+            hook: Some(crate::kernel::probes::HookKind::TpBtf),
+            hook_reason: Some("tp_btf: cheapest hook".to_owned()),
         }],
         drops: Drops {
             total: drops.iter().map(|d| d.2).sum(),

@@ -1,0 +1,195 @@
+//! Hook choice on recorded prototypes: each kind, each fallback, and `TRACER_HOOK`.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::kernel::{format::EventFormat, probes::plan};
+
+fn formats_6_18() -> Plan {
+    plan(
+        |s| {
+            let path = format!(
+                "{}/../tests/fixtures/formats/{}_{}.format",
+                env!("CARGO_MANIFEST_DIR"),
+                s.category,
+                s.name
+            );
+            Ok(Some(
+                EventFormat::parse(&std::fs::read_to_string(path)?).unwrap(),
+            ))
+        },
+        None,
+    )
+}
+
+fn sock() -> SockOffsets {
+    SockOffsets {
+        family: 16,
+        state: 18,
+        num: 14,
+        dport: 12,
+        rcv_saddr: 4,
+        daddr: 0,
+        v6_rcv_saddr: 72,
+        v6_daddr: 56,
+        srtt_us: 1800,
+    }
+}
+
+/// The 6.18 prototypes, as BTF has them.
+fn btf_6_18(event: &str) -> anyhow::Result<Vec<String>> {
+    let args: &[&str] = match event {
+        "kfree_skb" => &[
+            "struct sk_buff *",
+            "void *",
+            "enum skb_drop_reason",
+            "struct sock *",
+        ],
+        "softirq_entry" | "softirq_exit" => &["unsigned int"],
+        "tcp_retransmit_skb" => &["struct sock *", "struct sk_buff *", "int"],
+        "tcp_probe" => &["struct sock *", "struct sk_buff *"],
+        other => anyhow::bail!("btf_trace_{other} not in BTF"),
+    };
+    Ok(args.iter().map(|a| (*a).to_owned()).collect())
+}
+
+fn kinds(p: &Plan) -> Vec<(&'static str, HookKind)> {
+    p.hooks.iter().map(|(k, v)| (*k, v.kind)).collect()
+}
+
+#[test]
+fn with_btf_the_hot_probes_go_on_tp_btf_with_positions_from_the_prototype() {
+    let mut p = formats_6_18();
+    p.choose_hooks(&HookFacts {
+        btf_args: Some(&btf_6_18),
+        sock: Ok(sock()),
+        forced: None,
+    });
+    let tp_btf: Vec<_> = kinds(&p)
+        .into_iter()
+        .filter(|(_, k)| *k == HookKind::TpBtf)
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        tp_btf,
+        [
+            "kfree_skb",
+            "softirq_entry",
+            "softirq_exit",
+            "tcp_probe",
+            "tcp_retransmit_skb"
+        ]
+    );
+    let c = p.config;
+    assert_eq!(
+        (
+            c.kfree_arg_skb,
+            c.kfree_arg_location,
+            c.kfree_arg_reason,
+            c.kfree_arg_rx_sk
+        ),
+        (0, 1, 2, 3)
+    );
+    assert_eq!((c.rtx_arg_sk, c.rtx_arg_skb, c.rtx_arg_err), (0, 1, 2));
+    assert_eq!((c.probe_arg_sk, c.softirq_arg_vec), (0, 0));
+    assert_eq!((c.sk_num, c.tp_srtt_us), (14, 1800));
+    let reset = p.hook_of("tcp_send_reset");
+    assert_eq!(reset.kind, HookKind::Tracepoint);
+    assert!(
+        reset.reason.contains("no raw/BTF program"),
+        "{}",
+        reset.reason
+    );
+}
+
+#[test]
+fn without_btf_raw_tp_from_the_recorded_prototype_and_tcp_stays_classic() {
+    let mut p = formats_6_18();
+    p.choose_hooks(&HookFacts {
+        btf_args: None,
+        sock: Err("no BTF".to_owned()),
+        forced: None,
+    });
+    let kfree = p.hook_of("kfree_skb");
+    assert_eq!(kfree.kind, HookKind::RawTp);
+    assert!(
+        kfree.reason.starts_with("raw_tp: no BTF"),
+        "{}",
+        kfree.reason
+    );
+    assert_eq!(p.hook_of("softirq_exit").kind, HookKind::RawTp);
+    // The recorded 6.18 prototype: rx_sk is the fourth argument.
+    assert_eq!(p.config.kfree_arg_rx_sk, 3);
+    let rtx = p.hook_of("tcp_retransmit_skb");
+    assert_eq!(rtx.kind, HookKind::Tracepoint);
+    assert!(rtx.reason.contains("socket offsets"), "{}", rtx.reason);
+}
+
+#[test]
+fn an_older_record_without_reason_reads_no_reason_argument() {
+    let mut p = formats_6_18();
+    p.config.kfree_reason = ABSENT;
+    p.config.kfree_rx_sk = ABSENT;
+    p.choose_hooks(&HookFacts {
+        btf_args: None,
+        sock: Ok(sock()),
+        forced: None,
+    });
+    assert_eq!(
+        recorded_prototype(PROG_KFREE_SKB, &p.config).unwrap(),
+        ["struct sk_buff *", "void *"]
+    );
+    assert_eq!(
+        (p.config.kfree_arg_reason, p.config.kfree_arg_rx_sk),
+        (ABSENT, ABSENT)
+    );
+}
+
+#[test]
+fn tracer_hook_forces_each_kind_where_it_can() {
+    for (kind, expect_kfree, expect_reset) in [
+        (
+            HookKind::Tracepoint,
+            HookKind::Tracepoint,
+            HookKind::Tracepoint,
+        ),
+        (HookKind::RawTp, HookKind::RawTp, HookKind::Tracepoint),
+        (HookKind::TpBtf, HookKind::TpBtf, HookKind::Tracepoint),
+    ] {
+        let mut p = formats_6_18();
+        p.choose_hooks(&HookFacts {
+            btf_args: Some(&btf_6_18),
+            sock: Ok(sock()),
+            forced: Some(kind),
+        });
+        let kfree = p.hook_of("kfree_skb");
+        assert_eq!(kfree.kind, expect_kfree);
+        assert!(
+            kfree.reason.contains("forced by TRACER_HOOK"),
+            "{}",
+            kfree.reason
+        );
+        assert_eq!(p.hook_of("tcp_send_reset").kind, expect_reset);
+    }
+}
+
+#[test]
+fn a_prototype_without_the_needed_argument_falls_back_to_the_tracepoint() {
+    let mut p = formats_6_18();
+    let odd = |event: &str| -> anyhow::Result<Vec<String>> {
+        if event == "tcp_probe" {
+            Ok(vec!["struct sk_buff *".to_owned()])
+        } else {
+            btf_6_18(event)
+        }
+    };
+    p.choose_hooks(&HookFacts {
+        btf_args: Some(&odd),
+        sock: Ok(sock()),
+        forced: None,
+    });
+    let probe = p.hook_of("tcp_probe");
+    assert_eq!(probe.kind, HookKind::Tracepoint);
+    assert!(probe.reason.contains("struct sock *"), "{}", probe.reason);
+    assert_eq!(p.hook_of("kfree_skb").kind, HookKind::TpBtf);
+}
