@@ -503,8 +503,12 @@ impl TunWire {
             "dev",
             "tun-b",
         ]);
-        a.ip(&["link", "set", "tun-a", "up"]);
-        b.ip(&["link", "set", "tun-b", "up"]);
+        // A queue long enough to ride out the pump threads being descheduled on a busy machine:
+        // with the default 500, a stall of a few ms overflows the tun's ring (FULL_RING drops),
+        // which the tracer rightly reports as a NIC-layer loss — not the wire's upstream loss.
+        for (ns, dev) in [(a, "tun-a"), (b, "tun-b")] {
+            ns.ip(&["link", "set", dev, "txqueuelen", "10000", "up"]);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let threads = vec![
             pump(
