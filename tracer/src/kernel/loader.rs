@@ -67,9 +67,9 @@ pub(crate) fn raise_memlock() {
     }
 }
 
-/// aya's loader, made on a thread of its own: `EbpfLoader::new()` parses the whole vmlinux
-/// BTF (aya 0.14 does it eagerly), which need not wait for the formats, our own BTF reader and
-/// kallsyms. Start it first, hand it to [`Session::start_prepared`] once the plan is made.
+/// aya's loader, made on a thread of its own: `EbpfLoader::new()` reads the vmlinux BTF
+/// (aya 0.14 parsed all of it there; 0.16 reads it lazily, so this matters less now), which need
+/// not wait for the formats, our own BTF reader and kallsyms. Start it first, hand it to [`Session::start_prepared`] once the plan is made.
 pub struct PreparedLoader(std::thread::JoinHandle<EbpfLoader<'static>>);
 
 impl PreparedLoader {

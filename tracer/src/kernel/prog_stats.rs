@@ -22,7 +22,7 @@ pub struct ProgramCounters {
 
 /// Reads a program's counters with `bpf(BPF_OBJ_GET_INFO_BY_FD)`.
 ///
-/// Hand-written because aya 0.14's `ProgramInfo` exposes `run_time` and `run_count` but not
+/// Hand-written because aya's `ProgramInfo` (0.14 and 0.16) exposes `run_time` and `run_count` but not
 /// `recursion_misses`; the struct layouts are aya's own generated kernel bindings. A kernel with
 /// a shorter `bpf_prog_info` fills what it has and leaves the rest zero.
 pub fn read(fd: BorrowedFd<'_>) -> std::io::Result<ProgramCounters> {
