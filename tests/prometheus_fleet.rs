@@ -414,9 +414,11 @@ fn prometheus_fleet_verdicts_alerts_and_dashboard_from_two_live_sidecars() {
             .as_str()
             .unwrap()
             .contains("TCP segments retransmitted"));
+        // The onset is the start of the first interval with the loss: about a second, but a
+        // sample taken late (the sidecar's thread descheduled on a loaded machine) stretches it.
         let onset = unix_of(n["onset"].as_str().unwrap());
         assert!(
-            onset >= upstream_from - 1.0 && onset <= unix_now(),
+            onset >= upstream_from - 3.0 && onset <= unix_now(),
             "{}: onset {} vs the transfer from {upstream_from}",
             n["endpoint"],
             n["onset"]
