@@ -394,11 +394,20 @@ fn connects_through_a_drop_rule_fail_with_a_timeout() {
 /// unreachable, so the client's connect fails with EHOSTUNREACH at once; a `blackhole` route
 /// drops silently, so the connect times out (ETIMEDOUT). Both are reported for their
 /// destination; the blackhole's SYNs are the router's drops at `ip_error`.
+/// On each hook kind: the ICMP error queued while a connect is still waiting is not counted
+/// as a second error of its destination on one kind and not on another.
 #[test]
 fn unreachable_and_blackhole_routes_report_their_errors() {
     if !privileged("route_errors") {
         return;
     }
+    for kind in HOOKS {
+        route_errors_on(kind);
+    }
+}
+
+fn route_errors_on(kind: HookKind) {
+    let tracer = tracer_on(kind, &["inet_sock_set_state", "inet_sk_error_report"]);
     let lab = Routed::new("rer", 44);
     short_syn_retries(&lab.client);
     // Two more addresses behind the server's link, each with its own route on the router.
@@ -409,11 +418,13 @@ fn unreachable_and_blackhole_routes_report_their_errors() {
     lab.router
         .ip(&["route", "add", "blackhole", &format!("{blackhole}/32")]);
     let client = lab.client.path();
-    let (report, (refused, silent)) = watch(Some(&lab.client), 5, move || {
-        let u: SocketAddr = format!("{unreachable}:80").parse().expect("addr");
-        let b: SocketAddr = format!("{blackhole}:80").parse().expect("addr");
-        (connect_all(&client, u, 2), connect_all(&client, b, 2))
-    });
+    let (mut reports, (refused, silent)) =
+        watch_with(&tracer, &[Some(&lab.client)], 5, move || {
+            let u: SocketAddr = format!("{unreachable}:80").parse().expect("addr");
+            let b: SocketAddr = format!("{blackhole}:80").parse().expect("addr");
+            (connect_all(&client, u, 2), connect_all(&client, b, 2))
+        });
+    let report = reports.remove(0);
     assert_eq!(refused, vec![libc::EHOSTUNREACH; 2]);
     assert_eq!(silent, vec![libc::ETIMEDOUT; 2]);
     let u = dest(&report, unreachable, 80);

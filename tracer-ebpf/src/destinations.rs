@@ -25,7 +25,7 @@ use tracer_common::{
 };
 
 use crate::shared::{
-    args::{arg_u64, sock_local, sock_protocol_is, sock_remote, sock_u16, sock_u32},
+    args::{arg_u64, sock_local, sock_protocol_is, sock_remote, sock_state, sock_u16, sock_u32},
     atomic_add32, atomic_add64, bump, config,
     flow::End,
     netns::{sock_netns, DEV_CACHE_REVALIDATE},
@@ -479,7 +479,8 @@ pub fn inet_sk_error_report_btf(ctx: BtfTracePointContext) -> u32 {
     error_from_args(ctx.as_ptr())
 }
 
-/// The raw/BTF hooks: protocol, error and ends from the socket, and so its own namespace.
+/// The raw/BTF hooks: protocol, error and ends from the socket, and for a closed one its own
+/// namespace.
 #[inline(always)]
 fn error_from_args(ctx: *mut core::ffi::c_void) -> u32 {
     let sk = arg_u64(ctx, config!(err_arg_sk)).unwrap_or(0);
@@ -497,7 +498,17 @@ fn error_from_args(ctx: *mut core::ffi::c_void) -> u32 {
     }
     let dest = sock_remote(sk).map(|remote| dest_of(0, remote));
     let sport = sock_u16(sk, config!(sk_num)).unwrap_or(0);
-    socket_error(dest, sport, error, sock_netns(sk));
+    // The error that ends a connection (the socket is closed by now) counts under the socket's
+    // own namespace, where the classic program finds it through the close just before. One
+    // reported on a socket still open (an ICMP error queued while connecting) goes the classic
+    // way too, so every hook gives the same numbers.
+    let closed = sock_state(sk).is_some_and(|state| state == config!(tcp_close));
+    socket_error(
+        dest,
+        sport,
+        error,
+        if closed { sock_netns(sk) } else { None },
+    );
     0
 }
 
