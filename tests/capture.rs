@@ -4,7 +4,8 @@
 //! port filter keeps one flow; --max-packets and the rate limit hold under a flood, with the
 //! loss counted; the perf buffer (forced) carries exactly the packets sent too; a connection
 //! whose peer starts dropping its segments has its retransmissions in the file, no more than
-//! the kernel's TcpRetransSegs.
+//! the kernel's TcpRetransSegs. The exact-count and retransmit captures run on each hook kind
+//! (`TRACER_HOOK`), the summary saying the programs really were on it.
 #![allow(clippy::unwrap_used)]
 
 mod lab;
@@ -19,6 +20,7 @@ use std::{
 };
 
 use lab::{flood_udp, privileged, udp_stream, Link, Netns, Routed};
+use tracer::kernel::probes::HookKind;
 
 const TRACER: &str = env!("CARGO_BIN_EXE_tracer");
 
@@ -145,11 +147,36 @@ fn drop_udp_to_port(ns: &Netns, port: u16) {
     ));
 }
 
+/// Every hook kind: the capture programs go on each as `TRACER_HOOK` says.
+const HOOKS: [HookKind; 3] = [HookKind::TpBtf, HookKind::RawTp, HookKind::Tracepoint];
+
+/// Asserts that the summary says each of `programs` was on `kind`.
+fn assert_hooks(summary: &str, kind: HookKind, programs: &[&str]) {
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("hooks: "))
+        .unwrap_or_else(|| panic!("no hooks line: {summary}"));
+    for program in programs {
+        assert!(
+            line.contains(&format!("{program} on {} (", kind.as_str())),
+            "{program} not on {}: {line}",
+            kind.as_str()
+        );
+    }
+}
+
 #[test]
 fn five_hundred_datagrams_into_an_nft_drop_rule_are_exactly_the_file() {
     if !privileged("capture_nft") || !tools_present("capture_nft") {
         return;
     }
+    for kind in HOOKS {
+        five_hundred_datagrams_on(kind);
+    }
+}
+
+fn five_hundred_datagrams_on(kind: HookKind) {
+    eprintln!("--- capture_kfree_skb on {}", kind.as_str());
     let link = Link::new("cpn", 40);
     drop_udp_to_port(&link.b, 9);
     let file = out_file("nft");
@@ -157,7 +184,7 @@ fn five_hundred_datagrams_into_an_nft_drop_rule_are_exactly_the_file() {
     let to: SocketAddr = format!("{}:9", link.addr_b).parse().unwrap();
     let ports: Vec<u16> = (20_000..20_500).collect();
     let sent = ports.clone();
-    let summary = capture(
+    let summary = capture_with(
         &[
             "--duration",
             "8s",
@@ -170,6 +197,7 @@ fn five_hundred_datagrams_into_an_nft_drop_rule_are_exactly_the_file() {
             "--proto",
             "udp",
         ],
+        &[("TRACER_HOOK", kind.as_str())],
         || {
             link.a.run_in(move || {
                 for port in sent {
@@ -181,6 +209,7 @@ fn five_hundred_datagrams_into_an_nft_drop_rule_are_exactly_the_file() {
     );
     assert!(summary.contains("500 packets written"), "{summary}");
     assert!(summary.contains("buffer: ring buffer"), "{summary}");
+    assert_hooks(&summary, kind, &["capture_kfree_skb"]);
     let rows = tshark(&file, "udp");
     assert_eq!(rows.len(), 500, "{summary}");
     let mut seen = BTreeSet::new();
@@ -335,14 +364,22 @@ fn tshark_tcp(file: &Path) -> Vec<Vec<String>> {
 
 #[test]
 fn retransmits_of_a_connection_whose_peer_starts_dropping_are_in_the_file() {
+    if !privileged("capture_retransmits") || !tools_present("capture_retransmits") {
+        return;
+    }
+    for kind in HOOKS {
+        retransmits_captured_on(kind);
+    }
+}
+
+fn retransmits_captured_on(kind: HookKind) {
     use std::{
         io::{Read as _, Write as _},
         net::{TcpListener, TcpStream},
         os::unix::fs::MetadataExt as _,
     };
-    if !privileged("capture_retransmits") || !tools_present("capture_retransmits") {
-        return;
-    }
+    eprintln!("--- capture_tcp_retransmit_skb on {}", kind.as_str());
+    let hook_env = [("TRACER_HOOK", kind.as_str())];
     let link = Link::new("cpt", 150);
     // A 10 ms retransmission timeout floor towards the peer: many retransmissions in seconds.
     link.a.ip(&[
@@ -385,9 +422,9 @@ fn retransmits_of_a_connection_whose_peer_starts_dropping_are_in_the_file() {
             "--port",
             &other_port,
         ],
-        &[],
+        &hook_env,
     );
-    let summary = capture(
+    let summary = capture_with(
         &[
             "--duration",
             "5s",
@@ -399,6 +436,7 @@ fn retransmits_of_a_connection_whose_peer_starts_dropping_are_in_the_file() {
             "--port",
             &port,
         ],
+        &hook_env,
         || {
             let mut client = client;
             // Delivered and acknowledged, then the peer drops everything of the flow.
@@ -449,6 +487,11 @@ fn retransmits_of_a_connection_whose_peer_starts_dropping_are_in_the_file() {
     assert!(
         summary.contains(&format!("retransmitted segments: {} written", rows.len())),
         "{summary}"
+    );
+    assert_hooks(
+        &summary,
+        kind,
+        &["capture_kfree_skb", "capture_tcp_retransmit_skb"],
     );
     // The other capture saw the retransmissions and wrote none of them.
     assert_eq!(tshark_tcp(&other_file).len(), 0, "{other_summary}");

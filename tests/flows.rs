@@ -15,8 +15,28 @@ use lab::{privileged, Link, Netns, Routed, TunWire};
 use tracer::{
     judge::flows::Destination,
     judge::report::Report,
+    kernel::probes::HookKind,
     modes::live::{netns_scope, LiveTracer},
 };
+
+/// Every hook kind, for the checks that must hold on each.
+const HOOKS: [HookKind; 3] = [HookKind::TpBtf, HookKind::RawTp, HookKind::Tracepoint];
+
+/// A tracer with every probe on `kind` (as `TRACER_HOOK=kind`); asserts that `programs`
+/// really are on it.
+fn tracer_on(kind: HookKind, programs: &[&str]) -> LiveTracer {
+    let tracer = LiveTracer::start_with(|plan| plan.force_hook(kind)).expect("starting the tracer");
+    let probes = tracer.meta().probes;
+    for program in programs {
+        let probe = probes
+            .iter()
+            .find(|p| p.program == *program)
+            .unwrap_or_else(|| panic!("{program} not among the probes"));
+        assert_eq!(probe.hook, Some(kind), "{program}: {:?}", probe.hook_reason);
+    }
+    eprintln!("--- {} on {}", programs.join(", "), kind.as_str());
+    tracer
+}
 
 /// Watches for `seconds` while `traffic` runs; returns the report (scoped to `scope` if given)
 /// and the traffic's result.
@@ -36,6 +56,16 @@ fn watch_scopes<T: Send + 'static>(
     traffic: impl FnOnce() -> T + Send + 'static,
 ) -> (Vec<Report>, T) {
     let tracer = LiveTracer::start().expect("starting the tracer");
+    watch_with(&tracer, scopes, seconds, traffic)
+}
+
+/// As [`watch_scopes`], with a tracer already started.
+fn watch_with<T: Send + 'static>(
+    tracer: &LiveTracer,
+    scopes: &[Option<&Netns>],
+    seconds: u64,
+    traffic: impl FnOnce() -> T + Send + 'static,
+) -> (Vec<Report>, T) {
     let scopes: Vec<_> = scopes
         .iter()
         .map(|s| s.map(|n| netns_scope(&n.path()).expect("scope")))
@@ -186,16 +216,33 @@ fn rtt_through_a_delay_wire_matches_the_delay() {
 
 /// A closed port: the peer's kernel answers each SYN with a reset (reason NO_SOCKET), the
 /// client counts a received reset, a failed connect and ECONNREFUSED for that destination.
+/// On each hook kind: the resets sent and received, the state changes and the socket errors
+/// are counted exactly, per namespace, whichever hook their probes use.
 #[test]
 fn connects_to_a_closed_port_count_resets_for_the_flow() {
     if !privileged("closed_port_resets") {
         return;
     }
+    for kind in HOOKS {
+        closed_port_resets_on(kind);
+    }
+}
+
+fn closed_port_resets_on(kind: HookKind) {
+    let tracer = tracer_on(
+        kind,
+        &[
+            "tcp_send_reset",
+            "tcp_receive_reset",
+            "inet_sock_set_state",
+            "inet_sk_error_report",
+        ],
+    );
     let link = Link::new("rst", 40);
     let to: SocketAddr = format!("{}:9", link.addr_b).parse().expect("addr");
     let a = link.a.path();
     // Each side in its own scope: other traffic on the node cannot push these rows out.
-    let (reports, outcomes) = watch_scopes(&[Some(&link.a), Some(&link.b)], 2, move || {
+    let (reports, outcomes) = watch_with(&tracer, &[Some(&link.a), Some(&link.b)], 2, move || {
         connect_all(&a, to, 5)
     });
     let (report, report_b) = (&reports[0], &reports[1]);
@@ -249,6 +296,69 @@ fn connects_to_a_closed_port_count_resets_for_the_flow() {
     );
 }
 
+/// The server's namespace drops every segment of the handshake after the SYN, so each
+/// half-open connection's SYN-ACK is retransmitted `tcp_synack_retries` (1) times. On each hook
+/// kind, the tracer counts exactly the retransmissions the server's own `TcpExt:TCPSynRetrans`
+/// counts (its namespace sends no SYN), for the listener's flows.
+#[test]
+fn lost_handshake_acks_count_exactly_the_synack_retransmits() {
+    if !privileged("synack_retransmits") {
+        return;
+    }
+    for kind in HOOKS {
+        synack_retransmits_on(kind);
+    }
+}
+
+fn synack_retransmits_on(kind: HookKind) {
+    const CONNECTS: usize = 3;
+    const PORT: u16 = 9300;
+    let tracer = tracer_on(kind, &["tcp_retransmit_synack"]);
+    let link = Link::new("sak", 48);
+    link.b.run_in(|| {
+        std::fs::write("/proc/sys/net/ipv4/tcp_synack_retries", "1")
+            .expect("tcp_synack_retries in the lab namespace");
+    });
+    // Everything with ACK but not SYN: the client's handshake ACK, and its FIN after.
+    link.b.nft(&format!(
+        "table inet trcsynack {{\n\
+           chain input {{\n\
+             type filter hook input priority 0; policy accept;\n\
+             tcp dport {PORT} tcp flags & (syn | ack) == ack counter drop\n\
+           }}\n\
+         }}\n"
+    ));
+    let listener = link
+        .b
+        .run_in(|| TcpListener::bind(("0.0.0.0", PORT)).expect("listening in b"));
+    let before = link.b.net_counter("netstat", "TcpExt", "TCPSynRetrans");
+    let to: SocketAddr = format!("{}:{PORT}", link.addr_b).parse().expect("addr");
+    let a = link.a.path();
+    // The retransmission comes 1 s after each SYN-ACK, and the request is given up 2 s later.
+    let (reports, outcomes) = watch_with(&tracer, &[Some(&link.b)], 4, move || {
+        connect_all(&a, to, CONNECTS)
+    });
+    drop(listener);
+    let counted = link.b.net_counter("netstat", "TcpExt", "TCPSynRetrans") - before;
+    // The client sees the SYN-ACK: its connect succeeds; the server never sees the ACK.
+    assert_eq!(outcomes, vec![0; CONNECTS]);
+    let retransmits = &reports[0].retransmits;
+    let listener_flows: u64 = retransmits
+        .flows
+        .iter()
+        .filter(|f| f.saddr == link.addr_b && f.sport == PORT && f.daddr == link.addr_a)
+        .map(|f| f.synack_retransmits)
+        .sum();
+    eprintln!(
+        "{}: TCPSynRetrans {counted}, traced {} ({listener_flows} on the listener's flows)",
+        kind.as_str(),
+        retransmits.synack_total
+    );
+    assert_eq!(counted, CONNECTS as u64, "the kernel's own count");
+    assert_eq!(retransmits.synack_total, counted);
+    assert_eq!(listener_flows, counted, "{:?}", retransmits.flows);
+}
+
 /// A drop rule in the client's namespace eats every SYN: the connects fail from SYN_SENT with
 /// ETIMEDOUT after the (shortened) SYN retries.
 #[test]
@@ -284,11 +394,20 @@ fn connects_through_a_drop_rule_fail_with_a_timeout() {
 /// unreachable, so the client's connect fails with EHOSTUNREACH at once; a `blackhole` route
 /// drops silently, so the connect times out (ETIMEDOUT). Both are reported for their
 /// destination; the blackhole's SYNs are the router's drops at `ip_error`.
+/// On each hook kind: the ICMP error queued while a connect is still waiting is not counted
+/// as a second error of its destination on one kind and not on another.
 #[test]
 fn unreachable_and_blackhole_routes_report_their_errors() {
     if !privileged("route_errors") {
         return;
     }
+    for kind in HOOKS {
+        route_errors_on(kind);
+    }
+}
+
+fn route_errors_on(kind: HookKind) {
+    let tracer = tracer_on(kind, &["inet_sock_set_state", "inet_sk_error_report"]);
     let lab = Routed::new("rer", 44);
     short_syn_retries(&lab.client);
     // Two more addresses behind the server's link, each with its own route on the router.
@@ -299,11 +418,13 @@ fn unreachable_and_blackhole_routes_report_their_errors() {
     lab.router
         .ip(&["route", "add", "blackhole", &format!("{blackhole}/32")]);
     let client = lab.client.path();
-    let (report, (refused, silent)) = watch(Some(&lab.client), 5, move || {
-        let u: SocketAddr = format!("{unreachable}:80").parse().expect("addr");
-        let b: SocketAddr = format!("{blackhole}:80").parse().expect("addr");
-        (connect_all(&client, u, 2), connect_all(&client, b, 2))
-    });
+    let (mut reports, (refused, silent)) =
+        watch_with(&tracer, &[Some(&lab.client)], 5, move || {
+            let u: SocketAddr = format!("{unreachable}:80").parse().expect("addr");
+            let b: SocketAddr = format!("{blackhole}:80").parse().expect("addr");
+            (connect_all(&client, u, 2), connect_all(&client, b, 2))
+        });
+    let report = reports.remove(0);
     assert_eq!(refused, vec![libc::EHOSTUNREACH; 2]);
     assert_eq!(silent, vec![libc::ETIMEDOUT; 2]);
     let u = dest(&report, unreachable, 80);

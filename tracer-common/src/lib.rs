@@ -231,9 +231,36 @@ pub struct TracerConfig {
     pub sk_v6_daddr: u32,
     /// `tcp_sock.srtt_us` (smoothed RTT in µs << 3).
     pub tp_srtt_us: u32,
+    // Raw and BTF tracepoints of the rarer TCP/socket events: argument positions, as above.
+    pub synack_arg_sk: u32,
+    pub synack_arg_req: u32,
+    pub ss_arg_sk: u32,
+    pub ss_arg_oldstate: u32,
+    pub ss_arg_newstate: u32,
+    pub rst_tx_arg_sk: u32,
+    pub rst_tx_arg_skb: u32,
+    pub rst_tx_arg_reason: u32,
+    pub rst_rx_arg_sk: u32,
+    pub err_arg_sk: u32,
+    /// `sock.sk_protocol` (ABSENT where it is a bitfield: state changes and socket errors
+    /// then stay on their classic tracepoints).
+    pub sk_protocol: u32,
+    /// `sock.sk_err`
+    pub sk_err: u32,
+    /// Where a `request_sock`'s `sock_common` begins, relative to where a `sock`'s does (the
+    /// `sk_*` offsets then read a SYN-ACK's half-open connection).
+    pub req_common: u32,
+    /// `sk_buff.head`, `sk_buff.data`, `sk_buff.network_header`: the addresses of a reset sent
+    /// without a socket, from the segment it answers.
+    pub skb_head: u32,
+    pub skb_data: u32,
+    pub skb_network_header: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<TracerConfig>() == 96 * 4);
+/// Words in [`TracerConfig`] (every field is a `u32`).
+pub const CONFIG_WORDS: usize = 112;
+
+const _: () = assert!(core::mem::size_of::<TracerConfig>() == CONFIG_WORDS * 4);
 
 impl TracerConfig {
     /// A configuration with every field absent; the loader fills in what the kernel has.
@@ -335,6 +362,22 @@ impl TracerConfig {
             sk_v6_rcv_saddr: ABSENT,
             sk_v6_daddr: ABSENT,
             tp_srtt_us: ABSENT,
+            synack_arg_sk: ABSENT,
+            synack_arg_req: ABSENT,
+            ss_arg_sk: ABSENT,
+            ss_arg_oldstate: ABSENT,
+            ss_arg_newstate: ABSENT,
+            rst_tx_arg_sk: ABSENT,
+            rst_tx_arg_skb: ABSENT,
+            rst_tx_arg_reason: ABSENT,
+            rst_rx_arg_sk: ABSENT,
+            err_arg_sk: ABSENT,
+            sk_protocol: ABSENT,
+            sk_err: ABSENT,
+            req_common: ABSENT,
+            skb_head: ABSENT,
+            skb_data: ABSENT,
+            skb_network_header: ABSENT,
         }
     }
 }

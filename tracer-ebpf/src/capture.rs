@@ -8,16 +8,19 @@
 //! have no ring buffer). A third program on `tcp:tcp_retransmit_skb`, attached only with
 //! `--retransmits`, finds the headers the kernel just wrote in front of the retransmitted
 //! segment and sends them through the same filter, bucket and buffer. What it skips or loses is
-//! counted in `CAPTURE_COUNTERS`. Struct offsets come from BTF through the config, record
-//! offsets from the tracepoints' format files; nothing is guessed.
+//! counted in `CAPTURE_COUNTERS`. Both have raw and BTF tracepoint twins (`_raw`, `_btf`) that
+//! read the tracepoint's arguments instead of its record, attached on the hook the always-on
+//! probe of the same tracepoint was planned on. Struct offsets come from BTF through the
+//! config, record offsets from the tracepoints' format files; nothing is guessed.
 //!
-//! May use `shared` (configuration, record reads, namespaces); no other family.
+//! May use `shared` (configuration, record and argument reads, namespaces); no other family.
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
-    macros::{map, tracepoint},
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{Array, PerCpuArray, PerfEventArray, RingBuf},
-    programs::TracePointContext,
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
+    EbpfContext,
 };
 use tracer_common::{
     capture::{
@@ -28,6 +31,7 @@ use tracer_common::{
 };
 
 use crate::shared::{
+    args::{arg_u64, sock_state, sock_u16},
     config,
     netns::{skb_netns, sock_netns},
     record::{ctx_u16, ctx_u32, ctx_u64},
@@ -203,6 +207,14 @@ struct Meta {
     dev: u64,
 }
 
+/// Where a packet's IP header is (`nh`), how many of its bytes lie linearly from there and
+/// how long it is.
+struct Packet {
+    nh: u64,
+    linear: i64,
+    pkt_len: i64,
+}
+
 /// Fills `event` with `cap` bytes from `nh` (bounded to the event's buffer) and `meta`;
 /// false when the bytes could not be read.
 #[inline(always)]
@@ -255,8 +267,8 @@ fn fill(
 /// Takes a token, then writes the event into the ring buffer or the perf buffer, counting
 /// what happened.
 #[inline(always)]
-fn emit(
-    ctx: &TracePointContext,
+fn emit<C: EbpfContext>(
+    ctx: &C,
     cfg: &CaptureConfig,
     nh: u64,
     cap: i64,
@@ -312,33 +324,84 @@ pub fn capture_kfree_skb(ctx: TracePointContext) -> u32 {
         ABSENT => ABSENT,
         offset => ctx_u32(&ctx, offset).unwrap_or(ABSENT),
     };
-    if cfg.any_reason == 0 {
-        if reason >= 256 {
-            // Subsystem reasons: a few named slots (0 = unused; a kept reason is never 0 here).
-            let e = &cfg.extra_reasons;
-            if reason != e[0] && reason != e[1] && reason != e[2] && reason != e[3] {
-                return 0;
-            }
-        } else {
-            // Branches rather than an index: the verifier keeps each load's offset constant.
-            let word = match reason >> 6 {
-                0 => cfg.reasons[0],
-                1 => cfg.reasons[1],
-                2 => cfg.reasons[2],
-                _ => cfg.reasons[3],
-            };
-            if word & (1u64 << (reason & 63)) == 0 {
-                return 0;
-            }
-        }
-    }
     let rx_sk = match config!(kfree_rx_sk) {
         ABSENT => 0,
         offset => ctx_u64(&ctx, offset).unwrap_or(0),
     };
+    capture_drop(&ctx, cfg, skb, location, reason, rx_sk);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn capture_kfree_skb_raw(ctx: RawTracePointContext) -> u32 {
+    capture_drop_from_args(&ctx);
+    0
+}
+
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn capture_kfree_skb_btf(ctx: BtfTracePointContext) -> u32 {
+    capture_drop_from_args(&ctx);
+    0
+}
+
+/// The raw/BTF hooks: the same values from the tracepoint's arguments.
+#[inline(always)]
+fn capture_drop_from_args<C: EbpfContext>(ctx: &C) {
+    let Some(cfg) = CAPTURE_CONFIG.get(0) else {
+        return;
+    };
+    count(capture_counter::SEEN);
+    let args = ctx.as_ptr();
+    let (Some(skb), Some(location)) = (
+        arg_u64(args, config!(kfree_arg_skb)),
+        arg_u64(args, config!(kfree_arg_location)),
+    ) else {
+        count(capture_counter::UNREADABLE);
+        return;
+    };
+    let reason = arg_u64(args, config!(kfree_arg_reason)).map_or(ABSENT, |r| r as u32);
+    let rx_sk = arg_u64(args, config!(kfree_arg_rx_sk)).unwrap_or(0);
+    capture_drop(ctx, cfg, skb, location, reason, rx_sk);
+}
+
+/// True when the configured reason set keeps `reason`.
+#[inline(always)]
+fn reason_kept(cfg: &CaptureConfig, reason: u32) -> bool {
+    if cfg.any_reason != 0 {
+        return true;
+    }
+    if reason >= 256 {
+        // Subsystem reasons: a few named slots (0 = unused; a kept reason is never 0 here).
+        let e = &cfg.extra_reasons;
+        return reason == e[0] || reason == e[1] || reason == e[2] || reason == e[3];
+    }
+    // Branches rather than an index: the verifier keeps each load's offset constant.
+    let word = match reason >> 6 {
+        0 => cfg.reasons[0],
+        1 => cfg.reasons[1],
+        2 => cfg.reasons[2],
+        _ => cfg.reasons[3],
+    };
+    word & (1u64 << (reason & 63)) != 0
+}
+
+/// One dropped skb through the reason and namespace filters, then its packet through the
+/// header filters into the buffer.
+#[inline(always)]
+fn capture_drop<C: EbpfContext>(
+    ctx: &C,
+    cfg: &CaptureConfig,
+    skb: u64,
+    location: u64,
+    reason: u32,
+    rx_sk: u64,
+) {
+    if !reason_kept(cfg, reason) {
+        return;
+    }
     let netns = skb_netns(skb, rx_sk).unwrap_or(0);
     if cfg.netns != ABSENT && cfg.netns != netns {
-        return 0;
+        return;
     }
 
     // Where the IP header is, and how many bytes of the packet lie linearly from there.
@@ -350,7 +413,7 @@ pub fn capture_kfree_skb(ctx: TracePointContext) -> u32 {
         read::<u16>(skb, cfg.skb_network_header),
     ) else {
         count(capture_counter::UNREADABLE);
-        return 0;
+        return;
     };
     let nh = head + nh_off as u64;
     // Bytes from the network header: the skb's length counts from `data`.
@@ -358,33 +421,49 @@ pub fn capture_kfree_skb(ctx: TracePointContext) -> u32 {
     let linear = (len - data_len.min(len)) as i64 + (data as i64 - nh as i64);
     if nh_off == u16::MAX || pkt_len < 20 || linear < 20 {
         count(capture_counter::UNREADABLE);
-        return 0;
+        return;
     }
-    // The head buffer extends past the packet's end (skb->end ≥ tail), so a short packet's
-    // peek reads bytes that are not the packet's, never unmapped memory; only the bytes below
-    // `linear` are looked at.
-    let Some(hdr) = read::<[u8; CAPTURE_HEADER_PEEK]>(nh, 0) else {
-        count(capture_counter::UNREADABLE);
-        return 0;
+    let packet = Packet {
+        nh,
+        linear,
+        pkt_len,
     };
-    if !headers_match(cfg, nh, &hdr, linear) {
-        return 0;
-    }
-    let cap = if (cfg.snaplen as i64) < linear {
-        cfg.snaplen as i64
-    } else {
-        linear
-    };
-    let meta = Meta {
-        now: unsafe { bpf_ktime_get_ns() },
+    let mut meta = Meta {
+        now: 0,
         location,
         reason,
         netns,
         kind: EVENT_DROP,
-        dev: dev_of(skb),
+        dev: skb,
     };
-    emit(&ctx, cfg, nh, cap, pkt_len, &meta);
-    0
+    filter_and_emit(ctx, cfg, &packet, &mut meta);
+}
+
+/// The header filters, then the event: `meta.dev` holds the skb whose device the event names
+/// (0: none), read only once the packet matched; `meta.now` is set here.
+#[inline(always)]
+fn filter_and_emit<C: EbpfContext>(ctx: &C, cfg: &CaptureConfig, packet: &Packet, meta: &mut Meta) {
+    // The head buffer extends past the packet's end (skb->end ≥ tail), so a short packet's
+    // peek reads bytes that are not the packet's, never unmapped memory; only the bytes below
+    // `linear` are looked at.
+    let Some(hdr) = read::<[u8; CAPTURE_HEADER_PEEK]>(packet.nh, 0) else {
+        count(capture_counter::UNREADABLE);
+        return;
+    };
+    if !headers_match(cfg, packet.nh, &hdr, packet.linear) {
+        return;
+    }
+    let cap = if (cfg.snaplen as i64) < packet.linear {
+        cfg.snaplen as i64
+    } else {
+        packet.linear
+    };
+    // Set in place: copying the struct may become a `memcpy` call, which BPF does not have.
+    meta.now = unsafe { bpf_ktime_get_ns() };
+    if meta.dev != 0 {
+        meta.dev = dev_of(meta.dev);
+    }
+    emit(ctx, cfg, packet.nh, cap, packet.pkt_len, meta);
 }
 
 /// Offset in the headroom window of the IPv4/IPv6 header in front of a TCP header of
@@ -440,12 +519,65 @@ pub fn capture_tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
         count(capture_counter::UNREADABLE);
         return 0;
     };
+    let state = ctx_u32(&ctx, config!(rtx_state)).unwrap_or(ABSENT);
+    capture_retransmit(&ctx, cfg, skb, sk, [sport, dport], state);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
+pub fn capture_tcp_retransmit_skb_raw(ctx: RawTracePointContext) -> u32 {
+    capture_retransmit_from_args(&ctx);
+    0
+}
+
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn capture_tcp_retransmit_skb_btf(ctx: BtfTracePointContext) -> u32 {
+    capture_retransmit_from_args(&ctx);
+    0
+}
+
+/// The raw/BTF hooks: socket, skb and error from the arguments, ports and state from the
+/// socket.
+#[inline(always)]
+fn capture_retransmit_from_args<C: EbpfContext>(ctx: &C) {
+    let Some(cfg) = CAPTURE_CONFIG.get(0) else {
+        return;
+    };
+    let args = ctx.as_ptr();
+    if arg_u64(args, config!(rtx_arg_err)).is_some_and(|err| err as i32 != 0) {
+        return;
+    }
+    count(capture_counter::RETRANSMITS_SEEN);
+    let sk = arg_u64(args, config!(rtx_arg_sk)).unwrap_or(0);
+    let (Some(skb), Some(sport), Some(dport)) = (
+        arg_u64(args, config!(rtx_arg_skb)),
+        sock_u16(sk, config!(sk_num)),
+        sock_u16(sk, config!(sk_dport)),
+    ) else {
+        count(capture_counter::UNREADABLE);
+        return;
+    };
+    let state = sock_state(sk).unwrap_or(ABSENT);
+    capture_retransmit(ctx, cfg, skb, sk, [sport, u16::from_be(dport)], state);
+}
+
+/// A retransmitted segment of socket `sk` (`ports`: local, remote in host order): its headers
+/// found in front of the segment, through the filters into the buffer.
+#[inline(always)]
+fn capture_retransmit<C: EbpfContext>(
+    ctx: &C,
+    cfg: &CaptureConfig,
+    skb: u64,
+    sk: u64,
+    ports: [u16; 2],
+    state: u32,
+) {
     let netns = sock_netns(sk).unwrap_or(0);
     if cfg.netns != ABSENT && cfg.netns != netns {
-        return 0;
+        return;
     }
-    let s = sport.to_be_bytes();
-    let d = dport.to_be_bytes();
+    let s = ports[0].to_be_bytes();
+    let d = ports[1].to_be_bytes();
     let ports = [s[0], s[1], d[0], d[1]];
     let check_seq = cfg.skb_tcp_seq != ABSENT;
     let seq = if check_seq {
@@ -460,15 +592,15 @@ pub fn capture_tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
         read::<u64>(skb, cfg.skb_data),
     ) else {
         count(capture_counter::UNREADABLE);
-        return 0;
+        return;
     };
     if data < head + CAPTURE_HEADROOM_PEEK as u64 {
         count(capture_counter::UNREADABLE);
-        return 0;
+        return;
     }
     let start = data - CAPTURE_HEADROOM_PEEK as u64;
     let Some(window) = CAPTURE_HEADROOM.get_ptr_mut(0) else {
-        return 0;
+        return;
     };
     let copied = unsafe {
         generated::bpf_probe_read_kernel(
@@ -479,7 +611,7 @@ pub fn capture_tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     };
     if copied != 0 {
         count(capture_counter::UNREADABLE);
-        return 0;
+        return;
     }
     let w = unsafe { &*window };
     let mut ip = 0;
@@ -495,39 +627,28 @@ pub fn capture_tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     if ip == 0 {
         // Headers not in front of the segment (it was copied before sending): not captured.
         count(capture_counter::UNREADABLE);
-        return 0;
+        return;
     }
-    let state = ctx_u32(&ctx, config!(rtx_state)).unwrap_or(ABSENT);
     let (Some(len), Some(data_len)) = (
         read::<u32>(skb, cfg.skb_len),
         read::<u32>(skb, cfg.skb_data_len),
     ) else {
         count(capture_counter::UNREADABLE);
-        return 0;
+        return;
     };
     let hdr_len = (CAPTURE_HEADROOM_PEEK - ip) as i64;
-    let nh = start + ip as u64;
-    let linear = hdr_len + (len - data_len.min(len)) as i64;
-    let Some(hdr) = read::<[u8; CAPTURE_HEADER_PEEK]>(nh, 0) else {
-        count(capture_counter::UNREADABLE);
-        return 0;
+    let packet = Packet {
+        nh: start + ip as u64,
+        linear: hdr_len + (len - data_len.min(len)) as i64,
+        pkt_len: hdr_len + len as i64,
     };
-    if !headers_match(cfg, nh, &hdr, linear) {
-        return 0;
-    }
-    let cap = if (cfg.snaplen as i64) < linear {
-        cfg.snaplen as i64
-    } else {
-        linear
-    };
-    let meta = Meta {
-        now: unsafe { bpf_ktime_get_ns() },
+    let mut meta = Meta {
+        now: 0,
         location: 0,
         reason: state,
         netns,
         kind: EVENT_RETRANSMIT,
         dev: 0,
     };
-    emit(&ctx, cfg, nh, cap, hdr_len + len as i64, &meta);
-    0
+    filter_and_emit(ctx, cfg, &packet, &mut meta);
 }

@@ -2,7 +2,8 @@
 //! connect time (`sock:inet_sock_set_state`) and socket errors (`sock:inet_sk_error_report`).
 //! Owns `DESTS` and its zero template `DEST_ZERO`, `SOCK_ERRORS`, `CONNECT_START`, the
 //! socket-namespace cache `SK_NETNS_CACHE` and `LAST_CLOSE` (which gives an error report the
-//! namespace of the socket just closed).
+//! namespace of the socket just closed). One body per event, three hooks: the classic
+//! tracepoint reads its record, the raw and BTF tracepoints the arguments and the socket.
 //!
 //! May use `shared` (configuration, record reads, namespaces, counters, atomic adds); no other
 //! family.
@@ -24,8 +25,9 @@ use tracer_common::{
 };
 
 use crate::shared::{
-    args::{arg_u64, sock_local, sock_remote, sock_u32},
+    args::{arg_u64, sock_local, sock_protocol_is, sock_remote, sock_state, sock_u16, sock_u32},
     atomic_add32, atomic_add64, bump, config,
+    flow::End,
     netns::{sock_netns, DEV_CACHE_REVALIDATE},
     record::{ctx_addr4, ctx_addr6, ctx_sockaddr, ctx_u16, ctx_u32, ctx_u64},
 };
@@ -274,45 +276,99 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         bump(counter::READ_ERRORS);
         return 0;
     };
-    let (syn_sent, close) = (config!(tcp_syn_sent), config!(tcp_close));
-    if new != syn_sent && old != syn_sent && new != close {
-        return 0;
-    }
-    if old == config!(tcp_listen) {
+    if !wanted_change(old, new) {
         return 0;
     }
     let sk = ctx_u64(&ctx, config!(ss_skaddr)).unwrap_or(0);
-    let netns = sock_netns(sk).unwrap_or_else(|| {
-        bump(counter::NETNS_UNKNOWN);
-        0
-    });
-    let Some(key) = dest_key(
+    let netns = counted_sock_netns(sk);
+    let key = dest_key(
         &ctx,
         netns,
         config!(ss_family),
         config!(ss_dport),
         config!(ss_daddr),
         config!(ss_daddr_v6),
+    );
+    let sport = ctx_u16(&ctx, config!(ss_sport)).unwrap_or(0);
+    state_change(sk, old, new, key, sport);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state_raw(ctx: RawTracePointContext) -> u32 {
+    state_from_args(ctx.as_ptr())
+}
+
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn inet_sock_set_state_btf(ctx: BtfTracePointContext) -> u32 {
+    state_from_args(ctx.as_ptr())
+}
+
+/// The raw/BTF hooks: the states from the arguments, protocol and ends from the socket.
+#[inline(always)]
+fn state_from_args(ctx: *mut core::ffi::c_void) -> u32 {
+    let sk = arg_u64(ctx, config!(ss_arg_sk)).unwrap_or(0);
+    let tcp = config!(ipproto_tcp);
+    if tcp != 0 && !sock_protocol_is(sk, tcp) {
+        return 0;
+    }
+    bump(counter::STATE_EVENTS);
+    let (Some(old), Some(new)) = (
+        arg_u64(ctx, config!(ss_arg_oldstate)),
+        arg_u64(ctx, config!(ss_arg_newstate)),
     ) else {
         bump(counter::READ_ERRORS);
         return 0;
     };
+    let (old, new) = (old as u32, new as u32);
+    if !wanted_change(old, new) {
+        return 0;
+    }
+    let netns = counted_sock_netns(sk);
+    let key = sock_remote(sk).map(|remote| dest_of(netns, remote));
+    let sport = sock_u16(sk, config!(sk_num)).unwrap_or(0);
+    state_change(sk, old, new, key, sport);
+    0
+}
+
+/// The changes counted: into or out of SYN_SENT, or into CLOSE, but not a listener's.
+#[inline(always)]
+fn wanted_change(old: u32, new: u32) -> bool {
+    let (syn_sent, close) = (config!(tcp_syn_sent), config!(tcp_close));
+    (new == syn_sent || old == syn_sent || new == close) && old != config!(tcp_listen)
+}
+
+/// A socket's namespace (0, counted as unknown, when unread).
+#[inline(always)]
+fn counted_sock_netns(sk: u64) -> u32 {
+    sock_netns(sk).unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    })
+}
+
+/// The destination of one end of a socket.
+#[inline(always)]
+fn dest_of(netns: u32, remote: End) -> DestKey {
+    let (family, dport, daddr) = remote;
+    DestKey {
+        netns,
+        family,
+        dport,
+        daddr,
+    }
+}
+
+/// One counted state change of socket `sk` to destination `key` from local port `sport`.
+#[inline(always)]
+fn state_change(sk: u64, old: u32, new: u32, key: Option<DestKey>, sport: u16) {
+    let Some(key) = key else {
+        bump(counter::READ_ERRORS);
+        return;
+    };
+    let (syn_sent, close) = (config!(tcp_syn_sent), config!(tcp_close));
     if new == close {
-        if let Some(last) = LAST_CLOSE.get_ptr_mut(0) {
-            let sport = ctx_u16(&ctx, config!(ss_sport)).unwrap_or(0);
-            unsafe {
-                (*last).netns = netns;
-                (*last).family = key.family;
-                (*last).sport = sport;
-                (*last).dport = key.dport;
-                // Word by word: this nightly's LLVM turns the 16-byte array copy into a
-                // `memmove` call, which the BPF target does not have.
-                (*last).daddr[0] = key.daddr[0];
-                (*last).daddr[1] = key.daddr[1];
-                (*last).daddr[2] = key.daddr[2];
-                (*last).daddr[3] = key.daddr[3];
-            }
-        }
+        remember_close(&key, sport);
     }
     // A connection that had been set up and is now gone: counted only for a destination
     // already tracked (a busy server's clients would otherwise churn the map one ephemeral
@@ -321,16 +377,16 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         if let Some(stats) = DESTS.get_ptr_mut(&key) {
             unsafe { atomic_add64(addr_of_mut!((*stats).closed), 1) };
         }
-        return 0;
+        return;
     }
     let Some(stats) = dest_entry(&key) else {
-        return 0;
+        return;
     };
     if new == syn_sent {
         let now = unsafe { bpf_ktime_get_ns() };
         let _ = CONNECT_START.insert(&sk, &now, 0);
         unsafe { atomic_add64(addr_of_mut!((*stats).connects), 1) };
-        return 0;
+        return;
     }
     if old == syn_sent {
         let started = unsafe { CONNECT_START.get(&sk) }.copied();
@@ -338,24 +394,46 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         if new == config!(tcp_established) {
             unsafe { atomic_add64(addr_of_mut!((*stats).established), 1) };
             match started {
-                Some(t0) => {
-                    let us = unsafe { bpf_ktime_get_ns() }.saturating_sub(t0) / 1000;
-                    let bucket = lat_bucket(us);
-                    unsafe {
-                        atomic_add64(addr_of_mut!((*stats).connect_timed), 1);
-                        atomic_add64(addr_of_mut!((*stats).connect_sum_us), us);
-                        if let Some(slot) = (*stats).connect_hist.get_mut(bucket) {
-                            atomic_add32(slot, 1);
-                        }
-                    }
-                }
+                Some(t0) => connect_time(stats, t0),
                 None => bump(counter::CONNECT_START_MISSING),
             }
         } else if new == close {
             unsafe { atomic_add64(addr_of_mut!((*stats).failed), 1) };
         }
     }
-    0
+}
+
+/// Adds one connect time (since `t0`) to the destination's histogram.
+#[inline(always)]
+fn connect_time(stats: *mut DestStats, t0: u64) {
+    let us = unsafe { bpf_ktime_get_ns() }.saturating_sub(t0) / 1000;
+    let bucket = lat_bucket(us);
+    unsafe {
+        atomic_add64(addr_of_mut!((*stats).connect_timed), 1);
+        atomic_add64(addr_of_mut!((*stats).connect_sum_us), us);
+        if let Some(slot) = (*stats).connect_hist.get_mut(bucket) {
+            atomic_add32(slot, 1);
+        }
+    }
+}
+
+/// Keeps the flow of the socket just closed on this CPU, for the error report that follows.
+#[inline(always)]
+fn remember_close(key: &DestKey, sport: u16) {
+    if let Some(last) = LAST_CLOSE.get_ptr_mut(0) {
+        unsafe {
+            (*last).netns = key.netns;
+            (*last).family = key.family;
+            (*last).sport = sport;
+            (*last).dport = key.dport;
+            // Word by word: this nightly's LLVM turns the 16-byte array copy into a
+            // `memmove` call, which the BPF target does not have.
+            (*last).daddr[0] = key.daddr[0];
+            (*last).daddr[1] = key.daddr[1];
+            (*last).daddr[2] = key.daddr[2];
+            (*last).daddr[3] = key.daddr[3];
+        }
+    }
 }
 
 /// A socket error (ETIMEDOUT, EHOSTUNREACH, ECONNREFUSED, …) per destination.
@@ -377,36 +455,77 @@ pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
     if error == 0 {
         return 0;
     }
-    let Some(mut dest) = dest_key(
+    let dest = dest_key(
         &ctx,
         0,
         config!(err_family),
         config!(err_dport),
         config!(err_daddr),
         config!(err_daddr_v6),
-    ) else {
+    );
+    let sport = ctx_u16(&ctx, config!(err_sport)).unwrap_or(0);
+    // The record has no socket: the namespace is the one of the close just before.
+    socket_error(dest, sport, error, None);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "inet_sk_error_report")]
+pub fn inet_sk_error_report_raw(ctx: RawTracePointContext) -> u32 {
+    error_from_args(ctx.as_ptr())
+}
+
+#[btf_tracepoint(function = "inet_sk_error_report")]
+pub fn inet_sk_error_report_btf(ctx: BtfTracePointContext) -> u32 {
+    error_from_args(ctx.as_ptr())
+}
+
+/// The raw/BTF hooks: protocol, error and ends from the socket, and for a closed one its own
+/// namespace.
+#[inline(always)]
+fn error_from_args(ctx: *mut core::ffi::c_void) -> u32 {
+    let sk = arg_u64(ctx, config!(err_arg_sk)).unwrap_or(0);
+    let tcp = config!(ipproto_tcp);
+    if tcp != 0 && !sock_protocol_is(sk, tcp) {
+        return 0;
+    }
+    bump(counter::ERROR_REPORT_EVENTS);
+    let Some(error) = sock_u32(sk, config!(sk_err)) else {
         bump(counter::READ_ERRORS);
         return 0;
     };
-    let sport = ctx_u16(&ctx, config!(err_sport)).unwrap_or(0);
-    let mut matched = false;
-    if let Some(last) = LAST_CLOSE.get_ptr(0) {
-        unsafe {
-            if (*last).family == dest.family
-                && (*last).sport == sport
-                && (*last).dport == dest.dport
-                && (*last).daddr[0] == dest.daddr[0]
-                && (*last).daddr[1] == dest.daddr[1]
-                && (*last).daddr[2] == dest.daddr[2]
-                && (*last).daddr[3] == dest.daddr[3]
-            {
-                dest.netns = (*last).netns;
-                matched = true;
-            }
-        }
+    if error == 0 {
+        return 0;
     }
-    if !matched {
-        bump(counter::ERROR_NETNS_UNMATCHED);
+    let dest = sock_remote(sk).map(|remote| dest_of(0, remote));
+    let sport = sock_u16(sk, config!(sk_num)).unwrap_or(0);
+    // The error that ends a connection (the socket is closed by now) counts under the socket's
+    // own namespace, where the classic program finds it through the close just before. One
+    // reported on a socket still open (an ICMP error queued while connecting) goes the classic
+    // way too, so every hook gives the same numbers.
+    let closed = sock_state(sk).is_some_and(|state| state == config!(tcp_close));
+    socket_error(
+        dest,
+        sport,
+        error,
+        if closed { sock_netns(sk) } else { None },
+    );
+    0
+}
+
+/// Counts one socket error of `dest`. Its namespace is `netns` when known, else the one of
+/// the flow that closed last on this CPU when it matches (counted when it does not).
+#[inline(always)]
+fn socket_error(dest: Option<DestKey>, sport: u16, error: u32, netns: Option<u32>) {
+    let Some(mut dest) = dest else {
+        bump(counter::READ_ERRORS);
+        return;
+    };
+    match netns {
+        Some(netns) => dest.netns = netns,
+        None => match closed_netns(&dest, sport) {
+            Some(netns) => dest.netns = netns,
+            None => bump(counter::ERROR_NETNS_UNMATCHED),
+        },
     }
     let key = ErrorKey {
         dest,
@@ -421,5 +540,20 @@ pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
             None => bump(counter::RESETS_INSERT_FAILED),
         }
     }
-    0
+}
+
+/// The namespace of the flow that closed last on this CPU, when it is `dest` from `sport`.
+#[inline(always)]
+fn closed_netns(dest: &DestKey, sport: u16) -> Option<u32> {
+    let last = LAST_CLOSE.get_ptr(0)?;
+    unsafe {
+        ((*last).family == dest.family
+            && (*last).sport == sport
+            && (*last).dport == dest.dport
+            && (*last).daddr[0] == dest.daddr[0]
+            && (*last).daddr[1] == dest.daddr[1]
+            && (*last).daddr[2] == dest.daddr[2]
+            && (*last).daddr[3] == dest.daddr[3])
+            .then_some((*last).netns)
+    }
 }

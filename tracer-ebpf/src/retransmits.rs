@@ -1,8 +1,10 @@
 //! Retransmits: `tcp:tcp_retransmit_skb` (retransmissions, segments, failed attempts) and
 //! `tcp:tcp_retransmit_synack` per flow, into `RETRANS_FLOWS` (a bounded LRU hash), which this
-//! module owns.
+//! module owns. One body per event, three hooks: the classic tracepoint reads its record, the
+//! raw and BTF tracepoints the arguments and the sockets.
 //!
-//! May use `shared` (configuration, record reads, namespaces, counters); no other family.
+//! May use `shared` (configuration, record and argument reads, namespaces, counters); no other
+//! family.
 
 use core::{
     mem::MaybeUninit,
@@ -158,12 +160,8 @@ fn retransmit(key: Option<FlowKey>, failed: bool, state: u32, skb: u64) {
 #[tracepoint]
 pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
     bump(counter::SYNACK_EVENTS);
-    let sk = ctx_u64(&ctx, config!(synack_skaddr)).unwrap_or(0);
-    let netns = sock_netns(sk).unwrap_or_else(|| {
-        bump(counter::NETNS_UNKNOWN);
-        0
-    });
-    let Some(key) = flow_key(
+    let netns = synack_netns(ctx_u64(&ctx, config!(synack_skaddr)).unwrap_or(0));
+    let key = flow_key(
         &ctx,
         netns,
         config!(synack_family),
@@ -173,11 +171,51 @@ pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
         config!(synack_daddr),
         config!(synack_saddr_v6),
         config!(synack_daddr_v6),
-    ) else {
+    );
+    synack(key);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "tcp_retransmit_synack")]
+pub fn tcp_retransmit_synack_raw(ctx: RawTracePointContext) -> u32 {
+    synack_from_args(ctx.as_ptr())
+}
+
+#[btf_tracepoint(function = "tcp_retransmit_synack")]
+pub fn tcp_retransmit_synack_btf(ctx: BtfTracePointContext) -> u32 {
+    synack_from_args(ctx.as_ptr())
+}
+
+/// The raw/BTF hooks: the namespace from the listener, the flow from the request socket
+/// (its `sock_common` at `req_common`, read at the same offsets as a socket's).
+#[inline(always)]
+fn synack_from_args(ctx: *mut core::ffi::c_void) -> u32 {
+    bump(counter::SYNACK_EVENTS);
+    let netns = synack_netns(arg_u64(ctx, config!(synack_arg_sk)).unwrap_or(0));
+    let key = match arg_u64(ctx, config!(synack_arg_req)) {
+        Some(req) if req != 0 => sock_flow_key(req + u64::from(config!(req_common)), netns),
+        _ => None,
+    };
+    synack(key);
+    0
+}
+
+/// The listener's namespace (0, counted as unknown, when unread).
+#[inline(always)]
+fn synack_netns(sk: u64) -> u32 {
+    sock_netns(sk).unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    })
+}
+
+/// One SYN-ACK retransmission of a half-open connection.
+#[inline(always)]
+fn synack(key: Option<FlowKey>) {
+    let Some(key) = key else {
         bump(counter::READ_ERRORS);
-        return 0;
+        return;
     };
     // State 0: the listener's state says nothing about this half-open connection.
     flow_add(&key, 0, 0, 1, 0, 0);
-    0
 }

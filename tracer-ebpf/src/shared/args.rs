@@ -3,14 +3,17 @@
 //! classic record carries read from the socket itself at BTF offsets ([`sock_flow_key`],
 //! [`sock_u16`], [`sock_u32`]).
 //!
-//! May use `aya-ebpf` and `tracer-common` only; never a family module.
+//! May use `aya-ebpf`, `tracer-common` and `shared::flow`; never a family module.
 
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 use tracer_common::{FlowKey, ABSENT, FAMILY_INET};
 
-use super::config;
+use super::{
+    config,
+    flow::{flow_of, End},
+};
 
 /// Argument `index` of a raw or BTF tracepoint (its context is the array of arguments, one
 /// 64-bit slot each). The position comes from frozen `.rodata`: as in `record`, each possible
@@ -73,7 +76,7 @@ pub(crate) fn sock_state(sk: u64) -> Option<u32> {
 
 /// The local end of a socket: (family, port in host order, address words).
 #[inline(always)]
-pub(crate) fn sock_local(sk: u64) -> Option<(u16, u16, [u32; 4])> {
+pub(crate) fn sock_local(sk: u64) -> Option<End> {
     let family = sock_u16(sk, config!(sk_family))?;
     let port = sock_u16(sk, config!(sk_num))?;
     let addr = if family == FAMILY_INET {
@@ -86,7 +89,7 @@ pub(crate) fn sock_local(sk: u64) -> Option<(u16, u16, [u32; 4])> {
 
 /// The remote end of a socket: (family, port in host order, address words).
 #[inline(always)]
-pub(crate) fn sock_remote(sk: u64) -> Option<(u16, u16, [u32; 4])> {
+pub(crate) fn sock_remote(sk: u64) -> Option<End> {
     let family = sock_u16(sk, config!(sk_family))?;
     let port = u16::from_be(sock_u16(sk, config!(sk_dport))?);
     let addr = if family == FAMILY_INET {
@@ -100,15 +103,12 @@ pub(crate) fn sock_remote(sk: u64) -> Option<(u16, u16, [u32; 4])> {
 /// The flow of a socket, as a classic TCP tracepoint records it (local end as source).
 #[inline(always)]
 pub(crate) fn sock_flow_key(sk: u64, netns: u32) -> Option<FlowKey> {
-    let (family, sport, saddr) = sock_local(sk)?;
-    let (_, dport, daddr) = sock_remote(sk)?;
-    Some(FlowKey {
-        netns,
-        family,
-        sport,
-        dport,
-        _pad: 0,
-        saddr,
-        daddr,
-    })
+    Some(flow_of(netns, sock_local(sk)?, sock_remote(sk)?))
+}
+
+/// True when the socket's protocol is `protocol` (`sk_protocol`, a plain u16 since 5.6; the
+/// loader keeps the probes that filter on it classic where it is not).
+#[inline(always)]
+pub(crate) fn sock_protocol_is(sk: u64, protocol: u32) -> bool {
+    sock_u16(sk, config!(sk_protocol)).is_some_and(|p| u32::from(p) == protocol)
 }

@@ -1,11 +1,12 @@
 //! What several probe families need, and nothing that belongs to one of them: the frozen
 //! configuration (`CONFIG`, read through [`config!`]), the per-CPU probe counters ([`bump`]),
-//! the BPF atomic adds, reads from tracepoint records ([`record`]) and namespace lookups
-//! ([`netns`]).
+//! the BPF atomic adds, reads from tracepoint records ([`record`]) and from tracepoint
+//! arguments ([`args`]), flow keys ([`flow`]) and namespace lookups ([`netns`]).
 //!
 //! May use `aya-ebpf` and `tracer-common` only; never a family module.
 
 pub(crate) mod args;
+pub(crate) mod flow;
 pub(crate) mod netns;
 pub(crate) mod record;
 

@@ -2,10 +2,12 @@
 //! files: integers ([`ctx_u16`], [`ctx_u32`], [`ctx_u64`]), addresses, sockaddrs, and the
 //! [`FlowKey`] of a record with separate port / family / address fields.
 //!
-//! May use `aya-ebpf` and `tracer-common` only; never a family module.
+//! May use `aya-ebpf`, `tracer-common` and `shared::flow`; never a family module.
 
 use aya_ebpf::{programs::TracePointContext, EbpfContext};
 use tracer_common::{FlowKey, ABSENT, FAMILY_INET, FAMILY_INET6};
+
+use super::flow::{flow_of, End};
 
 #[inline(always)]
 fn read_field<T>(ctx: &TracePointContext, offset: u32) -> Option<T> {
@@ -135,21 +137,17 @@ pub(crate) fn flow_key(
     } else {
         (ctx_addr6(ctx, saddr6_off)?, ctx_addr6(ctx, daddr6_off)?)
     };
-    Some(FlowKey {
+    Some(flow_of(
         netns,
-        family,
-        sport,
-        dport,
-        _pad: 0,
-        saddr,
-        daddr,
-    })
+        (family, sport, saddr),
+        (family, dport, daddr),
+    ))
 }
 
 /// A `struct sockaddr_in`/`sockaddr_in6` recorded in a 28-byte field: family, port (network
 /// order) and address. Returns (family, port in host order, address words).
 #[inline(always)]
-pub(crate) fn ctx_sockaddr(ctx: &TracePointContext, offset: u32) -> Option<(u16, u16, [u32; 4])> {
+pub(crate) fn ctx_sockaddr(ctx: &TracePointContext, offset: u32) -> Option<End> {
     if offset == ABSENT {
         return None;
     }

@@ -49,6 +49,19 @@ pub struct SockOffsets {
     pub v6_daddr: u32,
     /// `tcp_sock.srtt_us`
     pub srtt_us: u32,
+    /// `sock.sk_protocol` (None where it is a bitfield, before 5.6).
+    pub protocol: Option<u32>,
+    /// `sock.sk_err`
+    pub err: u32,
+    /// `request_sock.__req_common` less `sock.__sk_common`: the same `sock_common` offsets then
+    /// read a request socket.
+    pub req_common: u32,
+    /// `sk_buff.head`
+    pub skb_head: u32,
+    /// `sk_buff.data`
+    pub skb_data: u32,
+    /// `sk_buff.network_header`
+    pub skb_network_header: u32,
 }
 
 /// BTF kinds this reader looks at (`include/uapi/linux/btf.h`).
@@ -245,6 +258,37 @@ impl KernelBtf {
             v6_rcv_saddr: common("skc_v6_rcv_saddr")?,
             v6_daddr: common("skc_v6_daddr")?,
             srtt_us: self.member_offset("tcp_sock", &["srtt_us"])?,
+            protocol: self.plain_member_offset("sock", "sk_protocol"),
+            err: self.member_offset("sock", &["sk_err"])?,
+            req_common: self
+                .member_offset("request_sock", &["__req_common"])?
+                .checked_sub(self.member_offset("sock", &["__sk_common"])?)
+                .ok_or_else(|| anyhow!("request_sock's sock_common lies before sock's"))?,
+            skb_head: self.member_offset("sk_buff", &["head"])?,
+            skb_data: self.member_offset("sk_buff", &["data"])?,
+            skb_network_header: self.member_offset("sk_buff", &["network_header"])?,
+        })
+    }
+
+    /// Byte offset of a direct member of a struct that is not a bitfield (None otherwise).
+    fn plain_member_offset(&self, struct_name: &str, member: &str) -> Option<u32> {
+        let id = self
+            .ids_named(struct_name, kind::STRUCT)
+            .find(|id| self.header(*id).is_some_and(|h| h.vlen > 0))?;
+        let h = self.header(id)?;
+        (0..h.vlen).find_map(|i| {
+            let at = h.at + 12 + 12 * i;
+            if self.name(self.u32_at(at)?) != member {
+                return None;
+            }
+            let raw = self.u32_at(at + 8)?;
+            // With kind_flag set, the top byte is the bitfield's size (0: not a bitfield).
+            let (bits, bitfield) = if h.kind_flag {
+                (raw & 0x00ff_ffff, raw >> 24 != 0)
+            } else {
+                (raw, false)
+            };
+            (!bitfield && bits.is_multiple_of(8)).then_some(bits / 8)
         })
     }
 
@@ -583,6 +627,11 @@ mod tests {
         assert!(o.family > o.num && o.state > o.family, "{o:?}");
         // tcp_sock begins with the sock: srtt_us lies far past sock_common.
         assert!(o.srtt_us > o.v6_rcv_saddr, "{o:?}");
+        // sk_protocol has been a plain u16 since 5.6; both socket kinds begin with sock_common.
+        assert!(o.protocol.is_some_and(|p| p > o.v6_daddr), "{o:?}");
+        assert_eq!(o.req_common, 0);
+        // `unsigned char *head, *data;` side by side at the end of sk_buff.
+        assert_eq!(o.skb_data, o.skb_head + 8, "{o:?}");
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! `--retransmits`, `capture_tcp_retransmit_skb`) is attached, and its buffer is drained into
 //! [`CaptureEvent`]s: the BPF ring buffer, or on kernels without one (< 5.8, or when
 //! `TRACER_CAPTURE_BUFFER=perf` forces it) one perf buffer per CPU, whose lost-sample records
-//! are counted. Dropping a [`CaptureSession`] detaches it, so the always-on programs never pay
-//! for a capture. With `loader`, the only module touching aya.
+//! are counted. Each program goes on the hook the always-on probe of its tracepoint was planned
+//! on ([`CaptureHooks`]), with the same fallbacks. Dropping a [`CaptureSession`] detaches it,
+//! so the always-on programs never pay for a capture. With `loader`, the only module touching
+//! aya.
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::{
@@ -12,8 +14,7 @@ use aya::{
         perf::{PerfEvent, PerfEventArray, PerfEventArrayBuffer},
         Array, MapData, MapType, PerCpuArray, RingBuf,
     },
-    programs::TracePoint,
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
 };
 use tracer_common::{
     capture::{
@@ -25,7 +26,30 @@ use tracer_common::{
 
 use crate::kernel::{
     btf::KernelBtf,
-    loader::{privilege_hint, raise_memlock, EBPF_OBJECT},
+    loader::{attach_cheapest, privilege_hint, raise_memlock, EBPF_OBJECT},
+    probes::{HookChoice, HookKind, ProbeSpec},
+};
+
+/// The hooks planned for the capture programs: those of the always-on probes on the same
+/// tracepoints (`kfree_skb`, `tcp_retransmit_skb`), whose argument positions they share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureHooks {
+    pub drop: HookChoice,
+    pub retransmit: HookChoice,
+}
+
+/// The capture program on `skb:kfree_skb`.
+const DROP_SPEC: ProbeSpec = ProbeSpec {
+    category: "skb",
+    name: "kfree_skb",
+    program: PROG_CAPTURE_KFREE_SKB,
+};
+
+/// The capture program on `tcp:tcp_retransmit_skb`.
+const RETRANSMIT_SPEC: ProbeSpec = ProbeSpec {
+    category: "tcp",
+    name: "tcp_retransmit_skb",
+    program: PROG_CAPTURE_RETRANSMIT,
 };
 
 /// The `sk_buff` and `net_device` member offsets the capture program reads, from BTF.
@@ -176,17 +200,21 @@ pub struct CaptureSession {
     reader: Reader,
     counters: PerCpuArray<MapData, u64>,
     pub buffer: BufferKind,
+    /// Each attached program and the hook it ended on.
+    pub hooks: Vec<(&'static str, HookChoice)>,
 }
 
 impl CaptureSession {
     /// Loads the object with `tracer` (the record and namespace offsets the start-up planned),
     /// writes `capture` into the config map, and attaches the capture program, and with
-    /// `retransmits` the retransmit capture program; events come through `buffer`.
+    /// `retransmits` the retransmit capture program, each on its planned hook (`hooks`);
+    /// events come through `buffer`.
     pub fn start(
         tracer: &TracerConfig,
         capture: &CaptureConfig,
         retransmits: bool,
         buffer: BufferKind,
+        hooks: &CaptureHooks,
     ) -> Result<CaptureSession> {
         raise_memlock();
         let mut capture = *capture;
@@ -210,17 +238,14 @@ impl CaptureSession {
                 .set(0, &capture, 0)
                 .context("writing the capture filter")?;
         }
-        let program: &mut TracePoint = ebpf
-            .program_mut(PROG_CAPTURE_KFREE_SKB)
-            .ok_or_else(|| anyhow!("program {PROG_CAPTURE_KFREE_SKB} not in the eBPF object"))?
-            .try_into()?;
-        program
-            .load()
-            .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))
-            .context("loading the capture program")?;
-        program
-            .attach("skb", "kfree_skb")
-            .context("attaching the capture program to skb:kfree_skb")?;
+        // aya's own parse of the kernel BTF, for a BTF tracepoint.
+        let wants_btf = hooks.drop.kind == HookKind::TpBtf
+            || (retransmits && hooks.retransmit.kind == HookKind::TpBtf);
+        let btf = wants_btf.then(|| Btf::from_sys_fs().map_err(|e| e.to_string()));
+        let mut attached = Vec::new();
+        let (outcome, hook) = attach_cheapest(&mut ebpf, &DROP_SPEC, hooks.drop.clone(), &btf);
+        outcome.context("attaching the capture program to skb:kfree_skb")?;
+        attached.push((PROG_CAPTURE_KFREE_SKB, hook));
         let take = |ebpf: &mut Ebpf, name: &str| {
             ebpf.take_map(name)
                 .ok_or_else(|| anyhow!("map {name} not in the eBPF object"))
@@ -258,17 +283,11 @@ impl CaptureSession {
                      run the capture without --retransmits"
                 ));
             }
-            let program: &mut TracePoint = ebpf
-                .program_mut(PROG_CAPTURE_RETRANSMIT)
-                .ok_or_else(|| anyhow!("program {PROG_CAPTURE_RETRANSMIT} not in the eBPF object"))?
-                .try_into()?;
-            program
-                .load()
-                .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))
-                .context("loading the retransmit capture program")?;
-            program
-                .attach("tcp", "tcp_retransmit_skb")
+            let (outcome, hook) =
+                attach_cheapest(&mut ebpf, &RETRANSMIT_SPEC, hooks.retransmit.clone(), &btf);
+            outcome
                 .context("attaching the retransmit capture program to tcp:tcp_retransmit_skb")?;
+            attached.push((PROG_CAPTURE_RETRANSMIT, hook));
         }
         let counters = PerCpuArray::try_from(take(&mut ebpf, MAP_CAPTURE_COUNTERS)?)?;
         Ok(CaptureSession {
@@ -276,7 +295,17 @@ impl CaptureSession {
             reader,
             counters,
             buffer,
+            hooks: attached,
         })
+    }
+
+    /// Each attached program's hook and why, as the summary prints it
+    /// (`capture_kfree_skb on tp_btf (tp_btf: cheapest hook)`).
+    pub fn hooks_text(&self) -> Vec<String> {
+        self.hooks
+            .iter()
+            .map(|(program, h)| format!("{program} on {} ({})", h.kind.as_str(), h.reason))
+            .collect()
     }
 
     /// Hands every event waiting in the buffer to `f`; returns how many there were.

@@ -9,7 +9,7 @@
 use std::{collections::BTreeSet, path::PathBuf};
 
 use anyhow::{bail, Result};
-use tracer_common::{TracerConfig, ABSENT};
+use tracer_common::{TracerConfig, ABSENT, CONFIG_WORDS};
 
 use crate::kernel::{
     probes::{ProbeState, ProbeStatus},
@@ -61,70 +61,69 @@ pub fn emulate(host: &mut Startup, version: &str) -> Result<()> {
     Ok(())
 }
 
-/// Every field of the configuration in declaration order. It is `repr(C)` with 96 `u32`
-/// fields, which tracer-common asserts by its size; the alignment is checked here.
+/// Every field of the configuration in declaration order. It is `repr(C)` with
+/// [`CONFIG_WORDS`] `u32` fields, which tracer-common asserts by its size; the alignment is
+/// checked here.
 const _: () = assert!(
-    std::mem::size_of::<TracerConfig>() == 96 * 4 && std::mem::align_of::<TracerConfig>() == 4
+    std::mem::size_of::<TracerConfig>() == CONFIG_WORDS * 4
+        && std::mem::align_of::<TracerConfig>() == 4
 );
 
 fn words(c: &TracerConfig) -> &[u32] {
-    // SAFETY: a repr(C) struct of 96 u32s (asserted above) is 96 aligned u32s without padding;
-    // the slice borrows `c` for its whole life.
-    unsafe { std::slice::from_raw_parts((c as *const TracerConfig).cast::<u32>(), 96) }
+    // SAFETY: a repr(C) struct of CONFIG_WORDS u32s (asserted above) is that many aligned u32s
+    // without padding; the slice borrows `c` for its whole life.
+    unsafe { std::slice::from_raw_parts((c as *const TracerConfig).cast::<u32>(), CONFIG_WORDS) }
 }
 
 fn words_mut(c: &mut TracerConfig) -> &mut [u32] {
     // SAFETY: as in `words`; the mutable borrow of `c` is exclusive for the slice's life.
-    unsafe { std::slice::from_raw_parts_mut((c as *mut TracerConfig).cast::<u32>(), 96) }
+    unsafe { std::slice::from_raw_parts_mut((c as *mut TracerConfig).cast::<u32>(), CONFIG_WORDS) }
+}
+
+/// The words of the configuration read from this kernel's BTF (struct offsets), which an
+/// emulated kernel keeps.
+fn btf_words(c: &mut TracerConfig) -> [&mut u32; 21] {
+    [
+        &mut c.skb_dev,
+        &mut c.skb_sk,
+        &mut c.dev_net,
+        &mut c.sk_net,
+        &mut c.net_inum,
+        &mut c.skb_tcp_segs,
+        &mut c.sk_family,
+        &mut c.sk_state,
+        &mut c.sk_num,
+        &mut c.sk_dport,
+        &mut c.sk_rcv_saddr,
+        &mut c.sk_daddr,
+        &mut c.sk_v6_rcv_saddr,
+        &mut c.sk_v6_daddr,
+        &mut c.tp_srtt_us,
+        &mut c.sk_protocol,
+        &mut c.sk_err,
+        &mut c.req_common,
+        &mut c.skb_head,
+        &mut c.skb_data,
+        &mut c.skb_network_header,
+    ]
 }
 
 /// The pure part of [`emulate`]: `host` keeps only what `old` has.
 pub(crate) fn narrow(host: &mut Startup, old: &Startup, version: &str) {
     // BTF offsets (namespaces, sockets) are this kernel's and stay: the recordings have no BTF, the real kernels do.
-    let btf = {
-        let c = &host.plan.config;
-        [
-            c.skb_dev,
-            c.skb_sk,
-            c.dev_net,
-            c.sk_net,
-            c.net_inum,
-            c.skb_tcp_segs,
-            c.sk_family,
-            c.sk_state,
-            c.sk_num,
-            c.sk_dport,
-            c.sk_rcv_saddr,
-            c.sk_daddr,
-            c.sk_v6_rcv_saddr,
-            c.sk_v6_daddr,
-            c.tp_srtt_us,
-        ]
-    };
+    let mut with_btf = host.plan.config;
     let old_words = words(&old.plan.config).to_vec();
     for (word, was) in words_mut(&mut host.plan.config).iter_mut().zip(old_words) {
         if was == ABSENT {
             *word = ABSENT;
         }
     }
-    let c = &mut host.plan.config;
-    [
-        c.skb_dev,
-        c.skb_sk,
-        c.dev_net,
-        c.sk_net,
-        c.net_inum,
-        c.skb_tcp_segs,
-        c.sk_family,
-        c.sk_state,
-        c.sk_num,
-        c.sk_dport,
-        c.sk_rcv_saddr,
-        c.sk_daddr,
-        c.sk_v6_rcv_saddr,
-        c.sk_v6_daddr,
-        c.tp_srtt_us,
-    ] = btf;
+    for (word, kept) in btf_words(&mut host.plan.config)
+        .into_iter()
+        .zip(btf_words(&mut with_btf))
+    {
+        *word = *kept;
+    }
 
     // Tracepoints the old kernel lacks are not attached.
     let old_ready: BTreeSet<&str> = old.plan.ready.iter().map(|(s, _)| s.program).collect();

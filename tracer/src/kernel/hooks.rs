@@ -5,8 +5,9 @@
 //! Pure: it takes prototypes, offsets and the planned formats; it never touches the kernel.
 
 use tracer_common::{
-    TracerConfig, ABSENT, PROG_KFREE_SKB, PROG_SOFTIRQ_ENTRY, PROG_SOFTIRQ_EXIT, PROG_TCP_PROBE,
-    PROG_TCP_RETRANSMIT_SKB,
+    TracerConfig, ABSENT, PROG_INET_SK_ERROR_REPORT, PROG_INET_SOCK_SET_STATE, PROG_KFREE_SKB,
+    PROG_SOFTIRQ_ENTRY, PROG_SOFTIRQ_EXIT, PROG_TCP_PROBE, PROG_TCP_RECEIVE_RESET,
+    PROG_TCP_RETRANSMIT_SKB, PROG_TCP_RETRANSMIT_SYNACK, PROG_TCP_SEND_RESET,
 };
 
 use crate::kernel::{
@@ -14,15 +15,19 @@ use crate::kernel::{
     probes::{HookChoice, HookKind, Plan, HOOK_VAR},
 };
 
-/// Programs that also exist as raw and BTF tracepoint programs (`<name>_raw`, `<name>_btf`).
-/// The others (SYN-ACK retransmits, state changes, resets, socket errors: rare events) are
-/// classic tracepoints only, for now.
-pub const RAW_CAPABLE: [&str; 5] = [
+/// Programs that also exist as raw and BTF tracepoint programs (`<name>_raw`, `<name>_btf`):
+/// every probe's. (The capture programs follow the hook of the probe on the same tracepoint.)
+pub const RAW_CAPABLE: [&str; 10] = [
     PROG_KFREE_SKB,
     PROG_SOFTIRQ_ENTRY,
     PROG_SOFTIRQ_EXIT,
     PROG_TCP_RETRANSMIT_SKB,
     PROG_TCP_PROBE,
+    PROG_TCP_RETRANSMIT_SYNACK,
+    PROG_INET_SOCK_SET_STATE,
+    PROG_TCP_SEND_RESET,
+    PROG_TCP_RECEIVE_RESET,
+    PROG_INET_SK_ERROR_REPORT,
 ];
 
 /// The `TP_PROTO` argument types of a kernel without BTF, by the fields of its format (already
@@ -50,20 +55,49 @@ pub fn recorded_prototype(program: &str, config: &TracerConfig) -> Option<Vec<&'
             args
         }
         PROG_TCP_PROBE => vec!["struct sock *", "struct sk_buff *"],
+        PROG_TCP_RETRANSMIT_SYNACK => vec!["struct sock *", "struct request_sock *"],
+        PROG_INET_SOCK_SET_STATE => vec!["struct sock *", "int", "int"],
+        // (sk, skb); 6.10 adds the reason (and lets sk be NULL), in the record and prototype.
+        PROG_TCP_SEND_RESET => {
+            let mut args = vec!["struct sock *", "struct sk_buff *"];
+            if config.rst_tx_reason != ABSENT {
+                args.push("enum sk_rst_reason");
+            }
+            args
+        }
+        PROG_TCP_RECEIVE_RESET | PROG_INET_SK_ERROR_REPORT => vec!["struct sock *"],
         _ => return None,
     })
 }
 
 /// Position of the first argument of type `ty`.
 fn position(args: &[String], ty: &str) -> Option<u32> {
+    nth_position(args, ty, 0)
+}
+
+/// Position of the `nth` (from 0) argument of type `ty`.
+fn nth_position(args: &[String], ty: &str, nth: usize) -> Option<u32> {
     args.iter()
-        .position(|a| a == ty)
-        .and_then(|i| u32::try_from(i).ok())
+        .enumerate()
+        .filter(|(_, a)| *a == ty)
+        .nth(nth)
+        .and_then(|(i, _)| u32::try_from(i).ok())
+}
+
+/// Like [`nth_position`], an error naming the type when there is none.
+fn required_nth(args: &[String], ty: &str, nth: usize) -> Result<u32, String> {
+    nth_position(args, ty, nth).ok_or_else(|| {
+        format!(
+            "no {} `{ty}` argument in ({})",
+            ["first", "second"].get(nth).unwrap_or(&"such"),
+            args.join(", ")
+        )
+    })
 }
 
 /// Like [`position`], an error naming the type when there is none.
 fn required(args: &[String], ty: &str) -> Result<u32, String> {
-    position(args, ty).ok_or_else(|| format!("no `{ty}` argument in ({})", args.join(", ")))
+    required_nth(args, ty, 0)
 }
 
 /// Writes a program's argument positions into `config`. Optional arguments are read only
@@ -92,14 +126,46 @@ fn positions(program: &str, args: &[String], config: &mut TracerConfig) -> Resul
             config.rtx_arg_err = gated(config.rtx_err, "int");
         }
         PROG_TCP_PROBE => config.probe_arg_sk = required(args, "struct sock *")?,
-        _ => return Err("no raw/BTF program for this probe yet".to_owned()),
+        PROG_TCP_RETRANSMIT_SYNACK => {
+            config.synack_arg_sk = required(args, "struct sock *")?;
+            config.synack_arg_req = required(args, "struct request_sock *")?;
+        }
+        // TP_PROTO(sk, oldstate, newstate): the two ints in that order.
+        PROG_INET_SOCK_SET_STATE => {
+            config.ss_arg_sk = required(args, "struct sock *")?;
+            config.ss_arg_oldstate = required_nth(args, "int", 0)?;
+            config.ss_arg_newstate = required_nth(args, "int", 1)?;
+        }
+        PROG_TCP_SEND_RESET => {
+            config.rst_tx_arg_sk = required(args, "struct sock *")?;
+            config.rst_tx_arg_skb = required(args, "struct sk_buff *")?;
+            config.rst_tx_arg_reason = gated(config.rst_tx_reason, "enum sk_rst_reason");
+        }
+        PROG_TCP_RECEIVE_RESET => config.rst_rx_arg_sk = required(args, "struct sock *")?,
+        PROG_INET_SK_ERROR_REPORT => config.err_arg_sk = required(args, "struct sock *")?,
+        _ => return Err("no raw/BTF program for this probe".to_owned()),
     }
     Ok(())
 }
 
-/// Programs that read the socket themselves on a raw/BTF hook (a classic record has copies).
+/// Programs that read the socket themselves on a raw/BTF hook (a classic record has copies):
+/// every TCP and socket probe.
 fn needs_sock(program: &str) -> bool {
-    matches!(program, PROG_TCP_RETRANSMIT_SKB | PROG_TCP_PROBE)
+    !matches!(
+        program,
+        PROG_KFREE_SKB | PROG_SOFTIRQ_ENTRY | PROG_SOFTIRQ_EXIT
+    )
+}
+
+/// Why the socket offsets do not serve `program`, beyond what every TCP probe needs.
+fn sock_gap(program: &str, o: &SockOffsets) -> Option<&'static str> {
+    // These filter on the socket's protocol (TCP, not SCTP or MPTCP), as their records do.
+    let filters_protocol = matches!(
+        program,
+        PROG_INET_SOCK_SET_STATE | PROG_INET_SK_ERROR_REPORT
+    );
+    (filters_protocol && o.protocol.is_none())
+        .then_some("sock.sk_protocol is a bitfield in this kernel's BTF")
 }
 
 fn set_sock(config: &mut TracerConfig, o: &SockOffsets) {
@@ -112,6 +178,12 @@ fn set_sock(config: &mut TracerConfig, o: &SockOffsets) {
     config.sk_v6_rcv_saddr = o.v6_rcv_saddr;
     config.sk_v6_daddr = o.v6_daddr;
     config.tp_srtt_us = o.srtt_us;
+    config.sk_protocol = o.protocol.unwrap_or(ABSENT);
+    config.sk_err = o.err;
+    config.req_common = o.req_common;
+    config.skb_head = o.skb_head;
+    config.skb_data = o.skb_data;
+    config.skb_network_header = o.skb_network_header;
 }
 
 /// A tracepoint's argument types from BTF, by event name.
@@ -142,7 +214,7 @@ fn cheapest(
     config: &mut TracerConfig,
 ) -> HookChoice {
     if !RAW_CAPABLE.contains(&program) {
-        return tracepoint("no raw/BTF program for this probe yet (a rare event)");
+        return tracepoint("no raw/BTF program for this probe");
     }
     let (args, kind, why) = match facts.btf_args {
         Some(btf_args) => match btf_args(event) {
@@ -163,7 +235,10 @@ fn cheapest(
     }
     if needs_sock(program) {
         match &facts.sock {
-            Ok(o) => set_sock(config, o),
+            Ok(o) => match sock_gap(program, o) {
+                Some(gap) => return tracepoint(gap),
+                None => set_sock(config, o),
+            },
             Err(e) => return tracepoint(format!("socket offsets not in BTF ({e})")),
         }
     }

@@ -33,6 +33,12 @@ fn sock() -> SockOffsets {
         v6_rcv_saddr: 72,
         v6_daddr: 56,
         srtt_us: 1800,
+        protocol: Some(516),
+        err: 348,
+        req_common: 0,
+        skb_head: 192,
+        skb_data: 200,
+        skb_network_header: 182,
     }
 }
 
@@ -48,6 +54,10 @@ fn btf_6_18(event: &str) -> anyhow::Result<Vec<String>> {
         "softirq_entry" | "softirq_exit" => &["unsigned int"],
         "tcp_retransmit_skb" => &["struct sock *", "struct sk_buff *", "int"],
         "tcp_probe" => &["struct sock *", "struct sk_buff *"],
+        "tcp_retransmit_synack" => &["struct sock *", "struct request_sock *"],
+        "inet_sock_set_state" => &["struct sock *", "int", "int"],
+        "tcp_send_reset" => &["struct sock *", "struct sk_buff *", "enum sk_rst_reason"],
+        "tcp_receive_reset" | "inet_sk_error_report" => &["struct sock *"],
         other => anyhow::bail!("btf_trace_{other} not in BTF"),
     };
     Ok(args.iter().map(|a| (*a).to_owned()).collect())
@@ -58,7 +68,7 @@ fn kinds(p: &Plan) -> Vec<(&'static str, HookKind)> {
 }
 
 #[test]
-fn with_btf_the_hot_probes_go_on_tp_btf_with_positions_from_the_prototype() {
+fn with_btf_every_probe_goes_on_tp_btf_with_positions_from_the_prototype() {
     let mut p = formats_6_18();
     p.choose_hooks(&HookFacts {
         btf_args: Some(&btf_6_18),
@@ -73,11 +83,16 @@ fn with_btf_the_hot_probes_go_on_tp_btf_with_positions_from_the_prototype() {
     assert_eq!(
         tp_btf,
         [
+            "inet_sk_error_report",
+            "inet_sock_set_state",
             "kfree_skb",
             "softirq_entry",
             "softirq_exit",
             "tcp_probe",
-            "tcp_retransmit_skb"
+            "tcp_receive_reset",
+            "tcp_retransmit_skb",
+            "tcp_retransmit_synack",
+            "tcp_send_reset"
         ]
     );
     let c = p.config;
@@ -93,13 +108,88 @@ fn with_btf_the_hot_probes_go_on_tp_btf_with_positions_from_the_prototype() {
     assert_eq!((c.rtx_arg_sk, c.rtx_arg_skb, c.rtx_arg_err), (0, 1, 2));
     assert_eq!((c.probe_arg_sk, c.softirq_arg_vec), (0, 0));
     assert_eq!((c.sk_num, c.tp_srtt_us), (14, 1800));
-    let reset = p.hook_of("tcp_send_reset");
-    assert_eq!(reset.kind, HookKind::Tracepoint);
-    assert!(
-        reset.reason.contains("no raw/BTF program"),
-        "{}",
-        reset.reason
+    assert_eq!((c.synack_arg_sk, c.synack_arg_req), (0, 1));
+    assert_eq!(
+        (c.ss_arg_sk, c.ss_arg_oldstate, c.ss_arg_newstate),
+        (0, 1, 2)
     );
+    assert_eq!(
+        (c.rst_tx_arg_sk, c.rst_tx_arg_skb, c.rst_tx_arg_reason),
+        (0, 1, 2)
+    );
+    assert_eq!((c.rst_rx_arg_sk, c.err_arg_sk), (0, 0));
+    assert_eq!(
+        (c.sk_protocol, c.sk_err, c.req_common, c.skb_network_header),
+        (516, 348, 0, 182)
+    );
+}
+
+#[test]
+fn a_bitfield_protocol_keeps_state_changes_and_errors_classic_and_resets_on_tp_btf() {
+    let mut p = formats_6_18();
+    p.choose_hooks(&HookFacts {
+        btf_args: Some(&btf_6_18),
+        sock: Ok(SockOffsets {
+            protocol: None,
+            ..sock()
+        }),
+        forced: None,
+    });
+    for program in ["inet_sock_set_state", "inet_sk_error_report"] {
+        let h = p.hook_of(program);
+        assert_eq!(h.kind, HookKind::Tracepoint, "{program}");
+        assert!(
+            h.reason.contains("sk_protocol is a bitfield"),
+            "{}",
+            h.reason
+        );
+    }
+    assert_eq!(p.hook_of("tcp_send_reset").kind, HookKind::TpBtf);
+    assert_eq!(p.hook_of("tcp_retransmit_synack").kind, HookKind::TpBtf);
+}
+
+#[test]
+fn a_send_reset_before_6_10_has_no_reason_argument() {
+    let mut p = formats_6_18();
+    p.config.rst_tx_reason = ABSENT;
+    p.choose_hooks(&HookFacts {
+        btf_args: None,
+        sock: Ok(sock()),
+        forced: None,
+    });
+    assert_eq!(
+        recorded_prototype(PROG_TCP_SEND_RESET, &p.config).unwrap(),
+        ["struct sock *", "struct sk_buff *"]
+    );
+    assert_eq!(p.hook_of("tcp_send_reset").kind, HookKind::RawTp);
+    assert_eq!(
+        (
+            p.config.rst_tx_arg_sk,
+            p.config.rst_tx_arg_skb,
+            p.config.rst_tx_arg_reason
+        ),
+        (0, 1, ABSENT)
+    );
+}
+
+#[test]
+fn the_state_change_prototype_needs_both_states() {
+    let mut p = formats_6_18();
+    let one_int = |event: &str| -> anyhow::Result<Vec<String>> {
+        if event == "inet_sock_set_state" {
+            Ok(vec!["struct sock *".to_owned(), "int".to_owned()])
+        } else {
+            btf_6_18(event)
+        }
+    };
+    p.choose_hooks(&HookFacts {
+        btf_args: Some(&one_int),
+        sock: Ok(sock()),
+        forced: None,
+    });
+    let h = p.hook_of("inet_sock_set_state");
+    assert_eq!(h.kind, HookKind::Tracepoint);
+    assert!(h.reason.contains("no second `int`"), "{}", h.reason);
 }
 
 #[test]
@@ -120,9 +210,24 @@ fn without_btf_raw_tp_from_the_recorded_prototype_and_tcp_stays_classic() {
     assert_eq!(p.hook_of("softirq_exit").kind, HookKind::RawTp);
     // The recorded 6.18 prototype: rx_sk is the fourth argument.
     assert_eq!(p.config.kfree_arg_rx_sk, 3);
-    let rtx = p.hook_of("tcp_retransmit_skb");
-    assert_eq!(rtx.kind, HookKind::Tracepoint);
-    assert!(rtx.reason.contains("socket offsets"), "{}", rtx.reason);
+    // Every TCP and socket probe reads the socket itself on a raw hook.
+    for program in [
+        "tcp_retransmit_skb",
+        "tcp_probe",
+        "tcp_retransmit_synack",
+        "inet_sock_set_state",
+        "tcp_send_reset",
+        "tcp_receive_reset",
+        "inet_sk_error_report",
+    ] {
+        let h = p.hook_of(program);
+        assert_eq!(h.kind, HookKind::Tracepoint, "{program}");
+        assert!(
+            h.reason.contains("socket offsets not in BTF"),
+            "{program}: {}",
+            h.reason
+        );
+    }
 }
 
 #[test]
@@ -153,8 +258,8 @@ fn tracer_hook_forces_each_kind_where_it_can() {
             HookKind::Tracepoint,
             HookKind::Tracepoint,
         ),
-        (HookKind::RawTp, HookKind::RawTp, HookKind::Tracepoint),
-        (HookKind::TpBtf, HookKind::TpBtf, HookKind::Tracepoint),
+        (HookKind::RawTp, HookKind::RawTp, HookKind::RawTp),
+        (HookKind::TpBtf, HookKind::TpBtf, HookKind::TpBtf),
     ] {
         let mut p = formats_6_18();
         p.choose_hooks(&HookFacts {

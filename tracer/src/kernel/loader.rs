@@ -138,8 +138,8 @@ fn attach_on(
 }
 
 /// Attaches on the planned hook, falling back to the next dearer kind when the kernel refuses
-/// it; the hook it ends on says why it is not the planned one.
-fn attach_cheapest(
+/// it; the hook it ends on says why it is not the planned one. (Also the capture's.)
+pub(crate) fn attach_cheapest(
     ebpf: &mut Ebpf,
     spec: &ProbeSpec,
     planned: HookChoice,

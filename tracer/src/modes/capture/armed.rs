@@ -54,7 +54,8 @@ pub fn arm(file: PathBuf, netns: Option<u32>) -> Result<ArmedCapture> {
     };
     let config = kernel_config(&kernel, &filter, None, SNAPLEN, RATE);
     let buffer = BufferKind::for_this_kernel()?;
-    let mut session = CaptureSession::start(&kernel.tracer_config, &config, false, buffer)?;
+    let mut session =
+        CaptureSession::start(&kernel.tracer_config, &config, false, buffer, &kernel.hooks)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = Arc::clone(&stop);
     let thread = std::thread::spawn(move || {

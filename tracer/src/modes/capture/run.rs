@@ -22,7 +22,7 @@ use crate::{
     judge::layers::{classify, DropClass, Layer},
     kernel::{
         btf::{KernelBtf, VMLINUX_BTF},
-        capture::{BufferKind, CaptureCounters, CaptureOffsets, CaptureSession},
+        capture::{BufferKind, CaptureCounters, CaptureHooks, CaptureOffsets, CaptureSession},
         kallsyms::Kallsyms,
         startup::KernelSources,
         tracefs::Tracefs,
@@ -65,6 +65,8 @@ pub struct CaptureKernel {
     pub symbols: Kallsyms,
     pub tracer_config: tracer_common::TracerConfig,
     pub offsets: CaptureOffsets,
+    /// The hooks of the always-on probes on the capture's tracepoints, for its programs.
+    pub hooks: CaptureHooks,
 }
 
 impl CaptureKernel {
@@ -83,6 +85,10 @@ impl CaptureKernel {
             symbols: startup.symbols,
             tracer_config: startup.plan.config,
             offsets,
+            hooks: CaptureHooks {
+                drop: startup.plan.hook_of(tracer_common::PROG_KFREE_SKB),
+                retransmit: startup.plan.hook_of(tracer_common::PROG_TCP_RETRANSMIT_SKB),
+            },
         })
     }
 
@@ -343,8 +349,13 @@ pub fn capture(
         args.max_packets,
     )?;
     let buffer = BufferKind::for_this_kernel()?;
-    let mut session =
-        CaptureSession::start(&kernel.tracer_config, &config, args.retransmits, buffer)?;
+    let mut session = CaptureSession::start(
+        &kernel.tracer_config,
+        &config,
+        args.retransmits,
+        buffer,
+        &kernel.hooks,
+    )?;
     eprintln!(
         "tracer: capturing drops{} for {} into {} (at most {} packets, {})",
         if args.retransmits {
@@ -381,11 +392,13 @@ pub fn capture(
         }
     });
     let counters = session.counters();
+    let hooks = session.hooks_text();
     drop(session);
     if let Some(e) = failure {
         return Err(e).with_context(|| format!("writing {}", sink.file));
     }
     let mut outcome = sink.finish(counters, buffer)?;
     outcome.summary.retransmits_armed = args.retransmits;
+    outcome.summary.hooks = hooks;
     Ok(outcome)
 }

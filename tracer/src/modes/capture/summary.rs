@@ -93,6 +93,8 @@ pub struct Summary {
     pub buffer: String,
     /// `--retransmits` was given (the retransmit line is printed even with none).
     pub retransmits_armed: bool,
+    /// Each capture program's hook and why (`capture_kfree_skb on tp_btf (…)`).
+    pub hooks: Vec<String>,
 }
 
 impl Summary {
@@ -197,6 +199,9 @@ impl Summary {
             self.over_file_size
         );
         let _ = writeln!(out, "buffer: {buffer}");
+        if !self.hooks.is_empty() {
+            let _ = writeln!(out, "hooks: {}", self.hooks.join("; "));
+        }
         out
     }
 }
@@ -253,13 +258,20 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("retransmitted segments"), "{text}");
-        assert!(text.contains("buffer: ring buffer\n"), "{text}");
+        assert!(
+            text.ends_with("buffer: ring buffer\n"),
+            "no hooks line without hooks: {text}"
+        );
     }
 
     #[test]
     fn retransmits_and_perf_losses_are_counted_apart() {
         let mut s = Summary {
             buffer: "perf buffer".to_owned(),
+            hooks: vec![
+                "capture_kfree_skb on raw_tp (raw_tp: forced by TRACER_HOOK)".to_owned(),
+                "capture_tcp_retransmit_skb on raw_tp (raw_tp: forced by TRACER_HOOK)".to_owned(),
+            ],
             ..Summary::default()
         };
         s.add("NETFILTER_DROP", "nft_do_chain+0x1", &udp4(4000), 0);
@@ -290,5 +302,12 @@ mod tests {
         );
         assert!(text.contains("perf buffer full 7,"), "{text}");
         assert!(text.contains("buffer: perf buffer\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "hooks: capture_kfree_skb on raw_tp (raw_tp: forced by TRACER_HOOK); \
+                 capture_tcp_retransmit_skb on raw_tp (raw_tp: forced by TRACER_HOOK)\n"
+            ),
+            "{text}"
+        );
     }
 }
