@@ -57,6 +57,16 @@ fn a_rule_drop_is_judged_the_same_beside_250_idle_namespaces() {
     let watch = Watch::begin(&tracer, CounterSource::live(), FactsSource::live(), None)
         .expect("window start");
     let opened = started.elapsed();
+    // The first frame's counters are read in the background after the window opened; judging
+    // waits for them, and they hold every namespace (a fixed window's deltas need real
+    // readings at its start).
+    let judged = watch.judge_rolling(&tracer, &[]);
+    let first = &watch.recording(&tracer, &judged, 0).frames[0].counters;
+    assert!(
+        first.netns.len() > IDLE,
+        "the first frame read {} namespaces",
+        first.netns.len()
+    );
     let ready = watch.facts().netns_names.len();
     eprintln!(
         "start-up: probes attached {:.0} ms (tracer's own count {:.0} ms), window open {:.0} ms, \

@@ -1,11 +1,14 @@
 //! A live window: takes a frame (probe maps + every counter) when told, the node's facts at the
 //! start (read in the background while the window runs; judging waits for them) and the end,
-//! and judges the frames with `window::judge`. Also keeps a bounded rolling window for the
+//! and judges the frames with `window::judge`. The first frame's counters (every namespace) are
+//! read in the background too, so the window opens as soon as the probes are attached; the next
+//! frame and any judging wait for them. Also keeps a bounded rolling window for the
 //! dashboard and writes recordings. The caller owns time (passes milliseconds).
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
-    sync::{Mutex, OnceLock},
+    sync::{Mutex, OnceLock, PoisonError},
     thread::JoinHandle,
 };
 
@@ -17,7 +20,7 @@ use crate::{
     modes::live::LiveTracer,
     modes::recording::{RecFrame, RecSnapshot, Recording, FORMAT, VERSION},
     node::counters::{CounterSource, SamplePlan},
-    node::evidence::NodeFacts,
+    node::evidence::{CounterSample, NodeFacts},
     node::facts::{FactsCache, FactsSource},
     node::netns::NetnsScope,
 };
@@ -49,6 +52,20 @@ pub struct Watch {
     pins: BTreeSet<u64>,
     /// `at_ms` of the newest frame that read every namespace's counters.
     full_at: Option<u64>,
+    /// The first frame's counters while they are read in the background.
+    first_read: Mutex<FirstRead>,
+}
+
+/// The first frame's counters: every namespace read on a thread of its own, so the window
+/// opens without waiting for them (250 namespaces take ~0.1 s). The source travels with the
+/// read (it remembers the namespaces it opened) and comes back with the sample.
+enum FirstRead {
+    /// Being read.
+    Reading(JoinHandle<(CounterSource, CounterSample)>),
+    /// Read, not yet in the first frame (judged before the next frame was taken).
+    Read(Box<(CounterSource, CounterSample)>),
+    /// In the first frame (or read there directly).
+    Done,
 }
 
 /// How a long rolling window keeps its older frames.
@@ -189,6 +206,7 @@ impl Watch {
             lean: false,
             pins: BTreeSet::new(),
             full_at: None,
+            first_read: Mutex::new(FirstRead::Done),
         };
         watch.tick(tracer, 0)?;
         Ok(watch)
@@ -265,7 +283,11 @@ impl Watch {
                 .map(|f| snapshot.active_netns(&f.snapshot))
                 .unwrap_or_default();
             hot.extend(self.scope.as_ref().map(|s| s.inode));
-            SamplePlan { full: false, hot }
+            SamplePlan {
+                full: false,
+                hot,
+                keep_hot_ms: self.rolling_ms(),
+            }
         };
         let frame = Frame {
             at_ms,
@@ -275,7 +297,7 @@ impl Watch {
                 .ok()
                 .map(|d| d.as_millis() as u64),
             snapshot,
-            counters: self.counters.sample_planned(at_ms, &plan),
+            counters: self.read_counters(at_ms, &plan),
             bpf_stats_enabled: bpf_stats_enabled(),
         };
         self.full_at = all_counters.then_some(at_ms).or(self.full_at);
@@ -299,6 +321,99 @@ impl Watch {
         // One slice, so judging a rolling window needs no copy of its frames.
         self.frames.make_contiguous();
         Ok(())
+    }
+
+    /// A rolling window's length in ms (its judged frames, one a second); 0 for a fixed window
+    /// (its ends read every namespace).
+    fn rolling_ms(&self) -> u64 {
+        let frames = self.keep.or(self.thin.map(|t| t.dense)).unwrap_or(0);
+        frames as u64 * 1000
+    }
+
+    /// The frame's counters. The first frame's are read in the background (every namespace;
+    /// the frame holds an empty sample until [`Watch::absorb_first_read`]); later frames' here,
+    /// once the first frame has its counters.
+    fn read_counters(&mut self, at_ms: u64, plan: &SamplePlan) -> CounterSample {
+        if !self.frames.is_empty() {
+            self.absorb_first_read();
+            return self.counters.sample_planned(at_ms, plan);
+        }
+        let placeholder = self.counters.clone();
+        let source = std::mem::replace(&mut self.counters, placeholder);
+        let spawned = std::thread::Builder::new()
+            .name("tracer-counters".to_owned())
+            .spawn(move || {
+                let sample = source.sample(at_ms);
+                (source, sample)
+            });
+        match spawned {
+            Ok(handle) => {
+                *self.first_read_state() = FirstRead::Reading(handle);
+                CounterSample {
+                    at_ms,
+                    ..CounterSample::default()
+                }
+            }
+            Err(_) => self.counters.sample(at_ms),
+        }
+    }
+
+    fn first_read_state(&self) -> std::sync::MutexGuard<'_, FirstRead> {
+        self.first_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The first frame's counters when they are not in the frame yet (waits for the
+    /// background read); None once they are.
+    fn first_read_sample(&self) -> Option<CounterSample> {
+        let mut state = self.first_read_state();
+        if matches!(*state, FirstRead::Reading(_)) {
+            let FirstRead::Reading(handle) = std::mem::replace(&mut *state, FirstRead::Done) else {
+                unreachable!("matched above");
+            };
+            // A read that panicked is read again here, with a fresh source.
+            let read = handle.join().unwrap_or_else(|_| {
+                let source = self.counters.clone();
+                let at_ms = self.frames.front().map_or(0, |f| f.at_ms);
+                let sample = source.sample(at_ms);
+                (source, sample)
+            });
+            *state = FirstRead::Read(Box::new(read));
+        }
+        match &*state {
+            FirstRead::Read(read) => Some(read.1.clone()),
+            FirstRead::Reading(_) | FirstRead::Done => None,
+        }
+    }
+
+    /// Puts the first frame's counters into it (waiting for the background read) and takes
+    /// the source back.
+    fn absorb_first_read(&mut self) {
+        self.first_read_sample();
+        let state = std::mem::replace(&mut *self.first_read_state(), FirstRead::Done);
+        if let FirstRead::Read(read) = state {
+            let (source, sample) = *read;
+            self.counters = source;
+            if let Some(first) = self.frames.front_mut() {
+                first.counters = sample;
+            }
+        }
+    }
+
+    /// The frames as judged: one slice, the first frame with its counters even while they
+    /// are not in it yet (a copy then, and when the ring is not contiguous).
+    fn frames_judged(&self) -> Cow<'_, [Frame]> {
+        let first = self.first_read_sample();
+        let (all, rest) = self.frames.as_slices();
+        if first.is_none() && rest.is_empty() {
+            return Cow::Borrowed(all);
+        }
+        let mut owned: Vec<Frame> = self.frames.iter().cloned().collect();
+        if let (Some(sample), Some(frame)) = (first, owned.first_mut()) {
+            frame.counters = sample;
+        }
+        Cow::Owned(owned)
     }
 
     /// What the probes counted between the last two frames (None before the second frame).
@@ -359,14 +474,8 @@ impl Watch {
         (facts_start, facts_end): (&NodeFacts, &NodeFacts),
         notes: &[String],
     ) -> Judged {
-        let (all, rest) = self.frames.as_slices();
-        let owned: Vec<Frame>;
-        let all = if rest.is_empty() {
-            all
-        } else {
-            owned = self.frames.iter().cloned().collect();
-            &owned
-        };
+        let frames = self.frames_judged();
+        let all = &frames[..];
         let newest = all.last().map_or(0, |f| f.at_ms);
         let since = newest.saturating_sub(window.as_millis() as u64);
         // The newest frame old enough that still holds the per-destination maps (else the
@@ -442,7 +551,7 @@ impl Watch {
     }
 
     fn judge_now(&self, tracer: &LiveTracer, notes: &[String]) -> Judged {
-        let frames: Vec<Frame> = self.frames.iter().cloned().collect();
+        let frames = self.frames_judged();
         let facts = self.settled();
         judge(
             &frames,
@@ -467,6 +576,7 @@ impl Watch {
         at_ms: u64,
         notes: &[String],
     ) -> Result<WindowResult> {
+        self.absorb_first_read();
         // The last frame must have read the per-destination maps and every namespace's
         // counters (so each namespace's deltas cover the window exactly).
         let full_at = self.full_at;
@@ -523,7 +633,7 @@ impl Watch {
             facts_start: facts.start.clone(),
             facts_end: facts.latest.clone(),
             frames: self
-                .frames
+                .frames_judged()
                 .iter()
                 .map(|f| RecFrame {
                     at_ms: f.at_ms,

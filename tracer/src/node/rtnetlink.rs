@@ -73,55 +73,68 @@ impl Dumper {
                 .recv(&mut &mut buf[..], 0)
                 .map_err(|e| format!("reading the dump: {e}"))?;
             let data = &buf[..n.min(buf.len())];
-            let mut offset = 0;
-            while offset + NLMSG_HDRLEN <= data.len() {
-                let mut len_bytes = [0u8; 4];
-                len_bytes.copy_from_slice(&data[offset..offset + 4]);
-                let len = u32::from_ne_bytes(len_bytes) as usize;
-                if len < NLMSG_HDRLEN || offset + len > data.len() {
-                    return Err("the kernel's answer was cut short".to_owned());
-                }
-                let raw = &data[offset..offset + len];
-                offset += (len + 3) & !3;
-                match NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw) {
-                    Ok(msg) => {
-                        if msg.header.sequence_number != self.seq {
-                            continue;
-                        }
-                        if msg.header.flags & NLM_F_DUMP_INTR != 0 {
-                            interrupted = true;
-                        }
-                        match msg.payload {
-                            NetlinkPayload::Done(_) => return Ok((msgs, interrupted)),
-                            NetlinkPayload::Error(e) if e.code.is_some() => {
-                                return Err(format!("the kernel refused the dump: {}", e.to_io()))
-                            }
-                            NetlinkPayload::InnerMessage(inner) => {
-                                msgs.push(Dumped::Decoded(inner));
-                            }
-                            _ => {}
-                        }
-                    }
-                    Err(_) => {
-                        let Ok(nl) = NetlinkBuffer::new_checked(raw) else {
-                            continue;
-                        };
-                        if nl.sequence_number() != self.seq {
-                            continue;
-                        }
-                        if nl.flags() & NLM_F_DUMP_INTR != 0 {
-                            interrupted = true;
-                        }
-                        msgs.push(Dumped::Raw {
-                            kind: nl.message_type(),
-                            payload: nl.payload().to_vec(),
-                        });
-                    }
-                }
+            if read_datagram(data, self.seq, &mut msgs, &mut interrupted)? {
+                return Ok((msgs, interrupted));
             }
             if n == 0 {
                 return Err("the netlink socket closed during the dump".to_owned());
             }
         }
     }
+}
+
+/// The messages of one datagram of a dump answering request `seq` (others are skipped), added
+/// to `msgs`; true when the dump's end (`NLMSG_DONE`) is among them. Shared by [`Dumper`] and
+/// the tests that decode a recorded dump.
+pub(crate) fn read_datagram(
+    data: &[u8],
+    seq: u32,
+    msgs: &mut Vec<Dumped>,
+    interrupted: &mut bool,
+) -> Result<bool, String> {
+    let mut offset = 0;
+    while offset + NLMSG_HDRLEN <= data.len() {
+        let mut len_bytes = [0u8; 4];
+        len_bytes.copy_from_slice(&data[offset..offset + 4]);
+        let len = u32::from_ne_bytes(len_bytes) as usize;
+        if len < NLMSG_HDRLEN || offset + len > data.len() {
+            return Err("the kernel's answer was cut short".to_owned());
+        }
+        let raw = &data[offset..offset + len];
+        offset += (len + 3) & !3;
+        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw) {
+            Ok(msg) => {
+                if msg.header.sequence_number != seq {
+                    continue;
+                }
+                if msg.header.flags & NLM_F_DUMP_INTR != 0 {
+                    *interrupted = true;
+                }
+                match msg.payload {
+                    NetlinkPayload::Done(_) => return Ok(true),
+                    NetlinkPayload::Error(e) if e.code.is_some() => {
+                        return Err(format!("the kernel refused the dump: {}", e.to_io()))
+                    }
+                    NetlinkPayload::InnerMessage(inner) => msgs.push(Dumped::Decoded(inner)),
+                    _ => {}
+                }
+            }
+            Err(_) => {
+                let Ok(nl) = NetlinkBuffer::new_checked(raw) else {
+                    continue;
+                };
+                if nl.sequence_number() != seq {
+                    continue;
+                }
+                if nl.flags() & NLM_F_DUMP_INTR != 0 {
+                    *interrupted = true;
+                }
+                msgs.push(Dumped::Raw {
+                    kind: nl.message_type(),
+                    payload: nl.payload().to_vec(),
+                });
+            }
+        }
+    }
+    Ok(false)
 }

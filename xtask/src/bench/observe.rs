@@ -552,6 +552,20 @@ impl ServeProcess {
     }
 }
 
+/// Spawn to `tracer report`'s `probes attached` line (the probes attached and its window
+/// open), in ms: a one-second report of the whole node, waited for to its end.
+pub fn report_startup_ms(tools: &Tools) -> Result<f64> {
+    let mut cmd = Command::new(&tools.tracer);
+    cmd.args(["report", "--duration", "1s", "--format", "json"]);
+    let mut proc = Watched::spawn(cmd)?;
+    proc.wait_line(Stream::Stderr, Duration::from_secs(120), |line| {
+        line.contains("probes attached") || line.contains("probe attached")
+    })?;
+    let startup_ms = proc.spawned.elapsed().as_secs_f64() * 1000.0;
+    proc.reap(Duration::from_secs(60))?;
+    Ok(startup_ms)
+}
+
 /// A `NAME: N kB` field of a `/proc/PID/status` text, in KiB.
 pub fn status_field_kib(status: &str, field: &str) -> Option<u64> {
     status

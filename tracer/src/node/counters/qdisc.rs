@@ -2,7 +2,7 @@
 //! calling thread's namespace (live), or `class/net/IF/qdisc_stats` files (fixture). Read-only.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     ffi::CStr,
     io,
     path::{Path, PathBuf},
@@ -55,15 +55,21 @@ impl QdiscSource {
     }
 }
 
+/// A netlink socket already open in the namespace, and its interfaces' names by index.
+pub(super) type SharedDump<'a> = (&'a mut Dumper, &'a HashMap<u32, String>);
+
 /// Sets [`IfaceCounters::qdisc`] of every interface of `interfaces` that has a qdisc (live) or a
-/// `qdisc_stats` file (fixture); the others keep `None`. Problems go to `errors`, one sentence each.
+/// `qdisc_stats` file (fixture); the others keep `None`. Live, over `shared` when given (else
+/// a socket of its own, the names from `if_indextoname`). Problems go to `errors`, one
+/// sentence each.
 pub(super) fn fill(
     interfaces: &mut BTreeMap<String, IfaceCounters>,
     source: &QdiscSource,
+    shared: Option<SharedDump<'_>>,
     errors: &mut Vec<String>,
 ) {
     match source {
-        QdiscSource::Netlink => fill_live(interfaces, errors),
+        QdiscSource::Netlink => fill_live(interfaces, shared, errors),
         QdiscSource::Files(dir) => fill_files(interfaces, dir, errors),
     }
 }
@@ -310,11 +316,20 @@ fn qdisc_rows(dumper: &mut Dumper) -> Result<(Vec<QdiscRow>, usize), String> {
     Ok((rows, unread))
 }
 
-fn fill_live(interfaces: &mut BTreeMap<String, IfaceCounters>, errors: &mut Vec<String>) {
-    // Names come from `if_indextoname` for the interfaces that have qdiscs, not from an
-    // RTM_GETLINK dump: the dump's messages carry every attribute of every link (statistics,
-    // addresses, …) and cost more to fill and decode than the qdisc dump itself.
-    let result = Dumper::open().and_then(|mut dumper| qdisc_rows(&mut dumper));
+fn fill_live(
+    interfaces: &mut BTreeMap<String, IfaceCounters>,
+    shared: Option<SharedDump<'_>>,
+    errors: &mut Vec<String>,
+) {
+    // Without the caller's link dump, names come from `if_indextoname` for the interfaces that
+    // have qdiscs: an RTM_GETLINK dump of its own would cost more than the qdisc dump itself.
+    let (result, names) = match shared {
+        Some((dumper, names)) => (qdisc_rows(dumper), Some(names)),
+        None => (
+            Dumper::open().and_then(|mut dumper| qdisc_rows(&mut dumper)),
+            None,
+        ),
+    };
     let (rows, unread) = match result {
         Ok(found) => found,
         Err(err) => {
@@ -329,7 +344,11 @@ fn fill_live(interfaces: &mut BTreeMap<String, IfaceCounters>, errors: &mut Vec<
         ));
     }
     for (ifindex, counters) in aggregate(&rows) {
-        if let Some(iface) = index_to_name(ifindex).and_then(|n| interfaces.get_mut(&n)) {
+        let name = match names {
+            Some(names) => names.get(&ifindex).cloned(),
+            None => index_to_name(ifindex),
+        };
+        if let Some(iface) = name.and_then(|n| interfaces.get_mut(&n)) {
             iface.qdisc = Some(counters);
         }
     }
@@ -396,6 +415,7 @@ mod tests {
         fill(
             &mut interfaces,
             &QdiscSource::Files(dir.clone()),
+            None,
             &mut errors,
         );
         std::fs::remove_dir_all(&dir).unwrap();
@@ -508,7 +528,7 @@ mod tests {
         let mut interfaces = BTreeMap::new();
         interfaces.insert("lo".to_owned(), IfaceCounters::default());
         let mut errors = Vec::new();
-        fill(&mut interfaces, &QdiscSource::Netlink, &mut errors);
+        fill(&mut interfaces, &QdiscSource::Netlink, None, &mut errors);
         eprintln!("lo: {:?}; errors: {errors:?}", interfaces["lo"].qdisc);
         assert!(errors.is_empty(), "{errors:?}");
     }

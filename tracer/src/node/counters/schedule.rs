@@ -8,6 +8,12 @@
 //! so no second pays for all. A namespace seen for the first time, and every namespace in a
 //! *full* sample (a window's first and last frame), is read at once.
 //!
+//! A rolling window (`serve`, `top`) judges its newest frame against one up to its length ago,
+//! and reports on the namespaces where the kernel saw activity in that time: the caller says
+//! how long that is ([`SamplePlan::keep_hot_ms`]), and activity keeps a namespace hot that
+//! long, so every namespace such a window reports on has a fresh reading at its end, not one
+//! carried from up to a round before.
+//!
 //! In between, a namespace's last values are carried into the sample unchanged. So counter
 //! deltas stay exact: the delta between two samples is the difference of two real readings,
 //! and the deltas of consecutive samples add up to the difference of a window's ends. What an
@@ -28,6 +34,9 @@ pub struct SamplePlan {
     /// Namespaces (inodes) to read every second: the kernel saw activity there since the last
     /// sample, or they are in scope. The host is always hot.
     pub hot: BTreeSet<u32>,
+    /// How long (ms) activity keeps a namespace hot: a rolling window's length, so the
+    /// namespaces it reports on are read at its end; 0 (or less than a round): one round.
+    pub keep_hot_ms: u64,
 }
 
 impl SamplePlan {
@@ -36,6 +45,7 @@ impl SamplePlan {
         Self {
             full: true,
             hot: BTreeSet::new(),
+            keep_hot_ms: 0,
         }
     }
 }
@@ -66,8 +76,10 @@ impl Schedule {
         self.hot_until.retain(|inode, _| exists.contains(inode));
         self.carried.retain(|inode, _| exists.contains(inode));
         let round_ms = SLOW_ROUND_S * 1000;
+        let until = at_ms + plan.keep_hot_ms.max(round_ms);
         for inode in &plan.hot {
-            self.hot_until.insert(*inode, at_ms + round_ms);
+            let hot_until = self.hot_until.entry(*inode).or_default();
+            *hot_until = (*hot_until).max(until);
         }
         let second = at_ms / 1000;
         known
@@ -135,6 +147,7 @@ mod tests {
         SamplePlan {
             full: false,
             hot: inodes.iter().copied().collect(),
+            keep_hot_ms: 0,
         }
     }
 
@@ -211,6 +224,53 @@ mod tests {
         let sample = schedule.assemble(5000, &known, fresh_all(&due, 5));
         let inodes: Vec<u32> = sample.iter().map(|n| n.inode).collect();
         assert_eq!(inodes, vec![HOST, 0xF000_0003]);
+    }
+
+    /// A rolling window of 30 s reports on a namespace the kernel saw busy once, at second 2,
+    /// for 30 s: it is read every second of that time, so at every window end it is fresh
+    /// (its counters rose after the activity, and each end shows them); then it goes back to
+    /// the slow round.
+    #[test]
+    fn a_rolling_window_reads_what_it_reports_on_at_its_end() {
+        let busy = 0xF000_0001;
+        let known = vec![HOST, busy, 0xF000_0002];
+        let mut schedule = Schedule::default();
+        let due = schedule.due(0, &known, Some(HOST), &hot(&[]));
+        schedule.assemble(0, &known, fresh_all(&due, 0));
+        let rolling = |inodes: &[u32]| SamplePlan {
+            keep_hot_ms: 30_000,
+            ..hot(inodes)
+        };
+        let mut idle_reads = Vec::new();
+        for second in 2..=31u64 {
+            let plan = if second == 2 {
+                rolling(&[busy])
+            } else {
+                rolling(&[])
+            };
+            let due = schedule.due(second * 1000, &known, Some(HOST), &plan);
+            assert!(due.contains(&busy), "second {second}");
+            if due.contains(&0xF000_0002) {
+                idle_reads.push(second);
+            }
+            let sample = schedule.assemble(second * 1000, &known, fresh_all(&due, second));
+            let end = sample.iter().find(|n| n.inode == busy).unwrap();
+            assert_eq!(end.get("Tcp", "RetransSegs"), truth(busy, second));
+        }
+        // The idle neighbour stayed on its slow round (its second is 2).
+        assert_eq!(idle_reads, vec![2, 12, 22]);
+        // Past the window's length, back on the slow round (its second is 1).
+        let plan = rolling(&[]);
+        assert!(!schedule
+            .due(32_000, &known, Some(HOST), &plan)
+            .contains(&busy));
+        // A one-round plan does not shorten the longer promise.
+        let mut schedule = Schedule::default();
+        schedule.due(0, &known, Some(HOST), &rolling(&[busy]));
+        schedule.due(1000, &known, Some(HOST), &hot(&[busy]));
+        assert!(schedule
+            .due(25_000, &known, Some(HOST), &hot(&[]))
+            .contains(&busy));
     }
 
     /// What a namespace's `Tcp RetransSegs` really is at `second` (it rises every second).
