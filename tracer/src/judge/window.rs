@@ -1,8 +1,15 @@
 //! A window judged from frames: a frame is one instant's copy of the probe maps and the node's
 //! counters. Live windows, rolling dashboard windows and replayed recordings all go through
 //! [`judge`], so the same frames always give the same verdict. Pure: no kernel, no clock.
+//!
+//! What the counters did between two frames is computed once per pair ([`CounterStep`]) and
+//! kept by the window that owns the frames ([`Steps`]): a rolling window judged every second
+//! then reads only its newest interval's counters, not every interval again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +17,10 @@ use crate::{
     judge::document::{VerdictDocument, WindowClock},
     judge::layers::{classify, DropClass, Layer},
     judge::report::{self, reason_label, Report, Symbolize, WindowInfo},
-    judge::verdict::{counter_break_notes, decide, rfc3339_utc, tick_loss, Tick, WindowEvidence},
+    judge::verdict::{
+        break_notes, counter_breaks, counter_loss, counter_signals, decide, rfc3339_utc,
+        tick_loss_of, Tick, WindowEvidence,
+    },
     kernel::names::KernelNames,
     kernel::probes::ProbeStatus,
     kernel::snapshot::Snapshot,
@@ -99,10 +109,111 @@ fn scoped_counters(sample: &CounterSample, scope: Option<&NetnsScope>) -> Counte
     }
 }
 
+/// What the counters did over one interval (two frames, narrowed to the scope): the breaks of
+/// their continuity and the loss per layer they show.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CounterStep {
+    /// [`counter_breaks`] of the interval.
+    pub breaks: Vec<(u8, String)>,
+    /// [`counter_loss`] of the interval.
+    pub loss: BTreeMap<Layer, u64>,
+    /// Retransmitted segments the receivers reported as duplicates (not loss).
+    pub dsack_segs: u64,
+}
+
+impl CounterStep {
+    /// The step from `previous` to `current`.
+    pub fn of(previous: &CounterSample, current: &CounterSample) -> Self {
+        let signals = counter_signals(previous, current);
+        CounterStep {
+            breaks: counter_breaks(previous, current),
+            loss: counter_loss(&signals),
+            dsack_segs: signals.dsack_segs,
+        }
+    }
+
+    fn between(previous: &Frame, current: &Frame, scope: Option<&NetnsScope>) -> Self {
+        match scope {
+            None => CounterStep::of(&previous.counters, &current.counters),
+            Some(_) => CounterStep::of(
+                &scoped_counters(&previous.counters, scope),
+                &scoped_counters(&current.counters, scope),
+            ),
+        }
+    }
+}
+
+/// The two frames' `at_ms` and the scope's namespace.
+type StepKey = (u64, u64, Option<u32>);
+
+/// Counter steps computed already, by their frames' `at_ms` and the scope. Owned by whoever
+/// owns the frames, which must [`Steps::forget`] a frame it replaces by another with the same
+/// `at_ms`, and may [`Steps::retain`] only the frames it keeps. An empty `Steps` computes every
+/// step (a recording replayed once).
+#[derive(Debug, Default)]
+pub struct Steps {
+    memo: Mutex<HashMap<StepKey, Arc<CounterStep>>>,
+}
+
+impl Steps {
+    /// The step from `previous` to `current`, computed once.
+    pub fn step(
+        &self,
+        previous: &Frame,
+        current: &Frame,
+        scope: Option<&NetnsScope>,
+    ) -> Arc<CounterStep> {
+        let key = (previous.at_ms, current.at_ms, scope.map(|s| s.inode));
+        if let Some(step) = self.memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return step;
+        }
+        let step = Arc::new(CounterStep::between(previous, current, scope));
+        if let Ok(mut memo) = self.memo.lock() {
+            memo.insert(key, step.clone());
+        }
+        step
+    }
+
+    /// Forgets the steps to and from the frame taken at `at_ms`.
+    pub fn forget(&self, at_ms: u64) {
+        self.retain(|at| at != at_ms);
+    }
+
+    /// Keeps only the steps both of whose frames `keep` says are kept.
+    pub fn retain(&self, keep: impl Fn(u64) -> bool) {
+        if let Ok(mut memo) = self.memo.lock() {
+            memo.retain(|(a, b, _), _| keep(*a) && keep(*b));
+        }
+    }
+
+    /// Number of steps kept.
+    pub fn len(&self) -> usize {
+        self.memo.lock().map_or(0, |m| m.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The loss of the interval between two frames.
 pub fn tick(
     previous: &Frame,
     current: &Frame,
+    meta: &TracerMeta,
+    symbols: &dyn Symbolize,
+    scope: Option<&NetnsScope>,
+    classifier: &mut Classifier,
+) -> Tick {
+    let step = CounterStep::between(previous, current, scope);
+    tick_of(previous, current, &step, meta, symbols, scope, classifier)
+}
+
+/// [`tick`] with the interval's counter step computed already.
+fn tick_of(
+    previous: &Frame,
+    current: &Frame,
+    step: &CounterStep,
     meta: &TracerMeta,
     symbols: &dyn Symbolize,
     scope: Option<&NetnsScope>,
@@ -118,13 +229,7 @@ pub fn tick(
         .values()
         .map(|f| f.retransmitted_segments + f.synack_retransmits)
         .sum();
-    tick_loss(
-        current.at_ms,
-        &probe,
-        &scoped_counters(&previous.counters, scope),
-        &scoped_counters(&current.counters, scope),
-        retrans,
-    )
+    tick_loss_of(current.at_ms, &probe, &step.loss, step.dsack_segs, retrans)
 }
 
 /// The loss of every interval of a window, each tick's `at_ms` counted from the window's first
@@ -136,12 +241,45 @@ pub fn window_ticks(
     symbols: &dyn Symbolize,
     scope: Option<&NetnsScope>,
 ) -> Vec<Tick> {
+    let steps = window_steps(frames, &Steps::default(), scope);
+    ticks_of(frames, &steps, meta, symbols, scope)
+}
+
+/// The counter step of every interval of a window, from `steps` where computed already.
+fn window_steps(
+    frames: &[Frame],
+    steps: &Steps,
+    scope: Option<&NetnsScope>,
+) -> Vec<Arc<CounterStep>> {
+    frames
+        .windows(2)
+        .map(|pair| steps.step(&pair[0], &pair[1], scope))
+        .collect()
+}
+
+/// [`window_ticks`] with each interval's counter step (`steps[i]`: frames `i` to `i + 1`).
+fn ticks_of(
+    frames: &[Frame],
+    steps: &[Arc<CounterStep>],
+    meta: &TracerMeta,
+    symbols: &dyn Symbolize,
+    scope: Option<&NetnsScope>,
+) -> Vec<Tick> {
     let mut classifier = Classifier::default();
     let first_ms = frames.first().map_or(0, |f| f.at_ms);
     frames
         .windows(2)
-        .map(|pair| {
-            let mut t = tick(&pair[0], &pair[1], meta, symbols, scope, &mut classifier);
+        .zip(steps)
+        .map(|(pair, step)| {
+            let mut t = tick_of(
+                &pair[0],
+                &pair[1],
+                step,
+                meta,
+                symbols,
+                scope,
+                &mut classifier,
+            );
             t.at_ms = t.at_ms.saturating_sub(first_ms);
             t
         })
@@ -207,19 +345,34 @@ pub fn judge(
     facts_end: &NodeFacts,
     extra_notes: &[String],
 ) -> Judged {
+    let steps = Steps::default();
+    judge_with_steps(
+        frames,
+        &steps,
+        meta,
+        symbols,
+        scope,
+        (facts_start, facts_end),
+        extra_notes,
+    )
+}
+
+/// [`judge`] with the counter steps computed already kept in `steps` (and the new ones added):
+/// the same verdict, computed once per interval.
+pub fn judge_with_steps(
+    frames: &[Frame],
+    steps: &Steps,
+    meta: &TracerMeta,
+    symbols: &dyn Symbolize,
+    scope: Option<&NetnsScope>,
+    (facts_start, facts_end): (&NodeFacts, &NodeFacts),
+    extra_notes: &[String],
+) -> Judged {
+    let steps = window_steps(frames, steps, scope);
     // Counters that went back, wrapped or jumped, and interfaces or namespaces that came or
     // went, are said in the notes rather than read silently as 0.
     let mut notes = extra_notes.to_vec();
-    notes.extend(match scope {
-        None => counter_break_notes(frames.iter().map(|f| &f.counters)),
-        Some(_) => {
-            let scoped: Vec<CounterSample> = frames
-                .iter()
-                .map(|f| scoped_counters(&f.counters, scope))
-                .collect();
-            counter_break_notes(&scoped)
-        }
-    });
+    notes.extend(break_notes(steps.iter().map(|s| s.breaks.as_slice())));
     let mut observed = observations(frames, meta, symbols, scope, &notes);
     // Pods seen at either end of the window name the namespaces (a pod gone by the end still
     // names its drops).
@@ -233,7 +386,7 @@ pub fn judge(
         .map(|(inode, name)| (*inode, name.clone()))
         .collect::<BTreeMap<u32, String>>();
     observed.label_netns(|inode| netns_names.get(&inode).cloned());
-    let ticks = window_ticks(frames, meta, symbols, scope);
+    let ticks = ticks_of(frames, &steps, meta, symbols, scope);
     let counters_start = frames
         .first()
         .map(|f| scoped_counters(&f.counters, scope))

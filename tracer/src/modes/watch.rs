@@ -13,7 +13,7 @@ use anyhow::Result;
 
 use crate::{
     judge::report::Symbolize,
-    judge::window::{judge, Frame, Judged},
+    judge::window::{judge_with_steps, Frame, Judged, Steps},
     modes::live::LiveTracer,
     modes::recording::{RecFrame, RecSnapshot, Recording, FORMAT, VERSION},
     node::counters::{CounterSource, SamplePlan},
@@ -49,6 +49,8 @@ pub struct Watch {
     pins: BTreeSet<u64>,
     /// `at_ms` of the newest frame that read every namespace's counters.
     full_at: Option<u64>,
+    /// What the counters did between the frames kept, computed once per pair of frames.
+    steps: Steps,
 }
 
 /// How a long rolling window keeps its older frames.
@@ -189,6 +191,7 @@ impl Watch {
             lean: false,
             pins: BTreeSet::new(),
             full_at: None,
+            steps: Steps::default(),
         };
         watch.tick(tracer, 0)?;
         Ok(watch)
@@ -297,7 +300,9 @@ impl Watch {
             strip_flow_maps(&mut self.frames, t.flow_maps_stride_ms, &self.pins);
         }
         // One slice, so judging a rolling window needs no copy of its frames.
-        self.frames.make_contiguous();
+        let frames = self.frames.make_contiguous();
+        self.steps
+            .retain(|at| frames.binary_search_by_key(&at, |f| f.at_ms).is_ok());
         Ok(())
     }
 
@@ -359,14 +364,7 @@ impl Watch {
         (facts_start, facts_end): (&NodeFacts, &NodeFacts),
         notes: &[String],
     ) -> Judged {
-        let (all, rest) = self.frames.as_slices();
-        let owned: Vec<Frame>;
-        let all = if rest.is_empty() {
-            all
-        } else {
-            owned = self.frames.iter().cloned().collect();
-            &owned
-        };
+        let all = self.frames_slice();
         let newest = all.last().map_or(0, |f| f.at_ms);
         let since = newest.saturating_sub(window.as_millis() as u64);
         // The newest frame old enough that still holds the per-destination maps (else the
@@ -376,15 +374,23 @@ impl Watch {
             .rposition(|f| f.at_ms <= since && f.snapshot.has_flow_maps)
             .or_else(|| all.iter().rposition(|f| f.at_ms <= since))
             .unwrap_or(0);
-        judge(
+        judge_with_steps(
             &all[start..],
+            &self.steps,
             &tracer.meta(),
             tracer.symbols(),
             scope,
-            facts_start,
-            facts_end,
+            (facts_start, facts_end),
             notes,
         )
+    }
+
+    /// The frames as one slice (they are kept contiguous; copied only if they are not).
+    fn frames_slice(&self) -> std::borrow::Cow<'_, [Frame]> {
+        match self.frames.as_slices() {
+            (all, []) => std::borrow::Cow::Borrowed(all),
+            _ => std::borrow::Cow::Owned(self.frames.iter().cloned().collect()),
+        }
     }
 
     /// Keeps the newest frame whole until [`Watch::unpin`] (a forward window starts at it);
@@ -442,15 +448,15 @@ impl Watch {
     }
 
     fn judge_now(&self, tracer: &LiveTracer, notes: &[String]) -> Judged {
-        let frames: Vec<Frame> = self.frames.iter().cloned().collect();
+        let frames = self.frames_slice();
         let facts = self.settled();
-        judge(
+        judge_with_steps(
             &frames,
+            &self.steps,
             &tracer.meta(),
             tracer.symbols(),
             self.scope.as_ref(),
-            &facts.start,
-            &facts.latest,
+            (&facts.start, &facts.latest),
             notes,
         )
     }
@@ -475,7 +481,10 @@ impl Watch {
                 && (!f.snapshot.has_flow_maps || full_at != Some(f.at_ms))
                 && self.frames.len() > 1
         }) {
-            self.frames.pop_back();
+            // Its replacement may be taken at the same `at_ms`.
+            if let Some(dropped) = self.frames.pop_back() {
+                self.steps.forget(dropped.at_ms);
+            }
         }
         if self.frames.back().is_none_or(|f| f.at_ms < at_ms) {
             self.tick_planned(tracer, at_ms, true, true)?;
