@@ -2,9 +2,9 @@
 //! counters. Live windows, rolling dashboard windows and replayed recordings all go through
 //! [`judge`], so the same frames always give the same verdict. Pure: no kernel, no clock.
 //!
-//! What the counters did between two frames is computed once per pair ([`CounterStep`]) and
-//! kept by the window that owns the frames ([`Steps`]): a rolling window judged every second
-//! then reads only its newest interval's counters, not every interval again.
+//! What happened between two frames (the counters' breaks, the loss per layer) is computed once
+//! per pair ([`Step`]) and kept by the window that owns the frames ([`Steps`]): a rolling window
+//! judged every second then reads only its newest interval, not every interval again.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -109,68 +109,115 @@ fn scoped_counters(sample: &CounterSample, scope: Option<&NetnsScope>) -> Counte
     }
 }
 
-/// What the counters did over one interval (two frames, narrowed to the scope): the breaks of
-/// their continuity and the loss per layer they show.
+/// One interval of a window (two frames, narrowed to the scope): the breaks of its counters'
+/// continuity and its loss per layer.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct CounterStep {
+pub struct Step {
     /// [`counter_breaks`] of the interval.
     pub breaks: Vec<(u8, String)>,
-    /// [`counter_loss`] of the interval.
-    pub loss: BTreeMap<Layer, u64>,
-    /// Retransmitted segments the receivers reported as duplicates (not loss).
-    pub dsack_segs: u64,
+    /// The interval's loss by layer, `at_ms` the later frame's.
+    pub tick: Tick,
 }
 
-impl CounterStep {
-    /// The step from `previous` to `current`.
-    pub fn of(previous: &CounterSample, current: &CounterSample) -> Self {
-        let signals = counter_signals(previous, current);
-        CounterStep {
-            breaks: counter_breaks(previous, current),
-            loss: counter_loss(&signals),
-            dsack_segs: signals.dsack_segs,
+impl Step {
+    fn between(
+        previous: &Frame,
+        current: &Frame,
+        judging: &Judging<'_>,
+        classifier: &mut Classifier,
+    ) -> Self {
+        let (breaks, signals) = match judging.scope {
+            None => (
+                counter_breaks(&previous.counters, &current.counters),
+                counter_signals(&previous.counters, &current.counters),
+            ),
+            Some(_) => {
+                let before = scoped_counters(&previous.counters, judging.scope);
+                let after = scoped_counters(&current.counters, judging.scope);
+                (
+                    counter_breaks(&before, &after),
+                    counter_signals(&before, &after),
+                )
+            }
+        };
+        let mut delta = current.snapshot.since(&previous.snapshot);
+        if let Some(s) = judging.scope {
+            delta = delta.only_netns(s.inode);
         }
-    }
-
-    fn between(previous: &Frame, current: &Frame, scope: Option<&NetnsScope>) -> Self {
-        match scope {
-            None => CounterStep::of(&previous.counters, &current.counters),
-            Some(_) => CounterStep::of(
-                &scoped_counters(&previous.counters, scope),
-                &scoped_counters(&current.counters, scope),
+        let probe = classifier.layers(&delta, &judging.meta.names, judging.symbols);
+        let retrans: u64 = delta
+            .flows
+            .values()
+            .map(|f| f.retransmitted_segments + f.synack_retransmits)
+            .sum();
+        let counters = counter_loss(&signals);
+        Step {
+            breaks,
+            tick: tick_loss_of(
+                current.at_ms,
+                &probe,
+                &counters,
+                signals.dsack_segs,
+                retrans,
             ),
         }
     }
 }
 
+/// What a step is judged with besides its frames.
+struct Judging<'a> {
+    meta: &'a TracerMeta,
+    symbols: &'a dyn Symbolize,
+    scope: Option<&'a NetnsScope>,
+}
+
 /// The two frames' `at_ms` and the scope's namespace.
 type StepKey = (u64, u64, Option<u32>);
 
-/// Counter steps computed already, by their frames' `at_ms` and the scope. Owned by whoever
+#[derive(Default)]
+struct Memo {
+    steps: HashMap<StepKey, Arc<Step>>,
+    classifier: Classifier,
+}
+
+/// Steps computed already, by their frames' `at_ms` and the scope, for one tracer (its
+/// kernel's names and symbols: a `Steps` is never shared between tracers). Owned by whoever
 /// owns the frames, which must [`Steps::forget`] a frame it replaces by another with the same
-/// `at_ms`, and may [`Steps::retain`] only the frames it keeps. An empty `Steps` computes every
-/// step (a recording replayed once).
-#[derive(Debug, Default)]
+/// `at_ms`, and may [`Steps::retain`] only the frames it keeps. An empty `Steps` computes
+/// every step (a recording replayed once).
+#[derive(Default)]
 pub struct Steps {
-    memo: Mutex<HashMap<StepKey, Arc<CounterStep>>>,
+    memo: Mutex<Memo>,
+}
+
+impl std::fmt::Debug for Steps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Steps({} kept)", self.len())
+    }
 }
 
 impl Steps {
     /// The step from `previous` to `current`, computed once.
-    pub fn step(
-        &self,
-        previous: &Frame,
-        current: &Frame,
-        scope: Option<&NetnsScope>,
-    ) -> Arc<CounterStep> {
-        let key = (previous.at_ms, current.at_ms, scope.map(|s| s.inode));
-        if let Some(step) = self.memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return step;
+    fn step(&self, previous: &Frame, current: &Frame, judging: &Judging<'_>) -> Arc<Step> {
+        let key = (
+            previous.at_ms,
+            current.at_ms,
+            judging.scope.map(|s| s.inode),
+        );
+        let Ok(mut memo) = self.memo.lock() else {
+            let step = Step::between(previous, current, judging, &mut Classifier::default());
+            return Arc::new(step);
+        };
+        if let Some(step) = memo.steps.get(&key) {
+            return step.clone();
         }
-        let step = Arc::new(CounterStep::between(previous, current, scope));
-        if let Ok(mut memo) = self.memo.lock() {
-            memo.insert(key, step.clone());
-        }
+        let step = Arc::new(Step::between(
+            previous,
+            current,
+            judging,
+            &mut memo.classifier,
+        ));
+        memo.steps.insert(key, step.clone());
         step
     }
 
@@ -182,13 +229,13 @@ impl Steps {
     /// Keeps only the steps both of whose frames `keep` says are kept.
     pub fn retain(&self, keep: impl Fn(u64) -> bool) {
         if let Ok(mut memo) = self.memo.lock() {
-            memo.retain(|(a, b, _), _| keep(*a) && keep(*b));
+            memo.steps.retain(|(a, b, _), _| keep(*a) && keep(*b));
         }
     }
 
     /// Number of steps kept.
     pub fn len(&self) -> usize {
-        self.memo.lock().map_or(0, |m| m.len())
+        self.memo.lock().map_or(0, |m| m.steps.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -205,31 +252,12 @@ pub fn tick(
     scope: Option<&NetnsScope>,
     classifier: &mut Classifier,
 ) -> Tick {
-    let step = CounterStep::between(previous, current, scope);
-    tick_of(previous, current, &step, meta, symbols, scope, classifier)
-}
-
-/// [`tick`] with the interval's counter step computed already.
-fn tick_of(
-    previous: &Frame,
-    current: &Frame,
-    step: &CounterStep,
-    meta: &TracerMeta,
-    symbols: &dyn Symbolize,
-    scope: Option<&NetnsScope>,
-    classifier: &mut Classifier,
-) -> Tick {
-    let mut delta = current.snapshot.since(&previous.snapshot);
-    if let Some(s) = scope {
-        delta = delta.only_netns(s.inode);
-    }
-    let probe = classifier.layers(&delta, &meta.names, symbols);
-    let retrans: u64 = delta
-        .flows
-        .values()
-        .map(|f| f.retransmitted_segments + f.synack_retransmits)
-        .sum();
-    tick_loss_of(current.at_ms, &probe, &step.loss, step.dsack_segs, retrans)
+    let judging = Judging {
+        meta,
+        symbols,
+        scope,
+    };
+    Step::between(previous, current, &judging, classifier).tick
 }
 
 /// The loss of every interval of a window, each tick's `at_ms` counted from the window's first
@@ -241,45 +269,29 @@ pub fn window_ticks(
     symbols: &dyn Symbolize,
     scope: Option<&NetnsScope>,
 ) -> Vec<Tick> {
-    let steps = window_steps(frames, &Steps::default(), scope);
-    ticks_of(frames, &steps, meta, symbols, scope)
+    let judging = Judging {
+        meta,
+        symbols,
+        scope,
+    };
+    ticks_of(frames, &window_steps(frames, &Steps::default(), &judging))
 }
 
-/// The counter step of every interval of a window, from `steps` where computed already.
-fn window_steps(
-    frames: &[Frame],
-    steps: &Steps,
-    scope: Option<&NetnsScope>,
-) -> Vec<Arc<CounterStep>> {
+/// The step of every interval of a window, from `steps` where computed already.
+fn window_steps(frames: &[Frame], steps: &Steps, judging: &Judging<'_>) -> Vec<Arc<Step>> {
     frames
         .windows(2)
-        .map(|pair| steps.step(&pair[0], &pair[1], scope))
+        .map(|pair| steps.step(&pair[0], &pair[1], judging))
         .collect()
 }
 
-/// [`window_ticks`] with each interval's counter step (`steps[i]`: frames `i` to `i + 1`).
-fn ticks_of(
-    frames: &[Frame],
-    steps: &[Arc<CounterStep>],
-    meta: &TracerMeta,
-    symbols: &dyn Symbolize,
-    scope: Option<&NetnsScope>,
-) -> Vec<Tick> {
-    let mut classifier = Classifier::default();
+/// Each interval's tick (`steps[i]`: frames `i` to `i + 1`), `at_ms` from the first frame.
+fn ticks_of(frames: &[Frame], steps: &[Arc<Step>]) -> Vec<Tick> {
     let first_ms = frames.first().map_or(0, |f| f.at_ms);
-    frames
-        .windows(2)
-        .zip(steps)
-        .map(|(pair, step)| {
-            let mut t = tick_of(
-                &pair[0],
-                &pair[1],
-                step,
-                meta,
-                symbols,
-                scope,
-                &mut classifier,
-            );
+    steps
+        .iter()
+        .map(|step| {
+            let mut t = step.tick.clone();
             t.at_ms = t.at_ms.saturating_sub(first_ms);
             t
         })
@@ -368,7 +380,12 @@ pub fn judge_with_steps(
     (facts_start, facts_end): (&NodeFacts, &NodeFacts),
     extra_notes: &[String],
 ) -> Judged {
-    let steps = window_steps(frames, steps, scope);
+    let judging = Judging {
+        meta,
+        symbols,
+        scope,
+    };
+    let steps = window_steps(frames, steps, &judging);
     // Counters that went back, wrapped or jumped, and interfaces or namespaces that came or
     // went, are said in the notes rather than read silently as 0.
     let mut notes = extra_notes.to_vec();
@@ -386,7 +403,7 @@ pub fn judge_with_steps(
         .map(|(inode, name)| (*inode, name.clone()))
         .collect::<BTreeMap<u32, String>>();
     observed.label_netns(|inode| netns_names.get(&inode).cloned());
-    let ticks = ticks_of(frames, &steps, meta, symbols, scope);
+    let ticks = ticks_of(frames, &steps);
     let counters_start = frames
         .first()
         .map(|f| scoped_counters(&f.counters, scope))

@@ -150,6 +150,9 @@ fn namespace_breaks(
             ));
             continue;
         };
+        if if0 == if1 {
+            continue;
+        }
         let place = format!("{label} interface {ifname}");
         for (stat, b) in if1.stats.iter() {
             if let Some(a) = if0.stats.get(stat) {
@@ -176,7 +179,13 @@ fn namespace_breaks(
             ));
         }
     }
-    for (group, name) in SNMP_READ {
+    // Equal groups (compared as values, the names shared) hold no break.
+    let snmp_read = if ns0.snmp == ns1.snmp {
+        &[][..]
+    } else {
+        &SNMP_READ[..]
+    };
+    for &(group, name) in snmp_read {
         let (Some(a), Some(b)) = (
             ns0.snmp.get(group).and_then(|g| g.get(name)),
             ns1.snmp.get(group).and_then(|g| g.get(name)),
@@ -188,6 +197,9 @@ fn namespace_breaks(
         }
     }
     if let (Some(c0), Some(c1)) = (&ns0.conntrack, &ns1.conntrack) {
+        if c0 == c1 {
+            return;
+        }
         for (stat, b) in c1.stats.iter().filter(|(n, _)| *n != "entries") {
             if let Some(a) = c0.stats.get(stat) {
                 check(label, &format!("conntrack {stat}"), *a, *b);

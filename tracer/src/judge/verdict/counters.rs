@@ -127,10 +127,14 @@ fn qdisc_signals(ns_start: &NetnsCounters, ns_end: &NetnsCounters, s: &mut Count
 /// TCP segments.
 fn namespace_signals(ns_start: &NetnsCounters, ns_end: &NetnsCounters, s: &mut CounterSignals) {
     qdisc_signals(ns_start, ns_end, s);
-    snmp_deltas(ns_start, ns_end, LISTEN, &mut s.listen);
-    snmp_deltas(ns_start, ns_end, TCP_OTHER, &mut s.tcp_other);
-    snmp_deltas(ns_start, ns_end, ROUTING, &mut s.routing);
-    snmp_deltas(ns_start, ns_end, MTU, &mut s.mtu);
+    // Equal groups (compared as values, the names shared) changed nowhere.
+    if ns_start.snmp != ns_end.snmp {
+        snmp_deltas(ns_start, ns_end, LISTEN, &mut s.listen);
+        snmp_deltas(ns_start, ns_end, TCP_OTHER, &mut s.tcp_other);
+        snmp_deltas(ns_start, ns_end, ROUTING, &mut s.routing);
+        snmp_deltas(ns_start, ns_end, MTU, &mut s.mtu);
+        tcp_segments(ns_start, ns_end, s);
+    }
     if let (Some(c0), Some(c1)) = (&ns_start.conntrack, &ns_end.conntrack) {
         for stat in ["drop", "early_drop", "insert_failed"] {
             let (a, b) = (
@@ -147,7 +151,6 @@ fn namespace_signals(ns_start: &NetnsCounters, ns_end: &NetnsCounters, s: &mut C
             }
         }
     }
-    tcp_segments(ns_start, ns_end, s);
 }
 
 /// Retransmitted, sent, lost-retransmit, timed-out and DSACKed segments of one namespace.
