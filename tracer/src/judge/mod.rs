@@ -8,3 +8,7 @@ pub mod layers;
 pub mod report;
 pub mod verdict;
 pub mod window;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod window_steps_tests;

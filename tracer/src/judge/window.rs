@@ -1,8 +1,15 @@
 //! A window judged from frames: a frame is one instant's copy of the probe maps and the node's
 //! counters. Live windows, rolling dashboard windows and replayed recordings all go through
 //! [`judge`], so the same frames always give the same verdict. Pure: no kernel, no clock.
+//!
+//! What happened between two frames (the counters' breaks, the loss per layer) is computed once
+//! per pair ([`Step`]) and kept by the window that owns the frames ([`Steps`]): a rolling window
+//! judged every second then reads only its newest interval, not every interval again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +17,10 @@ use crate::{
     judge::document::{VerdictDocument, WindowClock},
     judge::layers::{classify, DropClass, Layer},
     judge::report::{self, reason_label, Report, Symbolize, WindowInfo},
-    judge::verdict::{counter_break_notes, decide, rfc3339_utc, tick_loss, Tick, WindowEvidence},
+    judge::verdict::{
+        break_notes, counter_breaks, counter_loss, counter_signals, decide, rfc3339_utc,
+        tick_loss_of, Tick, WindowEvidence,
+    },
     kernel::names::KernelNames,
     kernel::probes::ProbeStatus,
     kernel::snapshot::Snapshot,
@@ -99,6 +109,140 @@ fn scoped_counters(sample: &CounterSample, scope: Option<&NetnsScope>) -> Counte
     }
 }
 
+/// One interval of a window (two frames, narrowed to the scope): the breaks of its counters'
+/// continuity and its loss per layer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Step {
+    /// [`counter_breaks`] of the interval.
+    pub breaks: Vec<(u8, String)>,
+    /// The interval's loss by layer, `at_ms` the later frame's.
+    pub tick: Tick,
+}
+
+impl Step {
+    fn between(
+        previous: &Frame,
+        current: &Frame,
+        judging: &Judging<'_>,
+        classifier: &mut Classifier,
+    ) -> Self {
+        let (breaks, signals) = match judging.scope {
+            None => (
+                counter_breaks(&previous.counters, &current.counters),
+                counter_signals(&previous.counters, &current.counters),
+            ),
+            Some(_) => {
+                let before = scoped_counters(&previous.counters, judging.scope);
+                let after = scoped_counters(&current.counters, judging.scope);
+                (
+                    counter_breaks(&before, &after),
+                    counter_signals(&before, &after),
+                )
+            }
+        };
+        let mut delta = current.snapshot.since(&previous.snapshot);
+        if let Some(s) = judging.scope {
+            delta = delta.only_netns(s.inode);
+        }
+        let probe = classifier.layers(&delta, &judging.meta.names, judging.symbols);
+        let retrans: u64 = delta
+            .flows
+            .values()
+            .map(|f| f.retransmitted_segments + f.synack_retransmits)
+            .sum();
+        let counters = counter_loss(&signals);
+        Step {
+            breaks,
+            tick: tick_loss_of(
+                current.at_ms,
+                &probe,
+                &counters,
+                signals.dsack_segs,
+                retrans,
+            ),
+        }
+    }
+}
+
+/// What a step is judged with besides its frames.
+struct Judging<'a> {
+    meta: &'a TracerMeta,
+    symbols: &'a dyn Symbolize,
+    scope: Option<&'a NetnsScope>,
+}
+
+/// The two frames' `at_ms` and the scope's namespace.
+type StepKey = (u64, u64, Option<u32>);
+
+#[derive(Default)]
+struct Memo {
+    steps: HashMap<StepKey, Arc<Step>>,
+    classifier: Classifier,
+}
+
+/// Steps computed already, by their frames' `at_ms` and the scope, for one tracer (its
+/// kernel's names and symbols: a `Steps` is never shared between tracers). Owned by whoever
+/// owns the frames, which must [`Steps::forget`] a frame it replaces by another with the same
+/// `at_ms`, and may [`Steps::retain`] only the frames it keeps. An empty `Steps` computes
+/// every step (a recording replayed once).
+#[derive(Default)]
+pub struct Steps {
+    memo: Mutex<Memo>,
+}
+
+impl std::fmt::Debug for Steps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Steps({} kept)", self.len())
+    }
+}
+
+impl Steps {
+    /// The step from `previous` to `current`, computed once.
+    fn step(&self, previous: &Frame, current: &Frame, judging: &Judging<'_>) -> Arc<Step> {
+        let key = (
+            previous.at_ms,
+            current.at_ms,
+            judging.scope.map(|s| s.inode),
+        );
+        let Ok(mut memo) = self.memo.lock() else {
+            let step = Step::between(previous, current, judging, &mut Classifier::default());
+            return Arc::new(step);
+        };
+        if let Some(step) = memo.steps.get(&key) {
+            return step.clone();
+        }
+        let step = Arc::new(Step::between(
+            previous,
+            current,
+            judging,
+            &mut memo.classifier,
+        ));
+        memo.steps.insert(key, step.clone());
+        step
+    }
+
+    /// Forgets the steps to and from the frame taken at `at_ms`.
+    pub fn forget(&self, at_ms: u64) {
+        self.retain(|at| at != at_ms);
+    }
+
+    /// Keeps only the steps both of whose frames `keep` says are kept.
+    pub fn retain(&self, keep: impl Fn(u64) -> bool) {
+        if let Ok(mut memo) = self.memo.lock() {
+            memo.steps.retain(|(a, b, _), _| keep(*a) && keep(*b));
+        }
+    }
+
+    /// Number of steps kept.
+    pub fn len(&self) -> usize {
+        self.memo.lock().map_or(0, |m| m.steps.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The loss of the interval between two frames.
 pub fn tick(
     previous: &Frame,
@@ -108,23 +252,12 @@ pub fn tick(
     scope: Option<&NetnsScope>,
     classifier: &mut Classifier,
 ) -> Tick {
-    let mut delta = current.snapshot.since(&previous.snapshot);
-    if let Some(s) = scope {
-        delta = delta.only_netns(s.inode);
-    }
-    let probe = classifier.layers(&delta, &meta.names, symbols);
-    let retrans: u64 = delta
-        .flows
-        .values()
-        .map(|f| f.retransmitted_segments + f.synack_retransmits)
-        .sum();
-    tick_loss(
-        current.at_ms,
-        &probe,
-        &scoped_counters(&previous.counters, scope),
-        &scoped_counters(&current.counters, scope),
-        retrans,
-    )
+    let judging = Judging {
+        meta,
+        symbols,
+        scope,
+    };
+    Step::between(previous, current, &judging, classifier).tick
 }
 
 /// The loss of every interval of a window, each tick's `at_ms` counted from the window's first
@@ -136,12 +269,29 @@ pub fn window_ticks(
     symbols: &dyn Symbolize,
     scope: Option<&NetnsScope>,
 ) -> Vec<Tick> {
-    let mut classifier = Classifier::default();
-    let first_ms = frames.first().map_or(0, |f| f.at_ms);
+    let judging = Judging {
+        meta,
+        symbols,
+        scope,
+    };
+    ticks_of(frames, &window_steps(frames, &Steps::default(), &judging))
+}
+
+/// The step of every interval of a window, from `steps` where computed already.
+fn window_steps(frames: &[Frame], steps: &Steps, judging: &Judging<'_>) -> Vec<Arc<Step>> {
     frames
         .windows(2)
-        .map(|pair| {
-            let mut t = tick(&pair[0], &pair[1], meta, symbols, scope, &mut classifier);
+        .map(|pair| steps.step(&pair[0], &pair[1], judging))
+        .collect()
+}
+
+/// Each interval's tick (`steps[i]`: frames `i` to `i + 1`), `at_ms` from the first frame.
+fn ticks_of(frames: &[Frame], steps: &[Arc<Step>]) -> Vec<Tick> {
+    let first_ms = frames.first().map_or(0, |f| f.at_ms);
+    steps
+        .iter()
+        .map(|step| {
+            let mut t = step.tick.clone();
             t.at_ms = t.at_ms.saturating_sub(first_ms);
             t
         })
@@ -207,19 +357,39 @@ pub fn judge(
     facts_end: &NodeFacts,
     extra_notes: &[String],
 ) -> Judged {
+    let steps = Steps::default();
+    judge_with_steps(
+        frames,
+        &steps,
+        meta,
+        symbols,
+        scope,
+        (facts_start, facts_end),
+        extra_notes,
+    )
+}
+
+/// [`judge`] with the counter steps computed already kept in `steps` (and the new ones added):
+/// the same verdict, computed once per interval.
+pub fn judge_with_steps(
+    frames: &[Frame],
+    steps: &Steps,
+    meta: &TracerMeta,
+    symbols: &dyn Symbolize,
+    scope: Option<&NetnsScope>,
+    (facts_start, facts_end): (&NodeFacts, &NodeFacts),
+    extra_notes: &[String],
+) -> Judged {
+    let judging = Judging {
+        meta,
+        symbols,
+        scope,
+    };
+    let steps = window_steps(frames, steps, &judging);
     // Counters that went back, wrapped or jumped, and interfaces or namespaces that came or
     // went, are said in the notes rather than read silently as 0.
     let mut notes = extra_notes.to_vec();
-    notes.extend(match scope {
-        None => counter_break_notes(frames.iter().map(|f| &f.counters)),
-        Some(_) => {
-            let scoped: Vec<CounterSample> = frames
-                .iter()
-                .map(|f| scoped_counters(&f.counters, scope))
-                .collect();
-            counter_break_notes(&scoped)
-        }
-    });
+    notes.extend(break_notes(steps.iter().map(|s| s.breaks.as_slice())));
     let mut observed = observations(frames, meta, symbols, scope, &notes);
     // Pods seen at either end of the window name the namespaces (a pod gone by the end still
     // names its drops).
@@ -233,7 +403,7 @@ pub fn judge(
         .map(|(inode, name)| (*inode, name.clone()))
         .collect::<BTreeMap<u32, String>>();
     observed.label_netns(|inode| netns_names.get(&inode).cloned());
-    let ticks = window_ticks(frames, meta, symbols, scope);
+    let ticks = ticks_of(frames, &steps);
     let counters_start = frames
         .first()
         .map(|f| scoped_counters(&f.counters, scope))

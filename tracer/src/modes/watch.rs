@@ -16,7 +16,7 @@ use anyhow::Result;
 
 use crate::{
     judge::report::Symbolize,
-    judge::window::{judge, Frame, Judged},
+    judge::window::{judge_with_steps, Frame, Judged, Steps},
     modes::live::LiveTracer,
     modes::recording::{RecFrame, RecSnapshot, Recording, FORMAT, VERSION},
     node::counters::{CounterSource, SamplePlan},
@@ -52,6 +52,8 @@ pub struct Watch {
     pins: BTreeSet<u64>,
     /// `at_ms` of the newest frame that read every namespace's counters.
     full_at: Option<u64>,
+    /// What the counters did between the frames kept, computed once per pair of frames.
+    steps: Steps,
     /// The first frame's counters while they are read in the background.
     first_read: Mutex<FirstRead>,
 }
@@ -207,6 +209,7 @@ impl Watch {
             pins: BTreeSet::new(),
             full_at: None,
             first_read: Mutex::new(FirstRead::Done),
+            steps: Steps::default(),
         };
         watch.tick(tracer, 0)?;
         Ok(watch)
@@ -319,7 +322,9 @@ impl Watch {
             strip_flow_maps(&mut self.frames, t.flow_maps_stride_ms, &self.pins);
         }
         // One slice, so judging a rolling window needs no copy of its frames.
-        self.frames.make_contiguous();
+        let frames = self.frames.make_contiguous();
+        self.steps
+            .retain(|at| frames.binary_search_by_key(&at, |f| f.at_ms).is_ok());
         Ok(())
     }
 
@@ -474,8 +479,7 @@ impl Watch {
         (facts_start, facts_end): (&NodeFacts, &NodeFacts),
         notes: &[String],
     ) -> Judged {
-        let frames = self.frames_judged();
-        let all = &frames[..];
+        let all = self.frames_judged();
         let newest = all.last().map_or(0, |f| f.at_ms);
         let since = newest.saturating_sub(window.as_millis() as u64);
         // The newest frame old enough that still holds the per-destination maps (else the
@@ -485,13 +489,13 @@ impl Watch {
             .rposition(|f| f.at_ms <= since && f.snapshot.has_flow_maps)
             .or_else(|| all.iter().rposition(|f| f.at_ms <= since))
             .unwrap_or(0);
-        judge(
+        judge_with_steps(
             &all[start..],
+            &self.steps,
             &tracer.meta(),
             tracer.symbols(),
             scope,
-            facts_start,
-            facts_end,
+            (facts_start, facts_end),
             notes,
         )
     }
@@ -553,13 +557,13 @@ impl Watch {
     fn judge_now(&self, tracer: &LiveTracer, notes: &[String]) -> Judged {
         let frames = self.frames_judged();
         let facts = self.settled();
-        judge(
+        judge_with_steps(
             &frames,
+            &self.steps,
             &tracer.meta(),
             tracer.symbols(),
             self.scope.as_ref(),
-            &facts.start,
-            &facts.latest,
+            (&facts.start, &facts.latest),
             notes,
         )
     }
@@ -585,7 +589,10 @@ impl Watch {
                 && (!f.snapshot.has_flow_maps || full_at != Some(f.at_ms))
                 && self.frames.len() > 1
         }) {
-            self.frames.pop_back();
+            // Its replacement may be taken at the same `at_ms`.
+            if let Some(dropped) = self.frames.pop_back() {
+                self.steps.forget(dropped.at_ms);
+            }
         }
         if self.frames.back().is_none_or(|f| f.at_ms < at_ms) {
             self.tick_planned(tracer, at_ms, true, true)?;

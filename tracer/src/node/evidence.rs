@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{node::counterset::CounterSet, node::pods::PodIndex};
+use crate::{node::counterset::CounterSet, node::pods::PodIndex, node::shared::Shared};
 
 /// Counters of one network namespace at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -106,7 +106,9 @@ pub struct CounterSample {
     /// Milliseconds since the window started (passed in by the caller, never read from a clock
     /// inside the collectors).
     pub at_ms: u64,
-    pub netns: Vec<NetnsCounters>,
+    /// Each namespace's reading, shared with the samples before it while the namespace is not
+    /// read again or reads the same (see [`Shared::same`]).
+    pub netns: Vec<Shared<NetnsCounters>>,
     pub softnet: Vec<SoftnetRow>,
     /// `/proc/softirqs` rows by vector name (`NET_RX`, `NET_TX`, …), per CPU.
     pub softirqs: BTreeMap<String, Vec<u64>>,
@@ -118,12 +120,29 @@ pub struct CounterSample {
 impl CounterSample {
     /// The counters of the namespace with this inode.
     pub fn netns(&self, inode: u32) -> Option<&NetnsCounters> {
-        self.netns.iter().find(|n| n.inode == inode)
+        self.netns.iter().find(|n| n.inode == inode).map(|n| &**n)
+    }
+
+    /// Each namespace of `self` with its reading in `earlier` (None: not in `earlier`), in
+    /// `self`'s order. Namespaces are usually in the same order in consecutive samples, so
+    /// each is first looked for at its own position.
+    pub fn paired_with<'a>(
+        &'a self,
+        earlier: &'a CounterSample,
+    ) -> impl Iterator<Item = (Option<&'a Shared<NetnsCounters>>, &'a Shared<NetnsCounters>)> + 'a
+    {
+        self.netns.iter().enumerate().map(move |(i, now)| {
+            let before = match earlier.netns.get(i) {
+                Some(b) if b.inode == now.inode => Some(b),
+                _ => earlier.netns.iter().find(|b| b.inode == now.inode),
+            };
+            (before, now)
+        })
     }
 
     /// The host namespace's counters.
     pub fn host(&self) -> Option<&NetnsCounters> {
-        self.netns.iter().find(|n| n.is_host)
+        self.netns.iter().find(|n| n.is_host).map(|n| &**n)
     }
 
     /// Narrowed to one namespace: its counters, plus the host's interfaces (the NIC is shared),

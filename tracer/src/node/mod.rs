@@ -9,3 +9,4 @@ pub mod facts;
 pub mod netns;
 pub mod pods;
 pub mod rtnetlink;
+pub mod shared;

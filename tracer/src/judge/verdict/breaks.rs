@@ -1,7 +1,10 @@
 //! What broke the counters' continuity between consecutive samples (resets, wraps, jumps,
 //! interfaces and namespaces that came or went), as notes. Says so; never changes a count.
 
-use crate::node::evidence::CounterSample;
+use crate::node::{
+    evidence::{CounterSample, NetnsCounters},
+    shared::Shared,
+};
 
 use super::change::CounterChange;
 
@@ -63,8 +66,8 @@ pub fn counter_breaks(prev: &CounterSample, cur: &CounterSample) -> Vec<(u8, Str
             None => moves.push((key, vec![text])),
         }
     };
-    for ns0 in &prev.netns {
-        if cur.netns(ns0.inode).is_none() {
+    for (ns1, ns0) in prev.paired_with(cur) {
+        if ns1.is_none() {
             out.push((
                 1,
                 format!(
@@ -74,8 +77,8 @@ pub fn counter_breaks(prev: &CounterSample, cur: &CounterSample) -> Vec<(u8, Str
             ));
         }
     }
-    for ns1 in &cur.netns {
-        let Some(ns0) = prev.netns(ns1.inode) else {
+    for (ns0, ns1) in cur.paired_with(prev) {
+        let Some(ns0) = ns0 else {
             out.push((
                 2,
                 format!(
@@ -85,64 +88,11 @@ pub fn counter_breaks(prev: &CounterSample, cur: &CounterSample) -> Vec<(u8, Str
             ));
             continue;
         };
-        let label = &ns1.label;
-        for (ifname, if0) in &ns0.interfaces {
-            let Some(if1) = ns1.interfaces.get(ifname) else {
-                out.push((
-                    1,
-                    format!(
-                        "{at}: interface {ifname} of {label} vanished; its counters stop there"
-                    ),
-                ));
-                continue;
-            };
-            let place = format!("{label} interface {ifname}");
-            for (stat, b) in if1.stats.iter() {
-                if let Some(a) = if0.stats.get(stat) {
-                    check(&place, stat, *a, *b, &mut moves);
-                }
-            }
-            for (stat, b) in if1.ethtool.iter().filter(|(n, _)| ethtool_counter(n)) {
-                if let Some(a) = if0.ethtool.get(stat) {
-                    check(&place, stat, *a, *b, &mut moves);
-                }
-            }
-            if let (Some(q0), Some(q1)) = (&if0.qdisc, &if1.qdisc) {
-                check(&place, "qdisc drops", q0.drops, q1.drops, &mut moves);
-                check(
-                    &place,
-                    "qdisc overlimits",
-                    q0.overlimits,
-                    q1.overlimits,
-                    &mut moves,
-                );
-            }
-        }
-        for ifname in ns1.interfaces.keys() {
-            if !ns0.interfaces.contains_key(ifname) {
-                out.push((
-                    2,
-                    format!("{at}: interface {ifname} of {label} appeared; its counters count from there"),
-                ));
-            }
-        }
-        for (group, name) in SNMP_READ {
-            let (Some(a), Some(b)) = (
-                ns0.snmp.get(group).and_then(|g| g.get(name)),
-                ns1.snmp.get(group).and_then(|g| g.get(name)),
-            ) else {
-                continue;
-            };
-            if let (Ok(a), Ok(b)) = (u64::try_from(*a), u64::try_from(*b)) {
-                check(label, &format!("{group}:{name}"), a, b, &mut moves);
-            }
-        }
-        if let (Some(c0), Some(c1)) = (&ns0.conntrack, &ns1.conntrack) {
-            for (stat, b) in c1.stats.iter().filter(|(n, _)| *n != "entries") {
-                if let Some(a) = c0.stats.get(stat) {
-                    check(label, &format!("conntrack {stat}"), *a, *b, &mut moves);
-                }
-            }
+        // One reading shared by both samples: nothing moved there.
+        if !Shared::same(ns0, ns1) {
+            namespace_breaks(&at, ns0, ns1, &mut out, &mut |place, name, a, b| {
+                check(place, name, a, b, &mut moves)
+            });
         }
     }
     for r1 in &cur.softnet {
@@ -179,6 +129,85 @@ pub fn counter_breaks(prev: &CounterSample, cur: &CounterSample) -> Vec<(u8, Str
     first
 }
 
+/// Where a counter moved, its name, and its two values: collected by [`counter_breaks`].
+type Check<'c> = dyn FnMut(&str, &str, u64, u64) + 'c;
+
+/// The breaks of one namespace present in both samples: interfaces that came or went (into
+/// `out`), and every counter read for breaks handed to `check`.
+fn namespace_breaks(
+    at: &str,
+    ns0: &NetnsCounters,
+    ns1: &NetnsCounters,
+    out: &mut Vec<(u8, String)>,
+    check: &mut Check<'_>,
+) {
+    let label = &ns1.label;
+    for (ifname, if0) in &ns0.interfaces {
+        let Some(if1) = ns1.interfaces.get(ifname) else {
+            out.push((
+                1,
+                format!("{at}: interface {ifname} of {label} vanished; its counters stop there"),
+            ));
+            continue;
+        };
+        if if0 == if1 {
+            continue;
+        }
+        let place = format!("{label} interface {ifname}");
+        for (stat, b) in if1.stats.iter() {
+            if let Some(a) = if0.stats.get(stat) {
+                check(&place, stat, *a, *b);
+            }
+        }
+        for (stat, b) in if1.ethtool.iter().filter(|(n, _)| ethtool_counter(n)) {
+            if let Some(a) = if0.ethtool.get(stat) {
+                check(&place, stat, *a, *b);
+            }
+        }
+        if let (Some(q0), Some(q1)) = (&if0.qdisc, &if1.qdisc) {
+            check(&place, "qdisc drops", q0.drops, q1.drops);
+            check(&place, "qdisc overlimits", q0.overlimits, q1.overlimits);
+        }
+    }
+    for ifname in ns1.interfaces.keys() {
+        if !ns0.interfaces.contains_key(ifname) {
+            out.push((
+                2,
+                format!(
+                    "{at}: interface {ifname} of {label} appeared; its counters count from there"
+                ),
+            ));
+        }
+    }
+    // Equal groups (compared as values, the names shared) hold no break.
+    let snmp_read = if ns0.snmp == ns1.snmp {
+        &[][..]
+    } else {
+        &SNMP_READ[..]
+    };
+    for &(group, name) in snmp_read {
+        let (Some(a), Some(b)) = (
+            ns0.snmp.get(group).and_then(|g| g.get(name)),
+            ns1.snmp.get(group).and_then(|g| g.get(name)),
+        ) else {
+            continue;
+        };
+        if let (Ok(a), Ok(b)) = (u64::try_from(*a), u64::try_from(*b)) {
+            check(label, &format!("{group}:{name}"), a, b);
+        }
+    }
+    if let (Some(c0), Some(c1)) = (&ns0.conntrack, &ns1.conntrack) {
+        if c0 == c1 {
+            return;
+        }
+        for (stat, b) in c1.stats.iter().filter(|(n, _)| *n != "entries") {
+            if let Some(a) = c0.stats.get(stat) {
+                check(label, &format!("conntrack {stat}"), *a, *b);
+            }
+        }
+    }
+}
+
 /// Notes on the counters' continuity over a window's samples (oldest first): every break of
 /// [`counter_breaks`], most important first, at most [`MAX_BREAK_NOTES`] and one line counting
 /// the rest.
@@ -189,10 +218,16 @@ pub fn counter_break_notes<'a>(
     let mut previous: Option<&CounterSample> = None;
     for sample in samples {
         if let Some(prev) = previous {
-            breaks.extend(counter_breaks(prev, sample));
+            breaks.push(counter_breaks(prev, sample));
         }
         previous = Some(sample);
     }
+    break_notes(breaks.iter().map(Vec::as_slice))
+}
+
+/// [`counter_break_notes`] from the breaks of each interval (oldest first), computed already.
+pub fn break_notes<'a>(intervals: impl IntoIterator<Item = &'a [(u8, String)]>) -> Vec<String> {
+    let mut breaks: Vec<&(u8, String)> = intervals.into_iter().flatten().collect();
     // Stable: within a rank, in time order.
     breaks.sort_by_key(|(rank, _)| *rank);
     let total = breaks.len();

@@ -54,7 +54,7 @@ fn ns(
 fn sample(at_ms: u64, netns: Vec<NetnsCounters>) -> CounterSample {
     CounterSample {
         at_ms,
-        netns,
+        netns: netns.into_iter().map(Into::into).collect(),
         ..Default::default()
     }
 }
@@ -546,7 +546,7 @@ fn any_sample() -> impl Strategy<Value = CounterSample> {
         proptest::collection::vec((0u32..3, counter_value()), 0..3),
     )
         .prop_map(|(netns, softnet)| CounterSample {
-            netns,
+            netns: netns.into_iter().map(Into::into).collect(),
             softnet: softnet
                 .into_iter()
                 .map(|(cpu, dropped)| SoftnetRow {

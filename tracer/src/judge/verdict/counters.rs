@@ -2,7 +2,10 @@
 //! ENA allowances, qdisc and softnet drops, the SNMP groups by meaning, conntrack drops, TCP
 //! segments. It reads and groups; which layer a change blames is not decided here.
 
-use crate::node::evidence::CounterSample;
+use crate::node::{
+    evidence::{CounterSample, NetnsCounters},
+    shared::Shared,
+};
 
 use super::change::{delta, delta_i, CounterDelta};
 
@@ -31,34 +34,148 @@ pub struct CounterSignals {
     pub dsack_segs: u64,
 }
 
+/// SNMP counters by meaning: listen-queue loss, other TCP receive loss, routing, MTU.
+const LISTEN: &[(&str, &str)] = &[
+    ("TcpExt", "ListenDrops"),
+    ("TcpExt", "ListenOverflows"),
+    ("TcpExt", "TCPReqQFullDrop"),
+];
+const TCP_OTHER: &[(&str, &str)] = &[
+    ("TcpExt", "TCPBacklogDrop"),
+    ("TcpExt", "TCPRcvQDrop"),
+    ("TcpExt", "TCPZeroWindowDrop"),
+    ("Udp", "RcvbufErrors"),
+];
+const ROUTING: &[(&str, &str)] = &[
+    ("IpExt", "InNoRoutes"),
+    ("Ip", "OutNoRoutes"),
+    ("Ip", "InAddrErrors"),
+];
+const MTU: &[(&str, &str)] = &[
+    ("Ip", "FragFails"),
+    ("Ip", "ReasmFails"),
+    ("TcpExt", "TCPMTUPFail"),
+];
+
+/// The SNMP counters of `names` that rose in one namespace, as deltas.
 fn snmp_deltas(
-    start: &CounterSample,
-    end: &CounterSample,
+    ns_start: &NetnsCounters,
+    ns_end: &NetnsCounters,
     names: &[(&str, &str)],
-) -> Vec<CounterDelta> {
-    let mut out = Vec::new();
-    for ns_end in &end.netns {
-        let Some(ns_start) = start.netns(ns_end.inode) else {
-            continue;
-        };
-        for (group, name) in names {
-            let (a, b) = (ns_start.get(group, name), ns_end.get(group, name));
-            if delta_i(a, b) > 0 {
-                out.push(CounterDelta {
-                    name: format!("{group}:{name}"),
-                    place: ns_end.label.clone(),
-                    start: u64::try_from(a).unwrap_or(0),
-                    end: u64::try_from(b).unwrap_or(0),
-                });
-            }
+    out: &mut Vec<CounterDelta>,
+) {
+    for (group, name) in names {
+        let (a, b) = (ns_start.get(group, name), ns_end.get(group, name));
+        if delta_i(a, b) > 0 {
+            out.push(CounterDelta {
+                name: format!("{group}:{name}"),
+                place: ns_end.label.clone(),
+                start: u64::try_from(a).unwrap_or(0),
+                end: u64::try_from(b).unwrap_or(0),
+            });
         }
     }
-    out
 }
 
 /// Reads the counter changes between two samples.
 pub fn counter_signals(start: &CounterSample, end: &CounterSample) -> CounterSignals {
     let mut s = CounterSignals::default();
+    host_signals(start, end, &mut s);
+    for row in &end.softnet {
+        if let Some(r0) = start.softnet.iter().find(|r| r.cpu == row.cpu) {
+            s.softnet_dropped = s
+                .softnet_dropped
+                .saturating_add(delta(r0.dropped, row.dropped));
+            s.time_squeeze = s
+                .time_squeeze
+                .saturating_add(delta(r0.time_squeeze, row.time_squeeze));
+        }
+    }
+    // A namespace whose reading both samples share did not change: nothing to read there.
+    for (ns_start, ns_end) in end.paired_with(start) {
+        match ns_start {
+            Some(ns_start) if !Shared::same(ns_start, ns_end) => {
+                namespace_signals(ns_start, ns_end, &mut s);
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+/// Qdisc drops of every interface of one namespace.
+fn qdisc_signals(ns_start: &NetnsCounters, ns_end: &NetnsCounters, s: &mut CounterSignals) {
+    for (name, if1) in &ns_end.interfaces {
+        let (Some(q1), Some(q0)) = (
+            &if1.qdisc,
+            ns_start.interfaces.get(name).and_then(|i| i.qdisc.as_ref()),
+        ) else {
+            continue;
+        };
+        if delta(q0.drops, q1.drops) > 0 {
+            s.qdisc_drops.push(CounterDelta {
+                name: format!("qdisc {} drops", q1.kind),
+                place: format!("{} {name}", ns_end.label),
+                start: q0.drops,
+                end: q1.drops,
+            });
+        }
+    }
+}
+
+/// The changes of one namespace present in both samples: qdiscs, the SNMP groups, conntrack,
+/// TCP segments.
+fn namespace_signals(ns_start: &NetnsCounters, ns_end: &NetnsCounters, s: &mut CounterSignals) {
+    qdisc_signals(ns_start, ns_end, s);
+    // Equal groups (compared as values, the names shared) changed nowhere.
+    if ns_start.snmp != ns_end.snmp {
+        snmp_deltas(ns_start, ns_end, LISTEN, &mut s.listen);
+        snmp_deltas(ns_start, ns_end, TCP_OTHER, &mut s.tcp_other);
+        snmp_deltas(ns_start, ns_end, ROUTING, &mut s.routing);
+        snmp_deltas(ns_start, ns_end, MTU, &mut s.mtu);
+        tcp_segments(ns_start, ns_end, s);
+    }
+    if let (Some(c0), Some(c1)) = (&ns_start.conntrack, &ns_end.conntrack) {
+        for stat in ["drop", "early_drop", "insert_failed"] {
+            let (a, b) = (
+                c0.stats.get(stat).copied().unwrap_or(0),
+                c1.stats.get(stat).copied().unwrap_or(0),
+            );
+            if delta(a, b) > 0 {
+                s.conntrack_drops.push(CounterDelta {
+                    name: format!("conntrack {stat}"),
+                    place: ns_end.label.clone(),
+                    start: a,
+                    end: b,
+                });
+            }
+        }
+    }
+}
+
+/// Retransmitted, sent, lost-retransmit, timed-out and DSACKed segments of one namespace.
+fn tcp_segments(ns_start: &NetnsCounters, ns_end: &NetnsCounters, s: &mut CounterSignals) {
+    let rose =
+        |group: &str, name: &str| delta_i(ns_start.get(group, name), ns_end.get(group, name));
+    s.retrans_segs += rose("Tcp", "RetransSegs");
+    s.out_segs += rose("Tcp", "OutSegs");
+    s.lost_retransmit += rose("TcpExt", "TCPLostRetransmit");
+    s.timeouts += rose("TcpExt", "TCPTimeouts");
+    // Segments where the kernel has the counter (4.19+), else DSACK events.
+    let dsack = if ns_end
+        .snmp
+        .get("TcpExt")
+        .is_some_and(|g| g.contains_key("TCPDSACKRecvSegs"))
+    {
+        "TCPDSACKRecvSegs"
+    } else {
+        "TCPDSACKRecv"
+    };
+    s.dsack_segs += rose("TcpExt", dsack);
+}
+
+/// NIC errors and ENA allowances of the host's interfaces (`lo` aside).
+fn host_signals(start: &CounterSample, end: &CounterSample, s: &mut CounterSignals) {
     if let (Some(h0), Some(h1)) = (start.host(), end.host()) {
         for (name, if1) in &h1.interfaces {
             if name == "lo" {
@@ -106,118 +223,4 @@ pub fn counter_signals(start: &CounterSample, end: &CounterSample) -> CounterSig
             }
         }
     }
-    for ns_end in &end.netns {
-        let Some(ns_start) = start.netns(ns_end.inode) else {
-            continue;
-        };
-        for (name, if1) in &ns_end.interfaces {
-            let (Some(q1), Some(q0)) = (
-                &if1.qdisc,
-                ns_start.interfaces.get(name).and_then(|i| i.qdisc.as_ref()),
-            ) else {
-                continue;
-            };
-            if delta(q0.drops, q1.drops) > 0 {
-                s.qdisc_drops.push(CounterDelta {
-                    name: format!("qdisc {} drops", q1.kind),
-                    place: format!("{} {name}", ns_end.label),
-                    start: q0.drops,
-                    end: q1.drops,
-                });
-            }
-        }
-    }
-    for row in &end.softnet {
-        if let Some(r0) = start.softnet.iter().find(|r| r.cpu == row.cpu) {
-            s.softnet_dropped = s
-                .softnet_dropped
-                .saturating_add(delta(r0.dropped, row.dropped));
-            s.time_squeeze = s
-                .time_squeeze
-                .saturating_add(delta(r0.time_squeeze, row.time_squeeze));
-        }
-    }
-    s.listen = snmp_deltas(
-        start,
-        end,
-        &[
-            ("TcpExt", "ListenDrops"),
-            ("TcpExt", "ListenOverflows"),
-            ("TcpExt", "TCPReqQFullDrop"),
-        ],
-    );
-    s.tcp_other = snmp_deltas(
-        start,
-        end,
-        &[
-            ("TcpExt", "TCPBacklogDrop"),
-            ("TcpExt", "TCPRcvQDrop"),
-            ("TcpExt", "TCPZeroWindowDrop"),
-            ("Udp", "RcvbufErrors"),
-        ],
-    );
-    s.routing = snmp_deltas(
-        start,
-        end,
-        &[
-            ("IpExt", "InNoRoutes"),
-            ("Ip", "OutNoRoutes"),
-            ("Ip", "InAddrErrors"),
-        ],
-    );
-    s.mtu = snmp_deltas(
-        start,
-        end,
-        &[
-            ("Ip", "FragFails"),
-            ("Ip", "ReasmFails"),
-            ("TcpExt", "TCPMTUPFail"),
-        ],
-    );
-    for ns_end in &end.netns {
-        let Some(ns_start) = start.netns(ns_end.inode) else {
-            continue;
-        };
-        if let (Some(c0), Some(c1)) = (&ns_start.conntrack, &ns_end.conntrack) {
-            for stat in ["drop", "early_drop", "insert_failed"] {
-                let (a, b) = (
-                    c0.stats.get(stat).copied().unwrap_or(0),
-                    c1.stats.get(stat).copied().unwrap_or(0),
-                );
-                if delta(a, b) > 0 {
-                    s.conntrack_drops.push(CounterDelta {
-                        name: format!("conntrack {stat}"),
-                        place: ns_end.label.clone(),
-                        start: a,
-                        end: b,
-                    });
-                }
-            }
-        }
-        s.retrans_segs += delta_i(
-            ns_start.get("Tcp", "RetransSegs"),
-            ns_end.get("Tcp", "RetransSegs"),
-        );
-        s.out_segs += delta_i(ns_start.get("Tcp", "OutSegs"), ns_end.get("Tcp", "OutSegs"));
-        s.lost_retransmit += delta_i(
-            ns_start.get("TcpExt", "TCPLostRetransmit"),
-            ns_end.get("TcpExt", "TCPLostRetransmit"),
-        );
-        s.timeouts += delta_i(
-            ns_start.get("TcpExt", "TCPTimeouts"),
-            ns_end.get("TcpExt", "TCPTimeouts"),
-        );
-        // Segments where the kernel has the counter (4.19+), else DSACK events.
-        let dsack = if ns_end
-            .snmp
-            .get("TcpExt")
-            .is_some_and(|g| g.contains_key("TCPDSACKRecvSegs"))
-        {
-            "TCPDSACKRecvSegs"
-        } else {
-            "TCPDSACKRecv"
-        };
-        s.dsack_segs += delta_i(ns_start.get("TcpExt", dsack), ns_end.get("TcpExt", dsack));
-    }
-    s
 }

@@ -134,7 +134,7 @@ pub fn host(
     );
     CounterSample {
         at_ms: 0,
-        netns: vec![ns],
+        netns: vec![ns.into()],
         softnet: vec![
             SoftnetRow {
                 cpu: 0,

@@ -55,8 +55,25 @@ pub fn tick_loss(
     retrans_segments: u64,
 ) -> Tick {
     let signals = counter_signals(counters_start, counters_end);
-    let counters = counter_loss(&signals);
-    let retrans_segments = retrans_segments.saturating_sub(signals.dsack_segs);
+    tick_loss_of(
+        at_ms,
+        probe_drops,
+        &counter_loss(&signals),
+        signals.dsack_segs,
+        retrans_segments,
+    )
+}
+
+/// [`tick_loss`] from the interval's counter loss ([`counter_loss`]) and DSACKed segments,
+/// computed already.
+pub fn tick_loss_of(
+    at_ms: u64,
+    probe_drops: &BTreeMap<Layer, u64>,
+    counters: &BTreeMap<Layer, u64>,
+    dsack_segs: u64,
+    retrans_segments: u64,
+) -> Tick {
+    let retrans_segments = retrans_segments.saturating_sub(dsack_segs);
     let mut loss = BTreeMap::new();
     for layer in Layer::ALL {
         let p = probe_drops.get(&layer).copied().unwrap_or(0);

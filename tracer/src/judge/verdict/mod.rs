@@ -25,11 +25,11 @@ mod loss;
 mod rules;
 
 pub use self::{
-    breaks::{counter_break_notes, counter_breaks, MAX_BREAK_NOTES},
+    breaks::{break_notes, counter_break_notes, counter_breaks, MAX_BREAK_NOTES},
     change::{CounterChange, CounterDelta, MAX_PLAUSIBLE_CHANGE, WRAP32_MARGIN},
     counters::{counter_signals, CounterSignals},
     decide::decide,
-    loss::{counter_loss, probe_loss, tick_loss, unplaced_drops, UnplacedDrops},
+    loss::{counter_loss, probe_loss, tick_loss, tick_loss_of, unplaced_drops, UnplacedDrops},
 };
 
 /// Fewest packets a layer must lose in a window before it can be the root cause (the same for

@@ -53,6 +53,7 @@ use crate::{
     node::evidence::{Conntrack, CounterSample, IfaceCounters, NetnsCounters},
     node::netns,
     node::rtnetlink::Dumper,
+    node::shared::Shared,
 };
 
 /// Where to read from: the real node, or a recorded tree for tests.
@@ -425,7 +426,7 @@ impl CounterSource {
     }
 
     /// Fixture mode: the host namespace only, from `proc_root/net/…`.
-    fn fixture_host(&self, errors: &mut Vec<String>) -> Vec<NetnsCounters> {
+    fn fixture_host(&self, errors: &mut Vec<String>) -> Vec<Shared<NetnsCounters>> {
         let paths = NsPaths {
             net: self.proc_root.join("net"),
             netfilter: self.proc_root.join("sys/net/netfilter"),
@@ -436,7 +437,7 @@ impl CounterSource {
         counters.label = "host".to_owned();
         counters.is_host = true;
         errors.extend(errs.into_iter().map(|e| format!("host: {e}")));
-        vec![counters]
+        vec![counters.into()]
     }
 
     /// Every namespace now (the scanner's handles, the host marked), with a sentence in
@@ -516,7 +517,7 @@ impl CounterSource {
         at_ms: u64,
         plan: &SamplePlan,
         errors: &mut Vec<String>,
-    ) -> Vec<NetnsCounters> {
+    ) -> Vec<Shared<NetnsCounters>> {
         let mut memory = self.remembered.memory();
         // The scanner may remember a PID that has since moved to another namespace (rare:
         // setns, unshare, a reused PID); then every PID is looked at again, once.

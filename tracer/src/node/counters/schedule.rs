@@ -18,10 +18,14 @@
 //! deltas stay exact: the delta between two samples is the difference of two real readings,
 //! and the deltas of consecutive samples add up to the difference of a window's ends. What an
 //! idle namespace's counters did between two readings shows in the second of its next reading.
+//!
+//! A carried reading is shared, not copied (see [`Shared`]); so is a new reading equal to the
+//! last one. Samples of idle namespaces then cost no memory per frame, and judging tells an
+//! unchanged namespace by pointer.
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::node::evidence::NetnsCounters;
+use crate::node::{evidence::NetnsCounters, shared::Shared};
 
 /// Seconds between two readings of an idle namespace, and how long activity keeps one hot.
 pub const SLOW_ROUND_S: u64 = 10;
@@ -58,7 +62,7 @@ pub struct Schedule {
     /// Until when (ms) a namespace stays hot after the kernel saw activity there.
     hot_until: HashMap<u32, u64>,
     /// The last reading of each namespace.
-    carried: HashMap<u32, NetnsCounters>,
+    carried: HashMap<u32, Shared<NetnsCounters>>,
 }
 
 impl Schedule {
@@ -100,21 +104,25 @@ impl Schedule {
     }
 
     /// The sample's namespaces, in the order of `known`: the fresh reading of those read (kept
-    /// for later), the carried one of the rest. A namespace with neither (it could not be read
-    /// yet) is left out.
+    /// for later; the last one, shared, when it reads the same), the carried one of the rest.
+    /// A namespace with neither (it could not be read yet) is left out.
     pub fn assemble(
         &mut self,
         at_ms: u64,
         known: &[u32],
         mut fresh: HashMap<u32, NetnsCounters>,
-    ) -> Vec<NetnsCounters> {
+    ) -> Vec<Shared<NetnsCounters>> {
         let mut out = Vec::with_capacity(known.len());
         for inode in known {
             match fresh.remove(inode) {
                 Some(counters) => {
                     self.read_at.insert(*inode, at_ms);
-                    self.carried.insert(*inode, counters.clone());
-                    out.push(counters);
+                    let reading = match self.carried.get(inode) {
+                        Some(last) if **last == counters => last.clone(),
+                        _ => Shared::new(counters),
+                    };
+                    self.carried.insert(*inode, reading.clone());
+                    out.push(reading);
                 }
                 None => {
                     if let Some(counters) = self.carried.get(inode) {
@@ -273,6 +281,24 @@ mod tests {
             .contains(&busy));
     }
 
+    /// A carried reading, and a new reading equal to the last, are the last reading itself
+    /// (shared, not copied); a reading that changed is new.
+    #[test]
+    fn unchanged_readings_are_shared() {
+        let (idle, busy) = (0xF000_0001, 0xF000_0002);
+        let known = vec![HOST, idle, busy];
+        let mut schedule = Schedule::default();
+        let first = schedule.assemble(0, &known, fresh_all(&known.iter().copied().collect(), 0));
+        let mut fresh = HashMap::from([(busy, reading(busy, 1))]);
+        // The idle namespace read again, the same values.
+        fresh.insert(idle, reading(idle, 0));
+        let second = schedule.assemble(1000, &known, fresh);
+        assert!(Shared::same(&first[0], &second[0]), "the host, carried");
+        assert!(Shared::same(&first[1], &second[1]), "read again, unchanged");
+        assert!(!Shared::same(&first[2], &second[2]), "changed");
+        assert_eq!(second[2].get("Tcp", "RetransSegs"), truth(busy, 1));
+    }
+
     /// What a namespace's `Tcp RetransSegs` really is at `second` (it rises every second).
     fn truth(inode: u32, second: u64) -> i64 {
         i64::from(inode % 97) * 1000 + (second * second) as i64
@@ -296,7 +322,7 @@ mod tests {
         due.iter().map(|i| (*i, reading(*i, second))).collect()
     }
 
-    fn sample_of(netns: Vec<NetnsCounters>, second: u64) -> CounterSample {
+    fn sample_of(netns: Vec<Shared<NetnsCounters>>, second: u64) -> CounterSample {
         CounterSample {
             at_ms: second * 1000,
             netns,
