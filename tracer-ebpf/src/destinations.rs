@@ -11,7 +11,7 @@ use core::ptr::addr_of_mut;
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_ns, bpf_skc_to_tcp_sock},
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{LruHashMap, PerCpuArray},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
@@ -187,13 +187,12 @@ pub fn tcp_probe_btf(ctx: BtfTracePointContext) -> u32 {
 
 /// The raw/BTF hooks: the same values read from the socket (`tcp_sock.srtt_us >> 3`, as the
 /// classic record has it; the ends from `sock_common`). `TYPED`: the BTF hook, whose socket
-/// fields are plain loads (`srtt_us` lies beyond `struct sock`, the argument's type, so it
-/// stays a helper read).
+/// fields are plain loads.
 #[inline(always)]
 fn probe_from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
     bump(counter::TCP_PROBE_EVENTS);
     let sk = arg_u64(ctx, config!(probe_arg_sk)).unwrap_or(0);
-    let Some(srtt_us) = sock_u32::<false>(sk, config!(tp_srtt_us)) else {
+    let Some(srtt_us) = srtt_us::<TYPED>(sk) else {
         bump(counter::READ_ERRORS);
         return 0;
     };
@@ -209,6 +208,18 @@ fn probe_from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
     };
     rtt_sample::<TYPED>(srtt, remote, sock_local::<TYPED>(sk), sk);
     0
+}
+
+/// `tcp_sock.srtt_us` of a socket. Typed: `bpf_skc_to_tcp_sock` (tracing programs only) makes
+/// the `struct sock` a typed `tcp_sock` (null for a socket that is not a full TCP one), so the
+/// field, beyond `struct sock`, is a plain load after a short helper instead of a kernel read.
+#[inline(always)]
+fn srtt_us<const TYPED: bool>(sk: u64) -> Option<u32> {
+    if !TYPED {
+        return sock_u32::<false>(sk, config!(tp_srtt_us));
+    }
+    let tcp_sock = unsafe { bpf_skc_to_tcp_sock(sk as *mut core::ffi::c_void) } as u64;
+    sock_u32::<true>(tcp_sock, config!(tp_srtt_us))
 }
 
 /// One RTT sample into the destination's histogram. The hot path: one cached namespace, one
