@@ -31,7 +31,7 @@ use tracer_common::{
 };
 
 use crate::shared::{
-    args::{arg_u64, sock_state, sock_u16},
+    args::{arg_u64, kernel_read, sock_state},
     config,
     netns::{skb_netns, sock_netns},
     record::{ctx_u16, ctx_u32, ctx_u64},
@@ -551,13 +551,13 @@ fn capture_retransmit_from_args<C: EbpfContext>(ctx: &C) {
     let sk = arg_u64(args, config!(rtx_arg_sk)).unwrap_or(0);
     let (Some(skb), Some(sport), Some(dport)) = (
         arg_u64(args, config!(rtx_arg_skb)),
-        sock_u16(sk, config!(sk_num)),
-        sock_u16(sk, config!(sk_dport)),
+        kernel_read::<u16, false>(sk, config!(sk_num)),
+        kernel_read::<u16, false>(sk, config!(sk_dport)),
     ) else {
         count(capture_counter::UNREADABLE);
         return;
     };
-    let state = sock_state(sk).unwrap_or(ABSENT);
+    let state = sock_state::<false>(sk).unwrap_or(ABSENT);
     capture_retransmit(ctx, cfg, skb, sk, [sport, u16::from_be(dport)], state);
 }
 

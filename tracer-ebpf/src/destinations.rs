@@ -12,7 +12,7 @@ use core::ptr::addr_of_mut;
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_ns, bpf_skc_to_tcp_sock},
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{LruHashMap, PerCpuArray},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
@@ -25,10 +25,10 @@ use tracer_common::{
 };
 
 use crate::shared::{
-    args::{arg_u64, sock_local, sock_protocol_is, sock_remote, sock_state, sock_u16, sock_u32},
+    args::{arg_u64, kernel_read, sock_local, sock_protocol_is, sock_remote, sock_state, sock_u32},
     atomic_add32, atomic_add64, bump, config,
     flow::End,
-    netns::{sock_netns, DEV_CACHE_REVALIDATE},
+    netns::{sock_netns, sock_netns_of, DEV_CACHE_REVALIDATE},
     record::{ctx_addr4, ctx_addr6, ctx_sockaddr, ctx_u16, ctx_u32, ctx_u64},
 };
 
@@ -173,27 +173,28 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     };
     let local = ctx_sockaddr(&ctx, config!(probe_saddr_sa));
     let sk = ctx_u64(&ctx, config!(probe_skaddr)).unwrap_or(0);
-    rtt_sample(srtt, remote, local, sk);
+    rtt_sample::<false>(srtt, remote, local, sk);
     0
 }
 
 #[raw_tracepoint(tracepoint = "tcp_probe")]
 pub fn tcp_probe_raw(ctx: RawTracePointContext) -> u32 {
-    probe_from_args(ctx.as_ptr())
+    probe_from_args::<false>(ctx.as_ptr())
 }
 
 #[btf_tracepoint(function = "tcp_probe")]
 pub fn tcp_probe_btf(ctx: BtfTracePointContext) -> u32 {
-    probe_from_args(ctx.as_ptr())
+    probe_from_args::<true>(ctx.as_ptr())
 }
 
 /// The raw/BTF hooks: the same values read from the socket (`tcp_sock.srtt_us >> 3`, as the
-/// classic record has it; the ends from `sock_common`).
+/// classic record has it; the ends from `sock_common`). `TYPED`: the BTF hook, whose socket
+/// fields are plain loads.
 #[inline(always)]
-fn probe_from_args(ctx: *mut core::ffi::c_void) -> u32 {
+fn probe_from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
     bump(counter::TCP_PROBE_EVENTS);
     let sk = arg_u64(ctx, config!(probe_arg_sk)).unwrap_or(0);
-    let Some(srtt_us) = sock_u32(sk, config!(tp_srtt_us)) else {
+    let Some(srtt_us) = srtt_us::<TYPED>(sk) else {
         bump(counter::READ_ERRORS);
         return 0;
     };
@@ -203,19 +204,32 @@ fn probe_from_args(ctx: *mut core::ffi::c_void) -> u32 {
     if srtt == 0 {
         return 0;
     }
-    let Some(remote) = sock_remote(sk) else {
+    let Some(remote) = sock_remote::<TYPED>(sk) else {
         bump(counter::READ_ERRORS);
         return 0;
     };
-    rtt_sample(srtt, remote, sock_local(sk), sk);
+    rtt_sample::<TYPED>(srtt, remote, sock_local::<TYPED>(sk), sk);
     0
+}
+
+/// `tcp_sock.srtt_us` of a socket. Typed: `bpf_skc_to_tcp_sock` (tracing programs only) makes
+/// the `struct sock` a typed `tcp_sock` (null for a socket that is not a full TCP one), so the
+/// field, beyond `struct sock`, is a plain load after a short helper instead of a kernel read.
+#[inline(always)]
+fn srtt_us<const TYPED: bool>(sk: u64) -> Option<u32> {
+    if !TYPED {
+        return sock_u32::<false>(sk, config!(tp_srtt_us));
+    }
+    let tcp_sock = unsafe { bpf_skc_to_tcp_sock(sk as *mut core::ffi::c_void) } as u64;
+    sock_u32::<true>(tcp_sock, config!(tp_srtt_us))
 }
 
 /// One RTT sample into the destination's histogram. The hot path: one cached namespace, one
 /// hash lookup, two atomic adds (the sample count is the histogram's sum, added up in user
-/// space). `remote`/`local`: (family, port, address) of each end.
+/// space). `remote`/`local`: (family, port, address) of each end. `TYPED`: the socket's
+/// namespace is two plain loads, cheaper than the per-CPU cache that saves helper reads.
 #[inline(always)]
-fn rtt_sample(
+fn rtt_sample<const TYPED: bool>(
     srtt: u32,
     remote: (u16, u16, [u32; 4]),
     local: Option<(u16, u16, [u32; 4])>,
@@ -231,7 +245,9 @@ fn rtt_sample(
         }
         _ => (dport, daddr),
     };
-    let netns = if sk == 0 {
+    let netns = if TYPED {
+        sock_netns_of::<true>(sk)
+    } else if sk == 0 {
         None
     } else {
         sock_netns_cached(sk, ports)
@@ -309,7 +325,7 @@ pub fn inet_sock_set_state_btf(ctx: BtfTracePointContext) -> u32 {
 fn state_from_args(ctx: *mut core::ffi::c_void) -> u32 {
     let sk = arg_u64(ctx, config!(ss_arg_sk)).unwrap_or(0);
     let tcp = config!(ipproto_tcp);
-    if tcp != 0 && !sock_protocol_is(sk, tcp) {
+    if tcp != 0 && !sock_protocol_is::<false>(sk, tcp) {
         return 0;
     }
     bump(counter::STATE_EVENTS);
@@ -325,8 +341,8 @@ fn state_from_args(ctx: *mut core::ffi::c_void) -> u32 {
         return 0;
     }
     let netns = counted_sock_netns(sk);
-    let key = sock_remote(sk).map(|remote| dest_of(netns, remote));
-    let sport = sock_u16(sk, config!(sk_num)).unwrap_or(0);
+    let key = sock_remote::<false>(sk).map(|remote| dest_of(netns, remote));
+    let sport = kernel_read::<u16, false>(sk, config!(sk_num)).unwrap_or(0);
     state_change(sk, old, new, key, sport);
     0
 }
@@ -485,24 +501,24 @@ pub fn inet_sk_error_report_btf(ctx: BtfTracePointContext) -> u32 {
 fn error_from_args(ctx: *mut core::ffi::c_void) -> u32 {
     let sk = arg_u64(ctx, config!(err_arg_sk)).unwrap_or(0);
     let tcp = config!(ipproto_tcp);
-    if tcp != 0 && !sock_protocol_is(sk, tcp) {
+    if tcp != 0 && !sock_protocol_is::<false>(sk, tcp) {
         return 0;
     }
     bump(counter::ERROR_REPORT_EVENTS);
-    let Some(error) = sock_u32(sk, config!(sk_err)) else {
+    let Some(error) = sock_u32::<false>(sk, config!(sk_err)) else {
         bump(counter::READ_ERRORS);
         return 0;
     };
     if error == 0 {
         return 0;
     }
-    let dest = sock_remote(sk).map(|remote| dest_of(0, remote));
-    let sport = sock_u16(sk, config!(sk_num)).unwrap_or(0);
+    let dest = sock_remote::<false>(sk).map(|remote| dest_of(0, remote));
+    let sport = kernel_read::<u16, false>(sk, config!(sk_num)).unwrap_or(0);
     // The error that ends a connection (the socket is closed by now) counts under the socket's
     // own namespace, where the classic program finds it through the close just before. One
     // reported on a socket still open (an ICMP error queued while connecting) goes the classic
     // way too, so every hook gives the same numbers.
-    let closed = sock_state(sk).is_some_and(|state| state == config!(tcp_close));
+    let closed = sock_state::<false>(sk).is_some_and(|state| state == config!(tcp_close));
     socket_error(
         dest,
         sport,

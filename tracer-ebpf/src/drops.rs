@@ -16,7 +16,7 @@ use tracer_common::{counter, DropKey, ABSENT, DROPS_MAX_ENTRIES};
 use crate::shared::{
     args::arg_u64,
     bump, config,
-    netns::skb_netns,
+    netns::{skb_netns, skb_netns_of},
     record::{ctx_u32, ctx_u64},
 };
 
@@ -41,23 +41,24 @@ pub fn kfree_skb(ctx: TracePointContext) -> u32 {
         ABSENT => 0,
         offset => ctx_u64(&ctx, offset).unwrap_or(0),
     };
-    count_drop(skb, location, reason, rx_sk);
+    count_drop(skb_netns(skb, rx_sk), location, reason);
     0
 }
 
 #[raw_tracepoint(tracepoint = "kfree_skb")]
 pub fn kfree_skb_raw(ctx: RawTracePointContext) -> u32 {
-    from_args(ctx.as_ptr())
+    from_args::<false>(ctx.as_ptr())
 }
 
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> u32 {
-    from_args(ctx.as_ptr())
+    from_args::<true>(ctx.as_ptr())
 }
 
-/// The raw/BTF hooks: the same values from the tracepoint's arguments.
+/// The raw/BTF hooks: the same values from the tracepoint's arguments (`TYPED`: the BTF hook,
+/// whose pointer arguments are read with plain loads).
 #[inline(always)]
-fn from_args(ctx: *mut core::ffi::c_void) -> u32 {
+fn from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
     bump(counter::KFREE_SKB_EVENTS);
     let (Some(skb), Some(location)) = (
         arg_u64(ctx, config!(kfree_arg_skb)),
@@ -68,14 +69,14 @@ fn from_args(ctx: *mut core::ffi::c_void) -> u32 {
     };
     let reason = arg_u64(ctx, config!(kfree_arg_reason)).map_or(ABSENT, |r| r as u32);
     let rx_sk = arg_u64(ctx, config!(kfree_arg_rx_sk)).unwrap_or(0);
-    count_drop(skb, location, reason, rx_sk);
+    count_drop(skb_netns_of::<TYPED>(skb, rx_sk), location, reason);
     0
 }
 
-/// Counts one drop under its reason, namespace and freeing location.
+/// Counts one drop under its reason, namespace (None: unread) and freeing location.
 #[inline(always)]
-fn count_drop(skb: u64, location: u64, reason: u32, rx_sk: u64) {
-    let netns = skb_netns(skb, rx_sk).unwrap_or_else(|| {
+fn count_drop(netns: Option<u32>, location: u64, reason: u32) {
+    let netns = netns.unwrap_or_else(|| {
         bump(counter::NETNS_UNKNOWN);
         0
     });

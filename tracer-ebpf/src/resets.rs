@@ -138,7 +138,7 @@ fn send_reset_from_args(ctx: *mut core::ffi::c_void) -> u32 {
     let netns = reset_netns(sk, skb);
     let reason = arg_u64(ctx, config!(rst_tx_arg_reason)).map_or(ABSENT, |r| r as u32);
     let flow = if sk != 0 {
-        sock_flow_key(sk, netns)
+        sock_flow_key::<false>(sk, netns)
     } else {
         skb_reply_flow(skb, netns)
     };
@@ -182,6 +182,6 @@ fn receive_reset_from_args(ctx: *mut core::ffi::c_void) -> u32 {
     bump(counter::RESET_RECEIVED_EVENTS);
     let sk = arg_u64(ctx, config!(rst_rx_arg_sk)).unwrap_or(0);
     let netns = received_netns(sk);
-    count_reset(sock_flow_key(sk, netns), ABSENT, RESET_RECEIVED);
+    count_reset(sock_flow_key::<false>(sk, netns), ABSENT, RESET_RECEIVED);
     0
 }

@@ -12,7 +12,6 @@ use core::{
 };
 
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel,
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::LruHashMap,
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
@@ -21,9 +20,9 @@ use aya_ebpf::{
 use tracer_common::{counter, FlowKey, FlowStats, ABSENT, RETRANS_FLOWS_MAX_ENTRIES};
 
 use crate::shared::{
-    args::{arg_u64, sock_flow_key, sock_state},
+    args::{arg_u64, kernel_read, sock_flow_key, sock_state},
     bump, config,
-    netns::sock_netns,
+    netns::{sock_netns, sock_netns_of},
     record::{ctx_u32, ctx_u64, flow_key},
 };
 
@@ -80,7 +79,7 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
         offset => ctx_u32(&ctx, offset).is_some_and(|err| err != 0),
     };
     let sk = ctx_u64(&ctx, config!(rtx_skaddr)).unwrap_or(0);
-    let netns = counted_netns(sk, failed);
+    let netns = counted_netns(sock_netns(sk), failed);
     let state = ctx_u32(&ctx, config!(rtx_state)).unwrap_or(0);
     let key = flow_key(
         &ctx,
@@ -94,42 +93,42 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
         config!(rtx_daddr_v6),
     );
     let skb = ctx_u64(&ctx, config!(rtx_skbaddr)).unwrap_or(0);
-    retransmit(key, failed, state, skb);
+    retransmit::<false>(key, failed, state, skb);
     0
 }
 
 #[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb_raw(ctx: RawTracePointContext) -> u32 {
-    retransmit_from_args(ctx.as_ptr())
+    retransmit_from_args::<false>(ctx.as_ptr())
 }
 
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb_btf(ctx: BtfTracePointContext) -> u32 {
-    retransmit_from_args(ctx.as_ptr())
+    retransmit_from_args::<true>(ctx.as_ptr())
 }
 
 /// The raw/BTF hooks: the socket, skb and error from the arguments, the flow and state from
-/// the socket itself.
+/// the socket itself (`TYPED`: the BTF hook, read with plain loads).
 #[inline(always)]
-fn retransmit_from_args(ctx: *mut core::ffi::c_void) -> u32 {
+fn retransmit_from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
     bump(counter::RETRANSMIT_EVENTS);
     let failed = arg_u64(ctx, config!(rtx_arg_err)).is_some_and(|err| err as i32 != 0);
     let sk = arg_u64(ctx, config!(rtx_arg_sk)).unwrap_or(0);
-    let netns = counted_netns(sk, failed);
-    let state = sock_state(sk).unwrap_or(0);
-    let key = sock_flow_key(sk, netns);
+    let netns = counted_netns(sock_netns_of::<TYPED>(sk), failed);
+    let state = sock_state::<TYPED>(sk).unwrap_or(0);
+    let key = sock_flow_key::<TYPED>(sk, netns);
     let skb = arg_u64(ctx, config!(rtx_arg_skb)).unwrap_or(0);
-    retransmit(key, failed, state, skb);
+    retransmit::<TYPED>(key, failed, state, skb);
     0
 }
 
 /// Counts a failed attempt, and the socket's namespace (0, counted as unknown, when unread).
 #[inline(always)]
-fn counted_netns(sk: u64, failed: bool) -> u32 {
+fn counted_netns(netns: Option<u32>, failed: bool) -> u32 {
     if failed {
         bump(counter::RETRANSMIT_FAILED);
     }
-    sock_netns(sk).unwrap_or_else(|| {
+    netns.unwrap_or_else(|| {
         bump(counter::NETNS_UNKNOWN);
         0
     })
@@ -137,7 +136,7 @@ fn counted_netns(sk: u64, failed: bool) -> u32 {
 
 /// One retransmission (or failed attempt) of a flow, with the segments in its skb.
 #[inline(always)]
-fn retransmit(key: Option<FlowKey>, failed: bool, state: u32, skb: u64) {
+fn retransmit<const TYPED: bool>(key: Option<FlowKey>, failed: bool, state: u32, skb: u64) {
     let Some(key) = key else {
         bump(counter::READ_ERRORS);
         return;
@@ -146,13 +145,8 @@ fn retransmit(key: Option<FlowKey>, failed: bool, state: u32, skb: u64) {
         flow_add(&key, 0, 0, 0, 1, state);
     } else {
         // Segments in this skb (TCP_SKB_CB(skb)->tcp_gso_segs); 1 when unknown.
-        let segs_off = config!(skb_tcp_segs);
-        let segs = if skb != 0 && segs_off != ABSENT {
-            unsafe { bpf_probe_read_kernel((skb + segs_off as u64) as *const u16) }
-                .map_or(1, |s| u64::from(s).max(1))
-        } else {
-            1
-        };
+        let segs = kernel_read::<u16, TYPED>(skb, config!(skb_tcp_segs))
+            .map_or(1, |s| u64::from(s).max(1));
         flow_add(&key, 1, segs, 0, 0, state);
     }
 }
@@ -193,7 +187,7 @@ fn synack_from_args(ctx: *mut core::ffi::c_void) -> u32 {
     bump(counter::SYNACK_EVENTS);
     let netns = synack_netns(arg_u64(ctx, config!(synack_arg_sk)).unwrap_or(0));
     let key = match arg_u64(ctx, config!(synack_arg_req)) {
-        Some(req) if req != 0 => sock_flow_key(req + u64::from(config!(req_common)), netns),
+        Some(req) if req != 0 => sock_flow_key::<false>(req + u64::from(config!(req_common)), netns),
         _ => None,
     };
     synack(key);

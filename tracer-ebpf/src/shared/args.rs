@@ -1,7 +1,8 @@
 //! Reads for raw and BTF tracepoints, which get the tracepoint's arguments instead of a record:
-//! an argument by its position ([`arg_u64`], positions from the loader), and the values a
-//! classic record carries read from the socket itself at BTF offsets ([`sock_flow_key`],
-//! [`sock_u16`], [`sock_u32`]).
+//! an argument by its position ([`arg_u64`], positions from the loader), kernel memory behind a
+//! pointer ([`kernel_read`]: a helper call on raw tracepoints, a typed direct load on BTF ones),
+//! and the values a classic record carries read from the socket itself at BTF offsets
+//! ([`sock_flow_key`], [`sock_u32`], [`sock_state`], [`sock_local`], [`sock_remote`]).
 //!
 //! May use `aya-ebpf`, `tracer-common` and `shared::flow`; never a family module.
 
@@ -48,67 +49,92 @@ pub(crate) fn arg_u64(ctx: *mut c_void, index: u32) -> Option<u64> {
 }
 
 /// A value of `T` at `base + offset` in kernel memory; None for a null base or absent offset.
+///
+/// `TYPED`: `base` is a typed pointer — a BTF tracepoint's argument, or a pointer field loaded
+/// from one — so the value is read with a plain load: the verifier checks it against the
+/// kernel's BTF (the offset is a constant from frozen `.rodata`) and the JIT makes it a
+/// fault-safe load, a few instructions where `bpf_probe_read_kernel` (the untyped case: raw
+/// tracepoints' arguments are plain integers) is a helper call.
 #[inline(always)]
-fn read_at<T>(base: u64, offset: u32) -> Option<T> {
+pub(crate) fn kernel_read<T, const TYPED: bool>(base: u64, offset: u32) -> Option<T> {
     if base == 0 || offset == ABSENT {
         return None;
     }
-    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.ok()
+    let p = (base + u64::from(offset)) as *const T;
+    if TYPED {
+        // SAFETY: a typed pointer: the verifier checks the field and the JIT guards the load.
+        Some(unsafe { core::ptr::read_volatile(p) })
+    } else {
+        unsafe { bpf_probe_read_kernel(p) }.ok()
+    }
 }
 
-/// A 16-bit field of a socket.
+/// A 16-byte address field as four words: one helper call untyped, four loads typed (a
+/// 16-byte volatile read may become a `memcpy` call, which BPF does not have).
 #[inline(always)]
-pub(crate) fn sock_u16(sk: u64, offset: u32) -> Option<u16> {
-    read_at::<u16>(sk, offset)
+fn addr6<const TYPED: bool>(sk: u64, offset: u32) -> Option<[u32; 4]> {
+    if !TYPED {
+        return kernel_read::<[u32; 4], false>(sk, offset);
+    }
+    if offset == ABSENT {
+        return None;
+    }
+    Some([
+        kernel_read::<u32, true>(sk, offset)?,
+        kernel_read::<u32, true>(sk, offset + 4)?,
+        kernel_read::<u32, true>(sk, offset + 8)?,
+        kernel_read::<u32, true>(sk, offset + 12)?,
+    ])
 }
 
-/// A 32-bit field of a socket (or of `tcp_sock`, which begins with it).
+/// A 32-bit field of a socket (or of `tcp_sock`, which begins with it: read untyped, as the
+/// typed pointer is a `struct sock` and the field lies beyond it).
 #[inline(always)]
-pub(crate) fn sock_u32(sk: u64, offset: u32) -> Option<u32> {
-    read_at::<u32>(sk, offset)
+pub(crate) fn sock_u32<const TYPED: bool>(sk: u64, offset: u32) -> Option<u32> {
+    kernel_read::<u32, TYPED>(sk, offset)
 }
 
 /// `sk_state` (one byte in `sock_common`).
 #[inline(always)]
-pub(crate) fn sock_state(sk: u64) -> Option<u32> {
-    read_at::<u8>(sk, config!(sk_state)).map(u32::from)
+pub(crate) fn sock_state<const TYPED: bool>(sk: u64) -> Option<u32> {
+    kernel_read::<u8, TYPED>(sk, config!(sk_state)).map(u32::from)
 }
 
 /// The local end of a socket: (family, port in host order, address words).
 #[inline(always)]
-pub(crate) fn sock_local(sk: u64) -> Option<End> {
-    let family = sock_u16(sk, config!(sk_family))?;
-    let port = sock_u16(sk, config!(sk_num))?;
+pub(crate) fn sock_local<const TYPED: bool>(sk: u64) -> Option<End> {
+    let family = kernel_read::<u16, TYPED>(sk, config!(sk_family))?;
+    let port = kernel_read::<u16, TYPED>(sk, config!(sk_num))?;
     let addr = if family == FAMILY_INET {
-        [sock_u32(sk, config!(sk_rcv_saddr))?, 0, 0, 0]
+        [sock_u32::<TYPED>(sk, config!(sk_rcv_saddr))?, 0, 0, 0]
     } else {
-        read_at::<[u32; 4]>(sk, config!(sk_v6_rcv_saddr))?
+        addr6::<TYPED>(sk, config!(sk_v6_rcv_saddr))?
     };
     Some((family, port, addr))
 }
 
 /// The remote end of a socket: (family, port in host order, address words).
 #[inline(always)]
-pub(crate) fn sock_remote(sk: u64) -> Option<End> {
-    let family = sock_u16(sk, config!(sk_family))?;
-    let port = u16::from_be(sock_u16(sk, config!(sk_dport))?);
+pub(crate) fn sock_remote<const TYPED: bool>(sk: u64) -> Option<End> {
+    let family = kernel_read::<u16, TYPED>(sk, config!(sk_family))?;
+    let port = u16::from_be(kernel_read::<u16, TYPED>(sk, config!(sk_dport))?);
     let addr = if family == FAMILY_INET {
-        [sock_u32(sk, config!(sk_daddr))?, 0, 0, 0]
+        [sock_u32::<TYPED>(sk, config!(sk_daddr))?, 0, 0, 0]
     } else {
-        read_at::<[u32; 4]>(sk, config!(sk_v6_daddr))?
+        addr6::<TYPED>(sk, config!(sk_v6_daddr))?
     };
     Some((family, port, addr))
 }
 
 /// The flow of a socket, as a classic TCP tracepoint records it (local end as source).
 #[inline(always)]
-pub(crate) fn sock_flow_key(sk: u64, netns: u32) -> Option<FlowKey> {
-    Some(flow_of(netns, sock_local(sk)?, sock_remote(sk)?))
+pub(crate) fn sock_flow_key<const TYPED: bool>(sk: u64, netns: u32) -> Option<FlowKey> {
+    Some(flow_of(netns, sock_local::<TYPED>(sk)?, sock_remote::<TYPED>(sk)?))
 }
 
 /// True when the socket's protocol is `protocol` (`sk_protocol`, a plain u16 since 5.6; the
 /// loader keeps the probes that filter on it classic where it is not).
 #[inline(always)]
-pub(crate) fn sock_protocol_is(sk: u64, protocol: u32) -> bool {
-    sock_u16(sk, config!(sk_protocol)).is_some_and(|p| u32::from(p) == protocol)
+pub(crate) fn sock_protocol_is<const TYPED: bool>(sk: u64, protocol: u32) -> bool {
+    kernel_read::<u16, TYPED>(sk, config!(sk_protocol)).is_some_and(|p| u32::from(p) == protocol)
 }

@@ -1,38 +1,30 @@
 //! The network namespace (inode number) of a socket, a device or an skb, read through the
-//! kernel pointers at the offsets in `CONFIG`; devices through a per-CPU cache
-//! (`DEV_NETNS_CACHE`).
+//! kernel pointers at the offsets in `CONFIG`. `TYPED` (BTF tracepoints): plain loads through
+//! typed pointers; untyped (raw and classic tracepoints): `bpf_probe_read_kernel`, devices
+//! through a per-CPU cache (`DEV_NETNS_CACHE`) that saves two of those helper calls per drop.
 //!
 //! May use `aya-ebpf`, `tracer-common` and the rest of `shared`; never a family module.
 
-use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::map, maps::PerCpuArray};
-use tracer_common::ABSENT;
+use aya_ebpf::{macros::map, maps::PerCpuArray};
 
-use super::config;
-
-/// Reads a kernel pointer field at `base + offset`; None for a null base, an absent offset or a
-/// failed read.
-#[inline(always)]
-fn read_kernel_u64(base: u64, offset: u32) -> Option<u64> {
-    if base == 0 || offset == ABSENT {
-        return None;
-    }
-    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const u64) }.ok()
-}
+use super::{args::kernel_read, config};
 
 /// Inode of the network namespace behind a `struct net *`.
 #[inline(always)]
-fn net_inum(net: u64) -> Option<u32> {
-    let inum_off = config!(net_inum);
-    if net == 0 || inum_off == ABSENT {
-        return None;
-    }
-    unsafe { bpf_probe_read_kernel((net + inum_off as u64) as *const u32) }.ok()
+fn net_inum<const TYPED: bool>(net: u64) -> Option<u32> {
+    kernel_read::<u32, TYPED>(net, config!(net_inum))
 }
 
-/// Namespace of a socket (`sk->__sk_common.skc_net.net->ns.inum`).
+/// Namespace of a socket (`sk->__sk_common.skc_net.net->ns.inum`), read untyped.
 #[inline(always)]
 pub(crate) fn sock_netns(sk: u64) -> Option<u32> {
-    net_inum(read_kernel_u64(sk, config!(sk_net))?)
+    sock_netns_of::<false>(sk)
+}
+
+/// Namespace of a socket, read typed or not.
+#[inline(always)]
+pub(crate) fn sock_netns_of<const TYPED: bool>(sk: u64) -> Option<u32> {
+    net_inum::<TYPED>(kernel_read::<u64, TYPED>(sk, config!(sk_net))?)
 }
 
 /// Per CPU: the last device seen and its namespace, re-read every [`DEV_CACHE_REVALIDATE`]
@@ -51,9 +43,12 @@ pub(crate) const DEV_CACHE_REVALIDATE: u32 = 256;
 #[map(name = "DEV_NETNS_CACHE")]
 static DEV_NETNS_CACHE: PerCpuArray<DevNetns> = PerCpuArray::with_max_entries(1, 0);
 
-/// Namespace of a device, through the per-CPU cache.
+/// Namespace of a device: typed, two plain loads; untyped, through the per-CPU cache.
 #[inline(always)]
-fn dev_netns(dev: u64) -> Option<u32> {
+fn dev_netns<const TYPED: bool>(dev: u64) -> Option<u32> {
+    if TYPED {
+        return net_inum::<true>(kernel_read::<u64, true>(dev, config!(dev_net))?);
+    }
     let cache = DEV_NETNS_CACHE.get_ptr_mut(0)?;
     unsafe {
         if (*cache).dev == dev && (*cache).uses < DEV_CACHE_REVALIDATE {
@@ -61,7 +56,7 @@ fn dev_netns(dev: u64) -> Option<u32> {
             return Some((*cache).inum);
         }
     }
-    let inum = read_kernel_u64(dev, config!(dev_net)).and_then(net_inum)?;
+    let inum = net_inum::<false>(kernel_read::<u64, false>(dev, config!(dev_net))?)?;
     unsafe {
         (*cache).dev = dev;
         (*cache).inum = inum;
@@ -70,20 +65,26 @@ fn dev_netns(dev: u64) -> Option<u32> {
     Some(inum)
 }
 
-/// Namespace of an skb: its device's namespace, else its socket's, else the receiving socket's.
+/// Namespace of an skb, read untyped (see [`skb_netns_of`]).
 #[inline(always)]
 pub(crate) fn skb_netns(skb: u64, rx_sk: u64) -> Option<u32> {
-    if let Some(dev) = read_kernel_u64(skb, config!(skb_dev)) {
+    skb_netns_of::<false>(skb, rx_sk)
+}
+
+/// Namespace of an skb: its device's namespace, else its socket's, else the receiving socket's.
+#[inline(always)]
+pub(crate) fn skb_netns_of<const TYPED: bool>(skb: u64, rx_sk: u64) -> Option<u32> {
+    if let Some(dev) = kernel_read::<u64, TYPED>(skb, config!(skb_dev)) {
         if dev != 0 {
-            if let Some(ns) = dev_netns(dev) {
+            if let Some(ns) = dev_netns::<TYPED>(dev) {
                 return Some(ns);
             }
         }
     }
-    if let Some(sk) = read_kernel_u64(skb, config!(skb_sk)) {
-        if let Some(ns) = sock_netns(sk) {
+    if let Some(sk) = kernel_read::<u64, TYPED>(skb, config!(skb_sk)) {
+        if let Some(ns) = sock_netns_of::<TYPED>(sk) {
             return Some(ns);
         }
     }
-    sock_netns(rx_sk)
+    sock_netns_of::<TYPED>(rx_sk)
 }
