@@ -187,7 +187,9 @@ fn synack_from_args(ctx: *mut core::ffi::c_void) -> u32 {
     bump(counter::SYNACK_EVENTS);
     let netns = synack_netns(arg_u64(ctx, config!(synack_arg_sk)).unwrap_or(0));
     let key = match arg_u64(ctx, config!(synack_arg_req)) {
-        Some(req) if req != 0 => sock_flow_key::<false>(req + u64::from(config!(req_common)), netns),
+        Some(req) if req != 0 => {
+            sock_flow_key::<false>(req + u64::from(config!(req_common)), netns)
+        }
         _ => None,
     };
     synack(key);

@@ -129,7 +129,11 @@ pub(crate) fn sock_remote<const TYPED: bool>(sk: u64) -> Option<End> {
 /// The flow of a socket, as a classic TCP tracepoint records it (local end as source).
 #[inline(always)]
 pub(crate) fn sock_flow_key<const TYPED: bool>(sk: u64, netns: u32) -> Option<FlowKey> {
-    Some(flow_of(netns, sock_local::<TYPED>(sk)?, sock_remote::<TYPED>(sk)?))
+    Some(flow_of(
+        netns,
+        sock_local::<TYPED>(sk)?,
+        sock_remote::<TYPED>(sk)?,
+    ))
 }
 
 /// True when the socket's protocol is `protocol` (`sk_protocol`, a plain u16 since 5.6; the
