@@ -166,6 +166,33 @@ fn attach_cheapest(
     }
 }
 
+/// Drops this process's resident pages of the embedded object once aya has parsed it (aya keeps
+/// copies of what it loads): 3.4 MB of the binary's read-only data that would otherwise count in
+/// the tracer's resident memory for as long as it runs. They are pages of the binary file, so a
+/// later load (`tracer capture`'s own session) reads them in again.
+fn release_object_pages() {
+    // SAFETY: sysconf reads a constant of the system.
+    let page = match usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }) {
+        Ok(page) if page > 0 => page,
+        _ => return,
+    };
+    let start = EBPF_OBJECT.as_ptr() as usize;
+    let first = start.next_multiple_of(page);
+    let last = (start + EBPF_OBJECT.len()) / page * page;
+    if last > first {
+        // SAFETY: whole pages inside the object's bytes, an immutable static in the binary's
+        // read-only segment (a private mapping of the file, never written): MADV_DONTNEED only
+        // drops their page-table entries, and the next access reads the same bytes from the file.
+        unsafe {
+            libc::madvise(
+                first as *mut libc::c_void,
+                last - first,
+                libc::MADV_DONTNEED,
+            )
+        };
+    }
+}
+
 /// What BTF tracepoint programs are loaded against (aya looks the `btf_trace_<event>` typedef
 /// up by name in it): a small BTF holding only the planned typedefs at the kernel's type ids
 /// ([`typedefs_at_ids`]), or, when start-up did not find an id, the kernel's whole BTF parsed by
@@ -224,6 +251,7 @@ impl Session {
             .load(EBPF_OBJECT)
             .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))
             .context("loading the tracer's eBPF object")?;
+        release_object_pages();
         crate::kernel::startup::log_memory("after aya loaded the object");
         let btf = attach_btf(plan);
         crate::kernel::startup::log_memory("after the BTF for tp_btf was parsed");

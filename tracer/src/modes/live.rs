@@ -183,7 +183,10 @@ impl LiveTracer {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take();
-            pending.map(PendingSymbols::wait).unwrap_or_default()
+            let read = pending.map(PendingSymbols::wait).unwrap_or_default();
+            // The table's growth left freed buffers in the reader thread's heap.
+            crate::kernel::startup::release_freed_memory();
+            read
         })
     }
 
