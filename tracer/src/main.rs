@@ -58,6 +58,7 @@ fn init_logging(command: Option<&Command>) {
 }
 
 fn main() -> ExitCode {
+    tracer::kernel::startup::limit_malloc_arenas();
     let parsed = cli::try_parse();
     init_logging(parsed.as_ref().ok().and_then(|cli| cli.command.as_ref()));
     let cli = match parsed {

@@ -32,7 +32,9 @@ const NO_MODULE: u16 = u16::MAX;
 
 /// While the table is built, [`Entry::name_len`] also carries the ranking of symbols that share an
 /// address in its top two bits (a lower rank wins): `__pfx_` padding loses to any real name, and
-/// then a weak (w W) symbol to a text (t T) one. Both bits are cleared once the table is built.
+/// then a weak (w W) symbol to a text (t T) one. The weak bit is cleared once the table is built;
+/// the padding bit stays: a `__pfx_` symbol's name is kept without its prefix, and shared with the
+/// function that follows it (57 k of 121 k text symbols on 6.18: 1.5 MB of names not kept).
 const PFX_BIT: u16 = 1 << 15;
 const WEAK_BIT: u16 = 1 << 14;
 /// Longest name kept (the kernel's own limit, KSYM_NAME_LEN, is 512); longer lines are skipped.
@@ -51,6 +53,16 @@ struct Entry {
 const _: () = assert!(std::mem::size_of::<Entry>() == 16);
 
 impl Entry {
+    /// The kept name's length (a `__pfx_` symbol's without its prefix).
+    fn len(&self) -> usize {
+        usize::from(self.name_len & MAX_NAME_LEN)
+    }
+
+    /// A `__pfx_` padding symbol: its name is the kept one with [`PFX_PREFIX`] before it.
+    fn is_padding(&self) -> bool {
+        self.name_len & PFX_BIT != 0
+    }
+
     /// Position among the symbols at the same address (lower wins); only meaningful while building.
     fn rank(&self) -> u16 {
         self.name_len >> 14
@@ -131,10 +143,9 @@ impl Builder {
             'w' | 'W' => WEAK_BIT,
             _ => return,
         };
-        let pfx = if name.starts_with(PFX_PREFIX) {
-            PFX_BIT
-        } else {
-            0
+        let (name, pfx) = match name.strip_prefix(PFX_PREFIX) {
+            Some(function) => (function, PFX_BIT),
+            None => (name, 0),
         };
         // Sizes no kernel produces; skipped rather than stored truncated.
         let Some(name_len) = u16::try_from(name.len())
@@ -168,7 +179,22 @@ impl Builder {
                 }
             },
         };
-        self.names.push_str(name);
+        // The function right after its `__pfx_` padding shares the name kept for the padding.
+        let name_start = match self.entries.last() {
+            Some(last)
+                if pfx == 0
+                    && last.name_len & PFX_BIT != 0
+                    && last.module == module
+                    && last.name_start as usize + name.len() == self.names.len()
+                    && self.names.ends_with(name) =>
+            {
+                last.name_start
+            }
+            _ => {
+                self.names.push_str(name);
+                name_start
+            }
+        };
         self.entries.push(Entry {
             addr,
             name_start,
@@ -198,7 +224,7 @@ impl Builder {
         }
         entries.dedup_by_key(|e| e.addr);
         for entry in &mut entries {
-            entry.name_len &= MAX_NAME_LEN;
+            entry.name_len &= !WEAK_BIT;
         }
         // The names of the few symbols that lost their address stay in `names` (a few KiB).
         Kallsyms {
@@ -266,11 +292,21 @@ impl Kallsyms {
     /// Start address of the text symbol called `name` (the first, if several share the name).
     /// A linear scan: for start-up decisions, not per event.
     pub fn address_of(&self, name: &str) -> Option<u64> {
+        let function = name.strip_prefix(PFX_PREFIX);
         self.entries.iter().find_map(|e| {
-            let start = usize::try_from(e.name_start).ok()?;
-            let end = start.checked_add(usize::from(e.name_len))?;
-            (self.names.get(start..end)? == name).then_some(e.addr)
+            let kept = self.kept_name(e)?;
+            let found = match function {
+                Some(function) => e.is_padding() && kept == function,
+                None => !e.is_padding() && kept == name,
+            };
+            found.then_some(e.addr)
         })
+    }
+
+    /// An entry's name as kept (a `__pfx_` symbol's without its prefix).
+    fn kept_name(&self, entry: &Entry) -> Option<&str> {
+        let start = usize::try_from(entry.name_start).ok()?;
+        self.names.get(start..start.checked_add(entry.len())?)
     }
 
     /// Greatest symbol start <= addr; None if addr is below the first symbol or 0 or the table is empty,
@@ -285,16 +321,18 @@ impl Kallsyms {
         if offset > MAX_SYMBOL_SPAN {
             return None;
         }
-        let start = usize::try_from(entry.name_start).ok()?;
-        let name = self
-            .names
-            .get(start..start.checked_add(usize::from(entry.name_len))?)?;
+        let kept = self.kept_name(entry)?;
+        let name = if entry.is_padding() {
+            format!("{PFX_PREFIX}{kept}")
+        } else {
+            kept.to_owned()
+        };
         let module = match entry.module {
             NO_MODULE => None,
             m => self.modules.get(usize::from(m)).cloned(),
         };
         Some(Symbol {
-            name: name.to_string(),
+            name,
             offset,
             module,
         })
@@ -620,15 +658,44 @@ ffffffffc0000000 w modfn_weak\t[m1]
     }
 
     #[test]
-    fn names_are_stored_back_to_back() {
+    fn names_are_stored_back_to_back_once_each() {
         let k = table();
-        let kept: usize = k.entries.iter().map(|e| usize::from(e.name_len)).sum();
+        // A function right after its `__pfx_` padding uses the padding's bytes.
+        let shared = k
+            .entries
+            .windows(2)
+            .filter(|w| w[0].name_start == w[1].name_start)
+            .count();
+        assert_eq!(shared, 4);
+        assert!(k
+            .entries
+            .windows(2)
+            .filter(|w| w[0].name_start == w[1].name_start)
+            .all(|w| w[0].is_padding() && !w[1].is_padding()));
+        let kept: usize = k.entries.iter().map(Entry::len).sum();
+        let shared_len: usize = k
+            .entries
+            .windows(2)
+            .filter(|w| w[0].name_start == w[1].name_start)
+            .map(|w| w[1].len())
+            .sum();
         // Only `_stext` and `tcp_v4_rcv_weak_alias` lost their address.
         assert_eq!(
             k.names.len(),
-            kept + "_stext".len() + "tcp_v4_rcv_weak_alias".len()
+            kept - shared_len + "_stext".len() + "tcp_v4_rcv_weak_alias".len()
         );
         assert!(k.entries.windows(2).all(|w| w[0].addr < w[1].addr));
+        assert_eq!(
+            k.address_of("__pfx_tcp_v4_rcv"),
+            Some(0xffff_ffff_8203_31b0)
+        );
+        assert_eq!(k.address_of("tcp_v4_rcv"), Some(0xffff_ffff_8203_31c0));
+        assert_eq!(
+            k.address_of("__pfx_nft_do_chain"),
+            Some(0xffff_ffff_c0a0_0ff0)
+        );
+        assert_eq!(k.address_of("nft_do_chain"), Some(0xffff_ffff_c0a0_1000));
+        assert_eq!(k.address_of("__pfx_"), None);
     }
 
     #[test]

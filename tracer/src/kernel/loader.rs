@@ -19,6 +19,7 @@ use tracer_common::{
 use std::os::fd::AsFd as _;
 
 use crate::{
+    kernel::btf::typedefs_at_ids,
     kernel::probes::{HookChoice, HookKind, Plan, ProbeSpec, ProbeState, ProbeStatus},
     kernel::prog_stats::{self, ProgramCounters},
     kernel::snapshot::{sum_per_cpu, Snapshot},
@@ -67,27 +68,19 @@ pub(crate) fn raise_memlock() {
     }
 }
 
-/// aya's loader, made on a thread of its own: `EbpfLoader::new()` reads the vmlinux BTF
-/// (aya 0.14 parsed all of it there; 0.16 reads it lazily, so this matters less now), which need
-/// not wait for the formats, our own BTF reader and kallsyms. Start it first, hand it to [`Session::start_prepared`] once the plan is made.
-pub struct PreparedLoader(std::thread::JoinHandle<EbpfLoader<'static>>);
+/// aya's loader, made before start-up planning. aya 0.14's `EbpfLoader::new()` parsed the whole
+/// vmlinux BTF, so it ran on a thread of its own beside the formats, our BTF reader and kallsyms;
+/// 0.16's reads the BTF only for an object with CO-RE relocations (ours has none), so it is made
+/// in place: a thread here would only add a malloc arena to the peak memory.
+pub struct PreparedLoader(EbpfLoader<'static>);
 
 impl PreparedLoader {
     pub fn start() -> PreparedLoader {
-        PreparedLoader(std::thread::spawn(|| {
-            let started = Instant::now();
-            let loader = EbpfLoader::new();
-            tracing::debug!(
-                ms = started.elapsed().as_secs_f64() * 1e3,
-                "aya parsed the kernel BTF (EbpfLoader::new)"
-            );
-            loader
-        }))
+        PreparedLoader(EbpfLoader::new())
     }
 
     fn join(self) -> EbpfLoader<'static> {
-        // A panic in aya's BTF parse: parse again here, where it is reported.
-        self.0.join().unwrap_or_else(|_| EbpfLoader::new())
+        self.0
     }
 }
 
@@ -173,6 +166,66 @@ pub(crate) fn attach_cheapest(
     }
 }
 
+/// Drops this process's resident pages of the embedded object once aya has parsed it (aya keeps
+/// copies of what it loads): 3.4 MB of the binary's read-only data that would otherwise count in
+/// the tracer's resident memory for as long as it runs. They are pages of the binary file, so a
+/// later load (`tracer capture`'s own session) reads them in again.
+fn release_object_pages() {
+    // SAFETY: sysconf reads a constant of the system.
+    let page = match usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }) {
+        Ok(page) if page > 0 => page,
+        _ => return,
+    };
+    let start = EBPF_OBJECT.as_ptr() as usize;
+    let first = start.next_multiple_of(page);
+    let last = (start + EBPF_OBJECT.len()) / page * page;
+    if last > first {
+        // SAFETY: whole pages inside the object's bytes, an immutable static in the binary's
+        // read-only segment (a private mapping of the file, never written): MADV_DONTNEED only
+        // drops their page-table entries, and the next access reads the same bytes from the file.
+        unsafe {
+            libc::madvise(
+                first as *mut libc::c_void,
+                last - first,
+                libc::MADV_DONTNEED,
+            )
+        };
+    }
+}
+
+/// What BTF tracepoint programs are loaded against (aya looks the `btf_trace_<event>` typedef
+/// up by name in it): a small BTF holding only the planned typedefs at the kernel's type ids
+/// ([`typedefs_at_ids`]), or, when start-up did not find an id, the kernel's whole BTF parsed by
+/// aya (~126 k types held at once on 6.18). `None` when no probe is planned on tp_btf.
+fn attach_btf(plan: &Plan) -> Option<std::result::Result<Btf, String>> {
+    let events: Vec<&str> = plan
+        .ready
+        .iter()
+        .filter(|(spec, _)| plan.hook_of(spec.program).kind == HookKind::TpBtf)
+        .map(|(spec, _)| spec.name)
+        .collect();
+    if events.is_empty() {
+        return None;
+    }
+    let started = Instant::now();
+    let btf = if events.iter().all(|e| plan.btf_trace_ids.contains_key(e)) {
+        let typedefs = plan
+            .btf_trace_ids
+            .iter()
+            .map(|(event, id)| (*id, format!("btf_trace_{event}")))
+            .collect();
+        Btf::parse(&typedefs_at_ids(&typedefs), aya::Endianness::default())
+    } else {
+        Btf::from_sys_fs()
+    };
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        types = plan.btf_trace_ids.len(),
+        "BTF for the BTF tracepoints parsed"
+    );
+    Some(btf.map_err(|e| e.to_string()))
+}
+
 impl Session {
     /// Loads the programs with the plan's offsets and attaches every ready probe. Fails only
     /// when nothing could be loaded at all; a probe that cannot attach is reported, not fatal.
@@ -189,10 +242,6 @@ impl Session {
         config.ephemeral_ports = crate::kernel::probes::ephemeral_ports(
             &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default(),
         );
-        // A BTF tracepoint needs aya's own parse of the kernel BTF, besides the one the loader
-        // makes: parsed on another thread while the object loads.
-        let wants_btf = plan.hooks.values().any(|h| h.kind == HookKind::TpBtf);
-        let btf = wants_btf.then(|| std::thread::spawn(Btf::from_sys_fs));
         let mut loader: EbpfLoader<'_> = loader.join();
         let mut ebpf = loader
             .override_global(GLOBAL_CONFIG, &config, true)
@@ -202,9 +251,10 @@ impl Session {
             .load(EBPF_OBJECT)
             .map_err(|e| anyhow!(privilege_hint(&anyhow::Error::from(e))))
             .context("loading the tracer's eBPF object")?;
-        let btf = btf
-            .and_then(|t| t.join().ok())
-            .map(|r| r.map_err(|e| e.to_string()));
+        release_object_pages();
+        crate::kernel::startup::log_memory("after aya loaded the object");
+        let btf = attach_btf(plan);
+        crate::kernel::startup::log_memory("after the BTF for tp_btf was parsed");
 
         let mut probes = plan.not_ready.clone();
         for (spec, detail) in &plan.ready {
@@ -226,6 +276,7 @@ impl Session {
                 hook_reason: attached.then_some(hook.reason),
             });
         }
+        crate::kernel::startup::log_memory("after every probe was attached");
         if !probes.iter().any(|p| p.state == ProbeState::Attached) {
             let why: Vec<String> = probes
                 .iter()

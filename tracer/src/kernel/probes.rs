@@ -181,6 +181,9 @@ pub struct Plan {
     pub ready: Vec<(ProbeSpec, String)>,
     /// Probes that will not be attached, and why.
     pub not_ready: Vec<ProbeStatus>,
+    /// The kernel BTF's type id of `btf_trace_<event>`, by tracepoint name, for each probe planned
+    /// on a BTF tracepoint (filled by start-up; the loader parses the whole BTF for one missing).
+    pub btf_trace_ids: std::collections::BTreeMap<&'static str, u32>,
 }
 
 fn offsets_for(
@@ -440,6 +443,7 @@ pub fn plan(
         config,
         ready,
         not_ready,
+        btf_trace_ids: std::collections::BTreeMap::new(),
     }
 }
 

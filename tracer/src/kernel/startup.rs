@@ -63,6 +63,7 @@ impl KernelSources {
 pub struct Startup {
     pub plan: Plan,
     pub names: KernelNames,
+    /// Empty from [`prepare_deferred`], which hands them over as [`PendingSymbols`].
     pub symbols: Kallsyms,
     /// Each probe's format as read (`Ok(None)`: no such tracepoint).
     pub formats: FormatResults,
@@ -80,8 +81,18 @@ pub const BTF_OFF: &str = "off without BTF: namespace/pod attribution (every eve
 
 /// Reads a kernel's formats, BTF and symbols and plans the probes for it.
 pub fn prepare(sources: &KernelSources) -> Startup {
+    let (mut startup, symbols) = prepare_deferred(sources);
+    let (symbols, note) = symbols.wait();
+    startup.notes.extend(note);
+    startup.symbols = symbols;
+    startup
+}
+
+/// [`prepare`], with the symbols still being read ([`Startup::symbols`] is empty): wait for them
+/// once the probes are attached.
+pub fn prepare_deferred(sources: &KernelSources) -> (Startup, PendingSymbols) {
     let mut notes = Vec::new();
-    // Symbols are read while BTF is parsed; the fallback decision needs them.
+    // Symbols are read on a thread of their own, while BTF is parsed and until they are needed.
     let kallsyms_path = sources.kallsyms.clone();
     let kallsyms = std::thread::spawn(move || Kallsyms::load_from(&kallsyms_path));
 
@@ -99,6 +110,7 @@ pub fn prepare(sources: &KernelSources) -> Startup {
             None
         }
     };
+    log_memory("after our BTF reader indexed the kernel BTF");
     let netns = btf.as_ref().and_then(|b| match b.netns_offsets() {
         Ok(o) => Some(o),
         Err(e) => {
@@ -132,38 +144,126 @@ pub fn prepare(sources: &KernelSources) -> Startup {
     choose_hooks(&mut plan, btf.as_ref(), &mut notes);
     let names = kernel_names(btf.as_ref(), &formats, &mut notes);
 
-    let symbols = match kallsyms
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("the kallsyms reader panicked")))
-    {
-        Ok(s) if s.addresses_hidden() => {
-            notes.push(
-                "kernel addresses in kallsyms are hidden (kptr_restrict): drop locations are \
-                 shown as raw addresses"
-                    .to_owned(),
-            );
-            s
-        }
-        Ok(s) => s,
-        Err(e) => {
-            notes.push(format!(
-                "cannot read {} ({e}): drop locations are raw addresses",
-                sources.kallsyms.display()
-            ));
-            Kallsyms::parse("")
-        }
-    };
     let kprobes = sources.kprobes();
-    plan.decide_fallbacks(kprobes, |f| symbols.address_of(f).is_some());
-    Startup {
-        plan,
-        names,
-        symbols,
-        formats,
-        netns,
-        kprobes,
-        notes,
+    let mut symbols = PendingSymbols::Reading {
+        reader: kallsyms,
+        path: sources.kallsyms.clone(),
+    };
+    // Only a probe whose tracepoint is missing needs the symbols to be planned (is there a
+    // kernel function a kprobe could stand in on?); otherwise they are read while the programs
+    // load and attach, and first needed to name a drop location.
+    if plan
+        .not_ready
+        .iter()
+        .any(|p| p.state == probes::ProbeState::Missing)
+    {
+        let (table, note) = symbols.wait();
+        plan.decide_fallbacks(kprobes, |f| table.address_of(f).is_some());
+        symbols = PendingSymbols::Read(table, note);
     }
+    (
+        Startup {
+            plan,
+            names,
+            symbols: Kallsyms::default(),
+            formats,
+            netns,
+            kprobes,
+            notes,
+        },
+        symbols,
+    )
+}
+
+/// The kernel's symbols, read on a thread of their own from the start of [`prepare_deferred`]:
+/// reading `/proc/kallsyms` (~121 k lines on 6.18) is the longest part of start-up, and only
+/// naming drop locations needs them.
+pub enum PendingSymbols {
+    Reading {
+        reader: std::thread::JoinHandle<std::io::Result<Kallsyms>>,
+        path: PathBuf,
+    },
+    /// Read already, with the note saying what is degraded, if anything.
+    Read(Kallsyms, Option<String>),
+}
+
+impl PendingSymbols {
+    /// Waits for the table; the note says why drop locations will be raw addresses, if they will.
+    pub fn wait(self) -> (Kallsyms, Option<String>) {
+        let (reader, path) = match self {
+            PendingSymbols::Read(table, note) => return (table, note),
+            PendingSymbols::Reading { reader, path } => (reader, path),
+        };
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the kallsyms reader panicked")));
+        log_memory("after kallsyms were read");
+        match read {
+            Ok(s) if s.addresses_hidden() => (
+                s,
+                Some(
+                    "kernel addresses in kallsyms are hidden (kptr_restrict): drop locations are \
+                     shown as raw addresses"
+                        .to_owned(),
+                ),
+            ),
+            Ok(s) => (s, None),
+            Err(e) => (
+                Kallsyms::parse(""),
+                Some(format!(
+                    "cannot read {} ({e}): drop locations are raw addresses",
+                    path.display()
+                )),
+            ),
+        }
+    }
+}
+
+/// Logs this process's resident memory now and at its peak (`VmRSS`, `VmHWM` of
+/// `/proc/self/status`) at debug level, so `TRACER_LOG=tracer=debug` shows what each start-up
+/// phase adds to the peak. Reads nothing when debug logging is off.
+pub fn log_memory(phase: &str) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |field: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|value| value.trim().strip_suffix("kB"))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+    };
+    tracing::debug!(
+        rss_kib = kib("VmRSS:"),
+        peak_kib = kib("VmHWM:"),
+        "memory {phase}"
+    );
+}
+
+/// Caps glibc's malloc arenas at two (`M_ARENA_MAX`); call first thing in `main`, before any
+/// thread starts. By default glibc gives each thread that allocates an arena of its own, up to 8
+/// per CPU, and memory freed in one is not reused by another, so short-lived threads (kallsyms,
+/// namespace readers, facts) raise the peak; the tracer's threads allocate little on hot paths.
+/// Nothing to do with other C libraries (the static musl build).
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets a glibc tunable; called before any other thread exists.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    }
+}
+
+/// Hands the heap pages freed since start-up (the kernel BTF, formats and symbol text read once)
+/// back to the kernel. glibc keeps freed pages inside its heap otherwise, and they would count in
+/// the tracer's resident memory for as long as it runs. Nothing to do with other C libraries.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only walks glibc's own heaps, under their locks.
+        unsafe { libc::malloc_trim(0) };
+    }
+    log_memory("after freed heap pages were handed back");
 }
 
 /// Picks each probe's hook from the BTF (when there is one) and `TRACER_HOOK`.
@@ -194,6 +294,19 @@ fn choose_hooks(plan: &mut Plan, btf: Option<&KernelBtf>, notes: &mut Vec<String
         sock,
         forced,
     });
+    if let Some(btf) = btf {
+        plan.btf_trace_ids = btf_trace_ids(plan, btf);
+    }
+}
+
+/// The type id of each BTF tracepoint's `btf_trace_<event>`, so the loader need not parse the
+/// kernel's BTF again to find them.
+fn btf_trace_ids(plan: &Plan, btf: &KernelBtf) -> std::collections::BTreeMap<&'static str, u32> {
+    plan.ready
+        .iter()
+        .filter(|(spec, _)| plan.hook_of(spec.program).kind == probes::HookKind::TpBtf)
+        .filter_map(|(spec, _)| Some((spec.name, btf.tracepoint_type_id(spec.name).ok()?)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::{
     kernel::loader::Session,
     kernel::names::KernelNames,
     kernel::snapshot::Snapshot,
-    kernel::startup::KernelSources,
+    kernel::startup::{KernelSources, PendingSymbols},
     kernel::tracefs::Tracefs,
     node::netns::NetnsScope,
 };
@@ -21,7 +21,10 @@ use crate::{
 pub struct LiveTracer {
     session: Session,
     pub names: KernelNames,
-    symbols: Kallsyms,
+    /// The kernel's symbols and the note on them, once read (see [`LiveTracer::symbols`]).
+    symbols: std::sync::OnceLock<(Kallsyms, Option<String>)>,
+    /// The symbols while they are still being read: start-up does not wait for them.
+    pending_symbols: std::sync::Mutex<Option<PendingSymbols>>,
     /// Milliseconds from the start of [`LiveTracer::start`] to every probe attached.
     pub startup_ms: f64,
     pub kernel: String,
@@ -119,20 +122,24 @@ impl LiveTracer {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "tracefs located"
         );
-        let mut startup = crate::kernel::startup::prepare(&KernelSources::host(&tracefs.root));
+        let (mut startup, pending_symbols) =
+            crate::kernel::startup::prepare_deferred(&KernelSources::host(&tracefs.root));
         if let Some(version) = as_kernel {
             crate::kernel::emulate::emulate(&mut startup, version)?;
         }
         notes.extend(startup.notes);
-        let (mut plan, mut names, symbols) = (startup.plan, startup.names, startup.symbols);
+        let (mut plan, mut names) = (startup.plan, startup.names);
         names.ephemeral_ports = crate::kernel::probes::host_ephemeral_ports();
         adjust(&mut plan);
         tracing::debug!(
             ms = started.elapsed().as_secs_f64() * 1e3,
             "formats, BTF and kallsyms read"
         );
+        crate::kernel::startup::log_memory("after start-up planning (BTF reader dropped)");
         let session = Session::start_prepared(&plan, loader)?;
         let startup_ms = started.elapsed().as_secs_f64() * 1000.0;
+        drop(plan);
+        crate::kernel::startup::release_freed_memory();
         let mut kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_default();
@@ -142,7 +149,8 @@ impl LiveTracer {
         Ok(LiveTracer {
             session,
             names,
-            symbols,
+            symbols: std::sync::OnceLock::new(),
+            pending_symbols: std::sync::Mutex::new(Some(pending_symbols)),
             startup_ms,
             kernel,
             notes,
@@ -156,16 +164,37 @@ impl LiveTracer {
             tracer_version: env!("CARGO_PKG_VERSION").to_owned(),
             startup_ms: self.startup_ms,
             probes: self.session.probes.clone(),
-            notes: self.notes.clone(),
+            notes: self.notes(),
             names: self.names.clone(),
             node_name: node_name(),
             run_time_stats_held: self.session.holds_run_time_stats(),
         }
     }
 
-    /// The kernel's symbols, for drop locations.
+    /// The kernel's symbols, for drop locations; the first call waits for them to be read.
     pub fn symbols(&self) -> &Kallsyms {
-        &self.symbols
+        &self.symbols_and_note().0
+    }
+
+    fn symbols_and_note(&self) -> &(Kallsyms, Option<String>) {
+        self.symbols.get_or_init(|| {
+            let pending = self
+                .pending_symbols
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            let read = pending.map(PendingSymbols::wait).unwrap_or_default();
+            // The table's growth left freed buffers in the reader thread's heap.
+            crate::kernel::startup::release_freed_memory();
+            read
+        })
+    }
+
+    /// What is off or degraded, the symbols' note last (waits for the symbols).
+    fn notes(&self) -> Vec<String> {
+        let mut notes = self.notes.clone();
+        notes.extend(self.symbols_and_note().1.clone());
+        notes
     }
 
     /// How many probes are attached.
@@ -206,12 +235,12 @@ impl LiveTracer {
         if let Some(scope) = &netns {
             delta = delta.only_netns(scope.inode);
         }
-        let mut notes = self.notes.clone();
+        let mut notes = self.notes();
         notes.extend_from_slice(extra_notes);
         let mut report = report::build(
             &delta,
             &self.names,
-            &self.symbols,
+            self.symbols(),
             self.session.probes.clone(),
             WindowInfo {
                 duration_s,
