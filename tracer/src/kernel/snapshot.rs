@@ -218,9 +218,20 @@ impl Snapshot {
     /// reset between `start` and `self` (resets only when both read the per-destination maps);
     /// 0, a namespace the probe could not read, is left out.
     pub fn active_netns(&self, start: &Snapshot) -> BTreeSet<u32> {
+        self.active_netns_counting(start, |_| true)
+    }
+
+    /// [`Snapshot::active_netns`], where a drop counts as activity only when `counts(key)` says
+    /// so (the caller leaves out drops that never decide a verdict, such as multicast not for
+    /// this host: a new namespace's IPv6 router solicitations and MLD reports).
+    pub fn active_netns_counting(
+        &self,
+        start: &Snapshot,
+        mut counts: impl FnMut(&DropKey) -> bool,
+    ) -> BTreeSet<u32> {
         let mut out = BTreeSet::new();
         for (key, value) in &self.drops {
-            if start.drops.get(key) != Some(value) {
+            if start.drops.get(key) != Some(value) && !out.contains(&key.netns) && counts(key) {
                 out.insert(key.netns);
             }
         }
@@ -384,6 +395,13 @@ mod tests {
         end.has_flow_maps = true;
         let active: Vec<u32> = end.active_netns(&start).into_iter().collect();
         assert_eq!(active, vec![2, 4, 5, 9]);
+        // Drops of reason 7 do not count: namespace 9 (only those) is left out; 2 still moved
+        // by reason 3, and 4 and 5 by their flows and resets.
+        let active: Vec<u32> = end
+            .active_netns_counting(&start, |key| key.reason != 7)
+            .into_iter()
+            .collect();
+        assert_eq!(active, vec![2, 4, 5]);
     }
 
     #[test]

@@ -56,6 +56,20 @@ pub struct Watch {
     steps: Steps,
     /// The first frame's counters while they are read in the background.
     first_read: Mutex<FirstRead>,
+    /// Drop sites (reason, location) seen so far, and whether they are noise: a namespace
+    /// whose only drops are noise is not promoted to be read every second.
+    noise_sites: HashMap<(u32, u64), bool>,
+}
+
+/// Whether a drop never decides a verdict (multicast not for this host, teardown purges…):
+/// such drops do not make a namespace active.
+fn is_noise(tracer: &LiveTracer, key: &DropKey) -> bool {
+    let (reason, _) = crate::judge::report::reason_label(key.reason, &tracer.names);
+    let location = tracer.symbols().label(key.location);
+    matches!(
+        crate::judge::layers::classify(&reason, &location),
+        crate::judge::layers::DropClass::Noise { .. }
+    )
 }
 
 /// The first frame's counters: every namespace read on a thread of its own, so the window
@@ -209,6 +223,7 @@ impl Watch {
             pins: BTreeSet::new(),
             full_at: None,
             first_read: Mutex::new(FirstRead::Done),
+            noise_sites: HashMap::new(),
             steps: Steps::default(),
         };
         watch.tick(tracer, 0)?;
@@ -280,10 +295,17 @@ impl Watch {
         let plan = if all_counters {
             SamplePlan::full()
         } else {
+            let noise = &mut self.noise_sites;
             let mut hot = self
                 .frames
                 .back()
-                .map(|f| snapshot.active_netns(&f.snapshot))
+                .map(|f| {
+                    snapshot.active_netns_counting(&f.snapshot, |key| {
+                        !*noise
+                            .entry((key.reason, key.location))
+                            .or_insert_with(|| is_noise(tracer, key))
+                    })
+                })
                 .unwrap_or_default();
             hot.extend(self.scope.as_ref().map(|s| s.inode));
             SamplePlan {
