@@ -76,6 +76,24 @@ fn network_state(out: &mut BTreeMap<String, String>) {
     if Path::new("/proc/net/ip_tables_names").exists() {
         command(out, "iptables", "iptables-legacy-save", &[]);
     }
+    if Path::new("/proc/net/ip6_tables_names").exists() {
+        command(out, "ip6tables", "ip6tables-legacy-save", &[]);
+    }
+    // `*-save` comments carry the time of the listing, and chain lines their policy's counters
+    // (`:OUTPUT ACCEPT [5:356]`), which traffic moves.
+    for key in ["iptables", "ip6tables"] {
+        if let Some(text) = out.get_mut(key) {
+            *text = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| match l.split_once(" [") {
+                    Some((chain, _)) if l.starts_with(':') => chain,
+                    _ => l,
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+    }
 }
 
 /// True when listing nftables cannot load a module: no loadable modules at all, or nf_tables
@@ -198,6 +216,25 @@ fn report_record_check_and_serve_change_nothing_on_the_node() {
         "table inet ro {\n chain input {\n type filter hook input priority 0;\n \
          udp dport 9999 counter drop\n }\n}\n",
     );
+    // Legacy tables too where their modules are loaded already (adding a rule would load them
+    // otherwise): the tracer reads their mark with getsockopt inside the lab.
+    let legacy: Vec<&str> = [
+        ("ip_tables_names", "iptables-legacy"),
+        ("ip6_tables_names", "ip6tables-legacy"),
+    ]
+    .into_iter()
+    .filter(|(names, _)| Path::new("/proc/net").join(names).exists())
+    .map(|(_, tool)| {
+        lab.exec(
+            tool,
+            &[
+                "-w", "-A", "INPUT", "-p", "udp", "--dport", "9998", "-j", "DROP",
+            ],
+        );
+        tool
+    })
+    .collect();
+    eprintln!("legacy rules in the lab: {legacy:?}");
 
     // Let the links settle (IPv6 duplicate address detection, link-local routes) first.
     std::thread::sleep(Duration::from_secs(3));
@@ -216,6 +253,13 @@ fn report_record_check_and_serve_change_nothing_on_the_node() {
         control_a.len()
     );
     assert!(control_a.contains_key("lab nft ruleset") && control_a.contains_key("ip route"));
+    if legacy.contains(&"iptables-legacy") {
+        assert!(
+            control_a["lab iptables"].contains("--dport 9998 -j DROP"),
+            "{}",
+            control_a["lab iptables"]
+        );
+    }
 
     let before = node_state(&lab);
     let programs_before = bpf_program_ids();

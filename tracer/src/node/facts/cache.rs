@@ -1,6 +1,7 @@
 //! Facts by change: what every namespace's routes and rules were at the last round, with the
 //! sockets that tell cheaply whether they changed since (nftables generation, a route
-//! subscription); a round enters and re-reads only the namespaces `changes::decide` names.
+//! subscription, the legacy rules' mark); a round enters and re-reads only the namespaces
+//! `changes::decide` names.
 //! Strictly read-only, like the rest of `facts`.
 
 use std::{
@@ -12,7 +13,7 @@ use std::{
 use super::{
     add_listing,
     changes::{decide, Marks, Refresh, Seen},
-    iptables, netlink,
+    iptables, legacy_mark, netlink,
     nfgen::NfTables,
     nft,
     route_watch::RouteWatch,
@@ -111,7 +112,7 @@ impl FactsCache {
         }
         let present: BTreeSet<u32> = handles.iter().map(|h| h.inode).collect();
         self.kept.retain(|inode, _| present.contains(inode));
-        // Without legacy tables anywhere (the module not loaded) their names need no visit.
+        // Without legacy tables anywhere (the module not loaded) their mark needs no visit.
         let legacy_loaded = tools.has_legacy()
             && (proc_root.join("net/ip_tables_names").exists()
                 || proc_root.join("net/ip6_tables_names").exists());
@@ -181,7 +182,7 @@ impl FactsCache {
             .is_none_or(RouteWatch::changed);
         let now = Marks {
             nft_generation: generation,
-            legacy_tables: kept.marks.legacy_tables.clone(),
+            legacy_rules: kept.marks.legacy_rules,
         };
         let refresh = decide(Some(&kept.marks), &now, seen(routes_changed));
         (refresh.any() || legacy_loaded || kept.unreachable.is_some()).then(|| Job {
@@ -287,7 +288,7 @@ fn visit(job: Job, tools: &Tools, proc_root: &Path) -> Visit {
     }
     let marks = Marks {
         nft_generation: generation,
-        legacy_tables: Some(legacy_names(tools, proc_root)),
+        legacy_rules: Some(legacy_rules_mark(tools, proc_root)),
     };
     let refresh = decide(job.before.as_ref(), &marks, job.seen);
     let whom = who(&job.label, job.inode);
@@ -321,17 +322,13 @@ fn visit(job: Job, tools: &Tools, proc_root: &Path) -> Visit {
     visit
 }
 
-/// The legacy table names of the calling thread's namespace (empty without the tools).
-fn legacy_names(tools: &Tools, proc_root: &Path) -> String {
+/// The mark of the calling thread's namespace's legacy rules (0 without the tools: nothing is
+/// listed then).
+fn legacy_rules_mark(tools: &Tools, proc_root: &Path) -> u64 {
     if !tools.has_legacy() {
-        return String::new();
+        return 0;
     }
-    let net = proc_root.join("thread-self/net");
-    ["ip_tables_names", "ip6_tables_names"]
-        .iter()
-        .map(|f| std::fs::read_to_string(net.join(f)).unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("|")
+    legacy_mark::mark(&proc_root.join("thread-self/net"))
 }
 
 /// The nftables rules of the calling thread's namespace; no `nft` run when netlink says the

@@ -1,5 +1,5 @@
 //! Whether a namespace's facts must be read again, from what was seen at the last read and what
-//! the cheap checks say now (nftables generation, legacy table names, a route subscription,
+//! the cheap checks say now (nftables generation, legacy rules' mark, a route subscription,
 //! netfilter drops the kernel saw). Pure: it reads nothing and decides only.
 
 /// The cheap marks of a namespace's sources at one look.
@@ -7,8 +7,9 @@
 pub(crate) struct Marks {
     /// The nftables ruleset generation; None when it could not be asked.
     pub nft_generation: Option<u32>,
-    /// The legacy `ip_tables_names` and `ip6_tables_names` together; None when not read.
-    pub legacy_tables: Option<String>,
+    /// The hash of the legacy tables' rules without their counters (`legacy_mark`); None when
+    /// not read.
+    pub legacy_rules: Option<u64>,
 }
 
 /// What a look found besides the marks.
@@ -47,7 +48,7 @@ fn moved<T: PartialEq>(before: &Option<T>, now: &Option<T>) -> bool {
 }
 
 /// What to read again: everything the first time (`before` None); after that nft when its
-/// generation moved or is unknown, legacy tables when their names moved or are unknown, both
+/// generation moved or is unknown, legacy tables when their rules' mark moved or is unknown, both
 /// when netfilter dropped there, and routes when the subscription says so.
 pub(crate) fn decide(before: Option<&Marks>, now: &Marks, seen: Seen) -> Refresh {
     let Some(before) = before else {
@@ -55,7 +56,7 @@ pub(crate) fn decide(before: Option<&Marks>, now: &Marks, seen: Seen) -> Refresh
     };
     Refresh {
         nft: seen.netfilter_drops || moved(&before.nft_generation, &now.nft_generation),
-        legacy: seen.netfilter_drops || moved(&before.legacy_tables, &now.legacy_tables),
+        legacy: seen.netfilter_drops || moved(&before.legacy_rules, &now.legacy_rules),
         routes: seen.routes_changed,
     }
 }
@@ -64,10 +65,10 @@ pub(crate) fn decide(before: Option<&Marks>, now: &Marks, seen: Seen) -> Refresh
 mod tests {
     use super::*;
 
-    fn marks(generation: Option<u32>, legacy: Option<&str>) -> Marks {
+    fn marks(generation: Option<u32>, legacy: Option<u64>) -> Marks {
         Marks {
             nft_generation: generation,
-            legacy_tables: legacy.map(str::to_owned),
+            legacy_rules: legacy,
         }
     }
 
@@ -82,7 +83,7 @@ mod tests {
             netfilter_drops: true,
             ..Seen::default()
         };
-        let same = marks(Some(7), Some(""));
+        let same = marks(Some(7), Some(0));
         let none = Refresh::default();
         let cases = [
             // (before, now, seen, expected)
@@ -90,13 +91,13 @@ mod tests {
             (Some(same.clone()), same.clone(), quiet, none),
             (
                 Some(same.clone()),
-                marks(Some(8), Some("")),
+                marks(Some(8), Some(0)),
                 quiet,
                 Refresh { nft: true, ..none },
             ),
             (
                 Some(same.clone()),
-                marks(Some(7), Some("filter\n")),
+                marks(Some(7), Some(0x5eed)),
                 quiet,
                 Refresh {
                     legacy: true,
@@ -125,13 +126,13 @@ mod tests {
             // A generation that could not be asked, now or before: listed every time.
             (
                 Some(same.clone()),
-                marks(None, Some("")),
+                marks(None, Some(0)),
                 quiet,
                 Refresh { nft: true, ..none },
             ),
             (
-                Some(marks(None, Some(""))),
-                marks(None, Some("")),
+                Some(marks(None, Some(0))),
+                marks(None, Some(0)),
                 quiet,
                 Refresh { nft: true, ..none },
             ),

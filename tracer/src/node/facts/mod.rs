@@ -5,6 +5,7 @@ mod cache;
 mod changes;
 mod host;
 mod iptables;
+mod legacy_mark;
 mod netlink;
 mod nfgen;
 mod nft;

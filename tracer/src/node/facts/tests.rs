@@ -550,3 +550,235 @@ fn mangled_recordings_never_panic_the_parsers() {
         let _ = routes::parse_route_kinds(&text);
     }
 }
+
+/// `iptables-legacy ARGS` inside `ns` (never the host's tables).
+fn iptables_legacy_in(ns: &TestNetns, args: &[&str]) {
+    let mut all = vec!["netns", "exec", &ns.name, "iptables-legacy", "-w"];
+    all.extend_from_slice(args);
+    run("ip", &all);
+}
+
+/// A namespace for the legacy tests with 198.18.5.1/24 on its loopback, or None (and why)
+/// when this machine cannot run them.
+fn legacy_lab(tag: &str) -> Option<TestNetns> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped {tag}: needs root to create network namespaces");
+        return None;
+    }
+    if tools::find("iptables-legacy").is_none() || tools::find("ip").is_none() {
+        eprintln!("skipped {tag}: iptables-legacy or ip (iproute2) is not installed");
+        return None;
+    }
+    if !Path::new("/proc/net/ip_tables_names").exists() {
+        // Loading ip_tables for a test would change the host's kernel.
+        eprintln!("skipped {tag}: the ip_tables module is not loaded");
+        return None;
+    }
+    let ns = TestNetns::tagged(tag);
+    run("ip", &["-n", &ns.name, "link", "set", "lo", "up"]);
+    run(
+        "ip",
+        &["-n", &ns.name, "addr", "add", "198.18.5.1/24", "dev", "lo"],
+    );
+    Some(ns)
+}
+
+/// The legacy rules the facts show for namespace `inode`.
+fn legacy_rules_of(facts: &NodeFacts, inode: u32) -> Vec<String> {
+    facts
+        .firewall_rules
+        .iter()
+        .filter(|r| r.netns == inode && r.source == "iptables-legacy")
+        .map(|r| r.rule.clone())
+        .collect()
+}
+
+/// Sends `count` datagrams to 198.18.5.1:`port` inside `ns` (the rules' counters rise).
+fn udp_to_lab(ns: &TestNetns, port: u16, count: usize) {
+    crate::node::netns::in_netns(&ns.path, move || {
+        let socket = std::net::UdpSocket::bind("198.18.5.1:0").unwrap();
+        for _ in 0..count {
+            let _ = socket.send_to(b"legacy", ("198.18.5.1", port));
+        }
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_legacy_rule_replaced_in_place_is_seen_and_counters_alone_are_not_a_change() {
+    let Some(ns) = legacy_lab("lgr") else { return };
+    iptables_legacy_in(
+        &ns,
+        &[
+            "-A",
+            "INPUT",
+            "-d",
+            "198.18.5.1/32",
+            "-p",
+            "udp",
+            "--dport",
+            "7101",
+            "-j",
+            "DROP",
+        ],
+    );
+    let inode = u32::try_from(std::fs::metadata(&ns.path).unwrap().ino()).unwrap();
+    let source = FactsSource::live();
+    let mut cache = FactsCache::default();
+    let none = BTreeSet::new();
+    let first = source.collect_changed(&mut cache, &none);
+    assert_eq!(
+        legacy_rules_of(&first, inode),
+        vec!["-A INPUT -d 198.18.5.1/32 -p udp -m udp --dport 7101 -j DROP"],
+        "errors: {:#?}",
+        first.errors
+    );
+    assert_eq!(cache.reads(inode).legacy, 1);
+
+    // Only the rule's counters rose: not a change, nothing is listed again.
+    udp_to_lab(&ns, 7101, 5);
+    source.collect_changed(&mut cache, &none);
+    assert_eq!(cache.reads(inode).legacy, 1, "counters moved the mark");
+
+    // `-R`: the same tables, another rule in the same place.
+    iptables_legacy_in(
+        &ns,
+        &[
+            "-R",
+            "INPUT",
+            "1",
+            "-d",
+            "198.18.5.1/32",
+            "-p",
+            "udp",
+            "--dport",
+            "7102",
+            "-j",
+            "DROP",
+        ],
+    );
+    let replaced = source.collect_changed(&mut cache, &none);
+    assert_eq!(
+        legacy_rules_of(&replaced, inode),
+        vec!["-A INPUT -d 198.18.5.1/32 -p udp -m udp --dport 7102 -j DROP"]
+    );
+    assert_eq!(cache.reads(inode).legacy, 2);
+}
+
+#[test]
+fn a_legacy_rule_inserted_and_the_old_one_deleted_is_seen() {
+    let Some(ns) = legacy_lab("lgi") else { return };
+    iptables_legacy_in(
+        &ns,
+        &[
+            "-A",
+            "INPUT",
+            "-d",
+            "198.18.5.1/32",
+            "-p",
+            "udp",
+            "--dport",
+            "7201",
+            "-j",
+            "DROP",
+        ],
+    );
+    let inode = u32::try_from(std::fs::metadata(&ns.path).unwrap().ino()).unwrap();
+    let source = FactsSource::live();
+    let mut cache = FactsCache::default();
+    let none = BTreeSet::new();
+    let first = source.collect_changed(&mut cache, &none);
+    assert_eq!(
+        legacy_rules_of(&first, inode),
+        vec!["-A INPUT -d 198.18.5.1/32 -p udp -m udp --dport 7201 -j DROP"],
+        "errors: {:#?}",
+        first.errors
+    );
+
+    // `-I` a new rule then `-D` the old one: the same tables and the same number of rules.
+    iptables_legacy_in(
+        &ns,
+        &[
+            "-I",
+            "INPUT",
+            "1",
+            "-d",
+            "198.18.5.1/32",
+            "-p",
+            "tcp",
+            "--dport",
+            "7202",
+            "-j",
+            "REJECT",
+        ],
+    );
+    iptables_legacy_in(&ns, &["-D", "INPUT", "2"]);
+    let swapped = source.collect_changed(&mut cache, &none);
+    assert_eq!(
+        legacy_rules_of(&swapped, inode),
+        vec![
+            "-A INPUT -d 198.18.5.1/32 -p tcp -m tcp --dport 7202 -j REJECT \
+             --reject-with icmp-port-unreachable"
+        ]
+    );
+    assert_eq!(cache.reads(inode).legacy, 2);
+}
+
+#[test]
+fn the_legacy_mark_reads_the_kernels_table_and_not_its_counters() {
+    use legacy_mark::{Family, GetInfo};
+    let Some(ns) = legacy_lab("lgm") else { return };
+    let dport7301 = [
+        "-A",
+        "INPUT",
+        "-d",
+        "198.18.5.1/32",
+        "-p",
+        "udp",
+        "--dport",
+        "7301",
+        "-j",
+        "DROP",
+    ];
+    iptables_legacy_in(&ns, &dport7301);
+    // (entries, packets counted by the first entry, the namespace's mark, the table's own mark).
+    let look = |ns: &TestNetns| {
+        crate::node::netns::in_netns(&ns.path, || {
+            let fd = legacy_mark::open(Family::V4).unwrap();
+            let (info, mut blob): (GetInfo, Vec<u8>) =
+                legacy_mark::read_table(&fd, Family::V4, "filter").unwrap();
+            let at = Family::V4.layout().counters;
+            let packets = u64::from_ne_bytes(blob[at..at + 8].try_into().unwrap());
+            let mut hasher = std::hash::DefaultHasher::new();
+            legacy_mark::hash_table(&mut hasher, Family::V4, &info, &mut blob).unwrap();
+            let whole = legacy_mark::mark(Path::new("/proc/thread-self/net"));
+            (
+                info.num_entries,
+                packets,
+                whole,
+                std::hash::Hasher::finish(&hasher),
+            )
+        })
+        .unwrap()
+    };
+    // The rule, the three built-in chains' policies and the table's end.
+    let (entries, packets, whole, table) = look(&ns);
+    assert_eq!((entries, packets), (5, 0));
+    udp_to_lab(&ns, 7301, 5);
+    assert_eq!(
+        look(&ns),
+        (5, 5, whole, table),
+        "the rule counted 5 datagrams"
+    );
+    iptables_legacy_in(
+        &ns,
+        &[
+            "-R", "INPUT", "1", "-p", "udp", "--dport", "7302", "-j", "DROP",
+        ],
+    );
+    let (entries, packets, replaced, replaced_table) = look(&ns);
+    assert_eq!((entries, packets), (5, 0));
+    assert_ne!(replaced, whole);
+    assert_ne!(replaced_table, table);
+}
