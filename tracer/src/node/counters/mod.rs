@@ -44,7 +44,7 @@ use std::{
 
 pub use parse::{
     parse_ethtool_s_text, parse_interrupts, parse_nf_conntrack_stat, parse_proc_net_dev,
-    parse_snmp, parse_softirqs, parse_softnet, SnmpGroups, PROC_NET_DEV_COLUMNS,
+    parse_snmp, parse_snmp_sets, parse_softirqs, parse_softnet, SnmpGroups, PROC_NET_DEV_COLUMNS,
 };
 
 pub use self::schedule::SamplePlan;
@@ -234,7 +234,7 @@ fn read_namespace(
     for file in ["snmp", "netstat"] {
         let path = paths.net.join(file);
         if let Some(text) = read_text(&path, &mut errors) {
-            let groups = parse_snmp(&text);
+            let groups = parse_snmp_sets(&text);
             if groups.is_empty() {
                 errors.push(format!("{} has no counters that parse", path.display()));
             }
@@ -243,9 +243,11 @@ fn read_namespace(
                 // netstat have different groups); `extend` rebuilds the set it extends.
                 match counters.snmp.entry(group) {
                     Entry::Vacant(entry) => {
-                        entry.insert(values.into());
+                        entry.insert(values);
                     }
-                    Entry::Occupied(mut entry) => entry.get_mut().extend(values),
+                    Entry::Occupied(mut entry) => entry
+                        .get_mut()
+                        .extend(values.iter().map(|(name, v)| (name.to_owned(), *v))),
                 }
             }
         }
