@@ -589,7 +589,7 @@ mod tests {
         std::fs::write(run.join("a"), "").unwrap();
         age(&run);
         let mut scanner = Scanner::default();
-        let mut labels = |scanner: &mut Scanner| -> Vec<String> {
+        let labels = |scanner: &mut Scanner| -> Vec<String> {
             let mut l: Vec<String> = scanner
                 .scan(&proc_root, &run)
                 .into_iter()
