@@ -66,10 +66,21 @@ pub struct Watch {
 fn is_noise(tracer: &LiveTracer, key: &DropKey) -> bool {
     let (reason, _) = crate::judge::report::reason_label(key.reason, &tracer.names);
     let location = tracer.symbols().label(key.location);
-    matches!(
+    let noise = matches!(
         crate::judge::layers::classify(&reason, &location),
         crate::judge::layers::DropClass::Noise { .. }
-    )
+    );
+    // Once per drop site: which sites promote namespaces to be read every second.
+    tracing::debug!(
+        "drop site {reason} at {location} (first seen in netns {}): {}",
+        key.netns,
+        if noise {
+            "noise, does not promote"
+        } else {
+            "promotes its namespace"
+        }
+    );
+    noise
 }
 
 /// The first frame's counters: every namespace read on a thread of its own, so the window

@@ -143,6 +143,55 @@ impl<V: Copy> CounterSet<V> {
     }
 }
 
+/// The names of one source line in the order it prints them (a `/proc/net/snmp` header), with
+/// their sorted interned schema: values read in line order become a [`CounterSet`] without a
+/// string or map per reading. Built once per distinct header and kept by the caller.
+#[derive(Debug)]
+pub struct Layout {
+    names: Names,
+    /// Line position → index in `names`.
+    slots: Vec<usize>,
+}
+
+impl Layout {
+    /// None when a name repeats (a map would keep only its last value; the caller falls back
+    /// to building the map).
+    pub fn new(in_order: &[&str]) -> Option<Layout> {
+        let mut sorted: Vec<&str> = in_order.to_vec();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return None;
+        }
+        let slots = in_order
+            .iter()
+            .map(|name| sorted.binary_search(name).unwrap_or(0))
+            .collect();
+        let names = intern_schema(sorted.into_iter().map(str::to_owned).collect());
+        Some(Layout { names, slots })
+    }
+
+    /// How many names (and values) a line has.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The set of `values`, given in line order (exactly [`Layout::len`] of them).
+    pub fn set<V: Copy + Default>(&self, values: &[V]) -> CounterSet<V> {
+        let mut sorted = vec![V::default(); self.slots.len()];
+        for (&slot, &value) in self.slots.iter().zip(values) {
+            sorted[slot] = value;
+        }
+        CounterSet {
+            names: Arc::clone(&self.names),
+            values: sorted,
+        }
+    }
+}
+
 impl<V: Copy> Extend<(String, V)> for CounterSet<V> {
     fn extend<I: IntoIterator<Item = (String, V)>>(&mut self, iter: I) {
         let mut map = self.to_map();

@@ -89,13 +89,76 @@ const PID_SETTLED_AFTER: Duration = Duration::from_secs(3);
 /// another namespace after its first seconds (`setns`, `unshare`; rare, and a runtime's or
 /// `ip netns`' namespaces are in `/run/netns` anyway) is seen there within 10 s; a PID reused for
 /// another namespace too (and the counters check each opened file's inode, calling `forget` on a
-/// mismatch). `/run/netns` is small and read in full every call. Otherwise the result is what
-/// [`enumerate`] gives.
+/// mismatch). `/run/netns` is listed again only when its mtime moved, and at least every 10 s
+/// (see [`NamedListing`]): at 250 names its listing and a `stat` per name cost more than the
+/// rest of a scan. Otherwise the result is what [`enumerate`] gives.
 #[derive(Debug, Default)]
 pub struct Scanner {
     pids: HashMap<u32, PidNetns>,
     /// When every PID was last stat-ed; None: never, or forgotten.
     full_at: Option<Instant>,
+    /// The `/run/netns` listing, reused while the directory is unchanged.
+    named: NamedListing,
+}
+
+/// How long [`Scanner`] reuses a `/run/netns` listing whose directory looks unchanged.
+const NAMED_RELIST_AFTER: Duration = Duration::from_secs(10);
+
+/// How old the directory's last change must be for its listing to be reused: `ip netns add`
+/// creates the file (the directory's mtime moves) and then mounts the namespace on it (it does
+/// not), so a listing taken in between holds the empty file's inode.
+const NAMED_SETTLED_AFTER: Duration = Duration::from_secs(2);
+
+/// `/run/netns` as last listed: each name with its path and the inode it opens (the namespace
+/// mounted there). Listed again when the directory's mtime moved (a name added or removed), when
+/// its last change was too recent to trust ([`NAMED_SETTLED_AFTER`]), and at least every
+/// [`NAMED_RELIST_AFTER`] (a namespace mounted over an existing name leaves the mtime alone).
+#[derive(Debug, Default)]
+struct NamedListing {
+    dir: PathBuf,
+    entries: Vec<(String, PathBuf, u32)>,
+    /// The directory's mtime (seconds, nanoseconds) when it was listed and trusted.
+    mtime: Option<(i64, i64)>,
+    listed_at: Option<Instant>,
+    /// How many times the directory was listed (tests).
+    listings: u64,
+}
+
+impl NamedListing {
+    /// The entries of `dir` now (reused or listed again, see the type's docs).
+    fn current(&mut self, dir: &Path) -> &[(String, PathBuf, u32)] {
+        let meta = std::fs::metadata(dir).ok();
+        let mtime = meta.as_ref().map(|m| (m.mtime(), m.mtime_nsec()));
+        let fresh = self.dir == dir
+            && mtime.is_some()
+            && self.mtime == mtime
+            && self
+                .listed_at
+                .is_some_and(|at| at.elapsed() < NAMED_RELIST_AFTER);
+        if fresh {
+            return &self.entries;
+        }
+        self.listings += 1;
+        self.dir = dir.to_path_buf();
+        self.listed_at = Some(Instant::now());
+        // Trusted only when the last change is old enough (see NAMED_SETTLED_AFTER).
+        let settled = meta
+            .and_then(|m| m.modified().ok())
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age >= NAMED_SETTLED_AFTER);
+        self.mtime = mtime.filter(|_| settled);
+        self.entries.clear();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if let Some(inode) = inode_of(&path) {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    self.entries.push((name, path, inode));
+                }
+            }
+        }
+        &self.entries
+    }
 }
 
 impl Scanner {
@@ -122,19 +185,13 @@ impl Scanner {
             .or_else(|| inode_of(&proc_root.join("self/ns/net")));
         let mut found: BTreeMap<u32, NetnsHandle> = BTreeMap::new();
         // Named namespaces first: their names are the best labels.
-        if let Ok(entries) = std::fs::read_dir(run_netns) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if let Some(inode) = inode_of(&path) {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    found.entry(inode).or_insert(NetnsHandle {
-                        inode,
-                        label: format!("netns {name}"),
-                        path,
-                        is_host: Some(inode) == host_inode,
-                    });
-                }
-            }
+        for (name, path, inode) in self.named.current(run_netns) {
+            found.entry(*inode).or_insert_with(|| NetnsHandle {
+                inode: *inode,
+                label: format!("netns {name}"),
+                path: path.clone(),
+                is_host: Some(*inode) == host_inode,
+            });
         }
         let Ok(entries) = std::fs::read_dir(proc_root) else {
             self.pids.clear();
@@ -503,6 +560,75 @@ mod tests {
             Some(own),
             "the caller did not move"
         );
+    }
+
+    /// Sets `path`'s mtime to an hour ago.
+    fn age(path: &Path) {
+        use nix::sys::{stat::utimensat, time::TimeSpec};
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let old = TimeSpec::from_duration(now - Duration::from_secs(3600));
+        utimensat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            &old,
+            &old,
+            nix::sys::stat::UtimensatFlags::FollowSymlink,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn named_listing_is_reused_until_the_directory_changes() {
+        let dir = std::env::temp_dir().join(format!("trc-named-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let proc_root = dir.join("no-proc");
+        let run = dir.join("netns");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("a"), "").unwrap();
+        age(&run);
+        let mut scanner = Scanner::default();
+        let labels = |scanner: &mut Scanner| -> Vec<String> {
+            let mut l: Vec<String> = scanner
+                .scan(&proc_root, &run)
+                .into_iter()
+                .map(|h| h.label)
+                .collect();
+            l.sort();
+            l
+        };
+        assert_eq!(labels(&mut scanner), ["netns a"]);
+        assert_eq!(labels(&mut scanner), ["netns a"]);
+        assert_eq!(
+            scanner.named.listings, 1,
+            "an unchanged directory is not listed again"
+        );
+        // A name added: the mtime moved, so it is listed again (and again while the change is
+        // too recent to trust: a mount may still follow).
+        std::fs::write(run.join("b"), "").unwrap();
+        assert_eq!(labels(&mut scanner), ["netns a", "netns b"]);
+        assert_eq!(labels(&mut scanner), ["netns a", "netns b"]);
+        assert_eq!(scanner.named.listings, 3);
+        // A name removed.
+        std::fs::remove_file(run.join("a")).unwrap();
+        assert_eq!(labels(&mut scanner), ["netns b"]);
+        assert_eq!(scanner.named.listings, 4);
+        // Settled again: one more listing (its mtime differs from the last one), then reused.
+        age(&run);
+        assert_eq!(labels(&mut scanner), ["netns b"]);
+        assert_eq!(labels(&mut scanner), ["netns b"]);
+        assert_eq!(scanner.named.listings, 5);
+        // Another namespace mounted over a name leaves the mtime alone: seen within 10 s.
+        scanner.named.listed_at = Instant::now().checked_sub(NAMED_RELIST_AFTER);
+        std::fs::remove_file(run.join("b")).unwrap();
+        std::fs::write(run.join("b"), "").unwrap();
+        age(&run);
+        let inode = inode_of(&run.join("b")).unwrap();
+        let handles = scanner.scan(&proc_root, &run);
+        assert_eq!(handles.iter().map(|h| h.inode).collect::<Vec<_>>(), [inode]);
+        assert_eq!(scanner.named.listings, 6);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -41,9 +41,24 @@ impl Dumper {
 
     /// One dump request, retried when the kernel says the dump was interrupted.
     pub fn dump(&mut self, request: &RouteNetlinkMessage) -> Result<Vec<Dumped>, String> {
+        self.dump_as(request, true)
+    }
+
+    /// [`Dumper::dump`] without decoding: every answer as [`Dumped::Raw`], for callers that
+    /// take a few attributes of many messages (the crate decodes every attribute of every
+    /// link, which costs more than reading the two a counter sample needs).
+    pub fn dump_raw(&mut self, request: &RouteNetlinkMessage) -> Result<Vec<Dumped>, String> {
+        self.dump_as(request, false)
+    }
+
+    fn dump_as(
+        &mut self,
+        request: &RouteNetlinkMessage,
+        decode: bool,
+    ) -> Result<Vec<Dumped>, String> {
         let mut last = Err("the dump was interrupted three times".to_owned());
         for _ in 0..3 {
-            match self.dump_once(request)? {
+            match self.dump_once(request, decode)? {
                 (msgs, false) => return Ok(msgs),
                 (msgs, true) => last = Ok(msgs),
             }
@@ -51,7 +66,11 @@ impl Dumper {
         last
     }
 
-    fn dump_once(&mut self, request: &RouteNetlinkMessage) -> Result<(Vec<Dumped>, bool), String> {
+    fn dump_once(
+        &mut self,
+        request: &RouteNetlinkMessage,
+        decode: bool,
+    ) -> Result<(Vec<Dumped>, bool), String> {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_DUMP;
@@ -73,7 +92,7 @@ impl Dumper {
                 .recv(&mut &mut buf[..], 0)
                 .map_err(|e| format!("reading the dump: {e}"))?;
             let data = &buf[..n.min(buf.len())];
-            if read_datagram(data, self.seq, &mut msgs, &mut interrupted)? {
+            if read_datagram_as(data, self.seq, &mut msgs, &mut interrupted, decode)? {
                 return Ok((msgs, interrupted));
             }
             if n == 0 {
@@ -84,13 +103,31 @@ impl Dumper {
 }
 
 /// The messages of one datagram of a dump answering request `seq` (others are skipped), added
-/// to `msgs`; true when the dump's end (`NLMSG_DONE`) is among them. Shared by [`Dumper`] and
-/// the tests that decode a recorded dump.
+/// to `msgs`; true when the dump's end (`NLMSG_DONE`) is among them: what [`Dumper::dump`]
+/// reads, for the tests that decode a recorded dump.
+#[cfg(test)]
 pub(crate) fn read_datagram(
     data: &[u8],
     seq: u32,
     msgs: &mut Vec<Dumped>,
     interrupted: &mut bool,
+) -> Result<bool, String> {
+    read_datagram_as(data, seq, msgs, interrupted, true)
+}
+
+/// `NLMSG_NOOP`, `NLMSG_ERROR`, `NLMSG_DONE`.
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+
+/// The messages of one datagram of a dump answering request `seq`, added to `msgs`, each
+/// decoded (`decode`) or kept raw; true when the dump's end (`NLMSG_DONE`) is among them.
+fn read_datagram_as(
+    data: &[u8],
+    seq: u32,
+    msgs: &mut Vec<Dumped>,
+    interrupted: &mut bool,
+    decode: bool,
 ) -> Result<bool, String> {
     let mut offset = 0;
     while offset + NLMSG_HDRLEN <= data.len() {
@@ -102,6 +139,12 @@ pub(crate) fn read_datagram(
         }
         let raw = &data[offset..offset + len];
         offset += (len + 3) & !3;
+        if !decode {
+            if read_raw(raw, seq, msgs, interrupted)? {
+                return Ok(true);
+            }
+            continue;
+        }
         match NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw) {
             Ok(msg) => {
                 if msg.header.sequence_number != seq {
@@ -137,4 +180,46 @@ pub(crate) fn read_datagram(
         }
     }
     Ok(false)
+}
+
+/// One message of a dump answering `seq`, undecoded, added to `msgs`; true at the dump's end.
+/// An error message with a code is the kernel refusing the dump; an acknowledgement is skipped.
+fn read_raw(
+    raw: &[u8],
+    seq: u32,
+    msgs: &mut Vec<Dumped>,
+    interrupted: &mut bool,
+) -> Result<bool, String> {
+    let Ok(nl) = NetlinkBuffer::new_checked(raw) else {
+        return Ok(false);
+    };
+    if nl.sequence_number() != seq {
+        return Ok(false);
+    }
+    if nl.flags() & NLM_F_DUMP_INTR != 0 {
+        *interrupted = true;
+    }
+    match nl.message_type() {
+        NLMSG_DONE => Ok(true),
+        NLMSG_NOOP => Ok(false),
+        NLMSG_ERROR => {
+            let code = nl
+                .payload()
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, i32::from_ne_bytes);
+            if code != 0 {
+                let err = std::io::Error::from_raw_os_error(code.saturating_neg());
+                return Err(format!("the kernel refused the dump: {err}"));
+            }
+            Ok(false)
+        }
+        kind => {
+            msgs.push(Dumped::Raw {
+                kind,
+                payload: nl.payload().to_vec(),
+            });
+            Ok(false)
+        }
+    }
 }

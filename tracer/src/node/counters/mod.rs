@@ -15,8 +15,10 @@
 //!   namespace, and under load each hand-back waits for a CPU;
 //! - the namespaces are enumerated by a [`netns::Scanner`] kept in the source: `/proc` is listed
 //!   every sample, but only new PIDs' `ns/net` are looked at (all of them every 10 s);
-//! - files are read with one `read` into a buffer with room for them (std's `read_to_string`
-//!   stats, seeks and probes first, as procfs files say they are empty);
+//! - a namespace's counter files and netlink socket are opened once and kept open while it
+//!   exists ([`kept`]): each sample `pread`s them from offset 0 (one call into a buffer with
+//!   room for the file; std's `read_to_string` stats, seeks and probes first, as procfs files
+//!   say they are empty);
 //! - every interface's standard statistics come from one RTM_GETLINK dump per namespace
 //!   (`IFLA_STATS64`, see [`links`]) instead of the kernel formatting `/proc/net/dev` and this
 //!   parsing it (and, for the host, instead of 24 sysfs files per interface); the qdisc
@@ -29,6 +31,7 @@
 
 mod ethtool;
 mod host;
+mod kept;
 pub mod links;
 pub mod parse;
 mod qdisc;
@@ -36,7 +39,7 @@ pub mod schedule;
 
 use std::{
     collections::{btree_map::Entry, HashMap},
-    io::{self, Read as _},
+    io,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -44,11 +47,11 @@ use std::{
 
 pub use parse::{
     parse_ethtool_s_text, parse_interrupts, parse_nf_conntrack_stat, parse_proc_net_dev,
-    parse_snmp, parse_softirqs, parse_softnet, SnmpGroups, PROC_NET_DEV_COLUMNS,
+    parse_snmp, parse_snmp_sets, parse_softirqs, parse_softnet, SnmpGroups, PROC_NET_DEV_COLUMNS,
 };
 
 pub use self::schedule::SamplePlan;
-use self::{host::HostExtras, schedule::Schedule};
+use self::{host::HostExtras, kept::KeptFiles, schedule::Schedule};
 use crate::{
     node::evidence::{Conntrack, CounterSample, IfaceCounters, NetnsCounters},
     node::netns,
@@ -85,6 +88,9 @@ struct Memory {
     /// Namespace files by inode, open since the namespace was first read (closed when it is no
     /// longer found: a kept file would keep a deleted namespace alive).
     open: HashMap<u32, Arc<std::fs::File>>,
+    /// Each namespace's counter files and netlink socket, by inode (see [`kept`]); dropped
+    /// with the namespace like `open`.
+    kept: HashMap<u32, KeptFiles>,
     schedule: Schedule,
 }
 
@@ -124,38 +130,15 @@ struct NsPaths {
     netfilter: PathBuf,
 }
 
-/// Room for any file read here in one `read` (`/proc/net/netstat` is ~4 KiB).
-const READ_ROOM: usize = 16 * 1024;
-
-/// `std::fs::read_to_string` in fewer system calls: procfs files say they are empty, so std
-/// stats the file, seeks and probes before it reads; here one read fills a buffer with room
-/// for the whole file and a second sees its end.
-fn read_file(path: &Path) -> io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; READ_ROOM];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(len * 2, 0);
-        }
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    buf.truncate(len);
-    String::from_utf8(buf).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            "stream did not contain valid UTF-8",
-        )
-    })
+/// One file's text, opened, read and closed (see [`KeptFiles::read`]); a sentence in `errors`
+/// when it cannot be read.
+fn read_text(path: &Path, errors: &mut Vec<String>) -> Option<String> {
+    read_kept_text(&mut KeptFiles::transient(), path, errors)
 }
 
-fn read_text(path: &Path, errors: &mut Vec<String>) -> Option<String> {
-    match read_file(path) {
+/// [`read_text`] through `kept` (the file kept open from an earlier sample, or opened now).
+fn read_kept_text(kept: &mut KeptFiles, path: &Path, errors: &mut Vec<String>) -> Option<String> {
+    match kept.read(path) {
         Ok(text) => Some(text),
         Err(err) => {
             errors.push(format!("cannot read {}: {err}", path.display()));
@@ -165,17 +148,21 @@ fn read_text(path: &Path, errors: &mut Vec<String>) -> Option<String> {
 }
 
 /// A file that is absent when a module is not loaded: `Ok(None)` then.
-fn read_optional(path: &Path) -> io::Result<Option<String>> {
-    match read_file(path) {
+fn read_optional(kept: &mut KeptFiles, path: &Path) -> io::Result<Option<String>> {
+    match kept.read(path) {
         Ok(text) => Ok(Some(text)),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(err),
     }
 }
 
-fn read_conntrack(paths: &NsPaths, errors: &mut Vec<String>) -> Option<Conntrack> {
+fn read_conntrack(
+    paths: &NsPaths,
+    kept: &mut KeptFiles,
+    errors: &mut Vec<String>,
+) -> Option<Conntrack> {
     let count_path = paths.netfilter.join("nf_conntrack_count");
-    let count_text = match read_optional(&count_path) {
+    let count_text = match read_optional(kept, &count_path) {
         Ok(Some(text)) => text,
         Ok(None) => return None,
         Err(err) => {
@@ -192,7 +179,7 @@ fn read_conntrack(paths: &NsPaths, errors: &mut Vec<String>) -> Option<Conntrack
         return None;
     };
     let max_path = paths.netfilter.join("nf_conntrack_max");
-    let max = match read_optional(&max_path) {
+    let max = match read_optional(kept, &max_path) {
         Ok(Some(text)) => parse::parse_single_u64(&text).unwrap_or_else(|| {
             errors.push(format!("{} does not hold a number", max_path.display()));
             0
@@ -207,7 +194,7 @@ fn read_conntrack(paths: &NsPaths, errors: &mut Vec<String>) -> Option<Conntrack
         }
     };
     let stat_path = paths.net.join("stat/nf_conntrack");
-    let stats = match read_optional(&stat_path) {
+    let stats = match read_optional(kept, &stat_path) {
         Ok(Some(text)) => parse_nf_conntrack_stat(&text),
         Ok(None) => Default::default(),
         Err(err) => {
@@ -223,18 +210,20 @@ fn read_conntrack(paths: &NsPaths, errors: &mut Vec<String>) -> Option<Conntrack
 }
 
 /// Every file of one namespace, read by the calling thread (which is inside that namespace).
-/// Identity fields (inode, label, is_host) are left for the caller.
+/// Identity fields (inode, label, is_host) are left for the caller. Files and the netlink
+/// socket are read through `kept` (see [`kept`]).
 fn read_namespace(
     paths: &NsPaths,
     host: Option<&HostExtras>,
     qdiscs: &qdisc::QdiscSource,
+    kept: &mut KeptFiles,
 ) -> (NetnsCounters, Vec<String>) {
     let mut errors = Vec::new();
     let mut counters = NetnsCounters::default();
     for file in ["snmp", "netstat"] {
         let path = paths.net.join(file);
-        if let Some(text) = read_text(&path, &mut errors) {
-            let groups = parse_snmp(&text);
+        if let Some(text) = read_kept_text(kept, &path, &mut errors) {
+            let groups = parse_snmp_sets(&text);
             if groups.is_empty() {
                 errors.push(format!("{} has no counters that parse", path.display()));
             }
@@ -243,16 +232,18 @@ fn read_namespace(
                 // netstat have different groups); `extend` rebuilds the set it extends.
                 match counters.snmp.entry(group) {
                     Entry::Vacant(entry) => {
-                        entry.insert(values.into());
+                        entry.insert(values);
                     }
-                    Entry::Occupied(mut entry) => entry.get_mut().extend(values),
+                    Entry::Occupied(mut entry) => entry
+                        .get_mut()
+                        .extend(values.iter().map(|(name, v)| (name.to_owned(), *v))),
                 }
             }
         }
     }
-    counters.conntrack = read_conntrack(paths, &mut errors);
+    counters.conntrack = read_conntrack(paths, kept, &mut errors);
     let mut dumped = match qdiscs {
-        qdisc::QdiscSource::Netlink => dump_links(paths, &mut errors),
+        qdisc::QdiscSource::Netlink => dump_links(paths, kept, &mut errors),
         qdisc::QdiscSource::Files(_) => None,
     };
     match &mut dumped {
@@ -282,16 +273,28 @@ fn read_namespace(
         .as_mut()
         .map(|(dumper, links)| (dumper, &links.names));
     qdisc::fill(&mut counters.interfaces, qdiscs, shared, &mut errors);
+    if let Some((dumper, _)) = dumped {
+        kept.give_back(dumper);
+    }
     (counters, errors)
 }
 
 /// The calling thread's namespace's interfaces over netlink (see [`links`]), and the socket
-/// for the qdisc dump; None after one sentence in `errors` when the dump failed.
-fn dump_links(paths: &NsPaths, errors: &mut Vec<String>) -> Option<(Dumper, links::Links)> {
-    let dumped = Dumper::open().and_then(|mut dumper| {
+/// for the qdisc dump; None after one sentence in `errors` when the dump failed. The socket is
+/// `kept`'s when it has one (a fresh one when that one fails).
+fn dump_links(
+    paths: &NsPaths,
+    kept: &mut KeptFiles,
+    errors: &mut Vec<String>,
+) -> Option<(Dumper, links::Links)> {
+    let dump = |mut dumper: Dumper| {
         let links = links::read(&mut dumper)?;
         Ok((dumper, links))
-    });
+    };
+    let dumped = match kept.take_dumper().map(dump) {
+        Some(Ok(dumped)) => Ok(dumped),
+        _ => Dumper::open().and_then(dump),
+    };
     match dumped {
         Ok(dumped) => Some(dumped),
         Err(err) => {
@@ -323,8 +326,9 @@ fn read_proc_net_dev(paths: &NsPaths, counters: &mut NetnsCounters, errors: &mut
     }
 }
 
-/// Namespaces to read: an open file to enter (none: the caller's own), and the handle.
-type Jobs = Vec<(Option<Arc<std::fs::File>>, netns::NetnsHandle)>;
+/// Namespaces to read: an open file to enter (none: the caller's own), the handle, and the
+/// namespace's kept files.
+type Jobs = Vec<(Option<Arc<std::fs::File>>, (netns::NetnsHandle, KeptFiles))>;
 /// Namespaces that could not be opened, and why.
 type Unopened = Vec<(netns::NetnsHandle, anyhow::Error)>;
 
@@ -432,7 +436,12 @@ impl CounterSource {
             netfilter: self.proc_root.join("sys/net/netfilter"),
         };
         let qdiscs = qdisc::QdiscSource::new(self.live, &self.sys_root);
-        let (mut counters, errs) = read_namespace(&paths, Some(&self.host_extras()), &qdiscs);
+        let (mut counters, errs) = read_namespace(
+            &paths,
+            Some(&self.host_extras()),
+            &qdiscs,
+            &mut KeptFiles::transient(),
+        );
         counters.inode = 0;
         counters.label = "host".to_owned();
         counters.is_host = true;
@@ -476,11 +485,19 @@ impl CounterSource {
         let mut moved = false;
         for handle in handles.into_iter().filter(|h| due.contains(&h.inode)) {
             if own == Some(handle.inode) {
-                jobs.push((None, handle));
+                let kept = memory
+                    .kept
+                    .remove(&handle.inode)
+                    .unwrap_or_else(KeptFiles::kept);
+                jobs.push((None, (handle, kept)));
                 continue;
             }
             if let Some(file) = memory.open.get(&handle.inode) {
-                jobs.push((Some(Arc::clone(file)), handle));
+                let kept = memory
+                    .kept
+                    .remove(&handle.inode)
+                    .unwrap_or_else(KeptFiles::kept);
+                jobs.push((Some(Arc::clone(file)), (handle, kept)));
                 continue;
             }
             // Opened here, so the reading thread only enters: a namespace that cannot be opened
@@ -494,7 +511,7 @@ impl CounterSource {
                     if opened == Some(handle.inode) {
                         let file = Arc::new(file);
                         memory.open.insert(handle.inode, Arc::clone(&file));
-                        jobs.push((Some(file), handle));
+                        jobs.push((Some(file), (handle, KeptFiles::kept())));
                     } else {
                         moved = true;
                     }
@@ -538,7 +555,7 @@ impl CounterSource {
                     .unwrap_or_else(|opened| opened)
             }
         };
-        let fresh = self.read_jobs(jobs, unopened, errors);
+        let fresh = self.read_jobs(jobs, unopened, &mut memory.kept, errors);
         let known: Vec<u32> = handles.iter().map(|h| h.inode).collect();
         memory.schedule.assemble(at_ms, &known, fresh)
     }
@@ -553,32 +570,34 @@ impl CounterSource {
     ) -> std::collections::BTreeSet<u32> {
         let known: Vec<u32> = handles.iter().map(|h| h.inode).collect();
         memory.open.retain(|inode, _| known.contains(inode));
+        memory.kept.retain(|inode, _| known.contains(inode));
         let host = handles.iter().find(|h| h.is_host).map(|h| h.inode);
         memory.schedule.due(at_ms, &known, host, plan)
     }
 
     /// Reads the opened namespaces on one thread; their counters by inode, what failed in
-    /// `errors`.
+    /// `errors`; each namespace's files go back to `kept`.
     fn read_jobs(
         &self,
         jobs: Jobs,
         unopened: Unopened,
+        kept: &mut HashMap<u32, KeptFiles>,
         errors: &mut Vec<String>,
     ) -> HashMap<u32, NetnsCounters> {
         let extras = self.host_extras();
         let proc_root = self.proc_root.clone();
-        let read = move |handle: netns::NetnsHandle| {
+        let read = move |(handle, mut files): (netns::NetnsHandle, KeptFiles)| {
             let paths = NsPaths {
                 net: proc_root.join("thread-self/net"),
                 netfilter: proc_root.join("sys/net/netfilter"),
             };
             let host = handle.is_host.then_some(&extras);
-            let result = read_namespace(&paths, host, &qdisc::QdiscSource::Netlink);
-            (handle, result)
+            let result = read_namespace(&paths, host, &qdisc::QdiscSource::Netlink, &mut files);
+            (handle, files, result)
         };
         let labels: Vec<(String, PathBuf)> = jobs
             .iter()
-            .map(|(_, h)| (h.label.clone(), h.path.clone()))
+            .map(|(_, (h, _))| (h.label.clone(), h.path.clone()))
             .collect();
         let results = match netns::in_each_netns(jobs, read) {
             Ok(results) => results,
@@ -592,7 +611,8 @@ impl CounterSource {
         let mut failures: Vec<(String, PathBuf, anyhow::Error)> = failed.collect();
         for (result, (label, path)) in results.into_iter().zip(labels) {
             match result {
-                Ok((handle, (mut counters, errs))) => {
+                Ok((handle, files, (mut counters, errs))) => {
+                    kept.insert(handle.inode, files);
                     counters.inode = handle.inode;
                     counters.is_host = handle.is_host;
                     errors.extend(errs.into_iter().map(|e| format!("{}: {e}", handle.label)));

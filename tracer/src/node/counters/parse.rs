@@ -1,9 +1,15 @@
 //! Pure parsers of counter files (/proc/net/{snmp,netstat,dev,softnet_stat,stat/nf_conntrack},
 //! /proc/softirqs, /proc/interrupts, `ethtool -S` text). No file system access; never panic.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, OnceLock},
+};
 
-use crate::node::evidence::{IrqLine, SoftnetRow};
+use crate::node::{
+    counterset::{CounterSet, Layout},
+    evidence::{IrqLine, SoftnetRow},
+};
 
 /// Counters by group then name (`snmp["Tcp"]["RetransSegs"]`).
 pub type SnmpGroups = BTreeMap<String, BTreeMap<String, i64>>;
@@ -81,6 +87,75 @@ pub fn parse_snmp(text: &str) -> SnmpGroups {
         }
     }
     out
+}
+
+/// [`parse_snmp`]'s groups as [`CounterSet`]s, the same result, cheaper for the files a kernel
+/// prints: each header line (`Tcp: RtoAlgorithm RtoMin …`) is the same byte for byte in every
+/// namespace and sample, so its names are sorted and interned once ([`Layout`], kept by header
+/// line for the process) and a reading only parses the numbers of the value lines. Any other
+/// shape (a group twice, a line without its pair, a name repeated, a value that is not a plain
+/// `i64`, a line mixing names and numbers) goes to [`parse_snmp`].
+pub fn parse_snmp_sets(text: &str) -> BTreeMap<String, CounterSet<i64>> {
+    parse_snmp_by_layout(text).unwrap_or_else(|| {
+        parse_snmp(text)
+            .into_iter()
+            .map(|(group, values)| (group, values.into()))
+            .collect()
+    })
+}
+
+/// Header lines seen, by their text; at most [`LAYOUTS_CAP`] (a kernel prints a dozen).
+fn layouts() -> &'static Mutex<HashMap<String, Arc<Layout>>> {
+    static LAYOUTS: OnceLock<Mutex<HashMap<String, Arc<Layout>>>> = OnceLock::new();
+    LAYOUTS.get_or_init(Default::default)
+}
+
+const LAYOUTS_CAP: usize = 256;
+
+/// The layout of `header` (`Group: Name1 Name2 …`): remembered, or built when every token is a
+/// name and none repeats.
+fn layout_of(header: &str, names: &str) -> Option<Arc<Layout>> {
+    let mut known = layouts().lock().ok()?;
+    if let Some(layout) = known.get(header) {
+        return Some(Arc::clone(layout));
+    }
+    let tokens: Vec<&str> = names.split_whitespace().collect();
+    if tokens.is_empty() || tokens.iter().any(|t| is_integer(t)) {
+        return None;
+    }
+    let layout = Arc::new(Layout::new(&tokens)?);
+    if known.len() < LAYOUTS_CAP {
+        known.insert(header.to_owned(), Arc::clone(&layout));
+    }
+    Some(layout)
+}
+
+/// [`parse_snmp_sets`]'s fast path; None on any shape it does not take.
+fn parse_snmp_by_layout(text: &str) -> Option<BTreeMap<String, CounterSet<i64>>> {
+    let mut out = BTreeMap::new();
+    let mut values: Vec<i64> = Vec::with_capacity(128);
+    let mut lines = text.lines();
+    while let Some(header) = lines.next() {
+        let (group, names) = header.split_once(':')?;
+        let (value_group, numbers) = lines.next()?.split_once(':')?;
+        if group.is_empty() || group != value_group || group.trim() != group {
+            return None;
+        }
+        let layout = layout_of(header, names)?;
+        values.clear();
+        for token in numbers.split_whitespace() {
+            // `parse` takes a leading `+`, which `is_integer` (the general parser) does not.
+            if token.starts_with('+') {
+                return None;
+            }
+            values.push(token.parse().ok()?);
+        }
+        if values.len() != layout.len() || out.contains_key(group) {
+            return None;
+        }
+        out.insert(group.to_owned(), layout.set(&values));
+    }
+    Some(out)
 }
 
 /// `/proc/net/softnet_stat`: one row of hex columns per online CPU, read by column count
@@ -320,6 +395,58 @@ mod tests {
             parse_snmp("Big: A B\nBig: 18446744073709551615 3\n")["Big"],
             BTreeMap::from([("B".into(), 3)])
         );
+    }
+
+    /// The general parser's result as sets: what [`parse_snmp_sets`] must equal.
+    fn general(text: &str) -> BTreeMap<String, CounterSet<i64>> {
+        parse_snmp(text)
+            .into_iter()
+            .map(|(group, values)| (group, values.into()))
+            .collect()
+    }
+
+    #[test]
+    fn snmp_sets_equal_the_general_parser() {
+        let snmp = fixture("net/snmp");
+        let netstat = fixture("net/netstat");
+        // The kernel's shapes take the fast path (twice: the second reuses the layouts).
+        for text in [&snmp, &netstat, &snmp] {
+            let fast = parse_snmp_by_layout(text).expect("the kernel's shape");
+            assert_eq!(fast, general(text));
+            assert!(fast.len() >= 2, "{:?}", fast.keys());
+        }
+        // Counters moved: same layout, new values.
+        let moved = snmp.replace("Udp: 63 ", "Udp: 64 ");
+        assert_ne!(moved, snmp, "the fixture has the line changed here");
+        let fast = parse_snmp_sets(&moved);
+        assert_eq!(fast, general(&moved));
+        assert_eq!(fast["Udp"]["InDatagrams"], 64);
+        let odd = [
+            "",
+            "Tcp: 1 2 3\nUdp: A B\nTcp: 5 6\nIp: X Y\nIp: 7 8 9\n:::\nIcmp:\nIcmp: 1\n\u{0}\u{ff}",
+            "Big: A B\nBig: 18446744073709551615 3\n",
+            "Dup: A A\nDup: 1 2\n",
+            "Two: A B\nTwo: 1 2\nTwo: C\nTwo: 3\n",
+            "Plus: A B\nPlus: +1 2\n",
+            "Neg: A B\nNeg: -1 -9223372036854775808\n",
+            "Short: A B C\nShort: 1 2\n",
+            "Long: A B\nLong: 1 2 3\n",
+            "Mixed: A 1\nMixed: 1 2\n",
+            " Sp: A B\n Sp: 1 2\n",
+            "Sp : A B\nSp : 1 2\n",
+            "Other: A B\nElse: 1 2\n",
+            "Lone: A B\n",
+            "One: A\nOne: 7",
+            "Blank: A B\n\nBlank: 1 2\n",
+            "Ok: A B\nOk: 1 2\nnoise\n",
+        ];
+        for text in odd {
+            assert_eq!(parse_snmp_sets(text), general(text), "{text:?}");
+        }
+        // A well-formed odd input takes the fast path, and negatives survive it.
+        let neg = parse_snmp_by_layout("Neg: A B\nNeg: -1 -9223372036854775808\n").unwrap();
+        assert_eq!(neg["Neg"]["B"], i64::MIN);
+        assert!(parse_snmp_by_layout("Dup: A A\nDup: 1 2\n").is_none());
     }
 
     #[test]
@@ -590,6 +717,12 @@ mod prop_tests {
     /// Invariants of every parser on any text.
     fn all_parsers(text: &str) -> Result<(), TestCaseError> {
         snmp_from_text(text, &parse_snmp(text))?;
+        // The layout fast path gives what the general parser gives, on any text.
+        let general: BTreeMap<String, CounterSet<i64>> = parse_snmp(text)
+            .into_iter()
+            .map(|(group, values)| (group, values.into()))
+            .collect();
+        prop_assert_eq!(parse_snmp_sets(text), general);
         dev_from_text(text, &parse_proc_net_dev(text))?;
         let rows = parse_softnet(text);
         prop_assert!(rows.len() <= text.lines().count());
@@ -703,7 +836,10 @@ mod prop_tests {
                 let values: Vec<String> = counters.values().map(i64::to_string).collect();
                 text.push_str(&format!("{g}: {}\n{g}: {}\n", names.join(" "), values.join(" ")));
             }
-            prop_assert_eq!(parse_snmp(&text), groups);
+            prop_assert_eq!(parse_snmp(&text), groups.clone());
+            let sets: BTreeMap<String, CounterSet<i64>> =
+                groups.into_iter().map(|(g, v)| (g, v.into())).collect();
+            prop_assert_eq!(parse_snmp_by_layout(&text), Some(sets));
         }
 
         #[test]

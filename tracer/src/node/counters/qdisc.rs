@@ -298,7 +298,7 @@ fn index_to_name(index: u32) -> Option<String> {
 fn qdisc_rows(dumper: &mut Dumper) -> Result<(Vec<QdiscRow>, usize), String> {
     let mut rows = Vec::new();
     let mut unread = 0;
-    for msg in dumper.dump(&RouteNetlinkMessage::GetQueueDiscipline(
+    for msg in dumper.dump_raw(&RouteNetlinkMessage::GetQueueDiscipline(
         TcMessage::default(),
     ))? {
         let row = match &msg {

@@ -379,3 +379,72 @@ fn live_host_drivers_match_sysfs() {
         sample.errors
     );
 }
+
+/// Sends `count` datagrams to a closed port inside the namespace at `path` (each counted in
+/// its `Udp NoPorts`).
+fn closed_port_datagrams(path: PathBuf, count: usize) {
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap();
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..count {
+            socket.send_to(b"trc", "127.0.0.1:9").unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+/// The files kept open between samples give new readings: traffic between two samples of one
+/// source shows in the second, read through the same kept files; they are closed when the
+/// namespace is gone.
+#[test]
+fn live_kept_files_give_new_readings_and_close_with_the_namespace() {
+    if skip_unless_root() {
+        return;
+    }
+    let name = format!("trc-kept-{}", std::process::id());
+    let Some(ns) = NetnsGuard::add(&name) else {
+        return;
+    };
+    assert!(ns.run("ip", &["link", "set", "lo", "up"]));
+    let inode = crate::node::netns::inode_of(&ns.path()).unwrap();
+    let source = CounterSource::live();
+    let no_ports = |sample: &CounterSample| sample.netns(inode).map(|n| n.get("Udp", "NoPorts"));
+    let first = source.sample(1);
+    assert_eq!(no_ports(&first), Some(0), "{:?}", first.errors);
+    let kept_files = || {
+        source
+            .remembered
+            .memory()
+            .kept
+            .get(&inode)
+            .map(KeptFiles::len)
+    };
+    // snmp, netstat, conntrack's files where the module is loaded, and the netlink socket.
+    assert!(kept_files().unwrap() >= 3, "{:?}", kept_files());
+    for round in 1..=3 {
+        closed_port_datagrams(ns.path(), 5);
+        let want = Some(5 * round as i64);
+        // Loopback delivers in the sender's softirq; allow a moment all the same.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let later = loop {
+            let later = source.sample(1 + round);
+            if no_ports(&later) == want || Instant::now() > deadline {
+                break later;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(no_ports(&later), want, "{:?}", later.errors);
+        assert!(
+            !later.errors.iter().any(|e| e.contains(&name)),
+            "{:?}",
+            later.errors
+        );
+    }
+    assert_eq!(kept_files(), kept_files(), "the same set each time");
+    drop(ns);
+    let after = source.sample(10);
+    assert!(after.netns(inode).is_none());
+    assert!(kept_files().is_none(), "closed with the namespace");
+}
