@@ -594,6 +594,28 @@ fn legacy_rules_of(facts: &NodeFacts, inode: u32) -> Vec<String> {
         .collect()
 }
 
+/// `iptables-legacy` arguments for a rule on INPUT matching 198.18.5.1 `proto`/`port`, jumping to
+/// `target`; `at` is what comes before the matches (`["-A", "INPUT"]`, `["-R", "INPUT", "1"]`).
+fn lab_rule(
+    at: &[&'static str],
+    proto: &'static str,
+    port: &'static str,
+    target: &'static str,
+) -> Vec<&'static str> {
+    let mut args = at.to_vec();
+    args.extend([
+        "-d",
+        "198.18.5.1/32",
+        "-p",
+        proto,
+        "--dport",
+        port,
+        "-j",
+        target,
+    ]);
+    args
+}
+
 /// Sends `count` datagrams to 198.18.5.1:`port` inside `ns` (the rules' counters rise).
 fn udp_to_lab(ns: &TestNetns, port: u16, count: usize) {
     crate::node::netns::in_netns(&ns.path, move || {
@@ -608,21 +630,7 @@ fn udp_to_lab(ns: &TestNetns, port: u16, count: usize) {
 #[test]
 fn a_legacy_rule_replaced_in_place_is_seen_and_counters_alone_are_not_a_change() {
     let Some(ns) = legacy_lab("lgr") else { return };
-    iptables_legacy_in(
-        &ns,
-        &[
-            "-A",
-            "INPUT",
-            "-d",
-            "198.18.5.1/32",
-            "-p",
-            "udp",
-            "--dport",
-            "7101",
-            "-j",
-            "DROP",
-        ],
-    );
+    iptables_legacy_in(&ns, &lab_rule(&["-A", "INPUT"], "udp", "7101", "DROP"));
     let inode = u32::try_from(std::fs::metadata(&ns.path).unwrap().ino()).unwrap();
     let source = FactsSource::live();
     let mut cache = FactsCache::default();
@@ -642,22 +650,7 @@ fn a_legacy_rule_replaced_in_place_is_seen_and_counters_alone_are_not_a_change()
     assert_eq!(cache.reads(inode).legacy, 1, "counters moved the mark");
 
     // `-R`: the same tables, another rule in the same place.
-    iptables_legacy_in(
-        &ns,
-        &[
-            "-R",
-            "INPUT",
-            "1",
-            "-d",
-            "198.18.5.1/32",
-            "-p",
-            "udp",
-            "--dport",
-            "7102",
-            "-j",
-            "DROP",
-        ],
-    );
+    iptables_legacy_in(&ns, &lab_rule(&["-R", "INPUT", "1"], "udp", "7102", "DROP"));
     let replaced = source.collect_changed(&mut cache, &none);
     assert_eq!(
         legacy_rules_of(&replaced, inode),
@@ -669,21 +662,7 @@ fn a_legacy_rule_replaced_in_place_is_seen_and_counters_alone_are_not_a_change()
 #[test]
 fn a_legacy_rule_inserted_and_the_old_one_deleted_is_seen() {
     let Some(ns) = legacy_lab("lgi") else { return };
-    iptables_legacy_in(
-        &ns,
-        &[
-            "-A",
-            "INPUT",
-            "-d",
-            "198.18.5.1/32",
-            "-p",
-            "udp",
-            "--dport",
-            "7201",
-            "-j",
-            "DROP",
-        ],
-    );
+    iptables_legacy_in(&ns, &lab_rule(&["-A", "INPUT"], "udp", "7201", "DROP"));
     let inode = u32::try_from(std::fs::metadata(&ns.path).unwrap().ino()).unwrap();
     let source = FactsSource::live();
     let mut cache = FactsCache::default();
@@ -699,19 +678,7 @@ fn a_legacy_rule_inserted_and_the_old_one_deleted_is_seen() {
     // `-I` a new rule then `-D` the old one: the same tables and the same number of rules.
     iptables_legacy_in(
         &ns,
-        &[
-            "-I",
-            "INPUT",
-            "1",
-            "-d",
-            "198.18.5.1/32",
-            "-p",
-            "tcp",
-            "--dport",
-            "7202",
-            "-j",
-            "REJECT",
-        ],
+        &lab_rule(&["-I", "INPUT", "1"], "tcp", "7202", "REJECT"),
     );
     iptables_legacy_in(&ns, &["-D", "INPUT", "2"]);
     let swapped = source.collect_changed(&mut cache, &none);
@@ -729,18 +696,7 @@ fn a_legacy_rule_inserted_and_the_old_one_deleted_is_seen() {
 fn the_legacy_mark_reads_the_kernels_table_and_not_its_counters() {
     use legacy_mark::{Family, GetInfo};
     let Some(ns) = legacy_lab("lgm") else { return };
-    let dport7301 = [
-        "-A",
-        "INPUT",
-        "-d",
-        "198.18.5.1/32",
-        "-p",
-        "udp",
-        "--dport",
-        "7301",
-        "-j",
-        "DROP",
-    ];
+    let dport7301 = lab_rule(&["-A", "INPUT"], "udp", "7301", "DROP");
     iptables_legacy_in(&ns, &dport7301);
     // (entries, packets counted by the first entry, the namespace's mark, the table's own mark).
     let look = |ns: &TestNetns| {
