@@ -627,10 +627,13 @@ fn udp_to_lab(ns: &TestNetns, port: u16, count: usize) {
     .unwrap();
 }
 
-#[test]
-fn a_legacy_rule_replaced_in_place_is_seen_and_counters_alone_are_not_a_change() {
-    let Some(ns) = legacy_lab("lgr") else { return };
-    iptables_legacy_in(&ns, &lab_rule(&["-A", "INPUT"], "udp", "7101", "DROP"));
+/// Puts a UDP DROP rule for `port` in the lab and reads the facts once: they show that rule.
+/// Returns the lab's inode and the source, cache and (empty) drop set for the next rounds.
+fn legacy_first_round(
+    ns: &TestNetns,
+    port: &'static str,
+) -> (u32, FactsSource, FactsCache, BTreeSet<u32>) {
+    iptables_legacy_in(ns, &lab_rule(&["-A", "INPUT"], "udp", port, "DROP"));
     let inode = u32::try_from(std::fs::metadata(&ns.path).unwrap().ino()).unwrap();
     let source = FactsSource::live();
     let mut cache = FactsCache::default();
@@ -638,11 +641,20 @@ fn a_legacy_rule_replaced_in_place_is_seen_and_counters_alone_are_not_a_change()
     let first = source.collect_changed(&mut cache, &none);
     assert_eq!(
         legacy_rules_of(&first, inode),
-        vec!["-A INPUT -d 198.18.5.1/32 -p udp -m udp --dport 7101 -j DROP"],
+        vec![format!(
+            "-A INPUT -d 198.18.5.1/32 -p udp -m udp --dport {port} -j DROP"
+        )],
         "errors: {:#?}",
         first.errors
     );
     assert_eq!(cache.reads(inode).legacy, 1);
+    (inode, source, cache, none)
+}
+
+#[test]
+fn a_legacy_rule_replaced_in_place_is_seen_and_counters_alone_are_not_a_change() {
+    let Some(ns) = legacy_lab("lgr") else { return };
+    let (inode, source, mut cache, none) = legacy_first_round(&ns, "7101");
 
     // Only the rule's counters rose: not a change, nothing is listed again.
     udp_to_lab(&ns, 7101, 5);
@@ -662,18 +674,7 @@ fn a_legacy_rule_replaced_in_place_is_seen_and_counters_alone_are_not_a_change()
 #[test]
 fn a_legacy_rule_inserted_and_the_old_one_deleted_is_seen() {
     let Some(ns) = legacy_lab("lgi") else { return };
-    iptables_legacy_in(&ns, &lab_rule(&["-A", "INPUT"], "udp", "7201", "DROP"));
-    let inode = u32::try_from(std::fs::metadata(&ns.path).unwrap().ino()).unwrap();
-    let source = FactsSource::live();
-    let mut cache = FactsCache::default();
-    let none = BTreeSet::new();
-    let first = source.collect_changed(&mut cache, &none);
-    assert_eq!(
-        legacy_rules_of(&first, inode),
-        vec!["-A INPUT -d 198.18.5.1/32 -p udp -m udp --dport 7201 -j DROP"],
-        "errors: {:#?}",
-        first.errors
-    );
+    let (inode, source, mut cache, none) = legacy_first_round(&ns, "7201");
 
     // `-I` a new rule then `-D` the old one: the same tables and the same number of rules.
     iptables_legacy_in(
