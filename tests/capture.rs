@@ -396,9 +396,15 @@ fn retransmits_captured_on(kind: HookKind) {
     let listener = link.b.run_in(move || TcpListener::bind(server).unwrap());
     let reader = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // The first bytes come once both captures have attached (seconds on a loaded machine:
+        // timing out then closed the connection under the client); the rest follow at once.
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
         let mut buf = [0u8; 4096];
-        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+        if matches!(conn.read(&mut buf), Ok(n) if n > 0) {
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+        }
     });
     let client = link
         .a
