@@ -445,6 +445,21 @@ fn tracer_program_ids() -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// Ids of the BPF programs a process holds a descriptor of (`prog_id:` in its fdinfo).
+fn prog_ids_held_by(pid: u32) -> Vec<u64> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_to_string(fd.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect()
+}
+
 /// SIGKILL gives the tracer no chance to clean up: the kernel must still detach and free every
 /// program, because links and programs live only as long as the process's descriptors.
 #[test]
@@ -460,9 +475,12 @@ fn sigkill_leaves_no_program_attached() {
     let args = ["report", "--duration", "60s", "--format", "json"];
     let argv: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     let mut child = start_tracer_binary(&argv, Stdio::null());
+    // Only this child's programs: other tracers may run beside the test (their programs have
+    // the same names and come and go).
+    let held = prog_ids_held_by(child.id());
     let during: Vec<u64> = tracer_program_ids()
         .into_iter()
-        .filter(|id| !before.contains(id))
+        .filter(|id| !before.contains(id) && held.contains(id))
         .collect();
     assert_eq!(
         during.len(),
