@@ -15,6 +15,10 @@
 //! more than its map count, what it gave, and gives at least that again (a key's map count only
 //! grows: the map never deletes, and each read is later than the last). Once the drops stop,
 //! every slot reads stable and the counts are exact.
+//!
+//! The argument needs the kernel's stores seen in program order and the reads done in order:
+//! true on x86-64; on aarch64 neither the program (BPF has no barrier) nor the map copy orders
+//! them, so a snapshot during a flood could, in theory, count a slot twice there (not tested).
 
 use std::collections::HashMap;
 
