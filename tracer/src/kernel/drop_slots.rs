@@ -18,7 +18,8 @@
 //!
 //! The argument needs the kernel's stores seen in program order and the reads done in order:
 //! true on x86-64; on aarch64 neither the program (BPF has no barrier) nor the map copy orders
-//! them, so a snapshot during a flood could, in theory, count a slot twice there (not tested).
+//! them, so a snapshot during a flood could, in theory, count a slot twice there, and the merge
+//! would keep that count until the real one passes it (not tested).
 
 use std::collections::HashMap;
 
