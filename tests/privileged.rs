@@ -172,6 +172,164 @@ fn nftables_drop_rule_on(kind: HookKind) {
     );
 }
 
+/// Issue 15: drops wait in per-CPU "last key" slots before they reach the drop map; every one
+/// is still counted, once. On each hook kind, one thread pinned to one CPU sends, round after
+/// round, to two namespaces in turn three datagrams each that are dropped on that CPU under
+/// three keys (IPv4 and IPv6 to a closed port: NO_SOCKET at two locations; an nftables drop
+/// rule: NETFILTER_DROP), so six keys share the CPU's four slots and slots are taken over all
+/// the time. Meanwhile another thread takes snapshots: no key's count ever goes back. After
+/// the flood, each namespace's counts are exact.
+#[test]
+fn drops_alternating_between_namespaces_on_one_cpu_stay_exact() {
+    if !privileged("drops_alternating") {
+        return;
+    }
+    for kind in HOOKS {
+        drops_alternating_on(kind);
+    }
+}
+
+fn drops_alternating_on(kind: HookKind) {
+    use std::net::UdpSocket;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tracer_common::{counter, DropKey};
+    const ROUNDS: u32 = 5000;
+    let namespaces = [Netns::new("h15k-a"), Netns::new("h15k-b")];
+    for ns in &namespaces {
+        ns.nft(
+            "table inet trc {\n\
+               counter dropped {}\n\
+               chain input {\n\
+                 type filter hook input priority 0; policy accept;\n\
+                 udp dport 7777 counter name \"dropped\" drop\n\
+               }\n\
+             }\n",
+        );
+    }
+    let inodes: Vec<u32> = namespaces
+        .iter()
+        .map(|ns| netns_scope(&ns.path()).expect("scope").inode)
+        .collect();
+    // Sockets made inside each namespace stay in it, whichever thread sends on them.
+    let sockets: Vec<(UdpSocket, UdpSocket)> = namespaces
+        .iter()
+        .map(|ns| {
+            ns.run_in(|| {
+                (
+                    UdpSocket::bind("0.0.0.0:0").expect("udp4"),
+                    UdpSocket::bind("[::]:0").expect("udp6"),
+                )
+            })
+        })
+        .collect();
+    let tracer = start_tracer_on(kind, "kfree_skb");
+    let ours =
+        |snap: &tracer::kernel::snapshot::Snapshot| -> std::collections::HashMap<DropKey, u64> {
+            snap.drops
+                .iter()
+                .filter(|(k, _)| inodes.contains(&k.netns))
+                .map(|(k, v)| (*k, *v))
+                .collect()
+        };
+    let pin = |cpu: usize| {
+        let mut set = nix::sched::CpuSet::new();
+        set.set(cpu).expect("cpu index");
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).expect("pinning");
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let start = tracer.snapshot().expect("snapshot");
+    let done = AtomicBool::new(false);
+    let (snapshots, went_back) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            if cpus > 1 {
+                pin(1);
+            }
+            let mut last = ours(&start);
+            let (mut taken, mut went_back) = (0u32, Vec::new());
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let now = ours(&tracer.snapshot().expect("snapshot"));
+                for (key, before) in &last {
+                    let after = now.get(key).copied().unwrap_or(0);
+                    if after < *before {
+                        went_back.push((*key, *before, after));
+                    }
+                }
+                last = now;
+                taken += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (taken, went_back)
+        });
+        pin(0);
+        let (v4, v6, nft): (SocketAddr, SocketAddr, SocketAddr) = (
+            "127.0.0.1:9".parse().expect("addr"),
+            "[::1]:9".parse().expect("addr"),
+            "127.0.0.1:7777".parse().expect("addr"),
+        );
+        for _ in 0..ROUNDS {
+            for (sock4, sock6) in &sockets {
+                let _ = sock4.send_to(b"x", v4);
+                let _ = sock6.send_to(b"x", v6);
+                let _ = sock4.send_to(b"x", nft);
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        watcher.join().expect("snapshot thread")
+    });
+    // The sender's thread is this test's: let it run anywhere again.
+    let mut all = nix::sched::CpuSet::new();
+    for cpu in 0..cpus {
+        all.set(cpu).expect("cpu index");
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all).expect("unpinning");
+    let end = tracer.snapshot().expect("snapshot");
+    let takeovers = end
+        .counter(counter::DROP_SLOT_TAKEOVERS)
+        .saturating_sub(start.counter(counter::DROP_SLOT_TAKEOVERS));
+    eprintln!(
+        "{}: {snapshots} snapshots during the flood, {takeovers} slot takeovers",
+        kind.as_str()
+    );
+    assert!(went_back.is_empty(), "counts went back: {went_back:?}");
+    assert!(
+        snapshots >= 10,
+        "only {snapshots} snapshots during the flood"
+    );
+    assert!(
+        takeovers >= 2 * u64::from(ROUNDS),
+        "six keys in four slots take slots over at least twice a round: {takeovers}"
+    );
+    for ns in &namespaces {
+        let scope = netns_scope(&ns.path()).expect("scope");
+        let report = tracer.report(&start, &end, 1.0, Some(scope), &[]);
+        let at = |reason: &str, function: &str| -> u64 {
+            report
+                .drops
+                .by_reason
+                .iter()
+                .filter(|r| r.reason == reason)
+                .flat_map(|r| &r.locations)
+                .filter(|l| l.location.starts_with(function))
+                .map(|l| l.count)
+                .sum()
+        };
+        let rule = ns.nft_counter_packets("inet", "trc", "dropped");
+        eprintln!(
+            "{}: NO_SOCKET udp4 {} udp6 {}, NETFILTER_DROP {} (rule {rule})",
+            ns.name,
+            at("NO_SOCKET", "__udp4_lib_rcv+"),
+            at("NO_SOCKET", "__udp6_lib_rcv+"),
+            report.drops_with_reason("NETFILTER_DROP")
+        );
+        assert_eq!(at("NO_SOCKET", "__udp4_lib_rcv+"), u64::from(ROUNDS));
+        assert_eq!(at("NO_SOCKET", "__udp6_lib_rcv+"), u64::from(ROUNDS));
+        assert_eq!(report.drops_with_reason("NO_SOCKET"), 2 * u64::from(ROUNDS));
+        assert_eq!(rule, u64::from(ROUNDS), "the rule saw every datagram");
+        assert_eq!(report.drops_with_reason("NETFILTER_DROP"), rule);
+    }
+}
+
 #[test]
 fn tcp_retransmits_through_random_loss_match_the_namespace_counters() {
     if !privileged("tcp_retransmits") {

@@ -12,6 +12,7 @@ pub const GLOBAL_CONFIG: &str = "CONFIG";
 
 /// Map names (must match the statics in `tracer-ebpf`).
 pub const MAP_DROPS: &str = "DROPS";
+pub const MAP_DROP_SLOTS: &str = "DROP_SLOTS";
 pub const MAP_RETRANS_FLOWS: &str = "RETRANS_FLOWS";
 pub const MAP_SOFTIRQ_START: &str = "SOFTIRQ_START";
 pub const MAP_SOFTIRQ_STATS: &str = "SOFTIRQ_STATS";
@@ -102,8 +103,11 @@ pub mod counter {
     /// Retransmitting flows inserted into the flow map (new keys); inserts minus the growth of
     /// the map is what the LRU evicted.
     pub const FLOW_INSERTS: u32 = 19;
+    /// Drop slots (`DROP_SLOTS`) taken over by another key: each moved the slot's count into
+    /// the drop map (one hash update). Drops minus these is how many cost a plain add.
+    pub const DROP_SLOT_TAKEOVERS: u32 = 20;
     /// Number of counters.
-    pub const COUNT: u32 = 20;
+    pub const COUNT: u32 = 21;
 }
 
 /// Field offsets of the attached tracepoints (from tracefs `format` files) and kernel struct
@@ -407,7 +411,7 @@ pub const fn keyed_by_local_end(local_port: u16, remote_port: u16, ephemeral: u3
 
 /// Key of [`MAP_DROPS`]: one drop reason at one kernel location in one network namespace.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DropKey {
     /// Raw `skb_drop_reason` value ([`ABSENT`] when the kernel has no reason field).
     pub reason: u32,
@@ -417,6 +421,51 @@ pub struct DropKey {
     pub location: u64,
 }
 const _: () = assert!(core::mem::size_of::<DropKey>() == 16);
+
+/// Slots per CPU in [`MAP_DROP_SLOTS`] (a power of two).
+pub const DROP_SLOTS: usize = 4;
+
+/// One per-CPU "last key" slot in front of [`MAP_DROPS`]: drops of the key it holds are counted
+/// here with a plain add; the kernel moves the count into the drop map only when a drop of
+/// another key (of the same slot index, [`drop_slot_index`]) takes the slot. The drops of a key
+/// are its map entry plus the counts of the slots holding it: the loader reads both (the map
+/// first, then the slots, twice) and merges them (`tracer/src/kernel/drop_slots.rs`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropSlot {
+    /// Odd while the kernel moves the count into the map and gives the slot to another key;
+    /// two more with every takeover. Two reads with the same even `seq` saw the same key, its
+    /// count not yet in the map.
+    pub seq: u32,
+    /// Non-zero while a run of the program uses the slot: a run that interrupted it on the
+    /// same CPU (possible where raw tracepoints have no recursion guard, before 6.10) counts
+    /// its drop in the map directly instead. User space ignores it.
+    pub busy: u32,
+    pub key: DropKey,
+    /// Drops of `key` not yet in the map.
+    pub count: u64,
+}
+const _: () = assert!(core::mem::size_of::<DropSlot>() == 32);
+
+/// The one value of [`MAP_DROP_SLOTS`] on each CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropSlots {
+    pub slots: [DropSlot; DROP_SLOTS],
+}
+const _: () = assert!(core::mem::size_of::<DropSlots>() == 32 * DROP_SLOTS);
+const _: () = assert!(DROP_SLOTS.is_power_of_two() && DROP_SLOTS > 1);
+
+/// The slot of a key: a multiplicative hash of its words (reason, namespace, both halves of
+/// the location), so that keys differing in any of them spread over the slots.
+#[inline(always)]
+pub const fn drop_slot_index(key: &DropKey) -> usize {
+    let mixed = key.reason
+        ^ key.netns.rotate_left(16)
+        ^ (key.location as u32)
+        ^ ((key.location >> 32) as u32);
+    (mixed.wrapping_mul(0x9E37_79B1) >> (32 - DROP_SLOTS.trailing_zeros())) as usize
+}
 
 /// Family values carried in [`FlowKey::family`] (the kernel's `AF_INET`/`AF_INET6`).
 pub const FAMILY_INET: u16 = 2;
@@ -668,6 +717,8 @@ mod pod {
     // SAFETY: all are #[repr(C)] structs of integers with no implicit padding (asserted sizes).
     unsafe impl aya::Pod for TracerConfig {}
     unsafe impl aya::Pod for DropKey {}
+    unsafe impl aya::Pod for DropSlot {}
+    unsafe impl aya::Pod for DropSlots {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowStats {}
     unsafe impl aya::Pod for SoftirqStats {}

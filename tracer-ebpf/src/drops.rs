@@ -1,27 +1,38 @@
 //! Drops: `skb:kfree_skb` counts every dropped skb by drop reason × namespace × freeing location
-//! into `DROPS` (a per-CPU hash), which this module owns. One body, three hooks: the classic
-//! tracepoint reads its record, the raw and BTF tracepoints the arguments.
+//! into `DROPS` (a per-CPU hash) through `DROP_SLOTS` (per CPU, a few "last key" slots whose
+//! counts reach the hash when another key takes the slot); this module owns both. One body,
+//! three hooks: the classic tracepoint reads its record, the raw and BTF tracepoints the
+//! arguments.
 //!
 //! May use `shared` (configuration, record reads, namespaces, counters); no other family.
+
+use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
-    maps::PerCpuHashMap,
+    maps::{PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
     EbpfContext,
 };
-use tracer_common::{counter, DropKey, ABSENT, DROPS_MAX_ENTRIES};
+use tracer_common::{
+    counter, drop_slot_index, DropKey, DropSlot, DropSlots, ABSENT, DROPS_MAX_ENTRIES,
+    DROP_SLOTS as DROP_SLOTS_PER_CPU,
+};
 
 use crate::shared::{
     args::arg_u64,
-    bump, config,
+    atomic_add64, bump, bump_by, config,
     netns::{skb_netns, skb_netns_of},
     record::{ctx_u32, ctx_u64},
 };
 
 #[map(name = "DROPS")]
 static DROPS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(DROPS_MAX_ENTRIES, 0);
+
+/// Per CPU: the last keys counted and their drops not yet in `DROPS` (see [`DropSlot`]).
+#[map(name = "DROP_SLOTS")]
+static DROP_SLOTS: PerCpuArray<DropSlots> = PerCpuArray::with_max_entries(1, 0);
 
 #[tracepoint]
 pub fn kfree_skb(ctx: TracePointContext) -> u32 {
@@ -73,7 +84,9 @@ fn from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
     0
 }
 
-/// Counts one drop under its reason, namespace (None: unread) and freeing location.
+/// Counts one drop under its reason, namespace (None: unread) and freeing location: a plain add
+/// to this CPU's slot when the slot holds the key; otherwise the slot's count goes into `DROPS`
+/// and the slot takes this key (see [`DropSlot`] for how user space reads both).
 #[inline(always)]
 fn count_drop(netns: Option<u32>, location: u64, reason: u32) {
     let netns = netns.unwrap_or_else(|| {
@@ -85,15 +98,62 @@ fn count_drop(netns: Option<u32>, location: u64, reason: u32) {
         netns,
         location,
     };
-    if let Some(count) = DROPS.get_ptr_mut(&key) {
-        // Per-CPU value: no other CPU writes it.
-        unsafe { *count += 1 };
-    } else if DROPS.insert(&key, &1, BPF_NOEXIST as u64).is_err() {
+    // Index 0 of a per-CPU array always exists; the mask keeps the index in bounds.
+    let slot = DROP_SLOTS
+        .get_ptr_mut(0)
+        .and_then(|slots| unsafe {
+            (*slots)
+                .slots
+                .get_mut(drop_slot_index(&key) & (DROP_SLOTS_PER_CPU - 1))
+        })
+        .map(|slot| slot as *mut DropSlot);
+    // SAFETY (every access below): this CPU's slot; a run of this program that interrupts
+    // another on the same CPU sees `busy` set and leaves the slot alone. Volatile, so the
+    // compiler keeps the order of the writes user space relies on (`seq` odd around the move).
+    let (map_key, n, taken) = match slot {
+        Some(slot) if unsafe { read_volatile(addr_of!((*slot).busy)) } == 0 => unsafe {
+            write_volatile(addr_of_mut!((*slot).busy), 1);
+            let count = addr_of_mut!((*slot).count);
+            let held = read_volatile(addr_of!((*slot).key));
+            if held.location == key.location && held.reason == key.reason && held.netns == key.netns
+            {
+                write_volatile(count, read_volatile(count) + 1);
+                write_volatile(addr_of_mut!((*slot).busy), 0);
+                return;
+            }
+            let seq = read_volatile(addr_of!((*slot).seq));
+            write_volatile(addr_of_mut!((*slot).seq), seq.wrapping_add(1));
+            (held, read_volatile(count), Some((slot, seq)))
+        },
+        // Busy: this run interrupted another using the slot (or no slot): straight to the map.
+        _ => (key, 1, None),
+    };
+    if n != 0 {
+        add_to_map(&map_key, n);
+    }
+    if let Some((slot, seq)) = taken {
+        unsafe {
+            write_volatile(addr_of_mut!((*slot).key), key);
+            write_volatile(addr_of_mut!((*slot).count), 1);
+            write_volatile(addr_of_mut!((*slot).seq), seq.wrapping_add(2));
+            write_volatile(addr_of_mut!((*slot).busy), 0);
+        }
+        bump(counter::DROP_SLOT_TAKEOVERS);
+    }
+}
+
+/// Adds `n` drops of `key` to `DROPS` (atomically: a run that interrupted another on the same
+/// CPU may add to the same entry), creating the entry when new.
+#[inline(always)]
+fn add_to_map(key: &DropKey, n: u64) {
+    if let Some(count) = DROPS.get_ptr_mut(key) {
+        atomic_add64(count, n);
+    } else if DROPS.insert(key, &n, BPF_NOEXIST as u64).is_err() {
         // Another CPU may have created the key in between (the entry then exists with a zero
         // slot for this CPU); otherwise the map is full and the loss is counted.
-        match DROPS.get_ptr_mut(&key) {
-            Some(count) => unsafe { *count += 1 },
-            None => bump(counter::DROPS_MAP_FULL),
+        match DROPS.get_ptr_mut(key) {
+            Some(count) => atomic_add64(count, n),
+            None => bump_by(counter::DROPS_MAP_FULL, n),
         }
     }
 }

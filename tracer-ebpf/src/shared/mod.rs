@@ -37,6 +37,15 @@ pub(crate) fn bump(index: u32) {
     }
 }
 
+/// Adds `n` to a probe counter (`tracer_common::counter`), atomically: used where a run that
+/// interrupted another on the same CPU may add too.
+#[inline(always)]
+pub(crate) fn bump_by(index: u32, n: u64) {
+    if let Some(slot) = PROBE_COUNTERS.get_ptr_mut(index) {
+        atomic_add64(slot, n);
+    }
+}
+
 /// One BPF atomic add (`lock xadd`) to a map value. Written out: `core` has no atomic
 /// read-modify-write for the BPF target.
 #[inline(always)]

@@ -11,15 +11,17 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use tracer_common::{
-    counter, DestKey, DestStats, DropKey, ErrorKey, FlowKey, FlowStats, ResetKey, SoftirqStats,
-    BTF_TP_SUFFIX, GLOBAL_CONFIG, MAP_DESTS, MAP_DROPS, MAP_PROBE_COUNTERS, MAP_RESETS,
-    MAP_RETRANS_FLOWS, MAP_SOCK_ERRORS, MAP_SOFTIRQ_STATS, RAW_TP_SUFFIX, SOFTIRQ_VECTORS,
+    counter, DestKey, DestStats, DropKey, DropSlot, DropSlots, ErrorKey, FlowKey, FlowStats,
+    ResetKey, SoftirqStats, BTF_TP_SUFFIX, GLOBAL_CONFIG, MAP_DESTS, MAP_DROPS, MAP_DROP_SLOTS,
+    MAP_PROBE_COUNTERS, MAP_RESETS, MAP_RETRANS_FLOWS, MAP_SOCK_ERRORS, MAP_SOFTIRQ_STATS,
+    RAW_TP_SUFFIX, SOFTIRQ_VECTORS,
 };
 
 use std::os::fd::AsFd as _;
 
 use crate::{
     kernel::btf::typedefs_at_ids,
+    kernel::drop_slots::DropMerge,
     kernel::probes::{HookChoice, HookKind, Plan, ProbeSpec, ProbeState, ProbeStatus},
     kernel::prog_stats::{self, ProgramCounters},
     kernel::snapshot::{sum_per_cpu, Snapshot},
@@ -36,6 +38,10 @@ pub struct Session {
     /// `None` where the kernel refused it (before 5.8).
     run_time_stats: Option<std::os::fd::OwnedFd>,
     drops: PerCpuHashMap<MapData, DropKey, u64>,
+    /// Drops the kernel holds back per CPU, and what the last snapshot gave with them; the lock
+    /// also keeps two snapshots from reading the drops at once (see `drop_slots`).
+    drop_slots: PerCpuArray<MapData, DropSlots>,
+    drop_merge: std::sync::Mutex<DropMerge>,
     flows: AyaHashMap<MapData, FlowKey, FlowStats>,
     softirq: PerCpuArray<MapData, SoftirqStats>,
     counters: PerCpuArray<MapData, u64>,
@@ -290,6 +296,7 @@ impl Session {
                 .ok_or_else(|| anyhow!("map {name} not in the eBPF object"))
         };
         let drops = PerCpuHashMap::try_from(take(&mut ebpf, MAP_DROPS)?)?;
+        let drop_slots = PerCpuArray::try_from(take(&mut ebpf, MAP_DROP_SLOTS)?)?;
         let flows = AyaHashMap::try_from(take(&mut ebpf, MAP_RETRANS_FLOWS)?)?;
         let softirq = PerCpuArray::try_from(take(&mut ebpf, MAP_SOFTIRQ_STATS)?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, MAP_PROBE_COUNTERS)?)?;
@@ -300,6 +307,8 @@ impl Session {
             _ebpf: ebpf,
             run_time_stats,
             drops,
+            drop_slots,
+            drop_merge: std::sync::Mutex::new(DropMerge::default()),
             flows,
             softirq,
             counters,
@@ -334,6 +343,15 @@ impl Session {
             .collect()
     }
 
+    /// Every CPU's drop slots, CPU by CPU.
+    fn read_drop_slots(&self) -> Result<Vec<DropSlot>> {
+        let per_cpu = self
+            .drop_slots
+            .get(&0, 0)
+            .context("reading the per-CPU drop slots")?;
+        Ok(per_cpu.iter().flat_map(|cpu| cpu.slots).collect())
+    }
+
     /// Copies every map. Entries that vanish while being read (LRU eviction) are skipped.
     pub fn snapshot(&self) -> Result<Snapshot> {
         self.snapshot_with(true)
@@ -346,10 +364,21 @@ impl Session {
             has_flow_maps: flow_maps,
             ..Snapshot::default()
         };
-        for entry in self.drops.iter() {
-            let Ok((key, per_cpu)) = entry else { continue };
-            let total = sum_per_cpu(per_cpu.iter().copied());
-            *snap.drops.entry(key).or_insert(0) += total;
+        {
+            // The map, then every CPU's slots twice, then the merge, all under the lock: the
+            // order and the merge's memory are what keep the counts exact (`drop_slots`).
+            let mut merge = self
+                .drop_merge
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for entry in self.drops.iter() {
+                let Ok((key, per_cpu)) = entry else { continue };
+                let total = sum_per_cpu(per_cpu.iter().copied());
+                *snap.drops.entry(key).or_insert(0) += total;
+            }
+            let first = self.read_drop_slots()?;
+            let second = self.read_drop_slots()?;
+            merge.merge(&mut snap.drops, &first, &second);
         }
         for entry in self.flows.iter() {
             let Ok((key, stats)) = entry else { continue };

@@ -1,9 +1,11 @@
 //! The running kernel: what it offers (tracefs formats, BTF, kallsyms), which probes can attach
 //! and how (startup), loading them (loader, prog_stats and, for `tracer capture`, capture: the only modules that touch aya) and plain copies of
-//! their maps (snapshot). Uses nothing else of this crate.
+//! their maps (snapshot; drop_slots adds the drops the kernel holds back per CPU). Uses nothing
+//! else of this crate.
 
 pub mod btf;
 pub mod capture;
+pub mod drop_slots;
 pub mod emulate;
 pub mod format;
 pub mod hooks;
