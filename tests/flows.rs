@@ -224,23 +224,29 @@ fn segments_delivered(ns: &Netns) -> u64 {
         - ns.net_counter("netstat", "TcpExt", "TCPBacklogDrop")
 }
 
-/// A snapshot taken while neither namespace's TCP delivered a segment (the same counts just
-/// before and just after it; a late delayed ACK or window update is waited out), and those
-/// counts.
+/// A snapshot taken while `tcp_probe` ran nowhere on the host (its own event count the same in
+/// two snapshots back to back; the second one is returned, read entirely between the two counts)
+/// and neither namespace's TCP delivered a segment (the same counts just before and after), and
+/// those counts. A late delayed ACK, or TCP traffic of another process, is waited out.
 fn quiet_snapshot(
     tracer: &LiveTracer,
     link: &Link,
 ) -> (tracer::kernel::snapshot::Snapshot, (u64, u64)) {
     let delivered = || (segments_delivered(&link.a), segments_delivered(&link.b));
-    for _ in 0..20 {
+    let events = |snap: &tracer::kernel::snapshot::Snapshot| {
+        snap.counter(tracer_common::counter::TCP_PROBE_EVENTS)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
         let before = delivered();
+        let first = tracer.snapshot().expect("snapshot");
         let snap = tracer.snapshot().expect("snapshot");
-        if delivered() == before {
+        if delivered() == before && events(&first) == events(&snap) {
             return (snap, before);
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("the lab's TCP never went quiet");
+    panic!("the lab's TCP, or the host's tcp_probe, never went quiet for 60 s");
 }
 
 /// One established connection of the exactness test: the client's end and a server thread
@@ -326,11 +332,15 @@ fn rtt_samples(
 
 /// Issue 15: RTT samples wait in per-CPU slots before they reach the destination map; every
 /// one of them is still counted, once. On each hook kind, connections on three ports send
-/// bulk data and small messages one after the other, then all at once; each time, the RTT
-/// samples of each namespace's destinations are exactly the segments its TCP delivered
-/// (`InSegs`, less backlog merges and drops: `tcp_probe` fires once per delivered segment of
-/// an established socket, and both ends of these connections are established before the first
-/// snapshot and quiet at each snapshot). Snapshots taken while the traffic runs never go back.
+/// bulk data and small messages one after the other, then all at once. Each time, between two
+/// snapshots taken while no `tcp_probe` ran on the host, the RTT samples of all destinations
+/// are exactly the program's runs less those that took no sample (`tcp_probe_events` less
+/// `rtt_unmeasured_events`, and read errors). And each namespace's samples are the segments its
+/// TCP delivered (`InSegs`, less backlog merges and drops: `tcp_probe` fires once per delivered
+/// segment of an established socket), never more, and fewer by at most 1 % (+1): on this
+/// kernel a tracepoint hit now and then runs no BPF program at all, with no recursion miss
+/// counted (see docs/performance.md, "tcp_probe: RTT samples batched per CPU"). Snapshots taken
+/// while the traffic runs never go back.
 #[test]
 fn rtt_samples_per_destination_are_the_segments_each_side_received() {
     if !privileged("rtt_samples_exact") {
@@ -438,17 +448,47 @@ fn rtt_samples_exact_on(kind: HookKind) {
         );
         assert!(a1 - a0 > 0 && b1 - b0 > 0);
         let (sum_a, sum_b) = (got_a.values().sum::<u64>(), got_b.values().sum::<u64>());
-        assert!(
-            sum_a <= a1 - a0 && sum_b <= b1 - b0,
-            "{}: more samples than segments",
+        // Exact: every run of the program that took a sample has it counted, once, whichever
+        // namespace it was in (other processes' TCP included).
+        let all_samples: u64 = end
+            .since(&start)
+            .dests
+            .values()
+            .map(|d| d.rtt_samples)
+            .sum();
+        let runs = counted(tracer_common::counter::TCP_PROBE_EVENTS);
+        let unmeasured = counted(tracer_common::counter::RTT_UNMEASURED);
+        let read_errors = counted(tracer_common::counter::READ_ERRORS);
+        let evicted = end.since(&start).dests_evicted;
+        eprintln!(
+            "{}: tcp_probe runs {runs}, without RTT {unmeasured}; RTT samples of every \
+             destination {all_samples}; destinations evicted {evicted}",
+            kind.as_str()
+        );
+        assert_eq!(
+            (
+                evicted,
+                counted(tracer_common::counter::DESTS_INSERT_FAILED)
+            ),
+            (0, 0),
+            "{}: destinations evicted or not inserted",
             kind.as_str()
         );
         assert!(
-            (a1 - a0) + (b1 - b0) - (sum_a + sum_b) <= missed,
-            "{}: {} segments without a sample, {missed} runs missed",
-            kind.as_str(),
-            (a1 - a0) + (b1 - b0) - (sum_a + sum_b)
+            all_samples <= runs - unmeasured && all_samples + read_errors >= runs - unmeasured,
+            "{}: {all_samples} RTT samples for {runs} runs of tcp_probe, {unmeasured} without \
+             RTT, {read_errors} read errors",
+            kind.as_str()
         );
+        // Per namespace: the segments delivered, less the hits that ran no program (few).
+        for (side, got, delivered) in [("a", sum_a, a1 - a0), ("b", sum_b, b1 - b0)] {
+            assert!(
+                got <= delivered && delivered - got <= delivered / 100 + 1 + missed,
+                "{}: side {side}: {got} RTT samples for {delivered} segments delivered \
+                 ({missed} runs missed)",
+                kind.as_str()
+            );
+        }
         // Only the connections that sent have samples, under their own destination (the
         // server's side under its listening port).
         let ports: Vec<u16> = senders.iter().map(|i| PORTS[*i]).collect();

@@ -112,8 +112,11 @@ pub mod counter {
     /// Retransmitting flows inserted into the flow map (new keys); inserts minus the growth of
     /// the map is what the LRU evicted.
     pub const FLOW_INSERTS: u32 = 19;
+    /// `tcp:tcp_probe` events of a socket with no RTT measured yet (smoothed RTT 0): no sample.
+    /// Every other event is one RTT sample, or a read error.
+    pub const RTT_UNMEASURED: u32 = 20;
     /// Number of counters.
-    pub const COUNT: u32 = 20;
+    pub const COUNT: u32 = 21;
 }
 
 /// Field offsets of the attached tracepoints (from tracefs `format` files) and kernel struct

@@ -170,6 +170,7 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     };
     // No RTT measured yet on this socket.
     if srtt == 0 {
+        bump(counter::RTT_UNMEASURED);
         return 0;
     }
     let Some(remote) = ctx_sockaddr(&ctx, config!(probe_daddr_sa)) else {
@@ -207,6 +208,7 @@ fn probe_from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
     // (before the shift), a relation the verifier does not follow ("unbounded memory access").
     let srtt = core::hint::black_box(srtt_us >> 3);
     if srtt == 0 {
+        bump(counter::RTT_UNMEASURED);
         return 0;
     }
     let Some(remote) = sock_remote::<TYPED>(sk) else {

@@ -12,8 +12,10 @@
 //! snapshot before may already have counted from the slot. [`RttMerge`] remembers, for every
 //! destination that had pending samples, what the last snapshot gave, and gives at least that
 //! (per bucket, and for the sum) while the map's own entry has not gone back (an entry evicted
-//! and created again starts over, as without the slots). Once the traffic stops, every slot is
-//! read as stable and the counts are exact.
+//! and created again starts over, as without the slots). A destination that had only pending
+//! samples, moved into the map after the map was read, is in neither the map nor a stable slot:
+//! it gets what it had (once: absent again, its new entry was evicted). Once `tcp_probe` stops,
+//! every slot is read as stable and the counts are exact.
 
 use std::collections::HashMap;
 
@@ -23,8 +25,12 @@ use tracer_common::{DestKey, DestStats, RttPending, LAT_BUCKETS};
 /// samples.
 #[derive(Debug, Clone, PartialEq)]
 struct Given {
-    /// `rtt_sum_us` of the map's entry alone (without pending samples).
-    map_sum_us: u64,
+    /// `rtt_sum_us` of the map's entry alone (without pending samples); `None`: not in the map
+    /// as read (its samples all pending).
+    map_sum_us: Option<u64>,
+    /// Given while in neither the map nor a stable slot (see [`RttMerge::merge`]): given so at
+    /// most once.
+    absent: bool,
     /// What the snapshot gave: the sum and the histogram with the pending samples.
     sum_us: u64,
     hist: Box<[u32; LAT_BUCKETS]>,
@@ -81,14 +87,28 @@ impl RttMerge {
             stats.rtt_sum_us = stats.rtt_sum_us.wrapping_add(s.sum_us);
         }
         let mut lifted: Vec<DestKey> = Vec::new();
+        let mut absent: Vec<DestKey> = Vec::new();
         for (key, before) in &self.given {
-            let (Some(stats), Some(map_sum)) = (dests.get_mut(key), map_sums.get(key)) else {
-                continue;
-            };
-            // The entry went back: evicted and created again, it starts over.
-            if *map_sum < before.map_sum_us {
-                continue;
+            let map_sum = map_sums.get(key).copied();
+            // The entry went back, or is gone: evicted (and maybe created again), it starts
+            // over.
+            if let Some(before_sum) = before.map_sum_us {
+                if map_sum.is_none_or(|now| now < before_sum) {
+                    continue;
+                }
             }
+            // A destination that had only pending samples and is in neither the map nor a
+            // stable slot now: its samples moved into the map after the map was read (and the
+            // slot went to another destination); it keeps what it was given, once (still
+            // absent the next time: its new entry was evicted at once).
+            let present = dests.contains_key(key);
+            if !present {
+                if before.absent {
+                    continue;
+                }
+                absent.push(*key);
+            }
+            let stats = dests.entry(*key).or_default();
             let behind_before = stats.rtt_sum_us < before.sum_us
                 || stats
                     .rtt_hist
@@ -109,7 +129,8 @@ impl RttMerge {
                 continue;
             };
             given.entry(key).or_insert_with(|| Given {
-                map_sum_us: map_sums.get(&key).copied().unwrap_or(0),
+                map_sum_us: map_sums.get(&key).copied(),
+                absent: absent.contains(&key),
                 sum_us: stats.rtt_sum_us,
                 hist: Box::new(stats.rtt_hist),
             });
@@ -204,6 +225,53 @@ mod tests {
         merge.merge(&mut dests, &empty, &empty);
         assert_eq!(dests[&key(80)], moved, "exact once nothing is pending");
         assert!(merge.given.is_empty());
+    }
+
+    /// A destination whose samples were all pending, moved into the map after the next
+    /// snapshot read the map (its slot then taken by another destination): the next snapshot
+    /// still has it, with no fewer samples; it starts from the map's once the map has them.
+    #[test]
+    fn a_destination_only_pending_is_kept_while_its_samples_move() {
+        let mut merge = RttMerge::default();
+        let mut dests = HashMap::new();
+        let slots = [slot(2, key(80), 100, 2)];
+        merge.merge(&mut dests, &slots, &slots);
+        assert_eq!(samples(&dests[&key(80)]), 2);
+        // Moved between the reads; the slot now holds one sample of another destination.
+        let mut dests = HashMap::new();
+        let slots = [slot(4, key(443), 100, 1)];
+        merge.merge(&mut dests, &slots, &slots);
+        assert_eq!(samples(&dests[&key(80)]), 2, "kept as given");
+        assert_eq!(dests[&key(80)].rtt_sum_us, 200);
+        // Moved and one more pending: 1 in the slot, none in the map as read.
+        let mut dests = HashMap::new();
+        let slots = [slot(6, key(80), 100, 1)];
+        merge.merge(&mut dests, &slots, &slots);
+        assert_eq!(samples(&dests[&key(80)]), 2, "no fewer than given");
+        // The map has the 2 (and the slot's one moved too): exact.
+        let mut dests = HashMap::from([(key(80), entry(100, 3))]);
+        let empty = [slot(8, key(80), 100, 0)];
+        merge.merge(&mut dests, &empty, &empty);
+        assert_eq!(samples(&dests[&key(80)]), 3);
+        // Gone from the map after having been there: evicted, not brought back.
+        let mut dests = HashMap::new();
+        merge.merge(&mut dests, &empty, &empty);
+        assert!(dests.is_empty());
+    }
+
+    /// A destination given while absent (its new entry evicted at once) is given so only once.
+    #[test]
+    fn an_absent_destination_is_kept_once() {
+        let mut merge = RttMerge::default();
+        let slots = [slot(2, key(80), 100, 2)];
+        merge.merge(&mut HashMap::new(), &slots, &slots);
+        let other = [slot(4, key(443), 100, 1)];
+        let mut dests = HashMap::new();
+        merge.merge(&mut dests, &other, &other);
+        assert_eq!(samples(&dests[&key(80)]), 2);
+        let mut dests = HashMap::new();
+        merge.merge(&mut dests, &other, &other);
+        assert!(!dests.contains_key(&key(80)));
     }
 
     /// An entry evicted and created again starts over: the merge does not hold it up.
