@@ -335,7 +335,7 @@ fn rtt_samples(
 /// bulk data and small messages one after the other, then all at once. Each time, between two
 /// snapshots taken while no `tcp_probe` ran on the host, the RTT samples of all destinations
 /// are exactly the program's runs less those that took no sample (`tcp_probe_events` less
-/// `rtt_unmeasured_events`, and read errors). And each namespace's samples are the segments its
+/// `rtt_unmeasured_runs`, and read errors). And each namespace's samples are the segments its
 /// TCP delivered (`InSegs`, less backlog merges and drops: `tcp_probe` fires once per delivered
 /// segment of an established socket), never more, and fewer by at most 1 % (+1): on this
 /// kernel a tracepoint hit now and then runs no BPF program at all, with no recursion miss

@@ -297,7 +297,7 @@ pub fn counter_names() -> [(&'static str, u32); counter::COUNT as usize] {
         ),
         ("connect_start_missing", counter::CONNECT_START_MISSING),
         ("flows_inserted", counter::FLOW_INSERTS),
-        ("rtt_unmeasured_events", counter::RTT_UNMEASURED),
+        ("rtt_unmeasured_runs", counter::RTT_UNMEASURED),
     ]
 }
 
