@@ -20,6 +20,7 @@ pub const MAP_PROBE_COUNTERS: &str = "PROBE_COUNTERS";
 pub const MAP_DESTS: &str = "DESTS";
 pub const MAP_RESETS: &str = "RESETS";
 pub const MAP_SOCK_ERRORS: &str = "SOCK_ERRORS";
+pub const MAP_RTT_PENDING: &str = "RTT_PENDING";
 
 /// Program names (the function names in `tracer-ebpf`).
 pub const PROG_KFREE_SKB: &str = "kfree_skb";
@@ -46,6 +47,15 @@ pub const RETRANS_FLOWS_MAX_ENTRIES: u32 = 65_536;
 /// least recently used destination is evicted; the loader counts how many were (inserts minus
 /// entries kept) and the report says so.
 pub const DESTS_MAX_ENTRIES: u32 = 4096;
+/// Slots of [`MAP_RTT_PENDING`] on each CPU (a power of two), in sets of two: a destination
+/// and bucket may use either slot of its set, so two busy ones that hash to one set (the two
+/// ends of a connection on one CPU, or one RTT moving between two buckets) both keep a slot.
+pub const RTT_PENDING_SLOTS: usize = 8;
+/// A slot of [`MAP_RTT_PENDING`] adds its samples to [`MAP_DESTS`] once it holds this many
+/// (and whenever another destination or bucket takes the slot): a busy destination's entry
+/// stays recently used in the LRU, and the map alone lags by fewer than this many samples per
+/// slot.
+pub const RTT_PENDING_FLUSH: u32 = 1024;
 /// Capacity of the LRU [`MAP_RESETS`] (flow × direction × reason).
 pub const RESETS_MAX_ENTRIES: u32 = 8192;
 /// Capacity of the LRU [`MAP_SOCK_ERRORS`] (destination × error).
@@ -106,8 +116,11 @@ pub mod counter {
     /// Drop slots (`DROP_SLOTS`) taken over by another key: each moved the slot's count into
     /// the drop map (one hash update). Drops minus these is how many cost a plain add.
     pub const DROP_SLOT_TAKEOVERS: u32 = 20;
+    /// `tcp:tcp_probe` events of a socket with no RTT measured yet (smoothed RTT 0): no sample.
+    /// Every other event is one RTT sample, or a read error.
+    pub const RTT_UNMEASURED: u32 = 21;
     /// Number of counters.
-    pub const COUNT: u32 = 21;
+    pub const COUNT: u32 = 22;
 }
 
 /// Field offsets of the attached tracepoints (from tracefs `format` files) and kernel struct
@@ -508,7 +521,7 @@ const _: () = assert!(core::mem::size_of::<FlowStats>() == 40);
 /// Key of [`MAP_DESTS`]: a remote TCP endpoint (address and port) seen from one namespace.
 /// Addresses as in [`FlowKey`].
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DestKey {
     pub netns: u32,
     pub family: u16,
@@ -551,6 +564,38 @@ pub struct DestStats {
     pub connect_hist: [u32; LAT_BUCKETS],
 }
 const _: () = assert!(core::mem::size_of::<DestStats>() == 64 + 8 * LAT_BUCKETS);
+
+/// A slot of [`MAP_RTT_PENDING`] (per CPU, [`RTT_PENDING_SLOTS`] slots): `tcp_probe`'s RTT
+/// samples of one destination in one histogram bucket, counted on this CPU and not yet added to
+/// [`MAP_DESTS`]. A segment of the same destination whose smoothed RTT falls in the same bucket
+/// costs two plain adds here instead of a hash lookup and two atomic adds there; the kernel
+/// moves the counts into the destination's entry when another destination or bucket takes the
+/// slot, or after [`RTT_PENDING_FLUSH`] samples. The RTT of a destination is its entry plus its
+/// pending slots: the loader reads both (the map first, then the slots, twice).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RttPending {
+    /// Odd while the kernel moves the counts or gives the slot to another destination; it
+    /// changes with every move, so two reads with the same even `seq` saw the same samples
+    /// still pending.
+    pub seq: u32,
+    /// [`lat_bucket`] of the samples.
+    pub bucket: u32,
+    pub key: DestKey,
+    /// Samples pending (0: none).
+    pub count: u32,
+    pub _pad: u32,
+    /// Sum of their smoothed RTTs, µs.
+    pub sum_us: u64,
+}
+const _: () = assert!(core::mem::size_of::<RttPending>() == 48);
+
+/// The one value of [`MAP_RTT_PENDING`] on each CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RttPendingSlots {
+    pub slots: [RttPending; RTT_PENDING_SLOTS],
+}
 
 impl Default for DestStats {
     fn default() -> Self {
@@ -726,6 +771,8 @@ mod pod {
     unsafe impl aya::Pod for DestStats {}
     unsafe impl aya::Pod for ResetKey {}
     unsafe impl aya::Pod for ErrorKey {}
+    unsafe impl aya::Pod for RttPending {}
+    unsafe impl aya::Pod for RttPendingSlots {}
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Destinations: per remote address and port, RTT (`tcp:tcp_probe`), connection outcomes and
 //! connect time (`sock:inet_sock_set_state`) and socket errors (`sock:inet_sk_error_report`).
-//! Owns `DESTS` and its zero template `DEST_ZERO`, `SOCK_ERRORS`, `CONNECT_START`, the
-//! socket-namespace cache `SK_NETNS_CACHE` and `LAST_CLOSE` (which gives an error report the
-//! namespace of the socket just closed). One body per event, three hooks: the classic
-//! tracepoint reads its record, the raw and BTF tracepoints the arguments and the socket.
+//! Owns `DESTS` and its zero template `DEST_ZERO`, the per-CPU batches of RTT samples
+//! `RTT_PENDING`, `SOCK_ERRORS`, `CONNECT_START`, the socket-namespace cache `SK_NETNS_CACHE`
+//! and `LAST_CLOSE` (which gives an error report the namespace of the socket just closed).
+//! One body per event, three hooks: the classic tracepoint reads its record, the raw and BTF
+//! tracepoints the arguments and the socket.
 //!
 //! May use `shared` (configuration, record reads, namespaces, counters, atomic adds); no other
 //! family.
@@ -19,9 +20,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use tracer_common::{
-    counter, keyed_by_local_end, lat_bucket, DestKey, DestStats, ErrorKey, ABSENT,
-    CONNECT_START_MAX_ENTRIES, DESTS_MAX_ENTRIES, FAMILY_INET, FAMILY_INET6,
-    SOCK_ERRORS_MAX_ENTRIES,
+    counter, keyed_by_local_end, lat_bucket, DestKey, DestStats, ErrorKey, RttPending,
+    RttPendingSlots, ABSENT, CONNECT_START_MAX_ENTRIES, DESTS_MAX_ENTRIES, FAMILY_INET,
+    FAMILY_INET6, RTT_PENDING_FLUSH, RTT_PENDING_SLOTS, SOCK_ERRORS_MAX_ENTRIES,
 };
 
 use crate::shared::{
@@ -39,6 +40,10 @@ static DESTS: LruHashMap<DestKey, DestStats> = LruHashMap::with_max_entries(DEST
 /// (1 KiB does not fit the 512-byte BPF stack).
 #[map(name = "DEST_ZERO")]
 static DEST_ZERO: PerCpuArray<DestStats> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per CPU: RTT samples counted but not yet added to `DESTS` (see [`RttPending`]).
+#[map(name = "RTT_PENDING")]
+static RTT_PENDING: PerCpuArray<RttPendingSlots> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "SOCK_ERRORS")]
 static SOCK_ERRORS: LruHashMap<ErrorKey, u64> =
@@ -165,6 +170,7 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     };
     // No RTT measured yet on this socket.
     if srtt == 0 {
+        bump(counter::RTT_UNMEASURED);
         return 0;
     }
     let Some(remote) = ctx_sockaddr(&ctx, config!(probe_daddr_sa)) else {
@@ -202,6 +208,7 @@ fn probe_from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
     // (before the shift), a relation the verifier does not follow ("unbounded memory access").
     let srtt = core::hint::black_box(srtt_us >> 3);
     if srtt == 0 {
+        bump(counter::RTT_UNMEASURED);
         return 0;
     }
     let Some(remote) = sock_remote::<TYPED>(sk) else {
@@ -224,10 +231,13 @@ fn srtt_us<const TYPED: bool>(sk: u64) -> Option<u32> {
     sock_u32::<true>(tcp_sock, config!(tp_srtt_us))
 }
 
-/// One RTT sample into the destination's histogram. The hot path: one cached namespace, one
-/// hash lookup, two atomic adds (the sample count is the histogram's sum, added up in user
-/// space). `remote`/`local`: (family, port, address) of each end. `TYPED`: the socket's
-/// namespace is two plain loads, cheaper than the per-CPU cache that saves helper reads.
+/// One RTT sample into the destination's histogram. The hot path: one cached namespace and,
+/// when the destination and bucket hold a slot of this CPU's `RTT_PENDING`, two plain adds
+/// there (count and sum); otherwise the samples of the slot it takes go into `DESTS` (one hash
+/// lookup, two atomic adds) and the slot starts over with this one; so does a slot that
+/// reaches `RTT_PENDING_FLUSH` samples. `remote`/`local`: (family,
+/// port, address) of each end. `TYPED`: the socket's namespace is two plain loads, cheaper
+/// than the per-CPU cache that saves helper reads.
 #[inline(always)]
 fn rtt_sample<const TYPED: bool>(
     srtt: u32,
@@ -262,14 +272,94 @@ fn rtt_sample<const TYPED: bool>(
         dport,
         daddr,
     };
-    let Some(stats) = dest_entry(&key) else {
+    let bucket = lat_bucket(u64::from(srtt)) as u32;
+    let srtt = u64::from(srtt);
+    // Index 0 of a per-CPU array is always there: no sample is lost to this `else`.
+    let Some((slot, holds)) = pending_slot(&key, bucket) else {
         return;
     };
-    let bucket = lat_bucket(u64::from(srtt));
+    if holds {
+        slot.count += 1;
+        slot.sum_us += srtt;
+        if slot.count < RTT_PENDING_FLUSH {
+            return;
+        }
+    }
+    // The slot's samples go into the map (one call site: each one costs verification time):
+    // all of them once it is full, or another destination's or bucket's as this one takes it.
+    slot.seq = slot.seq.wrapping_add(1);
+    if slot.count != 0 {
+        add_rtt(&slot.key, slot.bucket, slot.count, slot.sum_us);
+    }
+    if holds {
+        slot.count = 0;
+        slot.sum_us = 0;
+    } else {
+        slot.key = key;
+        slot.bucket = bucket;
+        slot.count = 1;
+        slot.sum_us = srtt;
+    }
+    slot.seq = slot.seq.wrapping_add(1);
+}
+
+/// This CPU's pending slot for a destination and bucket, and whether it holds them: the one of
+/// its set (two slots, chosen by a multiplicative hash of its fields: the two ends of a veth or
+/// loopback connection differ only by namespace) that holds them, else the one of the two with
+/// fewer samples pending, to be taken over.
+#[inline(always)]
+fn pending_slot(key: &DestKey, bucket: u32) -> Option<(&'static mut RttPending, bool)> {
+    let mixed = key.netns
+        ^ key.daddr[0]
+        ^ key.daddr[3]
+        ^ (u32::from(key.dport) << 16)
+        ^ (u32::from(key.family) << 8)
+        ^ bucket;
+    let set = (mixed.wrapping_mul(0x9E37_79B1) >> (32 - RTT_PENDING_SLOTS.trailing_zeros()))
+        as usize
+        & !1;
+    let slots = RTT_PENDING.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slots; only this program writes them, and a run is never nested in
+    // another run of it on the same CPU (the kernel skips nested runs as recursion misses).
+    let slots = unsafe { &mut (*slots).slots };
+    let first = slots.get(set)?;
+    let second = slots.get(set + 1)?;
+    let holds = |s: &RttPending| s.bucket == bucket && same_dest(&s.key, key);
+    let (way, held) = if holds(first) {
+        (0, true)
+    } else if holds(second) {
+        (1, true)
+    } else if second.count < first.count {
+        (1, false)
+    } else {
+        (0, false)
+    };
+    Some((slots.get_mut(set + way)?, held))
+}
+
+/// Whether two destinations are the same (word by word: no `memcmp` on the BPF target).
+#[inline(always)]
+fn same_dest(a: &DestKey, b: &DestKey) -> bool {
+    a.netns == b.netns
+        && a.family == b.family
+        && a.dport == b.dport
+        && a.daddr[0] == b.daddr[0]
+        && a.daddr[1] == b.daddr[1]
+        && a.daddr[2] == b.daddr[2]
+        && a.daddr[3] == b.daddr[3]
+}
+
+/// Adds `count` samples of one bucket, summing to `sum_us`, to the destination's entry
+/// (created when new). The sample count is the histogram's sum, added up in user space.
+#[inline(always)]
+fn add_rtt(key: &DestKey, bucket: u32, count: u32, sum_us: u64) {
+    let Some(stats) = dest_entry(key) else {
+        return;
+    };
     unsafe {
-        atomic_add64(addr_of_mut!((*stats).rtt_sum_us), u64::from(srtt));
-        if let Some(slot) = (*stats).rtt_hist.get_mut(bucket) {
-            atomic_add32(slot, 1);
+        atomic_add64(addr_of_mut!((*stats).rtt_sum_us), sum_us);
+        if let Some(slot) = (*stats).rtt_hist.get_mut(bucket as usize) {
+            atomic_add32(slot, count);
         }
     }
 }

@@ -976,6 +976,8 @@ mod cost_line_tests {
                 ("kfree_skb_events", 4_000),
                 ("sock_state_events", 1_200),
                 ("tcp_probe_events", 0),
+                // Runs already among tcp_probe_events: not events of their own.
+                ("rtt_unmeasured_runs", 7),
                 ("drops_map_full", 0),
                 ("read_errors", 2),
             ]

@@ -12,9 +12,9 @@ use aya::{
 };
 use tracer_common::{
     counter, DestKey, DestStats, DropKey, DropSlot, DropSlots, ErrorKey, FlowKey, FlowStats,
-    ResetKey, SoftirqStats, BTF_TP_SUFFIX, GLOBAL_CONFIG, MAP_DESTS, MAP_DROPS, MAP_DROP_SLOTS,
-    MAP_PROBE_COUNTERS, MAP_RESETS, MAP_RETRANS_FLOWS, MAP_SOCK_ERRORS, MAP_SOFTIRQ_STATS,
-    RAW_TP_SUFFIX, SOFTIRQ_VECTORS,
+    ResetKey, RttPending, RttPendingSlots, SoftirqStats, BTF_TP_SUFFIX, GLOBAL_CONFIG, MAP_DESTS,
+    MAP_DROPS, MAP_DROP_SLOTS, MAP_PROBE_COUNTERS, MAP_RESETS, MAP_RETRANS_FLOWS, MAP_RTT_PENDING,
+    MAP_SOCK_ERRORS, MAP_SOFTIRQ_STATS, RAW_TP_SUFFIX, SOFTIRQ_VECTORS,
 };
 
 use std::os::fd::AsFd as _;
@@ -24,6 +24,7 @@ use crate::{
     kernel::drop_slots::DropMerge,
     kernel::probes::{HookChoice, HookKind, Plan, ProbeSpec, ProbeState, ProbeStatus},
     kernel::prog_stats::{self, ProgramCounters},
+    kernel::rtt_pending::RttMerge,
     kernel::snapshot::{sum_per_cpu, Snapshot},
 };
 
@@ -46,6 +47,9 @@ pub struct Session {
     softirq: PerCpuArray<MapData, SoftirqStats>,
     counters: PerCpuArray<MapData, u64>,
     dests: AyaHashMap<MapData, DestKey, DestStats>,
+    /// RTT samples the kernel holds back per CPU, and what the last snapshot gave with them.
+    rtt_pending: PerCpuArray<MapData, RttPendingSlots>,
+    rtt_merge: std::sync::Mutex<RttMerge>,
     resets: AyaHashMap<MapData, ResetKey, u64>,
     sock_errors: AyaHashMap<MapData, ErrorKey, u64>,
     /// Outcome of every probe, attached or not.
@@ -301,6 +305,7 @@ impl Session {
         let softirq = PerCpuArray::try_from(take(&mut ebpf, MAP_SOFTIRQ_STATS)?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, MAP_PROBE_COUNTERS)?)?;
         let dests = AyaHashMap::try_from(take(&mut ebpf, MAP_DESTS)?)?;
+        let rtt_pending = PerCpuArray::try_from(take(&mut ebpf, MAP_RTT_PENDING)?)?;
         let resets = AyaHashMap::try_from(take(&mut ebpf, MAP_RESETS)?)?;
         let sock_errors = AyaHashMap::try_from(take(&mut ebpf, MAP_SOCK_ERRORS)?)?;
         Ok(Session {
@@ -313,6 +318,8 @@ impl Session {
             softirq,
             counters,
             dests,
+            rtt_pending,
+            rtt_merge: std::sync::Mutex::new(RttMerge::default()),
             resets,
             sock_errors,
             probes,
@@ -352,6 +359,15 @@ impl Session {
         Ok(per_cpu.iter().flat_map(|cpu| cpu.slots).collect())
     }
 
+    /// Every CPU's pending RTT slots, CPU by CPU.
+    fn read_rtt_pending(&self) -> Result<Vec<RttPending>> {
+        let per_cpu = self
+            .rtt_pending
+            .get(&0, 0)
+            .context("reading the pending RTT samples")?;
+        Ok(per_cpu.iter().flat_map(|cpu| cpu.slots).collect())
+    }
+
     /// Copies every map. Entries that vanish while being read (LRU eviction) are skipped.
     pub fn snapshot(&self) -> Result<Snapshot> {
         self.snapshot_with(true)
@@ -385,13 +401,22 @@ impl Session {
             snap.flows.insert(key, stats);
         }
         for entry in self.dests.iter() {
-            let Ok((key, mut stats)) = entry else {
+            let Ok((key, stats)) = entry else {
                 continue;
             };
-            stats.rtt_samples = stats.rtt_hist.iter().map(|c| u64::from(*c)).sum();
             snap.dests.insert(key, stats);
         }
         snap.dest_entries = snap.dests.len() as u64;
+        // After the map, twice: see `rtt_pending` for why this order counts no sample twice.
+        let first = self.read_rtt_pending()?;
+        let second = self.read_rtt_pending()?;
+        self.rtt_merge
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .merge(&mut snap.dests, &first, &second);
+        for stats in snap.dests.values_mut() {
+            stats.rtt_samples = stats.rtt_hist.iter().map(|c| u64::from(*c)).sum();
+        }
         for entry in self.resets.iter() {
             let Ok((key, count)) = entry else { continue };
             snap.resets.insert(key, count);

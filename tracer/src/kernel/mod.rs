@@ -1,7 +1,7 @@
 //! The running kernel: what it offers (tracefs formats, BTF, kallsyms), which probes can attach
 //! and how (startup), loading them (loader, prog_stats and, for `tracer capture`, capture: the only modules that touch aya) and plain copies of
-//! their maps (snapshot; drop_slots adds the drops the kernel holds back per CPU). Uses nothing
-//! else of this crate.
+//! their maps (snapshot; drop_slots adds the drops and rtt_pending the RTT samples the kernel
+//! holds back per CPU). Uses nothing else of this crate.
 
 pub mod btf;
 pub mod capture;
@@ -14,6 +14,7 @@ pub mod loader;
 pub mod names;
 pub mod probes;
 pub mod prog_stats;
+pub mod rtt_pending;
 pub mod snapshot;
 pub mod startup;
 pub mod tracefs;

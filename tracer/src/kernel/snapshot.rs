@@ -298,6 +298,7 @@ pub fn counter_names() -> [(&'static str, u32); counter::COUNT as usize] {
         ("connect_start_missing", counter::CONNECT_START_MISSING),
         ("flows_inserted", counter::FLOW_INSERTS),
         ("drop_slot_takeovers", counter::DROP_SLOT_TAKEOVERS),
+        ("rtt_unmeasured_runs", counter::RTT_UNMEASURED),
     ]
 }
 
