@@ -569,8 +569,9 @@ impl CounterSource {
         plan: &SamplePlan,
     ) -> std::collections::BTreeSet<u32> {
         let known: Vec<u32> = handles.iter().map(|h| h.inode).collect();
-        memory.open.retain(|inode, _| known.contains(inode));
-        memory.kept.retain(|inode, _| known.contains(inode));
+        let exists: std::collections::HashSet<u32> = known.iter().copied().collect();
+        memory.open.retain(|inode, _| exists.contains(inode));
+        memory.kept.retain(|inode, _| exists.contains(inode));
         let host = handles.iter().find(|h| h.is_host).map(|h| h.inode);
         memory.schedule.due(at_ms, &known, host, plan)
     }
