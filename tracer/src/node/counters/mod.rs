@@ -59,6 +59,12 @@ use crate::{
     node::shared::Shared,
 };
 
+/// Raises the soft descriptor limit once (see [`kept`]), for other readers that keep
+/// descriptors per namespace (the facts' sockets) and may start before the counters do.
+pub(crate) fn raise_descriptor_limit() {
+    kept::budget();
+}
+
 /// Where to read from: the real node, or a recorded tree for tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterSource {

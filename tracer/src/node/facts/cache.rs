@@ -124,6 +124,9 @@ impl FactsCache {
         if handles.is_empty() {
             return None;
         }
+        // Up to six sockets and files are kept per namespace here: the soft limit (often
+        // 1024) is raised first, as the counters do.
+        crate::node::counters::raise_descriptor_limit();
         let present: BTreeSet<u32> = handles.iter().map(|h| h.inode).collect();
         self.kept.retain(|inode, _| present.contains(inode));
         // Without legacy tables anywhere (the module not loaded) their mark needs no visit.
