@@ -138,6 +138,9 @@ fn unchanged_namespaces_are_not_read_again_among_250() {
             (1, 1),
             "namespace {inode} was read once, at the first round"
         );
+        // Nor entered again: the legacy rules' mark (where the module is loaded) is asked
+        // on the sockets kept from the first visit.
+        assert_eq!(reads.visits, 1, "namespace {inode} was entered again");
     }
     // The kept facts are what a full listing shows for these namespaces.
     let ours = |routes: &[tracer::node::evidence::RouteFact]| -> usize {

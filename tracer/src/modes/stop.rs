@@ -2,7 +2,8 @@
 //! moment a live mode runs, so a Ctrl-C while the probes attach or the facts are read, or an ssh
 //! session that drops mid-window, ends the run cleanly (the window so far is judged, the
 //! dashboard closes, the server stops) instead of killing the process half-way. Modes poll
-//! [`requested`] (at least every 200 ms) besides any handlers of their own; the handlers are
+//! [`requested`] (at least every 200 ms), or have handlers of their own for all three signals
+//! and look at it once a second for a signal that came before them (`serve`); the handlers are
 //! chained by signal-hook, so every one of them sees the signal. [`reason`] names the signal for
 //! the one line the mode prints.
 

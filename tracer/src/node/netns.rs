@@ -162,6 +162,24 @@ impl NamedListing {
 }
 
 impl Scanner {
+    /// The `ip netns` names of the last scan's `/run/netns` listing, as [`ip_netns_names`]
+    /// gives them (by inode; of two names for one namespace, the first in name order), without
+    /// listing and stat-ing the directory again.
+    pub fn netns_names(&self) -> BTreeMap<u32, String> {
+        let mut names: Vec<(&str, u32)> = self
+            .named
+            .entries
+            .iter()
+            .map(|(name, _, inode)| (name.as_str(), *inode))
+            .collect();
+        names.sort_unstable();
+        let mut by_inode = BTreeMap::new();
+        for (name, inode) in names {
+            by_inode.entry(inode).or_insert_with(|| name.to_owned());
+        }
+        by_inode
+    }
+
     /// Forgets every PID, so the next scan stats them all (e.g. when a handle turned out to
     /// open another namespace than the one remembered).
     pub fn forget(&mut self) {
@@ -604,21 +622,36 @@ mod tests {
             scanner.named.listings, 1,
             "an unchanged directory is not listed again"
         );
+        // The names from the listing kept are what listing the directory gives; a second name
+        // for the same file (a bind mount here is a hard link) gives way to the first in order.
+        std::fs::hard_link(run.join("a"), run.join("0")).unwrap();
+        scanner.named.listed_at = None;
+        labels(&mut scanner);
+        assert_eq!(scanner.netns_names(), ip_netns_names(&run));
+        assert_eq!(
+            scanner.netns_names().into_values().collect::<Vec<_>>(),
+            ["0"]
+        );
+        std::fs::remove_file(run.join("0")).unwrap();
+        age(&run);
+        scanner.named.listed_at = None;
+        labels(&mut scanner);
+        assert_eq!(scanner.named.listings, 3);
         // A name added: the mtime moved, so it is listed again (and again while the change is
         // too recent to trust: a mount may still follow).
         std::fs::write(run.join("b"), "").unwrap();
         assert_eq!(labels(&mut scanner), ["netns a", "netns b"]);
         assert_eq!(labels(&mut scanner), ["netns a", "netns b"]);
-        assert_eq!(scanner.named.listings, 3);
+        assert_eq!(scanner.named.listings, 5);
         // A name removed.
         std::fs::remove_file(run.join("a")).unwrap();
         assert_eq!(labels(&mut scanner), ["netns b"]);
-        assert_eq!(scanner.named.listings, 4);
+        assert_eq!(scanner.named.listings, 6);
         // Settled again: one more listing (its mtime differs from the last one), then reused.
         age(&run);
         assert_eq!(labels(&mut scanner), ["netns b"]);
         assert_eq!(labels(&mut scanner), ["netns b"]);
-        assert_eq!(scanner.named.listings, 5);
+        assert_eq!(scanner.named.listings, 7);
         // Another namespace mounted over a name leaves the mtime alone: seen within 10 s.
         scanner.named.listed_at = Instant::now().checked_sub(NAMED_RELIST_AFTER);
         std::fs::remove_file(run.join("b")).unwrap();
@@ -627,7 +660,7 @@ mod tests {
         let inode = inode_of(&run.join("b")).unwrap();
         let handles = scanner.scan(&proc_root, &run);
         assert_eq!(handles.iter().map(|h| h.inode).collect::<Vec<_>>(), [inode]);
-        assert_eq!(scanner.named.listings, 6);
+        assert_eq!(scanner.named.listings, 8);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

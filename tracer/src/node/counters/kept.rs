@@ -34,7 +34,7 @@ pub const NOFILE_CAP: u64 = 1 << 20;
 static KEPT: AtomicUsize = AtomicUsize::new(0);
 
 /// How many descriptors may be kept open: a quarter of the soft limit after it was raised.
-fn budget() -> usize {
+pub(super) fn budget() -> usize {
     static BUDGET: OnceLock<usize> = OnceLock::new();
     *BUDGET.get_or_init(|| {
         let soft = raise_nofile_limit();

@@ -59,6 +59,12 @@ use crate::{
     node::shared::Shared,
 };
 
+/// Raises the soft descriptor limit once (see [`kept`]), for other readers that keep
+/// descriptors per namespace (the facts' sockets) and may start before the counters do.
+pub(crate) fn raise_descriptor_limit() {
+    kept::budget();
+}
+
 /// Where to read from: the real node, or a recorded tree for tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterSource {
@@ -569,8 +575,9 @@ impl CounterSource {
         plan: &SamplePlan,
     ) -> std::collections::BTreeSet<u32> {
         let known: Vec<u32> = handles.iter().map(|h| h.inode).collect();
-        memory.open.retain(|inode, _| known.contains(inode));
-        memory.kept.retain(|inode, _| known.contains(inode));
+        let exists: std::collections::HashSet<u32> = known.iter().copied().collect();
+        memory.open.retain(|inode, _| exists.contains(inode));
+        memory.kept.retain(|inode, _| exists.contains(inode));
         let host = handles.iter().find(|h| h.is_host).map(|h| h.inode);
         memory.schedule.due(at_ms, &known, host, plan)
     }

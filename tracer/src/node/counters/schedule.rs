@@ -14,6 +14,14 @@
 //! long, so every namespace such a window reports on has a fresh reading at its end, not one
 //! carried from up to a round before.
 //!
+//! A namespace that stays the same is read less often still: once a reading equals the one
+//! before it (its counters did not move over a whole slow round, or over the last second of a
+//! hot spell) it is *quiet*, and read once every [`QUIET_ROUND_S`] seconds, in the second
+//! `inode % QUIET_ROUND_S` (so 250 idle namespaces cost ~4 reads a second instead of 25). A
+//! reading that differs from the last puts it back on the slow round, and activity the kernel
+//! sees there promotes it at once, as before. The price: what a quiet namespace's counters do
+//! without the kernel probes seeing activity there shows up to a minute late, not ten seconds.
+//!
 //! In between, a namespace's last values are carried into the sample unchanged. So counter
 //! deltas stay exact: the delta between two samples is the difference of two real readings,
 //! and the deltas of consecutive samples add up to the difference of a window's ends. What an
@@ -23,12 +31,15 @@
 //! last one. Samples of idle namespaces then cost no memory per frame, and judging tells an
 //! unchanged namespace by pointer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::node::{evidence::NetnsCounters, shared::Shared};
 
 /// Seconds between two readings of an idle namespace, and how long activity keeps one hot.
 pub const SLOW_ROUND_S: u64 = 10;
+
+/// Seconds between two readings of a quiet namespace (one whose last readings were equal).
+pub const QUIET_ROUND_S: u64 = 60;
 
 /// What one sample should read, given by the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,6 +74,8 @@ pub struct Schedule {
     hot_until: HashMap<u32, u64>,
     /// The last reading of each namespace.
     carried: HashMap<u32, Shared<NetnsCounters>>,
+    /// Quiet namespaces: their last reading equalled the one before.
+    quiet: HashSet<u32>,
 }
 
 impl Schedule {
@@ -79,8 +92,8 @@ impl Schedule {
         self.read_at.retain(|inode, _| exists.contains(inode));
         self.hot_until.retain(|inode, _| exists.contains(inode));
         self.carried.retain(|inode, _| exists.contains(inode));
-        let round_ms = SLOW_ROUND_S * 1000;
-        let until = at_ms + plan.keep_hot_ms.max(round_ms);
+        self.quiet.retain(|inode| exists.contains(inode));
+        let until = at_ms + plan.keep_hot_ms.max(SLOW_ROUND_S * 1000);
         for inode in &plan.hot {
             let hot_until = self.hot_until.entry(*inode).or_default();
             *hot_until = (*hot_until).max(until);
@@ -91,16 +104,27 @@ impl Schedule {
             .copied()
             .filter(|inode| {
                 let last = self.read_at.get(inode).copied();
+                let round = self.round_s(*inode);
                 plan.full
                     || Some(*inode) == host
                     || self.hot_until.get(inode).is_some_and(|until| at_ms < *until)
                     || last.is_none()
-                    // Its second of the slow round, or a round missed (ticks are not always
-                    // one a second apart).
-                    || second % SLOW_ROUND_S == u64::from(*inode) % SLOW_ROUND_S
-                    || last.is_some_and(|last| at_ms.saturating_sub(last) >= round_ms)
+                    // Its second of its round, or a round missed (ticks are not always one a
+                    // second apart).
+                    || second % round == u64::from(*inode) % round
+                    || last.is_some_and(|last| at_ms.saturating_sub(last) >= round * 1000)
             })
             .collect()
+    }
+
+    /// Seconds between two readings of `inode` while it is not hot: [`QUIET_ROUND_S`] once
+    /// it is quiet, else [`SLOW_ROUND_S`].
+    fn round_s(&self, inode: u32) -> u64 {
+        if self.quiet.contains(&inode) {
+            QUIET_ROUND_S
+        } else {
+            SLOW_ROUND_S
+        }
     }
 
     /// The sample's namespaces, in the order of `known`: the fresh reading of those read (kept
@@ -118,8 +142,14 @@ impl Schedule {
                 Some(counters) => {
                     self.read_at.insert(*inode, at_ms);
                     let reading = match self.carried.get(inode) {
-                        Some(last) if **last == counters => last.clone(),
-                        _ => Shared::new(counters),
+                        Some(last) if **last == counters => {
+                            self.quiet.insert(*inode);
+                            last.clone()
+                        }
+                        _ => {
+                            self.quiet.remove(inode);
+                            Shared::new(counters)
+                        }
                     };
                     self.carried.insert(*inode, reading.clone());
                     out.push(reading);
@@ -297,6 +327,77 @@ mod tests {
         assert!(Shared::same(&first[1], &second[1]), "read again, unchanged");
         assert!(!Shared::same(&first[2], &second[2]), "changed");
         assert_eq!(second[2].get("Tcp", "RetransSegs"), truth(busy, 1));
+    }
+
+    /// A namespace whose reading equals the one before goes to the quiet round: each is read
+    /// once a minute, spread over its seconds (the host every second); a reading that changed
+    /// puts one back on the slow round, and activity promotes a quiet one at once.
+    #[test]
+    fn quiet_namespaces_are_read_once_a_minute() {
+        let known: Vec<u32> = std::iter::once(HOST)
+            .chain(0xF000_0000..0xF000_00FA)
+            .collect();
+        let still = |due: &BTreeSet<u32>| -> HashMap<u32, NetnsCounters> {
+            due.iter().map(|i| (*i, reading(*i, 0))).collect()
+        };
+        let mut schedule = Schedule::default();
+        let mut reads: HashMap<u32, Vec<u64>> = HashMap::new();
+        for second in 0..190u64 {
+            let due = schedule.due(second * 1000, &known, Some(HOST), &hot(&[]));
+            assert!(due.contains(&HOST), "second {second}");
+            if second >= 70 {
+                assert!(due.len() <= 1 + 5, "second {second}: {} read", due.len());
+            }
+            for inode in &due {
+                reads.entry(*inode).or_default().push(second);
+            }
+            schedule.assemble(second * 1000, &known, still(&due));
+        }
+        for inode in &known[1..] {
+            let at = &reads[inode];
+            // Read at once, then in its second of the slow round: the same reading, so quiet.
+            let slow = match u64::from(*inode) % SLOW_ROUND_S {
+                0 => SLOW_ROUND_S,
+                second => second,
+            };
+            assert_eq!(at[..2], [0, slow], "{inode:#x}");
+            // Then once a minute at most, and from the second minute in its own second.
+            assert!(
+                at.windows(2).all(|w| w[1] - w[0] <= QUIET_ROUND_S),
+                "{inode:#x}: {at:?}"
+            );
+            let late: Vec<u64> = at.iter().copied().filter(|s| *s >= 70).collect();
+            assert_eq!(late.len(), 2, "{inode:#x}: {at:?}");
+            assert!(
+                late.iter().all(|s| s % 60 == u64::from(*inode) % 60),
+                "{inode:#x}: {at:?}"
+            );
+        }
+        // A quiet namespace whose reading changed is back on the slow round.
+        let changed = 0xF000_0007;
+        // Its next second of the quiet round (180 is a whole number of rounds).
+        let next = 180 + u64::from(changed) % QUIET_ROUND_S;
+        for second in 190..=next + 60 {
+            let due = schedule.due(second * 1000, &known, Some(HOST), &hot(&[]));
+            let mut fresh = still(&due);
+            if let Some(r) = fresh.get_mut(&changed) {
+                assert_eq!(second, next + 60, "read in its second of the quiet round");
+                *r = reading(changed, 1);
+            }
+            schedule.assemble(second * 1000, &known, fresh);
+        }
+        let again = (next + 61..next + 71).find(|s| {
+            schedule
+                .due(s * 1000, &known, Some(HOST), &hot(&[]))
+                .contains(&changed)
+        });
+        assert_eq!(again, Some(next + 70));
+        // Activity promotes a quiet namespace at once.
+        let quiet = 0xF000_0008;
+        assert_eq!(schedule.round_s(quiet), QUIET_ROUND_S);
+        assert!(schedule
+            .due((next + 71) * 1000, &known, Some(HOST), &hot(&[quiet]))
+            .contains(&quiet));
     }
 
     /// What a namespace's `Tcp RetransSegs` really is at `second` (it rises every second).

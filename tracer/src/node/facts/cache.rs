@@ -1,7 +1,9 @@
 //! Facts by change: what every namespace's routes and rules were at the last round, with the
 //! sockets that tell cheaply whether they changed since (nftables generation, a route
 //! subscription, the legacy rules' mark); a round enters and re-reads only the namespaces
-//! `changes::decide` names.
+//! `changes::decide` names. The legacy rules' mark is asked on files and sockets kept from the
+//! namespace's first visit ([`legacy_mark::KeptMark`]), so a namespace whose rules did not move
+//! is not entered either.
 //! Strictly read-only, like the rest of `facts`.
 
 use std::{
@@ -30,6 +32,8 @@ pub struct Reads {
     pub legacy: u32,
     /// Route dumps.
     pub routes: u32,
+    /// Times the namespace was entered (a round where nothing changed enters none).
+    pub visits: u32,
 }
 
 /// The sockets kept in a namespace: they stay bound to it after the reading thread left.
@@ -37,6 +41,7 @@ pub struct Reads {
 struct Watchers {
     nf: Option<NfTables>,
     routes: Option<RouteWatch>,
+    legacy: Option<legacy_mark::KeptMark>,
 }
 
 /// One part of a namespace's facts with the sentences about what could not be read of it.
@@ -65,6 +70,10 @@ pub struct FactsCache {
     scanner: netns::Scanner,
     tools: Option<Tools>,
     kept: BTreeMap<u32, Kept>,
+    /// Whether the host had the IPv4 and IPv6 legacy names files at the last round: the
+    /// modules are loaded for every namespace at once, and a kept mark set opened without a
+    /// names file would not see the module loaded since.
+    legacy_files: Option<(bool, bool)>,
 }
 
 /// A namespace to enter this round, with what is known of it.
@@ -88,6 +97,11 @@ struct Visit {
 }
 
 impl FactsCache {
+    /// The `ip netns` names of the last round's listing of `/run/netns`, by inode.
+    pub fn netns_names(&self) -> BTreeMap<u32, String> {
+        self.scanner.netns_names()
+    }
+
     /// How often each source of namespace `inode` was read so far.
     pub fn reads(&self, inode: u32) -> Reads {
         self.kept.get(&inode).map(|k| k.reads).unwrap_or_default()
@@ -110,12 +124,22 @@ impl FactsCache {
         if handles.is_empty() {
             return None;
         }
+        // Up to six sockets and files are kept per namespace here: the soft limit (often
+        // 1024) is raised first, as the counters do.
+        crate::node::counters::raise_descriptor_limit();
         let present: BTreeSet<u32> = handles.iter().map(|h| h.inode).collect();
         self.kept.retain(|inode, _| present.contains(inode));
         // Without legacy tables anywhere (the module not loaded) their mark needs no visit.
-        let legacy_loaded = tools.has_legacy()
-            && (proc_root.join("net/ip_tables_names").exists()
-                || proc_root.join("net/ip6_tables_names").exists());
+        let legacy_files = (
+            proc_root.join("net/ip_tables_names").exists(),
+            proc_root.join("net/ip6_tables_names").exists(),
+        );
+        let legacy_loaded = tools.has_legacy() && (legacy_files.0 || legacy_files.1);
+        if self.legacy_files.replace(legacy_files) != Some(legacy_files) {
+            for kept in self.kept.values_mut() {
+                kept.watchers.legacy = None;
+            }
+        }
         let own = netns::inode_of(&proc_root.join("thread-self/ns/net"));
         let mut jobs = Vec::new();
         for handle in handles.iter().filter(|h| only.is_none_or(|i| i == h.inode)) {
@@ -180,12 +204,21 @@ impl FactsCache {
             .routes
             .as_mut()
             .is_none_or(RouteWatch::changed);
+        // The legacy mark from the kept set (no visit needed to ask); without one, a visit
+        // asks where the module is loaded.
+        let legacy = kept
+            .watchers
+            .legacy
+            .as_ref()
+            .filter(|_| legacy_loaded)
+            .map(legacy_mark::KeptMark::mark);
         let now = Marks {
             nft_generation: generation,
-            legacy_rules: kept.marks.legacy_rules,
+            legacy_rules: legacy.or(kept.marks.legacy_rules),
         };
         let refresh = decide(Some(&kept.marks), &now, seen(routes_changed));
-        (refresh.any() || legacy_loaded || kept.unreachable.is_some()).then(|| Job {
+        let ask_legacy = legacy_loaded && legacy.is_none();
+        (refresh.any() || ask_legacy || kept.unreachable.is_some()).then(|| Job {
             inode,
             label: label.to_owned(),
             before: kept.unreachable.is_none().then(|| kept.marks.clone()),
@@ -236,6 +269,7 @@ impl FactsCache {
         kept.unreachable = None;
         kept.marks = visit.marks;
         kept.watchers = visit.watchers;
+        kept.reads.visits += 1;
         if visit.refresh.routes {
             kept.routes = visit.routes;
             kept.reads.routes += 1;
@@ -283,12 +317,19 @@ fn visit(job: Job, tools: &Tools, proc_root: &Path) -> Visit {
             // Only where nf_tables is there: asking for it would load the module otherwise.
             nf: tools.nft.as_ref().and_then(|_| NfTables::open().ok()),
             routes: RouteWatch::open().ok(),
+            legacy: None,
         };
         generation = watchers.nf.as_mut().and_then(|nf| nf.generation().ok());
     }
+    if tools.has_legacy() && watchers.legacy.is_none() {
+        watchers.legacy = legacy_mark::KeptMark::open(&proc_root.join("thread-self/net"));
+    }
     let marks = Marks {
         nft_generation: generation,
-        legacy_rules: Some(legacy_rules_mark(tools, proc_root)),
+        legacy_rules: Some(match &watchers.legacy {
+            Some(kept) => kept.mark(),
+            None => legacy_rules_mark(tools, proc_root),
+        }),
     };
     let refresh = decide(job.before.as_ref(), &marks, job.seen);
     let whom = who(&job.label, job.inode);

@@ -218,10 +218,95 @@ impl Failure {
 /// The mark of the calling thread's namespace's legacy rules; `proc_net` is its
 /// `/proc/thread-self/net`. Opens a raw socket only for a family with tables listed.
 pub(crate) fn mark(proc_net: &Path) -> u64 {
+    mark_with(
+        |family| std::fs::read_to_string(proc_net.join(family.names_file())),
+        |family| open(family).map(Sock::Owned),
+    )
+}
+
+/// A raw socket to ask on: opened for one mark, or kept ([`KeptMark`]).
+enum Sock<'a> {
+    Owned(OwnedFd),
+    Kept(BorrowedFd<'a>),
+}
+
+impl Sock<'_> {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Sock::Owned(fd) => fd.as_fd(),
+            Sock::Kept(fd) => *fd,
+        }
+    }
+}
+
+/// One namespace's names files and raw sockets, opened inside it and kept: an open
+/// `/proc/net` file and a socket stay bound to the namespace they were opened in, so
+/// [`KeptMark::mark`] gives from any thread what [`mark`] gives inside the namespace, and a
+/// facts round need not enter a namespace to see that its legacy rules did not move.
+#[derive(Debug)]
+pub(crate) struct KeptMark {
+    /// Per family ([`Family::V4`], [`Family::V6`]): the names file and its socket; None when
+    /// the names file is absent (the module is not loaded: a caller that sees it loaded since
+    /// opens a new set).
+    families: [Option<(std::fs::File, OwnedFd)>; 2],
+}
+
+impl KeptMark {
+    /// The calling thread's namespace's set (`proc_net` is its `/proc/thread-self/net`); None
+    /// when a file or socket that should open did not (the caller marks as before then).
+    pub(crate) fn open(proc_net: &Path) -> Option<KeptMark> {
+        let one = |family: Family| -> Option<Option<(std::fs::File, OwnedFd)>> {
+            match std::fs::File::open(proc_net.join(family.names_file())) {
+                Ok(file) => Some(Some((file, open(family).ok()?))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(None),
+                Err(_) => None,
+            }
+        };
+        Some(KeptMark {
+            families: [one(Family::V4)?, one(Family::V6)?],
+        })
+    }
+
+    /// The mark of the namespace the set was opened in, as [`mark`] gives it there.
+    pub(crate) fn mark(&self) -> u64 {
+        let slot = |family: Family| &self.families[usize::from(family == Family::V6)];
+        mark_with(
+            |family| match slot(family) {
+                Some((file, _)) => read_whole(file),
+                None => Err(std::io::ErrorKind::NotFound.into()),
+            },
+            |family| match slot(family) {
+                Some((_, fd)) => Ok(Sock::Kept(fd.as_fd())),
+                None => Err(Failure::Socket(Errno::EBADF)),
+            },
+        )
+    }
+}
+
+/// A kept procfs file's whole text, read again from offset 0.
+fn read_whole(file: &std::fs::File) -> std::io::Result<String> {
+    use std::os::unix::fs::FileExt as _;
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = file.read_at(&mut chunk, text.len() as u64)?;
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8(text).map_err(|_| std::io::ErrorKind::InvalidData.into())
+}
+
+/// [`mark`] with its two sources given: each family's table names and a socket to ask on.
+fn mark_with<'a>(
+    names_of: impl Fn(Family) -> std::io::Result<String>,
+    socket_of: impl Fn(Family) -> Result<Sock<'a>, Failure>,
+) -> u64 {
     let mut hasher = DefaultHasher::new();
     for family in [Family::V4, Family::V6] {
         hasher.write_u8(family as u8);
-        let names = match std::fs::read_to_string(proc_net.join(family.names_file())) {
+        let names = match names_of(family) {
             Ok(names) => names,
             Err(e) => {
                 Failure::Names(e.kind()).hash(&mut hasher);
@@ -232,7 +317,7 @@ pub(crate) fn mark(proc_net: &Path) -> u64 {
         if names.is_empty() {
             continue;
         }
-        let fd = match open(family) {
+        let fd = match socket_of(family) {
             Ok(fd) => fd,
             Err(failure) => {
                 failure.hash(&mut hasher);
@@ -242,7 +327,7 @@ pub(crate) fn mark(proc_net: &Path) -> u64 {
         for name in names {
             hasher.write(name.as_bytes());
             hasher.write_u8(0xFF);
-            match read_table(&fd, family, name) {
+            match read_table(fd.fd(), family, name) {
                 Ok((info, mut blob)) => {
                     if let Err(failure) = hash_table(&mut hasher, family, &info, &mut blob) {
                         failure.hash(&mut hasher);
@@ -269,7 +354,7 @@ pub(super) fn open(family: Family) -> Result<OwnedFd, Failure> {
 /// A table's info and entries, asked again once when the table changed size between the two
 /// calls (`EAGAIN`) or was gone for a moment (`ENOENT`).
 pub(super) fn read_table(
-    fd: &OwnedFd,
+    fd: BorrowedFd<'_>,
     family: Family,
     name: &str,
 ) -> Result<(GetInfo, Vec<u8>), Failure> {
@@ -281,8 +366,8 @@ pub(super) fn read_table(
     table[..name.len()].copy_from_slice(name.as_bytes());
     let mut last = Failure::Entries(Errno::EAGAIN);
     for _ in 0..2 {
-        let info = get_info(fd.as_fd(), family, table)?;
-        match get_entries(fd.as_fd(), family, table, info.size) {
+        let info = get_info(fd, family, table)?;
+        match get_entries(fd, family, table, info.size) {
             Ok(blob) => return Ok((info, blob)),
             Err(Failure::Entries(e)) if e == Errno::EAGAIN || e == Errno::ENOENT => {
                 last = Failure::Entries(e);

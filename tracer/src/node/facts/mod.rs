@@ -275,7 +275,8 @@ impl FactsSource {
             Err(e) => facts.errors.push(e),
         }
         if self.live {
-            facts.netns_names = netns::ip_netns_names(&self.run_netns);
+            // The round's own listing of `/run/netns` (no second listing and stat per name).
+            facts.netns_names = cache.netns_names();
         }
         let (pods, errors) = PodIndex::scan(&self.pods);
         facts.pods = pods;

@@ -656,10 +656,13 @@ fn a_legacy_rule_replaced_in_place_is_seen_and_counters_alone_are_not_a_change()
     let Some(ns) = legacy_lab("lgr") else { return };
     let (inode, source, mut cache, none) = legacy_first_round(&ns, "7101");
 
-    // Only the rule's counters rose: not a change, nothing is listed again.
+    // Only the rule's counters rose: not a change, nothing is listed again, and the mark
+    // was asked on the kept socket without entering the namespace.
+    assert_eq!(cache.reads(inode).visits, 1);
     udp_to_lab(&ns, 7101, 5);
     source.collect_changed(&mut cache, &none);
     assert_eq!(cache.reads(inode).legacy, 1, "counters moved the mark");
+    assert_eq!(cache.reads(inode).visits, 1, "entered to ask for the mark");
 
     // `-R`: the same tables, another rule in the same place.
     iptables_legacy_in(&ns, &lab_rule(&["-R", "INPUT", "1"], "udp", "7102", "DROP"));
@@ -669,6 +672,7 @@ fn a_legacy_rule_replaced_in_place_is_seen_and_counters_alone_are_not_a_change()
         vec!["-A INPUT -d 198.18.5.1/32 -p udp -m udp --dport 7102 -j DROP"]
     );
     assert_eq!(cache.reads(inode).legacy, 2);
+    assert_eq!(cache.reads(inode).visits, 2);
 }
 
 #[test]
@@ -696,6 +700,7 @@ fn a_legacy_rule_inserted_and_the_old_one_deleted_is_seen() {
 #[test]
 fn the_legacy_mark_reads_the_kernels_table_and_not_its_counters() {
     use legacy_mark::{Family, GetInfo};
+    use std::os::fd::AsFd as _;
     let Some(ns) = legacy_lab("lgm") else { return };
     let dport7301 = lab_rule(&["-A", "INPUT"], "udp", "7301", "DROP");
     iptables_legacy_in(&ns, &dport7301);
@@ -704,7 +709,7 @@ fn the_legacy_mark_reads_the_kernels_table_and_not_its_counters() {
         crate::node::netns::in_netns(&ns.path, || {
             let fd = legacy_mark::open(Family::V4).unwrap();
             let (info, mut blob): (GetInfo, Vec<u8>) =
-                legacy_mark::read_table(&fd, Family::V4, "filter").unwrap();
+                legacy_mark::read_table(fd.as_fd(), Family::V4, "filter").unwrap();
             let at = Family::V4.layout().counters;
             let packets = u64::from_ne_bytes(blob[at..at + 8].try_into().unwrap());
             let mut hasher = std::hash::DefaultHasher::new();
@@ -722,12 +727,20 @@ fn the_legacy_mark_reads_the_kernels_table_and_not_its_counters() {
     // The rule, the three built-in chains' policies and the table's end.
     let (entries, packets, whole, table) = look(&ns);
     assert_eq!((entries, packets), (5, 0));
+    // The namespace's files and sockets kept: read from the test's own namespace, the same mark.
+    let kept = crate::node::netns::in_netns(&ns.path, || {
+        legacy_mark::KeptMark::open(Path::new("/proc/thread-self/net"))
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(kept.mark(), whole);
     udp_to_lab(&ns, 7301, 5);
     assert_eq!(
         look(&ns),
         (5, 5, whole, table),
         "the rule counted 5 datagrams"
     );
+    assert_eq!(kept.mark(), whole, "kept: counters do not move it");
     iptables_legacy_in(
         &ns,
         &[
@@ -738,4 +751,5 @@ fn the_legacy_mark_reads_the_kernels_table_and_not_its_counters() {
     assert_eq!((entries, packets), (5, 0));
     assert_ne!(replaced, whole);
     assert_ne!(replaced_table, table);
+    assert_eq!(kept.mark(), replaced, "kept: the replaced rule moves it");
 }
