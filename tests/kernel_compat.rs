@@ -8,10 +8,9 @@ mod lab;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use lab::{privileged, send_udp, Link, Netns};
+use lab::{drop_udp_7777, drops_at, privileged, send_udp, Link, Netns};
 use tracer::{
     judge::layers::Layer,
-    judge::report::Report,
     judge::verdict::probe_loss,
     kernel::{btf::KernelBtf, hooks::HookFacts, probes::Plan},
     modes::live::{netns_scope, LiveTracer},
@@ -67,31 +66,6 @@ fn as_5_10_without_btf(plan: &mut Plan) {
     rechoose_hooks(plan, None);
 }
 
-fn drop_rule(ns: &Netns) {
-    ns.nft(
-        "table inet trc {\n\
-           counter dropped {}\n\
-           chain input {\n\
-             type filter hook input priority 0; policy accept;\n\
-             udp dport 7777 counter name \"dropped\" drop\n\
-           }\n\
-         }\n",
-    );
-}
-
-/// Drops counted at a location whose function starts with `function`.
-fn drops_at(report: &Report, reason: &str, function: &str) -> u64 {
-    report
-        .drops
-        .by_reason
-        .iter()
-        .filter(|r| r.reason == reason)
-        .flat_map(|r| &r.locations)
-        .filter(|l| l.location.starts_with(function))
-        .map(|l| l.count)
-        .sum()
-}
-
 /// A link whose receiver drops 2 % of the sender's segments.
 fn lossy_link(tag: &str, net: u8) -> Link {
     let link = Link::new(tag, net);
@@ -119,7 +93,7 @@ struct Faults {
 
 fn faults(tag: &str, net: u8, adjust: fn(&mut Plan), n: u32) -> Faults {
     let ns = Netns::new(tag);
-    drop_rule(&ns);
+    drop_udp_7777(&ns);
     let link = lossy_link(&format!("{tag}r"), net);
     let tracer = LiveTracer::start_with(adjust).expect("starting the tracer");
     assert_eq!(

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lab::{privileged, send_udp, Link, Netns};
+use lab::{bpf_held_by, drop_udp_7777, drops_at, privileged, send_udp, Link, Netns};
 use tracer::{
     judge::report::Report,
     kernel::probes::{HookKind, ProbeState},
@@ -137,15 +137,7 @@ fn nftables_drop_rule_count_matches_the_rules_own_counter() {
 
 fn nftables_drop_rule_on(kind: HookKind) {
     let ns = Netns::new("nft");
-    ns.nft(
-        "table inet trc {\n\
-           counter dropped {}\n\
-           chain input {\n\
-             type filter hook input priority 0; policy accept;\n\
-             udp dport 7777 counter name \"dropped\" drop\n\
-           }\n\
-         }\n",
-    );
+    drop_udp_7777(&ns);
     let tracer = start_tracer_on(kind, "kfree_skb");
     const N: u32 = 800;
     let report = window(&tracer, &ns, || {
@@ -196,15 +188,7 @@ fn drops_alternating_on(kind: HookKind) {
     const ROUNDS: u32 = 5000;
     let namespaces = [Netns::new("h15k-a"), Netns::new("h15k-b")];
     for ns in &namespaces {
-        ns.nft(
-            "table inet trc {\n\
-               counter dropped {}\n\
-               chain input {\n\
-                 type filter hook input priority 0; policy accept;\n\
-                 udp dport 7777 counter name \"dropped\" drop\n\
-               }\n\
-             }\n",
-        );
+        drop_udp_7777(ns);
     }
     let inodes: Vec<u32> = namespaces
         .iter()
@@ -303,17 +287,7 @@ fn drops_alternating_on(kind: HookKind) {
     for ns in &namespaces {
         let scope = netns_scope(&ns.path()).expect("scope");
         let report = tracer.report(&start, &end, 1.0, Some(scope), &[]);
-        let at = |reason: &str, function: &str| -> u64 {
-            report
-                .drops
-                .by_reason
-                .iter()
-                .filter(|r| r.reason == reason)
-                .flat_map(|r| &r.locations)
-                .filter(|l| l.location.starts_with(function))
-                .map(|l| l.count)
-                .sum()
-        };
+        let at = |reason: &str, function: &str| drops_at(&report, reason, function);
         let rule = ns.nft_counter_packets("inet", "trc", "dropped");
         eprintln!(
             "{}: NO_SOCKET udp4 {} udp6 {}, NETFILTER_DROP {} (rule {rule})",
@@ -603,21 +577,6 @@ fn tracer_program_ids() -> Vec<u64> {
         .unwrap_or_default()
 }
 
-/// Ids of the BPF programs a process holds a descriptor of (`prog_id:` in its fdinfo).
-fn prog_ids_held_by(pid: u32) -> Vec<u64> {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return Vec::new();
-    };
-    fds.flatten()
-        .filter_map(|fd| std::fs::read_to_string(fd.path()).ok())
-        .filter_map(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("prog_id:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .collect()
-}
-
 /// SIGKILL gives the tracer no chance to clean up: the kernel must still detach and free every
 /// program, because links and programs live only as long as the process's descriptors.
 #[test]
@@ -635,7 +594,7 @@ fn sigkill_leaves_no_program_attached() {
     let mut child = start_tracer_binary(&argv, Stdio::null());
     // Only this child's programs: other tracers may run beside the test (their programs have
     // the same names and come and go).
-    let held = prog_ids_held_by(child.id());
+    let (held, _) = bpf_held_by(child.id() as i32);
     let during: Vec<u64> = tracer_program_ids()
         .into_iter()
         .filter(|id| !before.contains(id) && held.contains(id))

@@ -534,6 +534,33 @@ impl TunWire {
     }
 }
 
+/// An nftables table `inet trc` in `ns` whose input chain drops UDP to port 7777 and counts
+/// each drop in the named counter `dropped`.
+pub fn drop_udp_7777(ns: &Netns) {
+    ns.nft(
+        "table inet trc {\n\
+           counter dropped {}\n\
+           chain input {\n\
+             type filter hook input priority 0; policy accept;\n\
+             udp dport 7777 counter name \"dropped\" drop\n\
+           }\n\
+         }\n",
+    );
+}
+
+/// Drops of `reason` a report counted at a location whose function starts with `function`.
+pub fn drops_at(report: &tracer::judge::report::Report, reason: &str, function: &str) -> u64 {
+    report
+        .drops
+        .by_reason
+        .iter()
+        .filter(|r| r.reason == reason)
+        .flat_map(|r| &r.locations)
+        .filter(|l| l.location.starts_with(function))
+        .map(|l| l.count)
+        .sum()
+}
+
 /// The BPF programs and links a process holds, from its descriptors' fdinfo (`prog_id:` of a
 /// program descriptor, `link_id:` of a link's): exactly its own, whatever else runs.
 pub fn bpf_held_by(
