@@ -351,6 +351,37 @@ fn rtt_samples_per_destination_are_the_segments_each_side_received() {
     }
 }
 
+/// Snapshots taken until every sender has finished: no destination's RTT samples or sum ever
+/// go back from one to the next. Returns how many were taken.
+fn snapshots_never_go_back<T>(
+    tracer: &LiveTracer,
+    kind: HookKind,
+    running: &[std::thread::JoinHandle<T>],
+) -> usize {
+    let mut last = tracer.snapshot().expect("snapshot");
+    let mut taken = 0;
+    while running.iter().any(|t| !t.is_finished()) {
+        let snap = tracer.snapshot().expect("snapshot");
+        for (key, before) in &last.dests {
+            if let Some(now) = snap.dests.get(key) {
+                assert!(
+                    now.rtt_samples >= before.rtt_samples && now.rtt_sum_us >= before.rtt_sum_us,
+                    "{}: {key:?} went back from {} samples ({} µs) to {} ({} µs)",
+                    kind.as_str(),
+                    before.rtt_samples,
+                    before.rtt_sum_us,
+                    now.rtt_samples,
+                    now.rtt_sum_us
+                );
+            }
+        }
+        last = snap;
+        taken += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    taken
+}
+
 fn rtt_samples_exact_on(kind: HookKind) {
     const PORTS: [u16; 3] = [6001, 6002, 6003];
     // Delayed ACKs (40 ms and more) and window updates settle well within this.
@@ -384,29 +415,7 @@ fn rtt_samples_exact_on(kind: HookKind) {
                 idle.push(ex);
             }
         }
-        // Snapshots while the traffic runs: no destination's samples or sum ever go back.
-        let mut last = tracer.snapshot().expect("snapshot");
-        let mut taken = 0;
-        while running.iter().any(|t| !t.is_finished()) {
-            let snap = tracer.snapshot().expect("snapshot");
-            for (key, before) in &last.dests {
-                if let Some(now) = snap.dests.get(key) {
-                    assert!(
-                        now.rtt_samples >= before.rtt_samples
-                            && now.rtt_sum_us >= before.rtt_sum_us,
-                        "{}: {key:?} went back from {} samples ({} µs) to {} ({} µs)",
-                        kind.as_str(),
-                        before.rtt_samples,
-                        before.rtt_sum_us,
-                        now.rtt_samples,
-                        now.rtt_sum_us
-                    );
-                }
-            }
-            last = snap;
-            taken += 1;
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let taken = snapshots_never_go_back(&tracer, kind, &running);
         let mut done: Vec<Exchange> = running
             .into_iter()
             .map(|t| t.join().expect("sender"))
