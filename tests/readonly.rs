@@ -132,10 +132,14 @@ fn node_state(ns: &Netns) -> BTreeMap<String, String> {
             .lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                Some(format!("{} {}", f.get(4)?, f.get(8)?))
+                // Mount point and file system type (after the optional fields' "-").
+                let fstype = f.iter().skip_while(|x| **x != "-").nth(1)?;
+                Some(format!("{} {fstype}", f.get(4)?))
             })
-            // Lab namespaces of tests (this one's and any running beside it) come and go.
-            .filter(|m| !m.starts_with("/run/netns/trc-"))
+            // Named namespaces (`ip netns add`: an nsfs mount under /run/netns) of this test's
+            // lab and of anything else creating namespaces beside it come and go. The tracer
+            // never names a namespace; every other mount must stay the same.
+            .filter(|m| !(m.starts_with("/run/netns/") && m.ends_with(" nsfs")))
             .collect();
         out.insert(
             "mounts".to_owned(),

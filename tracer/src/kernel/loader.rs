@@ -373,8 +373,10 @@ impl Session {
         self.snapshot_with(true)
     }
 
-    /// Copies the maps; the per-destination maps (destinations, resets, socket errors: up to
-    /// 16 k entries, one syscall pair each) only when `flow_maps` is set.
+    /// Copies the maps; the per-destination maps (destinations and their pending RTT samples,
+    /// resets, socket errors: up to 16 k entries, one syscall pair each) only when `flow_maps`
+    /// is set. Without them the snapshot's `dests`, `resets` and `sock_errors` are empty and
+    /// `dest_entries` is 0; `has_flow_maps` tells a delta not to use them.
     pub fn snapshot_with(&self, flow_maps: bool) -> Result<Snapshot> {
         let mut snap = Snapshot {
             has_flow_maps: flow_maps,
@@ -400,30 +402,8 @@ impl Session {
             let Ok((key, stats)) = entry else { continue };
             snap.flows.insert(key, stats);
         }
-        for entry in self.dests.iter() {
-            let Ok((key, stats)) = entry else {
-                continue;
-            };
-            snap.dests.insert(key, stats);
-        }
-        snap.dest_entries = snap.dests.len() as u64;
-        // After the map, twice: see `rtt_pending` for why this order counts no sample twice.
-        let first = self.read_rtt_pending()?;
-        let second = self.read_rtt_pending()?;
-        self.rtt_merge
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .merge(&mut snap.dests, &first, &second);
-        for stats in snap.dests.values_mut() {
-            stats.rtt_samples = stats.rtt_hist.iter().map(|c| u64::from(*c)).sum();
-        }
-        for entry in self.resets.iter() {
-            let Ok((key, count)) = entry else { continue };
-            snap.resets.insert(key, count);
-        }
-        for entry in self.sock_errors.iter() {
-            let Ok((key, count)) = entry else { continue };
-            snap.sock_errors.insert(key, count);
+        if flow_maps {
+            self.read_flow_maps(&mut snap)?;
         }
         for vec in 0..SOFTIRQ_VECTORS {
             let per_cpu = self
@@ -450,5 +430,36 @@ impl Session {
             snap.program_misses.insert(program, c.recursion_misses);
         }
         Ok(snap)
+    }
+
+    /// The per-destination maps into `snap`: destinations (with the pending RTT samples merged
+    /// in), resets and socket errors.
+    fn read_flow_maps(&self, snap: &mut Snapshot) -> Result<()> {
+        for entry in self.dests.iter() {
+            let Ok((key, stats)) = entry else {
+                continue;
+            };
+            snap.dests.insert(key, stats);
+        }
+        snap.dest_entries = snap.dests.len() as u64;
+        // After the map, twice: see `rtt_pending` for why this order counts no sample twice.
+        let first = self.read_rtt_pending()?;
+        let second = self.read_rtt_pending()?;
+        self.rtt_merge
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .merge(&mut snap.dests, &first, &second);
+        for stats in snap.dests.values_mut() {
+            stats.rtt_samples = stats.rtt_hist.iter().map(|c| u64::from(*c)).sum();
+        }
+        for entry in self.resets.iter() {
+            let Ok((key, count)) = entry else { continue };
+            snap.resets.insert(key, count);
+        }
+        for entry in self.sock_errors.iter() {
+            let Ok((key, count)) = entry else { continue };
+            snap.sock_errors.insert(key, count);
+        }
+        Ok(())
     }
 }
