@@ -89,8 +89,9 @@ const PID_SETTLED_AFTER: Duration = Duration::from_secs(3);
 /// another namespace after its first seconds (`setns`, `unshare`; rare, and a runtime's or
 /// `ip netns`' namespaces are in `/run/netns` anyway) is seen there within 10 s; a PID reused for
 /// another namespace too (and the counters check each opened file's inode, calling `forget` on a
-/// mismatch). `/run/netns` is listed again only when its mtime moved, and at least every 10 s
-/// (see [`NamedListing`]): at 250 names its listing and a `stat` per name cost more than the
+/// mismatch). `/run/netns` is listed again only when its mtime moved or the mount table
+/// changed, and at least every 5 minutes (every 10 s where the mount table cannot be watched;
+/// see [`NamedListing`]): at 250 names its listing and a `stat` per name cost more than the
 /// rest of a scan. Otherwise the result is what [`enumerate`] gives.
 #[derive(Debug, Default)]
 pub struct Scanner {
@@ -101,8 +102,13 @@ pub struct Scanner {
     named: NamedListing,
 }
 
-/// How long [`Scanner`] reuses a `/run/netns` listing whose directory looks unchanged.
+/// How long [`Scanner`] reuses a `/run/netns` listing whose directory looks unchanged, where
+/// the mount table cannot be watched (see [`MountWatch`]).
 const NAMED_RELIST_AFTER: Duration = Duration::from_secs(10);
+
+/// How long [`Scanner`] reuses a `/run/netns` listing whose directory looks unchanged while
+/// the mount table is watched and did not change: a safety net only.
+const NAMED_RELIST_WATCHED_AFTER: Duration = Duration::from_secs(300);
 
 /// How old the directory's last change must be for its listing to be reused: `ip netns add`
 /// creates the file (the directory's mtime moves) and then mounts the namespace on it (it does
@@ -111,8 +117,10 @@ const NAMED_SETTLED_AFTER: Duration = Duration::from_secs(2);
 
 /// `/run/netns` as last listed: each name with its path and the inode it opens (the namespace
 /// mounted there). Listed again when the directory's mtime moved (a name added or removed), when
-/// its last change was too recent to trust ([`NAMED_SETTLED_AFTER`]), and at least every
-/// [`NAMED_RELIST_AFTER`] (a namespace mounted over an existing name leaves the mtime alone).
+/// its last change was too recent to trust ([`NAMED_SETTLED_AFTER`]), when the mount table
+/// changed (a namespace mounted over an existing name leaves the mtime alone, but not the mount
+/// table; see [`MountWatch`]), and at least every [`NAMED_RELIST_WATCHED_AFTER`] — every
+/// [`NAMED_RELIST_AFTER`] where the mount table cannot be watched.
 #[derive(Debug, Default)]
 struct NamedListing {
     dir: PathBuf,
@@ -122,19 +130,34 @@ struct NamedListing {
     listed_at: Option<Instant>,
     /// How many times the directory was listed (tests).
     listings: u64,
+    /// The mount table's watch, opened before the first listing (None: not yet, or it cannot
+    /// be watched: then `watch_tried`).
+    watch: Option<MountWatch>,
+    watch_tried: bool,
 }
 
 impl NamedListing {
-    /// The entries of `dir` now (reused or listed again, see the type's docs).
-    fn current(&mut self, dir: &Path) -> &[(String, PathBuf, u32)] {
+    /// The entries of `dir` now (reused or listed again, see the type's docs); `proc_root`'s
+    /// `self/mountinfo` is the mount table watched.
+    fn current(&mut self, dir: &Path, proc_root: &Path) -> &[(String, PathBuf, u32)] {
+        if !self.watch_tried {
+            self.watch_tried = true;
+            self.watch = MountWatch::open(&proc_root.join("self/mountinfo"));
+        }
+        // Asked every time: a change is reported once.
+        let mounts_changed = self.watch.as_ref().is_none_or(MountWatch::changed);
+        let relist_after = if self.watch.is_some() {
+            NAMED_RELIST_WATCHED_AFTER
+        } else {
+            NAMED_RELIST_AFTER
+        };
         let meta = std::fs::metadata(dir).ok();
         let mtime = meta.as_ref().map(|m| (m.mtime(), m.mtime_nsec()));
         let fresh = self.dir == dir
             && mtime.is_some()
             && self.mtime == mtime
-            && self
-                .listed_at
-                .is_some_and(|at| at.elapsed() < NAMED_RELIST_AFTER);
+            && (self.watch.is_none() || !mounts_changed)
+            && self.listed_at.is_some_and(|at| at.elapsed() < relist_after);
         if fresh {
             return &self.entries;
         }
@@ -158,6 +181,38 @@ impl NamedListing {
             }
         }
         &self.entries
+    }
+}
+
+/// A mount table watched for changes: `/proc/self/mountinfo` polls `POLLPRI` once after each
+/// change of the process's mount namespace (a mount or unmount there, or one propagated into
+/// it, as `ip netns add` and a container runtime's namespace mounts under `/run/netns` are
+/// into a DaemonSet pod's `HostToContainer` mount). Only a procfs file is watched: a fixture's
+/// plain file never reports a change.
+#[derive(Debug)]
+struct MountWatch(File);
+
+impl MountWatch {
+    /// `path` (a `mountinfo`) opened to watch; None when it cannot be, or is not procfs.
+    fn open(path: &Path) -> Option<Self> {
+        use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC};
+        let file = File::open(path).ok()?;
+        let procfs = fstatfs(&file).ok()?.filesystem_type() == PROC_SUPER_MAGIC;
+        procfs.then_some(Self(file))
+    }
+
+    /// True when the mount table changed since the last call (or since it was opened).
+    fn changed(&self) -> bool {
+        use std::os::fd::AsRawFd as _;
+        let mut poll = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        // SAFETY: one pollfd of an open descriptor, no wait.
+        let rc = unsafe { libc::poll(&raw mut poll, 1, 0) };
+        // A failed poll says nothing: take it as a change (a listing costs only time).
+        rc < 0 || poll.revents & (libc::POLLPRI | libc::POLLERR) != 0
     }
 }
 
@@ -203,7 +258,7 @@ impl Scanner {
             .or_else(|| inode_of(&proc_root.join("self/ns/net")));
         let mut found: BTreeMap<u32, NetnsHandle> = BTreeMap::new();
         // Named namespaces first: their names are the best labels.
-        for (name, path, inode) in self.named.current(run_netns) {
+        for (name, path, inode) in self.named.current(run_netns, proc_root) {
             found.entry(*inode).or_insert_with(|| NetnsHandle {
                 inode: *inode,
                 label: format!("netns {name}"),
@@ -662,6 +717,46 @@ mod tests {
         assert_eq!(handles.iter().map(|h| h.inode).collect::<Vec<_>>(), [inode]);
         assert_eq!(scanner.named.listings, 8);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The mount table's watch reports a mount and an unmount once each, and nothing when
+    /// nothing changed; a plain file is not watched. Mounts are made in a private mount
+    /// namespace of a thread of the test's own (nothing reaches the node's mount table).
+    #[test]
+    fn mount_watch_sees_mounts_once() {
+        assert!(MountWatch::open(Path::new("/etc/hostname")).is_none());
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: mounting needs root");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("trc-mountwatch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.clone();
+        let seen = std::thread::spawn(move || {
+            use nix::mount::{mount, umount, MsFlags};
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+            let none: Option<&str> = None;
+            mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).unwrap();
+            let watch = MountWatch::open(Path::new("/proc/thread-self/mountinfo")).unwrap();
+            let mut seen = vec![watch.changed()];
+            mount(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                none,
+            )
+            .unwrap();
+            seen.push(watch.changed());
+            seen.push(watch.changed());
+            umount(&target).unwrap();
+            seen.push(watch.changed());
+            seen
+        })
+        .join()
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(seen, [false, true, false, true]);
     }
 
     #[test]

@@ -22,6 +22,15 @@
 //! sees there promotes it at once, as before. The price: what a quiet namespace's counters do
 //! without the kernel probes seeing activity there shows up to a minute late, not ten seconds.
 //!
+//! A reading that moved only in its interfaces' traffic counters (packets, bytes and multicast
+//! received or sent, rising; [`TRAFFIC`]) counts as unchanged for this: a new namespace's veth
+//! sends and receives IPv6 router solicitations and MLD reports for its first minutes (the
+//! tracer does not read IPv6's SNMP counters, so only these move), and nothing the verdict
+//! reads is among them (it reads errors, drops, qdisc and SNMP counters). Such a reading is
+//! still kept and carried as read (a real reading, not the older one), and any other counter
+//! that moves, or a traffic counter that goes back (an interface replaced), puts the namespace
+//! back on the slow round.
+//!
 //! In between, a namespace's last values are carried into the sample unchanged. So counter
 //! deltas stay exact: the delta between two samples is the difference of two real readings,
 //! and the deltas of consecutive samples add up to the difference of a window's ends. What an
@@ -40,6 +49,45 @@ pub const SLOW_ROUND_S: u64 = 10;
 
 /// Seconds between two readings of a quiet namespace (one whose last readings were equal).
 pub const QUIET_ROUND_S: u64 = 60;
+
+/// The interface counters (sysfs names) whose rise alone leaves a namespace quiet: traffic,
+/// not loss (see the module docs). Errors, drops and every other counter are not among them.
+pub const TRAFFIC: &[&str] = &[
+    "multicast",
+    "rx_bytes",
+    "rx_packets",
+    "tx_bytes",
+    "tx_packets",
+];
+
+/// True when `new` differs from `last` only in non-host interfaces' [`TRAFFIC`] counters, each
+/// the same or higher: the namespace is as quiet as if nothing had moved. The host (read every
+/// second anyway) never is.
+fn moved_only_in_traffic(last: &NetnsCounters, new: &NetnsCounters) -> bool {
+    !new.is_host
+        && last.snmp == new.snmp
+        && last.conntrack == new.conntrack
+        && last.interfaces.len() == new.interfaces.len()
+        && last
+            .interfaces
+            .iter()
+            .zip(&new.interfaces)
+            .all(|((name0, if0), (name1, if1))| {
+                name0 == name1
+                    && if0.driver == if1.driver
+                    && if0.driver_version == if1.driver_version
+                    && if0.ethtool == if1.ethtool
+                    && if0.qdisc == if1.qdisc
+                    && if0.stats.len() == if1.stats.len()
+                    && if0
+                        .stats
+                        .iter()
+                        .zip(if1.stats.iter())
+                        .all(|((stat0, v0), (stat1, v1))| {
+                            stat0 == stat1 && (v0 == v1 || (v1 > v0 && TRAFFIC.contains(&stat0)))
+                        })
+            })
+}
 
 /// What one sample should read, given by the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,6 +194,10 @@ impl Schedule {
                             self.quiet.insert(*inode);
                             last.clone()
                         }
+                        Some(last) if moved_only_in_traffic(last, &counters) => {
+                            self.quiet.insert(*inode);
+                            Shared::new(counters)
+                        }
                         _ => {
                             self.quiet.remove(inode);
                             Shared::new(counters)
@@ -176,7 +228,7 @@ mod tests {
     use super::*;
     use crate::{
         judge::verdict::counter_signals,
-        node::evidence::{CounterSample, NetnsCounters},
+        node::evidence::{CounterSample, IfaceCounters, NetnsCounters},
     };
 
     const HOST: u32 = 0xEFFF_FFF9;
@@ -398,6 +450,80 @@ mod tests {
         assert!(schedule
             .due((next + 71) * 1000, &known, Some(HOST), &hot(&[quiet]))
             .contains(&quiet));
+    }
+
+    /// A veth whose packets and bytes rise at every reading (IPv6 router solicitations and MLD
+    /// reports on a new namespace) leaves its namespace quiet, read once a minute, and each
+    /// reading is carried as read; a rising drop counter, or a traffic counter that went back,
+    /// keeps a namespace on the slow round.
+    #[test]
+    fn traffic_alone_leaves_a_namespace_quiet() {
+        let (chatty, dropping, replaced) = (0xF000_0011, 0xF000_0012, 0xF000_0013);
+        let known = vec![HOST, chatty, dropping, replaced];
+        let veth = |inode: u32, n: u64| {
+            let mut counters = reading(inode, 0);
+            let (packets, dropped) = match inode {
+                0xF000_0012 => (7, n),
+                // Lower at every reading, as an interface made again each time.
+                0xF000_0013 => (1000 - n, 0),
+                _ => (5 + n, 0),
+            };
+            let stats = [
+                ("rx_bytes", 70 * packets),
+                ("rx_dropped", dropped),
+                ("rx_packets", packets),
+                ("tx_bytes", 90 * packets),
+                ("tx_errors", 0),
+                ("tx_packets", packets),
+            ];
+            let iface = IfaceCounters {
+                stats: stats.into_iter().collect(),
+                ..IfaceCounters::default()
+            };
+            counters.interfaces.insert("trcc-b".to_owned(), iface);
+            counters
+        };
+        let mut schedule = Schedule::default();
+        let mut reads: HashMap<u32, Vec<u64>> = HashMap::new();
+        for second in 0..190u64 {
+            let due = schedule.due(second * 1000, &known, Some(HOST), &hot(&[]));
+            let fresh: HashMap<u32, NetnsCounters> = due
+                .iter()
+                .map(|inode| {
+                    let n = reads.get(inode).map_or(0, Vec::len) as u64;
+                    (*inode, veth(*inode, n))
+                })
+                .collect();
+            for inode in &due {
+                reads.entry(*inode).or_default().push(second);
+            }
+            let sample = schedule.assemble(second * 1000, &known, fresh);
+            // Every namespace carries its last real reading.
+            let n = reads[&chatty].len() as u64 - 1;
+            let carried = sample.iter().find(|c| c.inode == chatty).unwrap();
+            assert_eq!(**carried, veth(chatty, n), "second {second}");
+        }
+        let late = |inode: u32| reads[&inode].iter().filter(|s| **s >= 70).count();
+        assert_eq!(late(chatty), 2, "{:?}", reads[&chatty]);
+        assert!(reads[&chatty]
+            .iter()
+            .filter(|s| **s >= 70)
+            .all(|s| s % 60 == u64::from(chatty) % 60));
+        assert_eq!(late(dropping), 12, "{:?}", reads[&dropping]);
+        assert_eq!(late(replaced), 12, "{:?}", reads[&replaced]);
+        // The host is never quiet, whatever moved.
+        let mut host = veth(HOST, 1);
+        host.is_host = true;
+        assert!(!moved_only_in_traffic(&veth(HOST, 0), &host));
+        assert!(moved_only_in_traffic(&veth(chatty, 0), &veth(chatty, 1)));
+        // Any SNMP counter that moved is not traffic.
+        assert!(!moved_only_in_traffic(
+            &veth(chatty, 0),
+            &NetnsCounters {
+                snmp: reading(chatty, 1).snmp,
+                ..veth(chatty, 1)
+            }
+        ));
     }
 
     /// What a namespace's `Tcp RetransSegs` really is at `second` (it rises every second).
