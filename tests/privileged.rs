@@ -363,9 +363,15 @@ fn tcp_retransmits_on(kind: HookKind) {
         .collect();
     assert_eq!(flows.len(), 1, "one flow: {:?}", report.retransmits.flows);
     let traced = flows[0].retransmitted_segments;
+    let missed = report
+        .tracer_cost
+        .programs
+        .iter()
+        .find(|p| p.program == "tcp_retransmit_skb")
+        .map_or(0, |p| p.recursion_misses);
     eprintln!(
         "retransmits: tracer {traced} segments in {} skbs; RetransSegs {retrans_segs}, \
-         TCPRetransFail {retrans_fail}",
+         TCPRetransFail {retrans_fail}; recursion misses {missed}",
         flows[0].retransmits
     );
     assert!(
@@ -382,6 +388,118 @@ fn tcp_retransmits_on(kind: HookKind) {
     // GSO: a retransmitted skb can carry several segments, never fewer than one.
     assert!(flows[0].retransmits <= traced && flows[0].retransmits > 0);
     assert_eq!(flows[0].saddr, link.addr_a);
+}
+
+/// Four flows retransmitting at once through 5 % loss: on two CPUs with two retransmit slots
+/// each, flows take each other's slots and a slot fills up (`RETRANS_SLOT_FLUSH`), so counts
+/// move from the slots into the map during the traffic; at the end the flows' segments match
+/// `RetransSegs` (on each hook kind; within 1 %, see the assertion).
+#[test]
+fn tcp_retransmits_of_concurrent_flows_stay_exact() {
+    if !privileged("tcp_retransmits_concurrent") {
+        return;
+    }
+    for kind in HOOKS {
+        concurrent_retransmits_on(kind);
+    }
+}
+
+fn concurrent_retransmits_on(kind: HookKind) {
+    const PORTS: [u16; 4] = [5201, 5202, 5203, 5204];
+    let link = std::sync::Arc::new(Link::new("rtx4", 1));
+    link.b.nft(&format!(
+        "table inet trc {{\n\
+           chain input {{\n\
+             type filter hook input priority 0; policy accept;\n\
+             ip saddr {} tcp dport 5201-5204 numgen random mod 100 < 5 drop\n\
+           }}\n\
+         }}\n",
+        link.addr_a
+    ));
+    let tracer = start_tracer_on(kind, "tcp_retransmit_skb");
+    let counters = |link: &Link| {
+        (
+            link.a.net_counter("snmp", "Tcp", "RetransSegs"),
+            link.a.net_counter("netstat", "TcpExt", "TCPRetransFail"),
+        )
+    };
+    let (segs_before, fail_before) = counters(&link);
+    let report = window(&tracer, &link.a, || {
+        let transfers: Vec<_> = PORTS
+            .iter()
+            .map(|&port| {
+                let link = std::sync::Arc::clone(&link);
+                std::thread::spawn(move || {
+                    lab::tcp_transfer_to(&link, port, 64 << 20, Duration::from_secs(8))
+                })
+            })
+            .collect();
+        for t in transfers {
+            let received = t.join().expect("transfer");
+            assert!(received > 1 << 20, "transfer moved {received} bytes");
+        }
+        // As in `tcp_retransmits_on`: until RetransSegs holds still for 500 ms (at most 5 s).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut last = counters(&link).0;
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = counters(&link).0;
+            if now == last || Instant::now() > deadline {
+                break;
+            }
+            last = now;
+        }
+    });
+    let (segs_after, fail_after) = counters(&link);
+    let (retrans_segs, retrans_fail) = (segs_after - segs_before, fail_after - fail_before);
+    let flows: Vec<_> = report
+        .retransmits
+        .flows
+        .iter()
+        .filter(|f| PORTS.contains(&f.dport) && f.daddr == link.addr_b)
+        .collect();
+    let traced: u64 = flows.iter().map(|f| f.retransmitted_segments).sum();
+    let skbs: Vec<u64> = flows.iter().map(|f| f.retransmits).collect();
+    // Runs the kernel skipped (a retransmission in a softirq that interrupted this program on
+    // the same CPU, or any tracing program there on the classic hook): seen by no program.
+    let missed = report
+        .tracer_cost
+        .programs
+        .iter()
+        .find(|p| p.program == "tcp_retransmit_skb")
+        .map_or(0, |p| p.recursion_misses);
+    eprintln!(
+        "{kind:?}: {} flows, retransmitted skbs {skbs:?}, tracer {traced} segments; \
+         RetransSegs {retrans_segs}, TCPRetransFail {retrans_fail}; program runs {:?}, skbs of \
+         every flow {}, recursion misses {missed}",
+        flows.len(),
+        report.tracer_counters.get("retransmit_events"),
+        report
+            .retransmits
+            .flows
+            .iter()
+            .map(|f| f.retransmits + f.failed_attempts)
+            .sum::<u64>()
+    );
+    assert_eq!(flows.len(), PORTS.len(), "{:?}", report.retransmits.flows);
+    assert!(
+        skbs.iter().any(|&n| n > tracer_common::RETRANS_SLOT_FLUSH),
+        "a flow retransmitted more skbs than a slot holds: {skbs:?}"
+    );
+    // Never above RetransSegs; below it by at most 1 % (less the failed attempts) unless the
+    // kernel says it skipped runs. Not exact: with four flows at once RetransSegs sometimes
+    // counts segments no run's skb carried (45–76 of ~10 000, with every run counted in a flow
+    // and no recursion miss), on this change and on the code before it (per-flow map updates)
+    // alike. A slot lost or counted twice would be 64 skbs (~1 500 segments) or above.
+    assert!(
+        traced <= retrans_segs
+            && (missed > 0 || (traced + retrans_fail) * 100 >= retrans_segs * 99),
+        "tracer {traced} segments vs RetransSegs {retrans_segs} (TCPRetransFail {retrans_fail}, \
+         recursion misses {missed})"
+    );
+    assert!(flows
+        .iter()
+        .all(|f| f.retransmits > 0 && f.retransmits <= f.retransmitted_segments));
 }
 
 #[test]

@@ -683,11 +683,16 @@ pub fn bpf_held_by_anyone() -> (
 /// for the peer to close so every retransmission of the flow has happened; returns the bytes
 /// received.
 pub fn tcp_transfer(link: &Link, bytes: usize, deadline: Duration) -> usize {
+    tcp_transfer_to(link, 5201, bytes, deadline)
+}
+
+/// [`tcp_transfer`] to another port of the receiver (several transfers at once).
+pub fn tcp_transfer_to(link: &Link, port: u16, bytes: usize, deadline: Duration) -> usize {
     use std::{
         io::{Read as _, Write as _},
         net::{TcpListener, TcpStream},
     };
-    let listen_addr: SocketAddr = format!("{}:5201", link.addr_b).parse().expect("addr");
+    let listen_addr: SocketAddr = format!("{}:{port}", link.addr_b).parse().expect("addr");
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let receiver = link.b.spawn_in(move || {
         let listener = TcpListener::bind(listen_addr).expect("listen");

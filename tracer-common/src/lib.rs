@@ -21,6 +21,7 @@ pub const MAP_DESTS: &str = "DESTS";
 pub const MAP_RESETS: &str = "RESETS";
 pub const MAP_SOCK_ERRORS: &str = "SOCK_ERRORS";
 pub const MAP_RTT_PENDING: &str = "RTT_PENDING";
+pub const MAP_RETRANS_SLOTS: &str = "RETRANS_SLOTS";
 
 /// Program names (the function names in `tracer-ebpf`).
 pub const PROG_KFREE_SKB: &str = "kfree_skb";
@@ -488,7 +489,7 @@ pub const FAMILY_INET6: u16 = 10;
 /// Addresses are the kernel's bytes (network order) read as native-endian `u32` words, so
 /// `word.to_ne_bytes()` gives the bytes back; an IPv4 address is word 0, the rest zero.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub netns: u32,
     pub family: u16,
@@ -517,6 +518,60 @@ pub struct FlowStats {
     pub _pad: u32,
 }
 const _: () = assert!(core::mem::size_of::<FlowStats>() == 40);
+
+/// Slots per CPU in [`MAP_RETRANS_SLOTS`] (a power of two).
+pub const RETRANS_SLOTS: usize = 2;
+/// A slot of [`MAP_RETRANS_SLOTS`] adds its counts to [`MAP_RETRANS_FLOWS`] once it holds this
+/// many retransmissions, so that a flow retransmitting for long stays recently used in the LRU.
+pub const RETRANS_SLOT_FLUSH: u64 = 64;
+
+/// One per-CPU slot in front of [`MAP_RETRANS_FLOWS`]: `tcp_retransmit_skb`'s counts of the flow
+/// it holds, counted on this CPU and not yet added to the flow's entry. A retransmission of that
+/// flow costs plain adds here instead of a hash lookup (a 44-byte key) and a write to an entry
+/// the other CPUs write too; the kernel moves the counts into the map when another flow takes
+/// the slot, or after [`RETRANS_SLOT_FLUSH`] retransmissions. A flow's counts are its entry plus
+/// its stable slots: the loader reads both (the map first, then the slots, twice).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetransSlot {
+    /// Odd while the kernel moves the counts or gives the slot to another flow; it changes with
+    /// every move, so two reads with the same even `seq` saw the same counts still pending.
+    pub seq: u32,
+    /// Non-zero while a run uses the slot: a run that interrupted it on the same CPU (raw
+    /// tracepoints before 6.10 have no recursion guard) counts in the map directly instead.
+    pub busy: u32,
+    pub key: FlowKey,
+    /// TCP state at the slot's last retransmission (0: unknown).
+    pub last_state: u32,
+    /// Pending retransmissions, segments and failed attempts (as in [`FlowStats`]).
+    pub retransmits: u64,
+    pub retransmitted_segments: u64,
+    pub failed_attempts: u64,
+}
+const _: () = assert!(core::mem::size_of::<RetransSlot>() == 80);
+
+/// The one value of [`MAP_RETRANS_SLOTS`] on each CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetransSlots {
+    pub slots: [RetransSlot; RETRANS_SLOTS],
+}
+const _: () = assert!(RETRANS_SLOTS.is_power_of_two() && RETRANS_SLOTS > 1);
+
+/// The slot of a flow: a multiplicative hash of its namespace, ports and address words, so that
+/// the two ends of a veth or loopback connection (differing by namespace and port order) and
+/// flows differing in any field spread over the slots.
+#[inline(always)]
+pub const fn retrans_slot_index(key: &FlowKey) -> usize {
+    let mixed = key.netns
+        ^ ((key.sport as u32) << 16)
+        ^ (key.dport as u32)
+        ^ key.saddr[0]
+        ^ key.saddr[3]
+        ^ key.daddr[0].rotate_left(8)
+        ^ key.daddr[3].rotate_left(8);
+    (mixed.wrapping_mul(0x9E37_79B1) >> 16) as usize
+}
 
 /// Key of [`MAP_DESTS`]: a remote TCP endpoint (address and port) seen from one namespace.
 /// Addresses as in [`FlowKey`].
@@ -773,6 +828,8 @@ mod pod {
     unsafe impl aya::Pod for ErrorKey {}
     unsafe impl aya::Pod for RttPending {}
     unsafe impl aya::Pod for RttPendingSlots {}
+    unsafe impl aya::Pod for RetransSlot {}
+    unsafe impl aya::Pod for RetransSlots {}
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use aya::{
 };
 use tracer_common::{
     counter, DestKey, DestStats, DropKey, DropSlot, DropSlots, ErrorKey, FlowKey, FlowStats,
-    ResetKey, RttPending, RttPendingSlots, SoftirqStats, BTF_TP_SUFFIX, GLOBAL_CONFIG, MAP_DESTS,
-    MAP_DROPS, MAP_DROP_SLOTS, MAP_PROBE_COUNTERS, MAP_RESETS, MAP_RETRANS_FLOWS, MAP_RTT_PENDING,
-    MAP_SOCK_ERRORS, MAP_SOFTIRQ_STATS, RAW_TP_SUFFIX, SOFTIRQ_VECTORS,
+    ResetKey, RetransSlot, RetransSlots, RttPending, RttPendingSlots, SoftirqStats, BTF_TP_SUFFIX,
+    GLOBAL_CONFIG, MAP_DESTS, MAP_DROPS, MAP_DROP_SLOTS, MAP_PROBE_COUNTERS, MAP_RESETS,
+    MAP_RETRANS_FLOWS, MAP_RETRANS_SLOTS, MAP_RTT_PENDING, MAP_SOCK_ERRORS, MAP_SOFTIRQ_STATS,
+    RAW_TP_SUFFIX, SOFTIRQ_VECTORS,
 };
 
 use std::os::fd::AsFd as _;
@@ -24,6 +25,7 @@ use crate::{
     kernel::drop_slots::DropMerge,
     kernel::probes::{HookChoice, HookKind, Plan, ProbeSpec, ProbeState, ProbeStatus},
     kernel::prog_stats::{self, ProgramCounters},
+    kernel::retrans_slots::FlowMerge,
     kernel::rtt_pending::RttMerge,
     kernel::snapshot::{sum_per_cpu, Snapshot},
 };
@@ -44,6 +46,10 @@ pub struct Session {
     drop_slots: PerCpuArray<MapData, DropSlots>,
     drop_merge: std::sync::Mutex<DropMerge>,
     flows: AyaHashMap<MapData, FlowKey, FlowStats>,
+    /// Retransmissions the kernel holds back per CPU, and what the last snapshot gave with
+    /// them (see `retrans_slots`).
+    retrans_slots: PerCpuArray<MapData, RetransSlots>,
+    flow_merge: std::sync::Mutex<FlowMerge>,
     softirq: PerCpuArray<MapData, SoftirqStats>,
     counters: PerCpuArray<MapData, u64>,
     dests: AyaHashMap<MapData, DestKey, DestStats>,
@@ -302,6 +308,7 @@ impl Session {
         let drops = PerCpuHashMap::try_from(take(&mut ebpf, MAP_DROPS)?)?;
         let drop_slots = PerCpuArray::try_from(take(&mut ebpf, MAP_DROP_SLOTS)?)?;
         let flows = AyaHashMap::try_from(take(&mut ebpf, MAP_RETRANS_FLOWS)?)?;
+        let retrans_slots = PerCpuArray::try_from(take(&mut ebpf, MAP_RETRANS_SLOTS)?)?;
         let softirq = PerCpuArray::try_from(take(&mut ebpf, MAP_SOFTIRQ_STATS)?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, MAP_PROBE_COUNTERS)?)?;
         let dests = AyaHashMap::try_from(take(&mut ebpf, MAP_DESTS)?)?;
@@ -315,6 +322,8 @@ impl Session {
             drop_slots,
             drop_merge: std::sync::Mutex::new(DropMerge::default()),
             flows,
+            retrans_slots,
+            flow_merge: std::sync::Mutex::new(FlowMerge::default()),
             softirq,
             counters,
             dests,
@@ -359,6 +368,15 @@ impl Session {
         Ok(per_cpu.iter().flat_map(|cpu| cpu.slots).collect())
     }
 
+    /// Every CPU's retransmit slots, CPU by CPU.
+    fn read_retrans_slots(&self) -> Result<Vec<RetransSlot>> {
+        let per_cpu = self
+            .retrans_slots
+            .get(&0, 0)
+            .context("reading the per-CPU retransmit slots")?;
+        Ok(per_cpu.iter().flat_map(|cpu| cpu.slots).collect())
+    }
+
     /// Every CPU's pending RTT slots, CPU by CPU.
     fn read_rtt_pending(&self) -> Result<Vec<RttPending>> {
         let per_cpu = self
@@ -398,9 +416,20 @@ impl Session {
             let second = self.read_drop_slots()?;
             merge.merge(&mut snap.drops, &first, &second);
         }
-        for entry in self.flows.iter() {
-            let Ok((key, stats)) = entry else { continue };
-            snap.flows.insert(key, stats);
+        {
+            // The map, then every CPU's slots twice, then the merge, under one lock
+            // (`retrans_slots`).
+            let mut merge = self
+                .flow_merge
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for entry in self.flows.iter() {
+                let Ok((key, stats)) = entry else { continue };
+                snap.flows.insert(key, stats);
+            }
+            let first = self.read_retrans_slots()?;
+            let second = self.read_retrans_slots()?;
+            merge.merge(&mut snap.flows, &first, &second);
         }
         if flow_maps {
             self.read_flow_maps(&mut snap)?;

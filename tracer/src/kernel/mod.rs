@@ -14,6 +14,7 @@ pub mod loader;
 pub mod names;
 pub mod probes;
 pub mod prog_stats;
+pub mod retrans_slots;
 pub mod rtt_pending;
 pub mod snapshot;
 pub mod startup;
