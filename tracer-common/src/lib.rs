@@ -713,7 +713,8 @@ pub fn lat_bucket_bounds(i: usize) -> (u64, u64) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SoftirqStats {
     pub runs: u64,
-    /// Runs whose length was measured (the others are counted, not timed).
+    /// Runs chosen at their entry to have their length measured (the others are counted, not
+    /// timed). Equal to `runs` over any window in which no run was left untimed.
     pub timed_runs: u64,
     pub total_ns: u64,
     /// Log2 histogram of the timed runs' lengths in ns.

@@ -1,5 +1,5 @@
 //! Softirq time: `irq:softirq_entry` counts every run of a timed vector per CPU and, on a
-//! sample of runs when a CPU runs the vector very often, stamps the clock; `irq:softirq_exit`
+//! sample of runs when a CPU runs the vector very often, counts it as timed and stamps the clock; `irq:softirq_exit`
 //! adds a timed run's length, weighted by the runs it stands for, and its log2 bucket. Both live
 //! in one per-CPU slot per vector (`SOFTIRQ_STATS`: the statistics and the sampling state,
 //! `tracer_common::SoftirqClock`, which says how the sample is drawn). Only the vectors in the
@@ -107,6 +107,9 @@ fn entry(vec: u32) {
         clock.start = SOFTIRQ_UNTIMED_RUN;
         return;
     }
+    // Counted where the choice is made, next to `runs`: a window that saw no untimed run has
+    // `timed_runs == runs` exactly, even with a run in progress at either end.
+    slot.stats.timed_runs += 1;
     let max_shift = config!(softirq_sample_max_shift);
     // Drawn before the clock is read, so that the helper call is not inside the timed span.
     let random = if max_shift > 0 {
@@ -168,7 +171,6 @@ fn exit(vec: u32) {
     }
     let elapsed = unsafe { bpf_ktime_get_ns() }.saturating_sub(started);
     let stats = &mut slot.stats;
-    stats.timed_runs += 1;
     stats.total_ns += elapsed * u64::from(slot.clock.weight);
     if let Some(bucket) = stats.hist.get_mut(log2_bucket(elapsed)) {
         *bucket += 1;
