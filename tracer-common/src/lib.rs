@@ -14,7 +14,6 @@ pub const GLOBAL_CONFIG: &str = "CONFIG";
 pub const MAP_DROPS: &str = "DROPS";
 pub const MAP_DROP_SLOTS: &str = "DROP_SLOTS";
 pub const MAP_RETRANS_FLOWS: &str = "RETRANS_FLOWS";
-pub const MAP_SOFTIRQ_START: &str = "SOFTIRQ_START";
 pub const MAP_SOFTIRQ_STATS: &str = "SOFTIRQ_STATS";
 pub const MAP_PROBE_COUNTERS: &str = "PROBE_COUNTERS";
 pub const MAP_DESTS: &str = "DESTS";
@@ -273,10 +272,13 @@ pub struct TracerConfig {
     pub skb_head: u32,
     pub skb_data: u32,
     pub skb_network_header: u32,
+    /// Softirq sampling: the largest log2 of the mean stride between timed runs (see
+    /// [`SoftirqClock`]); 0 times every run.
+    pub softirq_sample_max_shift: u32,
 }
 
 /// Words in [`TracerConfig`] (every field is a `u32`).
-pub const CONFIG_WORDS: usize = 112;
+pub const CONFIG_WORDS: usize = 113;
 
 const _: () = assert!(core::mem::size_of::<TracerConfig>() == CONFIG_WORDS * 4);
 
@@ -396,6 +398,7 @@ impl TracerConfig {
             skb_head: ABSENT,
             skb_data: ABSENT,
             skb_network_header: ABSENT,
+            softirq_sample_max_shift: SOFTIRQ_SAMPLE_MAX_SHIFT,
         }
     }
 }
@@ -755,26 +758,87 @@ pub fn lat_bucket_bounds(i: usize) -> (u64, u64) {
     ((4 + sub) << (k - 2), (5 + sub) << (k - 2))
 }
 
-/// Per-CPU, per-vector softirq run statistics ([`MAP_SOFTIRQ_STATS`], index = vector number).
+/// Per-CPU, per-vector softirq run statistics (the [`SoftirqSlot::stats`] of
+/// [`MAP_SOFTIRQ_STATS`], index = vector number).
+///
+/// `runs` counts every run. Under a flood only a sample of runs is timed ([`SoftirqClock`]):
+/// `timed_runs` of them, each adding its run time times the number of runs it stands for to
+/// `total_ns` (an estimate, exact while `timed_runs == runs`). `hist` holds the timed runs only.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SoftirqStats {
     pub runs: u64,
+    /// Runs chosen at their entry to have their length measured (the others are counted, not
+    /// timed). Equal to `runs` over any window in which no run was left untimed.
+    pub timed_runs: u64,
     pub total_ns: u64,
-    /// Log2 histogram of run lengths in ns.
+    /// Log2 histogram of the timed runs' lengths in ns.
     pub hist: [u64; HIST_BUCKETS],
 }
-const _: () = assert!(core::mem::size_of::<SoftirqStats>() == 16 + 8 * HIST_BUCKETS);
+const _: () = assert!(core::mem::size_of::<SoftirqStats>() == 24 + 8 * HIST_BUCKETS);
 
 impl Default for SoftirqStats {
     fn default() -> Self {
         Self {
             runs: 0,
+            timed_runs: 0,
             total_ns: 0,
             hist: [0; HIST_BUCKETS],
         }
     }
 }
+
+/// Default of [`TracerConfig::softirq_sample_max_shift`]: at most one run in 2^6 = 64 timed
+/// on average.
+pub const SOFTIRQ_SAMPLE_MAX_SHIFT: u32 = 6;
+/// The stride between timed runs doubles while timed runs would come closer than this on a CPU
+/// (more than 20 000 timed runs a second: ~0.25 % of the CPU in clock reads at ~120 ns each)...
+pub const SOFTIRQ_SAMPLE_NEAR_NS: u64 = 50_000;
+/// ...and halves while they would come farther apart than this. So a CPU that runs the vector
+/// less than 20 000 times a second has every run timed (after a flood, once it runs it less
+/// than 10 000 times a second: the step down needs two runs 200 µs apart at stride 2).
+pub const SOFTIRQ_SAMPLE_FAR_NS: u64 = 200_000;
+/// [`SoftirqClock::start`] of a run that is counted but not timed.
+pub const SOFTIRQ_UNTIMED_RUN: u64 = 1;
+
+/// The kernel programs' own sampling state per CPU and vector (user space only reads it).
+///
+/// Every run is counted. The clock is read at the first run of each block of `weight` runs
+/// (`weight` drawn uniformly from `[1, 2^(shift+1) - 1]`, mean `2^shift`, so no periodic
+/// pattern of runs can line up with the timed ones); that run's length counts `weight` times.
+/// `shift` moves by one at each timed run, from the gap since the previous timed run scaled to
+/// the mean block: up while that is under [`SOFTIRQ_SAMPLE_NEAR_NS`], down while over
+/// [`SOFTIRQ_SAMPLE_FAR_NS`], never above [`TracerConfig::softirq_sample_max_shift`]. At
+/// `shift == 0` every run is timed (`weight` 1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SoftirqClock {
+    /// Clock at the start of the timed run in progress, [`SOFTIRQ_UNTIMED_RUN`] while an
+    /// untimed run is in progress, 0 between runs (an exit then is unpaired).
+    pub start: u64,
+    /// Clock at the start of the last timed run (0: none yet).
+    pub last_timed: u64,
+    /// Runs still to count before the next timed one.
+    pub skip: u32,
+    pub shift: u32,
+    /// Runs the timed run in progress stands for.
+    pub weight: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<SoftirqClock>() == 32);
+
+/// The value of [`MAP_SOFTIRQ_STATS`]: what user space reads, and the sampling state beside it
+/// (one lookup per program run).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SoftirqSlot {
+    pub stats: SoftirqStats,
+    pub clock: SoftirqClock,
+}
+const _: () = assert!(
+    core::mem::size_of::<SoftirqSlot>()
+        == core::mem::size_of::<SoftirqStats>() + core::mem::size_of::<SoftirqClock>()
+);
 
 /// Bucket index of a run length in the log2 histogram (shared so both sides agree).
 #[inline(always)]
@@ -822,6 +886,7 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowStats {}
     unsafe impl aya::Pod for SoftirqStats {}
+    unsafe impl aya::Pod for SoftirqSlot {}
     unsafe impl aya::Pod for DestKey {}
     unsafe impl aya::Pod for DestStats {}
     unsafe impl aya::Pod for ResetKey {}

@@ -161,11 +161,17 @@ pub struct CpuSoftirq {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct VectorTime {
     pub vector: String,
+    /// Time in the vector: measured when every run was timed (`timed_runs == runs`), else
+    /// estimated from the timed runs, each standing for the runs around it.
     pub time_ns: u64,
+    /// Every run, counted exactly.
     pub runs: u64,
+    /// Runs whose length was measured: all of them unless the CPU ran the vector so often that
+    /// the programs read the clock on a sample of runs only.
+    pub timed_runs: u64,
     /// Share of the window this CPU spent in this vector.
     pub share_of_window: f64,
-    /// Log2 run-length histogram: runs of `[lower_ns, 2*lower_ns)`.
+    /// Log2 run-length histogram of the timed runs: runs of `[lower_ns, 2*lower_ns)`.
     pub histogram: Vec<HistBucket>,
 }
 
@@ -361,11 +367,12 @@ pub fn build(
             vector: name.clone(),
             time_ns: stats.total_ns,
             runs: stats.runs,
+            timed_runs: stats.timed_runs.min(stats.runs),
             share_of_window: stats.total_ns as f64 / window_ns,
             histogram,
         });
     }
-    let softirq = per_cpu
+    let softirq: Vec<CpuSoftirq> = per_cpu
         .into_iter()
         .map(|(cpu, mut vectors)| {
             vectors.sort_by(|a, b| a.vector.cmp(&b.vector));
@@ -378,6 +385,7 @@ pub fn build(
         .map(|(name, index)| (name, window_delta.counter(index)))
         .collect();
     let mut notes = notes;
+    notes.extend(softirq_sampling_note(&softirq));
     notes.extend(overflow_notes(&tracer_counters));
     if window_delta.flows_evicted > 0 {
         notes.push(format!(
@@ -435,6 +443,32 @@ pub fn build(
         tracer_cost,
         notes,
     }
+}
+
+/// Where softirq time was estimated from a sample of runs, which CPU and vector and how many
+/// runs were timed of how many (never hidden); `None` when every run was timed.
+pub fn softirq_sampling_note(softirq: &[CpuSoftirq]) -> Option<String> {
+    let sampled: Vec<String> = softirq
+        .iter()
+        .flat_map(|c| c.vectors.iter().map(move |v| (c.cpu, v)))
+        .filter(|(_, v)| v.timed_runs < v.runs)
+        .map(|(cpu, v)| {
+            format!(
+                "CPU {cpu} {} {} of {} runs timed",
+                v.vector, v.timed_runs, v.runs
+            )
+        })
+        .collect();
+    if sampled.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "softirq time estimated from sampled runs ({}): every run is counted, but a CPU that \
+         runs a vector more often than every {} µs has its clock read on a random sample of \
+         runs, each timed run standing for the runs around it; the histogram holds the timed runs",
+        sampled.join(", "),
+        tracer_common::SOFTIRQ_SAMPLE_NEAR_NS / 1000
+    ))
 }
 
 /// What the kernel programs saw but could not keep, said in the notes (never hidden): a full
@@ -800,6 +834,7 @@ mod tests {
         let mut d = Snapshot::default();
         let mut s = SoftirqStats {
             runs: 4,
+            timed_runs: 4,
             total_ns: 500_000_000,
             ..Default::default()
         };
@@ -824,6 +859,59 @@ mod tests {
         assert!((v.share_of_window - 0.25).abs() < 1e-9);
         assert_eq!(v.histogram[0].lower_ns, 1024);
         assert_eq!(r.net_rx_ns_by_cpu().get(&1), Some(&500_000_000));
+        // Every run timed: nothing estimated, nothing to say.
+        assert_eq!(v.timed_runs, 4);
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+    }
+
+    /// A CPU whose NET_RX runs were sampled: the time is the kernel's estimate as it is, the
+    /// runs exact, and a note says which CPU was sampled and how many runs were timed of how
+    /// many; a CPU timed in full is not named.
+    #[test]
+    fn sampled_softirq_time_is_said_with_timed_of_all_runs() {
+        let mut d = Snapshot::default();
+        let mut sampled = SoftirqStats {
+            runs: 400_000,
+            timed_runs: 25_000,
+            total_ns: 800_000_000,
+            ..Default::default()
+        };
+        sampled.hist[11] = 25_000;
+        d.softirq.insert((0, 3), sampled);
+        let exact = SoftirqStats {
+            runs: 10,
+            timed_runs: 10,
+            total_ns: 40_000,
+            ..Default::default()
+        };
+        d.softirq.insert((1, 3), exact);
+        let r = build(
+            &d,
+            &names(),
+            &Kallsyms::parse(""),
+            vec![],
+            window(),
+            String::new(),
+            vec![],
+        );
+        let v = &r.softirq[0].vectors[0];
+        assert_eq!(
+            (v.runs, v.timed_runs, v.time_ns, v.histogram[0].count),
+            (400_000, 25_000, 800_000_000, 25_000)
+        );
+        assert!((v.share_of_window - 0.4).abs() < 1e-9);
+        let sampling: Vec<&String> = r
+            .notes
+            .iter()
+            .filter(|n| n.contains("sampled runs"))
+            .collect();
+        assert_eq!(sampling.len(), 1, "{:?}", r.notes);
+        assert!(
+            sampling[0].contains("(CPU 0 NET_RX 25000 of 400000 runs timed)"),
+            "{}",
+            sampling[0]
+        );
+        assert!(!sampling[0].contains("CPU 1"), "{}", sampling[0]);
     }
 
     /// A flow key exactly as the kernel program writes it: bytes recorded from the map

@@ -12,7 +12,7 @@ use aya::{
 };
 use tracer_common::{
     counter, DestKey, DestStats, DropKey, DropSlot, DropSlots, ErrorKey, FlowKey, FlowStats,
-    ResetKey, RetransSlot, RetransSlots, RttPending, RttPendingSlots, SoftirqStats, BTF_TP_SUFFIX,
+    ResetKey, RetransSlot, RetransSlots, RttPending, RttPendingSlots, SoftirqSlot, BTF_TP_SUFFIX,
     GLOBAL_CONFIG, MAP_DESTS, MAP_DROPS, MAP_DROP_SLOTS, MAP_PROBE_COUNTERS, MAP_RESETS,
     MAP_RETRANS_FLOWS, MAP_RETRANS_SLOTS, MAP_RTT_PENDING, MAP_SOCK_ERRORS, MAP_SOFTIRQ_STATS,
     RAW_TP_SUFFIX, SOFTIRQ_VECTORS,
@@ -50,7 +50,8 @@ pub struct Session {
     /// them (see `retrans_slots`).
     retrans_slots: PerCpuArray<MapData, RetransSlots>,
     flow_merge: std::sync::Mutex<FlowMerge>,
-    softirq: PerCpuArray<MapData, SoftirqStats>,
+    /// Softirq statistics and, beside them, the programs' sampling state (not read).
+    softirq: PerCpuArray<MapData, SoftirqSlot>,
     counters: PerCpuArray<MapData, u64>,
     dests: AyaHashMap<MapData, DestKey, DestStats>,
     /// RTT samples the kernel holds back per CPU, and what the last snapshot gave with them.
@@ -439,9 +440,9 @@ impl Session {
                 .softirq
                 .get(&vec, 0)
                 .context("reading softirq statistics")?;
-            for (cpu, stats) in per_cpu.iter().enumerate() {
-                if stats.runs > 0 {
-                    snap.softirq.insert((cpu as u32, vec), *stats);
+            for (cpu, slot) in per_cpu.iter().enumerate() {
+                if slot.stats.runs > 0 {
+                    snap.softirq.insert((cpu as u32, vec), slot.stats);
                 }
             }
         }

@@ -164,6 +164,10 @@ impl HookKind {
 /// The hidden switch that forces every probe onto one hook kind (for tests).
 pub const HOOK_VAR: &str = "TRACER_HOOK";
 
+/// The hidden switch that turns softirq sampling off (`off`: every run timed), for tests and
+/// measurements.
+pub const SOFTIRQ_SAMPLING_VAR: &str = "TRACER_SOFTIRQ_SAMPLING";
+
 /// The hook a probe is planned on and why not a cheaper one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookChoice {
@@ -257,7 +261,11 @@ fn offsets_for(
                 .iter()
                 .filter(|(v, name)| (name == "NET_RX" || name == "NET_TX") && *v < 32)
                 .fold(0u32, |mask, (v, _)| mask | (1 << v));
-            Ok("softirq run start per CPU".to_owned())
+            Ok(format!(
+                "softirq runs per CPU (every run counted; the clock read on a sample of runs \
+                 where a CPU runs a vector more often than every {} µs)",
+                tracer_common::SOFTIRQ_SAMPLE_NEAR_NS / 1000
+            ))
         }
         PROG_SOFTIRQ_EXIT => {
             config.softirq_exit_vec = format.require("vec", &[4])?;

@@ -56,6 +56,7 @@ fn sub_stats(end: &SoftirqStats, start: Option<&SoftirqStats>) -> SoftirqStats {
     }
     SoftirqStats {
         runs: end.runs.saturating_sub(start.runs),
+        timed_runs: end.timed_runs.saturating_sub(start.timed_runs),
         total_ns: end.total_ns.saturating_sub(start.total_ns),
         hist,
     }
@@ -443,6 +444,7 @@ mod tests {
         let mut s0 = Snapshot::default();
         let mut a = SoftirqStats {
             runs: 2,
+            timed_runs: 2,
             total_ns: 100,
             ..Default::default()
         };
@@ -450,7 +452,9 @@ mod tests {
         s0.softirq.insert((1, 3), a);
         let mut s1 = s0.clone();
         let mut b = a;
-        b.runs = 5;
+        // 40 more runs, 3 of them timed (sampled): the delta keeps both counts.
+        b.runs = 42;
+        b.timed_runs = 5;
         b.total_ns = 1100;
         b.hist[9] = 3;
         s1.softirq.insert((1, 3), b);
@@ -459,8 +463,8 @@ mod tests {
         let d = s1.since(&s0).only_netns(7);
         let st = d.softirq.get(&(1, 3)).unwrap();
         assert_eq!(
-            (st.runs, st.total_ns, st.hist[6], st.hist[9]),
-            (3, 1000, 0, 3)
+            (st.runs, st.timed_runs, st.total_ns, st.hist[6], st.hist[9]),
+            (40, 3, 1000, 0, 3)
         );
         assert_eq!(d.drops.len(), 1);
         assert_eq!(d.drops.get(&drop_key(3, 7)), Some(&4));

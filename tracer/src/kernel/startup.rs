@@ -142,6 +142,7 @@ pub fn prepare_deferred(sources: &KernelSources) -> (Startup, PendingSymbols) {
     };
     let mut plan = probes::plan(lookup, netns);
     choose_hooks(&mut plan, btf.as_ref(), &mut notes);
+    softirq_sampling(&mut plan, &mut notes);
     let names = kernel_names(btf.as_ref(), &formats, &mut notes);
 
     let kprobes = sources.kprobes();
@@ -264,6 +265,25 @@ pub fn release_freed_memory() {
         unsafe { libc::malloc_trim(0) };
     }
     log_memory("after freed heap pages were handed back");
+}
+
+/// `TRACER_SOFTIRQ_SAMPLING=off` (a hidden switch for tests and measurements): every softirq
+/// run timed, as before sampling existed.
+fn softirq_sampling(plan: &mut Plan, notes: &mut Vec<String>) {
+    match std::env::var(probes::SOFTIRQ_SAMPLING_VAR).as_deref() {
+        Ok("off") => {
+            plan.config.softirq_sample_max_shift = 0;
+            notes.push(format!(
+                "{}=off: every softirq run is timed",
+                probes::SOFTIRQ_SAMPLING_VAR
+            ));
+        }
+        Ok("") | Ok("on") | Err(_) => {}
+        Ok(other) => notes.push(format!(
+            "{}={other} ignored: use on or off",
+            probes::SOFTIRQ_SAMPLING_VAR
+        )),
+    }
 }
 
 /// Picks each probe's hook from the BTF (when there is one) and `TRACER_HOOK`.

@@ -11,7 +11,8 @@
 //! containers[], pid, kubelet_dir}]}` when the node had pods, absent in older files), `frames[]` ({at_ms, unix_ms (wall clock, absent in older files), bpf_stats_enabled, snapshot{drops[{reason,
 //! netns, location, count}], flows[{netns, family, sport, dport, saddr[4], daddr[4],
 //! retransmits, retransmitted_segments, synack_retransmits, failed_attempts, last_state}],
-//! softirq[{cpu, vec, runs, total_ns, hist[32]}], counters[], program_costs[[name, runs, ns]],
+//! softirq[{cpu, vec, runs, timed_runs (runs whose length was measured; absent in older files,
+//! where every run was), total_ns, hist[32]}], counters[], program_costs[[name, runs, ns]],
 //! program_misses{name: recursion misses} (optional, absent in older files),
 //! dests[{netns, family, dport, daddr[4], rtt_samples, rtt_sum_us, connects, established, failed,
 //! closed, connect_timed, connect_sum_us, rtt_hist[[bucket, count]], connect_hist[…]}],
@@ -68,6 +69,9 @@ pub struct RecSoftirq {
     pub cpu: u32,
     pub vec: u32,
     pub runs: u64,
+    /// Absent in older files: every run was timed then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timed_runs: Option<u64>,
     pub total_ns: u64,
     pub hist: Vec<u64>,
 }
@@ -203,6 +207,7 @@ impl From<&Snapshot> for RecSnapshot {
                     cpu: *cpu,
                     vec: *vec,
                     runs: st.runs,
+                    timed_runs: Some(st.timed_runs),
                     total_ns: st.total_ns,
                     hist: st.hist.to_vec(),
                 })
@@ -382,6 +387,7 @@ impl From<&RecSnapshot> for Snapshot {
                 (q.cpu, q.vec),
                 SoftirqStats {
                     runs: q.runs,
+                    timed_runs: q.timed_runs.unwrap_or(q.runs),
                     total_ns: q.total_ns,
                     hist,
                 },
@@ -527,7 +533,8 @@ mod tests {
             },
         );
         let mut st = SoftirqStats {
-            runs: 5,
+            runs: 50,
+            timed_runs: 5,
             total_ns: 9000,
             ..Default::default()
         };
@@ -586,6 +593,15 @@ mod tests {
         }
         let back: RecSnapshot = serde_json::from_value(old).expect("old recording");
         assert!(Snapshot::from(&back).dests.is_empty());
+        // A recording made before softirq sampling: every run was timed.
+        let mut old: serde_json::Value = serde_json::from_str(&json).expect("parse");
+        old["softirq"][0]
+            .as_object_mut()
+            .expect("softirq row")
+            .remove("timed_runs");
+        let back: RecSnapshot = serde_json::from_value(old).expect("old recording");
+        let st = Snapshot::from(&back).softirq[&(1, 3)];
+        assert_eq!((st.runs, st.timed_runs), (50, 50));
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub fn observed(
                     vector: "NET_RX".to_owned(),
                     time_ns: *ns,
                     runs: 10,
+                    timed_runs: 10,
                     share_of_window: *ns as f64 / (SECONDS * 1e9),
                     histogram: vec![],
                 }],

@@ -148,7 +148,8 @@ pub(super) fn families(x: &Exposition) -> Vec<Family> {
     });
     out.push(Family {
         name: "tracer_softirq",
-        help: "Time each CPU spent in each networking softirq vector.",
+        help: "Time each CPU spent in each networking softirq vector (estimated from a sample \
+               of runs where a CPU runs it more often than every ~50 µs).",
         unit: Some(Unit::Seconds),
         kind: Kind::Counter,
         series: t

@@ -80,6 +80,7 @@ fn delta(netns: u32, no_socket: u64, nf: u64) -> Snapshot {
         (1, 3),
         SoftirqStats {
             runs: 10,
+            timed_runs: 10,
             total_ns: 250_000_000,
             hist: [0; tracer_common::HIST_BUCKETS],
         },
@@ -88,6 +89,7 @@ fn delta(netns: u32, no_socket: u64, nf: u64) -> Snapshot {
         (1, 1),
         SoftirqStats {
             runs: 10,
+            timed_runs: 10,
             total_ns: 1,
             hist: [0; tracer_common::HIST_BUCKETS],
         },
