@@ -314,6 +314,30 @@ fn tcp_retransmits_through_random_loss_match_the_namespace_counters() {
     }
 }
 
+/// Side a's `Tcp RetransSegs` and `TcpExt TCPRetransFail`.
+fn retrans_counters(link: &Link) -> (u64, u64) {
+    (
+        link.a.net_counter("snmp", "Tcp", "RetransSegs"),
+        link.a.net_counter("netstat", "TcpExt", "TCPRetransFail"),
+    )
+}
+
+/// Lets the connections' last timers run out inside the window, so a late retransmission is
+/// seen by both the tracer and the counters read after it: waits until side a's RetransSegs
+/// holds still for 500 ms (at most 5 s; a loaded machine delays the last retransmissions).
+fn until_retransmits_settle(link: &Link) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = retrans_counters(link).0;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = retrans_counters(link).0;
+        if now == last || Instant::now() > deadline {
+            break;
+        }
+        last = now;
+    }
+}
+
 fn tcp_retransmits_on(kind: HookKind) {
     let link = Link::new("rtx", 1);
     // Random loss of 2 % of the sender's segments at the receiver's input.
@@ -327,32 +351,13 @@ fn tcp_retransmits_on(kind: HookKind) {
         link.addr_a
     ));
     let tracer = start_tracer_on(kind, "tcp_retransmit_skb");
-    let counters = |link: &Link| {
-        (
-            link.a.net_counter("snmp", "Tcp", "RetransSegs"),
-            link.a.net_counter("netstat", "TcpExt", "TCPRetransFail"),
-        )
-    };
-    let (segs_before, fail_before) = counters(&link);
+    let (segs_before, fail_before) = retrans_counters(&link);
     let report = window(&tracer, &link.a, || {
         let received = lab::tcp_transfer(&link, 32 << 20, Duration::from_secs(8));
         assert!(received > 1 << 20, "transfer moved {received} bytes");
-        // Let the connection's last timers run out inside the window, so a late
-        // retransmission is seen by both the tracer and the counters read below: wait
-        // until RetransSegs holds still for 500 ms (at most 5 s; a loaded machine
-        // delays the last retransmissions).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut last = counters(&link).0;
-        loop {
-            std::thread::sleep(Duration::from_millis(500));
-            let now = counters(&link).0;
-            if now == last || Instant::now() > deadline {
-                break;
-            }
-            last = now;
-        }
+        until_retransmits_settle(&link);
     });
-    let (segs_after, fail_after) = counters(&link);
+    let (segs_after, fail_after) = retrans_counters(&link);
     let (retrans_segs, retrans_fail) = (segs_after - segs_before, fail_after - fail_before);
 
     let flows: Vec<_> = report
@@ -417,13 +422,7 @@ fn concurrent_retransmits_on(kind: HookKind) {
         link.addr_a
     ));
     let tracer = start_tracer_on(kind, "tcp_retransmit_skb");
-    let counters = |link: &Link| {
-        (
-            link.a.net_counter("snmp", "Tcp", "RetransSegs"),
-            link.a.net_counter("netstat", "TcpExt", "TCPRetransFail"),
-        )
-    };
-    let (segs_before, fail_before) = counters(&link);
+    let (segs_before, fail_before) = retrans_counters(&link);
     let report = window(&tracer, &link.a, || {
         let transfers: Vec<_> = PORTS
             .iter()
@@ -438,19 +437,9 @@ fn concurrent_retransmits_on(kind: HookKind) {
             let received = t.join().expect("transfer");
             assert!(received > 1 << 20, "transfer moved {received} bytes");
         }
-        // As in `tcp_retransmits_on`: until RetransSegs holds still for 500 ms (at most 5 s).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut last = counters(&link).0;
-        loop {
-            std::thread::sleep(Duration::from_millis(500));
-            let now = counters(&link).0;
-            if now == last || Instant::now() > deadline {
-                break;
-            }
-            last = now;
-        }
+        until_retransmits_settle(&link);
     });
-    let (segs_after, fail_after) = counters(&link);
+    let (segs_after, fail_after) = retrans_counters(&link);
     let (retrans_segs, retrans_fail) = (segs_after - segs_before, fail_after - fail_before);
     let flows: Vec<_> = report
         .retransmits
