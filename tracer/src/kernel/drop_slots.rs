@@ -47,11 +47,13 @@ impl DropMerge {
     ) {
         // The map's own counts of the keys this merge may raise (absent: not in the map yet).
         let mut as_read: HashMap<DropKey, u64> = HashMap::new();
-        let stable = first
-            .iter()
-            .zip(second)
-            .filter(|(a, b)| a.seq % 2 == 0 && a.seq == b.seq && a.key == b.key && a.count != 0);
-        for (slot, _) in stable {
+        let stable = stable_slots(
+            first,
+            second,
+            |s| s.seq,
+            |a, b| a.key == b.key && a.count != 0,
+        );
+        for slot in stable {
             let count = drops.entry(slot.key).or_insert(0);
             as_read.entry(slot.key).or_insert(*count);
             *count = count.wrapping_add(slot.count);
@@ -78,6 +80,23 @@ impl DropMerge {
     pub fn keys_above_the_map(&self) -> usize {
         self.given.len()
     }
+}
+
+/// The slots of `first` that read stable: an even `seq`, the same in `second` (the same slot
+/// read again, same position), and `same(first, second)` (the same key, a non-empty count…).
+/// The one rule of the three per-CPU slot merges (this module's, `rtt_pending`'s and
+/// `retrans_slots`'), argued in this module's doc.
+pub(crate) fn stable_slots<'a, T>(
+    first: &'a [T],
+    second: &'a [T],
+    seq: impl Fn(&T) -> u32,
+    same: impl Fn(&T, &T) -> bool,
+) -> impl Iterator<Item = &'a T> {
+    first
+        .iter()
+        .zip(second)
+        .filter(move |(a, b)| seq(a).is_multiple_of(2) && seq(a) == seq(b) && same(a, b))
+        .map(|(a, _)| a)
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ use std::collections::HashMap;
 
 use tracer_common::{FlowKey, FlowStats, RetransSlot};
 
+use super::drop_slots::stable_slots;
+
 /// What a flow was in the last snapshot, for flows that had pending counts.
 #[derive(Debug, Clone, PartialEq)]
 struct Given {
@@ -66,17 +68,13 @@ impl FlowMerge {
         first: &[RetransSlot],
         second: &[RetransSlot],
     ) {
-        let stable: Vec<&RetransSlot> = first
-            .iter()
-            .zip(second)
-            .filter(|(a, b)| {
-                a.seq % 2 == 0
-                    && a.seq == b.seq
-                    && a.key == b.key
-                    && (a.retransmits != 0 || a.failed_attempts != 0)
-            })
-            .map(|(a, _)| a)
-            .collect();
+        let stable: Vec<&RetransSlot> = stable_slots(
+            first,
+            second,
+            |s| s.seq,
+            |a, b| a.key == b.key && (a.retransmits != 0 || a.failed_attempts != 0),
+        )
+        .collect();
         let map_totals: HashMap<FlowKey, u64> = self
             .given
             .keys()

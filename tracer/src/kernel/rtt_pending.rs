@@ -21,6 +21,8 @@ use std::collections::HashMap;
 
 use tracer_common::{DestKey, DestStats, RttPending, LAT_BUCKETS};
 
+use super::drop_slots::stable_slots;
+
 /// What a destination's RTT was in the last snapshot, for destinations that had pending
 /// samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,19 +62,18 @@ impl RttMerge {
         first: &[RttPending],
         second: &[RttPending],
     ) {
-        let stable: Vec<&RttPending> = first
-            .iter()
-            .zip(second)
-            .filter(|(a, b)| {
-                a.seq % 2 == 0
-                    && a.seq == b.seq
-                    && a.key == b.key
+        let stable: Vec<&RttPending> = stable_slots(
+            first,
+            second,
+            |s| s.seq,
+            |a, b| {
+                a.key == b.key
                     && a.bucket == b.bucket
                     && a.count != 0
                     && (a.bucket as usize) < LAT_BUCKETS
-            })
-            .map(|(a, _)| a)
-            .collect();
+            },
+        )
+        .collect();
         // The map's own sums, before any pending sample is added (absent: not in the map).
         let map_sums: HashMap<DestKey, u64> = self
             .given
