@@ -1,5 +1,6 @@
 //! The running kernel: what it offers (tracefs formats, BTF, kallsyms), which probes can attach
-//! and how (startup), loading them (loader, prog_stats and, for `tracer capture`, capture: the only modules that touch aya) and plain copies of
+//! and how (startup), loading them (loader, prog_stats and, for `tracer capture`, capture: the only modules that touch aya;
+//! map_batch, the loader's batch reads of a hash map, uses aya's kernel bindings only) and plain copies of
 //! their maps (snapshot; drop_slots adds the drops and rtt_pending the RTT samples the kernel
 //! holds back per CPU). Uses nothing else of this crate.
 
@@ -11,6 +12,7 @@ pub mod format;
 pub mod hooks;
 pub mod kallsyms;
 pub mod loader;
+pub mod map_batch;
 pub mod names;
 pub mod probes;
 pub mod prog_stats;
