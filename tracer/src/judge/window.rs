@@ -18,8 +18,8 @@ use crate::{
     judge::layers::{classify, DropClass, Layer},
     judge::report::{self, reason_label, Report, Symbolize, WindowInfo},
     judge::verdict::{
-        break_notes, counter_breaks, counter_loss, counter_signals, decide, rfc3339_utc,
-        tick_loss_of, Tick, WindowEvidence,
+        break_notes, counter_breaks, counter_loss, counter_signals, decide_with, rfc3339_utc,
+        tick_loss_of, SignalsMemo, Tick, WindowEvidence,
     },
     kernel::names::KernelNames,
     kernel::probes::ProbeStatus,
@@ -188,6 +188,9 @@ struct Memo {
 #[derive(Default)]
 pub struct Steps {
     memo: Mutex<Memo>,
+    /// Each namespace's counter signals between the window's ends, reused while both
+    /// readings stay the same (most namespaces of a rolling window, most seconds).
+    ends: SignalsMemo,
 }
 
 impl std::fmt::Debug for Steps {
@@ -385,6 +388,7 @@ pub fn judge_with_steps(
         symbols,
         scope,
     };
+    let ends = &steps.ends;
     let steps = window_steps(frames, steps, &judging);
     // Counters that went back, wrapped or jumped, and interfaces or namespaces that came or
     // went, are said in the notes rather than read silently as 0.
@@ -434,7 +438,7 @@ pub fn judge_with_steps(
         ticks,
         started_unix_ms: frames.first().and_then(|f| f.unix_ms),
     };
-    let verdict = decide(&evidence);
+    let verdict = decide_with(&evidence, Some(ends));
     let duration_s = observed.window.duration_s;
     let mut document = VerdictDocument::new(verdict, observed, &facts_end, collection_errors);
     document.window = WindowClock {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::judge::layers::Layer;
 
 use super::{
-    counters::{counter_signals, CounterSignals},
+    counters::{counter_signals_with, CounterSignals, SignalsMemo},
     facts::{
         bad_routes, firing_rule_covers, firing_rules, route_drops, rule_drops, RouteDrops,
         RuleDrops,
@@ -90,9 +90,15 @@ impl NetRx {
 }
 
 impl<'a> Context<'a> {
+    #[cfg(test)]
     pub fn new(w: &'a WindowEvidence) -> Self {
+        Context::new_with(w, None)
+    }
+
+    /// [`Context::new`], the counter signals through `memo` (see [`SignalsMemo`]).
+    pub fn new_with(w: &'a WindowEvidence, memo: Option<&SignalsMemo>) -> Self {
         let seconds = w.observed.window.duration_s.max(0.001);
-        let signals = counter_signals(&w.counters_start, &w.counters_end);
+        let signals = counter_signals_with(&w.counters_start, &w.counters_end, memo);
         let counters = counter_loss(&signals);
         let (probe, probe_signals, mut noise, no_listener) = probe_loss(&w.observed);
         let unplaced = unplaced_drops(&w.observed);

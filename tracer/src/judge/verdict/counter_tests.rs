@@ -12,6 +12,7 @@ use crate::{
     kernel::names::KernelNames,
     kernel::snapshot::Snapshot,
     node::evidence::{Conntrack, IfaceCounters, NetnsCounters, QdiscCounters, SoftnetRow},
+    node::shared::Shared,
 };
 
 const ABSURD: u64 = 1 << 40;
@@ -665,4 +666,92 @@ proptest! {
             prop_assert!(*n <= b.counters[i]);
         }
     }
+}
+
+/// A rolling window's ends through [`SignalsMemo`]: each namespace computed once per pair of
+/// readings, reused while both stay the same allocations, computed again when either changes;
+/// the signals are those [`counter_signals`] gives afresh every time (deltas in the same order).
+#[test]
+fn the_memo_reuses_unchanged_namespaces_and_gives_the_same_signals() {
+    let lab = |inode: u32, listen: i64, retrans: i64, qdisc: u64| {
+        let mut n = ns(
+            inode,
+            false,
+            &[("veth0", &[("rx_packets", 10)])],
+            &[
+                ("TcpExt", "ListenDrops", listen),
+                ("Tcp", "RetransSegs", retrans),
+                ("Tcp", "OutSegs", 1000 + retrans),
+            ],
+        );
+        if let Some(veth) = n.interfaces.get_mut("veth0") {
+            veth.qdisc = Some(QdiscCounters {
+                kind: "fq_codel".to_owned(),
+                drops: qdisc,
+                ..Default::default()
+            });
+        }
+        n
+    };
+    let host = ns(1, true, &[("eth0", &[("rx_errors", 0)])], &[]);
+    let start = sample(
+        0,
+        vec![
+            host.clone(),
+            lab(2, 0, 0, 0),
+            lab(3, 5, 10, 1),
+            lab(4, 0, 0, 0),
+            lab(5, 7, 0, 0),
+        ],
+    );
+    // The end: 2 idle (read again, same values), 3 and 5 moved, 4 the very start reading.
+    let mut end = sample(
+        1000,
+        vec![
+            host,
+            lab(2, 0, 0, 0),
+            lab(3, 25, 40, 6),
+            lab(4, 0, 0, 0),
+            lab(5, 9, 3, 0),
+        ],
+    );
+    end.netns[3] = start.netns[3].clone();
+    let memo = SignalsMemo::default();
+    let same = |memo: &SignalsMemo, start: &CounterSample, end: &CounterSample| {
+        let afresh = counter_signals(start, end);
+        let memoised = counter_signals_with(start, end, Some(memo));
+        assert_eq!(format!("{memoised:?}"), format!("{afresh:?}"));
+        afresh
+    };
+    let s = same(&memo, &start, &end);
+    assert_eq!(s.listen.len(), 2);
+    assert_eq!((s.retrans_segs, s.out_segs), (33, 33));
+    assert_eq!(s.qdisc_drops.len(), 1);
+    // Host, 2, 3 and 5 computed (4 is one reading at both ends: nothing to compute).
+    assert_eq!(memo.computed(), 4);
+    // The next second, nothing changed at either end: nothing computed again.
+    same(&memo, &start, &end);
+    same(&memo, &start, &end);
+    assert_eq!(memo.computed(), 4);
+    // Namespace 3 read again (a new reading, its ListenDrops up): only it is computed again.
+    let mut later = end.clone();
+    later.netns[2] = Shared::new(lab(3, 30, 40, 6));
+    let s = same(&memo, &start, &later);
+    assert_eq!(memo.computed(), 5);
+    assert_eq!(s.listen.iter().map(|d| d.delta()).sum::<u64>(), 25 + 2);
+    // The window's start moves to a new reading of 5: only 5 is computed again.
+    let mut moved = start.clone();
+    moved.netns[4] = Shared::new(lab(5, 8, 0, 0));
+    same(&memo, &moved, &later);
+    assert_eq!(memo.computed(), 6);
+    // A namespace gone from both ends is forgotten once unused for MEMO_KEPT_FOR judgings.
+    let mut gone_start = moved.clone();
+    let mut gone_end = later.clone();
+    gone_start.netns.remove(1);
+    gone_end.netns.remove(1);
+    for _ in 0..70 {
+        same(&memo, &gone_start, &gone_end);
+    }
+    assert_eq!(memo.computed(), 6);
+    assert_eq!(memo.len(), 3, "host, 3 and 5 kept; 2 forgotten");
 }

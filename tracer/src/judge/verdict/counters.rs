@@ -1,6 +1,14 @@
 //! The counter changes the rules read between two samples (`CounterSignals`): NIC errors,
 //! ENA allowances, qdisc and softnet drops, the SNMP groups by meaning, conntrack drops, TCP
 //! segments. It reads and groups; which layer a change blames is not decided here.
+//!
+//! A rolling window judged every second compares the same two readings of most namespaces
+//! again and again (an idle namespace is read once a minute, so its readings at the window's
+//! ends stay the same allocations for many seconds): [`SignalsMemo`] keeps each namespace's
+//! signals for the pair of readings they came from, and [`counter_signals_with`] computes a
+//! namespace again only when either reading changed. The result is the same as without it.
+
+use std::{collections::HashMap, sync::Mutex};
 
 use crate::node::{
     evidence::{CounterSample, NetnsCounters},
@@ -77,8 +85,153 @@ fn snmp_deltas(
     }
 }
 
+impl CounterSignals {
+    /// Adds `part` (one namespace's signals) to these, as if its namespace had been read into
+    /// them in place: its deltas appended in order, its totals added.
+    fn add(&mut self, part: &CounterSignals) {
+        let CounterSignals {
+            nic_errors,
+            crc_errors,
+            allowance_exceeded,
+            qdisc_drops,
+            softnet_dropped,
+            time_squeeze,
+            listen,
+            tcp_other,
+            routing,
+            mtu,
+            conntrack_drops,
+            retrans_segs,
+            out_segs,
+            lost_retransmit,
+            timeouts,
+            dsack_segs,
+        } = part;
+        self.nic_errors.extend_from_slice(nic_errors);
+        self.crc_errors.extend_from_slice(crc_errors);
+        self.allowance_exceeded
+            .extend_from_slice(allowance_exceeded);
+        self.qdisc_drops.extend_from_slice(qdisc_drops);
+        self.softnet_dropped = self.softnet_dropped.saturating_add(*softnet_dropped);
+        self.time_squeeze = self.time_squeeze.saturating_add(*time_squeeze);
+        self.listen.extend_from_slice(listen);
+        self.tcp_other.extend_from_slice(tcp_other);
+        self.routing.extend_from_slice(routing);
+        self.mtu.extend_from_slice(mtu);
+        self.conntrack_drops.extend_from_slice(conntrack_drops);
+        self.retrans_segs += retrans_segs;
+        self.out_segs += out_segs;
+        self.lost_retransmit += lost_retransmit;
+        self.timeouts += timeouts;
+        self.dsack_segs += dsack_segs;
+    }
+}
+
+/// Judgings an unused entry of [`SignalsMemo`] is kept for (a rolling window judges a few
+/// scopes a second; a namespace gone, or left out of every scope judged, is forgotten after).
+const MEMO_KEPT_FOR: u64 = 64;
+
+/// Each namespace's signals between the two readings they came from, kept across judgings
+/// (module docs). Holds the readings themselves, so a pointer compare is never fooled by an
+/// allocation freed and reused.
+#[derive(Debug, Default)]
+pub struct SignalsMemo {
+    inner: Mutex<MemoInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoInner {
+    /// Judgings so far ([`counter_signals_with`] calls).
+    round: u64,
+    /// Namespaces whose signals were computed (not reused), for tests.
+    computed: u64,
+    by_inode: HashMap<u32, MemoEntry>,
+}
+
+#[derive(Debug)]
+struct MemoEntry {
+    start: Shared<NetnsCounters>,
+    end: Shared<NetnsCounters>,
+    signals: CounterSignals,
+    used: u64,
+}
+
+impl SignalsMemo {
+    /// Namespaces whose signals were computed rather than reused, since the memo was made.
+    pub fn computed(&self) -> u64 {
+        self.inner.lock().map_or(0, |m| m.computed)
+    }
+
+    /// Namespaces kept.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map_or(0, |m| m.by_inode.len())
+    }
+
+    /// True when nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl MemoInner {
+    /// One namespace's signals between `ns_start` and `ns_end`, reused when both are the
+    /// readings it was computed from.
+    fn signals_of(
+        &mut self,
+        ns_start: &Shared<NetnsCounters>,
+        ns_end: &Shared<NetnsCounters>,
+    ) -> &CounterSignals {
+        let round = self.round;
+        let entry = self.by_inode.entry(ns_end.inode);
+        let entry = match entry {
+            std::collections::hash_map::Entry::Occupied(mut kept) => {
+                let e = kept.get_mut();
+                if !Shared::same(&e.start, ns_start) || !Shared::same(&e.end, ns_end) {
+                    let mut signals = CounterSignals::default();
+                    namespace_signals(ns_start, ns_end, &mut signals);
+                    self.computed += 1;
+                    *e = MemoEntry {
+                        start: ns_start.clone(),
+                        end: ns_end.clone(),
+                        signals,
+                        used: round,
+                    };
+                }
+                kept.into_mut()
+            }
+            std::collections::hash_map::Entry::Vacant(new) => {
+                let mut signals = CounterSignals::default();
+                namespace_signals(ns_start, ns_end, &mut signals);
+                self.computed += 1;
+                new.insert(MemoEntry {
+                    start: ns_start.clone(),
+                    end: ns_end.clone(),
+                    signals,
+                    used: round,
+                })
+            }
+        };
+        entry.used = round;
+        &entry.signals
+    }
+}
+
 /// Reads the counter changes between two samples.
 pub fn counter_signals(start: &CounterSample, end: &CounterSample) -> CounterSignals {
+    counter_signals_with(start, end, None)
+}
+
+/// [`counter_signals`], reusing what `memo` kept of each namespace whose two readings are the
+/// ones it was computed from (module docs); the same result.
+pub fn counter_signals_with(
+    start: &CounterSample,
+    end: &CounterSample,
+    memo: Option<&SignalsMemo>,
+) -> CounterSignals {
+    let mut memo = memo.and_then(|m| m.inner.lock().ok());
+    if let Some(m) = memo.as_mut() {
+        m.round += 1;
+    }
     let mut s = CounterSignals::default();
     host_signals(start, end, &mut s);
     for row in &end.softnet {
@@ -94,11 +247,17 @@ pub fn counter_signals(start: &CounterSample, end: &CounterSample) -> CounterSig
     // A namespace whose reading both samples share did not change: nothing to read there.
     for (ns_start, ns_end) in end.paired_with(start) {
         match ns_start {
-            Some(ns_start) if !Shared::same(ns_start, ns_end) => {
-                namespace_signals(ns_start, ns_end, &mut s);
-            }
+            Some(ns_start) if !Shared::same(ns_start, ns_end) => match memo.as_mut() {
+                Some(m) => s.add(m.signals_of(ns_start, ns_end)),
+                None => namespace_signals(ns_start, ns_end, &mut s),
+            },
             _ => {}
         }
+    }
+    if let Some(m) = memo.as_mut() {
+        let round = m.round;
+        m.by_inode
+            .retain(|_, e| round.saturating_sub(e.used) < MEMO_KEPT_FOR);
     }
     s
 }

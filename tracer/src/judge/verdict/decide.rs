@@ -8,6 +8,7 @@ use crate::{judge::layers::Layer, kernel::probes::ProbeState};
 
 use super::{
     context::Context,
+    counters::SignalsMemo,
     rfc3339_utc,
     rules::{Finding, RULES},
     EvidenceItem, LayerScore, Mitigation, OtherFinding, Tick, TimelineEntry, Verdict,
@@ -16,7 +17,13 @@ use super::{
 
 /// Decides the verdict.
 pub fn decide(w: &WindowEvidence) -> Verdict {
-    let ctx = Context::new(w);
+    decide_with(w, None)
+}
+
+/// [`decide`], reusing the counter signals `memo` kept of namespaces whose readings at the
+/// window's ends did not change since it last saw them (see [`SignalsMemo`]): the same verdict.
+pub fn decide_with(w: &WindowEvidence, memo: Option<&SignalsMemo>) -> Verdict {
+    let ctx = Context::new_with(w, memo);
     let mut findings: Vec<Finding> = Vec::with_capacity(RULES.len());
     for rule in RULES {
         let finding = rule(&ctx, &findings);

@@ -27,8 +27,8 @@ mod rules;
 pub use self::{
     breaks::{break_notes, counter_break_notes, counter_breaks, MAX_BREAK_NOTES},
     change::{CounterChange, CounterDelta, MAX_PLAUSIBLE_CHANGE, WRAP32_MARGIN},
-    counters::{counter_signals, CounterSignals},
-    decide::decide,
+    counters::{counter_signals, counter_signals_with, CounterSignals, SignalsMemo},
+    decide::{decide, decide_with},
     loss::{counter_loss, probe_loss, tick_loss, tick_loss_of, unplaced_drops, UnplacedDrops},
 };
 
