@@ -1197,8 +1197,10 @@ fn run_counters_from_the_kernel_equal_the_programs_own_count() {
     }
     drop(both);
 
-    // The default here: the kernel counts, the programs add nothing, the counters are run_cnt.
-    let tracer = start_tracer();
+    // The default here (whatever TRACER_RUN_COUNTS says): the kernel counts, the programs add
+    // nothing, the counters are run_cnt.
+    let tracer = LiveTracer::start_with(|plan| plan.programs_count_runs = false)
+        .expect("starting the tracer");
     assert!(tracer.runs_from_kernel(), "the kernel counts the runs");
     let start = tracer.snapshot().expect("snapshot");
     send_udp(&link.a, "127.0.0.1:9".parse().expect("addr"), N);
