@@ -1090,6 +1090,132 @@ fn bpf_stats_sysctl() -> String {
         .to_owned()
 }
 
+/// The in-program counter `index` of this process's `PROBE_COUNTERS` map(s), summed over CPUs,
+/// as bpftool reads it (`None` when bpftool or the map is not there).
+fn probe_counter_in_map(index: u32) -> Option<u64> {
+    let maps = std::fs::read_dir("/proc/self/fdinfo").ok()?;
+    let ids: Vec<u64> = maps
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("map_id:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect();
+    let mut total = None;
+    for id in ids {
+        let show = Command::new("bpftool")
+            .args(["map", "show", "id", &id.to_string(), "-j"])
+            .output()
+            .ok()?;
+        let map: serde_json::Value = serde_json::from_slice(&show.stdout).ok()?;
+        if map["name"] != tracer_common::MAP_PROBE_COUNTERS {
+            continue;
+        }
+        let key: Vec<String> = index.to_ne_bytes().iter().map(u8::to_string).collect();
+        let lookup = Command::new("bpftool")
+            .args(["map", "lookup", "id", &id.to_string(), "key"])
+            .args(&key)
+            .arg("-j")
+            .output()
+            .ok()?;
+        let entry: serde_json::Value = serde_json::from_slice(&lookup.stdout).ok()?;
+        for cpu in entry["values"].as_array()? {
+            let bytes: Vec<u8> = cpu["value"]
+                .as_array()?
+                .iter()
+                .filter_map(|b| u8::from_str_radix(b.as_str()?.trim_start_matches("0x"), 16).ok())
+                .collect();
+            let value = u64::from_ne_bytes(bytes.try_into().ok()?);
+            *total.get_or_insert(0) += value;
+        }
+    }
+    total
+}
+
+/// Issue 15, session 11: the run counters (the `*_events` of the programs that count every
+/// run) come from the kernel's `run_cnt` where it keeps one, and the programs stop adding to
+/// them. With the programs made to count as well (`TRACER_RUN_COUNTS=programs`, statistics
+/// still held) both sources count the same runs of the same traffic. Tolerance: a snapshot
+/// reads the programs' counters before the kernel's run counts, and a program adds first thing
+/// while the kernel counts a run at its end, so the kernel's count of one snapshot lies between
+/// the programs' count of that snapshot less the runs then in flight (at most one per CPU: a
+/// program does not nest on a CPU) and the programs' count of the next snapshot. Recursion
+/// misses are in neither (a program the kernel skipped did not run).
+#[test]
+fn run_counters_from_the_kernel_equal_the_programs_own_count() {
+    use tracer_common::counter;
+    if !privileged("run_counters") {
+        return;
+    }
+    const N: u32 = 3000;
+    let cpus = std::thread::available_parallelism().map_or(64, |n| n.get() as u64);
+    let runs_of = |snap: &tracer::kernel::snapshot::Snapshot, program: &str| {
+        snap.program_costs
+            .iter()
+            .find(|(p, _, _)| p == program)
+            .map(|(_, runs, _)| *runs)
+            .unwrap_or_else(|| panic!("{program}: no run count"))
+    };
+    let link = Link::new("h15e", 60);
+    let both = LiveTracer::start_with(|plan| plan.programs_count_runs = true)
+        .expect("starting the tracer");
+    assert!(both.meta().run_time_stats_held, "BPF_ENABLE_STATS is held");
+    assert!(!both.runs_from_kernel(), "the programs count their runs");
+    let mut snaps = vec![both.snapshot().expect("snapshot")];
+    send_udp(&link.a, "127.0.0.1:9".parse().expect("addr"), N);
+    snaps.push(both.snapshot().expect("snapshot"));
+    let sent = lab::tcp_transfer(&link, 1 << 20, Duration::from_secs(20));
+    assert_eq!(sent, 1 << 20, "the transfer completed");
+    snaps.push(both.snapshot().expect("snapshot"));
+    snaps.push(both.snapshot().expect("snapshot"));
+    for pair in snaps.windows(2) {
+        for (index, program) in counter::RUN_COUNTERS {
+            let (own, kernel, own_next) = (
+                pair[0].counter(index),
+                runs_of(&pair[0], program),
+                pair[1].counter(index),
+            );
+            assert!(
+                own <= kernel + cpus && kernel <= own_next,
+                "{program}: the kernel counted {kernel} runs, the program {own} before and \
+                 {own_next} after"
+            );
+        }
+    }
+    let (first, last) = (&snaps[0], &snaps[snaps.len() - 1]);
+    let grew = |index: u32| last.counter(index) - first.counter(index);
+    assert!(grew(counter::KFREE_SKB_EVENTS) >= u64::from(N));
+    assert!(grew(counter::TCP_PROBE_EVENTS) > 0, "tcp_probe ran");
+    // What bpftool reads of the map is what the snapshots read (checks the reader used below).
+    if let Some(in_map) = probe_counter_in_map(counter::KFREE_SKB_EVENTS) {
+        assert!(
+            in_map >= last.counter(counter::KFREE_SKB_EVENTS),
+            "{in_map}"
+        );
+    }
+    drop(both);
+
+    // The default here (whatever TRACER_RUN_COUNTS says): the kernel counts, the programs add
+    // nothing, the counters are run_cnt.
+    let tracer = LiveTracer::start_with(|plan| plan.programs_count_runs = false)
+        .expect("starting the tracer");
+    assert!(tracer.runs_from_kernel(), "the kernel counts the runs");
+    let start = tracer.snapshot().expect("snapshot");
+    send_udp(&link.a, "127.0.0.1:9".parse().expect("addr"), N);
+    let end = tracer.snapshot().expect("snapshot");
+    let delta = end.since(&start);
+    let kfree_runs = runs_of(&end, "kfree_skb") - runs_of(&start, "kfree_skb");
+    assert!(delta.counter(counter::KFREE_SKB_EVENTS) >= u64::from(N));
+    assert_eq!(delta.counter(counter::KFREE_SKB_EVENTS), kfree_runs);
+    assert!(delta.counters_unknown.is_empty());
+    match probe_counter_in_map(counter::KFREE_SKB_EVENTS) {
+        Some(in_map) => assert_eq!(in_map, 0, "the programs did not count their runs"),
+        None => eprintln!("note run_counters: bpftool could not read PROBE_COUNTERS"),
+    }
+}
+
 /// The cost section is the kernel's own per-program counters: ns/run is known with
 /// `kernel.bpf_stats_enabled=0` (the tracer holds a BPF_ENABLE_STATS descriptor and leaves
 /// the sysctl as it was), and runs and recursion misses are what bpftool reads for the same

@@ -555,6 +555,7 @@ fn empty_report(seconds: f64) -> Report {
         softirq: vec![],
         flows: Default::default(),
         tracer_counters: Default::default(),
+        tracer_counters_unknown: Vec::new(),
         tracer_cost: Default::default(),
         notes: vec![],
     }

@@ -121,6 +121,20 @@ pub mod counter {
     pub const RTT_UNMEASURED: u32 = 21;
     /// Number of counters.
     pub const COUNT: u32 = 22;
+
+    /// The counters that are the runs of one program (it adds one first thing, before any
+    /// filter), with that program: counted by the program only while
+    /// [`TracerConfig::count_runs`](super::TracerConfig::count_runs) says so, otherwise taken
+    /// from the kernel's run count of the program. `STATE_EVENTS` and `ERROR_REPORT_EVENTS`
+    /// are not among them: they count TCP events only, after the program's protocol filter.
+    pub const RUN_COUNTERS: [(u32, &str); 6] = [
+        (KFREE_SKB_EVENTS, super::PROG_KFREE_SKB),
+        (RETRANSMIT_EVENTS, super::PROG_TCP_RETRANSMIT_SKB),
+        (SYNACK_EVENTS, super::PROG_TCP_RETRANSMIT_SYNACK),
+        (TCP_PROBE_EVENTS, super::PROG_TCP_PROBE),
+        (RESET_SENT_EVENTS, super::PROG_TCP_SEND_RESET),
+        (RESET_RECEIVED_EVENTS, super::PROG_TCP_RECEIVE_RESET),
+    ];
 }
 
 /// Field offsets of the attached tracepoints (from tracefs `format` files) and kernel struct
@@ -275,10 +289,15 @@ pub struct TracerConfig {
     /// Softirq sampling: the largest log2 of the mean stride between timed runs (see
     /// [`SoftirqClock`]); 0 times every run.
     pub softirq_sample_max_shift: u32,
+    /// Nonzero: the programs count their own runs in the run counters
+    /// ([`counter::RUN_COUNTERS`]). 0 where the kernel counts them (the loader holds run-time
+    /// statistics, kernel ≥ 5.8): user space then derives those counters from each program's
+    /// `run_cnt`, and the verifier drops the add from the programs (the configuration is frozen).
+    pub count_runs: u32,
 }
 
 /// Words in [`TracerConfig`] (every field is a `u32`).
-pub const CONFIG_WORDS: usize = 113;
+pub const CONFIG_WORDS: usize = 114;
 
 const _: () = assert!(core::mem::size_of::<TracerConfig>() == CONFIG_WORDS * 4);
 
@@ -399,6 +418,8 @@ impl TracerConfig {
             skb_data: ABSENT,
             skb_network_header: ABSENT,
             softirq_sample_max_shift: SOFTIRQ_SAMPLE_MAX_SHIFT,
+            // Counted by the programs unless the loader knows the kernel counts the runs.
+            count_runs: 1,
         }
     }
 }

@@ -27,7 +27,7 @@ use tracer_common::{
 
 use crate::shared::{
     args::{arg_u64, kernel_read, sock_local, sock_protocol_is, sock_remote, sock_state, sock_u32},
-    atomic_add32, atomic_add64, bump, config,
+    atomic_add32, atomic_add64, bump, config, count_run,
     flow::End,
     netns::{sock_netns, sock_netns_of, DEV_CACHE_REVALIDATE},
     record::{ctx_addr4, ctx_addr6, ctx_sockaddr, ctx_u16, ctx_u32, ctx_u64},
@@ -163,7 +163,7 @@ fn dest_key(
 /// the record has the RTT, both ends as sockaddrs and, since 6.10, the socket).
 #[tracepoint]
 pub fn tcp_probe(ctx: TracePointContext) -> u32 {
-    bump(counter::TCP_PROBE_EVENTS);
+    count_run(counter::TCP_PROBE_EVENTS);
     let Some(srtt) = ctx_u32(&ctx, config!(probe_srtt)) else {
         bump(counter::READ_ERRORS);
         return 0;
@@ -198,7 +198,7 @@ pub fn tcp_probe_btf(ctx: BtfTracePointContext) -> u32 {
 /// fields are plain loads.
 #[inline(always)]
 fn probe_from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
-    bump(counter::TCP_PROBE_EVENTS);
+    count_run(counter::TCP_PROBE_EVENTS);
     let sk = arg_u64(ctx, config!(probe_arg_sk)).unwrap_or(0);
     let Some(srtt_us) = srtt_us::<TYPED>(sk) else {
         bump(counter::READ_ERRORS);

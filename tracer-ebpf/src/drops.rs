@@ -22,7 +22,7 @@ use tracer_common::{
 
 use crate::shared::{
     args::arg_u64,
-    atomic_add64, bump, bump_by, config,
+    atomic_add64, bump, bump_by, config, count_run,
     netns::{skb_netns, skb_netns_of},
     record::{ctx_u32, ctx_u64},
 };
@@ -36,7 +36,7 @@ static DROP_SLOTS: PerCpuArray<DropSlots> = PerCpuArray::with_max_entries(1, 0);
 
 #[tracepoint]
 pub fn kfree_skb(ctx: TracePointContext) -> u32 {
-    bump(counter::KFREE_SKB_EVENTS);
+    count_run(counter::KFREE_SKB_EVENTS);
     let (Some(skb), Some(location)) = (
         ctx_u64(&ctx, config!(kfree_skbaddr)),
         ctx_u64(&ctx, config!(kfree_location)),
@@ -70,7 +70,7 @@ pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> u32 {
 /// whose pointer arguments are read with plain loads).
 #[inline(always)]
 fn from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
-    bump(counter::KFREE_SKB_EVENTS);
+    count_run(counter::KFREE_SKB_EVENTS);
     let (Some(skb), Some(location)) = (
         arg_u64(ctx, config!(kfree_arg_skb)),
         arg_u64(ctx, config!(kfree_arg_location)),

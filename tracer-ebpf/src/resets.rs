@@ -20,7 +20,7 @@ use tracer_common::{
 
 use crate::shared::{
     args::{arg_u64, sock_flow_key},
-    atomic_add64, bump, config,
+    atomic_add64, bump, config, count_run,
     flow::{flow_of, skb_reply_flow},
     netns::{skb_netns, sock_netns},
     record::{ctx_sockaddr, ctx_u32, ctx_u64, flow_key},
@@ -84,7 +84,7 @@ fn received_netns(sk: u64) -> u32 {
 /// A reset this host sent, with the kernel's reason where the record has one.
 #[tracepoint]
 pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
-    bump(counter::RESET_SENT_EVENTS);
+    count_run(counter::RESET_SENT_EVENTS);
     let sk = ctx_u64(&ctx, config!(rst_tx_skaddr)).unwrap_or(0);
     let netns = reset_netns(sk, ctx_u64(&ctx, config!(rst_tx_skbaddr)).unwrap_or(0));
     let reason = match config!(rst_tx_reason) {
@@ -132,7 +132,7 @@ pub fn tcp_send_reset_btf(ctx: BtfTracePointContext) -> u32 {
 /// begin with `sock_common`), or without one (6.10+) from the segment the reset answers.
 #[inline(always)]
 fn send_reset_from_args(ctx: *mut core::ffi::c_void) -> u32 {
-    bump(counter::RESET_SENT_EVENTS);
+    count_run(counter::RESET_SENT_EVENTS);
     let sk = arg_u64(ctx, config!(rst_tx_arg_sk)).unwrap_or(0);
     let skb = arg_u64(ctx, config!(rst_tx_arg_skb)).unwrap_or(0);
     let netns = reset_netns(sk, skb);
@@ -149,7 +149,7 @@ fn send_reset_from_args(ctx: *mut core::ffi::c_void) -> u32 {
 /// A reset this host received (a refused connect, a peer aborting).
 #[tracepoint]
 pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
-    bump(counter::RESET_RECEIVED_EVENTS);
+    count_run(counter::RESET_RECEIVED_EVENTS);
     let netns = received_netns(ctx_u64(&ctx, config!(rst_rx_skaddr)).unwrap_or(0));
     let flow = flow_key(
         &ctx,
@@ -179,7 +179,7 @@ pub fn tcp_receive_reset_btf(ctx: BtfTracePointContext) -> u32 {
 /// The raw/BTF hooks: the flow from the socket.
 #[inline(always)]
 fn receive_reset_from_args(ctx: *mut core::ffi::c_void) -> u32 {
-    bump(counter::RESET_RECEIVED_EVENTS);
+    count_run(counter::RESET_RECEIVED_EVENTS);
     let sk = arg_u64(ctx, config!(rst_rx_arg_sk)).unwrap_or(0);
     let netns = received_netns(sk);
     count_reset(sock_flow_key::<false>(sk, netns), ABSENT, RESET_RECEIVED);

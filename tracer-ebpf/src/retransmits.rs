@@ -26,7 +26,7 @@ use tracer_common::{
 
 use crate::shared::{
     args::{arg_u64, kernel_read, sock_flow_key, sock_state},
-    atomic_add64, bump, config,
+    atomic_add64, bump, config, count_run,
     netns::{sock_netns, sock_netns_of},
     record::{ctx_u32, ctx_u64, flow_key},
 };
@@ -107,7 +107,7 @@ fn add_to_entry(
 
 #[tracepoint]
 pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
-    bump(counter::RETRANSMIT_EVENTS);
+    count_run(counter::RETRANSMIT_EVENTS);
     let failed = match config!(rtx_err) {
         ABSENT => false,
         offset => ctx_u32(&ctx, offset).is_some_and(|err| err != 0),
@@ -145,7 +145,7 @@ pub fn tcp_retransmit_skb_btf(ctx: BtfTracePointContext) -> u32 {
 /// the socket itself (`TYPED`: the BTF hook, read with plain loads).
 #[inline(always)]
 fn retransmit_from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
-    bump(counter::RETRANSMIT_EVENTS);
+    count_run(counter::RETRANSMIT_EVENTS);
     let failed = arg_u64(ctx, config!(rtx_arg_err)).is_some_and(|err| err as i32 != 0);
     let sk = arg_u64(ctx, config!(rtx_arg_sk)).unwrap_or(0);
     let netns = counted_netns(sock_netns_of::<TYPED>(sk), failed);
@@ -291,7 +291,7 @@ fn count_retransmit(key: &FlowKey, retransmits: u64, segments: u64, failed: u64,
 
 #[tracepoint]
 pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
-    bump(counter::SYNACK_EVENTS);
+    count_run(counter::SYNACK_EVENTS);
     let netns = synack_netns(ctx_u64(&ctx, config!(synack_skaddr)).unwrap_or(0));
     let key = flow_key(
         &ctx,
@@ -322,7 +322,7 @@ pub fn tcp_retransmit_synack_btf(ctx: BtfTracePointContext) -> u32 {
 /// (its `sock_common` at `req_common`, read at the same offsets as a socket's).
 #[inline(always)]
 fn synack_from_args(ctx: *mut core::ffi::c_void) -> u32 {
-    bump(counter::SYNACK_EVENTS);
+    count_run(counter::SYNACK_EVENTS);
     let netns = synack_netns(arg_u64(ctx, config!(synack_arg_sk)).unwrap_or(0));
     let key = match arg_u64(ctx, config!(synack_arg_req)) {
         Some(req) if req != 0 => {

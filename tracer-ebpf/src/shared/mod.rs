@@ -1,7 +1,7 @@
 //! What several probe families need, and nothing that belongs to one of them: the frozen
-//! configuration (`CONFIG`, read through [`config!`]), the per-CPU probe counters ([`bump`]),
-//! the BPF atomic adds, reads from tracepoint records ([`record`]) and from tracepoint
-//! arguments ([`args`]), flow keys ([`flow`]) and namespace lookups ([`netns`]).
+//! configuration (`CONFIG`, read through [`config!`]), the per-CPU probe counters ([`bump`],
+//! [`count_run`]), the BPF atomic adds, reads from tracepoint records ([`record`]) and from
+//! tracepoint arguments ([`args`]), flow keys ([`flow`]) and namespace lookups ([`netns`]).
 //!
 //! May use `aya-ebpf` and `tracer-common` only; never a family module.
 
@@ -34,6 +34,17 @@ pub(crate) fn bump(index: u32) {
     if let Some(slot) = PROBE_COUNTERS.get_ptr_mut(index) {
         // Per-CPU slot: no other CPU writes it.
         unsafe { *slot += 1 };
+    }
+}
+
+/// Counts one run of a program in its run counter (`tracer_common::counter::RUN_COUNTERS`),
+/// only where the loader asks the programs to (`TracerConfig::count_runs`). Where the kernel
+/// counts runs itself, user space reads them from the program's `run_cnt` instead, and the
+/// verifier drops this add from the program: the configuration is frozen, the branch dead.
+#[inline(always)]
+pub(crate) fn count_run(index: u32) {
+    if config!(count_runs) != 0 {
+        bump(index);
     }
 }
 

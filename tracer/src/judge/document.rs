@@ -383,6 +383,7 @@ pub(crate) mod tests {
             softirq: vec![],
             flows: Default::default(),
             tracer_counters: BTreeMap::new(),
+            tracer_counters_unknown: Vec::new(),
             tracer_cost: Default::default(),
             notes: vec![],
         };

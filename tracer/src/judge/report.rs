@@ -36,8 +36,15 @@ pub struct Report {
     pub softirq: Vec<CpuSoftirq>,
     /// Per destination: retransmits, resets, failed connects, socket errors, RTT percentiles.
     pub flows: crate::judge::flows::Flows,
-    /// What the programs counted about themselves: events seen and anything lost.
+    /// What the programs counted about themselves: events seen and anything lost. The
+    /// `*_events` of programs that count every run are the kernel's run counts of those
+    /// programs where it keeps them (the same numbers); a counter whose value is not known is
+    /// left out and named in `tracer_counters_unknown`.
     pub tracer_counters: BTreeMap<&'static str, u64>,
+    /// Counters left out of `tracer_counters` because their value is not known (a run count
+    /// the kernel kept that could not be read); absent when every counter is known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracer_counters_unknown: Vec<&'static str>,
     /// What the tracer's kernel programs cost in this window.
     pub tracer_cost: TracerCost,
     /// Anything that limits what this report can say.
@@ -382,9 +389,21 @@ pub fn build(
 
     let tracer_counters: BTreeMap<&'static str, u64> = counter_names()
         .into_iter()
-        .map(|(name, index)| (name, window_delta.counter(index)))
+        .filter_map(|(name, index)| Some((name, window_delta.known_counter(index)?)))
+        .collect();
+    let tracer_counters_unknown: Vec<&'static str> = counter_names()
+        .into_iter()
+        .filter(|(_, index)| window_delta.known_counter(*index).is_none())
+        .map(|(name, _)| name)
         .collect();
     let mut notes = notes;
+    if !tracer_counters_unknown.is_empty() {
+        notes.push(format!(
+            "{} unknown: the programs leave their run counts to the kernel, and the kernel's \
+             count could not be read",
+            tracer_counters_unknown.join(", ")
+        ));
+    }
     notes.extend(softirq_sampling_note(&softirq));
     notes.extend(overflow_notes(&tracer_counters));
     if window_delta.flows_evicted > 0 {
@@ -440,6 +459,7 @@ pub fn build(
         softirq,
         flows,
         tracer_counters,
+        tracer_counters_unknown,
         tracer_cost,
         notes,
     }
@@ -584,7 +604,19 @@ pub fn tracer_cost_line(o: &Report) -> String {
         .collect();
     events.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let total: u64 = events.iter().map(|(_, v)| v).sum();
-    let counted = if events.is_empty() {
+    let unknown: Vec<&str> = o
+        .tracer_counters_unknown
+        .iter()
+        .filter_map(|k| k.strip_suffix("_events"))
+        .collect();
+    let counted = if !unknown.is_empty() {
+        let each: Vec<String> = events
+            .iter()
+            .map(|(name, n)| format!("{name} {:.0}/s", *n as f64 / seconds))
+            .chain(unknown.iter().map(|name| format!("{name} unknown")))
+            .collect();
+        format!("; the programs' events: {}", each.join(", "))
+    } else if events.is_empty() {
         "; the programs counted 0 events".to_owned()
     } else {
         let each: Vec<String> = events
@@ -601,7 +633,7 @@ pub fn tracer_cost_line(o: &Report) -> String {
         format!("unknown (kernel.bpf_stats_enabled=0){counted}")
     } else if !programs.is_empty() {
         programs.join(", ")
-    } else if total > 0 {
+    } else if total > 0 || !unknown.is_empty() {
         format!("unknown (no run counts were read){counted}")
     } else {
         "no program ran".to_owned()
@@ -938,6 +970,49 @@ mod tests {
         );
     }
 
+    /// Issue 15: a run counter the kernel kept but whose count could not be read is left out
+    /// of `tracer_counters` (never a 0), named as unknown, and the cost line does not say
+    /// "no program ran".
+    #[test]
+    fn unknown_run_counters_are_named_never_zero() {
+        use tracer_common::counter;
+        let mut d = Snapshot {
+            counters: vec![0; counter::COUNT as usize],
+            ..Snapshot::default()
+        };
+        d.counters[counter::KFREE_SKB_EVENTS as usize] = 500;
+        d.counters_unknown.insert(counter::TCP_PROBE_EVENTS);
+        let mut r = build(
+            &d,
+            &names(),
+            &Kallsyms::parse(""),
+            vec![],
+            window(),
+            String::new(),
+            vec![],
+        );
+        assert_eq!(r.tracer_counters.get("kfree_skb_events"), Some(&500));
+        assert_eq!(r.tracer_counters.get("tcp_probe_events"), None);
+        assert_eq!(r.tracer_counters_unknown, vec!["tcp_probe_events"]);
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.starts_with("tcp_probe_events unknown")),
+            "{:?}",
+            r.notes
+        );
+        // Run times held, no program's counters read, nothing counted but the unknown one.
+        r.tracer_cost.run_time_stats_held = true;
+        r.tracer_counters.clear();
+        let line = tracer_cost_line(&r);
+        assert!(
+            line.starts_with("tracer cost: unknown (no run counts were read)")
+                && line.contains("tcp_probe unknown")
+                && !line.contains("no program ran"),
+            "{line}"
+        );
+    }
+
     #[test]
     fn tcp_states_named() {
         assert_eq!(tcp_state_name(2), "TCP_SYN_SENT");
@@ -992,6 +1067,7 @@ mod cost_line_tests {
             tracer_counters: [("drops_map_full", 3), ("read_errors", 1)]
                 .into_iter()
                 .collect(),
+            tracer_counters_unknown: Vec::new(),
             tracer_cost: TracerCost {
                 bpf_stats_enabled: true,
                 run_time_stats_held: false,
@@ -1071,6 +1147,7 @@ mod cost_line_tests {
             ]
             .into_iter()
             .collect(),
+            tracer_counters_unknown: Vec::new(),
             tracer_cost: TracerCost {
                 bpf_stats_enabled: false,
                 run_time_stats_held: false,

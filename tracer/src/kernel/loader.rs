@@ -41,6 +41,12 @@ pub struct Session {
     /// Keeps the kernel timing our programs (`BPF_ENABLE_STATS`) for the session's lifetime;
     /// `None` where the kernel refused it (before 5.8).
     run_time_stats: Option<std::os::fd::OwnedFd>,
+    /// The programs do not count their runs ([`TracerConfig::count_runs`] 0): the kernel does,
+    /// and each snapshot's run counters are the programs' `run_cnt`
+    /// ([`Snapshot::derive_run_counters`]).
+    ///
+    /// [`TracerConfig::count_runs`]: tracer_common::TracerConfig::count_runs
+    runs_from_kernel: bool,
     drops: PerCpuHashMap<MapData, DropKey, u64>,
     /// Drops the kernel holds back per CPU, and what the last snapshot gave with them; the lock
     /// also keeps two snapshots from reading the drops at once (see `drop_slots`).
@@ -298,6 +304,10 @@ impl Session {
         // Before the first attach, so every run of every program is timed.
         let run_time_stats = prog_stats::hold_run_time_stats();
         let mut config = plan.config;
+        // Decided before the load: the frozen value lets the verifier drop the programs' own
+        // run count where the kernel keeps one (run-time statistics held, kernel >= 5.8).
+        let runs_from_kernel = run_time_stats.is_some() && !plan.programs_count_runs;
+        config.count_runs = u32::from(!runs_from_kernel);
         config.ephemeral_ports = crate::kernel::probes::ephemeral_ports(
             &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default(),
         );
@@ -361,6 +371,7 @@ impl Session {
         Ok(Session {
             _ebpf: ebpf,
             run_time_stats,
+            runs_from_kernel,
             drops,
             drop_slots,
             drop_merge: std::sync::Mutex::new(DropRead {
@@ -392,9 +403,27 @@ impl Session {
         self.run_time_stats.is_some()
     }
 
+    /// Whether the programs leave their run counters to the kernel (see
+    /// [`TracerConfig::count_runs`](tracer_common::TracerConfig::count_runs)).
+    pub fn runs_from_kernel(&self) -> bool {
+        self.runs_from_kernel
+    }
+
     /// The kernel's counters of each attached program: runs and run time (kept while run-time
-    /// statistics are on, see [`Session::holds_run_time_stats`]) and recursion misses.
+    /// statistics are on, see [`Session::holds_run_time_stats`]) and recursion misses. A
+    /// program whose counters cannot be read is left out.
     pub fn program_counters(&self) -> Vec<(String, ProgramCounters)> {
+        self.read_program_counters()
+            .into_iter()
+            .filter_map(|(program, counters)| Some((program, counters?)))
+            .collect()
+    }
+
+    /// Each attached probe's counters, summed over every hook variant of its program that is
+    /// loaded (one is attached; a variant loaded and then refused at attach adds nothing).
+    /// `None`: a loaded variant's counters could not be read.
+    fn read_program_counters(&self) -> Vec<(String, Option<ProgramCounters>)> {
+        let kinds = [HookKind::TpBtf, HookKind::RawTp, HookKind::Tracepoint];
         self.probes
             .iter()
             .filter(|p| p.state == ProbeState::Attached)
@@ -402,10 +431,25 @@ impl Session {
                 let spec = crate::kernel::probes::PROBES
                     .iter()
                     .find(|s| s.program == p.program)?;
-                let elf_name = hook_program(spec, p.hook.unwrap_or(HookKind::Tracepoint));
-                let fd = self._ebpf.program(&elf_name)?.fd().ok()?;
-                let counters = prog_stats::read(fd.as_fd()).ok()?;
-                Some((p.program.clone(), counters))
+                let attached = hook_program(spec, p.hook.unwrap_or(HookKind::Tracepoint));
+                let mut sum: Option<ProgramCounters> = None;
+                for kind in kinds {
+                    let name = hook_program(spec, kind);
+                    let Some(fd) = self._ebpf.program(&name).and_then(|p| p.fd().ok()) else {
+                        continue;
+                    };
+                    let Ok(c) = prog_stats::read(fd.as_fd()) else {
+                        return Some((p.program.clone(), None));
+                    };
+                    let total = sum.get_or_insert_with(ProgramCounters::default);
+                    if name == attached {
+                        total.id = c.id;
+                    }
+                    total.runs += c.runs;
+                    total.run_time_ns += c.run_time_ns;
+                    total.recursion_misses += c.recursion_misses;
+                }
+                Some((p.program.clone(), sum))
             })
             .collect()
     }
@@ -525,10 +569,20 @@ impl Session {
                     .unwrap_or(0)
             })
             .collect();
-        for (program, c) in self.program_counters() {
+        let programs = self.read_program_counters();
+        for (program, c) in &programs {
+            let Some(c) = c else { continue };
             snap.program_costs
                 .push((program.clone(), c.runs, c.run_time_ns));
-            snap.program_misses.insert(program, c.recursion_misses);
+            snap.program_misses
+                .insert(program.clone(), c.recursion_misses);
+        }
+        if self.runs_from_kernel {
+            let runs = programs
+                .into_iter()
+                .map(|(program, c)| (program, c.map(|c| c.runs)))
+                .collect();
+            snap.derive_run_counters(&runs);
         }
         Ok(snap)
     }

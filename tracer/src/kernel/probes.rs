@@ -168,6 +168,10 @@ pub const HOOK_VAR: &str = "TRACER_HOOK";
 /// measurements.
 pub const SOFTIRQ_SAMPLING_VAR: &str = "TRACER_SOFTIRQ_SAMPLING";
 
+/// The hidden switch that makes the programs count their own runs (`programs`) even where the
+/// kernel counts them (run-time statistics held), for tests that compare both sources.
+pub const RUN_COUNTS_VAR: &str = "TRACER_RUN_COUNTS";
+
 /// The hook a probe is planned on and why not a cheaper one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookChoice {
@@ -188,6 +192,9 @@ pub struct Plan {
     /// The kernel BTF's type id of `btf_trace_<event>`, by tracepoint name, for each probe planned
     /// on a BTF tracepoint (filled by start-up; the loader parses the whole BTF for one missing).
     pub btf_trace_ids: std::collections::BTreeMap<&'static str, u32>,
+    /// The programs count their own runs whatever the loader finds ([`RUN_COUNTS_VAR`]); when
+    /// false the loader has them count only where the kernel does not (no run-time statistics).
+    pub programs_count_runs: bool,
 }
 
 fn offsets_for(
@@ -452,6 +459,7 @@ pub fn plan(
         ready,
         not_ready,
         btf_trace_ids: std::collections::BTreeMap::new(),
+        programs_count_runs: false,
     }
 }
 

@@ -17,8 +17,13 @@ pub struct Snapshot {
     pub flows: HashMap<FlowKey, FlowStats>,
     /// Softirq statistics by (cpu, vector).
     pub softirq: BTreeMap<(u32, u32), SoftirqStats>,
-    /// Probe self-counters summed over CPUs, indexed by `tracer_common::counter`.
+    /// Probe self-counters summed over CPUs, indexed by `tracer_common::counter`. The run
+    /// counters (`counter::RUN_COUNTERS`) are the programs' own or the kernel's run counts
+    /// ([`Snapshot::derive_run_counters`]).
     pub counters: Vec<u64>,
+    /// Counters whose value is not known (a run counter left to the kernel whose run count
+    /// could not be read): their entry in `counters` means nothing and reports leave it out.
+    pub counters_unknown: BTreeSet<u32>,
     /// Per program: (name, run count, run time in ns), from the kernel's BPF statistics.
     pub program_costs: Vec<(String, u64, u64)>,
     /// Per program: events it missed because another BPF program was running on that CPU
@@ -146,6 +151,11 @@ impl Snapshot {
             .enumerate()
             .map(|(i, v)| v.saturating_sub(start.counters.get(i).copied().unwrap_or(0)))
             .collect();
+        let counters_unknown = self
+            .counters_unknown
+            .union(&start.counters_unknown)
+            .copied()
+            .collect();
         let program_costs = self
             .program_costs
             .iter()
@@ -191,6 +201,7 @@ impl Snapshot {
             flows,
             softirq,
             counters,
+            counters_unknown,
             program_costs,
             program_misses,
             dests,
@@ -255,6 +266,37 @@ impl Snapshot {
     /// A self-counter by index (0 when absent).
     pub fn counter(&self, index: u32) -> u64 {
         self.counters.get(index as usize).copied().unwrap_or(0)
+    }
+
+    /// A self-counter by index, `None` when its value is not known (see
+    /// [`Snapshot::counters_unknown`]).
+    pub fn known_counter(&self, index: u32) -> Option<u64> {
+        (!self.counters_unknown.contains(&index)).then(|| self.counter(index))
+    }
+
+    /// Fills the run counters (`counter::RUN_COUNTERS`) from the kernel's run count of each
+    /// program, for a session whose programs do not count their own runs. `runs` has every
+    /// attached program: `Some(run_cnt)` summed over its loaded hook variants, `None` when it
+    /// could not be read (the counter is then unknown, never 0). A program not in `runs` is
+    /// not attached and ran 0 times, as its counter in the map says.
+    ///
+    /// `run_cnt` counts for a program's lifetime while run-time statistics are on. Each
+    /// session loads its own programs after taking the statistics descriptor, so it counts
+    /// every run since the session started, the span the programs' own counters cover; a
+    /// window's delta ([`Snapshot::since`]) subtracts two of these like any other counter.
+    pub fn derive_run_counters(&mut self, runs: &BTreeMap<String, Option<u64>>) {
+        if self.counters.len() < counter::COUNT as usize {
+            self.counters.resize(counter::COUNT as usize, 0);
+        }
+        for (index, program) in counter::RUN_COUNTERS {
+            match runs.get(program) {
+                Some(Some(n)) => self.counters[index as usize] = *n,
+                Some(None) => {
+                    self.counters_unknown.insert(index);
+                }
+                None => {}
+            }
+        }
     }
 
     /// Keeps only what happened in network namespace `inode`. Softirq time is per CPU, not per
@@ -530,6 +572,47 @@ mod tests {
         let only = d.only_netns(2);
         assert_eq!(only.dests.len(), 1);
         assert!(only.dests.contains_key(&dest(2, 443)));
+    }
+
+    /// Issue 15: where the kernel counts runs, the run counters are the attached programs'
+    /// run counts; a program not attached keeps its 0; one whose count could not be read is
+    /// unknown, and stays unknown in any delta it is an end of.
+    #[test]
+    fn run_counters_come_from_the_kernels_run_counts() {
+        let read = |kfree: u64, probe: Option<u64>| {
+            let mut snap = Snapshot {
+                counters: vec![0; counter::COUNT as usize],
+                ..Snapshot::default()
+            };
+            // In-program counters that are not run counts are left alone.
+            snap.counters[counter::READ_ERRORS as usize] = 4;
+            let runs = BTreeMap::from([
+                (tracer_common::PROG_KFREE_SKB.to_owned(), Some(kfree)),
+                (tracer_common::PROG_TCP_PROBE.to_owned(), probe),
+                (tracer_common::PROG_INET_SOCK_SET_STATE.to_owned(), Some(99)),
+            ]);
+            snap.derive_run_counters(&runs);
+            snap
+        };
+        let start = read(1_000, Some(50));
+        assert_eq!(start.counter(counter::KFREE_SKB_EVENTS), 1_000);
+        assert_eq!(start.known_counter(counter::TCP_PROBE_EVENTS), Some(50));
+        // Not a run counter (TCP events only, counted after the protocol filter).
+        assert_eq!(start.counter(counter::STATE_EVENTS), 0);
+        assert_eq!(start.counter(counter::READ_ERRORS), 4);
+        // Not attached: no run, counted as such.
+        assert_eq!(start.known_counter(counter::RETRANSMIT_EVENTS), Some(0));
+        let end = read(1_700, Some(80));
+        let d = end.since(&start);
+        assert_eq!(d.known_counter(counter::KFREE_SKB_EVENTS), Some(700));
+        assert_eq!(d.known_counter(counter::TCP_PROBE_EVENTS), Some(30));
+        // tcp_probe's count unreadable at either end: unknown in the window, never 0.
+        let unread = read(1_700, None);
+        assert_eq!(unread.known_counter(counter::TCP_PROBE_EVENTS), None);
+        for d in [unread.since(&start), end.since(&unread)] {
+            assert_eq!(d.known_counter(counter::TCP_PROBE_EVENTS), None);
+            assert!(d.known_counter(counter::KFREE_SKB_EVENTS).is_some());
+        }
     }
 
     #[test]

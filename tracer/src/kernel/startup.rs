@@ -143,6 +143,7 @@ pub fn prepare_deferred(sources: &KernelSources) -> (Startup, PendingSymbols) {
     let mut plan = probes::plan(lookup, netns);
     choose_hooks(&mut plan, btf.as_ref(), &mut notes);
     softirq_sampling(&mut plan, &mut notes);
+    run_counts(&mut plan, &mut notes);
     let names = kernel_names(btf.as_ref(), &formats, &mut notes);
 
     let kprobes = sources.kprobes();
@@ -282,6 +283,25 @@ fn softirq_sampling(plan: &mut Plan, notes: &mut Vec<String>) {
         Ok(other) => notes.push(format!(
             "{}={other} ignored: use on or off",
             probes::SOFTIRQ_SAMPLING_VAR
+        )),
+    }
+}
+
+/// `TRACER_RUN_COUNTS=programs` (a hidden switch for tests): the programs count their own runs
+/// even where the kernel counts them.
+fn run_counts(plan: &mut Plan, notes: &mut Vec<String>) {
+    match std::env::var(probes::RUN_COUNTS_VAR).as_deref() {
+        Ok("programs") => {
+            plan.programs_count_runs = true;
+            notes.push(format!(
+                "{}=programs: the programs count their own runs",
+                probes::RUN_COUNTS_VAR
+            ));
+        }
+        Ok("") | Ok("auto") | Err(_) => {}
+        Ok(other) => notes.push(format!(
+            "{}={other} ignored: use programs or auto",
+            probes::RUN_COUNTS_VAR
         )),
     }
 }

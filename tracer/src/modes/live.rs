@@ -211,6 +211,12 @@ impl LiveTracer {
         self.session.snapshot()
     }
 
+    /// Whether the programs leave their run counters to the kernel (run-time statistics held
+    /// and not `TRACER_RUN_COUNTS=programs`): snapshots then derive them from `run_cnt`.
+    pub fn runs_from_kernel(&self) -> bool {
+        self.session.runs_from_kernel()
+    }
+
     /// The kernel's counters of each attached program (id, runs, run time, recursion misses).
     pub fn program_counters(&self) -> Vec<(String, crate::kernel::prog_stats::ProgramCounters)> {
         self.session.program_counters()

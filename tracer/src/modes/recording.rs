@@ -12,7 +12,9 @@
 //! netns, location, count}], flows[{netns, family, sport, dport, saddr[4], daddr[4],
 //! retransmits, retransmitted_segments, synack_retransmits, failed_attempts, last_state}],
 //! softirq[{cpu, vec, runs, timed_runs (runs whose length was measured; absent in older files,
-//! where every run was), total_ns, hist[32]}], counters[], program_costs[[name, runs, ns]],
+//! where every run was), total_ns, hist[32]}], counters[], counters_unknown[] (indices of
+//! counters not known: a run count the kernel kept that could not be read; optional, absent
+//! when none), program_costs[[name, runs, ns]],
 //! program_misses{name: recursion misses} (optional, absent in older files),
 //! dests[{netns, family, dport, daddr[4], rtt_samples, rtt_sum_us, connects, established, failed,
 //! closed, connect_timed, connect_sum_us, rtt_hist[[bucket, count]], connect_hist[…]}],
@@ -148,6 +150,10 @@ pub struct RecSnapshot {
     pub flows: Vec<RecFlow>,
     pub softirq: Vec<RecSoftirq>,
     pub counters: Vec<u64>,
+    /// Indices of `counters` whose value was not known (a run counter whose kernel run count
+    /// could not be read); absent when every counter was known, and in older recordings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counters_unknown: Vec<u32>,
     pub program_costs: Vec<(String, u64, u64)>,
     /// Per program: the kernel's recursion misses (absent in older recordings: read as none).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -213,6 +219,7 @@ impl From<&Snapshot> for RecSnapshot {
                 })
                 .collect(),
             counters: s.counters.clone(),
+            counters_unknown: s.counters_unknown.iter().copied().collect(),
             program_costs: s.program_costs.clone(),
             program_misses: s.program_misses.clone(),
             dests: {
@@ -286,6 +293,7 @@ impl From<&RecSnapshot> for Snapshot {
     fn from(r: &RecSnapshot) -> Self {
         let mut s = Snapshot {
             counters: r.counters.clone(),
+            counters_unknown: r.counters_unknown.iter().copied().collect(),
             program_costs: r.program_costs.clone(),
             program_misses: r.program_misses.clone(),
             dest_entries: r.dest_entries,

@@ -334,6 +334,7 @@ mod tests {
             softirq: vec![],
             flows: Default::default(),
             tracer_counters: BTreeMap::new(),
+            tracer_counters_unknown: Vec::new(),
             tracer_cost: Default::default(),
             notes: vec![],
         };

@@ -100,6 +100,7 @@ pub fn observed(
             .collect(),
         flows: Default::default(),
         tracer_counters: BTreeMap::new(),
+        tracer_counters_unknown: Vec::new(),
         tracer_cost: Default::default(),
         notes: vec![],
     }

@@ -54,6 +54,7 @@ fn tree_input(name: &str, start: &str, end: &str) -> NodeInput {
             softirq: vec![],
             flows: Default::default(),
             tracer_counters: Default::default(),
+            tracer_counters_unknown: Vec::new(),
             tracer_cost: Default::default(),
             notes: vec![],
         },

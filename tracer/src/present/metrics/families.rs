@@ -131,13 +131,14 @@ pub(super) fn families(x: &Exposition) -> Vec<Family> {
         kind: Kind::Gauge,
         series: vec![(Vec::new(), t.folded_netns.len() as f64)],
     });
-    let counter = |name: &str| t.probe_counters.get(name).copied().unwrap_or(0) as f64;
+    // A counter not known in some interval has no series: an absent series, not a false total.
+    let counter = |name: &str| t.probe_counter(name).map(|v| (Vec::new(), v as f64));
     out.push(Family {
         name: "tracer_tcp_retransmits",
         help: "TCP retransmissions (skbs) seen by tcp:tcp_retransmit_skb.",
         unit: None,
         kind: Kind::Counter,
-        series: vec![(Vec::new(), counter("retransmit_events"))],
+        series: counter("retransmit_events").into_iter().collect(),
     });
     out.push(Family {
         name: "tracer_tcp_retransmitted_segments",
@@ -172,6 +173,7 @@ pub(super) fn families(x: &Exposition) -> Vec<Family> {
         series: t
             .probe_counters
             .iter()
+            .filter(|(name, _)| !t.probe_counters_unknown.contains(*name))
             .map(|(name, v)| (labels(&[("counter", name)]), *v as f64))
             .collect(),
     });

@@ -160,6 +160,7 @@ pub(super) mod tests {
             softirq: vec![],
             flows: Default::default(),
             tracer_counters: BTreeMap::new(),
+            tracer_counters_unknown: Vec::new(),
             tracer_cost: Default::default(),
             notes: vec![],
         };

@@ -273,6 +273,50 @@ fn totals_add_intervals_and_the_exposition_parses() {
     );
 }
 
+/// Issue 15: a run counter unknown in one interval (the kernel's run count unreadable) has no
+/// series from then on: a total that missed an interval would be false, an absent series is not.
+#[test]
+fn a_run_counter_unknown_in_an_interval_loses_its_series() {
+    let with_kfree = |mut d: Snapshot| {
+        d.counters[counter::KFREE_SKB_EVENTS as usize] = 10;
+        d
+    };
+    let mut totals = Totals::new(Limits::default());
+    totals.absorb(&with_kfree(delta(7, 100, 5)), &names(), &symbols());
+    let mut unknown = with_kfree(delta(7, 20, 0));
+    unknown.counters_unknown.insert(counter::RETRANSMIT_EVENTS);
+    totals.absorb(&unknown, &names(), &symbols());
+    totals.absorb(&with_kfree(delta(7, 20, 0)), &names(), &symbols());
+    let doc = document();
+    let text = render(&Exposition {
+        totals: &totals,
+        verdict: &doc,
+        window_s: 60.0,
+        uptime_s: 12.0,
+        probes: &[],
+        kernel: "6.18",
+        pods: &BTreeMap::new(),
+        node: "node-a",
+        onset: None,
+        nic_rx_crc_errors: &BTreeMap::new(),
+    });
+    let scrape = parse(&text);
+    assert!(
+        !text.contains("tracer_tcp_retransmits_total")
+            && !text.contains("counter=\"retransmit_events\""),
+        "{text}"
+    );
+    // The other counters still add up over the three intervals.
+    assert_eq!(
+        value(
+            &scrape,
+            "tracer_probe_events_total",
+            &[("counter", "kfree_skb_events")]
+        ),
+        30.0
+    );
+}
+
 #[test]
 fn namespaces_past_the_limit_fold_into_other_and_stay_monotonic() {
     let mut totals = Totals::new(Limits {

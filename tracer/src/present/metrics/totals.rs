@@ -41,6 +41,9 @@ pub struct Totals {
     pub(super) retransmitted_segments: u64,
     pub(super) softirq_ns: BTreeMap<(u32, String), u64>,
     pub(super) probe_counters: BTreeMap<&'static str, u64>,
+    /// Counters some interval did not know (see `Snapshot::counters_unknown`): their totals
+    /// miss that interval, so their series are left out from then on (sticky).
+    pub(super) probe_counters_unknown: BTreeSet<&'static str>,
     /// Per program: events it missed because another BPF program ran on that CPU.
     pub(super) recursion_misses: BTreeMap<String, u64>,
     pub(super) intervals: u64,
@@ -200,12 +203,24 @@ impl Totals {
             *self.softirq_ns.entry((*cpu, name)).or_insert(0) += stats.total_ns;
         }
         for (name, index) in counter_names() {
-            let v = delta.counters.get(index as usize).copied().unwrap_or(0);
-            *self.probe_counters.entry(name).or_insert(0) += v;
+            match delta.known_counter(index) {
+                Some(v) => *self.probe_counters.entry(name).or_insert(0) += v,
+                None => {
+                    self.probe_counters_unknown.insert(name);
+                }
+            }
         }
         for (program, misses) in &delta.program_misses {
             *self.recursion_misses.entry(program.clone()).or_insert(0) += misses;
         }
+    }
+
+    /// A probe counter's total, `None` when some interval did not know it.
+    pub(super) fn probe_counter(&self, name: &str) -> Option<u64> {
+        if self.probe_counters_unknown.contains(name) {
+            return None;
+        }
+        Some(self.probe_counters.get(name).copied().unwrap_or(0))
     }
 
     /// Drops counted for one reason, over every namespace (for tests and summaries).
