@@ -20,9 +20,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use tracer_common::{
-    counter, keyed_by_local_end, lat_bucket, lat_bucket_bounds, DestKey, DestStats, ErrorKey,
-    RttPending, RttPendingSlots, ABSENT, CONNECT_START_MAX_ENTRIES, DESTS_MAX_ENTRIES, FAMILY_INET,
-    FAMILY_INET6, LAT_BUCKETS, RTT_PENDING_FLUSH, RTT_PENDING_SLOTS, SOCK_ERRORS_MAX_ENTRIES,
+    counter, keyed_by_local_end, lat_bucket, DestKey, DestStats, ErrorKey, RttPending,
+    RttPendingSlots, ABSENT, CONNECT_START_MAX_ENTRIES, DESTS_MAX_ENTRIES, FAMILY_INET,
+    FAMILY_INET6, RTT_PENDING_FLUSH, RTT_PENDING_SLOTS, SOCK_ERRORS_MAX_ENTRIES,
 };
 
 use crate::shared::{
@@ -211,10 +211,6 @@ fn probe_from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
         bump(counter::RTT_UNMEASURED);
         return 0;
     }
-    if TYPED {
-        rtt_sample_typed(srtt, sk);
-        return 0;
-    }
     let Some(remote) = sock_remote::<TYPED>(sk) else {
         bump(counter::READ_ERRORS);
         return 0;
@@ -235,8 +231,13 @@ fn srtt_us<const TYPED: bool>(sk: u64) -> Option<u32> {
     sock_u32::<true>(tcp_sock, config!(tp_srtt_us))
 }
 
-/// One RTT sample into the destination's histogram (classic and raw hooks: the BTF hook
-/// goes through [`rtt_sample_typed`]). `remote`/`local`: (family, port, address) of each end.
+/// One RTT sample into the destination's histogram. The hot path: one cached namespace and,
+/// when the destination and bucket hold a slot of this CPU's `RTT_PENDING`, two plain adds
+/// there (count and sum); otherwise the samples of the slot it takes go into `DESTS` (one hash
+/// lookup, two atomic adds) and the slot starts over with this one; so does a slot that
+/// reaches `RTT_PENDING_FLUSH` samples. `remote`/`local`: (family,
+/// port, address) of each end. `TYPED`: the socket's namespace is two plain loads, cheaper
+/// than the per-CPU cache that saves helper reads.
 #[inline(always)]
 fn rtt_sample<const TYPED: bool>(
     srtt: u32,
@@ -244,19 +245,6 @@ fn rtt_sample<const TYPED: bool>(
     local: Option<(u16, u16, [u32; 4])>,
     sk: u64,
 ) {
-    let key = dest_of_sock::<TYPED>(remote, local, sk);
-    add_pending(&key, lat_bucket(u64::from(srtt)) as u32, u64::from(srtt));
-}
-
-/// The destination an RTT sample of socket `sk` counts under: its remote end, or its local one
-/// for the server's side of a client's connection, in the socket's namespace. `TYPED`: the
-/// namespace is two plain loads; untyped, through the per-CPU cache that saves helper reads.
-#[inline(always)]
-fn dest_of_sock<const TYPED: bool>(
-    remote: (u16, u16, [u32; 4]),
-    local: Option<(u16, u16, [u32; 4])>,
-    sk: u64,
-) -> DestKey {
     let (family, dport, daddr) = remote;
     let ports = dport ^ local.map_or(0, |(_, sport, _)| sport);
     // The server's side of a client's connection counts under its own (listening) end, not
@@ -278,183 +266,23 @@ fn dest_of_sock<const TYPED: bool>(
         bump(counter::NETNS_UNKNOWN);
         0
     });
-    DestKey {
+    let key = DestKey {
         netns,
         family,
         dport,
         daddr,
-    }
-}
-
-/// Per CPU, a few entries: the socket of the last `tcp_probe` sample on the BTF hook (of
-/// those whose ports hash to the entry) and what it resolved to — its destination, and the pending slot and bucket the sample went to (with the bucket's
-/// bounds, and the slot's `seq` then). The same socket's next segment skips reading both ends
-/// and the namespace (its identity instead: the pointer, both ports, both IPv4 addresses and
-/// the `struct net` pointer, three loads from the socket's first cache line), and while its
-/// RTT stays in the bucket and the slot's `seq` is unchanged also the bucket and the slot
-/// search. Only IPv4 sockets are remembered (an IPv6 address is not in the compared words).
-/// Every [`LAST_SOCK_REVALIDATE`] hits the socket is read in full again.
-#[repr(C)]
-struct LastSock {
-    sk: u64,
-    net: u64,
-    addrpair: u64,
-    portpair: u32,
-    uses: u32,
-    key: DestKey,
-    bucket_lo: u64,
-    bucket_hi: u64,
-    bucket: u32,
-    slot: u32,
-    seq: u32,
-    _pad: u32,
-}
-
-/// A socket whose pointer, ports, IPv4 addresses and namespace pointer all match the last one
-/// on its CPU, but which is another connection (freed and reused with all of these equal, or
-/// moved to a namespace at the same address), counts under the old destination for at most
-/// this many samples on that CPU.
-const LAST_SOCK_REVALIDATE: u32 = 256;
-
-/// Entries of [`RTT_LAST_SOCK`] per CPU (a power of two), chosen by a multiplicative hash of
-/// the socket's two ports: the two ends of a connection on one host (their ports swapped)
-/// mostly take different entries, so neither evicts the other at each segment.
-const LAST_SOCKS: u32 = 8;
-
-#[map(name = "RTT_LAST_SOCK")]
-static RTT_LAST_SOCK: PerCpuArray<LastSock> = PerCpuArray::with_max_entries(LAST_SOCKS, 0);
-
-/// What tells one socket from another at the same address: `skc_portpair` (both ports),
-/// `skc_addrpair` (both IPv4 addresses) and `skc_net`, plain loads through the typed socket
-/// pointer (None where the kernel lacks an offset).
-#[inline(always)]
-fn sock_identity(sk: u64) -> Option<(u32, u64, u64)> {
-    Some((
-        kernel_read::<u32, true>(sk, config!(sk_dport))?,
-        kernel_read::<u64, true>(sk, config!(sk_daddr))?,
-        kernel_read::<u64, true>(sk, config!(sk_net))?,
-    ))
-}
-
-/// One RTT sample on the BTF hook, through [`RTT_LAST_SOCK`]: a segment of the socket that
-/// took the last sample on this CPU costs the socket's identity (three loads), two compares
-/// for the bucket and, while the slot is unchanged, two plain adds there; any other goes the
-/// full way (both ends, namespace, bucket, slot search) and becomes the last socket.
-#[inline(always)]
-fn rtt_sample_typed(srtt: u32, sk: u64) {
+    };
+    let bucket = lat_bucket(u64::from(srtt)) as u32;
     let srtt = u64::from(srtt);
-    let id = sock_identity(sk);
-    let entry = id.map_or(0, |(portpair, _, _)| {
-        portpair.wrapping_mul(0x9E37_79B1) >> (32 - LAST_SOCKS.trailing_zeros())
-    });
-    // Every index below `LAST_SOCKS` of a per-CPU array is there.
-    let Some(last) = RTT_LAST_SOCK.get_ptr_mut(entry & (LAST_SOCKS - 1)) else {
-        return;
-    };
-    // SAFETY (every access to `last` and the slots): this CPU's values; a run is never nested
-    // in another run of this program on the same CPU (see `pending_slot`).
-    let last = unsafe { &mut *last };
-    let hit = last.sk == sk
-        && last.uses < LAST_SOCK_REVALIDATE
-        && id.is_some_and(|(portpair, addrpair, net)| {
-            portpair == last.portpair && addrpair == last.addrpair && net == last.net
-        });
-    if hit {
-        last.uses += 1;
-        if srtt >= last.bucket_lo && srtt < last.bucket_hi && pending_hit(last.slot, last.seq, srtt)
-        {
-            return;
-        }
-    }
-    let bucket = lat_bucket(srtt) as u32;
-    let key = if hit {
-        DestKey {
-            netns: last.key.netns,
-            family: last.key.family,
-            dport: last.key.dport,
-            daddr: [
-                last.key.daddr[0],
-                last.key.daddr[1],
-                last.key.daddr[2],
-                last.key.daddr[3],
-            ],
-        }
-    } else {
-        let Some(remote) = sock_remote::<true>(sk) else {
-            bump(counter::READ_ERRORS);
-            return;
-        };
-        dest_of_sock::<true>(remote, sock_local::<true>(sk), sk)
-    };
-    let (slot, seq) = add_pending(&key, bucket, srtt);
-    match id {
-        Some((portpair, addrpair, net)) if key.family == FAMILY_INET => {
-            if !hit {
-                last.sk = sk;
-                last.portpair = portpair;
-                last.addrpair = addrpair;
-                last.net = net;
-                last.uses = 0;
-                last.key.netns = key.netns;
-                last.key.family = key.family;
-                last.key.dport = key.dport;
-                // Word by word: no `memcpy` on the BPF target.
-                last.key.daddr[0] = key.daddr[0];
-                last.key.daddr[1] = key.daddr[1];
-                last.key.daddr[2] = key.daddr[2];
-                last.key.daddr[3] = key.daddr[3];
-            }
-            let (lo, hi) = lat_bucket_bounds(bucket as usize);
-            last.bucket_lo = lo;
-            // The last bucket holds everything above it.
-            last.bucket_hi = if bucket as usize == LAT_BUCKETS - 1 {
-                u64::MAX
-            } else {
-                hi
-            };
-            last.bucket = bucket;
-            last.slot = slot;
-            last.seq = seq;
-        }
-        _ => last.sk = 0,
-    }
-}
-
-/// Adds one sample to pending slot `slot` when it still holds what it held at `seq` (no
-/// takeover or flush since: each moves `seq` on) and stays below the flush.
-#[inline(always)]
-fn pending_hit(slot: u32, seq: u32, srtt: u64) -> bool {
-    let Some(slots) = RTT_PENDING.get_ptr_mut(0) else {
-        return false;
-    };
-    // SAFETY: this CPU's slots (see `pending_slot`).
-    let Some(slot) = (unsafe { (*slots).slots.get_mut(slot as usize) }) else {
-        return false;
-    };
-    if slot.seq != seq || slot.count + 1 >= RTT_PENDING_FLUSH {
-        return false;
-    }
-    slot.count += 1;
-    slot.sum_us += srtt;
-    true
-}
-
-/// One RTT sample of destination `key` in `bucket`: when the destination and bucket hold a
-/// slot of this CPU's `RTT_PENDING`, two plain adds there (count and sum); otherwise the
-/// samples of the slot it takes go into `DESTS` (one hash lookup, two atomic adds) and the
-/// slot starts over with this one; so does a slot that reaches `RTT_PENDING_FLUSH` samples.
-/// Returns the slot's index and its `seq` after the sample.
-#[inline(always)]
-fn add_pending(key: &DestKey, bucket: u32, srtt: u64) -> (u32, u32) {
     // Index 0 of a per-CPU array is always there: no sample is lost to this `else`.
-    let Some((index, slot, holds)) = pending_slot(key, bucket) else {
-        return (u32::MAX, 0);
+    let Some((slot, holds)) = pending_slot(&key, bucket) else {
+        return;
     };
     if holds {
         slot.count += 1;
         slot.sum_us += srtt;
         if slot.count < RTT_PENDING_FLUSH {
-            return (index, slot.seq);
+            return;
         }
     }
     // The slot's samples go into the map (one call site: each one costs verification time):
@@ -467,21 +295,20 @@ fn add_pending(key: &DestKey, bucket: u32, srtt: u64) -> (u32, u32) {
         slot.count = 0;
         slot.sum_us = 0;
     } else {
-        slot.key = *key;
+        slot.key = key;
         slot.bucket = bucket;
         slot.count = 1;
         slot.sum_us = srtt;
     }
     slot.seq = slot.seq.wrapping_add(1);
-    (index, slot.seq)
 }
 
-/// This CPU's pending slot for a destination and bucket (its index, the slot, whether it holds
-/// them): the one of its set (two slots, chosen by a multiplicative hash of its fields: the two
-/// ends of a veth or loopback connection differ only by namespace) that holds them, else the
-/// one of the two with fewer samples pending, to be taken over.
+/// This CPU's pending slot for a destination and bucket, and whether it holds them: the one of
+/// its set (two slots, chosen by a multiplicative hash of its fields: the two ends of a veth or
+/// loopback connection differ only by namespace) that holds them, else the one of the two with
+/// fewer samples pending, to be taken over.
 #[inline(always)]
-fn pending_slot(key: &DestKey, bucket: u32) -> Option<(u32, &'static mut RttPending, bool)> {
+fn pending_slot(key: &DestKey, bucket: u32) -> Option<(&'static mut RttPending, bool)> {
     let mixed = key.netns
         ^ key.daddr[0]
         ^ key.daddr[3]
@@ -507,7 +334,7 @@ fn pending_slot(key: &DestKey, bucket: u32) -> Option<(u32, &'static mut RttPend
     } else {
         (0, false)
     };
-    Some(((set + way) as u32, slots.get_mut(set + way)?, held))
+    Some((slots.get_mut(set + way)?, held))
 }
 
 /// Whether two destinations are the same (word by word: no `memcmp` on the BPF target).
