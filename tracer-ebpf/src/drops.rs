@@ -114,13 +114,16 @@ fn count_drop(netns: Option<u32>, location: u64, reason: u32) {
         Some(slot) if unsafe { read_volatile(addr_of!((*slot).busy)) } == 0 => unsafe {
             write_volatile(addr_of_mut!((*slot).busy), 1);
             let count = addr_of_mut!((*slot).count);
-            let held = read_volatile(addr_of!((*slot).key));
-            if held.location == key.location && held.reason == key.reason && held.netns == key.netns
-            {
+            // The key as two words (reason and namespace, location): two compares.
+            let held_words = addr_of!((*slot).key).cast::<u64>();
+            let (held_first, held_location) =
+                (read_volatile(held_words), read_volatile(held_words.add(1)));
+            if held_location == key.location && held_first == addr_of!(key).cast::<u64>().read() {
                 write_volatile(count, read_volatile(count) + 1);
                 write_volatile(addr_of_mut!((*slot).busy), 0);
                 return;
             }
+            let held = read_volatile(addr_of!((*slot).key));
             let seq = read_volatile(addr_of!((*slot).seq));
             write_volatile(addr_of_mut!((*slot).seq), seq.wrapping_add(1));
             (held, read_volatile(count), Some((slot, seq)))
