@@ -719,6 +719,19 @@ mod tests {
         }
     }
 
+    /// The report of `d` with no symbols, probes, kernel name or notes.
+    fn build_bare(d: &Snapshot) -> Report {
+        build(
+            d,
+            &names(),
+            &Kallsyms::parse(""),
+            vec![],
+            window(),
+            String::new(),
+            vec![],
+        )
+    }
+
     fn window() -> WindowInfo {
         WindowInfo {
             duration_s: 2.0,
@@ -826,15 +839,7 @@ mod tests {
                 _pad: 0,
             },
         );
-        let r = build(
-            &d,
-            &names(),
-            &Kallsyms::parse(""),
-            vec![],
-            window(),
-            String::new(),
-            vec![],
-        );
+        let r = build_bare(&d);
         let f = &r.retransmits.flows[0];
         assert_eq!(
             (f.saddr.as_str(), f.daddr.as_str(), f.family),
@@ -873,15 +878,7 @@ mod tests {
         s.hist[10] = 4;
         d.softirq.insert((1, 3), s);
         d.softirq.insert((1, 1), s); // TIMER: not shown
-        let r = build(
-            &d,
-            &names(),
-            &Kallsyms::parse(""),
-            vec![],
-            window(),
-            String::new(),
-            vec![],
-        );
+        let r = build_bare(&d);
         assert_eq!(r.softirq.len(), 1);
         let v = &r.softirq[0].vectors[0];
         assert_eq!(
@@ -917,15 +914,7 @@ mod tests {
             ..Default::default()
         };
         d.softirq.insert((1, 3), exact);
-        let r = build(
-            &d,
-            &names(),
-            &Kallsyms::parse(""),
-            vec![],
-            window(),
-            String::new(),
-            vec![],
-        );
+        let r = build_bare(&d);
         let v = &r.softirq[0].vectors[0];
         assert_eq!(
             (v.runs, v.timed_runs, v.time_ns, v.histogram[0].count),
@@ -982,15 +971,7 @@ mod tests {
         };
         d.counters[counter::KFREE_SKB_EVENTS as usize] = 500;
         d.counters_unknown.insert(counter::TCP_PROBE_EVENTS);
-        let mut r = build(
-            &d,
-            &names(),
-            &Kallsyms::parse(""),
-            vec![],
-            window(),
-            String::new(),
-            vec![],
-        );
+        let mut r = build_bare(&d);
         assert_eq!(r.tracer_counters.get("kfree_skb_events"), Some(&500));
         assert_eq!(r.tracer_counters.get("tcp_probe_events"), None);
         assert_eq!(r.tracer_counters_unknown, vec!["tcp_probe_events"]);
