@@ -382,11 +382,17 @@ pub fn udp_stream(
         }
         let payload = vec![0x42u8; size];
         let started = Instant::now();
-        let mut sent = 0u64;
+        let (mut sent, mut due) = (0u64, 0u64);
         let interval = Duration::from_secs(1) / rate.max(1);
+        // Paced by the clock, not by the sleeps: a sleep that overshoots on a loaded machine is
+        // made up by the next sends, so the rate holds (a late wake-up sends what is due).
         while started.elapsed() < duration {
-            if sock.send_to(&payload, to).is_ok() {
-                sent += 1;
+            let target = (started.elapsed().as_secs_f64() * f64::from(rate.max(1))) as u64 + 1;
+            while due < target {
+                due += 1;
+                if sock.send_to(&payload, to).is_ok() {
+                    sent += 1;
+                }
             }
             std::thread::sleep(interval);
         }
