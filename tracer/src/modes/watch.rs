@@ -59,6 +59,9 @@ pub struct Watch {
     /// Drop sites (reason, location) seen so far, and whether they are noise: a namespace
     /// whose only drops are noise is not promoted to be read every second.
     noise_sites: HashMap<(u32, u64), bool>,
+    /// Drop sites (reason, location) seen so far, and whether they place the drop outside
+    /// netfilter (see [`netfilter_namespaces`]).
+    non_netfilter_sites: HashMap<(u32, u64), bool>,
 }
 
 /// Whether a drop never decides a verdict (multicast not for this host, teardown purges…):
@@ -81,6 +84,26 @@ fn is_noise(tracer: &LiveTracer, key: &DropKey) -> bool {
         }
     );
     noise
+}
+
+/// Whether a drop site's class (its reason, or its location where the reason does not tell)
+/// is anything but netfilter's or unplaced: such a drop raised no rule's counter.
+fn placed_outside_netfilter(tracer: &LiveTracer, key: &DropKey) -> bool {
+    let (reason, _) = crate::judge::report::reason_label(key.reason, &tracer.names);
+    outside_netfilter(&reason, &tracer.symbols().label(key.location))
+}
+
+/// [`placed_outside_netfilter`] for a named reason and a symbolised location.
+fn outside_netfilter(reason: &str, location: &str) -> bool {
+    use crate::judge::layers::{classify, DropClass, Layer};
+    !matches!(
+        classify(reason, location),
+        DropClass::Unplaced
+            | DropClass::Loss {
+                layer: Layer::IptablesNetpolicy,
+                ..
+            }
+    )
 }
 
 /// The first frame's counters: every namespace read on a thread of its own, so the window
@@ -182,14 +205,22 @@ fn maybe_netfilter(reason: u32, names: &BTreeMap<u32, String>) -> bool {
 }
 
 /// The namespaces whose netfilter drops (see [`maybe_netfilter`]) rose from `before` to `now`.
+/// A drop whose site places it outside netfilter (`placed_elsewhere`, see
+/// [`placed_outside_netfilter`]) is not one: a reason that does not tell (`NOT_SPECIFIED`) is
+/// placed by its location, and `ip6_mc_input` (multicast not for this host) or `dst_discard_out`
+/// (no route) are not netfilter's, so no rule's counter rose for it. Fresh namespaces drop IPv6
+/// router solicitations and MLD reports there for their first minutes; without this, every
+/// facts round listed their rules again.
 fn netfilter_namespaces(
     before: &HashMap<DropKey, u64>,
     now: &HashMap<DropKey, u64>,
     names: &BTreeMap<u32, String>,
+    mut placed_elsewhere: impl FnMut(&DropKey) -> bool,
 ) -> BTreeSet<u32> {
     now.iter()
         .filter(|(k, n)| **n > before.get(*k).copied().unwrap_or(0))
         .filter(|(k, _)| maybe_netfilter(k.reason, names))
+        .filter(|(k, _)| !placed_elsewhere(k))
         .map(|(k, _)| k.netns)
         .collect()
 }
@@ -235,6 +266,7 @@ impl Watch {
             full_at: None,
             first_read: Mutex::new(FirstRead::Done),
             noise_sites: HashMap::new(),
+            non_netfilter_sites: HashMap::new(),
             steps: Steps::default(),
         };
         watch.tick(tracer, 0)?;
@@ -338,10 +370,16 @@ impl Watch {
         };
         self.full_at = all_counters.then_some(at_ms).or(self.full_at);
         if let Some(before) = self.frames.back() {
+            let elsewhere = &mut self.non_netfilter_sites;
             self.netfilter_drops.extend(netfilter_namespaces(
                 &before.snapshot.drops,
                 &frame.snapshot.drops,
                 &tracer.names.drop_reasons,
+                |key| {
+                    *elsewhere
+                        .entry((key.reason, key.location))
+                        .or_insert_with(|| placed_outside_netfilter(tracer, key))
+                },
             ));
         }
         self.frames.push_back(frame);
@@ -714,8 +752,54 @@ mod tests {
             (key(77, 15), 1),                    // a reason this kernel does not name
         ]);
         assert_eq!(
-            netfilter_namespaces(&before, &now, &names),
+            netfilter_namespaces(&before, &now, &names, |_| false),
             BTreeSet::from([10, 13, 14, 15])
+        );
+    }
+
+    /// An unspecified drop at a site placed outside netfilter (multicast not for this host,
+    /// no route: fresh namespaces' IPv6 router solicitations and MLD reports) does not make its
+    /// namespace's rules be listed again; one at any other site, or a netfilter drop, still does.
+    #[test]
+    fn unspecified_drops_at_noise_sites_are_not_netfilter_drops() {
+        let names = BTreeMap::from([
+            (2, "NOT_SPECIFIED".to_owned()),
+            (6, "NETFILTER_DROP".to_owned()),
+        ]);
+        const MC_INPUT: u64 = 0xffff_0001;
+        const NF_HOOK: u64 = 0xffff_0002;
+        let key = |reason, netns, location| DropKey {
+            reason,
+            netns,
+            location,
+        };
+        let now = HashMap::from([
+            (key(2, 20, MC_INPUT), 5), // unspecified at a noise site: not netfilter
+            (key(2, 21, NF_HOOK), 1),  // unspecified elsewhere: may be netfilter
+            (key(6, 22, NF_HOOK), 3),  // netfilter's own reason
+        ]);
+        let elsewhere = |k: &DropKey| k.location == MC_INPUT;
+        assert_eq!(
+            netfilter_namespaces(&HashMap::new(), &now, &names, elsewhere),
+            BTreeSet::from([21, 22])
+        );
+        // The sites as the tracer classifies them.
+        assert!(outside_netfilter("NOT_SPECIFIED", "ip6_mc_input+0x1c4"));
+        assert!(outside_netfilter("NOT_SPECIFIED", "dst_discard_out+0x14"));
+        assert!(!outside_netfilter("NOT_SPECIFIED", "nf_hook_slow+0x9a"));
+        assert!(!outside_netfilter(
+            "NOT_SPECIFIED",
+            "some_unknown_function+0x10"
+        ));
+        assert!(!outside_netfilter("NETFILTER_DROP", "nf_hook_slow+0x9a"));
+        assert!(!outside_netfilter(
+            "NO_REASON_FIELD",
+            "nft_do_chain+0x46f [nf_tables]"
+        ));
+        // Before this change, every namespace with a rising unspecified drop was named.
+        assert_eq!(
+            netfilter_namespaces(&HashMap::new(), &now, &names, |_| false),
+            BTreeSet::from([20, 21, 22])
         );
     }
 

@@ -31,6 +31,15 @@
 //! that moves, or a traffic counter that goes back (an interface replaced), puts the namespace
 //! back on the slow round.
 //!
+//! A namespace whose first reading shows nothing ever happened there ([`never_active`]: every
+//! counter zero but its interfaces' [`TRAFFIC`], the SNMP settings of [`SNMP_SETTINGS`] and
+//! conntrack's limit) is quiet from that reading on: its whole life so far is a longer stillness
+//! than the one slow round two equal readings show. So the namespaces a tracer finds at its
+//! start (and new ones later) cost the quiet round's reads from the first second, not a slow
+//! round's first (~25 reads a second at 250 namespaces for the first 10 s). Its next reading is
+//! then up to a minute later instead of ten seconds, as for any quiet namespace (activity the
+//! probes see promotes it at once), and deltas stay exact: every value is still a real reading.
+//!
 //! In between, a namespace's last values are carried into the sample unchanged. So counter
 //! deltas stay exact: the delta between two samples is the difference of two real readings,
 //! and the deltas of consecutive samples add up to the difference of a window's ends. What an
@@ -59,6 +68,45 @@ pub const TRAFFIC: &[&str] = &[
     "tx_bytes",
     "tx_packets",
 ];
+
+/// SNMP values that are settings, not counters (group, name): the kernel prints them, non-zero,
+/// in a namespace that never saw a packet (`Ip: Forwarding 2 DefaultTTL 64`, `Tcp: RtoAlgorithm
+/// 1 RtoMin 200 RtoMax 120000 MaxConn -1`; RFC 4293's and RFC 4022's configuration objects).
+pub const SNMP_SETTINGS: &[(&str, &str)] = &[
+    ("Ip", "Forwarding"),
+    ("Ip", "DefaultTTL"),
+    ("Tcp", "RtoAlgorithm"),
+    ("Tcp", "RtoMin"),
+    ("Tcp", "RtoMax"),
+    ("Tcp", "MaxConn"),
+];
+
+/// True when `reading` shows a namespace where nothing happened yet: not the host, every SNMP
+/// counter zero (but [`SNMP_SETTINGS`]), conntrack with no entry and every statistic zero (its
+/// limit is a setting), and every interface counter zero but [`TRAFFIC`] (the same rule as
+/// [`moved_only_in_traffic`]: packets sent and received alone leave a namespace quiet), with no
+/// driver statistic and no qdisc drop, overlimit, requeue or backlog.
+fn never_active(reading: &NetnsCounters) -> bool {
+    !reading.is_host
+        && reading.snmp.iter().all(|(group, set)| {
+            set.iter()
+                .all(|(name, v)| *v == 0 || SNMP_SETTINGS.contains(&(group.as_str(), name)))
+        })
+        && reading
+            .conntrack
+            .as_ref()
+            .is_none_or(|c| c.count == 0 && c.stats.values().all(|v| *v == 0))
+        && reading.interfaces.values().all(|iface| {
+            iface
+                .stats
+                .iter()
+                .all(|(name, v)| *v == 0 || TRAFFIC.contains(&name))
+                && iface.ethtool.values().all(|v| *v == 0)
+                && iface.qdisc.as_ref().is_none_or(|q| {
+                    q.drops == 0 && q.overlimits == 0 && q.requeues == 0 && q.backlog_packets == 0
+                })
+        })
+}
 
 /// True when `new` differs from `last` only in non-host interfaces' [`TRAFFIC`] counters, each
 /// the same or higher: the namespace is as quiet as if nothing had moved. The host (read every
@@ -122,7 +170,8 @@ pub struct Schedule {
     hot_until: HashMap<u32, u64>,
     /// The last reading of each namespace.
     carried: HashMap<u32, Shared<NetnsCounters>>,
-    /// Quiet namespaces: their last reading equalled the one before.
+    /// Quiet namespaces: their last reading equalled the one before, or their first showed
+    /// nothing ever happened there ([`never_active`]).
     quiet: HashSet<u32>,
 }
 
@@ -195,6 +244,10 @@ impl Schedule {
                             last.clone()
                         }
                         Some(last) if moved_only_in_traffic(last, &counters) => {
+                            self.quiet.insert(*inode);
+                            Shared::new(counters)
+                        }
+                        None if never_active(&counters) => {
                             self.quiet.insert(*inode);
                             Shared::new(counters)
                         }
@@ -526,9 +579,132 @@ mod tests {
         ));
     }
 
-    /// What a namespace's `Tcp RetransSegs` really is at `second` (it rises every second).
+    /// A namespace whose first reading shows nothing ever happened there (only the SNMP
+    /// settings, conntrack's limit and a veth's traffic non-zero) is quiet from that reading
+    /// on: it is next read in its second of the quiet round, not of the slow round. One
+    /// non-zero counter of any other kind (an SNMP counter, a conntrack entry or statistic, an
+    /// interface's drops, a qdisc's drops), or the host, keeps the slow round's second reading.
+    #[test]
+    fn a_first_reading_where_nothing_happened_is_quiet_at_once() {
+        use crate::node::evidence::{Conntrack, QdiscCounters};
+        let pristine = |inode: u32| {
+            let mut counters = NetnsCounters {
+                inode,
+                label: format!("ns {inode}"),
+                ..NetnsCounters::default()
+            };
+            let settings = [("Forwarding", 2), ("DefaultTTL", 64), ("InReceives", 0)];
+            counters
+                .snmp
+                .insert("Ip".to_owned(), settings.into_iter().collect());
+            let tcp = [
+                ("RtoAlgorithm", 1),
+                ("RtoMin", 200),
+                ("RtoMax", 120_000),
+                ("MaxConn", -1),
+                ("CurrEstab", 0),
+                ("RetransSegs", 0),
+            ];
+            counters
+                .snmp
+                .insert("Tcp".to_owned(), tcp.into_iter().collect());
+            counters.snmp.insert(
+                "TcpExt".to_owned(),
+                [("TCPTimeouts", 0)].into_iter().collect(),
+            );
+            counters.conntrack = Some(Conntrack {
+                count: 0,
+                max: 262_144,
+                stats: [("drop", 0), ("invalid", 0)].into_iter().collect(),
+            });
+            let veth = IfaceCounters {
+                stats: [
+                    ("multicast", 0),
+                    ("rx_bytes", 516),
+                    ("rx_dropped", 0),
+                    ("rx_packets", 6),
+                    ("tx_bytes", 516),
+                    ("tx_packets", 6),
+                ]
+                .into_iter()
+                .collect(),
+                qdisc: Some(QdiscCounters {
+                    kind: "noqueue".to_owned(),
+                    ..QdiscCounters::default()
+                }),
+                ..IfaceCounters::default()
+            };
+            counters.interfaces.insert("trcc-b".to_owned(), veth);
+            counters
+        };
+        // 0xF000_0000 is a whole number of quiet rounds: `base + k` reads in second k % 10 of
+        // the slow round and k of the quiet one; `idle`'s two differ (3 and 43).
+        let base = 0xF000_0000u32;
+        assert_eq!(base % 60, 0);
+        let (idle, snmp, conntrack, dropped, qdisc, count) =
+            (base + 43, base + 4, base + 5, base + 6, base + 7, base + 8);
+        let known = vec![HOST, idle, snmp, conntrack, dropped, qdisc, count];
+        let first = |inode: u32| {
+            let mut counters = pristine(inode);
+            match inode {
+                i if i == snmp => {
+                    counters
+                        .snmp
+                        .get_mut("TcpExt")
+                        .unwrap()
+                        .extend([("TCPTimeouts".to_owned(), 1)]);
+                }
+                i if i == conntrack => {
+                    let stats = [("drop", 0), ("invalid", 3)].into_iter().collect();
+                    counters.conntrack.as_mut().unwrap().stats = stats;
+                }
+                i if i == dropped => {
+                    let veth = counters.interfaces.get_mut("trcc-b").unwrap();
+                    veth.stats.extend([("rx_dropped".to_owned(), 2)]);
+                }
+                i if i == qdisc => {
+                    let veth = counters.interfaces.get_mut("trcc-b").unwrap();
+                    veth.qdisc.as_mut().unwrap().drops = 1;
+                }
+                i if i == count => counters.conntrack.as_mut().unwrap().count = 1,
+                _ => {}
+            }
+            counters
+        };
+        assert!(never_active(&pristine(idle)));
+        let mut host = pristine(HOST);
+        host.is_host = true;
+        assert!(!never_active(&host));
+        let mut schedule = Schedule::default();
+        let mut reads: HashMap<u32, Vec<u64>> = HashMap::new();
+        for second in 0..50u64 {
+            let due = schedule.due(second * 1000, &known, Some(HOST), &hot(&[]));
+            for inode in &due {
+                reads.entry(*inode).or_default().push(second);
+            }
+            let fresh = due.iter().map(|i| (*i, first(*i))).collect();
+            let sample = schedule.assemble(second * 1000, &known, fresh);
+            // The first reading is carried as read: deltas stay exact.
+            let carried = sample.iter().find(|c| c.inode == idle).unwrap();
+            assert_eq!(**carried, pristine(idle), "second {second}");
+        }
+        // Read at start, then in its second of the quiet round (43), not of the slow round (3:
+        // before this change, [0, 3, 43]).
+        assert_eq!(reads[&idle], vec![0, 43]);
+        assert_eq!(schedule.round_s(idle), QUIET_ROUND_S);
+        // Each of the others read at start, then in its second of the slow round (their equal
+        // readings make them quiet only then, and their next quiet second is a minute on).
+        for inode in [snmp, conntrack, dropped, qdisc, count] {
+            let slow = u64::from(inode) % SLOW_ROUND_S;
+            assert_eq!(reads[&inode], vec![0, slow], "{inode:#x}");
+            assert_eq!(schedule.round_s(inode), QUIET_ROUND_S, "{inode:#x}");
+        }
+    }
+
+    /// What a namespace's `Tcp RetransSegs` really is at `second` (it rises every second; never
+    /// 0, so no reading here is one where nothing happened, see [`never_active`]).
     fn truth(inode: u32, second: u64) -> i64 {
-        i64::from(inode % 97) * 1000 + (second * second) as i64
+        i64::from(inode % 97) * 1000 + 1 + (second * second) as i64
     }
 
     fn reading(inode: u32, second: u64) -> NetnsCounters {
