@@ -1,7 +1,9 @@
 //! The network namespace (inode number) of a socket, a device or an skb, read through the
 //! kernel pointers at the offsets in `CONFIG`. `TYPED` (BTF tracepoints): plain loads through
 //! typed pointers; untyped (raw and classic tracepoints): `bpf_probe_read_kernel`, devices
-//! through a per-CPU cache (`DEV_NETNS_CACHE`) that saves two of those helper calls per drop.
+//! through a per-CPU cache (`DEV_NETNS_CACHE`) that saves two of those helper calls per skb.
+//! The drop slots keep the device's namespace themselves ([`skb_dev`],
+//! [`skb_netns_with_dev`]: read directly, never through the cache).
 //!
 //! May use `aya-ebpf`, `tracer-common` and the rest of `shared`; never a family module.
 
