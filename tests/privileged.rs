@@ -305,6 +305,105 @@ fn drops_alternating_on(kind: HookKind) {
 }
 
 #[test]
+fn drops_of_a_device_moved_to_another_namespace_follow_it_within_the_slot_bound() {
+    if !privileged("device_moved") {
+        return;
+    }
+    for kind in HOOKS {
+        device_moved_on(kind);
+    }
+}
+
+/// The drop slots remember a device's namespace (`DropSlot::source`) and read it again every
+/// `DROP_SLOT_REVALIDATE`th count: a device moved to another namespace (same pointer) keeps
+/// at most that many minus one of its drops per CPU in its old namespace.
+fn device_moved_on(kind: HookKind) {
+    use tracer_common::DROP_SLOT_REVALIDATE;
+    const N: u32 = 1000;
+    let (sender, first, second) = (
+        Netns::new("h15y-s"),
+        Netns::new("h15y-a"),
+        Netns::new("h15y-b"),
+    );
+    lab::veth(
+        &sender,
+        "h15y-s0",
+        "198.18.72.1/30",
+        &first,
+        "h15y-r0",
+        "198.18.72.2/30",
+    );
+    // A fixed address and a permanent neighbour entry: no ARP, whichever namespace the
+    // receiving end is in, so every datagram reaches it.
+    first.ip(&["link", "set", "h15y-r0", "address", "02:00:c6:12:48:02"]);
+    sender.ip(&[
+        "neigh",
+        "replace",
+        "198.18.72.2",
+        "lladdr",
+        "02:00:c6:12:48:02",
+        "dev",
+        "h15y-s0",
+        "nud",
+        "permanent",
+    ]);
+    let tracer = start_tracer_on(kind, "kfree_skb");
+    // One thread on one CPU: the receive path runs on the sender's CPU (veth's backlog).
+    let send = |count: u32| {
+        sender.run_in(move || {
+            let mut set = nix::sched::CpuSet::new();
+            set.set(0).expect("cpu index");
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).expect("pinning");
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp4");
+            let to: SocketAddr = "198.18.72.2:9".parse().expect("addr");
+            for _ in 0..count {
+                let _ = sock.send_to(b"x", to);
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let no_socket = |ns: &Netns, start: &tracer::kernel::snapshot::Snapshot, end| {
+        let scope = netns_scope(&ns.path()).expect("scope");
+        let report = tracer.report(start, end, 1.0, Some(scope), &[]);
+        drops_at(&report, "NO_SOCKET", "__udp4_lib_rcv+")
+    };
+    let start = tracer.snapshot().expect("snapshot");
+    send(N);
+    let moved = tracer.snapshot().expect("snapshot");
+    let before = (
+        no_socket(&first, &start, &moved),
+        no_socket(&second, &start, &moved),
+    );
+    first.ip(&["link", "set", "h15y-r0", "netns", &second.name]);
+    second.ip(&["addr", "add", "198.18.72.2/30", "dev", "h15y-r0"]);
+    second.ip(&["link", "set", "h15y-r0", "up"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let after_move = tracer.snapshot().expect("snapshot");
+    send(N);
+    let end = tracer.snapshot().expect("snapshot");
+    let after = (
+        no_socket(&first, &after_move, &end),
+        no_socket(&second, &after_move, &end),
+    );
+    eprintln!(
+        "{}: before the move {before:?}, after it {after:?} (first, second namespace)",
+        kind.as_str()
+    );
+    assert_eq!(
+        before,
+        (u64::from(N), 0),
+        "every drop in the first namespace"
+    );
+    assert_eq!(after.0 + after.1, u64::from(N), "every drop counted once");
+    assert!(
+        after.0 < DROP_SLOT_REVALIDATE,
+        "at most {} drops (one CPU) stay in the old namespace: {}",
+        DROP_SLOT_REVALIDATE - 1,
+        after.0
+    );
+}
+
+#[test]
 fn tcp_retransmits_through_random_loss_match_the_namespace_counters() {
     if !privileged("tcp_retransmits") {
         return;

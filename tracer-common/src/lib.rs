@@ -245,6 +245,10 @@ pub struct TracerConfig {
     pub kfree_arg_location: u32,
     pub kfree_arg_reason: u32,
     pub kfree_arg_rx_sk: u32,
+    /// Nonzero: kfree_skb's arguments are (skb, location, reason, rx_sk) in this order, as
+    /// the positions above say (6.11's prototype and later): the program then reads them at
+    /// those constant positions with one configuration load instead of four.
+    pub kfree_args_in_order: u32,
     pub softirq_arg_vec: u32,
     pub rtx_arg_sk: u32,
     pub rtx_arg_skb: u32,
@@ -297,7 +301,7 @@ pub struct TracerConfig {
 }
 
 /// Words in [`TracerConfig`] (every field is a `u32`).
-pub const CONFIG_WORDS: usize = 114;
+pub const CONFIG_WORDS: usize = 115;
 
 const _: () = assert!(core::mem::size_of::<TracerConfig>() == CONFIG_WORDS * 4);
 
@@ -387,6 +391,7 @@ impl TracerConfig {
             kfree_arg_location: ABSENT,
             kfree_arg_reason: ABSENT,
             kfree_arg_rx_sk: ABSENT,
+            kfree_args_in_order: 0,
             softirq_arg_vec: ABSENT,
             rtx_arg_sk: ABSENT,
             rtx_arg_skb: ABSENT,
@@ -468,6 +473,10 @@ pub const DROP_SLOTS: usize = 4;
 /// another key (of the same slot index, [`drop_slot_index`]) takes the slot. The drops of a key
 /// are its map entry plus the counts of the slots holding it: the loader reads both (the map
 /// first, then the slots, twice) and merges them (`tracer/src/kernel/drop_slots.rs`).
+///
+/// The kernel finds a drop's slot by its [`source`](Self::source) (the device), not by its
+/// namespace: a hit reads no namespace. Two devices of one namespace may then hold the same
+/// key in two slots, which the merge adds like slots of different CPUs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DropSlot {
@@ -482,8 +491,24 @@ pub struct DropSlot {
     pub key: DropKey,
     /// Drops of `key` not yet in the map.
     pub count: u64,
+    /// Which device `key.netns` was read from: the skb's device's address (on BTF
+    /// tracepoints minus the address of this CPU's slot array, which makes it a number the
+    /// verifier lets the program hash), or 0 for a drop without a device (whose namespace is
+    /// then read every time and compared). A drop of the same source, reason and location
+    /// adds to the slot without reading the namespace, except every
+    /// [`DROP_SLOT_REVALIDATE`]th count. User space ignores it.
+    pub source: u64,
+    /// To 64 bytes: a slot's address is then its index shifted, not multiplied.
+    pub _pad: [u64; 3],
 }
-const _: () = assert!(core::mem::size_of::<DropSlot>() == 32);
+const _: () = assert!(core::mem::size_of::<DropSlot>() == 64);
+
+/// A slot re-reads its device's namespace when its count reaches a multiple of this: a device
+/// moved to another namespace (same pointer), or freed and its memory reused by a device of
+/// another namespace, has at most this many minus one of its drops per CPU counted under the
+/// old namespace. (A power of two.)
+pub const DROP_SLOT_REVALIDATE: u64 = 256;
+const _: () = assert!(DROP_SLOT_REVALIDATE.is_power_of_two());
 
 /// The one value of [`MAP_DROP_SLOTS`] on each CPU.
 #[repr(C)]
@@ -491,18 +516,16 @@ const _: () = assert!(core::mem::size_of::<DropSlot>() == 32);
 pub struct DropSlots {
     pub slots: [DropSlot; DROP_SLOTS],
 }
-const _: () = assert!(core::mem::size_of::<DropSlots>() == 32 * DROP_SLOTS);
+const _: () = assert!(core::mem::size_of::<DropSlots>() == 64 * DROP_SLOTS);
 const _: () = assert!(DROP_SLOTS.is_power_of_two() && DROP_SLOTS > 1);
 
-/// The slot of a key: a multiplicative hash of its words (reason, namespace, both halves of
-/// the location), so that keys differing in any of them spread over the slots.
+/// The slot of a drop: a multiplicative hash of its source ([`DropSlot::source`], or the
+/// namespace of a drop without a device), freeing location and reason (the product's top
+/// bits depend on every bit of the mix).
 #[inline(always)]
-pub const fn drop_slot_index(key: &DropKey) -> usize {
-    let mixed = key.reason
-        ^ key.netns.rotate_left(16)
-        ^ (key.location as u32)
-        ^ ((key.location >> 32) as u32);
-    (mixed.wrapping_mul(0x9E37_79B1) >> (32 - DROP_SLOTS.trailing_zeros())) as usize
+pub const fn drop_slot_index(source: u64, location: u64, reason: u64) -> usize {
+    let mixed = source ^ location ^ reason;
+    (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - DROP_SLOTS.trailing_zeros())) as usize
 }
 
 /// Family values carried in [`FlowKey::family`] (the kernel's `AF_INET`/`AF_INET6`).

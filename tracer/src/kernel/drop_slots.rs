@@ -114,9 +114,9 @@ mod tests {
     fn slot(seq: u32, key: DropKey, count: u64) -> DropSlot {
         DropSlot {
             seq,
-            busy: 0,
             key,
             count,
+            ..DropSlot::default()
         }
     }
 

@@ -70,6 +70,10 @@ pub fn recorded_prototype(program: &str, config: &TracerConfig) -> Option<Vec<&'
     })
 }
 
+/// kfree_skb's argument positions (skb, location, reason, rx_sk) that the program reads with
+/// constant positions when [`TracerConfig::kfree_args_in_order`] says the kernel has them.
+pub const KFREE_ARGS_IN_ORDER: [u32; 4] = [0, 1, 2, 3];
+
 /// Position of the first argument of type `ty`.
 fn position(args: &[String], ty: &str) -> Option<u32> {
     nth_position(args, ty, 0)
@@ -116,6 +120,14 @@ fn positions(program: &str, args: &[String], config: &mut TracerConfig) -> Resul
             config.kfree_arg_location = required(args, "void *")?;
             config.kfree_arg_reason = gated(config.kfree_reason, "enum skb_drop_reason");
             config.kfree_arg_rx_sk = gated(config.kfree_rx_sk, "struct sock *");
+            config.kfree_args_in_order = u32::from(
+                [
+                    config.kfree_arg_skb,
+                    config.kfree_arg_location,
+                    config.kfree_arg_reason,
+                    config.kfree_arg_rx_sk,
+                ] == KFREE_ARGS_IN_ORDER,
+            );
         }
         PROG_SOFTIRQ_ENTRY | PROG_SOFTIRQ_EXIT => {
             config.softirq_arg_vec = required(args, "unsigned int")?;

@@ -298,3 +298,52 @@ fn a_prototype_without_the_needed_argument_falls_back_to_the_tracepoint() {
     assert!(probe.reason.contains("struct sock *"), "{}", probe.reason);
     assert_eq!(p.hook_of("kfree_skb").kind, HookKind::TpBtf);
 }
+
+#[test]
+fn kfree_skb_reads_constant_positions_only_where_the_prototype_has_them_in_order() {
+    // 6.18's prototype (skb, location, reason, rx_sk): the constant positions.
+    let mut p = formats_6_18();
+    p.choose_hooks(&HookFacts {
+        btf_args: Some(&btf_6_18),
+        sock: Ok(sock()),
+        forced: None,
+    });
+    assert_eq!(p.hook_of("kfree_skb").kind, HookKind::TpBtf);
+    assert_eq!(p.config.kfree_args_in_order, 1);
+    // A record without rx_sk (an older kernel's, or one emulated): the positions from config.
+    let mut p = formats_6_18();
+    p.config.kfree_rx_sk = ABSENT;
+    p.choose_hooks(&HookFacts {
+        btf_args: Some(&btf_6_18),
+        sock: Ok(sock()),
+        forced: None,
+    });
+    assert_eq!(p.config.kfree_arg_rx_sk, ABSENT);
+    assert_eq!(p.config.kfree_args_in_order, 0);
+    // The same four arguments in another order: read where they are.
+    let swapped = |event: &str| -> anyhow::Result<Vec<String>> {
+        if event == "kfree_skb" {
+            Ok([
+                "void *",
+                "struct sk_buff *",
+                "enum skb_drop_reason",
+                "struct sock *",
+            ]
+            .map(str::to_owned)
+            .to_vec())
+        } else {
+            btf_6_18(event)
+        }
+    };
+    let mut p = formats_6_18();
+    p.choose_hooks(&HookFacts {
+        btf_args: Some(&swapped),
+        sock: Ok(sock()),
+        forced: None,
+    });
+    assert_eq!(
+        (p.config.kfree_arg_skb, p.config.kfree_arg_location),
+        (1, 0)
+    );
+    assert_eq!(p.config.kfree_args_in_order, 0);
+}

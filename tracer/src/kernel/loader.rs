@@ -211,11 +211,14 @@ pub(crate) fn attach_cheapest(
             (Err(_), HookKind::TpBtf) => HookKind::RawTp,
             (Err(_), HookKind::RawTp) => HookKind::Tracepoint,
         };
-        // The first line: a refused load carries the whole verifier log.
-        let why = outcome
-            .err()
-            .map(|e| format!("{e:#}"))
-            .unwrap_or_default()
+        // The first line: a refused load carries the whole verifier log (in the debug log).
+        let error = outcome.err().map(|e| format!("{e:#}")).unwrap_or_default();
+        tracing::debug!(
+            "{} refused on {}: {error}",
+            spec.program,
+            choice.kind.as_str()
+        );
+        let why = error
             .split(". Verifier output")
             .next()
             .unwrap_or_default()
