@@ -20,13 +20,16 @@ use aya_ebpf::{
     EbpfContext,
 };
 use tracer_common::{
-    counter, keyed_by_local_end, lat_bucket, DestKey, DestStats, ErrorKey, RttPending,
-    RttPendingSlots, ABSENT, CONNECT_START_MAX_ENTRIES, DESTS_MAX_ENTRIES, FAMILY_INET,
+    counter, keyed_by_local_end, lat_bucket, lat_bucket32, DestKey, DestStats, ErrorKey,
+    RttPending, RttPendingSlots, ABSENT, CONNECT_START_MAX_ENTRIES, DESTS_MAX_ENTRIES, FAMILY_INET,
     FAMILY_INET6, RTT_PENDING_FLUSH, RTT_PENDING_SLOTS, SOCK_ERRORS_MAX_ENTRIES,
 };
 
 use crate::shared::{
-    args::{arg_u64, kernel_read, sock_local, sock_protocol_is, sock_remote, sock_state, sock_u32},
+    args::{
+        arg_u64, kernel_read, sock_local_addr, sock_ports, sock_protocol_is, sock_remote,
+        sock_remote_addr, sock_state, sock_u32,
+    },
     atomic_add32, atomic_add64, bump, config, count_run,
     flow::End,
     netns::{sock_netns, sock_netns_of, DEV_CACHE_REVALIDATE},
@@ -204,18 +207,36 @@ fn probe_from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
         bump(counter::READ_ERRORS);
         return 0;
     };
-    // Opaque to the optimiser: otherwise it bounds the histogram index through `srtt_us`
-    // (before the shift), a relation the verifier does not follow ("unbounded memory access").
-    let srtt = core::hint::black_box(srtt_us >> 3);
+    // No `black_box` needed (it cost a stack store and load): `lat_bucket32` is opaque to the
+    // optimiser, so it cannot bound the histogram index through `srtt_us`, a relation the
+    // verifier would not follow ("unbounded memory access"); the index keeps its bounds check.
+    let srtt = srtt_us >> 3;
     if srtt == 0 {
         bump(counter::RTT_UNMEASURED);
         return 0;
     }
-    let Some(remote) = sock_remote::<TYPED>(sk) else {
+    let Some((family, sport, dport)) = sock_ports::<TYPED>(sk) else {
         bump(counter::READ_ERRORS);
         return 0;
     };
-    rtt_sample::<TYPED>(srtt, remote, sock_local::<TYPED>(sk), sk);
+    // The end that keys the destination (see `rtt_sample`) from the ports alone: only its
+    // address is read.
+    let local = if keyed_by_local_end(sport, dport, config!(ephemeral_ports)) {
+        sock_local_addr::<TYPED>(sk, family)
+    } else {
+        None
+    };
+    let (port, addr) = match local {
+        Some(saddr) => (sport, saddr),
+        None => {
+            let Some(daddr) = sock_remote_addr::<TYPED>(sk, family) else {
+                bump(counter::READ_ERRORS);
+                return 0;
+            };
+            (dport, daddr)
+        }
+    };
+    rtt_sample_dest::<TYPED>(srtt, family, port, addr, sport ^ dport, sk);
     0
 }
 
@@ -231,13 +252,10 @@ fn srtt_us<const TYPED: bool>(sk: u64) -> Option<u32> {
     sock_u32::<true>(tcp_sock, config!(tp_srtt_us))
 }
 
-/// One RTT sample into the destination's histogram. The hot path: one cached namespace and,
-/// when the destination and bucket hold a slot of this CPU's `RTT_PENDING`, two plain adds
-/// there (count and sum); otherwise the samples of the slot it takes go into `DESTS` (one hash
-/// lookup, two atomic adds) and the slot starts over with this one; so does a slot that
-/// reaches `RTT_PENDING_FLUSH` samples. `remote`/`local`: (family,
-/// port, address) of each end. `TYPED`: the socket's namespace is two plain loads, cheaper
-/// than the per-CPU cache that saves helper reads.
+/// One RTT sample into the destination's histogram, from both ends (the classic hook's
+/// record). `remote`/`local`: (family, port, address) of each end. The server's side of a
+/// client's connection counts under its own (listening) end, not under each client's
+/// ephemeral port.
 #[inline(always)]
 fn rtt_sample<const TYPED: bool>(
     srtt: u32,
@@ -247,14 +265,31 @@ fn rtt_sample<const TYPED: bool>(
 ) {
     let (family, dport, daddr) = remote;
     let ports = dport ^ local.map_or(0, |(_, sport, _)| sport);
-    // The server's side of a client's connection counts under its own (listening) end, not
-    // under each client's ephemeral port.
     let (dport, daddr) = match local {
         Some((_, sport, saddr)) if keyed_by_local_end(sport, dport, config!(ephemeral_ports)) => {
             (sport, saddr)
         }
         _ => (dport, daddr),
     };
+    rtt_sample_dest::<TYPED>(srtt, family, dport, daddr, ports, sk);
+}
+
+/// One RTT sample of the destination (`family`, `dport`, `daddr`) of socket `sk`. The hot
+/// path: the socket's namespace and, when the destination and bucket hold a slot of this CPU's
+/// `RTT_PENDING`, two plain adds there (count and sum); otherwise the samples of the slot it
+/// takes go into `DESTS` (one hash lookup, two atomic adds) and the slot starts over with this
+/// one; so does a slot that reaches `RTT_PENDING_FLUSH` samples. `ports`: local ^ remote port
+/// (the namespace cache's slot). `TYPED`: the socket's namespace is two plain loads, cheaper
+/// than the per-CPU cache that saves helper reads.
+#[inline(always)]
+fn rtt_sample_dest<const TYPED: bool>(
+    srtt: u32,
+    family: u16,
+    dport: u16,
+    daddr: [u32; 4],
+    ports: u16,
+    sk: u64,
+) {
     let netns = if TYPED {
         sock_netns_of::<true>(sk)
     } else if sk == 0 {
@@ -272,7 +307,7 @@ fn rtt_sample<const TYPED: bool>(
         dport,
         daddr,
     };
-    let bucket = lat_bucket(u64::from(srtt)) as u32;
+    let bucket = lat_bucket32(srtt);
     let srtt = u64::from(srtt);
     // Index 0 of a per-CPU array is always there: no sample is lost to this `else`.
     let Some((slot, holds)) = pending_slot(&key, bucket) else {
@@ -324,7 +359,12 @@ fn pending_slot(key: &DestKey, bucket: u32) -> Option<(&'static mut RttPending, 
     let slots = unsafe { &mut (*slots).slots };
     let first = slots.get(set)?;
     let second = slots.get(set + 1)?;
-    let holds = |s: &RttPending| s.bucket == bucket && same_dest(&s.key, key);
+    let words = dest_words(key);
+    let holds = |s: &RttPending| {
+        let held = held_words(s);
+        // Element by element: an array `==` may become a `bcmp` call, which BPF does not have.
+        s.bucket == bucket && held[0] == words[0] && held[1] == words[1] && held[2] == words[2]
+    };
     let (way, held) = if holds(first) {
         (0, true)
     } else if holds(second) {
@@ -337,16 +377,29 @@ fn pending_slot(key: &DestKey, bucket: u32) -> Option<(&'static mut RttPending, 
     Some((slots.get_mut(set + way)?, held))
 }
 
-/// Whether two destinations are the same (word by word: no `memcmp` on the BPF target).
+/// A destination as the three 64-bit words of its 24 bytes (little-endian, as `DestKey` lies in
+/// memory), so a slot's key is three compares instead of seven (no `memcmp` on the BPF target).
 #[inline(always)]
-fn same_dest(a: &DestKey, b: &DestKey) -> bool {
-    a.netns == b.netns
-        && a.family == b.family
-        && a.dport == b.dport
-        && a.daddr[0] == b.daddr[0]
-        && a.daddr[1] == b.daddr[1]
-        && a.daddr[2] == b.daddr[2]
-        && a.daddr[3] == b.daddr[3]
+fn dest_words(key: &DestKey) -> [u64; 3] {
+    [
+        u64::from(key.netns) | u64::from(key.family) << 32 | u64::from(key.dport) << 48,
+        u64::from(key.daddr[0]) | u64::from(key.daddr[1]) << 32,
+        u64::from(key.daddr[2]) | u64::from(key.daddr[3]) << 32,
+    ]
+}
+
+// What `dest_words` and `held_words` rely on: little-endian words, the key 8-aligned in a slot.
+const _: () = assert!(cfg!(target_endian = "little"));
+const _: () = assert!(core::mem::offset_of!(RttPending, key) == 8);
+const _: () = assert!(core::mem::size_of::<RttPending>().is_multiple_of(8));
+
+/// The key a pending slot holds, as [`dest_words`] (three loads: the key lies 8-aligned in the
+/// slot).
+#[inline(always)]
+fn held_words(slot: &RttPending) -> [u64; 3] {
+    let words = core::ptr::addr_of!(slot.key).cast::<u64>();
+    // SAFETY: `key` is 24 bytes at offset 8 of the 48-byte slot, in an 8-aligned map value.
+    unsafe { [*words, *words.add(1), *words.add(2)] }
 }
 
 /// Adds `count` samples of one bucket, summing to `sum_us`, to the destination's entry

@@ -2,7 +2,8 @@
 //! an argument by its position ([`arg_u64`], positions from the loader), kernel memory behind a
 //! pointer ([`kernel_read`]: a helper call on raw tracepoints, a typed direct load on BTF ones),
 //! and the values a classic record carries read from the socket itself at BTF offsets
-//! ([`sock_flow_key`], [`sock_u32`], [`sock_state`], [`sock_local`], [`sock_remote`]).
+//! ([`sock_flow_key`], [`sock_u32`], [`sock_state`], [`sock_local`], [`sock_remote`],
+//! [`sock_ports`] with [`sock_local_addr`] / [`sock_remote_addr`]).
 //!
 //! May use `aya-ebpf`, `tracer-common` and `shared::flow`; never a family module.
 
@@ -103,27 +104,58 @@ pub(crate) fn sock_state<const TYPED: bool>(sk: u64) -> Option<u32> {
 /// The local end of a socket: (family, port in host order, address words).
 #[inline(always)]
 pub(crate) fn sock_local<const TYPED: bool>(sk: u64) -> Option<End> {
-    let family = kernel_read::<u16, TYPED>(sk, config!(sk_family))?;
-    let port = kernel_read::<u16, TYPED>(sk, config!(sk_num))?;
-    let addr = if family == FAMILY_INET {
-        [sock_u32::<TYPED>(sk, config!(sk_rcv_saddr))?, 0, 0, 0]
-    } else {
-        addr6::<TYPED>(sk, config!(sk_v6_rcv_saddr))?
-    };
-    Some((family, port, addr))
+    local_of::<TYPED>(sk, kernel_read::<u16, TYPED>(sk, config!(sk_family))?)
 }
 
 /// The remote end of a socket: (family, port in host order, address words).
 #[inline(always)]
 pub(crate) fn sock_remote<const TYPED: bool>(sk: u64) -> Option<End> {
+    remote_of::<TYPED>(sk, kernel_read::<u16, TYPED>(sk, config!(sk_family))?)
+}
+
+/// The ports of a socket and its family: (family, local port, remote port), ports in host
+/// order. With [`sock_local_addr`] / [`sock_remote_addr`] a caller reads only the address of
+/// the end it needs.
+#[inline(always)]
+pub(crate) fn sock_ports<const TYPED: bool>(sk: u64) -> Option<(u16, u16, u16)> {
     let family = kernel_read::<u16, TYPED>(sk, config!(sk_family))?;
-    let port = u16::from_be(kernel_read::<u16, TYPED>(sk, config!(sk_dport))?);
-    let addr = if family == FAMILY_INET {
-        [sock_u32::<TYPED>(sk, config!(sk_daddr))?, 0, 0, 0]
+    let remote = u16::from_be(kernel_read::<u16, TYPED>(sk, config!(sk_dport))?);
+    let local = kernel_read::<u16, TYPED>(sk, config!(sk_num))?;
+    Some((family, local, remote))
+}
+
+/// The local address of a socket of `family` (address words).
+#[inline(always)]
+pub(crate) fn sock_local_addr<const TYPED: bool>(sk: u64, family: u16) -> Option<[u32; 4]> {
+    if family == FAMILY_INET {
+        Some([sock_u32::<TYPED>(sk, config!(sk_rcv_saddr))?, 0, 0, 0])
     } else {
-        addr6::<TYPED>(sk, config!(sk_v6_daddr))?
-    };
-    Some((family, port, addr))
+        addr6::<TYPED>(sk, config!(sk_v6_rcv_saddr))
+    }
+}
+
+/// The remote address of a socket of `family` (address words).
+#[inline(always)]
+pub(crate) fn sock_remote_addr<const TYPED: bool>(sk: u64, family: u16) -> Option<[u32; 4]> {
+    if family == FAMILY_INET {
+        Some([sock_u32::<TYPED>(sk, config!(sk_daddr))?, 0, 0, 0])
+    } else {
+        addr6::<TYPED>(sk, config!(sk_v6_daddr))
+    }
+}
+
+/// The local end of a socket of `family`.
+#[inline(always)]
+fn local_of<const TYPED: bool>(sk: u64, family: u16) -> Option<End> {
+    let port = kernel_read::<u16, TYPED>(sk, config!(sk_num))?;
+    Some((family, port, sock_local_addr::<TYPED>(sk, family)?))
+}
+
+/// The remote end of a socket of `family`.
+#[inline(always)]
+fn remote_of<const TYPED: bool>(sk: u64, family: u16) -> Option<End> {
+    let port = u16::from_be(kernel_read::<u16, TYPED>(sk, config!(sk_dport))?);
+    Some((family, port, sock_remote_addr::<TYPED>(sk, family)?))
 }
 
 /// The flow of a socket, as a classic TCP tracepoint records it (local end as source).
