@@ -141,6 +141,11 @@ fn unchanged_namespaces_are_not_read_again_among_250() {
         // Nor entered again: the legacy rules' mark (where the module is loaded) is asked
         // on the sockets kept from the first visit.
         assert_eq!(reads.visits, 1, "namespace {inode} was entered again");
+        // Nor asked for its nftables generation or its routes: its subscriptions were silent.
+        assert_eq!(
+            reads.checks, 0,
+            "namespace {inode} was checked though silent"
+        );
     }
     // The kept facts are what a full listing shows for these namespaces.
     let ours = |routes: &[tracer::node::evidence::RouteFact]| -> usize {

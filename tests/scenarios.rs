@@ -569,8 +569,8 @@ fn recorded_verdict(start: &str, end: &str) -> VerdictDocument {
         observed: empty_report(30.0),
         counters_start,
         counters_end,
-        facts_start: NodeFacts::default(),
-        facts_end: facts.clone(),
+        facts_start: NodeFacts::default().into(),
+        facts_end: facts.clone().into(),
         ticks: vec![],
         started_unix_ms: None,
     };

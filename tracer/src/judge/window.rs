@@ -26,6 +26,7 @@ use crate::{
     kernel::snapshot::Snapshot,
     node::evidence::{CounterSample, NodeFacts},
     node::netns::NetnsScope,
+    node::shared::Shared,
 };
 
 /// One instant: the probe maps and every counter.
@@ -367,20 +368,24 @@ pub fn judge(
         meta,
         symbols,
         scope,
-        (facts_start, facts_end),
+        (
+            &Shared::new(facts_start.clone()),
+            &Shared::new(facts_end.clone()),
+        ),
         extra_notes,
     )
 }
 
 /// [`judge`] with the counter steps computed already kept in `steps` (and the new ones added):
-/// the same verdict, computed once per interval.
+/// the same verdict, computed once per interval. The facts are shared with the evidence, not
+/// copied (unless narrowed to a scope).
 pub fn judge_with_steps(
     frames: &[Frame],
     steps: &Steps,
     meta: &TracerMeta,
     symbols: &dyn Symbolize,
     scope: Option<&NetnsScope>,
-    (facts_start, facts_end): (&NodeFacts, &NodeFacts),
+    (facts_start, facts_end): (&Shared<NodeFacts>, &Shared<NodeFacts>),
     extra_notes: &[String],
 ) -> Judged {
     let judging = Judging {
@@ -399,14 +404,15 @@ pub fn judge_with_steps(
     // names its drops).
     let pods = facts_start.pods.merged(&facts_end.pods);
     observed.label_pods(|inode| pods.label_of(inode));
-    // So do the `ip netns` names (the newer name of a renamed namespace wins).
-    let netns_names = facts_start
-        .netns_names
-        .iter()
-        .chain(&facts_end.netns_names)
-        .map(|(inode, name)| (*inode, name.clone()))
-        .collect::<BTreeMap<u32, String>>();
-    observed.label_netns(|inode| netns_names.get(&inode).cloned());
+    // So do the `ip netns` names (the newer name of a renamed namespace wins): looked up in
+    // both, not merged into a copy of every name.
+    observed.label_netns(|inode| {
+        facts_end
+            .netns_names
+            .get(&inode)
+            .or_else(|| facts_start.netns_names.get(&inode))
+            .cloned()
+    });
     let ticks = ticks_of(frames, &steps);
     let counters_start = frames
         .first()
@@ -418,8 +424,8 @@ pub fn judge_with_steps(
         .unwrap_or_default();
     let (facts_start, facts_end) = match scope {
         Some(s) => (
-            facts_start.clone().scoped(s.inode),
-            facts_end.clone().scoped(s.inode),
+            Shared::new(NodeFacts::clone(facts_start).scoped(s.inode)),
+            Shared::new(NodeFacts::clone(facts_end).scoped(s.inode)),
         ),
         None => (facts_start.clone(), facts_end.clone()),
     };

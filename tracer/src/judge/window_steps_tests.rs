@@ -163,7 +163,16 @@ fn judged(frames: &[Frame], steps: Option<&Steps>, scope: Option<&NetnsScope>) -
     let meta = TracerMeta::default();
     match steps {
         Some(steps) => {
-            judge_with_steps(frames, steps, &meta, &symbols, scope, (&facts, &facts), &[])
+            let shared = crate::node::shared::Shared::new(facts);
+            judge_with_steps(
+                frames,
+                steps,
+                &meta,
+                &symbols,
+                scope,
+                (&shared, &shared),
+                &[],
+            )
         }
         None => judge(frames, &meta, &symbols, scope, &facts, &facts, &[]),
     }

@@ -23,6 +23,7 @@ use crate::{
     node::evidence::{CounterSample, NodeFacts},
     node::facts::{FactsCache, FactsSource},
     node::netns::NetnsScope,
+    node::shared::Shared,
 };
 use tracer_common::DropKey;
 
@@ -179,14 +180,14 @@ fn strip_flow_maps(frames: &mut VecDeque<Frame>, stride_ms: u64, pins: &BTreeSet
 /// The facts of a window: at its start, the latest read, and what was kept to read the next
 /// ones by change.
 struct FactsState {
-    start: NodeFacts,
-    latest: NodeFacts,
+    start: Shared<NodeFacts>,
+    latest: Shared<NodeFacts>,
     cache: FactsCache,
 }
 
 impl FactsState {
     fn read(source: &FactsSource, mut cache: FactsCache) -> FactsState {
-        let start = source.collect_changed(&mut cache, &BTreeSet::new());
+        let start = Shared::new(source.collect_changed(&mut cache, &BTreeSet::new()));
         FactsState {
             latest: start.clone(),
             start,
@@ -547,7 +548,7 @@ impl Watch {
         tracer: &LiveTracer,
         window: std::time::Duration,
         scope: Option<&NetnsScope>,
-        (facts_start, facts_end): (&NodeFacts, &NodeFacts),
+        (facts_start, facts_end): (&Shared<NodeFacts>, &Shared<NodeFacts>),
         notes: &[String],
     ) -> Judged {
         let all = self.frames_judged();
@@ -617,7 +618,7 @@ impl Watch {
         let drops = std::mem::take(&mut self.netfilter_drops);
         let source = self.facts.clone();
         let state = self.settled_mut();
-        state.latest = source.collect_changed(&mut state.cache, &drops);
+        state.latest = Shared::new(source.collect_changed(&mut state.cache, &drops));
     }
 
     /// How often each source of namespace `inode` was read by this window's facts.
@@ -708,8 +709,8 @@ impl Watch {
             meta: tracer.meta(),
             scope: self.scope.clone(),
             symbols,
-            facts_start: facts.start.clone(),
-            facts_end: facts.latest.clone(),
+            facts_start: NodeFacts::clone(&facts.start),
+            facts_end: NodeFacts::clone(&facts.latest),
             frames: self
                 .frames_judged()
                 .iter()

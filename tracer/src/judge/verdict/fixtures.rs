@@ -164,8 +164,8 @@ pub fn window(observed: Report, start: CounterSample, end: CounterSample) -> Win
         observed,
         counters_start: start,
         counters_end: end,
-        facts_start: NodeFacts::default(),
-        facts_end: NodeFacts::default(),
+        facts_start: NodeFacts::default().into(),
+        facts_end: NodeFacts::default().into(),
         ticks: vec![],
         started_unix_ms: None,
     }

@@ -12,6 +12,7 @@ use crate::{
     judge::layers::Layer,
     judge::report::Report,
     node::evidence::{CounterSample, NodeFacts},
+    node::shared::Shared,
 };
 
 mod breaks;
@@ -59,8 +60,10 @@ pub struct WindowEvidence {
     pub observed: Report,
     pub counters_start: CounterSample,
     pub counters_end: CounterSample,
-    pub facts_start: NodeFacts,
-    pub facts_end: NodeFacts,
+    /// The facts at the window's ends, shared with the window that read them (a rolling
+    /// window judged every second does not copy every namespace's routes and rules each time).
+    pub facts_start: Shared<NodeFacts>,
+    pub facts_end: Shared<NodeFacts>,
     /// Per-second loss by layer (see [`tick_loss`]).
     pub ticks: Vec<Tick>,
     /// Wall-clock time of the window's start, ms since the UNIX epoch, when known: the

@@ -70,8 +70,8 @@ impl NodeInput {
             detail: Some(RecordedDetail {
                 counters_start: judged.evidence.counters_start,
                 counters_end: judged.evidence.counters_end,
-                facts_start: judged.evidence.facts_start,
-                facts_end: judged.evidence.facts_end,
+                facts_start: NodeFacts::clone(&judged.evidence.facts_start),
+                facts_end: NodeFacts::clone(&judged.evidence.facts_end),
             }),
         })
     }

@@ -60,8 +60,8 @@ fn tree_input(name: &str, start: &str, end: &str) -> NodeInput {
         },
         counters_start: counters_start.clone(),
         counters_end: counters_end.clone(),
-        facts_start: facts.clone(),
-        facts_end: facts.clone(),
+        facts_start: facts.clone().into(),
+        facts_end: facts.clone().into(),
         ticks: vec![],
         started_unix_ms: None,
     };

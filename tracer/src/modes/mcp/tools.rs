@@ -28,6 +28,7 @@ use crate::{
     judge::flows::{DestTracking, Destination, FlowTotals, ResetFlow},
     modes::server::Frames,
     node::netns::NetnsScope,
+    node::shared::Shared,
 };
 
 /// The MCP server: one per session, sharing the producer and the last report.
@@ -214,7 +215,7 @@ impl TracerMcp {
         let scope = self.scope(a.pod.as_deref()).await?;
         // The facts at both ends, read off the producer's thread: the rules whose counters
         // rose in this window are the evidence of a rule drop.
-        let facts_start = Arc::new(read_facts().await?);
+        let facts_start = Shared::new(read_facts().await?);
         let pin = self
             .frames
             .run(|s| s.watch.pin_newest())
@@ -249,7 +250,7 @@ impl TracerMcp {
         } else {
             Vec::new()
         };
-        let facts_end = Arc::new(read_facts().await?);
+        let facts_end = Shared::new(read_facts().await?);
         // Judge from the pinned frame to the newest; wait for one more frame if none came yet.
         let mut document = None;
         for _ in 0..20 {

@@ -4,13 +4,28 @@
 //! `changes::decide` names. The legacy rules' mark is asked on files and sockets kept from the
 //! namespace's first visit ([`legacy_mark::KeptMark`]), so a namespace whose rules did not move
 //! is not entered either.
+//!
+//! The cheap checks themselves are asked only where something came: each namespace's route
+//! subscription and nftables subscription ([`route_watch::NfWatch`]) are kept in one epoll set
+//! ([`Stirred`]), and a round first asks it which sockets are readable. A namespace whose two
+//! subscriptions stayed silent is not asked for its generation nor drained: its routes and
+//! ruleset are as at the last round (the kernel announces every committed change on them, and a
+//! lost announcement — a full socket buffer — makes the socket readable with an error). So 250
+//! idle namespaces cost one `epoll_wait` a round, not 250 generation requests and 250 drains; a
+//! change is seen at the next round, as before. Where the set cannot be made, or a namespace has
+//! no subscription, the checks are asked every round as before. The legacy rules' mark has no
+//! announcement and is still asked every round where the module is loaded.
 //! Strictly read-only, like the rest of `facts`.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
     fs::File,
     path::Path,
 };
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use super::{
     add_listing,
@@ -18,7 +33,7 @@ use super::{
     iptables, legacy_mark, netlink,
     nfgen::NfTables,
     nft,
-    route_watch::RouteWatch,
+    route_watch::{NfWatch, RouteWatch},
     tools, who, Firewall, NamespaceFacts, Tools,
 };
 use crate::node::{evidence::RouteFact, netns};
@@ -34,14 +49,68 @@ pub struct Reads {
     pub routes: u32,
     /// Times the namespace was entered (a round where nothing changed enters none).
     pub visits: u32,
+    /// Rounds that asked its cheap checks (the nftables generation, the route subscription's
+    /// drain) without entering it: none where its subscriptions stayed silent.
+    pub checks: u32,
 }
 
 /// The sockets kept in a namespace: they stay bound to it after the reading thread left.
 #[derive(Default)]
 struct Watchers {
     nf: Option<NfTables>,
+    /// Subscribed to the ruleset's changes (opened with `nf`).
+    nf_changes: Option<NfWatch>,
     routes: Option<RouteWatch>,
     legacy: Option<legacy_mark::KeptMark>,
+    /// `nf_changes` and `routes` are in the cache's [`Stirred`] set (both there, or no
+    /// nf_tables and `routes` there): silence on them means nothing changed.
+    watched: bool,
+}
+
+/// The subscriptions of every namespace in one epoll set, each registered with its namespace's
+/// inode: a round learns which namespaces' routes or rules may have changed from one
+/// `epoll_wait` (level-triggered: a socket stays readable until its namespace's check drains it).
+struct Stirred {
+    epoll: Epoll,
+}
+
+impl Stirred {
+    fn new() -> Option<Self> {
+        Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+            .ok()
+            .map(|epoll| Self { epoll })
+    }
+
+    /// Registers `watchers`' subscriptions under `inode`; sets `watched` when every one it
+    /// needs is in the set.
+    fn register(&self, inode: u32, watchers: &mut Watchers) {
+        if watchers.watched {
+            return;
+        }
+        let event = EpollEvent::new(EpollFlags::EPOLLIN, u64::from(inode));
+        // A socket closed with its namespace's watchers leaves the set by itself.
+        let add =
+            |fd: Option<BorrowedFd<'_>>| fd.is_some_and(|fd| self.epoll.add(fd, event).is_ok());
+        let routes = add(watchers.routes.as_ref().map(AsFd::as_fd));
+        let nf = match &watchers.nf {
+            None => true,
+            Some(_) => add(watchers.nf_changes.as_ref().map(AsFd::as_fd)),
+        };
+        watchers.watched = routes && nf;
+    }
+
+    /// The namespaces (inodes) with a readable subscription, of at most `namespaces` (two
+    /// sockets each); None when the set could not be asked (then every namespace is checked).
+    fn now(&self, namespaces: usize) -> Option<HashSet<u32>> {
+        let mut events = vec![EpollEvent::empty(); 2 * namespaces + 2];
+        let n = self.epoll.wait(&mut events, EpollTimeout::ZERO).ok()?;
+        Some(
+            events[..n]
+                .iter()
+                .filter_map(|e| u32::try_from(e.data()).ok())
+                .collect(),
+        )
+    }
 }
 
 /// One part of a namespace's facts with the sentences about what could not be read of it.
@@ -74,6 +143,9 @@ pub struct FactsCache {
     /// modules are loaded for every namespace at once, and a kept mark set opened without a
     /// names file would not see the module loaded since.
     legacy_files: Option<(bool, bool)>,
+    /// Every namespace's subscriptions (None: not made yet, or it could not be).
+    stirred: Option<Stirred>,
+    stirred_tried: bool,
 }
 
 /// A namespace to enter this round, with what is known of it.
@@ -141,13 +213,25 @@ impl FactsCache {
             }
         }
         let own = netns::inode_of(&proc_root.join("thread-self/ns/net"));
+        if !self.stirred_tried {
+            self.stirred_tried = true;
+            self.stirred = Stirred::new();
+        }
+        // Which namespaces' subscriptions spoke since the last round (asked before any check
+        // drains them: a change after this is seen at the next round).
+        let stirred = self.stirred.as_ref().and_then(|s| s.now(self.kept.len()));
         let mut jobs = Vec::new();
         for handle in handles.iter().filter(|h| only.is_none_or(|i| i == h.inode)) {
             // A drop the kernel could not place (inode 0) may be anywhere's.
             let seen_drops =
                 netfilter_drops.contains(&handle.inode) || netfilter_drops.contains(&0);
-            if let Some(job) = self.job_for(handle.inode, &handle.label, seen_drops, legacy_loaded)
-            {
+            if let Some(job) = self.job_for(
+                handle.inode,
+                &handle.label,
+                seen_drops,
+                legacy_loaded,
+                stirred.as_ref(),
+            ) {
                 let file = if Some(handle.inode) == own {
                     None
                 } else {
@@ -172,13 +256,15 @@ impl FactsCache {
         )
     }
 
-    /// The job for one namespace, or None when nothing of it needs a visit.
+    /// The job for one namespace, or None when nothing of it needs a visit. `stirred`: the
+    /// namespaces whose subscriptions spoke (None: unknown, check every one).
     fn job_for(
         &mut self,
         inode: u32,
         label: &str,
         netfilter_drops: bool,
         legacy_loaded: bool,
+        stirred: Option<&HashSet<u32>>,
     ) -> Option<Job> {
         let seen = |routes_changed| Seen {
             routes_changed,
@@ -194,16 +280,27 @@ impl FactsCache {
                 watchers: Watchers::default(),
             });
         };
-        let generation = kept
-            .watchers
-            .nf
-            .as_mut()
-            .and_then(|nf| nf.generation().ok());
-        let routes_changed = kept
-            .watchers
-            .routes
-            .as_mut()
-            .is_none_or(RouteWatch::changed);
+        // Both subscriptions silent: the ruleset and routes are as at the last round.
+        let silent = kept.watchers.watched && stirred.is_some_and(|s| !s.contains(&inode));
+        let (generation, routes_changed) = if silent {
+            (kept.marks.nft_generation, false)
+        } else {
+            kept.reads.checks += 1;
+            // Drained before the generation is asked: a change after it speaks next round.
+            if let Some(changes) = kept.watchers.nf_changes.as_mut() {
+                changes.changed();
+            }
+            (
+                kept.watchers
+                    .nf
+                    .as_mut()
+                    .and_then(|nf| nf.generation().ok()),
+                kept.watchers
+                    .routes
+                    .as_mut()
+                    .is_none_or(RouteWatch::changed),
+            )
+        };
         // The legacy mark from the kept set (no visit needed to ask); without one, a visit
         // asks where the module is loaded.
         let legacy = kept
@@ -269,6 +366,9 @@ impl FactsCache {
         kept.unreachable = None;
         kept.marks = visit.marks;
         kept.watchers = visit.watchers;
+        if let Some(stirred) = &self.stirred {
+            stirred.register(inode, &mut kept.watchers);
+        }
         kept.reads.visits += 1;
         if visit.refresh.routes {
             kept.routes = visit.routes;
@@ -313,11 +413,15 @@ fn visit(job: Job, tools: &Tools, proc_root: &Path) -> Visit {
     let mut watchers = job.watchers;
     let mut generation = job.generation;
     if job.before.is_none() {
+        let nf = tools.nft.as_ref().and_then(|_| NfTables::open().ok());
         watchers = Watchers {
+            // Subscribed before the generation is asked, so a change in between speaks.
+            nf_changes: nf.as_ref().and_then(|_| NfWatch::open().ok()),
             // Only where nf_tables is there: asking for it would load the module otherwise.
-            nf: tools.nft.as_ref().and_then(|_| NfTables::open().ok()),
+            nf,
             routes: RouteWatch::open().ok(),
             legacy: None,
+            watched: false,
         };
         generation = watchers.nf.as_mut().and_then(|nf| nf.generation().ok());
     }

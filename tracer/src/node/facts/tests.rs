@@ -437,9 +437,14 @@ fn facts_by_change_list_again_only_what_changed_or_dropped() {
         vec!["udp dport 7002 counter drop"]
     );
 
-    // Nothing changed: nothing is listed again, and the kept facts are the same.
+    // Rounds that asked a namespace's generation or drained its route subscription.
+    let checks = |cache: &FactsCache| (cache.reads(a).checks, cache.reads(b).checks);
+
+    // Nothing changed: nothing is listed again, and the kept facts are the same; neither
+    // namespace's subscriptions spoke, so neither was even asked for its generation.
     let second = source.collect_changed(&mut cache, &none);
     assert_eq!((reads(&cache, a), reads(&cache, b)), ((1, 1), (1, 1)));
+    assert_eq!(checks(&cache), (0, 0));
     assert_eq!(
         drop_rules_of(&second, a),
         vec!["udp dport 7001 counter drop"]
@@ -457,6 +462,11 @@ fn facts_by_change_list_again_only_what_changed_or_dropped() {
     );
     let third = source.collect_changed(&mut cache, &none);
     assert_eq!((reads(&cache, a), reads(&cache, b)), ((2, 1), (1, 1)));
+    assert_eq!(
+        checks(&cache),
+        (1, 0),
+        "only the changed namespace's subscription spoke"
+    );
     assert_eq!(
         drop_rules_of(&third, a),
         vec![
@@ -479,6 +489,7 @@ fn facts_by_change_list_again_only_what_changed_or_dropped() {
     );
     let fourth = source.collect_changed(&mut cache, &none);
     assert_eq!((reads(&cache, a), reads(&cache, b)), ((2, 1), (1, 2)));
+    assert_eq!(checks(&cache), (1, 1));
     assert!(
         fourth
             .routes
