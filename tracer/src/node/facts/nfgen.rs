@@ -19,14 +19,22 @@ pub(crate) struct NfTables {
     seq: u32,
 }
 
+/// A netfilter netlink socket opened and bound (an address chosen by the kernel) in the calling
+/// thread's namespace: what both the generation's socket and the subscription
+/// (`route_watch::NfWatch`) start from.
+pub(crate) fn netfilter_socket() -> Result<Socket, String> {
+    let mut socket = Socket::new(NETLINK_NETFILTER)
+        .map_err(|e| format!("opening a netfilter netlink socket: {e}"))?;
+    socket
+        .bind_auto()
+        .map_err(|e| format!("binding the netfilter netlink socket: {e}"))?;
+    Ok(socket)
+}
+
 impl NfTables {
     /// Opens the socket in the calling thread's namespace.
     pub(crate) fn open() -> Result<Self, String> {
-        let mut socket = Socket::new(NETLINK_NETFILTER)
-            .map_err(|e| format!("opening a netfilter netlink socket: {e}"))?;
-        socket
-            .bind_auto()
-            .map_err(|e| format!("binding the netfilter netlink socket: {e}"))?;
+        let socket = netfilter_socket()?;
         socket
             .connect(&SocketAddr::new(0, 0))
             .map_err(|e| format!("connecting the netfilter netlink socket: {e}"))?;

@@ -7,10 +7,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 
-use netlink_sys::{
-    protocols::{NETLINK_NETFILTER, NETLINK_ROUTE},
-    Socket, SocketAddr,
-};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 /// A subscription in the namespace it was opened in.
 pub(crate) struct RouteWatch {
@@ -82,11 +79,7 @@ pub(crate) struct NfWatch {
 impl NfWatch {
     /// Subscribes in the calling thread's namespace.
     pub(crate) fn open() -> Result<Self, String> {
-        let mut socket = Socket::new(NETLINK_NETFILTER)
-            .map_err(|e| format!("opening a netfilter netlink socket: {e}"))?;
-        socket
-            .bind_auto()
-            .map_err(|e| format!("binding the netfilter netlink socket: {e}"))?;
+        let socket = super::nfgen::netfilter_socket()?;
         socket
             .add_membership(NFNLGRP_NFTABLES)
             .map_err(|e| format!("subscribing to nftables changes: {e}"))?;
