@@ -361,12 +361,14 @@ fn sigterm_finishes_requests_and_detaches_within_two_seconds() {
     assert!(whole > 0, "clients were answered before the signal");
     assert!(broken.is_empty(), "cut or failed answers: {broken:?}");
     eprintln!("stopped {took:?} after SIGTERM with {whole} whole answers");
-    let (progs, links) = lab::bpf_loaded();
-    let still: Vec<&u64> = held.intersection(&progs).collect();
-    let still_links: Vec<&u64> = held_links.intersection(&links).collect();
+    // Detached within the two seconds: links go as the descriptors close, program ids once the
+    // kernel's deferred free has run (CI once saw all ten ids 30 ms after the exit, links gone).
+    let (still, still_links) =
+        lab::bpf_left_by(&held, &held_links, signalled + Duration::from_secs(2));
+    eprintln!("programs gone {:?} after SIGTERM", signalled.elapsed());
     assert!(
         still.is_empty() && still_links.is_empty(),
-        "programs {still:?} and links {still_links:?} outlived the server"
+        "programs {still:?} and links {still_links:?} outlived the server by 2 s"
     );
 }
 

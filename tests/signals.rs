@@ -229,16 +229,8 @@ fn every_signal_in_every_mode_leaves_nothing_attached() {
             let exit = running.wait(Duration::from_secs(5));
             let took = signalled.elapsed();
             // The kernel drops a killed process's programs when its last descriptor closes.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            let (left_progs, left_links) = loop {
-                let (loaded, linked) = lab::bpf_loaded();
-                let lp: Vec<u64> = loaded.intersection(&progs).copied().collect();
-                let ll: Vec<u64> = linked.intersection(&links).copied().collect();
-                if (lp.is_empty() && ll.is_empty()) || Instant::now() > deadline {
-                    break (lp, ll);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            };
+            let (left_progs, left_links) =
+                lab::bpf_left_by(&progs, &links, Instant::now() + Duration::from_secs(5));
             drop(running);
             let _ = std::fs::remove_file(
                 std::env::temp_dir().join(format!("tracer-sig-{tag}-{}", std::process::id())),

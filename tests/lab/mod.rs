@@ -622,6 +622,26 @@ pub fn bpf_loaded() -> (
     (ids("prog"), ids("link"))
 }
 
+/// Which of `progs` and `links` are still loaded, polled until none is or `deadline` passes.
+/// Links go as the last descriptor closes; a program's id stays visible until the kernel's
+/// deferred free after an RCU grace period (tens of ms on a loaded machine), so one look right
+/// after the process exits can see ids that are already on their way out.
+pub fn bpf_left_by(
+    progs: &std::collections::BTreeSet<u64>,
+    links: &std::collections::BTreeSet<u64>,
+    deadline: std::time::Instant,
+) -> (Vec<u64>, Vec<u64>) {
+    loop {
+        let (loaded, linked) = bpf_loaded();
+        let lp: Vec<u64> = loaded.intersection(progs).copied().collect();
+        let ll: Vec<u64> = linked.intersection(links).copied().collect();
+        if (lp.is_empty() && ll.is_empty()) || std::time::Instant::now() > deadline {
+            return (lp, ll);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
