@@ -299,10 +299,18 @@ pub struct TracerConfig {
     /// statistics, kernel ≥ 5.8): user space then derives those counters from each program's
     /// `run_cnt`, and the verifier drops the add from the programs (the configuration is frozen).
     pub count_runs: u32,
+    /// Nonzero: a program using per-CPU slots (the drop and retransmit slots) may run nested
+    /// inside another run of itself on the same CPU, so it guards each slot with its `busy`
+    /// flag. 0 where the kernel never nests a program's runs on one CPU (classic tracepoints
+    /// always, through the per-CPU `bpf_prog_active`; raw and BTF tracepoints from Linux 6.1,
+    /// through the program's own per-CPU `active` count): the verifier then drops the guard
+    /// (the configuration is frozen). Set by the loader from the running kernel's release and
+    /// the planned hooks; 1 (guarded) unless it knows better.
+    pub runs_may_nest: u32,
 }
 
 /// Words in [`TracerConfig`] (every field is a `u32`).
-pub const CONFIG_WORDS: usize = 115;
+pub const CONFIG_WORDS: usize = 116;
 
 const _: () = assert!(core::mem::size_of::<TracerConfig>() == CONFIG_WORDS * 4);
 
@@ -426,6 +434,7 @@ impl TracerConfig {
             softirq_sample_max_shift: SOFTIRQ_SAMPLE_MAX_SHIFT,
             // Counted by the programs unless the loader knows the kernel counts the runs.
             count_runs: 1,
+            runs_may_nest: 1,
         }
     }
 }
@@ -486,8 +495,9 @@ pub struct DropSlot {
     /// count not yet in the map.
     pub seq: u32,
     /// Non-zero while a run of the program uses the slot: a run that interrupted it on the
-    /// same CPU (possible where raw tracepoints have no recursion guard, before 6.10) counts
-    /// its drop in the map directly instead. User space ignores it.
+    /// same CPU (possible on raw and BTF tracepoints before Linux 6.1, which had no
+    /// per-program recursion guard) counts its drop in the map directly instead. Kept only
+    /// where [`TracerConfig::runs_may_nest`] says so. User space ignores it.
     pub busy: u32,
     pub key: DropKey,
     /// Drops of `key` not yet in the map.
@@ -585,8 +595,9 @@ pub struct RetransSlot {
     /// Odd while the kernel moves the counts or gives the slot to another flow; it changes with
     /// every move, so two reads with the same even `seq` saw the same counts still pending.
     pub seq: u32,
-    /// Non-zero while a run uses the slot: a run that interrupted it on the same CPU (raw
-    /// tracepoints before 6.10 have no recursion guard) counts in the map directly instead.
+    /// Non-zero while a run uses the slot: a run that interrupted it on the same CPU (raw and
+    /// BTF tracepoints before Linux 6.1 have no per-program recursion guard) counts in the map
+    /// directly instead. Kept only where [`TracerConfig::runs_may_nest`] says so.
     pub busy: u32,
     pub key: FlowKey,
     /// TCP state at the slot's last retransmission (0: unknown).

@@ -37,6 +37,7 @@ static DROP_SLOTS: PerCpuArray<DropSlots> = PerCpuArray::with_max_entries(1, 0);
 #[tracepoint]
 pub fn kfree_skb(ctx: TracePointContext) -> u32 {
     count_run(counter::KFREE_SKB_EVENTS);
+    let slots = DROP_SLOTS.get_ptr_mut(0);
     let (Some(skb), Some(location)) = (
         ctx_u64(&ctx, config!(kfree_skbaddr)),
         ctx_u64(&ctx, config!(kfree_location)),
@@ -52,7 +53,7 @@ pub fn kfree_skb(ctx: TracePointContext) -> u32 {
         ABSENT => 0,
         offset => ctx_u64(&ctx, offset).unwrap_or(0),
     };
-    count_drop::<false>(skb, location, u64::from(reason), rx_sk);
+    count_drop::<false>(slots, skb, location, u64::from(reason), rx_sk);
     0
 }
 
@@ -71,6 +72,10 @@ pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> u32 {
 #[inline(always)]
 fn from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
     count_run(counter::KFREE_SKB_EVENTS);
+    // The slot array first, the arguments after: the lookup is a helper call to the compiler
+    // (the verifier inlines it), and arguments read before it would be kept on the stack
+    // across it and reloaded.
+    let slots = DROP_SLOTS.get_ptr_mut(0);
     // Positions from the loader; where they are the usual (skb, location, reason, rx_sk), one
     // configuration load and constant positions (the verifier prunes the other arm).
     let in_order = || config!(kfree_args_in_order) != 0;
@@ -98,7 +103,7 @@ fn from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
         };
         arg_u64(ctx, at).unwrap_or(0)
     };
-    count_drop::<TYPED>(skb, location, reason, rx_sk);
+    count_drop::<TYPED>(slots, skb, location, reason, rx_sk);
     0
 }
 
@@ -106,11 +111,17 @@ fn from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
 /// this CPU's slot when the slot holds the same source (the skb's device), reason and
 /// location — no namespace read, except every [`DROP_SLOT_REVALIDATE`]th count; otherwise the
 /// slot's count goes into `DROPS` and the slot takes this drop's key (see [`DropSlot`] for how
-/// user space reads both). `TYPED`: `skb` is a BTF tracepoint's typed pointer.
+/// user space reads both). `TYPED`: `skb` is a BTF tracepoint's typed pointer; `slots`: this
+/// CPU's `DROP_SLOTS` value.
 #[inline(always)]
-fn count_drop<const TYPED: bool>(skb: u64, location: u64, reason: u64, rx_sk: impl Fn() -> u64) {
+fn count_drop<const TYPED: bool>(
+    slots: Option<*mut DropSlots>,
+    skb: u64,
+    location: u64,
+    reason: u64,
+    rx_sk: impl Fn() -> u64,
+) {
     let dev = skb_dev::<TYPED>(skb);
-    let slots = DROP_SLOTS.get_ptr_mut(0);
     // The source of a drop with a device: the device's address, made a plain number for the
     // verifier (it forbids hashing a typed pointer, but not subtracting another pointer from
     // it) by subtracting this CPU's slot array's address. Without a device: 0, and the
@@ -130,12 +141,17 @@ fn count_drop<const TYPED: bool>(skb: u64, location: u64, reason: u64, rx_sk: im
                 .get_mut(drop_slot_index(hashed, location, reason) & (DROP_SLOTS_PER_CPU - 1))
         })
         .map(|slot| slot as *mut DropSlot);
-    // SAFETY (every access below): this CPU's slot; a run of this program that interrupts
-    // another on the same CPU sees `busy` set and leaves the slot alone. Volatile, so the
-    // compiler keeps the order of the writes user space relies on (`seq` odd around the move).
+    // SAFETY (every access below): this CPU's slot. Where runs may nest (`guarded`), a run of
+    // this program that interrupts another on the same CPU sees `busy` set and leaves the slot
+    // alone; elsewhere the kernel never starts one, and the verifier drops the flag's reads
+    // and writes (the configuration is frozen). Volatile, so the compiler keeps the order of
+    // the writes user space relies on (`seq` odd around the move).
+    let guarded = config!(runs_may_nest) != 0;
     let (map_key, n, taken) = match slot {
-        Some(slot) if unsafe { read_volatile(addr_of!((*slot).busy)) } == 0 => unsafe {
-            write_volatile(addr_of_mut!((*slot).busy), 1);
+        Some(slot) if !guarded || unsafe { read_volatile(addr_of!((*slot).busy)) } == 0 => unsafe {
+            if guarded {
+                write_volatile(addr_of_mut!((*slot).busy), 1);
+            }
             let count = addr_of_mut!((*slot).count);
             let held_netns = addr_of!((*slot).key.netns);
             if read_volatile(addr_of!((*slot).source)) == source
@@ -150,7 +166,9 @@ fn count_drop<const TYPED: bool>(skb: u64, location: u64, reason: u64, rx_sk: im
                     || namespace_of::<TYPED>(skb, dev, &rx_sk) == read_volatile(held_netns)
                 {
                     write_volatile(count, next);
-                    write_volatile(addr_of_mut!((*slot).busy), 0);
+                    if guarded {
+                        write_volatile(addr_of_mut!((*slot).busy), 0);
+                    }
                     return;
                 }
             }
@@ -164,7 +182,8 @@ fn count_drop<const TYPED: bool>(skb: u64, location: u64, reason: u64, rx_sk: im
             write_volatile(addr_of_mut!((*slot).seq), seq.wrapping_add(1));
             (held, read_volatile(count), Some((slot, seq, key)))
         },
-        // Busy: this run interrupted another using the slot (or no slot): straight to the map.
+        // Busy (only where runs may nest): this run interrupted another using the slot (or no
+        // slot): straight to the map.
         _ => (
             DropKey {
                 reason: reason as u32,
@@ -184,7 +203,9 @@ fn count_drop<const TYPED: bool>(skb: u64, location: u64, reason: u64, rx_sk: im
             write_volatile(addr_of_mut!((*slot).source), source);
             write_volatile(addr_of_mut!((*slot).count), 1);
             write_volatile(addr_of_mut!((*slot).seq), seq.wrapping_add(2));
-            write_volatile(addr_of_mut!((*slot).busy), 0);
+            if guarded {
+                write_volatile(addr_of_mut!((*slot).busy), 0);
+            }
         }
         bump(counter::DROP_SLOT_TAKEOVERS);
     }

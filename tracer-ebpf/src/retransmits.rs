@@ -217,13 +217,18 @@ fn count_retransmit(key: &FlowKey, retransmits: u64, segments: u64, failed: u64,
                 .get_mut(retrans_slot_index(key) & (RETRANS_SLOTS_PER_CPU - 1))
         })
         .map(|slot| slot as *mut RetransSlot);
-    // SAFETY (every access below): this CPU's slot; a run that interrupts another on the same
-    // CPU sees `busy` set and leaves the slot alone. Volatile, so the compiler keeps the order
-    // of the writes user space relies on (`seq` odd around a move).
+    // SAFETY (every access below): this CPU's slot. Where runs may nest (`guarded`), a run
+    // that interrupts another on the same CPU sees `busy` set and leaves the slot alone;
+    // elsewhere the kernel never starts one and the verifier drops the flag (frozen
+    // configuration). Volatile, so the compiler keeps the order of the writes user space
+    // relies on (`seq` odd around a move).
     // (flow, retransmits, segments, failed, state) to add to the map, and the slot to finish.
+    let guarded = config!(runs_may_nest) != 0;
     let (map_key, r, s, f, st, taken) = match slot {
-        Some(slot) if unsafe { read_volatile(addr_of!((*slot).busy)) } == 0 => unsafe {
-            write_volatile(addr_of_mut!((*slot).busy), 1);
+        Some(slot) if !guarded || unsafe { read_volatile(addr_of!((*slot).busy)) } == 0 => unsafe {
+            if guarded {
+                write_volatile(addr_of_mut!((*slot).busy), 1);
+            }
             let held = read_volatile(addr_of!((*slot).key));
             let pending_r = addr_of_mut!((*slot).retransmits);
             let pending_s = addr_of_mut!((*slot).retransmitted_segments);
@@ -239,7 +244,9 @@ fn count_retransmit(key: &FlowKey, retransmits: u64, segments: u64, failed: u64,
                     if state != 0 {
                         write_volatile(addr_of_mut!((*slot).last_state), state);
                     }
-                    write_volatile(addr_of_mut!((*slot).busy), 0);
+                    if guarded {
+                        write_volatile(addr_of_mut!((*slot).busy), 0);
+                    }
                     return;
                 }
             }
@@ -265,7 +272,8 @@ fn count_retransmit(key: &FlowKey, retransmits: u64, segments: u64, failed: u64,
                 (held, r, s, f, last, Some((slot, seq, false)))
             }
         },
-        // Busy: this run interrupted another using the slot (or no slot): straight to the map.
+        // Busy (only where runs may nest): this run interrupted another using the slot (or no
+        // slot): straight to the map.
         _ => (*key, retransmits, segments, failed, state, None),
     };
     if r != 0 || f != 0 {
@@ -284,7 +292,9 @@ fn count_retransmit(key: &FlowKey, retransmits: u64, segments: u64, failed: u64,
             write_volatile(addr_of_mut!((*slot).retransmitted_segments), s);
             write_volatile(addr_of_mut!((*slot).failed_attempts), f);
             write_volatile(addr_of_mut!((*slot).seq), seq.wrapping_add(2));
-            write_volatile(addr_of_mut!((*slot).busy), 0);
+            if guarded {
+                write_volatile(addr_of_mut!((*slot).busy), 0);
+            }
         }
     }
 }

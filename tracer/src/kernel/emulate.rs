@@ -125,6 +125,9 @@ pub(crate) fn narrow(host: &mut Startup, old: &Startup, version: &str) {
         *word = *kept;
     }
 
+    // Its release: whether runs may nest there (its programs keep their slot guards).
+    host.plan.kernel_release = crate::kernel::hooks::parse_release(version);
+
     // Tracepoints the old kernel lacks are not attached.
     let old_ready: BTreeSet<&str> = old.plan.ready.iter().map(|(s, _)| s.program).collect();
     let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut host.plan.ready)
@@ -182,6 +185,8 @@ mod tests {
             (ABSENT, ABSENT, ABSENT, ABSENT)
         );
         assert_eq!(c.kfree_location, location, "offsets stay this kernel's");
+        // The recording has no release; the emulation says which it is (slot guards kept).
+        assert_eq!(host.plan.kernel_release, Some((5, 10)));
         assert!(host
             .plan
             .not_ready
@@ -198,5 +203,6 @@ mod tests {
         let mut host = recorded("6.18");
         narrow(&mut host, &recorded("6.1"), "6.1");
         assert_eq!(host.names.drop_reasons[&netfilter], "NETFILTER_DROP");
+        assert_eq!(host.plan.kernel_release, Some((6, 1)));
     }
 }

@@ -74,6 +74,36 @@ pub fn recorded_prototype(program: &str, config: &TracerConfig) -> Option<Vec<&'
 /// constant positions when [`TracerConfig::kfree_args_in_order`] says the kernel has them.
 pub const KFREE_ARGS_IN_ORDER: [u32; 4] = [0, 1, 2, 3];
 
+/// The first release whose raw and BTF tracepoints never run a program nested inside another
+/// run of itself on one CPU: 6.1's "bpf: Prevent bpf program recursion for raw tracepoint
+/// probes" (commit 05b24ff9b2cf) counts each program's runs per CPU in `__bpf_trace_run` and
+/// skips a nested one as a recursion miss. (Backported to some 5.10, 5.15 and 6.0 stable
+/// releases; those keep the guard here, which is only slower.) Classic tracepoints never nest
+/// one: `trace_call_bpf` runs no program while another runs on that CPU (`bpf_prog_active`).
+pub const NO_NESTED_RUNS_SINCE: (u32, u32) = (6, 1);
+
+/// [`TracerConfig::runs_may_nest`]: whether a program on one of `hooks` (the planned hooks of
+/// the programs that guard per-CPU slots) may run nested inside another run of itself on a
+/// kernel of `release` (None: unknown, assumed old). A planned raw/BTF hook may fall back to
+/// the classic tracepoint at attach time, never the other way, so the planned kinds bound it.
+pub fn runs_may_nest(release: Option<(u32, u32)>, hooks: &[HookKind]) -> bool {
+    let raw = hooks.iter().any(|k| *k != HookKind::Tracepoint);
+    raw && !release.is_some_and(|r| r >= NO_NESTED_RUNS_SINCE)
+}
+
+/// (major, minor) of a kernel release string (`6.18.0-1-amd64`, `5.10`); None when it does not
+/// start with two numbers.
+pub fn parse_release(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.trim().split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()?
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()?;
+    Some((major, minor))
+}
+
 /// Position of the first argument of type `ty`.
 fn position(args: &[String], ty: &str) -> Option<u32> {
     nth_position(args, ty, 0)

@@ -347,3 +347,51 @@ fn kfree_skb_reads_constant_positions_only_where_the_prototype_has_them_in_order
     );
     assert_eq!(p.config.kfree_args_in_order, 0);
 }
+
+#[test]
+fn kernel_releases_parse_to_major_and_minor() {
+    assert_eq!(parse_release("6.18.0-1-amd64\n"), Some((6, 18)));
+    assert_eq!(parse_release("5.10"), Some((5, 10)));
+    assert_eq!(parse_release("6.1.0-rc7+"), Some((6, 1)));
+    assert_eq!(parse_release("6.0"), Some((6, 0)));
+    assert_eq!(parse_release("5.15.0-161-generic"), Some((5, 15)));
+    assert_eq!(parse_release("6"), None);
+    assert_eq!(parse_release("linux"), None);
+    assert_eq!(parse_release(""), None);
+}
+
+#[test]
+fn runs_may_nest_only_on_raw_or_btf_hooks_before_6_1() {
+    use HookKind::{RawTp, TpBtf, Tracepoint};
+    // 6.1 and later: every hook kind skips a nested run (the guard goes).
+    for release in [(6, 1), (6, 18), (7, 0)] {
+        for kinds in [
+            [TpBtf, TpBtf],
+            [RawTp, Tracepoint],
+            [Tracepoint, Tracepoint],
+        ] {
+            assert!(
+                !runs_may_nest(Some(release), &kinds),
+                "{release:?} {kinds:?}"
+            );
+        }
+    }
+    // Before 6.1 (or unknown): a raw or BTF program may run nested in itself.
+    for release in [
+        Some((6, 0)),
+        Some((5, 15)),
+        Some((5, 10)),
+        Some((4, 19)),
+        None,
+    ] {
+        assert!(runs_may_nest(release, &[TpBtf, Tracepoint]), "{release:?}");
+        assert!(runs_may_nest(release, &[Tracepoint, RawTp]), "{release:?}");
+        // Classic tracepoints never nest a program in itself (bpf_prog_active).
+        assert!(
+            !runs_may_nest(release, &[Tracepoint, Tracepoint]),
+            "{release:?}"
+        );
+    }
+    // No guarded program planned at all: nothing nests.
+    assert!(!runs_may_nest(None, &[]));
+}

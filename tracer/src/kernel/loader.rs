@@ -311,6 +311,15 @@ impl Session {
         // run count where the kernel keeps one (run-time statistics held, kernel >= 5.8).
         let runs_from_kernel = run_time_stats.is_some() && !plan.programs_count_runs;
         config.count_runs = u32::from(!runs_from_kernel);
+        // Also frozen: the slot guards of the drop and retransmit programs are dropped by the
+        // verifier where the kernel never nests a program's runs on one CPU.
+        config.runs_may_nest = u32::from(crate::kernel::hooks::runs_may_nest(
+            plan.kernel_release,
+            &[
+                plan.hook_of(tracer_common::PROG_KFREE_SKB).kind,
+                plan.hook_of(tracer_common::PROG_TCP_RETRANSMIT_SKB).kind,
+            ],
+        ));
         config.ephemeral_ports = crate::kernel::probes::ephemeral_ports(
             &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default(),
         );

@@ -195,6 +195,10 @@ pub struct Plan {
     /// The programs count their own runs whatever the loader finds ([`RUN_COUNTS_VAR`]); when
     /// false the loader has them count only where the kernel does not (no run-time statistics).
     pub programs_count_runs: bool,
+    /// The running kernel's release as (major, minor), from `/proc/sys/kernel/osrelease` (or
+    /// the emulated kernel's); None when unknown. Says whether a program's runs may nest
+    /// ([`crate::kernel::hooks::runs_may_nest`]).
+    pub kernel_release: Option<(u32, u32)>,
 }
 
 fn offsets_for(
@@ -460,6 +464,7 @@ pub fn plan(
         not_ready,
         btf_trace_ids: std::collections::BTreeMap::new(),
         programs_count_runs: false,
+        kernel_release: None,
     }
 }
 

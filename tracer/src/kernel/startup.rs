@@ -26,6 +26,9 @@ pub struct KernelSources {
     /// Files whose presence says the kernel has kprobes: tracefs `kprobe_events`, or the
     /// `kprobe` PMU in `/sys/bus/event_source/devices`.
     pub kprobe_markers: Vec<PathBuf>,
+    /// The kernel's release string (`/proc/sys/kernel/osrelease`); a recorded kernel has none
+    /// (its release is then unknown, or set by the emulation).
+    pub osrelease: PathBuf,
 }
 
 impl KernelSources {
@@ -39,17 +42,19 @@ impl KernelSources {
                 tracefs_root.join("kprobe_events"),
                 PathBuf::from("/sys/bus/event_source/devices/kprobe"),
             ],
+            osrelease: PathBuf::from("/proc/sys/kernel/osrelease"),
         }
     }
 
     /// A recorded kernel: `dir/tracing` (tracefs), `dir/btf/vmlinux`, `dir/kallsyms`, and
-    /// `dir/tracing/kprobe_events` when that kernel has kprobes.
+    /// `dir/tracing/kprobe_events` when that kernel has kprobes, `dir/osrelease` when recorded.
     pub fn recorded(dir: &Path) -> KernelSources {
         KernelSources {
             tracefs: dir.join("tracing"),
             btf: dir.join("btf").join("vmlinux"),
             kallsyms: dir.join("kallsyms"),
             kprobe_markers: vec![dir.join("tracing").join("kprobe_events")],
+            osrelease: dir.join("osrelease"),
         }
     }
 
@@ -141,6 +146,9 @@ pub fn prepare_deferred(sources: &KernelSources) -> (Startup, PendingSymbols) {
         None => Ok(None),
     };
     let mut plan = probes::plan(lookup, netns);
+    plan.kernel_release = std::fs::read_to_string(&sources.osrelease)
+        .ok()
+        .and_then(|r| crate::kernel::hooks::parse_release(&r));
     choose_hooks(&mut plan, btf.as_ref(), &mut notes);
     softirq_sampling(&mut plan, &mut notes);
     run_counts(&mut plan, &mut notes);
