@@ -27,6 +27,8 @@ fn as_5_10(plan: &mut Plan) {
     c.synack_family = ABSENT;
     // tcp_probe has no socket address before 6.10.
     c.probe_skaddr = ABSENT;
+    // 5.10's raw and BTF tracepoints may run a program nested in itself: the slot guards stay.
+    plan.kernel_release = Some((5, 10));
     // The raw/BTF programs read 5.10's prototype: (skb, location), (sk, skb).
     let btf = KernelBtf::load().expect("this kernel's BTF");
     rechoose_hooks(plan, Some(&btf));
