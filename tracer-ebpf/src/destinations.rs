@@ -26,10 +26,7 @@ use tracer_common::{
 };
 
 use crate::shared::{
-    args::{
-        arg_u64, kernel_read, sock_local_addr, sock_ports, sock_protocol_is, sock_remote,
-        sock_remote_addr, sock_state, sock_u32,
-    },
+    args::{arg_u64, kernel_read, sock_ports, sock_protocol_is, sock_remote, sock_state, sock_u32},
     atomic_add32, atomic_add64, bump, config, count_run,
     flow::End,
     netns::{sock_netns, sock_netns_of, DEV_CACHE_REVALIDATE},
@@ -182,7 +179,7 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     };
     let local = ctx_sockaddr(&ctx, config!(probe_saddr_sa));
     let sk = ctx_u64(&ctx, config!(probe_skaddr)).unwrap_or(0);
-    rtt_sample::<false>(srtt, remote, local, sk);
+    rtt_sample(srtt, remote, local, sk);
     0
 }
 
@@ -199,6 +196,12 @@ pub fn tcp_probe_btf(ctx: BtfTracePointContext) -> u32 {
 /// The raw/BTF hooks: the same values read from the socket (`tcp_sock.srtt_us >> 3`, as the
 /// classic record has it; the ends from `sock_common`). `TYPED`: the BTF hook, whose socket
 /// fields are plain loads.
+///
+/// This CPU's pending slots are looked up before the socket's ends are read, and the key is
+/// built as its three words ([`dest_words`]) straight from those reads: on the BTF hook the
+/// path from there to a slot hit has no call (the per-CPU lookup is one, to the compiler, though
+/// the verifier inlines it), so the key's words, the bucket and the slot stay in registers
+/// instead of being spilled to the stack around the lookup.
 #[inline(always)]
 fn probe_from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
     count_run(counter::TCP_PROBE_EVENTS);
@@ -215,29 +218,73 @@ fn probe_from_args<const TYPED: bool>(ctx: *mut core::ffi::c_void) -> u32 {
         bump(counter::RTT_UNMEASURED);
         return 0;
     }
+    // The bucket, and the BTF hook's namespace (two plain loads), before the slots: the
+    // namespace counter's bump, a call to the compiler, then lies before the slots' lookup,
+    // where nothing is live but the socket, the RTT, its bucket and the namespace; after it
+    // the key's reads and the bucket's arithmetic do not compete for registers.
+    let bucket = computed_here(lat_bucket32(srtt));
+    let typed_netns = if TYPED {
+        counted_netns(sock_netns_of::<true>(sk))
+    } else {
+        0
+    };
+    // Index 0 of a per-CPU array is always there: no sample is lost to this `else`.
+    let Some(slots) = pending_slots() else {
+        return 0;
+    };
     let Some((family, sport, dport)) = sock_ports::<TYPED>(sk) else {
         bump(counter::READ_ERRORS);
         return 0;
     };
     // The end that keys the destination (see `rtt_sample`) from the ports alone: only its
-    // address is read.
-    let local = if keyed_by_local_end(sport, dport, config!(ephemeral_ports)) {
-        sock_local_addr::<TYPED>(sk, family)
+    // address is read, straight into the key's last two words.
+    let local = keyed_by_local_end(sport, dport, config!(ephemeral_ports));
+    let Some(addr) = sock_addr_words::<TYPED>(sk, family, local) else {
+        bump(counter::READ_ERRORS);
+        return 0;
+    };
+    let port = if local { sport } else { dport };
+    let netns = if TYPED {
+        typed_netns
     } else {
-        None
+        counted_netns(if sk == 0 {
+            None
+        } else {
+            sock_netns_cached(sk, sport ^ dport)
+        })
     };
-    let (port, addr) = match local {
-        Some(saddr) => (sport, saddr),
-        None => {
-            let Some(daddr) = sock_remote_addr::<TYPED>(sk, family) else {
-                bump(counter::READ_ERRORS);
-                return 0;
-            };
-            (dport, daddr)
-        }
-    };
-    rtt_sample_dest::<TYPED>(srtt, family, port, addr, sport ^ dport, sk);
+    let words = [port_word(netns, family, port), addr[0], addr[1]];
+    rtt_sample_words(slots, srtt, bucket, words);
     0
+}
+
+/// The address of a socket's local (`local`) or remote end as the last two words of its key
+/// ([`dest_words`]); an IPv4 address is the first, the second is 0.
+#[inline(always)]
+fn sock_addr_words<const TYPED: bool>(sk: u64, family: u16, local: bool) -> Option<[u64; 2]> {
+    if family == FAMILY_INET {
+        let offset = if local {
+            config!(sk_rcv_saddr)
+        } else {
+            config!(sk_daddr)
+        };
+        return Some([u64::from(sock_u32::<TYPED>(sk, offset)?), 0]);
+    }
+    let offset = if local {
+        config!(sk_v6_rcv_saddr)
+    } else {
+        config!(sk_v6_daddr)
+    };
+    if !TYPED {
+        return Some(addr_words(kernel_read::<[u32; 4], false>(sk, offset)?));
+    }
+    // Four loads, each pair made a word at once (fewer live registers): a 16-byte volatile
+    // read may become a `memcpy` call.
+    let word = |at: u32| -> Option<u64> {
+        let low = sock_u32::<true>(sk, at)?;
+        Some(u64::from(low) | u64::from(sock_u32::<true>(sk, at.wrapping_add(4))?) << 32)
+    };
+    Some([word(offset)?, word(offset.wrapping_add(8))?])
 }
 
 /// `tcp_sock.srtt_us` of a socket. Typed: `bpf_skc_to_tcp_sock` (tracing programs only) makes
@@ -252,12 +299,34 @@ fn srtt_us<const TYPED: bool>(sk: u64) -> Option<u32> {
     sock_u32::<true>(tcp_sock, config!(tp_srtt_us))
 }
 
+/// `v`, computed in full at this point: a one-instruction `asm!` (a move of a register to
+/// itself, which the JIT drops) that the optimiser may neither look through nor move, so that
+/// the arithmetic behind `v` is not split around the call that follows (which would keep its
+/// pieces on the stack).
+#[inline(always)]
+fn computed_here(mut v: u32) -> u32 {
+    // SAFETY: a register move, no memory.
+    unsafe {
+        core::arch::asm!("{v} = {v}", v = inout(reg) v, options(nomem, nostack, preserves_flags));
+    }
+    v
+}
+
+/// A namespace read (0, counted as unknown, when unread).
+#[inline(always)]
+fn counted_netns(netns: Option<u32>) -> u32 {
+    netns.unwrap_or_else(|| {
+        bump(counter::NETNS_UNKNOWN);
+        0
+    })
+}
+
 /// One RTT sample into the destination's histogram, from both ends (the classic hook's
 /// record). `remote`/`local`: (family, port, address) of each end. The server's side of a
 /// client's connection counts under its own (listening) end, not under each client's
 /// ephemeral port.
 #[inline(always)]
-fn rtt_sample<const TYPED: bool>(
+fn rtt_sample(
     srtt: u32,
     remote: (u16, u16, [u32; 4]),
     local: Option<(u16, u16, [u32; 4])>,
@@ -271,46 +340,42 @@ fn rtt_sample<const TYPED: bool>(
         }
         _ => (dport, daddr),
     };
-    rtt_sample_dest::<TYPED>(srtt, family, dport, daddr, ports, sk);
-}
-
-/// One RTT sample of the destination (`family`, `dport`, `daddr`) of socket `sk`. The hot
-/// path: the socket's namespace and, when the destination and bucket hold a slot of this CPU's
-/// `RTT_PENDING`, two plain adds there (count and sum); otherwise the samples of the slot it
-/// takes go into `DESTS` (one hash lookup, two atomic adds) and the slot starts over with this
-/// one; so does a slot that reaches `RTT_PENDING_FLUSH` samples. `ports`: local ^ remote port
-/// (the namespace cache's slot). `TYPED`: the socket's namespace is two plain loads, cheaper
-/// than the per-CPU cache that saves helper reads.
-#[inline(always)]
-fn rtt_sample_dest<const TYPED: bool>(
-    srtt: u32,
-    family: u16,
-    dport: u16,
-    daddr: [u32; 4],
-    ports: u16,
-    sk: u64,
-) {
-    let netns = if TYPED {
-        sock_netns_of::<true>(sk)
-    } else if sk == 0 {
+    let netns = if sk == 0 {
         None
     } else {
         sock_netns_cached(sk, ports)
-    }
-    .unwrap_or_else(|| {
-        bump(counter::NETNS_UNKNOWN);
-        0
-    });
-    let key = DestKey {
-        netns,
-        family,
-        dport,
-        daddr,
     };
-    let bucket = lat_bucket32(srtt);
-    let srtt = u64::from(srtt);
+    let words = dest_words(counted_netns(netns), family, dport, daddr);
     // Index 0 of a per-CPU array is always there: no sample is lost to this `else`.
-    let Some((slot, holds)) = pending_slot(&key, bucket) else {
+    let Some(slots) = pending_slots() else {
+        return;
+    };
+    rtt_sample_words(slots, srtt, lat_bucket32(srtt), words);
+}
+
+/// This CPU's pending slots.
+#[inline(always)]
+fn pending_slots() -> Option<&'static mut [RttPending; RTT_PENDING_SLOTS]> {
+    let slots = RTT_PENDING.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slots; only this program writes them, and a run is never nested in
+    // another run of it on the same CPU (the kernel skips nested runs as recursion misses).
+    Some(unsafe { &mut (*slots).slots })
+}
+
+/// One RTT sample of the destination whose key is `words` ([`dest_words`]), into this CPU's
+/// pending `slots`. The hot path: when the destination and bucket hold a slot, two plain adds
+/// there (count and sum); otherwise the samples of the slot it takes go into `DESTS` (one hash
+/// lookup, two atomic adds) and the slot starts over with this one; so does a slot that
+/// reaches `RTT_PENDING_FLUSH` samples.
+#[inline(always)]
+fn rtt_sample_words(
+    slots: &'static mut [RttPending; RTT_PENDING_SLOTS],
+    srtt: u32,
+    bucket: u32,
+    words: [u64; 3],
+) {
+    let srtt = u64::from(srtt);
+    let Some((slot, holds)) = pending_slot(slots, &words, bucket) else {
         return;
     };
     if holds {
@@ -322,76 +387,95 @@ fn rtt_sample_dest<const TYPED: bool>(
     }
     // The slot's samples go into the map (one call site: each one costs verification time):
     // all of them once it is full, or another destination's or bucket's as this one takes it.
+    // They are taken out first (the key onto the stack) and the slot starts over before the
+    // map's calls, so that only the slot and these three live across them: the hot path's
+    // values then need no stack slot.
     slot.seq = slot.seq.wrapping_add(1);
-    if slot.count != 0 {
-        add_rtt(&slot.key, slot.bucket, slot.count, slot.sum_us);
-    }
+    // SAFETY: three words are the 24 bytes of a `DestKey` (see `dest_words`).
+    let moved: DestKey = unsafe { core::mem::transmute(held_words(slot)) };
+    let (moved_bucket, moved_count, moved_sum) = (slot.bucket, slot.count, slot.sum_us);
     if holds {
         slot.count = 0;
         slot.sum_us = 0;
     } else {
-        slot.key = key;
+        set_held_words(slot, words);
         slot.bucket = bucket;
         slot.count = 1;
         slot.sum_us = srtt;
     }
+    if moved_count != 0 {
+        add_rtt(&moved, moved_bucket, moved_count, moved_sum);
+    }
     slot.seq = slot.seq.wrapping_add(1);
 }
 
-/// This CPU's pending slot for a destination and bucket, and whether it holds them: the one of
-/// its set (two slots, chosen by a multiplicative hash of its fields: the two ends of a veth or
-/// loopback connection differ only by namespace) that holds them, else the one of the two with
-/// fewer samples pending, to be taken over.
+/// The pending slot of a destination (`words`) and bucket, and whether it holds them: the one
+/// of its set (two slots, chosen by a multiplicative hash of the key's words and the bucket:
+/// the two ends of a veth or loopback connection differ only by namespace) that holds them,
+/// else the one of the two with fewer samples pending, to be taken over.
 #[inline(always)]
-fn pending_slot(key: &DestKey, bucket: u32) -> Option<(&'static mut RttPending, bool)> {
-    let mixed = key.netns
-        ^ key.daddr[0]
-        ^ key.daddr[3]
-        ^ (u32::from(key.dport) << 16)
-        ^ (u32::from(key.family) << 8)
-        ^ bucket;
-    let set = (mixed.wrapping_mul(0x9E37_79B1) >> (32 - RTT_PENDING_SLOTS.trailing_zeros()))
-        as usize
-        & !1;
-    let slots = RTT_PENDING.get_ptr_mut(0)?;
-    // SAFETY: this CPU's slots; only this program writes them, and a run is never nested in
-    // another run of it on the same CPU (the kernel skips nested runs as recursion misses).
-    let slots = unsafe { &mut (*slots).slots };
-    let first = slots.get(set)?;
-    let second = slots.get(set + 1)?;
-    let words = dest_words(key);
+fn pending_slot(
+    slots: &'static mut [RttPending; RTT_PENDING_SLOTS],
+    words: &[u64; 3],
+    bucket: u32,
+) -> Option<(&'static mut RttPending, bool)> {
+    const SETS: u32 = (RTT_PENDING_SLOTS / 2) as u32;
+    let mixed = words[0] ^ words[1] ^ words[2] ^ u64::from(bucket);
+    // The top bits of the product depend on every bit of `mixed`.
+    let set = (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SETS.trailing_zeros())) as usize;
     let holds = |s: &RttPending| {
         let held = held_words(s);
         // Element by element: an array `==` may become a `bcmp` call, which BPF does not have.
         s.bucket == bucket && held[0] == words[0] && held[1] == words[1] && held[2] == words[2]
     };
-    let (way, held) = if holds(first) {
+    // SAFETY: the same slots, seen as sets of two (one pointer for both ways of a set).
+    let sets =
+        unsafe { &mut *core::ptr::from_mut(slots).cast::<[[RttPending; 2]; SETS as usize]>() };
+    let pair = sets.get_mut(set)?;
+    let (way, held) = if holds(&pair[0]) {
         (0, true)
-    } else if holds(second) {
+    } else if holds(&pair[1]) {
         (1, true)
-    } else if second.count < first.count {
+    } else if pair[1].count < pair[0].count {
         (1, false)
     } else {
         (0, false)
     };
-    Some((slots.get_mut(set + way)?, held))
+    Some((pair.get_mut(way)?, held))
 }
 
 /// A destination as the three 64-bit words of its 24 bytes (little-endian, as `DestKey` lies in
-/// memory), so a slot's key is three compares instead of seven (no `memcmp` on the BPF target).
+/// memory: namespace, family and port, then the address), so a slot's key is three compares
+/// instead of seven (no `memcmp` on the BPF target), built from the reads without a `DestKey`.
 #[inline(always)]
-fn dest_words(key: &DestKey) -> [u64; 3] {
+fn dest_words(netns: u32, family: u16, port: u16, addr: [u32; 4]) -> [u64; 3] {
+    let [w1, w2] = addr_words(addr);
+    [port_word(netns, family, port), w1, w2]
+}
+
+/// The first word of a destination's key: namespace, family, port.
+#[inline(always)]
+fn port_word(netns: u32, family: u16, port: u16) -> u64 {
+    u64::from(netns) | u64::from(family) << 32 | u64::from(port) << 48
+}
+
+/// The last two words of a destination's key: its address.
+#[inline(always)]
+fn addr_words(addr: [u32; 4]) -> [u64; 2] {
     [
-        u64::from(key.netns) | u64::from(key.family) << 32 | u64::from(key.dport) << 48,
-        u64::from(key.daddr[0]) | u64::from(key.daddr[1]) << 32,
-        u64::from(key.daddr[2]) | u64::from(key.daddr[3]) << 32,
+        u64::from(addr[0]) | u64::from(addr[1]) << 32,
+        u64::from(addr[2]) | u64::from(addr[3]) << 32,
     ]
 }
 
-// What `dest_words` and `held_words` rely on: little-endian words, the key 8-aligned in a slot.
+// What `dest_words`, `held_words` and `set_held_words` rely on: little-endian words, the key
+// (netns, family, dport, daddr, in this order) 8-aligned in a slot.
 const _: () = assert!(cfg!(target_endian = "little"));
 const _: () = assert!(core::mem::offset_of!(RttPending, key) == 8);
 const _: () = assert!(core::mem::size_of::<RttPending>().is_multiple_of(8));
+const _: () = assert!(core::mem::offset_of!(DestKey, family) == 4);
+const _: () = assert!(core::mem::offset_of!(DestKey, dport) == 6);
+const _: () = assert!(core::mem::offset_of!(DestKey, daddr) == 8);
 
 /// The key a pending slot holds, as [`dest_words`] (three loads: the key lies 8-aligned in the
 /// slot).
@@ -400,6 +484,19 @@ fn held_words(slot: &RttPending) -> [u64; 3] {
     let words = core::ptr::addr_of!(slot.key).cast::<u64>();
     // SAFETY: `key` is 24 bytes at offset 8 of the 48-byte slot, in an 8-aligned map value.
     unsafe { [*words, *words.add(1), *words.add(2)] }
+}
+
+/// Gives a pending slot the key `words` ([`dest_words`]): three stores, the `DestKey` fields
+/// as they lie in memory.
+#[inline(always)]
+fn set_held_words(slot: &mut RttPending, words: [u64; 3]) {
+    let key = core::ptr::addr_of_mut!(slot.key).cast::<u64>();
+    // SAFETY: as in `held_words`.
+    unsafe {
+        *key = words[0];
+        *key.add(1) = words[1];
+        *key.add(2) = words[2];
+    }
 }
 
 /// Adds `count` samples of one bucket, summing to `sum_us`, to the destination's entry
